@@ -1,0 +1,30 @@
+# SHT CCTV tasks. `python3 -m pip install -e '.[dev]'` first; it also installs `just`.
+
+default:
+    @just --list
+
+# store + 3 nodes x 2 simulated cameras + the fleet view
+demo *ARGS:
+    python3 -m sht demo {{ARGS}}
+
+# the whole test suite (what CI runs)
+test *ARGS:
+    python3 -m pytest {{ARGS}}
+
+# run the benchmark; prints a table and writes docs/benchmarks.md
+bench *ARGS:
+    python3 -m bench.run {{ARGS}}
+
+lint:
+    python3 -m ruff check .
+    python3 -m mypy shared node store console sht
+
+# one node with two simulated cameras, recording to a local store
+node *ARGS:
+    python3 -m sht node --id node0 --camera cam0=synthetic --camera cam1=synthetic --store ws://127.0.0.1:8100 {{ARGS}}
+
+store *ARGS:
+    python3 -m sht store {{ARGS}}
+
+console *ARGS:
+    python3 -m sht console {{ARGS}}

@@ -1,0 +1,1 @@
+"""The camera node: captures, encodes once, serves live, records segments and ships them."""

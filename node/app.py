@@ -1,0 +1,102 @@
+"""Wires a node together: cameras, recorders, uploader, server; starts and stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from node.master import CameraMaster
+from node.recorder import Recorder
+from node.server import NodeServer
+from node.spool import Spool
+from node.uploader import Uploader
+from shared.config import NodeConfig
+from shared.health import ProcessMonitor
+
+log = logging.getLogger(__name__)
+SHUTDOWN_UPLOAD_S = 15.0
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.started = time.monotonic()
+        self.master = CameraMaster(config.cameras)
+        self.spool = Spool(config.spool_path)
+        self.uploader = Uploader(config.store_url, self.spool) if config.store_url else None
+        self.recorders: list[Recorder] = []
+        self.server = NodeServer(self.master, self.health)
+        self.monitor = ProcessMonitor()
+        self.port: int | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    def _spooled(self, item) -> None:  # type: ignore[no-untyped-def]
+        if self.uploader is not None:
+            self.uploader.add(item)
+
+    async def start(self) -> None:
+        backlog = await asyncio.to_thread(self.spool.scan)
+        if backlog:
+            log.info("spool holds %d segments from an earlier run; uploading them first", len(backlog))
+        if self.uploader is not None:
+            for item in backlog:
+                self.uploader.add(item)
+            self._tasks.append(asyncio.create_task(self.uploader.run(), name="uploader"))
+        self.master.start()
+        for camera in self.master.cameras.values():
+            recorder = Recorder(self.config.id, camera, self.config.segment_seconds,
+                                self.spool, self._spooled)
+            self.recorders.append(recorder)
+        self._recording = [asyncio.create_task(r.run(), name=f"recorder-{r.camera.id}")
+                           for r in self.recorders]
+        self.port = await self.server.start(self.config.host, self.config.port)
+        log.info("node %s serving on port %d with cameras %s", self.config.id, self.port,
+                 ", ".join(self.master.cameras))
+
+    async def stop(self) -> None:
+        """Clean stop: finish the segment in progress, spool it, try to upload what is left."""
+        await self.master.stop()
+        await asyncio.gather(*self._recording)
+        if self.uploader is not None:
+            done = await self.uploader.drain(SHUTDOWN_UPLOAD_S)
+            if not done:
+                log.warning("stopping with %d segments still in the spool; they upload on the "
+                            "next start", len(self.uploader.pending))
+        await self.server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def health(self) -> dict:
+        if self.uploader is not None:
+            spool = self.uploader.backlog()  # in memory: /health never walks the disk
+        else:
+            segments, size = self.spool.usage()
+            spool = {"segments": segments, "bytes": size, "oldest_start_us": None}
+        return {
+            "node": self.config.id,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            **self.monitor.reading(),
+            "cameras": {cid: cam.health() for cid, cam in self.master.cameras.items()},
+            "spool": spool,
+            "store": {
+                "url": self.config.store_url,
+                "link": self.uploader.link if self.uploader else "not configured",
+                "last_error": self.uploader.last_error if self.uploader else None,
+                "uploaded": self.uploader.uploaded if self.uploader else 0,
+            },
+        }
+
+
+async def run_node(config: NodeConfig) -> None:
+    node = Node(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    await stop.wait()
+    log.info("node %s stopping: finishing segments in progress", config.id)
+    await node.stop()

@@ -1,0 +1,78 @@
+"""The capture thread: paces a source at its frame rate, encodes, hands units to the loop.
+
+Capture and encode never wait for a consumer: units go to the event loop with
+``call_soon_threadsafe`` and the loop fans them out. If rendering plus encoding
+falls behind real time, whole frame slots are skipped and counted as dropped,
+so capture times stay true.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from node.encode import EncodedUnit, H264Encoder
+from node.sources.base import CameraSource
+from shared.clock import now_us
+
+log = logging.getLogger(__name__)
+
+
+class CaptureThread(threading.Thread):
+    def __init__(
+        self,
+        camera_id: str,
+        source: CameraSource,
+        encoder: H264Encoder,
+        on_unit: Callable[[EncodedUnit], None],
+        on_drop: Callable[[int], None],
+        on_end: Callable[[BaseException | None], None],
+    ) -> None:
+        super().__init__(name=f"capture-{camera_id}", daemon=True)
+        self.camera_id = camera_id
+        self.source, self.encoder = source, encoder
+        self._on_unit, self._on_drop, self._on_end = on_unit, on_drop, on_end
+        self._stop_event = threading.Event()
+        self.encode_seconds = 0.0
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        error: BaseException | None = None
+        try:
+            self._loop()
+            for unit in self.encoder.flush():
+                self._on_unit(unit)
+        except BaseException as exc:  # reported to the loop, which logs and marks the camera down
+            error = exc
+        finally:
+            self.source.close()
+            self._on_end(error)
+
+    def _loop(self) -> None:
+        interval = 1.0 / self.source.fps
+        started = time.monotonic()
+        index = 0
+        while not self._stop_event.is_set():
+            due = started + index * interval
+            delay = due - time.monotonic()
+            if delay > 0:
+                if self._stop_event.wait(delay):
+                    break
+            elif -delay >= interval:
+                # More than a whole frame late: skip the slots we missed.
+                missed = int(-delay / interval)
+                index += missed
+                self._on_drop(missed)
+                continue
+            frame = self.source.read(index)
+            capture = now_us()
+            t0 = time.perf_counter()
+            units = self.encoder.encode(frame, capture)
+            self.encode_seconds += time.perf_counter() - t0
+            for unit in units:
+                self._on_unit(unit)
+            index += 1

@@ -1,0 +1,150 @@
+"""CameraMaster: the one owner of every camera on a node.
+
+Each camera gets a capture thread (source → encoder, encoded once) and a
+``FanOut`` on the event loop. Live viewers, the recorder and later the motion
+detector are all just subscribers; none of them can slow capture down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from node.capture import CaptureThread
+from node.encode import EncodedUnit, H264Encoder
+from node.fanout import AccessUnit, FanOut, Subscription
+from node.sources import open_source
+from shared.config import CameraConfig
+
+log = logging.getLogger(__name__)
+RATE_WINDOW_S = 5.0
+
+
+@dataclass
+class CameraStats:
+    frames_encoded: int = 0
+    frames_dropped: int = 0
+    bytes_encoded: int = 0
+    keyframes: int = 0
+    last_capture_us: int = 0
+    # (monotonic time, bytes) of recent units, for fps and bitrate over a short window
+    recent: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def record(self, size: int, keyframe: bool, capture_us: int) -> None:
+        now = time.monotonic()
+        self.frames_encoded += 1
+        self.bytes_encoded += size
+        self.keyframes += keyframe
+        self.last_capture_us = capture_us
+        self.recent.append((now, size))
+        while self.recent and self.recent[0][0] < now - RATE_WINDOW_S:
+            self.recent.popleft()
+
+    def rates(self) -> tuple[float, float]:
+        """(frames per second, bits per second) over the last few seconds."""
+        if len(self.recent) < 2:
+            return 0.0, 0.0
+        span = self.recent[-1][0] - self.recent[0][0]
+        if span <= 0:
+            return 0.0, 0.0
+        frames = len(self.recent) - 1
+        bits = 8 * sum(size for _, size in list(self.recent)[1:])
+        return frames / span, bits / span
+
+
+class Camera:
+    def __init__(self, config: CameraConfig) -> None:
+        self.config = config
+        self.id = config.id
+        self.fanout = FanOut()
+        self.stats = CameraStats()
+        self.encoder_name = H264Encoder.name
+        self.state = "starting"
+        self.error: str | None = None
+        self._thread: CaptureThread | None = None
+        self._ended = asyncio.Event()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        source = open_source(self.config)
+        encoder = H264Encoder(
+            self.config.width, self.config.height, self.config.fps, self.config.keyframe_interval_s
+        )
+        self.encoder_name = encoder.name
+
+        def on_unit(unit: EncodedUnit) -> None:
+            loop.call_soon_threadsafe(self._publish, unit)
+
+        def on_drop(count: int) -> None:
+            loop.call_soon_threadsafe(self._dropped, count)
+
+        def on_end(error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(self._finish, error)
+
+        self._thread = CaptureThread(self.id, source, encoder, on_unit, on_drop, on_end)
+        self._thread.start()
+        self.state = "up"
+
+    def _publish(self, unit: EncodedUnit) -> None:
+        self.stats.record(len(unit.data), unit.keyframe, unit.capture_us)
+        self.fanout.publish(AccessUnit.build(unit.capture_us, unit.keyframe, unit.data))
+
+    def _dropped(self, count: int) -> None:
+        self.stats.frames_dropped += count
+
+    def _finish(self, error: BaseException | None) -> None:
+        if error is not None:
+            self.error = f"{type(error).__name__}: {error}"
+            log.error("camera %s stopped: %s", self.id, self.error)
+        self.state = "down" if error else "stopped"
+        self.fanout.end()
+        self._ended.set()
+
+    def subscribe(self, name: str, capacity: int) -> Subscription:
+        return self.fanout.subscribe(name, capacity)
+
+    async def stop(self) -> None:
+        """Stop capture; the encoder is flushed and every subscriber sees the end."""
+        if self._thread is None:
+            self._finish(None)
+            return
+        self._thread.stop()
+        await self._ended.wait()
+
+    @property
+    def encode_seconds(self) -> float:
+        return self._thread.encode_seconds if self._thread else 0.0
+
+    def health(self) -> dict:
+        fps, bitrate = self.stats.rates()
+        return {
+            "state": self.state,
+            "error": self.error,
+            "source": self.config.source,
+            "width": self.config.width,
+            "height": self.config.height,
+            "configured_fps": self.config.fps,
+            "fps": round(fps, 2),
+            "bitrate_bps": round(bitrate),
+            "frames_encoded": self.stats.frames_encoded,
+            "frames_dropped": self.stats.frames_dropped,
+            "encoder": self.encoder_name,
+            "encode_seconds": round(self.encode_seconds, 3),
+            "subscribers": len(self.fanout.subscriptions),
+            "last_capture_us": self.stats.last_capture_us,
+        }
+
+
+class CameraMaster:
+    def __init__(self, cameras: tuple[CameraConfig, ...]) -> None:
+        self.cameras: dict[str, Camera] = {c.id: Camera(c) for c in cameras}
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for camera in self.cameras.values():
+            camera.start(loop)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(c.stop() for c in self.cameras.values()))

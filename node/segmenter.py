@@ -1,0 +1,117 @@
+"""Cutting a camera's stream into segments at keyframes, and muxing them to MP4.
+
+``Segmenter`` is pure bookkeeping (no I/O): push access units in, get finished
+segments out. A segment always starts on a keyframe and is cut at the first
+keyframe at or past its target length, so each plays on its own.
+``mux_mp4`` runs on a worker thread; it remuxes, never re-encodes.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+
+from node.fanout import AccessUnit
+from shared.protocol.ingest import SegmentHeader, sha256_hex
+
+MICROSECONDS = Fraction(1, 1_000_000)
+MP4_TIME_BASE = Fraction(1, 90_000)
+
+
+@dataclass
+class PendingSegment:
+    camera: str
+    units: list[AccessUnit] = field(default_factory=list)
+
+    @property
+    def start_us(self) -> int:
+        return self.units[0].capture_us
+
+
+@dataclass(frozen=True)
+class FinishedSegment:
+    camera: str
+    units: tuple[AccessUnit, ...]
+    frame_interval_us: int
+
+    @property
+    def start_us(self) -> int:
+        return self.units[0].capture_us
+
+    @property
+    def end_us(self) -> int:
+        """Just past the last frame: its capture time plus one frame interval."""
+        return self.units[-1].capture_us + self.frame_interval_us
+
+
+class Segmenter:
+    def __init__(self, camera: str, segment_seconds: float, fps: float) -> None:
+        self.camera = camera
+        self.target_us = int(segment_seconds * 1_000_000)
+        self.frame_interval_us = int(round(1_000_000 / fps))
+        self._current: PendingSegment | None = None
+
+    def push(self, unit: AccessUnit) -> FinishedSegment | None:
+        """Add one unit; return the segment it closed, if any."""
+        finished = None
+        current = self._current
+        if current is None:
+            if not unit.keyframe:
+                return None  # a segment must start on a keyframe
+            self._current = PendingSegment(self.camera, [unit])
+            return None
+        if unit.keyframe and unit.capture_us - current.start_us >= self.target_us - self.frame_interval_us // 2:
+            finished = self._close()
+            self._current = PendingSegment(self.camera, [unit])
+        else:
+            current.units.append(unit)
+        return finished
+
+    def flush(self) -> FinishedSegment | None:
+        return self._close() if self._current else None
+
+    def _close(self) -> FinishedSegment | None:
+        current, self._current = self._current, None
+        if current is None or not current.units:
+            return None
+        return FinishedSegment(self.camera, tuple(current.units), self.frame_interval_us)
+
+
+def mux_mp4(segment: FinishedSegment, width: int, height: int, fps: float) -> bytes:
+    """Remux a segment's Annex-B units into a standalone MP4 (CPU and memory only, no files)."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_mux_stream(
+            "h264", rate=Fraction(fps).limit_denominator(1001), width=width, height=height
+        )
+        stream.time_base = MP4_TIME_BASE
+        for unit in segment.units:
+            packet = av.Packet(unit.data)
+            packet.stream = stream
+            packet.time_base = MICROSECONDS
+            packet.pts = packet.dts = unit.capture_us - segment.start_us
+            packet.duration = segment.frame_interval_us
+            packet.is_keyframe = unit.keyframe
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def build_segment(
+    node: str, segment: FinishedSegment, width: int, height: int, fps: float
+) -> tuple[SegmentHeader, bytes]:
+    data = mux_mp4(segment, width, height, fps)
+    header = SegmentHeader(
+        node=node,
+        camera=segment.camera,
+        start_us=segment.start_us,
+        end_us=segment.end_us,
+        frames=len(segment.units),
+        bytes=len(data),
+        sha256=sha256_hex(data),
+        width=width,
+        height=height,
+    )
+    return header, data

@@ -1,0 +1,85 @@
+"""The node's network face: ``/live/{camera}`` over WebSocket and ``GET /health``.
+
+A thin adapter: framing lives in ``shared.protocol.live``; the bytes sent to each
+viewer are the very objects the fan-out built once per access unit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from http import HTTPStatus
+
+import websockets
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from node.master import CameraMaster
+from shared.httpjson import error_response, json_response
+from shared.protocol.live import LiveInit, LiveStatus
+
+log = logging.getLogger(__name__)
+LIVE_PREFIX = "/live/"
+VIEWER_BACKLOG_S = 2.0  # how far a viewer may fall behind before it skips to a keyframe
+
+
+class NodeServer:
+    def __init__(self, master: CameraMaster, health: Callable[[], dict]) -> None:
+        self.master = master
+        self.health = health
+        self.server: Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self.server = await serve(
+            self._handle, host, port, process_request=self._route,
+            max_size=64 * 1024,  # viewers send us nothing of size
+            compression=None,  # H.264 does not compress further; don't burn CPU trying
+        )
+        return self.server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    def _route(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/health":
+            return json_response(connection, HTTPStatus.OK, self.health())
+        if path.startswith(LIVE_PREFIX):
+            camera = path[len(LIVE_PREFIX):]
+            if camera not in self.master.cameras:
+                known = ", ".join(sorted(self.master.cameras)) or "none"
+                return error_response(
+                    connection, HTTPStatus.NOT_FOUND,
+                    f"no camera {camera!r} on this node (cameras here: {known})",
+                )
+            return None
+        return error_response(
+            connection, HTTPStatus.NOT_FOUND,
+            f"no endpoint {path!r}; try /health or /live/CAMERA",
+        )
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        path = connection.request.path.split("?", 1)[0] if connection.request else ""
+        camera = self.master.cameras[path[len(LIVE_PREFIX):]]
+        cfg = camera.config
+        sub = camera.subscribe(f"viewer {connection.remote_address}",
+                               capacity=int(cfg.fps * VIEWER_BACKLOG_S) + 1)
+        try:
+            await connection.send(
+                LiveInit(camera.id, "h264", cfg.width, cfg.height, cfg.fps).serialize()
+            )
+            while True:
+                unit = await sub.get()
+                if unit is None:
+                    await connection.send(
+                        LiveStatus(camera.id, camera.state, camera.error or "camera stopped").serialize()
+                    )
+                    await connection.close(1001, "camera stopped")
+                    return
+                await connection.send(unit.message)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            camera.fanout.unsubscribe(sub)

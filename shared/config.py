@@ -1,0 +1,263 @@
+"""JSON configuration with errors that name the file and the field.
+
+``FieldReader`` walks a parsed JSON object and raises ``ConfigError`` with the
+dotted path of the bad field (``cameras[1].fps``) and where it came from, so an
+operator can fix the file without reading our code. Scenarios and node configs
+both use it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shared.ids import InvalidId, check_id
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names file and field."""
+
+    def __init__(self, message: str, *, source: str, field_path: str | None = None) -> None:
+        self.source = source
+        self.field_path = field_path
+        where = f"{source}: field '{field_path}'" if field_path else source
+        super().__init__(f"{where}: {message}")
+
+
+def load_json_file(path: str | Path) -> Any:
+    """Read and parse a JSON file, turning every failure into a ``ConfigError``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read file ({exc.strerror or exc})", source=str(path)) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", source=str(path)
+        ) from exc
+
+
+class FieldReader:
+    """Typed access to one JSON object, remembering where it sits in its document."""
+
+    def __init__(self, data: object, source: str, path: str = "") -> None:
+        self.source = source
+        self.path = path
+        if not isinstance(data, Mapping):
+            self._fail("must be a JSON object", path or None)
+        self.data: Mapping[str, Any] = data  # type: ignore[assignment]
+
+    def _field(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def _fail(self, message: str, field_path: str | None) -> None:
+        raise ConfigError(message, source=self.source, field_path=field_path)
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(message, source=self.source, field_path=self._field(key))
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def number(
+        self,
+        key: str,
+        default: float = _MISSING,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        integer: bool = False,
+    ) -> Any:
+        if key not in self.data:
+            if default is _MISSING:
+                raise self.error(key, "is required")
+            return default
+        value = self.data[key]
+        kinds: tuple[type, ...] = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise self.error(key, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise self.error(key, f"must be at least {minimum}, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise self.error(key, f"must be at most {maximum}, got {value!r}")
+        return value
+
+    def integer(self, key: str, default: int = _MISSING, **bounds: Any) -> int:
+        return int(self.number(key, default, integer=True, **bounds))
+
+    def string(self, key: str, default: str = _MISSING) -> str:
+        if key not in self.data:
+            if default is _MISSING:
+                raise self.error(key, "is required")
+            return default
+        value = self.data[key]
+        if not isinstance(value, str) or not value:
+            raise self.error(key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def ident(self, key: str, default: str = _MISSING) -> str:
+        value = self.string(key, default)
+        try:
+            return check_id(value, "id")
+        except InvalidId as exc:
+            raise self.error(key, str(exc)) from exc
+
+    def pair(self, key: str, default: tuple[float, float] = _MISSING, **bounds: Any) -> tuple:
+        """A two-element JSON array of numbers, e.g. a position or a size."""
+        return tuple(self.numbers(key, 2, default, **bounds))
+
+    def numbers(
+        self,
+        key: str,
+        count: int,
+        default: tuple[float, ...] = _MISSING,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> list[float]:
+        if key not in self.data:
+            if default is _MISSING:
+                raise self.error(key, "is required")
+            return list(default)
+        value = self.data[key]
+        if not isinstance(value, list) or len(value) != count:
+            raise self.error(key, f"must be an array of {count} numbers, got {value!r}")
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                raise self.error(key, f"must contain only numbers, got {item!r}")
+            if (minimum is not None and item < minimum) or (maximum is not None and item > maximum):
+                raise self.error(key, f"values must lie in [{minimum}, {maximum}], got {item!r}")
+        return [float(v) for v in value]
+
+    def child(self, key: str, default: Mapping[str, Any] | None = _MISSING) -> FieldReader:
+        if key not in self.data:
+            if default is _MISSING:
+                raise self.error(key, "is required")
+            return FieldReader(default or {}, self.source, self._field(key))
+        return FieldReader(self.data[key], self.source, self._field(key))
+
+    def children(self, key: str, default: list[Any] | None = _MISSING) -> list[FieldReader]:
+        if key not in self.data:
+            if default is _MISSING:
+                raise self.error(key, "is required")
+            return []
+        value = self.data[key]
+        if not isinstance(value, list):
+            raise self.error(key, f"must be an array, got {value!r}")
+        return [FieldReader(v, self.source, f"{self._field(key)}[{i}]") for i, v in enumerate(value)]
+
+    def reject_unknown(self, allowed: set[str]) -> None:
+        unknown = sorted(set(self.data) - allowed)
+        if unknown:
+            raise self.error(
+                unknown[0], f"is not a known setting (known: {', '.join(sorted(allowed))})"
+            )
+
+
+def parse_size(text: str, what: str = "size") -> tuple[int, int]:
+    """Parse ``1280x720`` into (width, height); both even, as YUV 4:2:0 needs."""
+    try:
+        w_text, h_text = text.lower().split("x")
+        width, height = int(w_text), int(h_text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not WIDTHxHEIGHT, e.g. 1280x720") from None
+    if not (16 <= width <= 7680 and 16 <= height <= 4320) or width % 2 or height % 2:
+        raise ValueError(f"{what} {text!r} must be even numbers between 16x16 and 7680x4320")
+    return width, height
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    id: str
+    source: str = "synthetic"
+    width: int = 1280
+    height: int = 720
+    fps: int = 15
+    keyframe_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    id: str
+    store_url: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 8000
+    cameras: tuple[CameraConfig, ...] = field(default_factory=tuple)
+    segment_seconds: float = 10.0
+    spool_dir: str | None = None
+
+    @property
+    def spool_path(self) -> Path:
+        return Path(self.spool_dir) if self.spool_dir else Path("sht-spool") / self.id
+
+
+NODE_KEYS = {"id", "store", "host", "port", "cameras", "segment_seconds", "spool"}
+CAMERA_KEYS = {"id", "source", "width", "height", "fps", "keyframe_interval_s"}
+
+
+def camera_from_reader(r: FieldReader) -> CameraConfig:
+    r.reject_unknown(CAMERA_KEYS)
+    width = r.integer("width", 1280, minimum=16, maximum=7680)
+    height = r.integer("height", 720, minimum=16, maximum=4320)
+    if width % 2 or height % 2:
+        raise r.error("width" if width % 2 else "height", "must be even (YUV 4:2:0)")
+    return CameraConfig(
+        id=r.ident("id"),
+        source=r.string("source", "synthetic"),
+        width=width,
+        height=height,
+        fps=r.integer("fps", 15, minimum=1, maximum=120),
+        keyframe_interval_s=float(r.number("keyframe_interval_s", 1.0, minimum=0.1, maximum=60)),
+    )
+
+
+def node_config_from_json(data: object, source: str) -> NodeConfig:
+    r = FieldReader(data, source)
+    r.reject_unknown(NODE_KEYS)
+    cameras = tuple(camera_from_reader(c) for c in r.children("cameras", []))
+    seen: set[str] = set()
+    for i, cam in enumerate(cameras):
+        if cam.id in seen:
+            raise ConfigError(f"camera id {cam.id!r} is used twice", source=source,
+                              field_path=f"cameras[{i}].id")
+        seen.add(cam.id)
+    store = r.string("store", "") if r.has("store") else None
+    return NodeConfig(
+        id=r.ident("id"),
+        store_url=store or None,
+        host=r.string("host", "0.0.0.0"),
+        port=r.integer("port", 8000, minimum=0, maximum=65535),
+        cameras=cameras,
+        segment_seconds=float(r.number("segment_seconds", 10.0, minimum=1, maximum=600)),
+        spool_dir=r.string("spool", "") if r.has("spool") else None,
+    )
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    return node_config_from_json(load_json_file(path), str(path))
+
+
+def parse_camera_flag(text: str) -> tuple[str, str]:
+    """Parse ``--camera ID=SOURCE`` into (id, source)."""
+    camera_id, sep, source = text.partition("=")
+    if not sep or not source:
+        raise ValueError(f"--camera {text!r} must look like ID=SOURCE, e.g. cam0=synthetic")
+    return check_id(camera_id, "camera id"), source
+
+
+def with_overrides(base: NodeConfig, **changes: Any) -> NodeConfig:
+    """Apply command-line overrides (None means 'not given') on top of a config."""
+    from dataclasses import replace
+
+    given = {k: v for k, v in changes.items() if v is not None}
+    return replace(base, **given)
+
+

@@ -1,0 +1,251 @@
+"""Segment ingest, node → store, as a sans-I/O state machine.
+
+A node sends each finished segment as one binary WebSocket message:
+
+    b"SHTS" | uint32 big-endian header length | header (UTF-8 JSON) | MP4 bytes
+
+The store answers with a text message: ``{"type": "ack", ...}`` once the file
+is durable and indexed, or ``{"type": "error", ...}`` naming what was wrong and
+whether a retry can help. Neither side does any I/O here: ``receive`` takes a
+whole message and returns typed events; ``data_to_send`` hands out what to write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from shared.ids import InvalidId, check_id
+from shared.protocol.errors import ProtocolError
+
+MAGIC = b"SHTS"
+PREFIX = struct.Struct(">4sI")
+MAX_HEADER_BYTES = 16 * 1024
+MAX_SEGMENT_BYTES = 256 * 1024 * 1024
+CODECS = ("h264",)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentHeader:
+    """What the store needs to index a segment without opening it."""
+
+    node: str
+    camera: str
+    start_us: int  # capture time of the first frame
+    end_us: int  # capture time just past the last frame (last frame + one frame interval)
+    frames: int
+    bytes: int
+    sha256: str
+    codec: str = "h264"
+    width: int = 0
+    height: int = 0
+
+    @property
+    def segment_id(self) -> str:
+        """Stable across resends: a camera never starts two segments at the same microsecond."""
+        return f"{self.camera}-{self.start_us}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "segment", **asdict(self)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> SegmentHeader:
+        fields: dict[str, Any] = {}
+        for name, kind in (("node", str), ("camera", str), ("sha256", str), ("codec", str),
+                           ("start_us", int), ("end_us", int), ("frames", int),
+                           ("bytes", int), ("width", int), ("height", int)):
+            if name not in obj:
+                if name in ("codec", "width", "height"):
+                    continue
+                raise ProtocolError("missing-field", f"segment header lacks field {name!r}")
+            value = obj[name]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ProtocolError(
+                    "bad-field", f"segment header field {name!r} must be {kind.__name__}, got {value!r}"
+                )
+            fields[name] = value
+        header = cls(**fields)
+        header.validate()
+        return header
+
+    def validate(self) -> None:
+        try:
+            check_id(self.node, "node id")
+            check_id(self.camera, "camera id")
+        except InvalidId as exc:
+            raise ProtocolError("bad-field", str(exc)) from None
+        if self.codec not in CODECS:
+            raise ProtocolError("bad-field", f"codec {self.codec!r} is not one of {CODECS}")
+        if not 0 <= self.start_us < self.end_us <= 2**63 - 1:
+            raise ProtocolError(
+                "bad-field", f"segment times must satisfy 0 <= start_us < end_us, got "
+                f"{self.start_us}..{self.end_us}"
+            )
+        if not 0 < self.frames <= 10_000_000:
+            raise ProtocolError("bad-field", f"frames must be positive, got {self.frames}")
+        if not 0 < self.bytes <= MAX_SEGMENT_BYTES:
+            raise ProtocolError(
+                "bad-field", f"bytes must be in 1..{MAX_SEGMENT_BYTES}, got {self.bytes}"
+            )
+        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
+            raise ProtocolError("bad-field", "sha256 must be 64 lowercase hex digits")
+        if not (0 <= self.width <= 16384 and 0 <= self.height <= 16384):
+            raise ProtocolError("bad-field", "width and height must be in 0..16384")
+
+
+def encode_segment(header: SegmentHeader, payload: bytes) -> bytes:
+    head = json.dumps(header.to_json(), separators=(",", ":")).encode()
+    return PREFIX.pack(MAGIC, len(head)) + head + payload
+
+
+def decode_segment(message: bytes) -> tuple[SegmentHeader, memoryview]:
+    if len(message) < PREFIX.size:
+        raise ProtocolError("short-message", f"segment message has only {len(message)} bytes")
+    magic, head_len = PREFIX.unpack_from(message)
+    if magic != MAGIC:
+        raise ProtocolError("bad-magic", f"segment message must start with {MAGIC!r}, got {magic!r}")
+    if head_len > MAX_HEADER_BYTES or PREFIX.size + head_len > len(message):
+        raise ProtocolError("bad-header", f"header length {head_len} does not fit the message")
+    head = bytes(message[PREFIX.size : PREFIX.size + head_len])
+    obj = parse_json_object(head)
+    if obj.get("type") != "segment":
+        raise ProtocolError("unknown-type", f"binary message type {obj.get('type')!r} is not 'segment'")
+    header = SegmentHeader.from_json(obj)
+    payload = memoryview(message)[PREFIX.size + head_len :]
+    if len(payload) != header.bytes:
+        raise ProtocolError(
+            "size-mismatch", f"header says {header.bytes} bytes, message carries {len(payload)}"
+        )
+    return header, payload
+
+
+def parse_json_object(data: str | bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("bad-json", f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError("bad-json", "message must be a JSON object")
+    return value
+
+
+def sha256_hex(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---- replies -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The store holds the segment durably and has indexed it."""
+
+    segment_id: str
+    duplicate: bool = False
+
+    def serialize(self) -> str:
+        return json.dumps({"type": "ack", "segment_id": self.segment_id, "duplicate": self.duplicate})
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The store did not take a segment. ``retry`` says whether sending it again can help."""
+
+    code: str
+    message: str
+    segment_id: str | None = None
+    retry: bool = False
+
+    def serialize(self) -> str:
+        return json.dumps({"type": "error", "code": self.code, "message": self.message,
+                           "segment_id": self.segment_id, "retry": self.retry})
+
+
+def parse_reply(text: str | bytes) -> Ack | Refusal:
+    obj = parse_json_object(text)
+    kind = obj.get("type")
+    if kind == "ack":
+        sid, dup = obj.get("segment_id"), obj.get("duplicate", False)
+        if not isinstance(sid, str) or not isinstance(dup, bool):
+            raise ProtocolError("bad-field", f"ack needs string segment_id and bool duplicate: {obj}")
+        return Ack(sid, dup)
+    if kind == "error":
+        code, msg, sid, retry = (obj.get("code"), obj.get("message"),
+                                 obj.get("segment_id"), obj.get("retry", False))
+        if not (isinstance(code, str) and isinstance(msg, str) and isinstance(retry, bool)
+                and (sid is None or isinstance(sid, str))):
+            raise ProtocolError("bad-field", f"error reply has fields of the wrong type: {obj}")
+        return Refusal(code, msg, sid, retry)
+    raise ProtocolError("unknown-type", f"unknown reply type {kind!r}")
+
+
+# ---- sessions ------------------------------------------------------------------------
+
+
+class IngestSender:
+    """Node side: queues segments, matches replies to what is in flight."""
+
+    def __init__(self) -> None:
+        self._outgoing: list[bytes] = []
+        self.in_flight: dict[str, SegmentHeader] = {}
+
+    def send_segment(self, header: SegmentHeader, payload: bytes) -> None:
+        header.validate()
+        if len(payload) != header.bytes:
+            raise ValueError(f"payload has {len(payload)} bytes, header says {header.bytes}")
+        self.in_flight[header.segment_id] = header
+        self._outgoing.append(encode_segment(header, payload))
+
+    def receive(self, message: str | bytes) -> Ack | Refusal:
+        if isinstance(message, bytes):
+            raise ProtocolError("unexpected-binary", "the store sent a binary message")
+        reply = parse_reply(message)
+        if reply.segment_id is not None:
+            if reply.segment_id not in self.in_flight:
+                raise ProtocolError(
+                    "unknown-segment", f"reply for {reply.segment_id!r}, which is not in flight"
+                )
+            del self.in_flight[reply.segment_id]
+        return reply
+
+    def data_to_send(self) -> list[bytes]:
+        out, self._outgoing = self._outgoing, []
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentReceived:
+    header: SegmentHeader
+    payload: memoryview
+
+
+class IngestReceiver:
+    """Store side: whole messages in, ``SegmentReceived`` or a ``Refusal`` to send back."""
+
+    def __init__(self) -> None:
+        self._outgoing: list[str] = []
+
+    def receive(self, message: str | bytes) -> SegmentReceived | None:
+        """Return the segment, or ``None`` after queueing a refusal for a bad message."""
+        if isinstance(message, str):
+            self.refuse(Refusal("unexpected-text", "send segments as binary messages"))
+            return None
+        try:
+            header, payload = decode_segment(message)
+        except ProtocolError as exc:
+            self.refuse(Refusal(exc.code, exc.message))
+            return None
+        return SegmentReceived(header, payload)
+
+    def acknowledge(self, segment_id: str, duplicate: bool = False) -> None:
+        self._outgoing.append(Ack(segment_id, duplicate).serialize())
+
+    def refuse(self, refusal: Refusal) -> None:
+        self._outgoing.append(refusal.serialize())
+
+    def data_to_send(self) -> list[str]:
+        out, self._outgoing = self._outgoing, []
+        return out

@@ -1,0 +1,1 @@
+"""The ``sht`` command: one entry point for node, store, console and demo."""

@@ -1,0 +1,3 @@
+from sht.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""``sht``: subcommands dispatch lazily, so ``sht node`` on a Pi never imports Textual
+and ``sht console`` never loads the encoder."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fail(message: str) -> int:
+    print(f"sht: error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from shared.config import (
+        CameraConfig, ConfigError, NodeConfig, load_node_config, parse_camera_flag, parse_size,
+        with_overrides,
+    )
+    from shared.ids import InvalidId, check_id
+
+    try:
+        base = load_node_config(args.config) if args.config else NodeConfig(id=check_id(args.id or "node0", "node id"))
+        width = height = None
+        if args.size:
+            width, height = parse_size(args.size, "--size")
+        cameras = {c.id: c for c in base.cameras}
+        for flag in args.camera or []:
+            cam_id, source = parse_camera_flag(flag)
+            cameras[cam_id] = CameraConfig(id=cam_id, source=source)
+        from dataclasses import replace
+
+        cams = tuple(
+            replace(c, **{k: v for k, v in (("width", width), ("height", height), ("fps", args.fps))
+                          if v is not None})
+            for c in cameras.values()
+        )
+        config = with_overrides(
+            base, id=check_id(args.id, "node id") if args.id else None, port=args.port,
+            host=args.host, store_url=args.store, segment_seconds=args.segment_seconds,
+            spool_dir=args.spool, cameras=cams,
+        )
+    except (ConfigError, InvalidId, ValueError) as exc:
+        return _fail(str(exc))
+    if not config.cameras:
+        return _fail("no cameras: give --camera ID=SOURCE (e.g. --camera cam0=synthetic) or a --config file")
+    if not 1 <= config.segment_seconds <= 600:
+        return _fail(f"--segment-seconds must be between 1 and 600, got {config.segment_seconds}")
+    _setup_logging(args.log_level)
+    from node.app import run_node
+    from node.sources import SourceError
+
+    try:
+        asyncio.run(run_node(config))
+    except (SourceError, ConfigError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"node {config.id}: {exc}")
+    return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    from store.app import run_store
+
+    try:
+        asyncio.run(run_store(Path(args.root), args.host, args.port))
+    except OSError as exc:
+        return _fail(f"store: {exc}")
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from console.fleet_view import run_fleet_view
+
+    return run_fleet_view(args.store, args.node or [])
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sht.demo import DemoOptions, run_demo
+
+    opts = DemoOptions(
+        base_port=args.base_port, root=Path(args.root), headless=args.headless,
+        duration=args.duration, segment_seconds=args.segment_seconds, size=args.size,
+        fps=args.fps, summary_json=Path(args.summary_json) if args.summary_json else None,
+    )
+    return run_demo(opts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sht", description="SHT CCTV: camera nodes, a store, a console.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    node = sub.add_parser("node", help="run a camera node")
+    node.add_argument("--id", help="node id, e.g. node0")
+    node.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    node.add_argument("--port", type=int, help="port for /live and /health (default 8000)")
+    node.add_argument("--store", help="store URL, e.g. ws://nas:8100")
+    node.add_argument("--camera", action="append", metavar="ID=SOURCE",
+                      help="a camera: SOURCE is 'synthetic' or 'synthetic:scenario.json'; repeat for more")
+    node.add_argument("--segment-seconds", type=float, help="segment length, 1..600 (default 10)")
+    node.add_argument("--spool", help="local spool directory (default ./sht-spool/ID)")
+    node.add_argument("--size", help="frame size for every camera, e.g. 1280x720")
+    node.add_argument("--fps", type=int, help="frame rate for every camera")
+    node.add_argument("--config", help="JSON config file; flags override it")
+    node.add_argument("--log-level", default="info")
+    node.set_defaults(func=cmd_node)
+
+    store = sub.add_parser("store", help="run the store (NAS)")
+    store.add_argument("--root", default="./sht-data", help="data directory (default ./sht-data)")
+    store.add_argument("--host", default="0.0.0.0")
+    store.add_argument("--port", type=int, default=8100)
+    store.add_argument("--log-level", default="info")
+    store.set_defaults(func=cmd_store)
+
+    console = sub.add_parser("console", help="watch the fleet from a terminal")
+    console.add_argument("--store", default="http://127.0.0.1:8100", help="store URL")
+    console.add_argument("--node", action="append", metavar="URL", help="a node URL; repeat for more")
+    console.set_defaults(func=cmd_console)
+
+    demo = sub.add_parser("demo", help="store + 3 nodes x 2 simulated cameras on this machine")
+    demo.add_argument("--base-port", type=int, default=8000, help="nodes on P..P+2, store on P+100")
+    demo.add_argument("--root", default="./sht-demo", help="store root and node spools")
+    demo.add_argument("--headless", action="store_true", help="no UI: run, print a summary, exit")
+    demo.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    demo.add_argument("--segment-seconds", type=float, default=10.0)
+    demo.add_argument("--size", default="1280x720")
+    demo.add_argument("--fps", type=int, default=15)
+    demo.add_argument("--summary-json", help="also write the headless summary as JSON here")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)

@@ -1,0 +1,259 @@
+"""``sht demo``: a store and three nodes with two simulated cameras each, on this machine.
+
+Every child is started with a parent-death signal and stopped in order on the
+way out (nodes first, so they finish and upload their last segments, then the
+store), whatever ends the demo: the duration, Ctrl-C, SIGTERM or an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.httpjson import fetch_json
+from sht.latency import LatencyProbe
+
+NODES = 3
+CAMERAS_PER_NODE = 2
+READY_TIMEOUT_S = 30.0
+NODE_STOP_TIMEOUT_S = 40.0
+
+
+@dataclass
+class DemoOptions:
+    base_port: int = 8000
+    root: Path = Path("./sht-demo")
+    headless: bool = False
+    duration: float | None = None
+    segment_seconds: float = 10.0
+    size: str = "1280x720"
+    fps: int = 15
+    summary_json: Path | None = None
+
+    @property
+    def store_port(self) -> int:
+        return self.base_port + 100
+
+    def node_port(self, i: int) -> int:
+        return self.base_port + i
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the demo itself dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Fleet:
+    """The demo's child processes."""
+
+    def __init__(self, opts: DemoOptions) -> None:
+        self.opts = opts
+        self.store: subprocess.Popen | None = None
+        self.nodes: list[subprocess.Popen] = []
+        self.logs = opts.root / "logs"
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / f"{name}.log", "ab")
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", "sht", *args], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        finally:
+            log.close()
+
+    def start(self) -> None:
+        o = self.opts
+        self.store = self._spawn("store", ["store", "--root", str(o.root / "store"), "--host",
+                                           "127.0.0.1", "--port", str(o.store_port)])
+        for i in range(NODES):
+            cams = []
+            for c in range(CAMERAS_PER_NODE):
+                cams += ["--camera", f"cam{i * CAMERAS_PER_NODE + c}=synthetic"]
+            self.nodes.append(self._spawn(f"node{i}", [
+                "node", "--id", f"node{i}", "--host", "127.0.0.1", "--port", str(o.node_port(i)),
+                "--store", f"ws://127.0.0.1:{o.store_port}", "--spool", str(o.root / "spool" / f"node{i}"),
+                "--segment-seconds", str(o.segment_seconds), "--size", o.size, "--fps", str(o.fps),
+                *cams,
+            ]))
+
+    def node_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{self.opts.node_port(i)}" for i in range(NODES)]
+
+    @property
+    def store_url(self) -> str:
+        return f"http://127.0.0.1:{self.opts.store_port}"
+
+    def camera_ports(self) -> dict[str, int]:
+        return {f"cam{i * CAMERAS_PER_NODE + c}": self.opts.node_port(i)
+                for i in range(NODES) for c in range(CAMERAS_PER_NODE)}
+
+    def dead_child(self) -> str | None:
+        for name, proc in [("store", self.store), *((f"node{i}", p) for i, p in enumerate(self.nodes))]:
+            if proc is not None and proc.poll() is not None:
+                return f"{name} exited with code {proc.returncode}; see {self.logs / (name + '.log')}"
+        return None
+
+    async def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for url in [self.store_url, *self.node_urls()]:
+            while True:
+                if (dead := self.dead_child()) is not None:
+                    raise RuntimeError(dead)
+                try:
+                    await asyncio.to_thread(fetch_json, url + "/health", 1.0)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{url} did not answer within {READY_TIMEOUT_S:.0f} s") from None
+                    await asyncio.sleep(0.2)
+
+    def stop(self) -> None:
+        """Nodes first (they finish and upload their last segment), then the store."""
+        _terminate(self.nodes, NODE_STOP_TIMEOUT_S)
+        if self.store is not None:
+            _terminate([self.store], 10.0)
+
+
+def _terminate(procs: list[subprocess.Popen], timeout: float) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+async def _fetch_all(urls: list[str]) -> list[dict | None]:
+    async def one(url: str) -> dict | None:
+        try:
+            return await asyncio.to_thread(fetch_json, url + "/health", 2.0)
+        except (OSError, ValueError):
+            return None
+
+    return list(await asyncio.gather(*(one(u) for u in urls)))
+
+
+async def _run(opts: DemoOptions, fleet: Fleet) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from console.fleet_view import fleet_table
+
+    console = Console(stderr=opts.headless)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    console.print(f"starting store on :{opts.store_port} and nodes on :{opts.base_port}-"
+                  f"{opts.base_port + NODES - 1} (logs in {fleet.logs})")
+    fleet.start()
+    await fleet.wait_ready()
+    probe = LatencyProbe(fleet.camera_ports())
+    probe.start()
+    deadline = loop.time() + opts.duration if opts.duration else None
+    last_nodes: list[dict | None] = []
+    try:
+        if opts.headless:
+            while not stop.is_set() and (deadline is None or loop.time() < deadline):
+                if (dead := fleet.dead_child()) is not None:
+                    raise RuntimeError(dead)
+                last_nodes = await _fetch_all(fleet.node_urls())
+                await _wait(stop, 1.0)
+        else:
+            with Live(console=console, refresh_per_second=2) as live:
+                while not stop.is_set() and (deadline is None or loop.time() < deadline):
+                    last_nodes = await _fetch_all(fleet.node_urls())
+                    store = (await _fetch_all([fleet.store_url]))[0]
+                    live.update(fleet_table(last_nodes, store, probe.summary()))
+                    await _wait(stop, 1.0)
+    finally:
+        await probe.stop()
+    console.print("stopping: nodes finish and upload their last segments…")
+    last_nodes = await _fetch_all(fleet.node_urls()) or last_nodes
+    await asyncio.to_thread(fleet.stop)
+    # The store is stopped too by now; its index is a plain SQLite file we can read.
+    summary = await asyncio.to_thread(_summarise, opts, last_nodes, probe.summary())
+    _print_summary(console, summary)
+    if opts.summary_json:
+        opts.summary_json.write_text(json.dumps(summary, indent=1))
+    return 0 if summary["all_cameras_recorded"] else 1
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
+def _summarise(opts: DemoOptions, nodes: list[dict | None], latency: dict) -> dict:
+    import sqlite3
+
+    db = opts.root / "store" / "index.sqlite3"
+    stored: dict[str, tuple[int, int, int]] = {}
+    if db.exists():
+        with sqlite3.connect(db) as conn:
+            for cam, n, frames, size in conn.execute(
+                "SELECT camera, COUNT(*), SUM(frames), SUM(size_bytes) FROM segments GROUP BY camera"
+            ):
+                stored[cam] = (n, frames, size)
+    dropped: dict[str, int] = {}
+    for node in nodes:
+        for cam, h in (node or {}).get("cameras", {}).items():
+            dropped[cam] = h.get("frames_dropped", 0)
+    cameras = {}
+    for cam in sorted(Fleet(opts).camera_ports()):
+        n, frames, size = stored.get(cam, (0, 0, 0))
+        cameras[cam] = {"segments": n, "frames": frames, "bytes": size,
+                        "frames_dropped": dropped.get(cam), **latency.get(cam, {})}
+    return {"cameras": cameras, "all_cameras_recorded": all(c["segments"] > 0 for c in cameras.values())}
+
+
+def _print_summary(console, summary: dict) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    table = Table(title="demo summary")
+    for col in ("camera", "segments", "frames", "MB", "dropped", "latency p50 ms", "p99 ms", "live frames"):
+        table.add_column(col, justify="right")
+    for cam, c in summary["cameras"].items():
+        table.add_row(cam, str(c["segments"]), str(c["frames"]), f"{c['bytes'] / 1e6:.1f}",
+                      str(c["frames_dropped"]), _ms(c.get("p50_ms")), _ms(c.get("p99_ms")),
+                      str(c.get("live_frames", 0)))
+    console.print(table)
+    if not summary["all_cameras_recorded"]:
+        console.print("[red]some cameras recorded nothing[/red]")
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def run_demo(opts: DemoOptions) -> int:
+    fleet = Fleet(opts)
+    try:
+        return asyncio.run(_run(opts, fleet))
+    except RuntimeError as exc:
+        print(f"sht demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        fleet.stop()

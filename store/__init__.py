@@ -1,0 +1,1 @@
+"""The store (the NAS): takes segments, keeps them durably, indexes them in SQLite."""

@@ -1,0 +1,49 @@
+"""Starts and stops the store: index, crash cleanup, server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from shared.fsutil import remove_temporaries
+from store.db import Index
+from store.ingest import Ingestor
+from store.server import StoreServer
+
+log = logging.getLogger(__name__)
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.index: Index | None = None
+        self.server: StoreServer | None = None
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        for leftover in await asyncio.to_thread(remove_temporaries, self.root / "segments"):
+            log.warning("removed a half-written file left by a crash: %s", leftover)
+        self.index = await Index.open(self.root / "index.sqlite3")
+        self.server = StoreServer(Ingestor(self.root, self.index), self.index)
+        self.port = await self.server.start(host, port)
+        log.info("store serving on port %d, root %s", self.port, self.root)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+        if self.index is not None:
+            await self.index.close()
+
+
+async def run_store(root: Path, host: str, port: int) -> None:
+    store = Store(root)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await store.start(host, port)
+    await stop.wait()
+    await store.stop()

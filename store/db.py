@@ -1,0 +1,90 @@
+"""The store's SQLite index through aiosqlite (WAL). Schema: ``store/schema.sql``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+from shared.protocol.ingest import SegmentHeader
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    camera: str
+    node: str
+    start_us: int
+    end_us: int
+    frames: int
+    size_bytes: int
+    sha256: str
+    path: str
+
+
+class Index:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def open(cls, path: Path) -> Index:
+        conn = await aiosqlite.connect(path)
+        schema = resources.files("store").joinpath("schema.sql").read_text()
+        await conn.executescript(schema)
+        # FULL: a committed row survives power loss, matching the fsync'd file it points at.
+        await conn.execute("PRAGMA synchronous = FULL")
+        async with conn.execute("SELECT version FROM schema_version") as cur:
+            row = await cur.fetchone()
+        if row is None:
+            await conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        elif row[0] != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"index {path} has schema version {row[0]}, this store expects {SCHEMA_VERSION}"
+            )
+        await conn.commit()
+        return cls(conn)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def find_segment(self, camera: str, start_us: int) -> SegmentRow | None:
+        async with self.conn.execute(
+            "SELECT camera, node, start_us, end_us, frames, size_bytes, sha256, path "
+            "FROM segments WHERE camera = ? AND start_us = ?", (camera, start_us)
+        ) as cur:
+            row = await cur.fetchone()
+        return SegmentRow(*row) if row else None
+
+    async def insert_segment(self, header: SegmentHeader, path: str, received_us: int) -> None:
+        await self.conn.execute(
+            "INSERT INTO segments (camera, node, start_us, end_us, frames, size_bytes, sha256, "
+            "codec, width_px, height_px, path, received_us) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (header.camera, header.node, header.start_us, header.end_us, header.frames,
+             header.bytes, header.sha256, header.codec, header.width, header.height, path,
+             received_us),
+        )
+        await self.conn.execute(
+            "INSERT INTO nodes (node, first_seen_us, last_seen_us) VALUES (?, ?, ?) "
+            "ON CONFLICT (node) DO UPDATE SET last_seen_us = excluded.last_seen_us",
+            (header.node, received_us, received_us),
+        )
+        await self.conn.commit()
+
+    async def camera_totals(self) -> dict[str, dict]:
+        async with self.conn.execute(
+            "SELECT camera, COUNT(*), SUM(frames), SUM(size_bytes), MIN(start_us), MAX(end_us) "
+            "FROM segments GROUP BY camera ORDER BY camera"
+        ) as cur:
+            rows = await cur.fetchall()
+        return {cam: {"segments": n, "frames": frames, "bytes": size, "first_start_us": first,
+                      "last_end_us": last} for cam, n, frames, size, first, last in rows}
+
+    async def segments(self, camera: str) -> list[SegmentRow]:
+        async with self.conn.execute(
+            "SELECT camera, node, start_us, end_us, frames, size_bytes, sha256, path "
+            "FROM segments WHERE camera = ? ORDER BY start_us", (camera,)
+        ) as cur:
+            return [SegmentRow(*r) for r in await cur.fetchall()]

@@ -1,0 +1,100 @@
+"""Taking in a segment: verify, write durably, index, and only then acknowledge.
+
+Order (docs/storage.md): write to a temporary name → fsync → rename → fsync the
+directory → insert the index row → commit → ack. A crash anywhere before the
+commit leaves at most an unindexed file or a temporary, never a row without
+its complete file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shared.clock import now_us
+from shared.fsutil import write_atomic
+from shared.ids import check_id
+from shared.protocol.ingest import Ack, Refusal, SegmentHeader, sha256_hex
+from store.db import Index
+
+log = logging.getLogger(__name__)
+MIN_FREE_BYTES = 64 * 1024 * 1024  # refuse ingest rather than fill the disk to the last byte
+
+
+def segment_relpath(camera: str, start_us: int) -> Path:
+    """``segments/CAMERA/YYYY-MM-DD/HH/<start_us>.mp4``, in UTC, from validated parts only."""
+    when = datetime.fromtimestamp(start_us / 1e6, tz=UTC)
+    return (Path("segments") / check_id(camera, "camera id") / when.strftime("%Y-%m-%d")
+            / when.strftime("%H") / f"{int(start_us)}.mp4")
+
+
+@dataclass
+class IngestStats:
+    stored: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    bytes_stored: int = 0
+
+
+class Ingestor:
+    def __init__(self, root: Path, index: Index) -> None:
+        self.root = root
+        self.index = index
+        self.stats = IngestStats()
+        self._lock = asyncio.Lock()
+
+    async def ingest(self, header: SegmentHeader, payload: memoryview) -> Ack | Refusal:
+        sid = header.segment_id
+        existing = await self.index.find_segment(header.camera, header.start_us)
+        if existing is not None:
+            return self._resent(header, existing.sha256)
+        digest = await asyncio.to_thread(sha256_hex, payload)
+        if digest != header.sha256:
+            self.stats.refused += 1
+            return Refusal("checksum-mismatch", f"segment {sid}: SHA-256 of the bytes is {digest}, "
+                           f"the header says {header.sha256}; the node should resend it", sid,
+                           retry=True)
+        relpath = segment_relpath(header.camera, header.start_us)
+        free = await asyncio.to_thread(_free_bytes, self.root)
+        if free - len(payload) < MIN_FREE_BYTES:
+            self.stats.refused += 1
+            return Refusal("disk-full", f"store disk at {self.root} has {free} bytes free, below "
+                           f"the {MIN_FREE_BYTES}-byte floor; free space or lower retention. "
+                           "The node keeps the segment and retries.", sid, retry=True)
+        try:
+            await asyncio.to_thread(write_atomic, self.root / relpath, payload)
+        except OSError as exc:
+            self.stats.refused += 1
+            log.error("could not write %s: %s", relpath, exc)
+            return Refusal("write-failed", f"store could not write {relpath}: {exc.strerror or exc}",
+                           sid, retry=True)
+        async with self._lock:
+            try:
+                await self.index.insert_segment(header, str(relpath), now_us())
+            except sqlite3.IntegrityError:
+                # The same segment arrived on another connection meanwhile.
+                existing = await self.index.find_segment(header.camera, header.start_us)
+                if existing is not None:
+                    return self._resent(header, existing.sha256)
+                raise
+        self.stats.stored += 1
+        self.stats.bytes_stored += header.bytes
+        return Ack(sid)
+
+    def _resent(self, header: SegmentHeader, stored_sha: str) -> Ack | Refusal:
+        if stored_sha == header.sha256:
+            self.stats.duplicates += 1
+            return Ack(header.segment_id, duplicate=True)
+        self.stats.refused += 1
+        return Refusal("conflict", f"segment {header.segment_id} is already stored with different "
+                       "content; not replacing it", header.segment_id, retry=False)
+
+
+def _free_bytes(path: Path) -> int:
+    path.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(path).free
