@@ -1,0 +1,126 @@
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.protocol.errors import ProtocolError
+from shared.protocol.ingest import (
+    Ack, IngestReceiver, IngestSender, Refusal, SegmentHeader, SegmentReceived, decode_segment,
+    encode_segment, parse_reply, sha256_hex,
+)
+
+ids = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,31}", fullmatch=True)
+
+
+@st.composite
+def segments(draw):
+    payload = draw(st.binary(min_size=1, max_size=256))
+    start = draw(st.integers(0, 2**62))
+    header = SegmentHeader(
+        node=draw(ids), camera=draw(ids), start_us=start,
+        end_us=start + draw(st.integers(1, 10**9)), frames=draw(st.integers(1, 10**6)),
+        bytes=len(payload), sha256=sha256_hex(payload),
+        width=draw(st.integers(0, 8000)), height=draw(st.integers(0, 8000)),
+    )
+    return header, payload
+
+
+@given(segments())
+def test_segment_round_trip(seg):
+    header, payload = seg
+    decoded, body = decode_segment(encode_segment(header, payload))
+    assert decoded == header
+    assert bytes(body) == payload
+
+
+@given(st.binary(max_size=300))
+def test_garbage_segments_give_protocol_errors_only(data):
+    try:
+        decode_segment(data)
+    except ProtocolError as exc:
+        assert exc.code
+
+
+@given(segments(), st.data())
+def test_corrupted_header_never_raises_anything_else(seg, data):
+    header, payload = seg
+    message = bytearray(encode_segment(header, payload))
+    i = data.draw(st.integers(0, len(message) - 1))
+    message[i] = data.draw(st.integers(0, 255))
+    try:
+        decode_segment(bytes(message))
+    except ProtocolError:
+        pass
+
+
+@given(st.text(max_size=80))
+def test_garbage_replies_give_protocol_errors_only(text):
+    try:
+        parse_reply(text)
+    except ProtocolError:
+        pass
+
+
+@pytest.mark.parametrize("reply", [Ack("cam0-1"), Ack("cam0-1", True),
+                                   Refusal("disk-full", "no space", "cam0-1", True),
+                                   Refusal("bad-json", "nope")])
+def test_reply_round_trip(reply):
+    assert parse_reply(reply.serialize()) == reply
+
+
+def _header(**changes):
+    payload = b"abc"
+    fields = dict(node="node0", camera="cam0", start_us=10, end_us=20, frames=1, bytes=3,
+                  sha256=sha256_hex(payload))
+    fields.update(changes)
+    return SegmentHeader(**fields)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"camera": "../etc"}, "camera id"),
+    ({"end_us": 5}, "start_us < end_us"),
+    ({"frames": 0}, "frames"),
+    ({"sha256": "XYZ"}, "sha256"),
+])
+def test_invalid_headers_name_the_field(changes, message):
+    with pytest.raises(ProtocolError, match=message):
+        _header(**changes).validate()
+
+
+def test_size_mismatch_is_refused():
+    message = encode_segment(_header(), b"abc") + b"extra"
+    with pytest.raises(ProtocolError) as err:
+        decode_segment(message)
+    assert err.value.code == "size-mismatch"
+
+
+def test_wrong_field_type_is_named():
+    obj = _header().to_json() | {"frames": "many"}
+    head = json.dumps(obj).encode()
+    import struct
+    with pytest.raises(ProtocolError, match="'frames'"):
+        decode_segment(struct.pack(">4sI", b"SHTS", len(head)) + head + b"abc")
+
+
+def test_sender_and_receiver_talk_to_each_other():
+    sender, receiver = IngestSender(), IngestReceiver()
+    header = _header()
+    sender.send_segment(header, b"abc")
+    (message,) = sender.data_to_send()
+    event = receiver.receive(message)
+    assert isinstance(event, SegmentReceived) and bytes(event.payload) == b"abc"
+    receiver.acknowledge(header.segment_id)
+    (reply,) = receiver.data_to_send()
+    assert sender.receive(reply) == Ack(header.segment_id)
+    assert not sender.in_flight
+    with pytest.raises(ProtocolError, match="not in flight"):
+        sender.receive(reply)
+
+
+def test_receiver_refuses_text_and_garbage_with_a_reply():
+    receiver = IngestReceiver()
+    assert receiver.receive("hello") is None
+    assert receiver.receive(b"nonsense") is None
+    replies = [parse_reply(r) for r in receiver.data_to_send()]
+    assert [r.code for r in replies] == ["unexpected-text", "bad-magic"]

@@ -1,0 +1,96 @@
+import sqlite3
+
+import pytest
+
+from shared.protocol.ingest import Ack, Refusal, SegmentHeader, sha256_hex
+from store import ingest as ingest_module
+from store.app import Store
+from store.db import Index
+from store.ingest import Ingestor, segment_relpath
+
+START = 1_764_165_166_000_000  # 2025-11-26T13:52:46Z
+
+
+def header(data: bytes, start: int = START, **changes) -> SegmentHeader:
+    fields = dict(node="node0", camera="cam0", start_us=start, end_us=start + 1_000_000,
+                  frames=10, bytes=len(data), sha256=sha256_hex(data))
+    fields.update(changes)
+    return SegmentHeader(**fields)
+
+
+@pytest.fixture
+async def ingestor(tmp_path):
+    index = await Index.open(tmp_path / "index.sqlite3")
+    yield Ingestor(tmp_path, index)
+    await index.close()
+
+
+def test_layout_is_camera_day_hour_utc():
+    assert str(segment_relpath("cam0", START)) == f"segments/cam0/2025-11-26/13/{START}.mp4"
+
+
+async def test_ingest_writes_file_then_row_then_acks(ingestor, tmp_path):
+    data = b"mp4 bytes"
+    reply = await ingestor.ingest(header(data), memoryview(data))
+    assert reply == Ack(f"cam0-{START}")
+    path = tmp_path / segment_relpath("cam0", START)
+    assert path.read_bytes() == data
+    with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
+        rows = conn.execute("SELECT camera, start_us, size_bytes, sha256, path FROM segments").fetchall()
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert rows == [("cam0", START, len(data), sha256_hex(data), str(segment_relpath("cam0", START)))]
+    assert mode == "wal"
+    assert not list(tmp_path.rglob("*.tmp-*"))
+
+
+async def test_resend_is_acknowledged_without_a_duplicate(ingestor, tmp_path):
+    data = b"once"
+    await ingestor.ingest(header(data), memoryview(data))
+    reply = await ingestor.ingest(header(data), memoryview(data))
+    assert reply == Ack(f"cam0-{START}", duplicate=True)
+    with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM segments").fetchone()[0] == 1
+
+
+async def test_same_identity_different_content_is_refused_and_the_original_kept(ingestor, tmp_path):
+    await ingestor.ingest(header(b"first"), memoryview(b"first"))
+    reply = await ingestor.ingest(header(b"second"), memoryview(b"second"))
+    assert isinstance(reply, Refusal) and reply.code == "conflict" and not reply.retry
+    assert (tmp_path / segment_relpath("cam0", START)).read_bytes() == b"first"
+
+
+async def test_checksum_mismatch_is_refused_and_nothing_stored(ingestor, tmp_path):
+    h = header(b"claimed")
+    reply = await ingestor.ingest(h, memoryview(b"actual!"))
+    assert isinstance(reply, Refusal) and reply.code == "checksum-mismatch" and reply.retry
+    assert not (tmp_path / "segments").exists()
+
+
+async def test_full_disk_is_refused_with_the_cause(ingestor, tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest_module, "_free_bytes", lambda root: 1000)
+    reply = await ingestor.ingest(header(b"x"), memoryview(b"x"))
+    assert isinstance(reply, Refusal) and reply.code == "disk-full" and reply.retry
+    assert "free" in reply.message and not (tmp_path / "segments").exists()
+
+
+async def test_failed_write_leaves_no_row(ingestor, tmp_path, monkeypatch):
+    def broken(path, data):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(ingest_module, "write_atomic", broken)
+    reply = await ingestor.ingest(header(b"x"), memoryview(b"x"))
+    assert isinstance(reply, Refusal) and reply.code == "write-failed"
+    assert "No space left" in reply.message
+    with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM segments").fetchone()[0] == 0
+
+
+async def test_store_start_removes_temporaries(tmp_path):
+    leftover = tmp_path / "segments" / "cam0" / "2025-11-26" / "13" / "1.mp4.tmp-dead"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half")
+    store = Store(tmp_path)
+    await store.start("127.0.0.1", 0)
+    try:
+        assert not leftover.exists()
+    finally:
+        await store.stop()
