@@ -1,0 +1,1 @@
+"""Benchmarks for SHT CCTV. ``just bench`` runs ``python3 -m bench.run``."""
