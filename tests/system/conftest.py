@@ -1,0 +1,106 @@
+"""Real processes on loopback ports: the store and nodes as users run them."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.request import urlopen
+
+import pytest
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_base_port() -> int:
+    """A port P with P, P+1, P+2 and P+100 all free (the demo's layout)."""
+    for _ in range(200):
+        p = random.randint(20000, 50000)
+        if all(port_is_free(p + d) for d in (0, 1, 2, 100)):
+            return p
+    raise RuntimeError("no free port range")
+
+
+def get_json(url: str, timeout: float = 2.0):
+    with urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def wait_for_health(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited early with {proc.returncode}")
+        try:
+            return get_json(url + "/health", 1.0)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+class Processes:
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "sht", *args], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def processes(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs = Processes(logs)
+    yield procs
+    procs.stop_all()
+
+
+@pytest.fixture
+def store(processes, tmp_path):
+    """A real store on a free loopback port; yields (http url, root)."""
+    port = free_port()
+    root = tmp_path / "store"
+    proc = processes.start("store", "store", "--root", str(root), "--host", "127.0.0.1",
+                           "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+    wait_for_health(url, proc)
+    return url, root
