@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
-import numpy as np
 
 MICROSECONDS = Fraction(1, 1_000_000)
 
@@ -48,8 +47,7 @@ class H264Encoder:
         ctx.open()
         self._ctx = ctx
 
-    def encode(self, yuv: np.ndarray, capture_us: int) -> list[EncodedUnit]:
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+    def encode(self, frame: av.VideoFrame, capture_us: int) -> list[EncodedUnit]:
         frame.pts = capture_us
         frame.time_base = MICROSECONDS
         return self._units(self._ctx.encode(frame))

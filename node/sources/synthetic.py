@@ -1,17 +1,20 @@
 """A simulated CCTV camera: a textured static scene, sensor noise, slow light drift, movers.
 
 Cheap by construction, since six of these run on two cores beside their
-encoders: the background plus a small bank of noise fields is rendered once;
-each frame is one table lookup (illumination) over a pre-noised background,
-then a few rectangle fills for objects and distractors. About 1 ms at 720p.
+encoders: the background and a small bank of noise fields are rendered once;
+each frame is then one pass that adds the illumination offset to a pre-noised
+background, written straight into a fresh ``av.VideoFrame``, plus a few
+rectangle fills for objects and distractors (~0.1 ms at 720p).
 """
 
 from __future__ import annotations
 
 import math
 
+import av
 import numpy as np
 
+from node.sources.base import plane_view
 from node.sources.scenario import Scenario, load_scenario
 
 NOISE_BANK = 8
@@ -57,30 +60,37 @@ class SyntheticSource:
         rng = np.random.default_rng(self.scenario.seed)
         background = render_background(rng, width, height).astype(np.int16)
         sigma = self.scenario.noise
-        # Pre-noised backgrounds, shifted by +64 so the illumination table can darken too.
+        # Illumination is an offset of at most ``headroom`` luma steps, added in uint8:
+        # keeping the noisy background inside [headroom, 255 - headroom] means it never wraps.
+        self._headroom = math.ceil(self.scenario.illumination.amplitude * 255)
+        low, high = min(self._headroom, 127), max(255 - self._headroom, 128)
         self._noisy = [
             np.clip(background + rng.normal(0, sigma, (height, width)).round().astype(np.int16),
-                    0, 255).astype(np.uint8)
+                    low, high).astype(np.uint8)
             for _ in range(NOISE_BANK)
         ]
-        self._chroma = np.empty((height // 2, width), dtype=np.uint8)
-        tint = _smooth_field(rng, height // 2, width, max(8, width // 10))
-        self._chroma[:] = np.clip(120 + 16 * tint, 0, 255).astype(np.uint8)
-        self._frame = np.empty((height * 3 // 2, width), dtype=np.uint8)
-        self._ramp = np.arange(256, dtype=np.int16)
+        tint = _smooth_field(rng, height // 2, width // 2, max(8, width // 20))
+        self._u = np.clip(120 + 16 * tint, 0, 255).astype(np.uint8)
+        self._v = np.clip(134 - 12 * tint, 0, 255).astype(np.uint8)
         self._rng = rng
 
     def ground_truth(self, frame_index: int) -> list[tuple[int, int, int, int, int]]:
         return self.scenario.boxes_at(frame_index / self.fps, self.width, self.height)
 
-    def read(self, frame_index: int) -> np.ndarray:
+    def read(self, frame_index: int) -> av.VideoFrame:
         t = frame_index / self.fps
         sc = self.scenario
-        luma = self._frame[: self.height]
-        gain = 1.0 + sc.illumination.amplitude * math.sin(2 * math.pi * t / sc.illumination.period_s)
-        table = np.clip(self._ramp * gain, 0, 255).astype(np.uint8)
+        frame = av.VideoFrame(self.width, self.height, "yuv420p")
+        luma = plane_view(frame, 0)
+        ill = sc.illumination
+        offset = round(self._headroom * math.sin(2 * math.pi * t / ill.period_s))
         noisy = self._noisy[int(self._rng.integers(NOISE_BANK))]
-        np.take(table, noisy, out=luma)
+        if offset >= 0:
+            np.add(noisy, np.uint8(offset), out=luma)
+        else:
+            np.subtract(noisy, np.uint8(-offset), out=luma)
+        plane_view(frame, 1)[:] = self._u
+        plane_view(frame, 2)[:] = self._v
         for dist in sc.distractors:
             x, y, w, h = dist.rect
             x0, y0 = int(x * self.width), int(y * self.height)
@@ -94,8 +104,7 @@ class SyntheticSource:
             # A darker band so the object has texture the encoder and detectors can track.
             band = max(1, (y1 - y0) // 5)
             luma[y0 + band : y0 + 2 * band, x0:x1] = obj.luma // 2
-        self._frame[self.height :] = self._chroma
-        return self._frame
+        return frame
 
     def close(self) -> None:
         pass

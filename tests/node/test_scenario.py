@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from node.sources.base import plane_view
 from node.sources.scenario import builtin_scenarios, load_scenario, scenario_from_json
 from node.sources.synthetic import SyntheticSource
 from shared.config import ConfigError
@@ -47,19 +48,29 @@ def test_synthetic_frames_show_the_ground_truth(tmp_path):
     path.write_text(json.dumps({"noise": 1, "objects": [
         {"start": 0, "end": 10, "size": [40, 40], "from": [0.25, 0.5], "to": [0.75, 0.5], "luma": 255}]}))
     src = SyntheticSource(320, 240, 10, load_scenario(str(path)))
-    frame = src.read(50).copy()
-    assert frame.shape == (360, 320) and frame.dtype == np.uint8
+    video = src.read(50)
+    assert (video.width, video.height, video.format.name) == (320, 240, "yuv420p")
+    frame = plane_view(video, 0).copy()
+    assert frame.shape == (240, 320) and frame.dtype == np.uint8
     ((_, x0, y0, x1, y1),) = src.ground_truth(50)
     assert (frame[y0, x0:x1] == 255).all()
     # Elsewhere the scene is background: different frames differ only by noise and drift.
-    later = src.read(51).astype(int)
+    later = plane_view(src.read(51), 0).astype(int)
     background = np.ones((240, 320), bool)
     background[:, 100:240] = False
-    assert np.abs(later[:240][background] - frame[:240][background]).mean() < 6
+    assert np.abs(later[background] - frame[background]).mean() < 6
 
 
 def test_frames_vary_by_noise():
     src = SyntheticSource(64, 48, 10, load_scenario("quiet"))
-    a = src.read(0).copy()
-    b = src.read(1).copy()
+    a = plane_view(src.read(0), 0).copy()
+    b = plane_view(src.read(1), 0).copy()
     assert (a != b).any()
+
+
+def test_illumination_drifts_without_wrapping_around():
+    src = SyntheticSource(64, 48, 10, load_scenario("quiet"))  # amplitude 0.15, period 30 s
+    bright = plane_view(src.read(75), 0).astype(int)  # t = 7.5 s: peak
+    dark = plane_view(src.read(225), 0).astype(int)  # t = 22.5 s: trough
+    assert 60 < (bright - dark).mean() < 90  # about 2 x 0.15 x 255
+    assert bright.min() >= 0 and (bright >= dark - 10).all()  # no pixel wrapped past 255

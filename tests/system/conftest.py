@@ -74,15 +74,15 @@ class Processes:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
     def stop_all(self) -> None:
-        for p in self.procs:
+        """Newest first, so nodes stop (and upload) before the store they talk to goes away."""
+        for p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
 
 
 @pytest.fixture
