@@ -44,11 +44,11 @@ class Node:
             for item in backlog:
                 self.uploader.add(item)
             self._tasks.append(asyncio.create_task(self.uploader.run(), name="uploader"))
-        self.master.start()
         for camera in self.master.cameras.values():
             recorder = Recorder(self.config.id, camera, self.config.segment_seconds,
                                 self.spool, self._spooled)
             self.recorders.append(recorder)
+        self.master.start()  # after the recorders subscribed: they see the very first keyframe
         self._recording = [asyncio.create_task(r.run(), name=f"recorder-{r.camera.id}")
                            for r in self.recorders]
         self.port = await self.server.start(self.config.host, self.config.port)
@@ -79,13 +79,16 @@ class Node:
             "node": self.config.id,
             "uptime_s": round(time.monotonic() - self.started, 1),
             **self.monitor.reading(),
-            "cameras": {cid: cam.health() for cid, cam in self.master.cameras.items()},
+            "cameras": {
+                r.camera.id: {**r.camera.health(), "recording": r.health()} for r in self.recorders
+            },
             "spool": spool,
             "store": {
                 "url": self.config.store_url,
                 "link": self.uploader.link if self.uploader else "not configured",
                 "last_error": self.uploader.last_error if self.uploader else None,
                 "uploaded": self.uploader.uploaded if self.uploader else 0,
+                "refused": self.uploader.rejected if self.uploader else 0,
             },
         }
 

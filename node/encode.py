@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import cast
 
 import av
+from av.video.codeccontext import VideoCodecContext
 
 MICROSECONDS = Fraction(1, 1_000_000)
 
@@ -29,7 +31,7 @@ class H264Encoder:
     def __init__(self, width: int, height: int, fps: float, keyframe_interval_s: float = 1.0):
         self.width, self.height = width, height
         gop = max(1, round(fps * keyframe_interval_s))
-        ctx = av.CodecContext.create(self.name, "w")
+        ctx = cast(VideoCodecContext, av.CodecContext.create(self.name, "w"))
         ctx.width, ctx.height = width, height
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = MICROSECONDS
@@ -57,4 +59,4 @@ class H264Encoder:
 
     @staticmethod
     def _units(packets: list[av.Packet]) -> list[EncodedUnit]:
-        return [EncodedUnit(int(p.pts), bool(p.is_keyframe), bytes(p)) for p in packets]
+        return [EncodedUnit(int(p.pts or 0), bool(p.is_keyframe), bytes(p)) for p in packets]

@@ -29,10 +29,12 @@ class Recorder:
         cfg = camera.config
         self.segmenter = Segmenter(camera.id, segment_seconds, cfg.fps)
         # Enough room for three whole segments: the recorder only falls this far
-        # behind if the disk stalls, and then it resumes at a keyframe, counted.
+        # behind if the disk stalls, and then it resumes at a keyframe; the frames it
+        # skipped are reported as ``frames_skipped`` in /health.
         capacity = int(cfg.fps * segment_seconds * 3) + 10
         self.subscription = camera.subscribe("recorder", capacity)
         self.segments_spooled = 0
+        self.segments_failed = 0
 
     async def run(self) -> None:
         while True:
@@ -50,9 +52,10 @@ class Recorder:
         cfg = self.camera.config
         try:
             item = await asyncio.to_thread(self._build_and_spool, segment, cfg.width, cfg.height, cfg.fps)
-        except OSError as exc:
-            log.error("camera %s: could not spool segment at %d: %s", self.camera.id,
-                      segment.start_us, exc)
+        except Exception as exc:  # a full disk or a muxer error must not stop recording
+            self.segments_failed += 1
+            log.error("camera %s: LOST segment at %d (%d frames): could not spool it: %s",
+                      self.camera.id, segment.start_us, len(segment.units), exc)
             return
         self.segments_spooled += 1
         self.on_spooled(item)
@@ -61,3 +64,8 @@ class Recorder:
                          fps: float) -> SpooledSegment:
         header, data = build_segment(self.node_id, segment, width, height, fps)
         return self.spool.put(header, data)
+
+    def health(self) -> dict:
+        return {"segments_spooled": self.segments_spooled,
+                "segments_failed": self.segments_failed,
+                "frames_skipped": self.subscription.skipped}

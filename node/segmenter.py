@@ -2,7 +2,7 @@
 
 ``Segmenter`` is pure bookkeeping (no I/O): push access units in, get finished
 segments out. A segment always starts on a keyframe and is cut at the first
-keyframe at or past its target length, so each plays on its own.
+keyframe at (within half a frame of) its target length, so each plays on its own.
 ``mux_mp4`` runs on a worker thread; it remuxes, never re-encodes.
 """
 
@@ -89,7 +89,7 @@ def mux_mp4(segment: FinishedSegment, width: int, height: int, fps: float) -> by
         )
         stream.time_base = MP4_TIME_BASE
         for unit in segment.units:
-            packet = av.Packet(unit.data)
+            packet = av.Packet(unit.data)  # type: ignore[arg-type]  # any buffer works
             packet.stream = stream
             packet.time_base = MICROSECONDS
             packet.pts = packet.dts = unit.capture_us - segment.start_us

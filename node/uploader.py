@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from pathlib import Path
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -18,8 +17,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from node.spool import Spool, SpooledSegment
 from shared.backoff import Backoff
 from shared.protocol.errors import ProtocolError
+from shared.protocol.ingest import MAX_SEGMENT_BYTES, Ack, IngestSender, sha256_hex
 from shared.urls import ws_url
-from shared.protocol.ingest import Ack, IngestSender, MAX_SEGMENT_BYTES
 
 log = logging.getLogger(__name__)
 ACK_TIMEOUT_S = 30.0
@@ -76,10 +75,12 @@ class Uploader:
                 self._wake.clear()
                 await self._wake.wait()
             item = self.pending[0]
-            data = await asyncio.to_thread(_read, item.media_path)
-            if len(data) > MAX_SEGMENT_BYTES or len(data) != item.header.bytes:
-                log.error("spool file %s has %d bytes, its header says %d; setting it aside",
-                          item.media_path, len(data), item.header.bytes)
+            try:
+                data = await asyncio.to_thread(_read_verified, item)
+            except (OSError, ValueError) as exc:
+                # The spool copy is gone or damaged: resending it can never succeed.
+                log.error("spooled segment %s cannot be sent (%s); setting it aside",
+                          item.header.segment_id, exc)
                 self._set_aside(item)
                 continue
             sender.send_segment(item.header, data)
@@ -102,18 +103,30 @@ class Uploader:
         self.rejected += 1
         self.pending.popleft()
         aside = self.spool.root / ".refused"
-        aside.mkdir(parents=True, exist_ok=True)
-        for path in (item.media_path, item.header_path):
-            if path.exists():
-                path.rename(aside / f"{item.header.camera}-{path.name}")
+        try:
+            aside.mkdir(parents=True, exist_ok=True)
+            for path in (item.media_path, item.header_path):
+                if path.exists():
+                    path.rename(aside / f"{item.header.camera}-{path.name}")
+        except OSError as exc:
+            log.error("could not move %s aside: %s", item.media_path, exc)
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait until everything pending is uploaded, or the timeout passes."""
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def drain(self, seconds: float) -> bool:
+        """Wait until everything pending is uploaded, or ``seconds`` pass, or the store is
+        unreachable (the spool keeps the rest for the next start)."""
+        deadline = asyncio.get_running_loop().time() + seconds
         while self.pending and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
+            if self.link != "connected" and self.last_error is not None:
+                break
+            await asyncio.sleep(0.05)  # noqa: ASYNC110 - polls two conditions and a deadline
         return not self.pending
 
 
-def _read(path: Path) -> bytes:
-    return path.read_bytes()
+def _read_verified(item: SpooledSegment) -> bytes:
+    """The spooled bytes, checked against their header before they go on the wire."""
+    data = item.media_path.read_bytes()
+    if len(data) > MAX_SEGMENT_BYTES or len(data) != item.header.bytes:
+        raise ValueError(f"file has {len(data)} bytes, its header says {item.header.bytes}")
+    if sha256_hex(data) != item.header.sha256:
+        raise ValueError("file's SHA-256 does not match its header")
+    return data

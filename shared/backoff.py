@@ -1,4 +1,9 @@
-"""Exponential backoff with full jitter, for every reconnect loop."""
+"""Exponential backoff with jitter for every reconnect loop.
+
+Each delay is drawn from [ceiling/2, ceiling] ("equal jitter"): never a near-zero
+wait that would hammer a recovering peer, yet spread enough that many nodes
+coming back at once do not reconnect in lockstep.
+"""
 
 from __future__ import annotations
 

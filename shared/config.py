@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from shared.ids import InvalidId, check_id
 
@@ -80,13 +80,14 @@ class FieldReader:
             if default is _MISSING:
                 raise self.error(key, "is required")
             return default
-        value = self.data[key]
+        value: Any = self.data[key]
         kinds: tuple[type, ...] = (int,) if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
             raise self.error(key, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
-        if minimum is not None and value < minimum:
+        number = cast(float, value)
+        if minimum is not None and number < minimum:
             raise self.error(key, f"must be at least {minimum}, got {value!r}")
-        if maximum is not None and value > maximum:
+        if maximum is not None and number > maximum:
             raise self.error(key, f"must be at most {maximum}, got {value!r}")
         return value
 

@@ -21,8 +21,24 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def ensure_dir(path: Path) -> None:
+    """Create ``path`` and missing parents, fsyncing each new entry into its parent, so a
+    file written inside survives a power cut together with the directories leading to it."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue
+        fsync_dir(d.parent)
+
+
 def write_atomic(path: Path, data: bytes | memoryview) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     temp = path.with_name(f"{path.name}{TEMP_MARK}{secrets.token_hex(4)}")
     try:
         with open(temp, "xb") as f:

@@ -24,7 +24,12 @@ def _fail(message: str) -> int:
 
 def cmd_node(args: argparse.Namespace) -> int:
     from shared.config import (
-        CameraConfig, ConfigError, NodeConfig, load_node_config, parse_camera_flag, parse_size,
+        CameraConfig,
+        ConfigError,
+        NodeConfig,
+        load_node_config,
+        parse_camera_flag,
+        parse_size,
         with_overrides,
     )
     from shared.ids import InvalidId, check_id
@@ -41,8 +46,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         cams = tuple(
-            replace(c, **{k: v for k, v in (("width", width), ("height", height), ("fps", args.fps))
-                          if v is not None})
+            replace(c, width=width or c.width, height=height or c.height, fps=args.fps or c.fps)
             for c in cameras.values()
         )
         config = with_overrides(

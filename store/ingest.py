@@ -9,9 +9,10 @@ its complete file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
-import sqlite3
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,14 +42,41 @@ class IngestStats:
     bytes_stored: int = 0
 
 
+class KeyedLocks:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class Ingestor:
     def __init__(self, root: Path, index: Index) -> None:
         self.root = root
         self.index = index
         self.stats = IngestStats()
-        self._lock = asyncio.Lock()
+        self._segment_locks = KeyedLocks()
 
     async def ingest(self, header: SegmentHeader, payload: memoryview) -> Ack | Refusal:
+        # One segment identity at a time: a resend racing the original on another
+        # connection must see its row, not overwrite its file.
+        async with self._segment_locks.hold(header.segment_id):
+            return await self._ingest(header, payload)
+
+    async def _ingest(self, header: SegmentHeader, payload: memoryview) -> Ack | Refusal:
         sid = header.segment_id
         existing = await self.index.find_segment(header.camera, header.start_us)
         if existing is not None:
@@ -73,15 +101,7 @@ class Ingestor:
             log.error("could not write %s: %s", relpath, exc)
             return Refusal("write-failed", f"store could not write {relpath}: {exc.strerror or exc}",
                            sid, retry=True)
-        async with self._lock:
-            try:
-                await self.index.insert_segment(header, str(relpath), now_us())
-            except sqlite3.IntegrityError:
-                # The same segment arrived on another connection meanwhile.
-                existing = await self.index.find_segment(header.camera, header.start_us)
-                if existing is not None:
-                    return self._resent(header, existing.sha256)
-                raise
+        await self.index.insert_segment(header, str(relpath), now_us())
         self.stats.stored += 1
         self.stats.bytes_stored += header.bytes
         return Ack(sid)

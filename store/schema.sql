@@ -24,16 +24,15 @@ CREATE TABLE IF NOT EXISTS segments (
     width_px INTEGER NOT NULL,        -- frame width, 0 if the node did not say
     height_px INTEGER NOT NULL,       -- frame height, 0 if the node did not say
     path TEXT NOT NULL,               -- file path relative to the store root
-    received_us INTEGER NOT NULL,     -- when the store acknowledged it
+    received_us INTEGER NOT NULL,     -- when the store indexed it (just before the ack)
     UNIQUE (camera, start_us)         -- a segment's identity: resends are recognised by it
 );
 
 CREATE INDEX IF NOT EXISTS segments_by_camera_time ON segments (camera, start_us);
 
--- Nodes the store has heard from.
+-- Nodes the store has received segments from.
 CREATE TABLE IF NOT EXISTS nodes (
     node TEXT PRIMARY KEY,            -- node id
-    first_seen_us INTEGER NOT NULL,   -- first segment or connection from it
-    last_seen_us INTEGER NOT NULL,    -- latest segment or connection from it
-    address TEXT                      -- last peer address, host:port
+    first_seen_us INTEGER NOT NULL,   -- when its first segment was indexed
+    last_seen_us INTEGER NOT NULL     -- when its latest segment was indexed
 );

@@ -28,7 +28,6 @@ class StoreServer:
         self.index = index
         self.started = time.monotonic()
         self.server: Server | None = None
-        self.connected_nodes: dict[str, int] = {}
 
     async def start(self, host: str, port: int) -> int:
         self.server = await serve(
@@ -54,7 +53,7 @@ class StoreServer:
 
     async def _handle(self, connection: ServerConnection) -> None:
         receiver = IngestReceiver()
-        peer = "%s:%s" % connection.remote_address[:2]
+        peer = "{}:{}".format(*connection.remote_address[:2])
         try:
             async for message in connection:
                 event = receiver.receive(message)

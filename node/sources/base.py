@@ -33,5 +33,6 @@ class CameraSource(Protocol):
 def plane_view(frame: av.VideoFrame, index: int) -> np.ndarray:
     """A writable 2-D numpy view of one plane of a frame, without its row padding."""
     plane = frame.planes[index]
-    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    buffer = memoryview(plane)  # type: ignore[arg-type]  # planes export the buffer protocol
+    rows = np.frombuffer(buffer, np.uint8).reshape(plane.height, plane.line_size)
     return rows[:, : plane.width]

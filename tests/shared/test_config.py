@@ -3,7 +3,11 @@ import json
 import pytest
 
 from shared.config import (
-    ConfigError, load_node_config, node_config_from_json, parse_camera_flag, parse_size,
+    ConfigError,
+    load_node_config,
+    node_config_from_json,
+    parse_camera_flag,
+    parse_size,
 )
 from shared.ids import InvalidId, check_id
 

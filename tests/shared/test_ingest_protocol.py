@@ -6,8 +6,16 @@ from hypothesis import strategies as st
 
 from shared.protocol.errors import ProtocolError
 from shared.protocol.ingest import (
-    Ack, IngestReceiver, IngestSender, Refusal, SegmentHeader, SegmentReceived, decode_segment,
-    encode_segment, parse_reply, sha256_hex,
+    Ack,
+    IngestReceiver,
+    IngestSender,
+    Refusal,
+    SegmentHeader,
+    SegmentReceived,
+    decode_segment,
+    encode_segment,
+    parse_reply,
+    sha256_hex,
 )
 
 ids = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,31}", fullmatch=True)

@@ -6,7 +6,13 @@ from hypothesis import strategies as st
 
 from shared.protocol.errors import ProtocolError
 from shared.protocol.live import (
-    FRAME_HEADER, LiveFrame, LiveInit, LiveReceiver, LiveStatus, decode_frame, encode_frame,
+    FRAME_HEADER,
+    LiveFrame,
+    LiveInit,
+    LiveReceiver,
+    LiveStatus,
+    decode_frame,
+    encode_frame,
     parse_live_text,
 )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import signal
 import sqlite3
 import time
@@ -112,9 +111,9 @@ def test_every_stored_segment_decodes_to_its_frame_count(processes, tmp_path, st
         mine = [r for r in rows if r[0] == cam]
         assert len(mine) >= 3, mine
         # Contiguous: each segment starts where the previous ended (within a frame of jitter).
-        for a, b in zip(mine, mine[1:]):
+        for a, b in zip(mine, mine[1:], strict=False):
             assert abs(b[1] - a[2]) < 1_000_000 / FPS
-    for camera, start, end, frames, size, sha, rel in rows:
+    for camera, _start, _end, frames, size, sha, rel in rows:
         data = (root / rel).read_bytes()
         assert len(data) == size and sha256_hex(data) == sha
         assert decode_file(root / rel) == frames
