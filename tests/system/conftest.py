@@ -16,7 +16,9 @@ import pytest
 
 
 def port_is_free(port: int) -> bool:
+    """Nothing listens on the port (connections in TIME_WAIT do not count, as for a server)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
