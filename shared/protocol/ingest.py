@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from shared.ids import InvalidId, check_id
-from shared.protocol.errors import ProtocolError
+from shared.protocol.errors import ProtocolError, parse_json_object
 
 MAGIC = b"SHTS"
 PREFIX = struct.Struct(">4sI")
@@ -120,16 +120,6 @@ def decode_segment(message: bytes) -> tuple[SegmentHeader, memoryview]:
             "size-mismatch", f"header says {header.bytes} bytes, message carries {len(payload)}"
         )
     return header, payload
-
-
-def parse_json_object(data: str | bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError("bad-json", f"not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ProtocolError("bad-json", "message must be a JSON object")
-    return value
 
 
 def sha256_hex(data: bytes | memoryview) -> str:

@@ -11,7 +11,7 @@ import json
 import struct
 from dataclasses import dataclass
 
-from shared.protocol.errors import ProtocolError
+from shared.protocol.errors import ProtocolError, parse_json_object
 
 FRAME_HEADER = struct.Struct(">QI")
 FLAG_KEYFRAME = 0x1
@@ -75,18 +75,8 @@ def decode_frame(message: bytes) -> LiveFrame:
     return LiveFrame(capture_us, bool(flags & FLAG_KEYFRAME), bytes(message[FRAME_HEADER.size:]))
 
 
-def _json_object(text: str | bytes) -> dict:
-    try:
-        value = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError("bad-json", f"text message is not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ProtocolError("bad-json", "text message must be a JSON object")
-    return value
-
-
 def parse_live_text(text: str | bytes) -> LiveInit | LiveStatus:
-    obj = _json_object(text)
+    obj = parse_json_object(text)
     kind = obj.get("type")
     try:
         if kind == "init":
