@@ -10,7 +10,8 @@ CREATE TABLE IF NOT EXISTS schema_version (
 );
 
 -- One row per stored segment file. A row is inserted only after its file is
--- durable under its final name, so every row points at a complete file.
+-- durable under its final name, and deleted before its file is, so every row
+-- points at a complete file.
 CREATE TABLE IF NOT EXISTS segments (
     id INTEGER PRIMARY KEY,           -- row id, stable for the life of the row
     camera TEXT NOT NULL,             -- camera id, validated ([a-z0-9][a-z0-9_-]{0,31})
@@ -28,11 +29,61 @@ CREATE TABLE IF NOT EXISTS segments (
     UNIQUE (camera, start_us)         -- a segment's identity: resends are recognised by it
 );
 
+-- Search and timelines: one camera's segments in time order.
 CREATE INDEX IF NOT EXISTS segments_by_camera_time ON segments (camera, start_us);
+-- Retention: the oldest segments of all cameras first.
+CREATE INDEX IF NOT EXISTS segments_by_time ON segments (start_us);
 
--- Nodes the store has received segments from.
+-- Detected events (motion, later others). Sent by nodes; linked to segments by
+-- time overlap on the same camera, not by foreign key, so either can arrive first.
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,           -- row id; the API's event id
+    camera TEXT NOT NULL,             -- camera id
+    node TEXT NOT NULL,               -- node that detected it
+    start_us INTEGER NOT NULL,        -- first frame with motion
+    end_us INTEGER NOT NULL,          -- end of the event (after the quiet period)
+    kind TEXT NOT NULL,               -- 'motion'
+    score REAL NOT NULL,              -- peak score, 0..1
+    bbox_x REAL,                      -- bounding box of all motion, normalised 0..1 (left)
+    bbox_y REAL,                      -- (top)
+    bbox_w REAL,                      -- (width)
+    bbox_h REAL,                      -- (height)
+    thumb_us INTEGER,                 -- representative time for its thumbnail
+    locked INTEGER NOT NULL DEFAULT 0,  -- 1: retention never deletes segments overlapping it
+    UNIQUE (camera, start_us, kind)   -- an event's identity: resends are recognised by it
+);
+
+CREATE INDEX IF NOT EXISTS events_by_camera_time ON events (camera, start_us);
+CREATE INDEX IF NOT EXISTS events_locked ON events (camera, start_us) WHERE locked = 1;
+
+-- Nodes the store knows: from their control connection (hello, heartbeats) or segments.
 CREATE TABLE IF NOT EXISTS nodes (
     node TEXT PRIMARY KEY,            -- node id
-    first_seen_us INTEGER NOT NULL,   -- when its first segment was indexed
-    last_seen_us INTEGER NOT NULL     -- when its latest segment was indexed
+    first_seen_us INTEGER NOT NULL,   -- first hello or segment
+    last_seen_us INTEGER NOT NULL,    -- latest hello, heartbeat or segment
+    url TEXT,                         -- where its /live and /health are, as it announced
+    cameras TEXT                      -- JSON array of its camera ids, as it announced
 );
+
+-- Current runtime settings per camera (only those changed from their defaults).
+CREATE TABLE IF NOT EXISTS settings (
+    camera TEXT NOT NULL,             -- camera id
+    key TEXT NOT NULL,                -- 'recording_mode', 'motion_sensitivity', 'retention_days'
+    value TEXT NOT NULL,              -- JSON value
+    changed_us INTEGER NOT NULL,      -- when it was last set
+    changed_by TEXT NOT NULL,         -- who set it (token subject, or 'cli')
+    PRIMARY KEY (camera, key)
+);
+
+-- Every change to a runtime setting, oldest first.
+CREATE TABLE IF NOT EXISTS settings_history (
+    id INTEGER PRIMARY KEY,           -- order of changes
+    camera TEXT NOT NULL,             -- camera id
+    key TEXT NOT NULL,                -- setting name
+    old_value TEXT,                   -- JSON value before (NULL: it was the default)
+    new_value TEXT NOT NULL,          -- JSON value after
+    changed_us INTEGER NOT NULL,      -- when
+    changed_by TEXT NOT NULL          -- who
+);
+
+CREATE INDEX IF NOT EXISTS settings_history_by_camera ON settings_history (camera, id);
