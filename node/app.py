@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 
+from node.control import ControlLink
 from node.master import CameraMaster
 from node.recorder import Recorder
 from node.server import NodeServer
@@ -14,6 +15,7 @@ from node.spool import Spool
 from node.uploader import Uploader
 from shared.config import NodeConfig
 from shared.health import ProcessMonitor
+from shared.protocol.control import Hello, SettingsPush
 
 log = logging.getLogger(__name__)
 SHUTDOWN_UPLOAD_S = 15.0
@@ -31,6 +33,20 @@ class Node:
         self.monitor = ProcessMonitor()
         self.port: int | None = None
         self._tasks: list[asyncio.Task] = []
+        self.control = (ControlLink(config.store_url, self._hello, self.health, self._apply_settings)
+                        if config.store_url else None)
+
+    def _hello(self) -> Hello:
+        return Hello(self.config.id, self.port or 0, tuple(self.master.cameras))
+
+    def _apply_settings(self, push: SettingsPush) -> None:
+        camera = self.master.cameras.get(push.camera)
+        if camera is None:
+            log.warning("store sent settings for %s, which is not on this node", push.camera)
+            return
+        if camera.settings != push.settings:
+            log.info("camera %s settings now %s", push.camera, push.settings)
+        camera.settings = dict(push.settings)
 
     def _spooled(self, item) -> None:  # type: ignore[no-untyped-def]
         if self.uploader is not None:
@@ -52,6 +68,8 @@ class Node:
         self._recording = [asyncio.create_task(r.run(), name=f"recorder-{r.camera.id}")
                            for r in self.recorders]
         self.port = await self.server.start(self.config.host, self.config.port)
+        if self.control is not None:
+            self._tasks.append(asyncio.create_task(self.control.run(), name="control"))
         log.info("node %s serving on port %d with cameras %s", self.config.id, self.port,
                  ", ".join(self.master.cameras))
 
@@ -89,6 +107,7 @@ class Node:
                 "last_error": self.uploader.last_error if self.uploader else None,
                 "uploaded": self.uploader.uploaded if self.uploader else 0,
                 "refused": self.uploader.rejected if self.uploader else 0,
+                "control": self.control.state if self.control else "not configured",
             },
         }
 

@@ -64,6 +64,7 @@ class Camera:
         self.encoder_name = H264Encoder.name
         self.state = "starting"
         self.error: str | None = None
+        self.settings: dict = {}  # runtime settings pushed by the store (recording mode, ...)
         self._thread: CaptureThread | None = None
         self._ended = asyncio.Event()
 
@@ -134,6 +135,7 @@ class Camera:
             "encode_seconds": round(self.encode_seconds, 3),
             "subscribers": len(self.fanout.subscriptions),
             "last_capture_us": self.stats.last_capture_us,
+            "settings": self.settings,
         }
 
 

@@ -111,6 +111,38 @@ class FieldReader:
         except InvalidId as exc:
             raise self.error(key, str(exc)) from exc
 
+    def boolean(self, key: str, default: bool = _MISSING) -> bool:
+        if key not in self.data:
+            if default is _MISSING:
+                raise self.error(key, "is required")
+            return default
+        value = self.data[key]
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {value!r}")
+        return value
+
+    def idents(self, key: str, default: list[str] = _MISSING) -> list[str]:
+        """A JSON array of valid ids (cameras, nodes)."""
+        if key not in self.data:
+            if default is _MISSING:
+                raise self.error(key, "is required")
+            return list(default)
+        value = self.data[key]
+        if not isinstance(value, list):
+            raise self.error(key, f"must be an array of ids, got {value!r}")
+        for item in value:
+            try:
+                check_id(item, "id")
+            except InvalidId as exc:
+                raise self.error(key, str(exc)) from exc
+        return list(value)
+
+    def choice(self, key: str, options: tuple[str, ...], default: str = _MISSING) -> str:
+        value = self.string(key, default)
+        if value not in options:
+            raise self.error(key, f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
     def pair(self, key: str, default: tuple[float, float] = _MISSING, **bounds: Any) -> tuple:
         """A two-element JSON array of numbers, e.g. a position or a size."""
         return tuple(self.numbers(key, 2, default, **bounds))

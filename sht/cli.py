@@ -142,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fps", type=int, default=15)
     demo.add_argument("--summary-json", help="also write the headless summary as JSON here")
     demo.set_defaults(func=cmd_demo)
+
+    from sht.query_cli import add_parsers
+
+    add_parsers(sub)
     return parser
 
 

@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS settings_history (
     id INTEGER PRIMARY KEY,           -- order of changes
     camera TEXT NOT NULL,             -- camera id
     key TEXT NOT NULL,                -- setting name
-    old_value TEXT,                   -- JSON value before (NULL: it was the default)
+    old_value TEXT NOT NULL,          -- JSON value in effect before (the default if never set)
     new_value TEXT NOT NULL,          -- JSON value after
     changed_us INTEGER NOT NULL,      -- when
     changed_by TEXT NOT NULL          -- who

@@ -1,22 +1,32 @@
-"""The store's network face: ``/ingest`` (WebSocket) and ``GET /health``.
+"""The store's network face: ``/ingest``, ``/control`` and ``/api`` (WebSocket), ``GET /health``.
 
-Thin: the ingest framing is ``shared.protocol.ingest.IngestReceiver``; this
-module only moves messages between it, the socket and the ``Ingestor``.
+Thin: the framing of each endpoint is a sans-I/O class in ``shared.protocol``;
+this module only moves messages between it, the socket and the store's logic.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from http import HTTPStatus
+from typing import Any
 
 import websockets
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from shared.clock import now_us
 from shared.httpjson import error_response, json_response
+from shared.protocol.control import HEARTBEAT_INTERVAL_S, Heartbeat, Hello, SettingsPush, parse_control
+from shared.protocol.errors import ProtocolError
 from shared.protocol.ingest import MAX_HEADER_BYTES, MAX_SEGMENT_BYTES, Ack, IngestReceiver
+from shared.protocol.query import QueryServer
+from store import settings
+from store.api import Api
 from store.db import Index
+from store.fleet import Fleet
 from store.ingest import Ingestor
 
 log = logging.getLogger(__name__)
@@ -28,8 +38,13 @@ class StoreServer:
         self.index = index
         self.started = time.monotonic()
         self.server: Server | None = None
+        self.fleet = Fleet(index.conn, now_us)
+        self.api = Api(ingestor.root, index, self.fleet, on_setting=self.push_settings)
+        self._checker: asyncio.Task | None = None
 
     async def start(self, host: str, port: int) -> int:
+        await self.fleet.load()
+        self._checker = asyncio.create_task(self._check_fleet(), name="fleet-check")
         self.server = await serve(
             self._handle, host, port, process_request=self._route,
             max_size=MAX_SEGMENT_BYTES + MAX_HEADER_BYTES + 64,
@@ -38,20 +53,94 @@ class StoreServer:
         return self.server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+
+    async def _check_fleet(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S / 2)
+            for node in self.fleet.check():
+                log.warning("node %s is down: no heartbeat for %.0f s", node, HEARTBEAT_INTERVAL_S * 3)
 
     async def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == "/health":
             return json_response(connection, HTTPStatus.OK, await self.health())
-        if path == "/ingest":
+        if path in ("/ingest", "/control", "/api"):
             return None
         return error_response(connection, HTTPStatus.NOT_FOUND,
-                              f"no endpoint {path!r}; try /health or /ingest")
+                              f"no endpoint {path!r}; try /health, /api, /ingest or /control")
 
     async def _handle(self, connection: ServerConnection) -> None:
+        path = connection.request.path.split("?", 1)[0] if connection.request else ""
+        handler = {"/ingest": self._ingest, "/control": self._control, "/api": self._api}[path]
+        try:
+            await handler(connection)
+        except websockets.ConnectionClosed:
+            pass
+
+    async def _api(self, connection: ServerConnection) -> None:
+        server = QueryServer()
+        tasks: set[asyncio.Task] = set()
+
+        async def flush() -> None:
+            for out in server.data_to_send():
+                await connection.send(out)
+
+        try:
+            async for message in connection:
+                request = server.receive(message)
+                if request is None:
+                    await flush()
+                    continue
+                task = asyncio.create_task(self.api.handle(request, server, flush))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _control(self, connection: ServerConnection) -> None:
+        try:
+            first = parse_control(await asyncio.wait_for(connection.recv(), 10))
+        except (ProtocolError, TimeoutError) as exc:
+            await connection.close(1008, f"expected a hello first: {exc}"[:120])
+            return
+        if not isinstance(first, Hello):
+            await connection.close(1008, "expected a hello first")
+            return
+        host = connection.remote_address[0]
+        await self.fleet.hello(first, host, connection)
+        log.info("node %s is up (%s, cameras %s)", first.node, host, ", ".join(first.cameras))
+        for camera in first.cameras:
+            await self.push_settings(camera)
+        try:
+            async for message in connection:
+                try:
+                    event = parse_control(message)
+                except ProtocolError as exc:
+                    log.warning("node %s sent a bad control message: %s", first.node, exc)
+                    continue
+                if isinstance(event, Heartbeat):
+                    self.fleet.heartbeat(first.node, event.health)
+        finally:
+            self.fleet.link_closed(first.node, connection)
+            log.warning("node %s control link closed", first.node)
+
+    async def push_settings(self, camera: str) -> None:
+        """Send a camera's current settings to the node that owns it, if it is connected."""
+        node = self.fleet.node_of(camera)
+        link: Any = self.fleet.links.get(node) if node else None
+        if link is None:
+            return
+        values = await settings.camera_settings(self.index.conn, camera)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await link.send(SettingsPush(camera, values).serialize())
+
+    async def _ingest(self, connection: ServerConnection) -> None:
         receiver = IngestReceiver()
         peer = "{}:{}".format(*connection.remote_address[:2])
         try:
@@ -80,4 +169,5 @@ class StoreServer:
             "ingest": {"stored": stats.stored, "duplicates": stats.duplicates,
                        "refused": stats.refused, "bytes_stored": stats.bytes_stored},
             "cameras": await self.index.camera_totals(),
+            "nodes": {n: s.state for n, s in sorted(self.fleet.nodes.items())},
         }

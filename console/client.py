@@ -1,0 +1,118 @@
+"""An asyncio client for the store's query API, used by the CLI and the console.
+
+A thin shell over ``shared.protocol.query.QueryClient``: one reader task routes
+each reply to the request it answers, so many requests can be in flight on one
+connection (the console asks for thumbnails while a timeline loads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from shared.protocol.errors import ProtocolError
+from shared.protocol.query import Chunk, Failure, Progress, QueryClient, Result
+from shared.urls import ws_url
+
+MAX_REPLY_BYTES = 8 * 1024 * 1024
+
+
+class StoreError(Exception):
+    """The store refused a request; ``code`` and ``field`` say why and where."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        self.code, self.message, self.field = code, message, field
+        super().__init__(message)
+
+
+class StoreUnreachable(StoreError):
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__("unreachable", f"cannot reach the store at {url} ({reason}); is `sht store` running "
+                         "there, and is the URL right?")
+
+
+class _Call:
+    def __init__(self, on_chunk: Callable[[bytes], None] | None,
+                 on_progress: Callable[[int, int], None] | None) -> None:
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.on_chunk, self.on_progress = on_chunk, on_progress
+
+
+class StoreClient:
+    def __init__(self, url: str, open_timeout: float = 5.0) -> None:
+        self.url = ws_url(url) + "/api"
+        self.open_timeout = open_timeout
+        self._protocol = QueryClient()
+        self._ws: ClientConnection | None = None
+        self._calls: dict[int, _Call] = {}
+        self._reader: asyncio.Task | None = None
+
+    async def __aenter__(self) -> StoreClient:
+        try:
+            self._ws = await connect(self.url, open_timeout=self.open_timeout, max_size=MAX_REPLY_BYTES,
+                                     compression=None)
+        except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+            raise StoreUnreachable(self.url, str(exc) or type(exc).__name__) from None
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def call(self, method: str, *, on_chunk: Callable[[bytes], None] | None = None,
+                   on_progress: Callable[[int, int], None] | None = None, **params: Any) -> Any:
+        if self._ws is None:
+            raise RuntimeError("use StoreClient in 'async with'")
+        rid = self._protocol.request(method, **params)
+        call = self._calls[rid] = _Call(on_chunk, on_progress)
+        try:
+            for message in self._protocol.data_to_send():
+                await self._ws.send(message)
+        except websockets.ConnectionClosed as exc:
+            raise StoreUnreachable(self.url, f"connection closed: {exc}") from None
+        try:
+            return await call.future
+        finally:
+            self._calls.pop(rid, None)
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        error: StoreError
+        try:
+            async for message in self._ws:
+                event = self._protocol.receive(message)
+                if isinstance(event, Failure) and event.id is None:
+                    error = StoreError(event.code, event.message, event.field)
+                    for c in self._calls.values():
+                        if not c.future.done():
+                            c.future.set_exception(error)
+                    continue
+                call = self._calls.get(event.id) if event.id is not None else None
+                if call is None:
+                    continue
+                if isinstance(event, Result):
+                    call.future.set_result(event.result)
+                elif isinstance(event, Failure):
+                    call.future.set_exception(StoreError(event.code, event.message, event.field))
+                elif isinstance(event, Chunk) and call.on_chunk is not None:
+                    call.on_chunk(event.data)
+                elif isinstance(event, Progress) and call.on_progress is not None:
+                    call.on_progress(event.done, event.total)
+            error = StoreUnreachable(self.url, "the store closed the connection")
+        except websockets.ConnectionClosed as exc:
+            error = StoreUnreachable(self.url, f"connection lost: {exc}")
+        except ProtocolError as exc:
+            error = StoreError("protocol", f"the store sent something this client does not understand: {exc}")
+        for c in self._calls.values():
+            if not c.future.done():
+                c.future.set_exception(error)

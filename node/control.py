@@ -1,0 +1,62 @@
+"""The node's end of the ``/control`` link: hello, heartbeats, and settings from the store.
+
+Reconnects with backoff for as long as the node runs; while the link is down
+the node goes on recording and spooling as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import connect
+
+from shared.backoff import Backoff
+from shared.protocol.control import HEARTBEAT_INTERVAL_S, Heartbeat, Hello, SettingsPush, parse_control
+from shared.protocol.errors import ProtocolError
+from shared.urls import ws_url
+
+log = logging.getLogger(__name__)
+
+
+class ControlLink:
+    def __init__(self, store_url: str, hello: Callable[[], Hello], health: Callable[[], dict[str, Any]],
+                 on_settings: Callable[[SettingsPush], None]) -> None:
+        self.url = ws_url(store_url) + "/control"
+        self.hello, self.health, self.on_settings = hello, health, on_settings
+        self.state = "disconnected"
+        self.last_error: str | None = None
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                async with connect(self.url, open_timeout=10, max_size=2**20) as ws:
+                    await ws.send(self.hello().serialize())
+                    self.state, self.last_error = "connected", None
+                    backoff.reset()
+                    await asyncio.gather(self._beat(ws), self._listen(ws))
+            except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            self.state = "disconnected"
+            delay = backoff.next_delay()
+            log.debug("control link down (%s); retrying in %.1f s", self.last_error, delay)
+            await asyncio.sleep(delay)
+
+    async def _beat(self, ws: Any) -> None:
+        while True:
+            await ws.send(Heartbeat(self.health()).serialize())
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+    async def _listen(self, ws: Any) -> None:
+        async for message in ws:
+            try:
+                event = parse_control(message)
+            except ProtocolError as exc:
+                log.warning("store sent a bad control message: %s", exc)
+                continue
+            if isinstance(event, SettingsPush):
+                self.on_settings(event)

@@ -1,0 +1,88 @@
+"""The node ↔ store control link at ``/control``: announcements, heartbeats, settings.
+
+A node opens the link, says ``hello`` (its id, port and cameras), then sends a
+``heartbeat`` with its health every few seconds. The store answers a hello with
+the runtime settings of each of the node's cameras and pushes a ``settings``
+message whenever one changes. All JSON text messages; sans-I/O like the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.ids import InvalidId, check_id
+from shared.protocol.errors import ProtocolError, parse_json_object
+
+HEARTBEAT_INTERVAL_S = 2.0
+MISSED_HEARTBEATS_DOWN = 3  # a node is down after this many intervals of silence
+MAX_CONTROL_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Hello:
+    node: str
+    port: int
+    cameras: tuple[str, ...]
+    version: int = 1
+
+    def serialize(self) -> str:
+        return json.dumps({"type": "hello", "node": self.node, "port": self.port,
+                           "cameras": list(self.cameras), "version": self.version})
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    health: dict[str, Any]
+
+    def serialize(self) -> str:
+        return json.dumps({"type": "heartbeat", "health": self.health})
+
+
+@dataclass(frozen=True)
+class SettingsPush:
+    """The complete current runtime settings of one camera (defaults filled in)."""
+
+    camera: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def serialize(self) -> str:
+        return json.dumps({"type": "settings", "camera": self.camera, "settings": self.settings})
+
+
+ControlMessage = Hello | Heartbeat | SettingsPush
+
+
+def parse_control(message: str | bytes) -> ControlMessage:
+    if isinstance(message, bytes):
+        raise ProtocolError("unexpected-binary", "control messages are JSON text")
+    if len(message) > MAX_CONTROL_BYTES:
+        raise ProtocolError("too-large", f"control message of {len(message)} bytes")
+    obj = parse_json_object(message)
+    kind = obj.get("type")
+    try:
+        if kind == "hello":
+            port, cameras, version = obj["port"], obj["cameras"], obj.get("version", 1)
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ProtocolError("bad-field", f"hello port must be 0..65535, got {port!r}")
+            if not isinstance(cameras, list):
+                raise ProtocolError("bad-field", "hello cameras must be an array of ids")
+            return Hello(check_id(obj["node"], "node id"), port,
+                         tuple(check_id(c, "camera id") for c in cameras),
+                         version if isinstance(version, int) else 1)
+        if kind == "heartbeat":
+            health = obj["health"]
+            if not isinstance(health, dict):
+                raise ProtocolError("bad-field", "heartbeat health must be an object")
+            return Heartbeat(health)
+        if kind == "settings":
+            settings = obj["settings"]
+            if not isinstance(settings, dict):
+                raise ProtocolError("bad-field", "settings must be an object")
+            return SettingsPush(check_id(obj["camera"], "camera id"), settings)
+    except KeyError as exc:
+        raise ProtocolError("missing-field", f"{kind} message lacks field {exc.args[0]!r}") from None
+    except InvalidId as exc:
+        raise ProtocolError("bad-field", str(exc)) from None
+    raise ProtocolError("unknown-type", f"unknown control message type {kind!r}")

@@ -1,0 +1,324 @@
+"""The store's query API at ``/api``, as a sans-I/O state machine.
+
+Requests are JSON text messages ``{"id": N, "method": M, "params": {...}}``.
+The store answers each with exactly one final message, ``{"id": N, "result": …}``
+or ``{"id": N, "error": {"code", "message", "field"}}``, and before it, for
+methods that return bytes (thumbnail, export), any number of
+``{"id": N, "progress": {"done", "total"}}`` text messages and binary chunks
+(uint32 big-endian request id, then the data). Every request is validated here,
+with an error that names the bad field, before the store sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.config import ConfigError, FieldReader
+from shared.protocol.errors import ProtocolError, parse_json_object
+
+CHUNK_PREFIX = struct.Struct(">I")
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_ID = 2**32 - 1
+MAX_PAGE = 5000
+MAX_EXPORT_US = 24 * 3600 * 1_000_000
+BUCKETS = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
+TIME = {"minimum": 0, "maximum": 2**62}
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    from_us: int
+    to_us: int
+
+    @classmethod
+    def read(cls, r: FieldReader) -> TimeRange:
+        from_us, to_us = r.integer("from_us", **TIME), r.integer("to_us", **TIME)
+        if to_us <= from_us:
+            raise r.error("to_us", f"must be after from_us ({from_us}), got {to_us}")
+        return cls(from_us, to_us)
+
+
+@dataclass(frozen=True)
+class FleetParams:
+    @classmethod
+    def read(cls, r: FieldReader) -> FleetParams:
+        return cls()
+
+
+@dataclass(frozen=True)
+class ListParams:
+    """``segments`` and ``events``: by camera(s) and time range, paged by a cursor."""
+
+    range: TimeRange
+    cameras: tuple[str, ...] = ()  # empty: every camera
+    limit: int = 1000
+    after: tuple[int, int] | None = None  # (start_us, row id) of the last item of the previous page
+    kind: str | None = None  # events only
+
+    @classmethod
+    def read(cls, r: FieldReader) -> ListParams:
+        after = None
+        if r.has("after") and r.data["after"] is not None:
+            a, b = r.numbers("after", 2, minimum=0)
+            after = (int(a), int(b))
+        return cls(
+            range=TimeRange.read(r),
+            cameras=tuple(r.idents("cameras", [])),
+            limit=r.integer("limit", 1000, minimum=1, maximum=MAX_PAGE),
+            after=after,
+            kind=r.string("kind") if r.has("kind") and r.data["kind"] is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class TimelineParams:
+    camera: str
+    range: TimeRange
+    bucket: str = "hour"
+    utc_offset_s: int = 0  # buckets start at local midnight/hours for this offset
+
+    @classmethod
+    def read(cls, r: FieldReader) -> TimelineParams:
+        return cls(r.ident("camera"), TimeRange.read(r), r.choice("bucket", tuple(BUCKETS), "hour"),
+                   r.integer("utc_offset_s", 0, minimum=-14 * 3600, maximum=14 * 3600))
+
+
+@dataclass(frozen=True)
+class ThumbnailParams:
+    camera: str
+    at_us: int
+    width: int = 320
+
+    @classmethod
+    def read(cls, r: FieldReader) -> ThumbnailParams:
+        return cls(r.ident("camera"), r.integer("at_us", **TIME),
+                   r.integer("width", 320, minimum=16, maximum=3840))
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    camera: str
+    range: TimeRange
+
+    @classmethod
+    def read(cls, r: FieldReader) -> ExportParams:
+        rng = TimeRange.read(r)
+        if rng.to_us - rng.from_us > MAX_EXPORT_US:
+            raise r.error("to_us", "an export may cover at most 24 hours; split it")
+        return cls(r.ident("camera"), rng)
+
+
+@dataclass(frozen=True)
+class LockParams:
+    event_id: int
+    locked: bool
+
+    @classmethod
+    def read(cls, r: FieldReader) -> LockParams:
+        return cls(r.integer("event_id", minimum=1), r.boolean("locked", True))
+
+
+@dataclass(frozen=True)
+class SettingsParams:
+    camera: str | None = None
+
+    @classmethod
+    def read(cls, r: FieldReader) -> SettingsParams:
+        return cls(r.ident("camera") if r.has("camera") else None)
+
+
+@dataclass(frozen=True)
+class SetSettingParams:
+    camera: str
+    key: str
+    value: Any
+    by: str = "api"
+
+    @classmethod
+    def read(cls, r: FieldReader) -> SetSettingParams:
+        if "value" not in r.data:
+            raise r.error("value", "is required (use null to go back to the default)")
+        return cls(r.ident("camera"), r.string("key"), r.data["value"], r.string("by", "api")[:64])
+
+
+@dataclass(frozen=True)
+class HistoryParams:
+    camera: str | None = None
+    limit: int = 100
+
+    @classmethod
+    def read(cls, r: FieldReader) -> HistoryParams:
+        return cls(r.ident("camera") if r.has("camera") else None,
+                   r.integer("limit", 100, minimum=1, maximum=MAX_PAGE))
+
+
+METHODS: dict[str, Any] = {
+    "fleet": FleetParams,
+    "segments": ListParams,
+    "events": ListParams,
+    "timeline": TimelineParams,
+    "thumbnail": ThumbnailParams,
+    "export": ExportParams,
+    "lock_event": LockParams,
+    "settings": SettingsParams,
+    "set_setting": SetSettingParams,
+    "settings_history": HistoryParams,
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    id: int
+    method: str
+    params: Any
+
+
+@dataclass(frozen=True)
+class Result:
+    id: int
+    result: Any
+
+
+@dataclass(frozen=True)
+class Failure:
+    id: int | None
+    code: str
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    id: int
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: int
+    data: bytes
+
+
+def parse_request(message: str | bytes) -> Request:
+    """Validate one request; a ``ProtocolError`` says what is wrong (``Failure`` for the reply)."""
+    if isinstance(message, bytes):
+        raise ProtocolError("unexpected-binary", "requests are JSON text messages")
+    if len(message) > MAX_REQUEST_BYTES:
+        raise ProtocolError("too-large", f"request of {len(message)} bytes exceeds {MAX_REQUEST_BYTES}")
+    obj = parse_json_object(message)
+    rid = obj.get("id")
+    if isinstance(rid, bool) or not isinstance(rid, int) or not 0 <= rid <= MAX_ID:
+        raise ProtocolError("bad-id", f"request id must be an integer 0..{MAX_ID}, got {rid!r}")
+    method = obj.get("method")
+    if method not in METHODS:
+        raise RequestError(rid, "unknown-method", f"unknown method {method!r}; known: {', '.join(METHODS)}",
+                           "method")
+    try:
+        params = METHODS[method].read(FieldReader(obj.get("params", {}), "params"))
+    except ConfigError as exc:
+        message_text = str(exc).split(": ", 2)[-1]
+        raise RequestError(rid, "bad-param", message_text, exc.field_path or "params") from None
+    return Request(rid, method, params)
+
+
+class RequestError(ProtocolError):
+    """A request whose id is known, so the error can be addressed to it."""
+
+    def __init__(self, request_id: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(code, message)
+        self.request_id = request_id
+        self.field = field
+
+
+def chunk_message(request_id: int, data: bytes | memoryview) -> bytes:
+    return CHUNK_PREFIX.pack(request_id) + bytes(data)
+
+
+class QueryServer:
+    """Store side: messages in, validated ``Request``s out; replies queued for sending."""
+
+    def __init__(self) -> None:
+        self._outgoing: list[str | bytes] = []
+
+    def receive(self, message: str | bytes) -> Request | None:
+        try:
+            return parse_request(message)
+        except RequestError as exc:
+            self.error(exc.request_id, exc.code, exc.message, exc.field)
+        except ProtocolError as exc:
+            self.error(None, exc.code, exc.message)
+        return None
+
+    def result(self, request_id: int, result: Any) -> None:
+        self._outgoing.append(json.dumps({"id": request_id, "result": result}))
+
+    def error(self, request_id: int | None, code: str, message: str, field_name: str | None = None) -> None:
+        self._outgoing.append(json.dumps(
+            {"id": request_id, "error": {"code": code, "message": message, "field": field_name}}))
+
+    def progress(self, request_id: int, done: int, total: int) -> None:
+        self._outgoing.append(json.dumps({"id": request_id, "progress": {"done": done, "total": total}}))
+
+    def chunk(self, request_id: int, data: bytes | memoryview) -> None:
+        self._outgoing.append(chunk_message(request_id, data))
+
+    def data_to_send(self) -> list[str | bytes]:
+        out, self._outgoing = self._outgoing, []
+        return out
+
+
+@dataclass
+class QueryClient:
+    """Client side: build requests, turn replies into ``Result``/``Failure``/``Progress``/``Chunk``."""
+
+    next_id: int = 1
+    pending: set[int] = field(default_factory=set)
+    _outgoing: list[str] = field(default_factory=list)
+
+    def request(self, method: str, **params: Any) -> int:
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}")
+        rid, self.next_id = self.next_id, self.next_id + 1
+        self.pending.add(rid)
+        self._outgoing.append(json.dumps({"id": rid, "method": method, "params": params}))
+        return rid
+
+    def receive(self, message: str | bytes) -> Result | Failure | Progress | Chunk:
+        if isinstance(message, bytes):
+            if len(message) < CHUNK_PREFIX.size:
+                raise ProtocolError("short-chunk", "binary reply shorter than its 4-byte request id")
+            (rid,) = CHUNK_PREFIX.unpack_from(message)
+            self._check_pending(rid)
+            return Chunk(rid, message[CHUNK_PREFIX.size:])
+        obj = parse_json_object(message)
+        rid = obj.get("id")
+        if "error" in obj:
+            err = obj["error"]
+            if not isinstance(err, dict) or not isinstance(err.get("code"), str):
+                raise ProtocolError("bad-reply", f"malformed error reply: {obj}")
+            if isinstance(rid, int):
+                self.pending.discard(rid)
+            return Failure(rid if isinstance(rid, int) else None, err["code"], str(err.get("message", "")),
+                           err.get("field") if isinstance(err.get("field"), str) else None)
+        if isinstance(rid, bool) or not isinstance(rid, int):
+            raise ProtocolError("bad-reply", f"reply without a request id: {obj}")
+        self._check_pending(rid)
+        if "result" in obj:
+            self.pending.discard(rid)
+            return Result(rid, obj["result"])
+        prog = obj.get("progress")
+        if isinstance(prog, dict) and all(isinstance(prog.get(k), int) for k in ("done", "total")):
+            return Progress(rid, prog["done"], prog["total"])
+        raise ProtocolError("bad-reply", f"reply is neither result, error nor progress: {obj}")
+
+    def _check_pending(self, rid: int) -> None:
+        if rid not in self.pending:
+            raise ProtocolError("unknown-request", f"reply for request {rid}, which is not pending")
+
+    def data_to_send(self) -> list[str]:
+        out, self._outgoing = self._outgoing, []
+        return out

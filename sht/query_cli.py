@@ -1,0 +1,204 @@
+"""``sht search``, ``sht export``, ``sht thumb`` and ``sht settings``: the store's query API from a shell.
+
+Errors are one line on stderr and a non-zero exit; ``--json`` output is one JSON
+array on stdout with times in ISO 8601 UTC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from console.client import StoreClient, StoreError
+from shared.clock import iso_utc
+from shared.timespec import TimeSpecError, format_local, parse_time
+
+DEFAULT_STORE = "http://127.0.0.1:8100"
+PAGE = 5000
+
+
+def add_store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=os.environ.get("SHT_STORE", DEFAULT_STORE),
+                   help=f"store URL (default $SHT_STORE or {DEFAULT_STORE})")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    search = sub.add_parser("search", help="list recorded segments or events")
+    add_store_arg(search)
+    search.add_argument("--camera", action="append", default=[], help="camera id; repeat for more (default: all)")
+    search.add_argument("--from", dest="from_", default="1h ago", help="start time (default: 1h ago)")
+    search.add_argument("--to", default="now", help="end time (default: now)")
+    search.add_argument("--events", action="store_true", help="list events instead of segments")
+    search.add_argument("--json", action="store_true", help="print one JSON array")
+    search.set_defaults(func=lambda a: _run(_search, a))
+
+    export = sub.add_parser("export", help="one camera's time range as a single MP4")
+    add_store_arg(export)
+    export.add_argument("--camera", required=True)
+    export.add_argument("--from", dest="from_", required=True)
+    export.add_argument("--to", required=True)
+    export.add_argument("-o", "--output", required=True, help="MP4 file to write")
+    export.set_defaults(func=lambda a: _run(_export, a))
+
+    thumb = sub.add_parser("thumb", help="a JPEG of the frame nearest a time")
+    add_store_arg(thumb)
+    thumb.add_argument("--camera", required=True)
+    thumb.add_argument("--at", required=True)
+    thumb.add_argument("--width", type=int, default=320)
+    thumb.add_argument("-o", "--output", required=True, help="JPEG file to write")
+    thumb.set_defaults(func=lambda a: _run(_thumb, a))
+
+    sett = sub.add_parser("settings", help="show or change a camera's runtime settings")
+    add_store_arg(sett)
+    sett.add_argument("--camera", help="camera id (default: all)")
+    sett.add_argument("--by", default=os.environ.get("USER", "cli"), help="who is changing it (for the history)")
+    sett.add_argument("--history", action="store_true", help="show the history of changes")
+    sett.add_argument("--json", action="store_true")
+    sett.add_argument("assignment", nargs="*", metavar="KEY=VALUE", help="settings to change (needs --camera)")
+    sett.set_defaults(func=lambda a: _run(_settings, a))
+
+
+def _fail(message: str) -> int:
+    print(f"sht: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _run(command: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(command(args))
+    except TimeSpecError as exc:
+        return _fail(str(exc))
+    except StoreError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        return _fail(f"{exc.message}{where}")
+    except OSError as exc:
+        return _fail(str(exc))
+
+
+def _range(args: argparse.Namespace) -> tuple[int, int]:
+    start, end = parse_time(args.from_), parse_time(args.to)
+    if end <= start:
+        raise TimeSpecError(f"--to ({args.to!r}) must be after --from ({args.from_!r})")
+    return start, end
+
+
+async def _search(args: argparse.Namespace) -> int:
+    start, end = _range(args)
+    method = "events" if args.events else "segments"
+    items: list[dict[str, Any]] = []
+    async with StoreClient(args.store) as client:
+        after = None
+        while True:
+            page = await client.call(method, cameras=args.camera, from_us=start, to_us=end, limit=PAGE, after=after)
+            items += page["items"]
+            if not (after := page["next"]):
+                break
+    if args.json:
+        print(json.dumps([_public(item, args.events) for item in items], indent=1))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(items)} {method}, {format_local(start)} → {format_local(end)} (local time)")
+    if args.events:
+        cols = ("id", "camera", "start", "end", "kind", "score", "locked")
+        for c in cols:
+            table.add_column(c)
+        for e in items:
+            table.add_row(str(e["id"]), e["camera"], format_local(e["start_us"]), format_local(e["end_us"]),
+                          e["kind"], f"{e['score']:.2f}", "yes" if e["locked"] else "")
+    else:
+        for c in ("camera", "start", "end", "seconds", "frames", "MB", "node"):
+            table.add_column(c)
+        for s in items:
+            table.add_row(s["camera"], format_local(s["start_us"]), format_local(s["end_us"]),
+                          f"{(s['end_us'] - s['start_us']) / 1e6:.1f}", str(s["frames"]),
+                          f"{s['bytes'] / 1e6:.2f}", s["node"])
+    Console().print(table)
+    return 0
+
+
+def _public(item: dict[str, Any], event: bool) -> dict[str, Any]:
+    out = {"camera": item["camera"], "start": iso_utc(item["start_us"]), "end": iso_utc(item["end_us"]),
+           "start_us": item["start_us"], "end_us": item["end_us"]}
+    if event:
+        out.update(id=item["id"], kind=item["kind"], score=item["score"], bbox=item["bbox"], locked=item["locked"])
+    else:
+        out.update(frames=item["frames"], bytes=item["bytes"], node=item["node"], sha256=item["sha256"])
+    return out
+
+
+async def _export(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    start, end = _range(args)
+    out = Path(args.output)
+    part = out.with_name(out.name + ".part")
+    with part.open("wb") as f, Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                                        TransferSpeedColumn(), transient=True) as bar:
+        task = bar.add_task(f"export {args.camera}", total=None)
+        async with StoreClient(args.store) as client:
+            result = await client.call(
+                "export", camera=args.camera, from_us=start, to_us=end, on_chunk=f.write,
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+    part.replace(out)
+    print(f"wrote {out}: {result['bytes'] / 1e6:.1f} MB, {result['frames']} frames from {result['segments']} "
+          f"segments, {iso_utc(result['start_us'])} → {iso_utc(result['end_us'])}")
+    return 0
+
+
+async def _thumb(args: argparse.Namespace) -> int:
+    at = parse_time(args.at)
+    chunks: list[bytes] = []
+    async with StoreClient(args.store) as client:
+        result = await client.call("thumbnail", camera=args.camera, at_us=at, width=args.width,
+                                   on_chunk=chunks.append)
+    Path(args.output).write_bytes(b"".join(chunks))
+    print(f"wrote {args.output}: {result['width']}x{result['height']} JPEG of the frame at "
+          f"{iso_utc(result['frame_us'])}")
+    return 0
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # bare words such as motion or continuous
+
+
+async def _settings(args: argparse.Namespace) -> int:
+    async with StoreClient(args.store) as client:
+        if args.assignment:
+            if not args.camera:
+                raise StoreError("bad-param", "changing settings needs --camera", "camera")
+            for assignment in args.assignment:
+                key, sep, value = assignment.partition("=")
+                if not sep:
+                    raise StoreError("bad-param", f"{assignment!r} is not KEY=VALUE", "assignment")
+                r = await client.call("set_setting", camera=args.camera, key=key, value=_parse_value(value),
+                                      by=args.by)
+                state = "pushed to " + r["node"] if r["pushed"] else "node not connected; it gets it on reconnect"
+                print(f"{args.camera}: {key} {json.dumps(r['old'])} → {json.dumps(r['new'])} ({state})")
+            return 0
+        if args.history:
+            params = {"camera": args.camera} if args.camera else {}
+            rows = (await client.call("settings_history", **params))["items"]
+            if args.json:
+                print(json.dumps(rows, indent=1))
+            for h in rows if not args.json else []:
+                print(f"{format_local(h['changed_us'])}  {h['camera']}  {h['key']}: {json.dumps(h['old'])} → "
+                      f"{json.dumps(h['new'])}  by {h['changed_by']}")
+            return 0
+        params = {"camera": args.camera} if args.camera else {}
+        current = (await client.call("settings", **params))["settings"]
+    if args.json:
+        print(json.dumps(current, indent=1))
+    for cam, values in current.items() if not args.json else []:
+        print(cam + ": " + ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()))
+    return 0
