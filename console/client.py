@@ -37,7 +37,7 @@ class StoreUnreachable(StoreError):
 
 
 class _Call:
-    def __init__(self, on_chunk: Callable[[bytes], None] | None,
+    def __init__(self, on_chunk: Callable[[bytes], object] | None,
                  on_progress: Callable[[int, int], None] | None) -> None:
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.on_chunk, self.on_progress = on_chunk, on_progress
@@ -69,7 +69,7 @@ class StoreClient:
         if self._ws is not None:
             await self._ws.close()
 
-    async def call(self, method: str, *, on_chunk: Callable[[bytes], None] | None = None,
+    async def call(self, method: str, *, on_chunk: Callable[[bytes], object] | None = None,
                    on_progress: Callable[[int, int], None] | None = None, **params: Any) -> Any:
         if self._ws is None:
             raise RuntimeError("use StoreClient in 'async with'")

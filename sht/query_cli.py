@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _run(command: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+def _run(command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
     try:
         return asyncio.run(command(args))
     except TimeSpecError as exc:
@@ -145,7 +145,7 @@ async def _export(args: argparse.Namespace) -> int:
         task = bar.add_task(f"export {args.camera}", total=None)
         async with StoreClient(args.store) as client:
             result = await client.call(
-                "export", camera=args.camera, from_us=start, to_us=end, on_chunk=f.write,
+                "export", camera=args.camera, from_us=start, to_us=end, on_chunk=lambda data: f.write(data),
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total))
     part.replace(out)
     print(f"wrote {out}: {result['bytes'] / 1e6:.1f} MB, {result['frames']} frames from {result['segments']} "
