@@ -3,12 +3,15 @@
 ``Segmenter`` is pure bookkeeping (no I/O): push access units in, get finished
 segments out. A segment always starts on a keyframe and is cut at the first
 keyframe at (within half a frame of) its target length, so each plays on its own.
-``mux_mp4`` runs on a worker thread; it remuxes, never re-encodes.
+``mux_mp4`` runs on a worker thread; it remuxes, never re-encodes. Each MP4
+carries a JSON description of itself in its ``comment`` tag (``segment_metadata``),
+so the store's index can be rebuilt from the files alone.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -19,6 +22,11 @@ from shared.protocol.ingest import SegmentHeader, sha256_hex
 
 MICROSECONDS = Fraction(1, 1_000_000)
 MP4_TIME_BASE = Fraction(1, 90_000)
+# The container tag holding the segment's JSON metadata. FFmpeg's mp4 muxer writes
+# ``comment`` as an iTunes-style ``\xa9cmt`` atom and reads it back under the same key
+# (checked with PyAV 18 / FFmpeg 8). store/segment_file.py reads the same tag.
+METADATA_TAG = "comment"
+METADATA_VERSION = 1
 
 
 @dataclass
@@ -80,10 +88,32 @@ class Segmenter:
         return FinishedSegment(self.camera, tuple(current.units), self.frame_interval_us)
 
 
-def mux_mp4(segment: FinishedSegment, width: int, height: int, fps: float) -> bytes:
-    """Remux a segment's Annex-B units into a standalone MP4 (CPU and memory only, no files)."""
+def segment_metadata(node: str, segment: FinishedSegment, width: int, height: int) -> dict[str, object]:
+    """What a segment says about itself inside its MP4. Not its SHA-256: that covers the file."""
+    return {
+        "sht": METADATA_VERSION,
+        "node": node,
+        "camera": segment.camera,
+        "start_us": segment.start_us,
+        "end_us": segment.end_us,
+        "frames": len(segment.units),
+        "width": width,
+        "height": height,
+    }
+
+
+def mux_mp4(
+    segment: FinishedSegment, width: int, height: int, fps: float, metadata: dict[str, object] | None = None
+) -> bytes:
+    """Remux a segment's Annex-B units into a standalone MP4 (CPU and memory only, no files).
+
+    ``metadata``, if given, is stored as JSON in the container's ``comment`` tag.
+    """
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
+        if metadata is not None:
+            # Set before the first mux, which writes the container header.
+            container.metadata[METADATA_TAG] = json.dumps(metadata, separators=(",", ":"))
         stream = container.add_mux_stream(
             "h264", rate=Fraction(fps).limit_denominator(1001), width=width, height=height
         )
@@ -102,7 +132,7 @@ def mux_mp4(segment: FinishedSegment, width: int, height: int, fps: float) -> by
 def build_segment(
     node: str, segment: FinishedSegment, width: int, height: int, fps: float
 ) -> tuple[SegmentHeader, bytes]:
-    data = mux_mp4(segment, width, height, fps)
+    data = mux_mp4(segment, width, height, fps, segment_metadata(node, segment, width, height))
     header = SegmentHeader(
         node=node,
         camera=segment.camera,
