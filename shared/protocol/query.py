@@ -214,7 +214,7 @@ def parse_request(message: str | bytes) -> Request:
     if isinstance(rid, bool) or not isinstance(rid, int) or not 0 <= rid <= MAX_ID:
         raise ProtocolError("bad-id", f"request id must be an integer 0..{MAX_ID}, got {rid!r}")
     method = obj.get("method")
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise RequestError(rid, "unknown-method", f"unknown method {method!r}; known: {', '.join(METHODS)}",
                            "method")
     try:
@@ -280,7 +280,7 @@ class QueryClient:
     _outgoing: list[str] = field(default_factory=list)
 
     def request(self, method: str, **params: Any) -> int:
-        if method not in METHODS:
+        if not isinstance(method, str) or method not in METHODS:
             raise ValueError(f"unknown method {method!r}")
         rid, self.next_id = self.next_id, self.next_id + 1
         self.pending.add(rid)
