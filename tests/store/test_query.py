@@ -46,7 +46,8 @@ async def test_timeline_intervals_gaps_and_buckets(index):
     for i in list(range(0, 6)) + list(range(12, 18)):  # one minute recorded, one missing, one recorded
         await add_segment(index, "cam0", T0 + i * 10 * S)
     await index.conn.execute(
-        "INSERT INTO events (camera, node, start_us, end_us, kind, score) VALUES ('cam0', 'node0', ?, ?, 'motion', 0.9)",
+        "INSERT INTO events (camera, node, start_us, end_us, kind, score) "
+        "VALUES ('cam0', 'node0', ?, ?, 'motion', 0.9)",
         (T0 + 125 * S, T0 + 130 * S))
     await index.conn.commit()
     t = await query.timeline(index.conn, TimelineParams("cam0", TimeRange(T0, T0 + 240 * S), "minute"))

@@ -119,7 +119,9 @@ def test_settings_changes_are_in_the_history_and_reach_the_node(recorded):
     assert "pushed to node0" in out.stdout
     history = json.loads(sht("settings", "--store", store, "--history", "--json").stdout)
     assert [(h["camera"], h["key"], h["old"], h["new"], h["changed_by"]) for h in history[:2]] == [
-        ("cam1", "motion_sensitivity", 0.5, 0.25, "tester"), ("cam1", "recording_mode", "continuous", "motion", "tester")]
+        ("cam1", "motion_sensitivity", 0.5, 0.25, "tester"),
+        ("cam1", "recording_mode", "continuous", "motion", "tester"),
+    ]
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         applied = get_json(recorded["node"] + "/health")["cameras"]["cam1"]["settings"]
