@@ -146,6 +146,10 @@ def run_demo(args: argparse.Namespace, root: Path, summary: Path) -> tuple[int, 
 
 def run_ffmpeg(ffmpeg: str, raw: Path, out: Path,
                args: argparse.Namespace) -> tuple[list[int], float, float]:
+    from node.encode import x264_params
+    from shared.config import default_bitrate
+
+    width, height = (int(x) for x in args.size.split("x"))
     procs = []
     for cam in range(args.cameras):
         cam_dir = out / f"cam{cam}"
@@ -155,7 +159,7 @@ def run_ffmpeg(ffmpeg: str, raw: Path, out: Path,
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", args.size, "-r", str(args.fps),
             "-i", str(raw), "-t", str(WARMUP_S + args.duration + 1),
             "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-            "-x264-params", f"keyint={args.fps}:min-keyint={args.fps}:scenecut=0",
+            "-x264-params", x264_params(args.fps, 1.0, default_bitrate(width, height, args.fps)),
             "-threads", "1", "-g", str(args.fps),
             "-f", "segment", "-segment_time", str(SEGMENT_SECONDS), "-reset_timestamps", "1",
             str(cam_dir / "seg%05d.mp4"),

@@ -11,7 +11,7 @@ from node.control import ControlLink
 from node.master import CameraMaster
 from node.recorder import Recorder
 from node.server import NodeServer
-from node.spool import Spool
+from node.spool import Spool, SpooledSegment
 from node.uploader import Uploader
 from shared.config import NodeConfig
 from shared.health import ProcessMonitor
@@ -27,7 +27,7 @@ class Node:
         self.started = time.monotonic()
         self.master = CameraMaster(config.cameras)
         self.spool = Spool(config.spool_path)
-        self.uploader = Uploader(config.store_url, self.spool) if config.store_url else None
+        self.uploader = Uploader(config.store_url, self.spool, config.id, config.spool_limit_bytes)
         self.recorders: list[Recorder] = []
         self.server = NodeServer(self.master, self.health)
         self.monitor = ProcessMonitor()
@@ -48,21 +48,22 @@ class Node:
             log.info("camera %s settings now %s", push.camera, push.settings)
         camera.settings = dict(push.settings)
 
-    def _spooled(self, item) -> None:  # type: ignore[no-untyped-def]
-        if self.uploader is not None:
-            self.uploader.add(item)
+    async def _spooled(self, item: SpooledSegment) -> None:
+        await self.uploader.add_and_enforce(item)
+
+    async def _lost(self, camera: str, start_us: int, end_us: int, frames: int, why: str) -> None:
+        await self.uploader.report_loss(camera, start_us, end_us, frames, why)
 
     async def start(self) -> None:
         backlog = await asyncio.to_thread(self.spool.scan)
         if backlog:
             log.info("spool holds %d segments from an earlier run; uploading them first", len(backlog))
-        if self.uploader is not None:
-            for item in backlog:
-                self.uploader.add(item)
-            self._tasks.append(asyncio.create_task(self.uploader.run(), name="uploader"))
+        for item in backlog:
+            self.uploader.add(item)
+        self._tasks.append(asyncio.create_task(self.uploader.run(), name="uploader"))
         for camera in self.master.cameras.values():
             recorder = Recorder(self.config.id, camera, self.config.segment_seconds,
-                                self.spool, self._spooled)
+                                self.spool, self._spooled, self._lost)
             self.recorders.append(recorder)
         self.master.start()  # after the recorders subscribed: they see the very first keyframe
         self._recording = [asyncio.create_task(r.run(), name=f"recorder-{r.camera.id}")
@@ -77,7 +78,7 @@ class Node:
         """Clean stop: finish the segment in progress, spool it, try to upload what is left."""
         await self.master.stop()
         await asyncio.gather(*self._recording)
-        if self.uploader is not None:
+        if self.config.store_url:
             done = await self.uploader.drain(SHUTDOWN_UPLOAD_S)
             if not done:
                 log.warning("stopping with %d segments still in the spool; they upload on the "
@@ -88,11 +89,6 @@ class Node:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def health(self) -> dict:
-        if self.uploader is not None:
-            spool = self.uploader.backlog()  # in memory: /health never walks the disk
-        else:
-            segments, size = self.spool.usage()
-            spool = {"segments": segments, "bytes": size, "oldest_start_us": None}
         return {
             "node": self.config.id,
             "uptime_s": round(time.monotonic() - self.started, 1),
@@ -100,13 +96,13 @@ class Node:
             "cameras": {
                 r.camera.id: {**r.camera.health(), "recording": r.health()} for r in self.recorders
             },
-            "spool": spool,
+            "spool": self.uploader.backlog(),  # in memory: /health never walks the disk
             "store": {
                 "url": self.config.store_url,
-                "link": self.uploader.link if self.uploader else "not configured",
-                "last_error": self.uploader.last_error if self.uploader else None,
-                "uploaded": self.uploader.uploaded if self.uploader else 0,
-                "refused": self.uploader.rejected if self.uploader else 0,
+                "link": self.uploader.link,
+                "last_error": self.uploader.last_error,
+                "uploaded": self.uploader.uploaded,
+                "refused": self.uploader.rejected,
                 "control": self.control.state if self.control else "not configured",
             },
         }

@@ -15,7 +15,20 @@ from typing import cast
 import av
 from av.video.codeccontext import VideoCodecContext
 
+from shared.config import default_bitrate
+
 MICROSECONDS = Fraction(1, 1_000_000)
+
+
+def x264_params(fps: float, keyframe_interval_s: float, max_bitrate_bps: int) -> str:
+    """libx264 settings shared by the node and the benchmark's ffmpeg baseline.
+
+    A fixed GOP (no scene-cut keyframes) keeps segment lengths predictable; the
+    VBV cap bounds the bitrate, so a spool sized from it holds what it promises.
+    """
+    gop = max(1, round(fps * keyframe_interval_s))
+    kbps = max(1, max_bitrate_bps // 1000)
+    return f"keyint={gop}:min-keyint={gop}:scenecut=0:vbv-maxrate={kbps}:vbv-bufsize={kbps}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +41,8 @@ class EncodedUnit:
 class H264Encoder:
     name = "libx264"
 
-    def __init__(self, width: int, height: int, fps: float, keyframe_interval_s: float = 1.0):
+    def __init__(self, width: int, height: int, fps: float, keyframe_interval_s: float = 1.0,
+                 max_bitrate_bps: int | None = None):
         self.width, self.height = width, height
         gop = max(1, round(fps * keyframe_interval_s))
         ctx = cast(VideoCodecContext, av.CodecContext.create(self.name, "w"))
@@ -40,8 +54,8 @@ class H264Encoder:
         ctx.options = {
             "preset": "ultrafast",
             "tune": "zerolatency",
-            # A fixed GOP (no scene-cut keyframes) keeps segment lengths predictable.
-            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
+            "x264-params": x264_params(fps, keyframe_interval_s,
+                                       max_bitrate_bps or default_bitrate(width, height, fps)),
             # One thread per encoder: six cameras share two cores, and sliced threads
             # would only add contention.
             "threads": "1",

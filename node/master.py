@@ -71,7 +71,8 @@ class Camera:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         source = open_source(self.config)
         encoder = H264Encoder(
-            self.config.width, self.config.height, self.config.fps, self.config.keyframe_interval_s
+            self.config.width, self.config.height, self.config.fps, self.config.keyframe_interval_s,
+            self.config.max_bitrate_bps,
         )
         self.encoder_name = encoder.name
 

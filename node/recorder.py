@@ -1,16 +1,26 @@
-"""The recorder: a subscriber per camera that cuts segments, muxes them and spools them."""
+"""The recorder: a subscriber per camera that journals, cuts, muxes and spools segments.
+
+Every access unit goes to the segment's journal (fsynced at each keyframe) as
+well as to the segmenter; a finished segment is muxed and spooled atomically
+and only then is its journal dropped. Footage that cannot be spooled is
+reported as a loss, never dropped silently.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from node.journal import JournalHeader, JournalWriter
 from node.master import Camera
 from node.segmenter import FinishedSegment, Segmenter, build_segment
 from node.spool import Spool, SpooledSegment
 
 log = logging.getLogger(__name__)
+
+# (camera, start_us, end_us, frames, why) of footage that could not be kept
+LossReport = Callable[[str, int, int, int, str], Awaitable[None]]
 
 
 class Recorder:
@@ -20,35 +30,63 @@ class Recorder:
         camera: Camera,
         segment_seconds: float,
         spool: Spool,
-        on_spooled: Callable[[SpooledSegment], None],
+        on_spooled: Callable[[SpooledSegment], Awaitable[None]],
+        on_lost: LossReport,
     ) -> None:
         self.node_id = node_id
         self.camera = camera
         self.spool = spool
-        self.on_spooled = on_spooled
+        self.on_spooled, self.on_lost = on_spooled, on_lost
         cfg = camera.config
         self.segmenter = Segmenter(camera.id, segment_seconds, cfg.fps)
+        self.journal_header = JournalHeader(node_id, camera.id, cfg.width, cfg.height, cfg.fps)
         # Enough room for three whole segments: the recorder only falls this far
         # behind if the disk stalls, and then it resumes at a keyframe; the frames it
         # skipped are reported as ``frames_skipped`` in /health.
         capacity = int(cfg.fps * segment_seconds * 3) + 10
         self.subscription = camera.subscribe("recorder", capacity)
+        self._journal: JournalWriter | None = None
         self.segments_spooled = 0
         self.segments_failed = 0
+        self.journal_errors = 0
 
     async def run(self) -> None:
         while True:
             unit = await self.subscription.get()
             if unit is None:
                 break
+            if unit.keyframe:
+                await self._flush_journal()  # the GOP before this keyframe is now durable
             finished = self.segmenter.push(unit)
             if finished is not None:
-                await self._save(finished)
+                done_journal, self._journal = self._journal, None
+                self._start_journal(unit.capture_us)
+                await self._save(finished, done_journal)
+            elif self._journal is None and unit.keyframe:
+                self._start_journal(unit.capture_us)
+            if self._journal is not None:
+                self._journal.add(unit)
         last = self.segmenter.flush()
+        done_journal, self._journal = self._journal, None
         if last is not None:
-            await self._save(last)
+            await self._save(last, done_journal)
 
-    async def _save(self, segment: FinishedSegment) -> None:
+    def _start_journal(self, start_us: int) -> None:
+        self._journal = JournalWriter(self.spool.journal_path(self.camera.id, start_us), self.journal_header)
+
+    async def _flush_journal(self) -> None:
+        journal = self._journal
+        if journal is None:
+            return
+        try:
+            await asyncio.to_thread(journal.write, journal.take())
+        except OSError as exc:
+            # The segment itself is still whole in memory; only crash protection is missing.
+            self.journal_errors += 1
+            log.error("camera %s: journal write failed (%s); a crash now would lose this segment",
+                      self.camera.id, exc)
+
+    async def _save(self, segment: FinishedSegment, journal: JournalWriter | None) -> None:
         cfg = self.camera.config
         try:
             item = await asyncio.to_thread(self._build_and_spool, segment, cfg.width, cfg.height, cfg.fps)
@@ -56,9 +94,16 @@ class Recorder:
             self.segments_failed += 1
             log.error("camera %s: LOST segment at %d (%d frames): could not spool it: %s",
                       self.camera.id, segment.start_us, len(segment.units), exc)
+            if journal is not None:
+                # Counted as lost below, so it must not come back from its journal later.
+                await asyncio.to_thread(journal.discard)
+            await self.on_lost(self.camera.id, segment.start_us, segment.end_us, len(segment.units),
+                               f"could not spool the segment: {exc}")
             return
+        if journal is not None:
+            await asyncio.to_thread(journal.discard)
         self.segments_spooled += 1
-        self.on_spooled(item)
+        await self.on_spooled(item)
 
     def _build_and_spool(self, segment: FinishedSegment, width: int, height: int,
                          fps: float) -> SpooledSegment:
@@ -68,4 +113,5 @@ class Recorder:
     def health(self) -> dict:
         return {"segments_spooled": self.segments_spooled,
                 "segments_failed": self.segments_failed,
-                "frames_skipped": self.subscription.skipped}
+                "frames_skipped": self.subscription.skipped,
+                "journal_errors": self.journal_errors}

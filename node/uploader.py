@@ -1,23 +1,26 @@
-"""Ships spooled segments to the store, oldest first, and deletes each only after its ack.
+"""Ships the spool to the store, oldest first, deleting each item only after its ack.
 
-A thin asyncio shell around ``shared.protocol.ingest.IngestSender``. One segment
-is in flight at a time: the store's ack means durable and indexed, so the
-spool never forgets anything the store does not hold.
+A thin asyncio shell around ``shared.protocol.ingest.IngestSender``. One item is
+in flight at a time: the store's ack means durable and indexed, so the spool
+never forgets anything the store does not hold. The one exception is the spool
+limit: when the backlog outgrows it, the oldest unsent segments are dropped,
+and each drop is counted, logged and reported to the store as a ``loss`` event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import Counter, deque
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from node.spool import Spool, SpooledSegment
+from node.spool import Spool, SpooledEvent, SpooledItem, SpooledSegment
 from shared.backoff import Backoff
+from shared.clock import now_us
 from shared.protocol.errors import ProtocolError
-from shared.protocol.ingest import MAX_SEGMENT_BYTES, Ack, IngestSender, sha256_hex
+from shared.protocol.ingest import MAX_SEGMENT_BYTES, Ack, EventRecord, IngestSender, sha256_hex
 from shared.urls import ws_url
 
 log = logging.getLogger(__name__)
@@ -25,35 +28,79 @@ ACK_TIMEOUT_S = 30.0
 
 
 class Uploader:
-    def __init__(self, store_url: str, spool: Spool) -> None:
-        self.url = ws_url(store_url) + "/ingest"
+    def __init__(self, store_url: str | None, spool: Spool, node_id: str, limit_bytes: int) -> None:
+        self.url = ws_url(store_url) + "/ingest" if store_url else None
         self.spool = spool
-        self.pending: deque[SpooledSegment] = deque()
+        self.node_id = node_id
+        self.limit_bytes = limit_bytes
+        self.pending: deque[SpooledItem] = deque()
+        self.pending_bytes = 0
+        self._in_flight: SpooledItem | None = None
         self._wake = asyncio.Event()
-        self.link = "disconnected"
+        self.link = "disconnected" if store_url else "not configured"
         self.last_error: str | None = None
         self.uploaded = 0
         self.rejected = 0
+        self.lost_segments: Counter[str] = Counter()  # camera -> segments dropped or never spooled
+        self.lost_frames: Counter[str] = Counter()
+        self.lost_bytes = 0
 
-    def add(self, item: SpooledSegment) -> None:
+    def add(self, item: SpooledItem) -> None:
         self.pending.append(item)
+        self.pending_bytes += item.size
         self._wake.set()
 
+    async def add_and_enforce(self, item: SpooledSegment) -> None:
+        """Queue a freshly spooled segment, then keep the backlog within the spool limit."""
+        self.add(item)
+        while self.pending_bytes > self.limit_bytes:
+            victim = next((i for i in self.pending if isinstance(i, SpooledSegment) and i is not self._in_flight),
+                          None)
+            if victim is None or victim is item:
+                break  # nothing older to drop: keep the newest footage even above the limit
+            self.pending.remove(victim)
+            self.pending_bytes -= victim.size
+            await asyncio.to_thread(self.spool.remove, victim)
+            h = victim.header
+            self.lost_bytes += h.bytes
+            log.error("spool full (%d bytes over its %d-byte limit): DROPPED unsent segment %s (%d frames, "
+                      "%.1f s) to make room", self.pending_bytes + h.bytes - self.limit_bytes, self.limit_bytes,
+                      h.segment_id, h.frames, (h.end_us - h.start_us) / 1e6)
+            await self.report_loss(h.camera, h.start_us, h.end_us, h.frames,
+                                   f"spool full ({self.limit_bytes} bytes): unsent segment dropped")
+
+    async def report_loss(self, camera: str, start_us: int, end_us: int, frames: int, why: str) -> None:
+        """Count a loss and queue a ``loss`` event for the store (spooled, so it survives restarts)."""
+        self.lost_segments[camera] += 1
+        self.lost_frames[camera] += frames
+        record = EventRecord(self.node_id, camera, start_us, max(start_us, end_us), "loss", 0.0,
+                             thumb_us=None, detail=f"{frames} frames: {why}")
+        try:
+            self.add(await asyncio.to_thread(self.spool.put_event, record))
+        except OSError as exc:
+            log.error("could not spool the loss event for %s: %s (the loss is still counted in /health)",
+                      record.record_id, exc)
+
     def backlog(self) -> dict:
-        oldest = self.pending[0].header.start_us if self.pending else None
-        return {"segments": len(self.pending),
-                "bytes": sum(i.header.bytes for i in self.pending),
-                "oldest_start_us": oldest}
+        oldest = min((i.start_us for i in self.pending if isinstance(i, SpooledSegment)), default=None)
+        return {"segments": sum(isinstance(i, SpooledSegment) for i in self.pending),
+                "events": sum(isinstance(i, SpooledEvent) for i in self.pending),
+                "bytes": self.pending_bytes, "limit_bytes": self.limit_bytes,
+                "oldest_start_us": oldest,
+                "oldest_age_s": round((now_us() - oldest) / 1e6, 1) if oldest else None,
+                "lost_segments": sum(self.lost_segments.values()), "lost_frames": sum(self.lost_frames.values()),
+                "lost_bytes": self.lost_bytes, "lost_by_camera": dict(self.lost_segments)}
 
     async def run(self) -> None:
+        if self.url is None:
+            return
         backoff = Backoff()
         while True:
             if not self.pending:
                 self._wake.clear()
                 await self._wake.wait()
             try:
-                async with connect(self.url, max_size=2**20, open_timeout=10,
-                                   write_limit=2**20) as ws:
+                async with connect(self.url, max_size=2**20, open_timeout=10, write_limit=2**20) as ws:
                     self.link = "connected"
                     self.last_error = None
                     backoff.reset()
@@ -61,11 +108,11 @@ class Uploader:
             except (OSError, TimeoutError, websockets.WebSocketException, ProtocolError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 delay = backoff.next_delay()
-                log.warning("store link %s down (%s); retrying in %.1f s", self.url,
-                            self.last_error, delay)
+                log.warning("store link %s down (%s); retrying in %.1f s", self.url, self.last_error, delay)
                 self.link = "disconnected"
                 await asyncio.sleep(delay)
             finally:
+                self._in_flight = None
                 self.link = "disconnected"
 
     async def _drain(self, ws: ClientConnection) -> None:
@@ -74,52 +121,69 @@ class Uploader:
             if not self.pending:
                 self._wake.clear()
                 await self._wake.wait()
-            item = self.pending[0]
-            try:
-                data = await asyncio.to_thread(_read_verified, item)
-            except (OSError, ValueError) as exc:
-                # The spool copy is gone or damaged: resending it can never succeed.
-                log.error("spooled segment %s cannot be sent (%s); setting it aside",
-                          item.header.segment_id, exc)
-                self._set_aside(item)
-                continue
-            sender.send_segment(item.header, data)
+            item = self._in_flight = self.pending[0]
+            if isinstance(item, SpooledEvent):
+                sender.send_event(item.record)
+            else:
+                try:
+                    data = await asyncio.to_thread(_read_verified, item)
+                except (OSError, ValueError) as exc:
+                    # The spool copy is gone or damaged: resending it can never succeed.
+                    log.error("spooled segment %s cannot be sent (%s); setting it aside",
+                              item.header.segment_id, exc)
+                    await self._set_aside(item)
+                    continue
+                sender.send_segment(item.header, data)
             for message in sender.data_to_send():
                 await ws.send(message)
             reply = sender.receive(await asyncio.wait_for(ws.recv(), ACK_TIMEOUT_S))
             if isinstance(reply, Ack):
                 await asyncio.to_thread(self.spool.remove, item)
-                self.pending.popleft()
+                self._finish(item)
                 self.uploaded += 1
             elif reply.retry:
                 raise ProtocolError(reply.code, f"store asked to retry later: {reply.message}")
             else:
-                log.error("store refused segment %s: %s (%s); setting it aside",
-                          item.header.segment_id, reply.message, reply.code)
-                self._set_aside(item)
+                log.error("store refused %s: %s (%s); setting it aside", _name(item), reply.message, reply.code)
+                await self._set_aside(item)
 
-    def _set_aside(self, item: SpooledSegment) -> None:
-        """Keep a refused segment for a human to look at, out of the upload queue."""
+    def _finish(self, item: SpooledItem) -> None:
+        self._in_flight = None
+        if self.pending and self.pending[0] is item:
+            self.pending.popleft()
+            self.pending_bytes -= item.size
+
+    async def _set_aside(self, item: SpooledItem) -> None:
+        """Keep a refused item for a human to look at, out of the upload queue."""
         self.rejected += 1
-        self.pending.popleft()
-        aside = self.spool.root / ".refused"
-        try:
-            aside.mkdir(parents=True, exist_ok=True)
-            for path in (item.media_path, item.header_path):
-                if path.exists():
-                    path.rename(aside / f"{item.header.camera}-{path.name}")
-        except OSError as exc:
-            log.error("could not move %s aside: %s", item.media_path, exc)
+        self._finish(item)
+        await asyncio.to_thread(_move_aside, self.spool, item)
 
     async def drain(self, seconds: float) -> bool:
         """Wait until everything pending is uploaded, or ``seconds`` pass, or the store is
         unreachable (the spool keeps the rest for the next start)."""
         deadline = asyncio.get_running_loop().time() + seconds
-        while self.pending and asyncio.get_running_loop().time() < deadline:
+        while self.pending and self.url and asyncio.get_running_loop().time() < deadline:
             if self.link != "connected" and self.last_error is not None:
                 break
             await asyncio.sleep(0.05)  # noqa: ASYNC110 - polls two conditions and a deadline
         return not self.pending
+
+
+def _name(item: SpooledItem) -> str:
+    return item.record.record_id if isinstance(item, SpooledEvent) else item.header.segment_id
+
+
+def _move_aside(spool: Spool, item: SpooledItem) -> None:
+    aside = spool.root / ".refused"
+    paths = [item.path] if isinstance(item, SpooledEvent) else [item.media_path, item.header_path]
+    try:
+        aside.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            if path.exists():
+                path.rename(aside / f"{path.parent.name}-{path.name}")
+    except OSError as exc:
+        log.error("could not move %s aside: %s", paths[0], exc)
 
 
 def _read_verified(item: SpooledSegment) -> bytes:

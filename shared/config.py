@@ -207,6 +207,13 @@ def parse_size(text: str, what: str = "size") -> tuple[int, int]:
     return width, height
 
 
+BITS_PER_PIXEL = 0.15  # default bitrate cap: ~2 Mbit/s for 720p at 15 fps
+
+
+def default_bitrate(width: int, height: int, fps: float) -> int:
+    return int(width * height * fps * BITS_PER_PIXEL)
+
+
 @dataclass(frozen=True)
 class CameraConfig:
     id: str
@@ -215,6 +222,11 @@ class CameraConfig:
     height: int = 720
     fps: int = 15
     keyframe_interval_s: float = 1.0
+    bitrate_bps: int | None = None  # the encoder's cap; None: default_bitrate(width, height, fps)
+
+    @property
+    def max_bitrate_bps(self) -> int:
+        return self.bitrate_bps or default_bitrate(self.width, self.height, self.fps)
 
 
 @dataclass(frozen=True)
@@ -226,14 +238,24 @@ class NodeConfig:
     cameras: tuple[CameraConfig, ...] = field(default_factory=tuple)
     segment_seconds: float = 10.0
     spool_dir: str | None = None
+    spool_max_bytes: int | None = None  # wins over spool_max_minutes
+    spool_max_minutes: float = 30.0  # of all cameras at their bitrate cap
 
     @property
     def spool_path(self) -> Path:
         return Path(self.spool_dir) if self.spool_dir else Path("sht-spool") / self.id
 
+    @property
+    def spool_limit_bytes(self) -> int:
+        if self.spool_max_bytes is not None:
+            return self.spool_max_bytes
+        bits_per_s = sum(c.max_bitrate_bps for c in self.cameras)
+        return int(self.spool_max_minutes * 60 * bits_per_s / 8)
 
-NODE_KEYS = {"id", "store", "host", "port", "cameras", "segment_seconds", "spool"}
-CAMERA_KEYS = {"id", "source", "width", "height", "fps", "keyframe_interval_s"}
+
+NODE_KEYS = {"id", "store", "host", "port", "cameras", "segment_seconds", "spool", "spool_max_bytes",
+             "spool_max_minutes"}
+CAMERA_KEYS = {"id", "source", "width", "height", "fps", "keyframe_interval_s", "bitrate_bps"}
 
 
 def camera_from_reader(r: FieldReader) -> CameraConfig:
@@ -249,6 +271,7 @@ def camera_from_reader(r: FieldReader) -> CameraConfig:
         height=height,
         fps=r.integer("fps", 15, minimum=1, maximum=120),
         keyframe_interval_s=float(r.number("keyframe_interval_s", 1.0, minimum=0.1, maximum=60)),
+        bitrate_bps=r.integer("bitrate_bps", minimum=50_000, maximum=100_000_000) if r.has("bitrate_bps") else None,
     )
 
 
@@ -271,6 +294,8 @@ def node_config_from_json(data: object, source: str) -> NodeConfig:
         cameras=cameras,
         segment_seconds=float(r.number("segment_seconds", 10.0, minimum=1, maximum=600)),
         spool_dir=r.string("spool", "") if r.has("spool") else None,
+        spool_max_bytes=r.integer("spool_max_bytes", minimum=1) if r.has("spool_max_bytes") else None,
+        spool_max_minutes=float(r.number("spool_max_minutes", 30.0, minimum=0.1)),
     )
 
 

@@ -54,12 +54,13 @@ async def list_events(conn: aiosqlite.Connection, p: ListParams) -> dict[str, An
         args.append(p.kind)
     async with conn.execute(
         f"SELECT id, camera, node, start_us, end_us, kind, score, bbox_x, bbox_y, bbox_w, bbox_h, thumb_us, "
-        f"locked FROM events WHERE {where} ORDER BY start_us, id LIMIT ?", (*args, p.limit + 1),
+        f"locked, detail FROM events WHERE {where} ORDER BY start_us, id LIMIT ?", (*args, p.limit + 1),
     ) as cur:
         rows = list(await cur.fetchall())
     items = [{"id": i, "camera": cam, "node": node, "start_us": s, "end_us": e, "kind": kind, "score": score,
-              "bbox": [bx, by, bw, bh] if bx is not None else None, "thumb_us": thumb, "locked": bool(locked)}
-             for i, cam, node, s, e, kind, score, bx, by, bw, bh, thumb, locked in rows[: p.limit]]
+              "bbox": [bx, by, bw, bh] if bx is not None else None, "thumb_us": thumb, "locked": bool(locked),
+              "detail": detail}
+             for i, cam, node, s, e, kind, score, bx, by, bw, bh, thumb, locked, detail in rows[: p.limit]]
     return _page(items, len(rows) > p.limit)
 
 

@@ -42,13 +42,14 @@ CREATE TABLE IF NOT EXISTS events (
     node TEXT NOT NULL,               -- node that detected it
     start_us INTEGER NOT NULL,        -- first frame with motion
     end_us INTEGER NOT NULL,          -- end of the event (after the quiet period)
-    kind TEXT NOT NULL,               -- 'motion'
-    score REAL NOT NULL,              -- peak score, 0..1
+    kind TEXT NOT NULL,               -- 'motion', or 'loss' (footage a node had to drop; see detail)
+    score REAL NOT NULL,              -- peak score, 0..1 (0 for a loss)
     bbox_x REAL,                      -- bounding box of all motion, normalised 0..1 (left)
     bbox_y REAL,                      -- (top)
     bbox_w REAL,                      -- (width)
     bbox_h REAL,                      -- (height)
     thumb_us INTEGER,                 -- representative time for its thumbnail
+    detail TEXT NOT NULL DEFAULT '',  -- what the node said about it, e.g. why footage was lost
     locked INTEGER NOT NULL DEFAULT 0,  -- 1: retention never deletes segments overlapping it
     UNIQUE (camera, start_us, kind)   -- an event's identity: resends are recognised by it
 );

@@ -21,11 +21,12 @@ from shared.clock import now_us
 from shared.httpjson import error_response, json_response
 from shared.protocol.control import HEARTBEAT_INTERVAL_S, Heartbeat, Hello, SettingsPush, parse_control
 from shared.protocol.errors import ProtocolError
-from shared.protocol.ingest import MAX_HEADER_BYTES, MAX_SEGMENT_BYTES, Ack, IngestReceiver
+from shared.protocol.ingest import MAX_HEADER_BYTES, MAX_SEGMENT_BYTES, Ack, EventRecord, IngestReceiver
 from shared.protocol.query import QueryServer
 from store import settings
 from store.api import Api
 from store.db import Index
+from store.events import ingest_event
 from store.fleet import Fleet
 from store.ingest import Ingestor
 
@@ -148,6 +149,11 @@ class StoreServer:
                 event = receiver.receive(message)
                 if event is None:
                     log.warning("refused a malformed message from %s", peer)
+                elif isinstance(event, EventRecord):
+                    ack = await ingest_event(self.index.conn, event)
+                    receiver.acknowledge(ack.segment_id, ack.duplicate)
+                    if event.kind == "loss" and not ack.duplicate:
+                        log.error("node %s reports LOST footage on %s: %s", event.node, event.camera, event.detail)
                 else:
                     reply = await self.ingestor.ingest(event.header, event.payload)
                     if isinstance(reply, Ack):

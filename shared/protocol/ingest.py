@@ -4,9 +4,11 @@ A node sends each finished segment as one binary WebSocket message:
 
     b"SHTS" | uint32 big-endian header length | header (UTF-8 JSON) | MP4 bytes
 
-The store answers with a text message: ``{"type": "ack", ...}`` once the file
-is durable and indexed, or ``{"type": "error", ...}`` naming what was wrong and
-whether a retry can help. Neither side does any I/O here: ``receive`` takes a
+An event (motion, or a loss the node had to accept) is one text message,
+``{"type": "event", ...}`` (``EventRecord``). The store answers each with a
+text message: ``{"type": "ack", ...}`` once the file or row is durable and
+indexed, or ``{"type": "error", ...}`` naming what was wrong and whether a
+retry can help. Neither side does any I/O here: ``receive`` takes a
 whole message and returns typed events; ``data_to_send`` hands out what to write.
 """
 
@@ -126,12 +128,85 @@ def sha256_hex(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+EVENT_KINDS = ("motion", "loss")
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """Something that happened on a camera over a span of time."""
+
+    node: str
+    camera: str
+    start_us: int
+    end_us: int
+    kind: str  # 'motion', or 'loss' (footage the node dropped: spool overflow, failed spooling)
+    score: float = 0.0  # peak score 0..1 for motion; 0 for a loss
+    bbox: tuple[float, float, float, float] | None = None  # normalised x, y, w, h of all motion
+    thumb_us: int | None = None  # representative time for a thumbnail
+    detail: str = ""  # human-readable, e.g. why footage was lost
+
+    @property
+    def record_id(self) -> str:
+        return f"{self.camera}-{self.kind}-{self.start_us}"
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["bbox"] = list(self.bbox) if self.bbox is not None else None
+        return {"type": "event", **out}
+
+    def serialize(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> EventRecord:
+        try:
+            node, camera, kind, detail = obj["node"], obj["camera"], obj["kind"], obj.get("detail", "")
+            start_us, end_us = obj["start_us"], obj["end_us"]
+            score, bbox, thumb_us = obj.get("score", 0.0), obj.get("bbox"), obj.get("thumb_us")
+        except KeyError as exc:
+            raise ProtocolError("missing-field", f"event lacks field {exc.args[0]!r}") from None
+        for name, value, kinds in (("node", node, str), ("camera", camera, str), ("kind", kind, str),
+                                   ("detail", detail, str), ("start_us", start_us, int), ("end_us", end_us, int),
+                                   ("score", score, (int, float))):
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise ProtocolError("bad-field", f"event field {name!r} has the wrong type: {value!r}")
+        if thumb_us is not None and (isinstance(thumb_us, bool) or not isinstance(thumb_us, int)):
+            raise ProtocolError("bad-field", f"event field 'thumb_us' must be an integer, got {thumb_us!r}")
+        box = None
+        if bbox is not None:
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in bbox)):
+                raise ProtocolError("bad-field", f"event bbox must be 4 numbers in 0..1, got {bbox!r}")
+            box = (float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3]))
+        record = cls(node, camera, start_us, end_us, kind, float(score), box, thumb_us, detail[:500])
+        record.validate()
+        return record
+
+    def validate(self) -> None:
+        try:
+            check_id(self.node, "node id")
+            check_id(self.camera, "camera id")
+        except InvalidId as exc:
+            raise ProtocolError("bad-field", str(exc)) from None
+        if self.kind not in EVENT_KINDS:
+            raise ProtocolError("bad-field", f"event kind {self.kind!r} is not one of {EVENT_KINDS}")
+        if not 0 <= self.start_us <= self.end_us <= 2**62:
+            raise ProtocolError("bad-field", f"event times must satisfy 0 <= start_us <= end_us, got "
+                                f"{self.start_us}..{self.end_us}")
+        if not 0.0 <= self.score <= 1.0:
+            raise ProtocolError("bad-field", f"event score must be in 0..1, got {self.score}")
+
+
 # ---- replies -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """The store holds the segment durably and has indexed it."""
+    """The store holds the segment (or event) durably and has indexed it.
+
+    ``segment_id`` is the acknowledged item's id: a segment's ``segment_id`` or an
+    event's ``record_id``.
+    """
 
     segment_id: str
     duplicate: bool = False
@@ -176,11 +251,16 @@ def parse_reply(text: str | bytes) -> Ack | Refusal:
 
 
 class IngestSender:
-    """Node side: queues segments, matches replies to what is in flight."""
+    """Node side: queues segments and events, matches replies to what is in flight."""
 
     def __init__(self) -> None:
-        self._outgoing: list[bytes] = []
-        self.in_flight: dict[str, SegmentHeader] = {}
+        self._outgoing: list[bytes | str] = []
+        self.in_flight: dict[str, SegmentHeader | EventRecord] = {}
+
+    def send_event(self, record: EventRecord) -> None:
+        record.validate()
+        self.in_flight[record.record_id] = record
+        self._outgoing.append(record.serialize())
 
     def send_segment(self, header: SegmentHeader, payload: bytes) -> None:
         header.validate()
@@ -201,7 +281,7 @@ class IngestSender:
             del self.in_flight[reply.segment_id]
         return reply
 
-    def data_to_send(self) -> list[bytes]:
+    def data_to_send(self) -> list[bytes | str]:
         out, self._outgoing = self._outgoing, []
         return out
 
@@ -218,11 +298,18 @@ class IngestReceiver:
     def __init__(self) -> None:
         self._outgoing: list[str] = []
 
-    def receive(self, message: str | bytes) -> SegmentReceived | None:
-        """Return the segment, or ``None`` after queueing a refusal for a bad message."""
+    def receive(self, message: str | bytes) -> SegmentReceived | EventRecord | None:
+        """Return the segment or event, or ``None`` after queueing a refusal for a bad message."""
         if isinstance(message, str):
-            self.refuse(Refusal("unexpected-text", "send segments as binary messages"))
-            return None
+            try:
+                obj = parse_json_object(message)
+                if obj.get("type") != "event":
+                    raise ProtocolError("unexpected-text", "text messages must be events; send segments as "
+                                        "binary messages")
+                return EventRecord.from_json(obj)
+            except ProtocolError as exc:
+                self.refuse(Refusal(exc.code, exc.message))
+                return None
         try:
             header, payload = decode_segment(message)
         except ProtocolError as exc:

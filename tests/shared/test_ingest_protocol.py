@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from shared.protocol.errors import ProtocolError
 from shared.protocol.ingest import (
     Ack,
+    EventRecord,
     IngestReceiver,
     IngestSender,
     Refusal,
@@ -129,6 +130,38 @@ def test_sender_and_receiver_talk_to_each_other():
 def test_receiver_refuses_text_and_garbage_with_a_reply():
     receiver = IngestReceiver()
     assert receiver.receive("hello") is None
+    assert receiver.receive('{"type": "segment"}') is None
     assert receiver.receive(b"nonsense") is None
     replies = [parse_reply(r) for r in receiver.data_to_send()]
-    assert [r.code for r in replies] == ["unexpected-text", "bad-magic"]
+    assert [r.code for r in replies] == ["bad-json", "unexpected-text", "bad-magic"]
+
+
+events = st.builds(
+    EventRecord, node=ids, camera=ids, start_us=st.integers(0, 2**61), end_us=st.just(2**62),
+    kind=st.sampled_from(["motion", "loss"]), score=st.floats(0, 1),
+    bbox=st.none() | st.tuples(*[st.floats(0, 1)] * 4), thumb_us=st.none() | st.integers(0, 2**62),
+    detail=st.text(max_size=50))
+
+
+@given(events)
+def test_event_round_trip_through_sender_and_receiver(record):
+    sender, receiver = IngestSender(), IngestReceiver()
+    sender.send_event(record)
+    (message,) = sender.data_to_send()
+    assert receiver.receive(message) == record
+    receiver.acknowledge(record.record_id)
+    (reply,) = receiver.data_to_send()
+    assert sender.receive(reply) == Ack(record.record_id) and not sender.in_flight
+
+
+@given(st.dictionaries(st.sampled_from(["type", "node", "camera", "start_us", "end_us", "kind", "score", "bbox",
+                                        "thumb_us", "detail"]),
+                       st.none() | st.integers() | st.floats() | st.text(max_size=8)
+                       | st.lists(st.floats(), max_size=5)))
+def test_garbage_events_are_refused_with_a_reply(obj):
+    receiver = IngestReceiver()
+    obj["type"] = "event"
+    result = receiver.receive(json.dumps(obj))
+    if result is None:
+        (reply,) = receiver.data_to_send()
+        assert isinstance(parse_reply(reply), Refusal)
