@@ -65,7 +65,7 @@ def spool_empty(node_url: str) -> bool:
 
 
 def assert_every_file_whole(root: Path) -> None:
-    for camera, _start, _end, frames, path in rows(root):
+    for _camera, _start, _end, frames, path in rows(root):
         with av.open(str(root / path)) as c:
             assert sum(1 for _ in c.decode(video=0)) == frames, path
     assert not list(root.rglob("*.tmp-*"))
