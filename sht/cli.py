@@ -74,11 +74,17 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
+    from store.admin import policy_from_args
+
+    try:
+        policy = policy_from_args(args)
+    except ValueError as exc:
+        return _fail(str(exc))
     _setup_logging(args.log_level)
     from store.app import run_store
 
     try:
-        asyncio.run(run_store(Path(args.root), args.host, args.port))
+        asyncio.run(run_store(Path(args.root), args.host, args.port, policy))
     except OSError as exc:
         return _fail(f"store: {exc}")
     return 0
@@ -126,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--port", type=int, default=8100)
     store.add_argument("--log-level", default="info")
     store.set_defaults(func=cmd_store)
+    from store.admin import add_store_commands  # --max-age/--max-bytes/--min-free; prune, check, ...
+
+    add_store_commands(store)
 
     console = sub.add_parser("console", help="watch the fleet from a terminal")
     console.add_argument("--store", default="http://127.0.0.1:8100", help="store URL")

@@ -10,36 +10,52 @@ from pathlib import Path
 from shared.fsutil import remove_temporaries
 from store.db import Index
 from store.ingest import Ingestor
+from store.lockfile import StoreLock
+from store.retention import RetentionPolicy, RetentionTask
 from store.server import StoreServer
 
 log = logging.getLogger(__name__)
 
 
 class Store:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, policy: RetentionPolicy | None = None) -> None:
         self.root = root
+        self.policy = policy or RetentionPolicy()
         self.index: Index | None = None
         self.server: StoreServer | None = None
+        self.retention: RetentionTask | None = None
         self.port: int | None = None
+        self._lock: StoreLock | None = None
 
     async def start(self, host: str, port: int) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        # One store per root; rebuild-index and check --repair refuse while it is held.
+        self._lock = StoreLock.acquire(self.root)
         for leftover in await asyncio.to_thread(remove_temporaries, self.root / "segments"):
             log.warning("removed a half-written file left by a crash: %s", leftover)
         self.index = await Index.open(self.root / "index.sqlite3")
-        self.server = StoreServer(Ingestor(self.root, self.index), self.index)
+        ingestor = Ingestor(self.root, self.index)
+        # Its own connection; holds the Ingestor's per-segment locks while deleting.
+        self.retention = RetentionTask(self.root, self.policy, locks=ingestor.segment_locks)
+        await self.retention.start()
+        ingestor.hooks = self.retention
+        self.server = StoreServer(ingestor, self.index)
         self.port = await self.server.start(host, port)
         log.info("store serving on port %d, root %s", self.port, self.root)
 
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.close()
+        if self.retention is not None:
+            await self.retention.stop()
         if self.index is not None:
             await self.index.close()
+        if self._lock is not None:
+            self._lock.release()
 
 
-async def run_store(root: Path, host: str, port: int) -> None:
-    store = Store(root)
+async def run_store(root: Path, host: str, port: int, policy: RetentionPolicy | None = None) -> None:
+    store = Store(root, policy)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from shared.clock import now_us
 from shared.fsutil import write_atomic
@@ -63,12 +64,25 @@ class KeyedLocks:
                 self._locks[key] = (lock, users - 1)
 
 
+class IngestHooks(Protocol):
+    """Who wants to hear about ingest: store/retention.py ``RetentionTask`` (totals, low disk)."""
+
+    def note_ingested(self, size: int) -> None: ...
+    def note_free_bytes(self, free: int) -> None: ...
+
+
 class Ingestor:
-    def __init__(self, root: Path, index: Index) -> None:
+    def __init__(self, root: Path, index: Index, hooks: IngestHooks | None = None) -> None:
         self.root = root
         self.index = index
+        self.hooks = hooks
         self.stats = IngestStats()
         self._segment_locks = KeyedLocks()
+
+    @property
+    def segment_locks(self) -> KeyedLocks:
+        """Held per segment id while ingesting; retention holds them while deleting."""
+        return self._segment_locks
 
     async def ingest(self, header: SegmentHeader, payload: memoryview) -> Ack | Refusal:
         # One segment identity at a time: a resend racing the original on another
@@ -89,6 +103,8 @@ class Ingestor:
                            retry=True)
         relpath = segment_relpath(header.camera, header.start_us)
         free = await asyncio.to_thread(_free_bytes, self.root)
+        if self.hooks is not None:
+            self.hooks.note_free_bytes(free)  # under retention's min-free: sweep now, not in a minute
         if free - len(payload) < MIN_FREE_BYTES:
             self.stats.refused += 1
             return Refusal("disk-full", f"store disk at {self.root} has {free} bytes free, below "
@@ -102,6 +118,8 @@ class Ingestor:
             return Refusal("write-failed", f"store could not write {relpath}: {exc.strerror or exc}",
                            sid, retry=True)
         await self.index.insert_segment(header, str(relpath), now_us())
+        if self.hooks is not None:
+            self.hooks.note_ingested(header.bytes)
         self.stats.stored += 1
         self.stats.bytes_stored += header.bytes
         return Ack(sid)

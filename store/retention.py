@@ -1,0 +1,388 @@
+"""Retention: delete the oldest footage when it is too old or the store is too full.
+
+Rules (docs/storage.md, "Retention"):
+
+- age: a segment whose ``end_us`` is older than its camera's limit goes (the
+  ``retention_days`` runtime setting overrides ``max_age_us`` per camera);
+- size: while all segments together exceed ``max_bytes``, the oldest go, across cameras;
+- free space: while the file system has less than the min-free floor, the oldest go;
+- never a segment overlapping a locked event (same camera, time overlap);
+- per batch: DELETE the rows and COMMIT, then unlink the files. A crash in between
+  leaves an orphaned file (``sht store check --repair`` removes it), never a row
+  pointing at a missing file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import aiosqlite
+
+from shared.clock import iso_utc, now_us
+from store.db import Index
+from store.files import unlink_segments
+from store.ingest import KeyedLocks
+
+log = logging.getLogger(__name__)
+
+DAY_US = 86_400 * 1_000_000
+BATCH_ROWS = 2000  # rows fetched, deleted and committed at a time: bounded memory and short write locks
+RETENTION_SETTING = "retention_days"
+_COLUMNS = "id, camera, start_us, end_us, size_bytes, path"
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    max_age_us: int | None = 30 * DAY_US  # None: no age limit (per-camera overrides still apply)
+    max_bytes: int | None = None  # total of all segments' sizes
+    min_free_bytes: int | None = None  # floor of free space on the store's file system
+    min_free_percent: float | None = None  # the same floor, as a percentage of the file system
+
+    def min_free_for(self, disk_total: int) -> int | None:
+        """The free-space floor in bytes on a file system of ``disk_total`` bytes (the larger of both)."""
+        floors = [self.min_free_bytes or 0]
+        if self.min_free_percent is not None:
+            floors.append(math.ceil(disk_total * self.min_free_percent / 100))
+        if self.min_free_bytes is None and self.min_free_percent is None:
+            return None
+        return max(floors)
+
+
+@dataclass
+class StoreUsage:
+    """Running totals of the index, so limits never need a ``SUM`` over the whole table."""
+
+    total_bytes: int = 0
+    segments: int = 0
+
+    @classmethod
+    async def load(cls, index: Index) -> StoreUsage:
+        async with index.conn.execute("SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM segments") as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return cls(total_bytes=int(row[1]), segments=int(row[0]))
+
+    def note_ingested(self, size: int) -> None:
+        self.total_bytes += size
+        self.segments += 1
+
+    def note_deleted(self, size: int, count: int) -> None:
+        self.total_bytes -= size
+        self.segments -= count
+
+
+@dataclass
+class CameraSweep:
+    segments: int = 0
+    bytes: int = 0
+    oldest_remaining_us: int | None = None
+
+
+@dataclass
+class SweepReport:
+    dry_run: bool
+    deleted: int = 0
+    bytes_freed: int = 0
+    by_reason: dict[str, int] = field(default_factory=lambda: {"age": 0, "size": 0, "free": 0})
+    by_camera: dict[str, CameraSweep] = field(default_factory=dict)
+    oldest_remaining_us: int | None = None
+    skipped_locked: int = 0  # distinct segments kept only because a locked event overlaps them
+    unmet_bytes: int = 0  # space still wanted after the sweep (all that is left is locked)
+    unlink_errors: int = 0
+    duration_s: float = 0.0
+
+
+class _Row(NamedTuple):
+    id: int
+    camera: str
+    start_us: int
+    end_us: int
+    size_bytes: int
+    path: str
+
+
+def _disk_usage(root: Path) -> tuple[int, int]:
+    """(total, free) bytes of the file system holding ``root``; tests replace this."""
+    usage = shutil.disk_usage(root)
+    return usage.total, usage.free
+
+
+async def sweep(index: Index, root: Path, policy: RetentionPolicy, now_us: int, dry_run: bool = False, *,
+                usage: StoreUsage | None = None, locks: KeyedLocks | None = None) -> SweepReport:
+    """Apply ``policy`` once. ``usage`` (kept up to date by the caller) saves a ``SUM``;
+    ``locks`` are the Ingestor's per-segment locks, held while a batch's rows and files go,
+    so a resend of a segment being deleted cannot slip its file in between.
+
+    ``index`` should be a connection of its own: a batch that fails is rolled back."""
+    started = time.monotonic()
+    report = SweepReport(dry_run=dry_run)
+    if usage is None:
+        usage = await StoreUsage.load(index)
+    disk_total = free = 0
+    if policy.min_free_bytes is not None or policy.min_free_percent is not None:
+        # Read once, before deleting anything: what this sweep frees is counted, not re-read.
+        disk_total, free = await asyncio.to_thread(_disk_usage, root)
+    sweeper = _Sweeper(index.conn, root, report, dry_run, usage, locks)
+    cameras = await _cameras(index.conn)
+    protected = await _locked_events(index.conn)
+    overrides = await _age_overrides(index.conn)
+    # Age: per camera through (camera, start_us), so only expired rows are ever read.
+    for camera in cameras:
+        age_us = overrides.get(camera, policy.max_age_us)
+        if age_us is not None:
+            await sweeper.age(camera, now_us - age_us, protected)
+    await sweeper.finish_batch()
+    # Space: the oldest of all cameras first, through segments_by_time.
+    total = usage.total_bytes - (report.bytes_freed if dry_run else 0)  # a dry run leaves usage alone
+    want_size = total - policy.max_bytes if policy.max_bytes is not None else 0
+    floor = policy.min_free_for(disk_total)
+    want_free = floor - free - report.bytes_freed if floor is not None else 0
+    if want_size > 0 or want_free > 0:
+        report.unmet_bytes = await sweeper.space(max(want_size, 0), max(want_free, 0), protected)
+    await sweeper.finish_batch()
+    report.skipped_locked = len(sweeper.locked_ids)
+    await sweeper.oldest_remaining(cameras)
+    report.duration_s = time.monotonic() - started
+    return report
+
+
+class RetentionTask:
+    """Runs ``sweep`` every ``interval_s`` and soon after ``poke()``, on a connection of its own."""
+
+    def __init__(self, root: Path, policy: RetentionPolicy, *, interval_s: float = 60.0,
+                 min_gap_s: float = 1.0, locks: KeyedLocks | None = None) -> None:
+        self.root, self.policy, self.locks = root, policy, locks
+        self.interval_s, self.min_gap_s = interval_s, min_gap_s  # min gap: pokes cannot make it spin
+        self.usage = StoreUsage()
+        self.last_report: SweepReport | None = None
+        self.sweeps = 0
+        self._disk_total = 0
+        self._wake = asyncio.Event()
+        self._sweeping = asyncio.Lock()
+        self._index: Index | None = None
+        self._task: asyncio.Task | None = None
+        self._warned_unmet = -math.inf
+
+    async def start(self) -> None:
+        self._index = await Index.open(self.root / "index.sqlite3")
+        self.usage = await StoreUsage.load(self._index)  # the one SUM; ingest and sweeps keep it current
+        self._disk_total, _ = await asyncio.to_thread(_disk_usage, self.root)
+        self._task = asyncio.create_task(self._run(), name="retention")
+
+    async def stop(self) -> None:
+        # Cancelling mid-batch is safe: rows are committed before files go, so at worst orphans stay.
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._index is not None:
+            await self._index.close()
+            self._index = None
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def note_ingested(self, size: int) -> None:
+        """The Ingestor calls this after each committed segment."""
+        self.usage.note_ingested(size)
+        if self.policy.max_bytes is not None and self.usage.total_bytes > self.policy.max_bytes:
+            self.poke()
+
+    def note_free_bytes(self, free: int) -> None:
+        """The Ingestor calls this with the free space it measured before writing."""
+        floor = self.policy.min_free_for(self._disk_total)
+        if floor is not None and free < floor:
+            self.poke()
+
+    async def sweep_now(self) -> SweepReport:
+        assert self._index is not None, "start() first"
+        async with self._sweeping:
+            report = await sweep(self._index, self.root, self.policy, now_us(), usage=self.usage, locks=self.locks)
+        self.last_report = report
+        self.sweeps += 1
+        if report.deleted:
+            log.info("retention deleted %d segments, %d bytes (age %d, size %d, free %d) in %.2f s; %d kept "
+                     "for locked events; oldest now %s", report.deleted, report.bytes_freed, report.by_reason["age"],
+                     report.by_reason["size"], report.by_reason["free"], report.duration_s, report.skipped_locked,
+                     iso_utc(report.oldest_remaining_us) if report.oldest_remaining_us is not None else "none")
+        if report.unmet_bytes and time.monotonic() - self._warned_unmet > 600:
+            self._warned_unmet = time.monotonic()
+            log.warning("retention could not free %d more bytes: what is left is locked by events or "
+                        "there is nothing left to delete", report.unmet_bytes)
+        return report
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()  # a poke from now on asks for another sweep
+            try:
+                await self.sweep_now()
+            except Exception:
+                log.exception("retention sweep failed; retrying in %.0f s", self.interval_s)
+            await asyncio.sleep(self.min_gap_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(self.interval_s - self.min_gap_s, 0))
+
+
+class _Sweeper:
+    def __init__(self, conn: aiosqlite.Connection, root: Path, report: SweepReport, dry_run: bool,
+                 usage: StoreUsage, locks: KeyedLocks | None) -> None:
+        self.conn, self.root, self.report, self.dry_run = conn, root, report, dry_run
+        self.usage, self.locks = usage, locks
+        self.pending: list[_Row] = []
+        self.marked: set[int] = set()  # dry run: ids that would have gone (the rows stay)
+        self.locked_ids: set[int] = set()
+
+    async def age(self, camera: str, cutoff_us: int, protected: dict[str, list[tuple[int, int]]]) -> None:
+        after = -(2**63)
+        while True:
+            rows = await self._fetch(
+                f"SELECT {_COLUMNS} FROM segments WHERE camera = ? AND start_us < ? AND start_us > ? "
+                "ORDER BY start_us LIMIT ?", (camera, cutoff_us, after, BATCH_ROWS))
+            for row in rows:
+                if row.end_us <= cutoff_us and not self._is_locked(row, protected):
+                    await self._take(row, "age")
+            if len(rows) < BATCH_ROWS:
+                return
+            after = rows[-1].start_us
+
+    async def space(self, want_size: int, want_free: int, protected: dict[str, list[tuple[int, int]]]) -> int:
+        """Delete the oldest until both wants are met; returns the bytes still wanted."""
+        after = (-(2**63), 0)
+        while want_size > 0 or want_free > 0:
+            rows = await self._fetch(
+                f"SELECT {_COLUMNS} FROM segments WHERE (start_us, id) > (?, ?) ORDER BY start_us, id LIMIT ?",
+                (*after, BATCH_ROWS))
+            for row in rows:
+                if want_size <= 0 and want_free <= 0:
+                    break
+                if row.id in self.marked or self._is_locked(row, protected):
+                    continue
+                await self._take(row, "size" if want_size > 0 else "free")
+                want_size -= row.size_bytes
+                want_free -= row.size_bytes
+            if len(rows) < BATCH_ROWS:
+                break
+            after = (rows[-1].start_us, rows[-1].id)
+        return max(want_size, want_free, 0)
+
+    async def _fetch(self, sql: str, params: Sequence[object]) -> list[_Row]:
+        async with self.conn.execute(sql, params) as cur:
+            return [_Row(*r) for r in await cur.fetchall()]
+
+    def _is_locked(self, row: _Row, protected: dict[str, list[tuple[int, int]]]) -> bool:
+        for start, end in protected.get(row.camera, ()):
+            if start < row.end_us and row.start_us < end:
+                self.locked_ids.add(row.id)
+                return True
+        return False
+
+    async def _take(self, row: _Row, reason: str) -> None:
+        r = self.report
+        r.deleted += 1
+        r.bytes_freed += row.size_bytes
+        r.by_reason[reason] += 1
+        cam = r.by_camera.setdefault(row.camera, CameraSweep())
+        cam.segments += 1
+        cam.bytes += row.size_bytes
+        if self.dry_run:
+            self.marked.add(row.id)
+            return
+        self.pending.append(row)
+        if len(self.pending) >= BATCH_ROWS:
+            await self.finish_batch()
+
+    async def finish_batch(self) -> None:
+        """Rows first (committed), then files: the order that keeps every row pointing at a file."""
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        async with contextlib.AsyncExitStack() as held:
+            if self.locks is not None:
+                for row in batch:
+                    # The Ingestor's key for a segment: SegmentHeader.segment_id.
+                    await held.enter_async_context(self.locks.hold(f"{row.camera}-{row.start_us}"))
+            ids = [row.id for row in batch]
+            try:
+                await self.conn.execute(f"DELETE FROM segments WHERE id IN ({','.join('?' * len(ids))})", ids)
+                await self.conn.commit()
+            except BaseException:
+                await self.conn.rollback()
+                raise
+            self.usage.note_deleted(sum(row.size_bytes for row in batch), len(batch))
+            self.report.unlink_errors += await asyncio.to_thread(unlink_segments, self.root, [r.path for r in batch])
+
+    async def oldest_remaining(self, cameras: list[str]) -> None:
+        for camera in cameras:
+            first = await self._first_kept(camera)
+            if first is not None:
+                self.report.by_camera.setdefault(camera, CameraSweep()).oldest_remaining_us = first
+        firsts = [c.oldest_remaining_us for c in self.report.by_camera.values() if c.oldest_remaining_us is not None]
+        self.report.oldest_remaining_us = min(firsts, default=None)
+
+    async def _first_kept(self, camera: str) -> int | None:
+        after = -(2**63)
+        while True:  # in a dry run, skip the rows that would have gone
+            async with self.conn.execute(
+                "SELECT id, start_us FROM segments WHERE camera = ? AND start_us > ? ORDER BY start_us LIMIT ?",
+                (camera, after, BATCH_ROWS),
+            ) as cur:
+                rows = list(await cur.fetchall())
+            for row_id, start in rows:
+                if row_id not in self.marked:
+                    return int(start)
+            if len(rows) < BATCH_ROWS:
+                return None
+            after = rows[-1][1]
+
+
+async def _cameras(conn: aiosqlite.Connection) -> list[str]:
+    # Skip-scan of (camera, start_us): one index seek per camera, not a pass over every row.
+    cameras: list[str] = []
+    sql = "SELECT MIN(camera) FROM segments WHERE camera > ?"
+    current = ""
+    while True:
+        async with conn.execute(sql, (current,)) as cur:
+            row = await cur.fetchone()
+        if row is None or row[0] is None:
+            return cameras
+        current = row[0]
+        cameras.append(current)
+
+
+async def _locked_events(conn: aiosqlite.Connection) -> dict[str, list[tuple[int, int]]]:
+    protected: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    async with conn.execute("SELECT camera, start_us, end_us FROM events WHERE locked = 1") as cur:
+        for camera, start, end in await cur.fetchall():
+            protected[camera].append((start, end))
+    return dict(protected)
+
+
+async def _age_overrides(conn: aiosqlite.Connection) -> dict[str, int | None]:
+    """Per-camera ``retention_days`` settings, in µs. A bad value is logged and ignored."""
+    overrides: dict[str, int | None] = {}
+    async with conn.execute("SELECT camera, value FROM settings WHERE key = ?", (RETENTION_SETTING,)) as cur:
+        rows = await cur.fetchall()
+    for camera, text in rows:
+        try:
+            days = json.loads(text)
+        except ValueError:
+            days = "bad"
+        if days is None:
+            continue  # null: back to the store's --max-age
+        if isinstance(days, bool) or not isinstance(days, int | float) or not math.isfinite(days) or days <= 0:
+            log.warning("ignoring %s = %r for camera %s: not a positive number of days",
+                        RETENTION_SETTING, text, camera)
+            continue
+        overrides[camera] = int(days * DAY_US)
+    return overrides

@@ -1,0 +1,210 @@
+"""check / repair / rebuild-index / backup / prune on real MP4 segments made by the node's code."""
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from node.encode import H264Encoder
+from node.fanout import AccessUnit
+from node.segmenter import Segmenter, build_segment
+from node.sources.synthetic import SyntheticSource
+from shared.clock import now_us
+from shared.protocol.ingest import Ack, SegmentHeader
+from store import admin, retention
+from store.check import check_store
+from store.db import Index
+from store.ingest import Ingestor, segment_relpath
+from store.lockfile import StoreLock
+from store.rebuild import backup_index, rebuild_index
+from store.retention import RetentionPolicy, sweep
+
+W, H, FPS = 160, 120, 10
+ROW_COLUMNS = "camera, node, start_us, end_us, frames, size_bytes, sha256, codec, width_px, height_px, path"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_segments(camera: str, start_us: int, seconds: int = 3) -> list[tuple[SegmentHeader, bytes]]:
+    src, enc = SyntheticSource(W, H, FPS), H264Encoder(W, H, FPS, keyframe_interval_s=1.0)
+    seg = Segmenter(camera, segment_seconds=1, fps=FPS)
+    encoded = [u for i in range(seconds * FPS) for u in enc.encode(src.read(i), start_us + i * 100_000)]
+    units = [AccessUnit.build(u.capture_us, u.keyframe, u.data) for u in encoded + enc.flush()]
+    finished = [s for u in units if (s := seg.push(u))]
+    if (last := seg.flush()) is not None:
+        finished.append(last)
+    return [build_segment("node7", s, W, H, FPS) for s in finished]
+
+
+@pytest.fixture(scope="module")
+def recorded() -> list[tuple[SegmentHeader, bytes]]:
+    start = (now_us() // 1_000_000 - 7200) * 1_000_000  # two hours ago: young enough for any --max-age
+    return make_segments("cam0", start) + make_segments("cam1", start + 50_000)
+
+
+@pytest.fixture
+async def store(tmp_path, recorded):
+    index = await Index.open(tmp_path / "index.sqlite3")
+    ingestor = Ingestor(tmp_path, index)
+    for header, data in recorded:
+        assert isinstance(await ingestor.ingest(header, memoryview(data)), Ack)
+    yield index
+    await index.close()  # a no-op if the test closed it already
+
+
+def segment_rows(root: Path) -> list[tuple]:
+    with sqlite3.connect(root / "index.sqlite3") as conn:
+        return conn.execute(f"SELECT {ROW_COLUMNS} FROM segments ORDER BY camera, start_us").fetchall()
+
+
+def relpath(header: SegmentHeader) -> str:
+    return str(segment_relpath(header.camera, header.start_us))
+
+
+async def test_a_fresh_store_checks_clean(store, tmp_path, recorded):
+    report = await check_store(tmp_path, store, deep=True)
+    assert report.ok and report.rows == len(recorded) == report.files == 6
+
+
+async def test_check_finds_each_kind_of_problem_and_repair_leaves_a_clean_store(store, tmp_path, recorded):
+    before = segment_rows(tmp_path)
+    (missing, _), (truncated, _), (flipped, data), (orphan, _) = recorded[:4]
+    (tmp_path / relpath(missing)).unlink()
+    os.truncate(tmp_path / relpath(truncated), 100)
+    path = tmp_path / relpath(flipped)
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # same size, other bytes
+    await store.conn.execute("DELETE FROM segments WHERE start_us = ?", (orphan.start_us,))
+    await store.conn.commit()
+    temp = tmp_path / "segments" / "cam0" / "x.mp4.tmp-0badf00d"
+    temp.write_bytes(b"half")
+
+    shallow = await check_store(tmp_path, store)
+    assert shallow.counts() == {"missing": 1, "size": 1, "sha256": 0, "orphan": 1, "temporary": 1}
+    deep = await check_store(tmp_path, store, deep=True)
+    assert deep.counts() == {"missing": 1, "size": 1, "sha256": 1, "orphan": 1, "temporary": 1}
+    assert {p.kind: p.path for p in deep.problems}["sha256"] == relpath(flipped)
+
+    repaired = await check_store(tmp_path, store, deep=True, repair=True)
+    assert len(repaired.repaired) == 5 and not repaired.unrepaired
+    again = await check_store(tmp_path, store, deep=True)
+    assert again.ok, again.problems
+    # The orphan is back with the very row ingest made; the two bad files are in quarantine.
+    gone = {relpath(missing), relpath(truncated), relpath(flipped)}
+    assert segment_rows(tmp_path) == [r for r in before if r[-1] not in gone]
+    quarantined = sorted(p.relative_to(tmp_path / "quarantine").as_posix()
+                         for p in (tmp_path / "quarantine").rglob("*.mp4"))
+    assert quarantined == sorted(str(Path(relpath(h)).relative_to("segments")) for h in (truncated, flipped))
+    assert not temp.exists()
+
+
+async def test_an_orphan_that_is_not_a_segment_goes_to_quarantine(store, tmp_path):
+    junk = tmp_path / "segments" / "cam0" / "2020-01-01" / "00" / "1577836800000000.mp4"
+    junk.parent.mkdir(parents=True)
+    junk.write_bytes(b"not an mp4")
+    repaired = await check_store(tmp_path, store, repair=True)
+    assert repaired.counts()["orphan"] == 1 and "not re-indexable" in repaired.repaired[0]
+    assert (await check_store(tmp_path, store)).ok
+    assert (tmp_path / "quarantine" / "cam0" / "2020-01-01" / "00" / junk.name).read_bytes() == b"not an mp4"
+
+
+async def test_crash_after_retention_commit_is_repaired_by_re_indexing(store, tmp_path, monkeypatch, recorded):
+    def crash(root, paths):
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(retention, "unlink_segments", crash)
+    with pytest.raises(RuntimeError):
+        await sweep(store, tmp_path, RetentionPolicy(max_bytes=1), now_us())
+    assert segment_rows(tmp_path) == []
+    report = await check_store(tmp_path, store)
+    assert report.counts()["orphan"] == len(recorded) and report.counts()["missing"] == 0
+    await check_store(tmp_path, store, repair=True)
+    assert (await check_store(tmp_path, store, deep=True)).ok and len(segment_rows(tmp_path)) == len(recorded)
+
+
+async def test_rebuild_index_from_files_reproduces_the_rows_and_keeps_events_and_settings(store, tmp_path):
+    await store.conn.execute("INSERT INTO events (camera, node, start_us, end_us, kind, score, locked) "
+                             "VALUES ('cam0', 'node7', 1, 2, 'motion', 0.5, 1)")
+    await store.conn.execute("INSERT INTO settings VALUES ('cam1', 'retention_days', '7', 3, 'test')")
+    await store.conn.commit()
+    before = segment_rows(tmp_path)
+    await store.close()
+    report = await rebuild_index(tmp_path)
+    assert report.indexed == 6 and not report.skipped and not report.notes
+    assert report.carried == {"nodes": 1, "events": 1, "settings": 1, "settings_history": 0}
+    assert segment_rows(tmp_path) == before
+    with sqlite3.connect(tmp_path / "index.sqlite3.bak") as bak:
+        assert bak.execute(f"SELECT {ROW_COLUMNS} FROM segments ORDER BY camera, start_us").fetchall() == before
+    assert not list(tmp_path.glob("index.sqlite3.rebuild*"))
+    with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
+        assert conn.execute("SELECT locked FROM events").fetchall() == [(1,)]
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    fresh = await Index.open(tmp_path / "index.sqlite3")
+    try:
+        assert (await check_store(tmp_path, fresh, deep=True)).ok
+    finally:
+        await fresh.close()
+
+
+def test_rebuild_and_repair_refuse_while_a_store_holds_the_root(tmp_path, capsys):
+    (tmp_path / "segments").mkdir()
+    sqlite3.connect(tmp_path / "index.sqlite3").close()
+    with StoreLock.acquire(tmp_path):
+        assert admin.cmd_rebuild(Namespace(root=str(tmp_path), log_level="warning")) == 2
+        assert "a store seems to be running" in capsys.readouterr().err
+        args = Namespace(root=str(tmp_path), log_level="warning", deep=False, repair=True)
+        assert admin.cmd_check(args) == 2
+    assert not (tmp_path / "index.sqlite3.bak").exists()
+
+
+async def test_backup_is_a_consistent_readable_copy_while_the_index_is_open(store, tmp_path, recorded):
+    # Another connection is mid-transaction: its uncommitted delete must not be in the copy.
+    await store.conn.execute("DELETE FROM segments WHERE camera = 'cam1'")
+    result = await asyncio.to_thread(backup_index, tmp_path, tmp_path / "copy.sqlite3")
+    await store.conn.rollback()
+    assert result.segments == len(recorded)
+    with sqlite3.connect(tmp_path / "copy.sqlite3") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert conn.execute("SELECT COUNT(*) FROM segments").fetchone()[0] == len(recorded)
+    assert not list(tmp_path.glob("copy.sqlite3*-*"))
+    with pytest.raises(ValueError):
+        backup_index(tmp_path, tmp_path / "index.sqlite3")
+
+
+def sht(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "sht", "store", *args], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=60)
+
+
+async def test_cli_prune_max_bytes_leaves_at_most_that_and_a_clean_store(store, tmp_path, recorded):
+    await store.close()
+    limit = sum(len(d) for _, d in recorded) // 2
+    dry = sht("prune", "--root", str(tmp_path), "--max-bytes", str(limit), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would delete" in dry.stdout and len(segment_rows(tmp_path)) == len(recorded)
+    out = sht("prune", "--root", str(tmp_path), "--max-bytes", str(limit))
+    assert out.returncode == 0, out.stderr
+    assert "cam0" in out.stdout and "deleted" in out.stdout
+    with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
+        total = conn.execute("SELECT SUM(size_bytes) FROM segments").fetchone()[0]
+    assert 0 < total <= limit
+    assert sum(p.stat().st_size for p in (tmp_path / "segments").rglob("*.mp4")) == total
+    check = sht("check", "--root", str(tmp_path), "--deep")
+    assert check.returncode == 0 and "clean" in check.stdout, check.stdout
+
+
+def test_cli_flags_are_checked(tmp_path):
+    bad = sht("prune", "--root", str(tmp_path), "--max-bytes", "lots")
+    assert bad.returncode == 2 and "--max-bytes" in bad.stderr
+    assert sht("prune", "--root", str(tmp_path), "--min-free", "150%").returncode == 2
+    missing = sht("check", "--root", str(tmp_path))
+    assert missing.returncode == 2 and "no index" in missing.stderr
+    args = Namespace(max_age="2w", max_bytes="1.5T", min_free="10%")
+    assert admin.policy_from_args(args) == RetentionPolicy(max_age_us=14 * 86_400_000_000, max_bytes=3 * 2**39,
+                                                           min_free_percent=10.0)
+    assert admin.policy_from_args(Namespace(max_age="off", max_bytes=None, min_free="50G")) == RetentionPolicy(
+        max_age_us=None, min_free_bytes=50 * 2**30)

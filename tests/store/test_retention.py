@@ -1,0 +1,281 @@
+"""Retention on real SQLite indexes and real files (small fake segment bytes)."""
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from shared.protocol.ingest import SegmentHeader, sha256_hex
+from store import ingest as ingest_module
+from store import retention
+from store.app import Store
+from store.check import check_store
+from store.db import Index
+from store.ingest import Ingestor, KeyedLocks, segment_relpath
+from store.lockfile import StoreBusy
+from store.retention import DAY_US, RetentionPolicy, RetentionTask, StoreUsage, sweep
+
+NOW = 1_795_000_000_000_000  # 2026-11-18
+HOUR = 3_600_000_000
+SIZE = 1000
+
+
+@pytest.fixture
+async def index(tmp_path):
+    idx = await Index.open(tmp_path / "index.sqlite3")
+    yield idx
+    await idx.close()
+
+
+def header(camera: str, start: int, data: bytes, length: int = 10_000_000) -> SegmentHeader:
+    return SegmentHeader(node="node0", camera=camera, start_us=start, end_us=start + length, frames=100,
+                         bytes=len(data), sha256=sha256_hex(data))
+
+
+async def add(index: Index, root: Path, camera: str, start: int, size: int = SIZE) -> Path:
+    data = start.to_bytes(8, "big") * (size // 8) + b"x" * (size % 8)
+    rel = segment_relpath(camera, start)
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_bytes(data)
+    await index.insert_segment(header(camera, start, data), str(rel), start)
+    return root / rel
+
+
+def rows(root: Path) -> list[tuple[str, int]]:
+    with sqlite3.connect(root / "index.sqlite3") as conn:
+        return conn.execute("SELECT camera, start_us FROM segments ORDER BY start_us, camera").fetchall()
+
+
+async def lock_event(index: Index, camera: str, start: int, end: int, locked: int = 1) -> None:
+    await index.conn.execute(
+        "INSERT INTO events (camera, node, start_us, end_us, kind, score, locked) VALUES (?, 'node0', ?, ?, "
+        "'motion', 0.9, ?)", (camera, start, end, locked))
+    await index.conn.commit()
+
+
+async def interleaved(index: Index, root: Path, n: int = 10) -> list[tuple[str, int]]:
+    """n segments, two cameras alternating, each one hour after the previous; oldest first."""
+    made = []
+    for i in range(n):
+        camera, start = f"cam{i % 2}", NOW - (n - i) * HOUR
+        await add(index, root, camera, start)
+        made.append((camera, start))
+    return made
+
+
+@pytest.fixture(params=[retention.BATCH_ROWS, 3], ids=["batch-default", "batch-3"])
+def batch(request, monkeypatch):
+    monkeypatch.setattr(retention, "BATCH_ROWS", request.param)
+    return request.param
+
+
+async def test_age_limit_deletes_expired_segments_and_their_empty_directories(index, tmp_path, batch):
+    ages_days = [40, 35, 31, 29, 1]
+    paths = [await add(index, tmp_path, f"cam{i % 2}", NOW - d * DAY_US) for i, d in enumerate(ages_days)]
+    report = await sweep(index, tmp_path, RetentionPolicy(), NOW)
+    assert report.deleted == 3 and report.by_reason == {"age": 3, "size": 0, "free": 0}
+    assert report.bytes_freed == 3 * SIZE
+    assert [p.exists() for p in paths] == [False, False, False, True, True]
+    assert rows(tmp_path) == [("cam1", NOW - 29 * DAY_US), ("cam0", NOW - DAY_US)]
+    assert report.oldest_remaining_us == NOW - 29 * DAY_US
+    assert not paths[0].parent.exists() and not paths[0].parent.parent.exists()  # hour and day dirs
+    assert (tmp_path / "segments" / "cam0").is_dir()  # camera directories stay
+
+
+async def test_a_segment_straddling_the_age_cutoff_stays(index, tmp_path):
+    start = NOW - 30 * DAY_US - 5_000_000  # ends 5 s after the cutoff
+    await add(index, tmp_path, "cam0", start)
+    assert (await sweep(index, tmp_path, RetentionPolicy(), NOW)).deleted == 0
+
+
+async def test_size_limit_deletes_the_oldest_across_cameras(index, tmp_path, batch):
+    made = await interleaved(index, tmp_path)
+    usage = await StoreUsage.load(index)
+    report = await sweep(index, tmp_path, RetentionPolicy(max_bytes=6500), NOW, usage=usage)
+    assert report.deleted == 4 and report.by_reason["size"] == 4
+    assert rows(tmp_path) == sorted(made[4:], key=lambda r: r[1])
+    assert usage.total_bytes == 6000 and usage.segments == 6
+    assert {c: s.segments for c, s in report.by_camera.items()} == {"cam0": 2, "cam1": 2}
+    assert report.by_camera["cam0"].oldest_remaining_us == made[4][1]
+
+
+@pytest.mark.parametrize("policy", [RetentionPolicy(min_free_bytes=5000), RetentionPolicy(min_free_percent=5)])
+async def test_free_space_limit_counts_what_it_deletes_without_restating(index, tmp_path, monkeypatch, policy):
+    made = await interleaved(index, tmp_path)
+    stats = []
+
+    def disk(root):
+        stats.append(root)
+        return 100_000, 2000
+
+    monkeypatch.setattr(retention, "_disk_usage", disk)
+    report = await sweep(index, tmp_path, policy, NOW)
+    assert report.deleted == 3 and report.by_reason["free"] == 3 and report.unmet_bytes == 0
+    assert rows(tmp_path) == made[3:]
+    assert len(stats) == 1  # one look at the disk per sweep
+
+
+async def test_locked_events_protect_overlapping_segments_from_every_limit(index, tmp_path, batch):
+    made = await interleaved(index, tmp_path)
+    # Overlaps made[1] (cam1) only; a locked event on another camera and an unlocked one protect nothing.
+    await lock_event(index, "cam1", made[1][1] + 5_000_000, made[1][1] + 20_000_000)
+    await lock_event(index, "cam0", made[1][1], made[1][1] + 10_000_000)
+    await lock_event(index, "cam0", made[2][1], made[2][1] + 10_000_000, locked=0)
+    report = await sweep(index, tmp_path, RetentionPolicy(max_age_us=None, max_bytes=7000), NOW)
+    assert report.deleted == 3 and report.skipped_locked == 1
+    assert rows(tmp_path)[0] == made[1] and made[0] not in rows(tmp_path) and made[3] not in rows(tmp_path)
+    report = await sweep(index, tmp_path, RetentionPolicy(max_age_us=1), NOW)  # everything has expired
+    assert rows(tmp_path) == [made[1]] and report.skipped_locked == 1
+
+
+async def test_when_everything_left_is_locked_the_shortfall_is_reported(index, tmp_path):
+    await add(index, tmp_path, "cam0", NOW - HOUR)
+    await lock_event(index, "cam0", NOW - 2 * HOUR, NOW)
+    report = await sweep(index, tmp_path, RetentionPolicy(max_bytes=10), NOW)
+    assert report.deleted == 0 and report.unmet_bytes == SIZE - 10
+
+
+async def test_per_camera_retention_setting_overrides_the_age_limit(index, tmp_path, batch):
+    for camera in ("cam0", "cam1", "cam2", "cam3"):
+        for days in (60, 40, 10, 1):
+            await add(index, tmp_path, camera, NOW - days * DAY_US)
+    for camera, value in (("cam1", "2"), ("cam2", "90"), ("cam3", "null")):
+        await index.conn.execute("INSERT INTO settings (camera, key, value, changed_us, changed_by) "
+                                 "VALUES (?, 'retention_days', ?, 0, 'test')", (camera, value))
+    await index.conn.commit()
+    await sweep(index, tmp_path, RetentionPolicy(), NOW)
+    left: dict[str, list[int]] = {}
+    for camera, start in rows(tmp_path):
+        left.setdefault(camera, []).append((NOW - start) // DAY_US)
+    assert left == {"cam0": [10, 1], "cam1": [1], "cam2": [60, 40, 10, 1], "cam3": [10, 1]}
+
+
+async def test_dry_run_deletes_nothing_and_reports_what_a_real_run_deletes(index, tmp_path, monkeypatch, batch):
+    made = await interleaved(index, tmp_path, n=12)
+    await add(index, tmp_path, "cam2", NOW - 40 * DAY_US)
+    await lock_event(index, "cam0", made[2][1], made[2][1] + 1)
+    monkeypatch.setattr(retention, "_disk_usage", lambda root: (100_000, 500))
+    policy = RetentionPolicy(max_bytes=9000, min_free_bytes=6000)
+    before = rows(tmp_path)
+    files = sorted(p for p in (tmp_path / "segments").rglob("*.mp4"))
+    dry = await sweep(index, tmp_path, policy, NOW, dry_run=True)
+    assert rows(tmp_path) == before and sorted((tmp_path / "segments").rglob("*.mp4")) == files
+    real = await sweep(index, tmp_path, policy, NOW)
+    for name in ("deleted", "bytes_freed", "by_reason", "by_camera", "oldest_remaining_us", "skipped_locked",
+                 "unmet_bytes"):
+        assert getattr(dry, name) == getattr(real, name), name
+    assert dry.dry_run and not real.dry_run
+    # age: cam2's; size: 12000 -> 9000 (made[2] is locked); free: 500 + 1000 + 3000 freed, 1500 short -> 2 more
+    assert real.by_reason == {"age": 1, "size": 3, "free": 2}
+    assert len(rows(tmp_path)) == len(before) - real.deleted
+
+
+class PowerCut(Exception):
+    pass
+
+
+async def test_crash_between_row_delete_and_unlink_leaves_only_an_orphan_that_repair_removes(
+        index, tmp_path, monkeypatch):
+    made = await interleaved(index, tmp_path, n=4)
+
+    def crash(root, paths):
+        raise PowerCut  # after the commit, before any unlink
+
+    monkeypatch.setattr(retention, "unlink_segments", crash)
+    with pytest.raises(PowerCut):
+        await sweep(index, tmp_path, RetentionPolicy(max_bytes=2000), NOW)
+    assert rows(tmp_path) == made[2:]  # the rows went first ...
+    orphans = [str(segment_relpath(c, s)) for c, s in made[:2]]
+    assert all((tmp_path / o).exists() for o in orphans)  # ... the files did not
+    report = await check_store(tmp_path, index)
+    assert sorted(p.path for p in report.problems) == orphans and {p.kind for p in report.problems} == {"orphan"}
+    repaired = await check_store(tmp_path, index, repair=True)
+    assert len(repaired.repaired) == 2 and not repaired.unrepaired  # fake bytes: quarantined, not re-indexed
+    assert (await check_store(tmp_path, index, deep=True)).ok
+    assert rows(tmp_path) == made[2:]
+
+
+async def test_sweep_waits_for_a_segment_being_ingested(index, tmp_path):
+    made = await interleaved(index, tmp_path, n=2)
+    locks = KeyedLocks()
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def ingesting():
+        async with locks.hold(f"{made[0][0]}-{made[0][1]}"):
+            held.set()
+            await release.wait()
+
+    holder = asyncio.create_task(ingesting())
+    await held.wait()
+    task = asyncio.create_task(sweep(index, tmp_path, RetentionPolicy(max_bytes=SIZE), NOW, locks=locks))
+    await asyncio.sleep(0.2)
+    assert not task.done() and rows(tmp_path) == made  # nothing deleted under the ingest's feet
+    release.set()
+    assert (await task).deleted == 1 and rows(tmp_path) == made[1:]
+    await holder
+
+
+async def test_ingest_keeps_the_running_total_and_pokes_retention_over_the_size_limit(index, tmp_path):
+    task = RetentionTask(tmp_path, RetentionPolicy(max_bytes=3 * SIZE), interval_s=3600, min_gap_s=0)
+    await task.start()
+    try:
+        await asyncio.wait_for(_until(lambda: task.sweeps == 1), 5)  # the sweep at start
+        ingestor = Ingestor(tmp_path, index, hooks=task)
+        for i in range(5):
+            data = bytes([i]) * SIZE
+            start = NOW + i * HOUR
+            await ingestor.ingest(header("cam0", start, data), memoryview(data))
+        await asyncio.wait_for(_until(lambda: task.usage.total_bytes <= 3 * SIZE), 5)
+        assert [s for _, s in rows(tmp_path)] == [NOW + i * HOUR for i in (2, 3, 4)]
+        assert task.usage == StoreUsage(total_bytes=3 * SIZE, segments=3)
+    finally:
+        await task.stop()
+
+
+async def test_low_free_space_seen_by_ingest_pokes_retention(index, tmp_path, monkeypatch):
+    made = await interleaved(index, tmp_path, n=3)
+    free = {"bytes": 10**12}
+    monkeypatch.setattr(retention, "_disk_usage", lambda root: (2 * 10**12, free["bytes"]))
+    monkeypatch.setattr(ingest_module, "_free_bytes", lambda root: free["bytes"])
+    task = RetentionTask(tmp_path, RetentionPolicy(min_free_bytes=10**9), interval_s=3600, min_gap_s=0)
+    await task.start()
+    try:
+        await asyncio.wait_for(_until(lambda: task.sweeps == 1), 5)
+        assert rows(tmp_path)[:3] == made
+        free["bytes"] = 10**9 - 1500  # now under the floor: two segments must go
+        data = b"new"
+        await Ingestor(tmp_path, index, hooks=task).ingest(header("cam0", NOW, data), memoryview(data))
+        await asyncio.wait_for(_until(lambda: task.sweeps == 2), 5)
+        assert task.last_report is not None and task.last_report.by_reason["free"] == 2
+        assert rows(tmp_path) == [made[2], ("cam0", NOW)]
+    finally:
+        await task.stop()
+
+
+async def test_store_runs_retention_and_holds_the_root_lock(tmp_path):
+    index = await Index.open(tmp_path / "index.sqlite3")
+    await add(index, tmp_path, "cam0", NOW - 400 * DAY_US)
+    await index.close()
+    store = Store(tmp_path, RetentionPolicy(max_age_us=DAY_US))
+    await store.start("127.0.0.1", 0)
+    try:
+        assert store.retention is not None
+        await asyncio.wait_for(_until(lambda: store.retention.sweeps >= 1), 5)
+        assert rows(tmp_path) == []
+        with pytest.raises(StoreBusy, match="store pid"):
+            await Store(tmp_path).start("127.0.0.1", 0)
+    finally:
+        await store.stop()
+    second = Store(tmp_path)  # the lock went with stop()
+    await second.start("127.0.0.1", 0)
+    await second.stop()
+
+
+async def _until(predicate) -> None:
+    """Poll: the conditions are plain attributes of the task under test, with nothing to wait on."""
+    for _ in range(10_000):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+
