@@ -1,0 +1,78 @@
+"""The ``motion`` recording mode: which finished segments to keep, with pre- and post-roll.
+
+Pure bookkeeping, no I/O. Segments are held (already durable in the spool)
+until it is known whether any event, past or still to come, wants them: a
+segment [s, e) is kept if an event [a, b) satisfies a - pre_roll < e and
+s < b + post_roll. It is discarded once no event can want it any more: no event
+is open and even one starting right now would begin after e + pre_roll.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_PRE_ROLL_S = 5.0
+DEFAULT_POST_ROLL_S = 10.0
+
+
+@dataclass
+class Held(Generic[T]):
+    start_us: int
+    end_us: int
+    item: T
+
+
+@dataclass
+class RecordingGate(Generic[T]):
+    pre_roll_us: int = int(DEFAULT_PRE_ROLL_S * 1_000_000)
+    post_roll_us: int = int(DEFAULT_POST_ROLL_S * 1_000_000)
+    # The detector reports an event a few frames after it began: keep a margin
+    # before giving up on a segment, so a late report still finds its pre-roll.
+    detection_delay_us: int = 2_000_000
+    held: list[Held[T]] = field(default_factory=list)
+    events: list[tuple[int, int]] = field(default_factory=list)  # finished events, oldest first
+    open_since_us: int | None = None  # start of the event in progress
+
+    def hold(self, start_us: int, end_us: int, item: T) -> None:
+        self.held.append(Held(start_us, end_us, item))
+
+    def event_started(self, start_us: int) -> None:
+        self.open_since_us = start_us
+
+    def event_finished(self, start_us: int, end_us: int) -> None:
+        self.open_since_us = None
+        self.events.append((start_us, end_us))
+
+    def _wanted(self, h: Held[T]) -> bool:
+        if self.open_since_us is not None and self.open_since_us - self.pre_roll_us < h.end_us:
+            return True
+        return any(a - self.pre_roll_us < h.end_us and h.start_us < b + self.post_roll_us for a, b in self.events)
+
+    def decide(self, now_us: int) -> tuple[list[T], list[T]]:
+        """(keep, discard): segments whose fate is now known, in time order; the rest stay held."""
+        keep: list[T] = []
+        discard: list[T] = []
+        still: list[Held[T]] = []
+        horizon = now_us - self.detection_delay_us  # events may still be reported from here on
+        for h in self.held:
+            if self._wanted(h):
+                keep.append(h.item)
+            elif self.open_since_us is None and horizon - self.pre_roll_us >= h.end_us:
+                discard.append(h.item)
+            else:
+                still.append(h)
+        self.held = still
+        oldest = min((h.start_us for h in still), default=now_us)
+        # Events that can no longer touch any segment, held or future, are forgotten.
+        self.events = [(a, b) for a, b in self.events if b + self.post_roll_us > oldest]
+        return keep, discard
+
+    def release_all(self) -> list[T]:
+        """At shutdown or a switch to continuous mode: keep whatever is undecided (never lose footage
+        to a decision that was not made)."""
+        items = [h.item for h in self.held]
+        self.held = []
+        return items

@@ -1,0 +1,58 @@
+from node.roll import RecordingGate
+
+S = 1_000_000
+
+
+def gate() -> RecordingGate[str]:
+    return RecordingGate(pre_roll_us=5 * S, post_roll_us=10 * S, detection_delay_us=2 * S)
+
+
+def segments(g: RecordingGate[str], count: int, length_s: int = 10) -> None:
+    for i in range(count):
+        g.hold(i * length_s * S, (i + 1) * length_s * S, f"seg{i}")
+
+
+def test_quiet_segments_are_discarded_once_no_event_can_want_them():
+    g = gate()
+    segments(g, 3)  # 0-10, 10-20, 20-30 s
+    keep, discard = g.decide(now_us=30 * S)
+    assert keep == [] and discard == ["seg0", "seg1"]  # seg2 could still get pre-roll from a coming event
+    keep, discard = g.decide(now_us=37 * S)
+    assert discard == ["seg2"] and not g.held
+
+
+def test_event_keeps_its_segments_with_pre_and_post_roll():
+    g = gate()
+    segments(g, 6)  # 0-10 … 50-60 s
+    g.event_started(32 * S)  # pre-roll from 27 s
+    keep, discard = g.decide(now_us=33 * S)
+    assert keep == ["seg2", "seg3", "seg4", "seg5"] and discard == []
+    assert [h.item for h in g.held] == ["seg0", "seg1"]  # undecided while the event is open
+    g.event_finished(32 * S, 35 * S)  # post-roll to 45 s
+    keep, discard = g.decide(now_us=45 * S)
+    assert keep == [] and discard == ["seg0", "seg1"]
+    g.hold(60 * S, 70 * S, "seg6")
+    keep, discard = g.decide(now_us=90 * S)
+    assert discard == ["seg6"] and not g.events  # the old event is forgotten
+
+
+def test_pre_roll_reaches_back_into_an_earlier_segment():
+    g = gate()
+    segments(g, 2)  # 0-10, 10-20
+    g.event_started(12 * S)  # pre-roll from 7 s: wants seg0 too
+    keep, discard = g.decide(now_us=13 * S)
+    assert keep == ["seg0", "seg1"] and discard == []
+
+
+def test_post_roll_keeps_the_segment_after_the_event():
+    g = gate()
+    g.event_finished(5 * S, 8 * S)
+    segments(g, 3)
+    keep, discard = g.decide(now_us=60 * S)
+    assert keep == ["seg0", "seg1"] and discard == ["seg2"]  # post-roll to 18 s
+
+
+def test_release_all_keeps_undecided_footage():
+    g = gate()
+    segments(g, 2)
+    assert g.release_all() == ["seg0", "seg1"] and not g.held
