@@ -49,10 +49,17 @@ def cmd_node(args: argparse.Namespace) -> int:
             replace(c, width=width or c.width, height=height or c.height, fps=args.fps or c.fps)
             for c in cameras.values()
         )
+        from shared.timespec import TimeSpecError, parse_size
+
+        try:
+            spool_max_bytes = parse_size(args.spool_max_bytes) if args.spool_max_bytes else None
+        except TimeSpecError as exc:
+            raise ValueError(f"--spool-max-bytes: {exc}") from None
         config = with_overrides(
             base, id=check_id(args.id, "node id") if args.id else None, port=args.port,
             host=args.host, store_url=args.store, segment_seconds=args.segment_seconds,
-            spool_dir=args.spool, cameras=cams,
+            spool_dir=args.spool, cameras=cams, spool_max_bytes=spool_max_bytes,
+            spool_max_minutes=args.spool_max_minutes,
         )
     except (ConfigError, InvalidId, ValueError) as exc:
         return _fail(str(exc))
@@ -120,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a camera: SOURCE is 'synthetic' or 'synthetic:scenario.json'; repeat for more")
     node.add_argument("--segment-seconds", type=float, help="segment length, 1..600 (default 10)")
     node.add_argument("--spool", help="local spool directory (default ./sht-spool/ID)")
+    node.add_argument("--spool-max-bytes", metavar="SIZE", help="spool limit, e.g. 2G (wins over minutes)")
+    node.add_argument("--spool-max-minutes", type=float, help="spool limit in minutes of all cameras at their "
+                      "bitrate cap (default 30)")
     node.add_argument("--size", help="frame size for every camera, e.g. 1280x720")
     node.add_argument("--fps", type=int, help="frame rate for every camera")
     node.add_argument("--config", help="JSON config file; flags override it")
