@@ -27,7 +27,9 @@ def add_limit_flags(p: argparse.ArgumentParser) -> None:
                    help="delete footage older than this, e.g. 30d, 12h, 2w, or 'off' (default 30d; "
                         "a camera's retention_days setting overrides it)")
     p.add_argument("--max-bytes", help="keep all segments together under this size, e.g. 500G or 1.5T")
-    p.add_argument("--min-free", help="keep this much of the disk free, e.g. 10%% or 50G")
+    p.add_argument("--min-free", default="2%",
+                   help="keep this much of the disk free by deleting the oldest footage, e.g. 10%% or 50G, "
+                        "or 'off' (default 2%%: a full disk would stop recording)")
 
 
 def add_store_commands(store: argparse.ArgumentParser) -> None:
@@ -82,7 +84,7 @@ def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
                                                                                args.max_age)
     max_bytes = flag("--max-bytes", parse_size, args.max_bytes) if args.max_bytes else None
     free_bytes = free_percent = None
-    if args.min_free:
+    if args.min_free and args.min_free.strip().lower() not in ("off", "none"):
         text = args.min_free.strip()
         if text.endswith("%"):
             try:

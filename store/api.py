@@ -27,7 +27,7 @@ from shared.protocol.query import (
     TimelineParams,
 )
 from store import query, settings
-from store.db import Index
+from store.db import Index, transaction
 from store.export import ExportError, export_clip
 from store.fleet import Fleet
 from store.settings import SettingError
@@ -148,8 +148,8 @@ class Api:
                 "content_type": "video/mp4"}
 
     async def _lock_event(self, p: LockParams, *_: Any) -> dict[str, Any]:
-        cur = await self.conn.execute("UPDATE events SET locked = ? WHERE id = ?", (int(p.locked), p.event_id))
-        await self.conn.commit()
+        async with transaction(self.conn) as conn:
+            cur = await conn.execute("UPDATE events SET locked = ? WHERE id = ?", (int(p.locked), p.event_id))
         if cur.rowcount == 0:
             raise ApiError("not-found", f"no event with id {p.event_id}", "event_id")
         return {"event_id": p.event_id, "locked": p.locked}

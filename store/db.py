@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -11,6 +15,24 @@ import aiosqlite
 from shared.protocol.ingest import SegmentHeader
 
 SCHEMA_VERSION = 1
+_WRITE_LOCKS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """One writer at a time on a shared connection: statements inside commit together or not at all.
+
+    Tasks share the store's connection; without this, one task's commit would
+    also commit another's half-done statements (settings without their history row).
+    """
+    lock = _WRITE_LOCKS.setdefault(conn, asyncio.Lock())
+    async with lock:
+        try:
+            yield conn
+        except BaseException:
+            await conn.rollback()
+            raise
+        await conn.commit()
 
 
 @dataclass(frozen=True)
@@ -59,19 +81,19 @@ class Index:
         return SegmentRow(*row) if row else None
 
     async def insert_segment(self, header: SegmentHeader, path: str, received_us: int) -> None:
-        await self.conn.execute(
-            "INSERT INTO segments (camera, node, start_us, end_us, frames, size_bytes, sha256, "
-            "codec, width_px, height_px, path, received_us) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (header.camera, header.node, header.start_us, header.end_us, header.frames,
-             header.bytes, header.sha256, header.codec, header.width, header.height, path,
-             received_us),
-        )
-        await self.conn.execute(
-            "INSERT INTO nodes (node, first_seen_us, last_seen_us) VALUES (?, ?, ?) "
-            "ON CONFLICT (node) DO UPDATE SET last_seen_us = excluded.last_seen_us",
-            (header.node, received_us, received_us),
-        )
-        await self.conn.commit()
+        async with transaction(self.conn) as conn:
+            await conn.execute(
+                "INSERT INTO segments (camera, node, start_us, end_us, frames, size_bytes, sha256, "
+                "codec, width_px, height_px, path, received_us) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (header.camera, header.node, header.start_us, header.end_us, header.frames,
+                 header.bytes, header.sha256, header.codec, header.width, header.height, path,
+                 received_us),
+            )
+            await conn.execute(
+                "INSERT INTO nodes (node, first_seen_us, last_seen_us) VALUES (?, ?, ?) "
+                "ON CONFLICT (node) DO UPDATE SET last_seen_us = excluded.last_seen_us",
+                (header.node, received_us, received_us),
+            )
 
     async def camera_totals(self) -> dict[str, dict]:
         async with self.conn.execute(

@@ -20,6 +20,7 @@ from typing import Any
 import aiosqlite
 
 from shared.protocol.control import HEARTBEAT_INTERVAL_S, MISSED_HEARTBEATS_DOWN, Hello
+from store.db import transaction
 
 HISTORY_SAMPLES = 150  # five minutes at one heartbeat every two seconds
 
@@ -83,13 +84,13 @@ class Fleet:
         state.last_seen_us, state.last_heartbeat = now, self.clock()
         self._set_state(state, "up")
         self.links[hello.node] = link
-        await self.conn.execute(
-            "INSERT INTO nodes (node, first_seen_us, last_seen_us, url, cameras) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (node) DO UPDATE SET last_seen_us = excluded.last_seen_us, url = excluded.url, "
-            "cameras = excluded.cameras",
-            (hello.node, now, now, state.url, json.dumps(list(hello.cameras))),
-        )
-        await self.conn.commit()
+        async with transaction(self.conn) as conn:
+            await conn.execute(
+                "INSERT INTO nodes (node, first_seen_us, last_seen_us, url, cameras) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (node) DO UPDATE SET last_seen_us = excluded.last_seen_us, url = excluded.url, "
+                "cameras = excluded.cameras",
+                (hello.node, now, now, state.url, json.dumps(list(hello.cameras))),
+            )
         return state
 
     def heartbeat(self, node: str, health: dict[str, Any]) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import aiosqlite
 
+from store.db import transaction
+
 
 class SettingError(ValueError):
     """A setting that does not exist or a value it cannot take; names both."""
@@ -81,19 +83,19 @@ async def set_setting(conn: aiosqlite.Connection, camera: str, key: str, value: 
     if spec is None:
         raise SettingError(key, f"unknown setting {key!r}; settings are {', '.join(SETTINGS)}")
     value = spec.check(key, value)
-    old = (await camera_settings(conn, camera))[key]
-    await conn.execute(
-        "INSERT INTO settings (camera, key, value, changed_us, changed_by) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (camera, key) DO UPDATE SET value = excluded.value, changed_us = excluded.changed_us, "
-        "changed_by = excluded.changed_by",
-        (camera, key, json.dumps(value), now_us, by),
-    )
-    await conn.execute(
-        "INSERT INTO settings_history (camera, key, old_value, new_value, changed_us, changed_by) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (camera, key, json.dumps(old), json.dumps(value), now_us, by),
-    )
-    await conn.commit()
+    async with transaction(conn):
+        old = (await camera_settings(conn, camera))[key]
+        await conn.execute(
+            "INSERT INTO settings (camera, key, value, changed_us, changed_by) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (camera, key) DO UPDATE SET value = excluded.value, changed_us = excluded.changed_us, "
+            "changed_by = excluded.changed_by",
+            (camera, key, json.dumps(value), now_us, by),
+        )
+        await conn.execute(
+            "INSERT INTO settings_history (camera, key, old_value, new_value, changed_us, changed_by) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (camera, key, json.dumps(old), json.dumps(value), now_us, by),
+        )
     return old, value
 
 
