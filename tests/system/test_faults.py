@@ -174,3 +174,51 @@ def test_small_spool_with_the_store_away_counts_every_loss_oldest_first(processe
         assert abs(b - spans[a]) < FRAME_US, "no segment unaccounted for"
     assert not set(lost_starts) & set(stored_starts)
     store.send_signal(signal.SIGTERM)
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_full_store_disk_refuses_clearly_and_recording_resumes_when_space_returns(processes, tmp_path):
+    import subprocess
+
+    import pytest
+
+    disk = tmp_path / "nas"
+    if not _mount_tmpfs(disk, "100M"):
+        pytest.skip("cannot mount a size-limited tmpfs here (needs root)")
+    try:
+        store_port = free_port()
+        root = disk / "store"
+        store = start_store(processes, root, store_port)
+        node, node_url = start_node(processes, tmp_path, store_port)
+        time.sleep(3)
+        acknowledged = rows(root)
+        assert acknowledged
+        filler = disk / "filler"
+        filler.write_bytes(bytes(60 * 1024 * 1024))  # leaves ~40 MB: under the store's 64 MiB floor
+        time.sleep(4)
+        health = get_json(node_url + "/health")
+        assert health["spool"]["segments"] >= 2, "the node keeps spooling while the store refuses"
+        assert "disk-full" in (health["store"]["last_error"] or "")
+        assert "free space or lower retention" in (health["store"]["last_error"] or "")
+        filler.unlink()
+        assert wait_until(lambda: spool_empty(node_url), 30), "uploads resume when space returns"
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(30) == 0
+        final = rows(root)
+        assert set(acknowledged) <= set(final), "nothing acknowledged was lost"
+        assert get_json(f"http://127.0.0.1:{store_port}/health")["ingest"]["refused"] > 0
+        for cam in ("cam0", "cam1"):
+            assert all(abs(g) < FRAME_US for g in gaps(root, cam)), "continuous coverage"
+        assert_every_file_whole(root)
+        store.send_signal(signal.SIGTERM)
+        store.wait(10)
+    finally:
+        processes.stop_all()
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
