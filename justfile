@@ -28,3 +28,7 @@ store *ARGS:
 
 console *ARGS:
     python3 -m sht console {{ARGS}}
+
+# the six-camera demo under random store and node kills; accounting per camera
+soak MINUTES="10" *ARGS:
+    python3 -m bench.soak {{MINUTES}} {{ARGS}}
