@@ -44,9 +44,9 @@ class _Call:
 
 
 class StoreClient:
-    def __init__(self, url: str, open_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, open_timeout: float = 5.0, close_timeout: float = 2.0) -> None:
         self.url = ws_url(url) + "/api"
-        self.open_timeout = open_timeout
+        self.open_timeout, self.close_timeout = open_timeout, close_timeout
         self._protocol = QueryClient()
         self._ws: ClientConnection | None = None
         self._calls: dict[int, _Call] = {}
@@ -54,8 +54,8 @@ class StoreClient:
 
     async def __aenter__(self) -> StoreClient:
         try:
-            self._ws = await connect(self.url, open_timeout=self.open_timeout, max_size=MAX_REPLY_BYTES,
-                                     compression=None)
+            self._ws = await connect(self.url, open_timeout=self.open_timeout, close_timeout=self.close_timeout,
+                                     max_size=MAX_REPLY_BYTES, compression=None)
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
             raise StoreUnreachable(self.url, str(exc) or type(exc).__name__) from None
         self._reader = asyncio.create_task(self._read())

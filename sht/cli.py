@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -98,9 +99,9 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
-    from console.fleet_view import run_fleet_view
+    from console.app import run_console
 
-    return run_fleet_view(args.store, args.node or [])
+    return run_console(args.store)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -146,9 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_store_commands(store)
 
-    console = sub.add_parser("console", help="watch the fleet from a terminal")
-    console.add_argument("--store", default="http://127.0.0.1:8100", help="store URL")
-    console.add_argument("--node", action="append", metavar="URL", help="a node URL; repeat for more")
+    console = sub.add_parser("console", help="the operator's console (fleet, live, events, search, settings)")
+    console.add_argument("--store", default=os.environ.get("SHT_STORE", "http://127.0.0.1:8100"),
+                         help="store URL (default $SHT_STORE or http://127.0.0.1:8100); the console finds the "
+                         "nodes through it")
     console.set_defaults(func=cmd_console)
 
     demo = sub.add_parser("demo", help="store + 3 nodes x 2 simulated cameras on this machine")

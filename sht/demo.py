@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -150,11 +151,32 @@ async def _fetch_all(urls: list[str]) -> list[dict | None]:
     return list(await asyncio.gather(*(one(u) for u in urls)))
 
 
+def _can_show_console() -> bool:
+    """A terminal to draw on (or ``textual serve``'s browser)."""
+    return (sys.stdin.isatty() and sys.stdout.isatty()) or bool(os.environ.get("TEXTUAL_DRIVER"))
+
+
+async def _run_console(fleet: Fleet, stop: asyncio.Event, deadline: float | None) -> None:
+    """The console, in this process, until `q`, the duration, Ctrl-C or SIGTERM; the caller then stops the fleet."""
+    from console.app import ConsoleApp
+
+    app = ConsoleApp(fleet.store_url)
+    loop = asyncio.get_running_loop()
+
+    async def exit_when_told() -> None:
+        while not stop.is_set() and (deadline is None or loop.time() < deadline):
+            await _wait(stop, 0.5)
+        app.exit()
+
+    watcher = asyncio.create_task(exit_when_told())
+    try:
+        await app.run_async()
+    finally:
+        watcher.cancel()
+
+
 async def _run(opts: DemoOptions, fleet: Fleet) -> int:
     from rich.console import Console
-    from rich.live import Live
-
-    from console.fleet_view import fleet_table
 
     console = Console(stderr=opts.headless)
     stop = asyncio.Event()
@@ -171,19 +193,16 @@ async def _run(opts: DemoOptions, fleet: Fleet) -> int:
     deadline = loop.time() + opts.duration if opts.duration else None
     last_nodes: list[dict | None] = []
     try:
-        if opts.headless:
+        if not opts.headless and _can_show_console():
+            await _run_console(fleet, stop, deadline)
+        else:
+            if not opts.headless:
+                console.print("no terminal to draw the console on: running without it; Ctrl-C stops the demo")
             while not stop.is_set() and (deadline is None or loop.time() < deadline):
                 if (dead := fleet.dead_child()) is not None:
                     raise RuntimeError(dead)
                 last_nodes = await _fetch_all(fleet.node_urls())
                 await _wait(stop, 1.0)
-        else:
-            with Live(console=console, refresh_per_second=2) as live:
-                while not stop.is_set() and (deadline is None or loop.time() < deadline):
-                    last_nodes = await _fetch_all(fleet.node_urls())
-                    store = (await _fetch_all([fleet.store_url]))[0]
-                    live.update(fleet_table(last_nodes, store, probe.summary()))
-                    await _wait(stop, 1.0)
     finally:
         await probe.stop()
     console.print("stopping: nodes finish and upload their last segments…")

@@ -21,5 +21,5 @@ def test_shared_imports_nothing_of_the_services():
 
 
 def test_console_does_not_load_the_encoder():
-    modules = loaded_after("import console.fleet_view")
+    modules = loaded_after("import console.app")
     assert "av" not in modules and "node.encode" not in modules

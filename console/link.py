@@ -1,0 +1,113 @@
+"""The console's one connection to the store: a ``StoreClient`` that reconnects by itself.
+
+``StoreLink.run`` is the app's long-lived worker. It connects, polls ``fleet``
+every ``poll_interval`` seconds and reports what happens as messages to the app
+(``StoreConnected``, ``StoreLost``, ``FleetUpdated``); when the store goes away it
+backs off (``shared.backoff``) and tries again, for as long as the console runs.
+Screens ask the store through ``StoreLink.call``, which fails at once with
+``StoreUnavailable`` while there is no connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from textual.message import Message
+
+from console.client import StoreClient, StoreError
+from shared.backoff import Backoff
+
+POLL_INTERVAL_S = 1.5
+FLEET_TIMEOUT_S = 8.0  # a store that does not answer `fleet` in this long counts as lost
+OPEN_TIMEOUT_S = 3.0
+
+LinkState = Literal["connecting", "connected", "reconnecting"]
+
+
+class StoreUnavailable(StoreError):
+    def __init__(self, url: str) -> None:
+        super().__init__("unavailable", f"not connected to the store at {url}; the console is reconnecting")
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    """What the header says about the store connection."""
+
+    state: LinkState
+    url: str
+    reason: str = ""  # why the last connection failed
+    attempt: int = 0  # failed attempts in a row
+    retry_at: float | None = None  # loop time of the next attempt
+
+
+class StoreConnected(Message):
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+
+class StoreLost(Message):
+    def __init__(self, url: str, reason: str, attempt: int, retry_in: float, was_connected: bool) -> None:
+        super().__init__()
+        self.url, self.reason, self.attempt, self.retry_in = url, reason, attempt, retry_in
+        self.was_connected = was_connected
+
+
+class FleetUpdated(Message):
+    def __init__(self, fleet: dict[str, Any]) -> None:
+        super().__init__()
+        self.fleet = fleet
+
+
+Post = Callable[[Message], object]
+
+
+class StoreLink:
+    def __init__(self, url: str, poll_interval: float = POLL_INTERVAL_S, backoff: Backoff | None = None) -> None:
+        self.url = url
+        self.poll_interval = poll_interval
+        self.backoff = backoff or Backoff(initial=0.5, maximum=10.0)
+        self._client: StoreClient | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    async def call(self, method: str, *, on_chunk: Callable[[bytes], object] | None = None,
+                   on_progress: Callable[[int, int], None] | None = None, **params: Any) -> Any:
+        """One request to the store; raises ``StoreError`` (``StoreUnavailable`` when not connected)."""
+        client = self._client
+        if client is None:
+            raise StoreUnavailable(self.url)
+        return await client.call(method, on_chunk=on_chunk, on_progress=on_progress, **params)
+
+    async def run(self, post: Post) -> None:
+        """Connect, poll, reconnect; until cancelled."""
+        was_connected = False
+        while True:
+            try:
+                async with StoreClient(self.url, open_timeout=OPEN_TIMEOUT_S) as client:
+                    self._client = client
+                    first = await asyncio.wait_for(client.call("fleet"), FLEET_TIMEOUT_S)
+                    self.backoff.reset()
+                    was_connected = True
+                    post(StoreConnected(self.url))
+                    post(FleetUpdated(first))
+                    while True:
+                        await asyncio.sleep(self.poll_interval)
+                        post(FleetUpdated(await asyncio.wait_for(client.call("fleet"), FLEET_TIMEOUT_S)))
+            except StoreError as exc:
+                reason = exc.message
+            except TimeoutError:
+                reason = f"the store did not answer within {FLEET_TIMEOUT_S:.0f} s"
+            except OSError as exc:
+                reason = str(exc) or type(exc).__name__
+            finally:
+                self._client = None
+            delay = self.backoff.next_delay()
+            post(StoreLost(self.url, reason, self.backoff.attempts, delay, was_connected))
+            was_connected = False
+            await asyncio.sleep(delay)

@@ -1,0 +1,27 @@
+"""Thumbnails from the store: the ``thumbnail`` call's JPEG, decoded off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+from PIL import Image
+
+from console.export_file import Caller
+
+THUMB_WIDTH = 320
+
+
+def open_jpeg(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+async def fetch_thumbnail(store: Caller, camera: str, at_us: int,
+                          width: int = THUMB_WIDTH) -> tuple[Image.Image, dict[str, Any]]:
+    """The frame nearest ``at_us`` as a PIL image, and the store's answer (``frame_us``, size)."""
+    chunks: list[bytes] = []
+    info = await store.call("thumbnail", camera=camera, at_us=at_us, width=width, on_chunk=chunks.append)
+    return await asyncio.to_thread(open_jpeg, b"".join(chunks)), dict(info)
