@@ -10,12 +10,15 @@ import time
 from node.control import ControlLink
 from node.master import CameraMaster
 from node.recorder import Recorder
+from node.roll import RecordingGate
 from node.server import NodeServer
 from node.spool import Spool, SpooledSegment
 from node.uploader import Uploader
+from shared.clock import now_us
 from shared.config import NodeConfig
 from shared.health import ProcessMonitor
 from shared.protocol.control import Hello, SettingsPush
+from shared.protocol.ingest import EventRecord
 
 log = logging.getLogger(__name__)
 SHUTDOWN_UPLOAD_S = 15.0
@@ -35,6 +38,9 @@ class Node:
         self._tasks: list[asyncio.Task] = []
         self.control = (ControlLink(config.store_url, self._hello, self.health, self._apply_settings)
                         if config.store_url else None)
+        # ``motion`` recording mode: finished segments wait here until an event wants them or cannot.
+        self.gates: dict[str, RecordingGate[SpooledSegment]] = {c.id: RecordingGate() for c in config.cameras}
+        self.discarded_quiet: dict[str, int] = {c.id: 0 for c in config.cameras}
 
     def _hello(self) -> Hello:
         return Hello(self.config.id, self.port or 0, tuple(self.master.cameras))
@@ -48,8 +54,43 @@ class Node:
             log.info("camera %s settings now %s", push.camera, push.settings)
         camera.settings = dict(push.settings)
 
+    def _motion_mode(self, camera: str) -> bool:
+        return self.master.cameras[camera].settings.get("recording_mode") == "motion"
+
     async def _spooled(self, item: SpooledSegment) -> None:
-        await self.uploader.add_and_enforce(item)
+        h = item.header
+        if self._motion_mode(h.camera):
+            self.gates[h.camera].hold(h.start_us, h.end_us, item)
+            await self._decide(h.camera)
+        else:
+            await self.uploader.add_and_enforce(item)
+
+    async def _decide(self, camera: str) -> None:
+        """Upload the held segments an event wants; drop those none can want (not a loss: the mode)."""
+        gate = self.gates[camera]
+        keep, discard = gate.decide(now_us()) if self._motion_mode(camera) else (gate.release_all(), [])
+        for item in keep:
+            await self.uploader.add_and_enforce(item)
+        for item in discard:
+            await asyncio.to_thread(self.spool.remove, item)
+            self.discarded_quiet[camera] += 1
+
+    async def _gatekeeper(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for camera in self.gates:
+                await self._decide(camera)
+
+    def motion_started(self, camera: str, start_us: int) -> None:
+        self.gates[camera].event_started(start_us)
+
+    async def motion_finished(self, record: EventRecord) -> None:
+        self.gates[record.camera].event_finished(record.start_us, record.end_us)
+        try:
+            self.uploader.add(await asyncio.to_thread(self.spool.put_event, record))
+        except OSError as exc:
+            log.error("could not spool motion event %s: %s", record.record_id, exc)
+        await self._decide(record.camera)
 
     async def _lost(self, camera: str, start_us: int, end_us: int, frames: int, why: str) -> None:
         await self.uploader.report_loss(camera, start_us, end_us, frames, why)
@@ -69,6 +110,7 @@ class Node:
         self._recording = [asyncio.create_task(r.run(), name=f"recorder-{r.camera.id}")
                            for r in self.recorders]
         self.port = await self.server.start(self.config.host, self.config.port)
+        self._tasks.append(asyncio.create_task(self._gatekeeper(), name="gatekeeper"))
         if self.control is not None:
             self._tasks.append(asyncio.create_task(self.control.run(), name="control"))
         log.info("node %s serving on port %d with cameras %s", self.config.id, self.port,
@@ -78,6 +120,9 @@ class Node:
         """Clean stop: finish the segment in progress, spool it, try to upload what is left."""
         await self.master.stop()
         await asyncio.gather(*self._recording)
+        for gate in self.gates.values():
+            for item in gate.release_all():  # undecided at shutdown: keep, never lose it to a non-decision
+                await self.uploader.add_and_enforce(item)
         if self.config.store_url:
             done = await self.uploader.drain(SHUTDOWN_UPLOAD_S)
             if not done:
@@ -94,7 +139,10 @@ class Node:
             "uptime_s": round(time.monotonic() - self.started, 1),
             **self.monitor.reading(),
             "cameras": {
-                r.camera.id: {**r.camera.health(), "recording": r.health()} for r in self.recorders
+                r.camera.id: {**r.camera.health(),
+                              "recording": {**r.health(), "held": len(self.gates[r.camera.id].held),
+                                            "discarded_quiet": self.discarded_quiet[r.camera.id]}}
+                for r in self.recorders
             },
             "spool": self.uploader.backlog(),  # in memory: /health never walks the disk
             "store": {
