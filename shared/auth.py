@@ -1,0 +1,172 @@
+"""Who may do what: roles, signed tokens, address allowlists. No I/O here.
+
+Tokens are JWTs signed by the store with Ed25519 (``EdDSA``); anyone holding
+the store's public key (every node) verifies them offline, so a viewer can
+watch a node directly without the node asking the store. Claims: ``sub``
+(who), ``role`` (node | viewer | admin), ``exp``, ``iat``, ``jti`` (for
+revocation), ``iss`` = ``sht-store``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+ISSUER = "sht-store"
+ALGORITHM = "EdDSA"
+ROLES = ("node", "viewer", "admin")
+# What each endpoint needs. Admin may do everything a viewer may.
+ENDPOINT_ROLES: dict[str, tuple[str, ...]] = {
+    "/ingest": ("node",),
+    "/control": ("node",),
+    "/live": ("viewer", "admin"),
+    "/api": ("viewer", "admin"),
+    "/": ("viewer", "admin"),
+}
+ADMIN_METHODS = frozenset({"set_setting", "lock_event"})  # /api methods that change things
+
+
+class AuthError(Exception):
+    """A request refused at the handshake: ``status`` 401 (who are you?) or 403 (not allowed)."""
+
+    def __init__(self, status: HTTPStatus, reason: str) -> None:
+        self.status, self.reason = status, reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class Claims:
+    subject: str
+    role: str
+    expires: int
+    token_id: str
+
+
+def issue_token(key: Ed25519PrivateKey, role: str, subject: str, ttl_s: int,
+                now: float | None = None) -> tuple[str, Claims]:
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if ttl_s <= 0:
+        raise ValueError("a token's lifetime must be positive")
+    issued = int(now if now is not None else time.time())
+    claims = Claims(subject, role, issued + ttl_s, secrets.token_hex(8))
+    token = jwt.encode({"iss": ISSUER, "sub": subject, "role": role, "iat": issued, "exp": claims.expires,
+                        "jti": claims.token_id}, key, algorithm=ALGORITHM)
+    return token, claims
+
+
+class Verifier:
+    """Checks tokens against the store's public key and a revocation list."""
+
+    def __init__(self, public_key: Ed25519PublicKey, revoked: Callable[[], Iterable[str]] = tuple) -> None:
+        self.public_key = public_key
+        self.revoked = revoked
+
+    def verify(self, token: str | None) -> Claims:
+        if not token:
+            raise AuthError(HTTPStatus.UNAUTHORIZED, "no token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN "
+                            "(make one with `sht token create`)")
+        try:
+            payload = jwt.decode(token, self.public_key, algorithms=[ALGORITHM], issuer=ISSUER,
+                                 options={"require": ["exp", "iat", "sub", "jti", "iss"]})
+        except jwt.ExpiredSignatureError:
+            raise AuthError(HTTPStatus.UNAUTHORIZED, "token expired: make a new one with `sht token create`") from None
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(HTTPStatus.UNAUTHORIZED, f"invalid token ({exc}); is it from this store?") from None
+        role, jti = payload.get("role"), str(payload["jti"])
+        if role not in ROLES:
+            raise AuthError(HTTPStatus.UNAUTHORIZED, f"token has an unknown role {role!r}")
+        if jti in set(self.revoked()):
+            raise AuthError(HTTPStatus.UNAUTHORIZED, f"token {jti} was revoked")
+        return Claims(str(payload["sub"]), role, int(payload["exp"]), jti)
+
+
+def endpoint_of(path: str) -> str:
+    """``/live/cam0`` → ``/live``; the key into ``ENDPOINT_ROLES``."""
+    if path.startswith("/live/"):
+        return "/live"
+    return path
+
+
+def authorize(claims: Claims, path: str) -> None:
+    allowed = ENDPOINT_ROLES.get(endpoint_of(path))
+    if allowed is None:
+        return  # unknown paths get their own 404 later
+    if claims.role not in allowed:
+        raise AuthError(HTTPStatus.FORBIDDEN, f"a {claims.role} token may not use {endpoint_of(path)} "
+                        f"(needs {' or '.join(allowed)})")
+
+
+def token_from_request(path: str, authorization: str | None) -> str | None:
+    """The token from an ``Authorization: Bearer`` header, else from ``?token=`` (browsers can't set headers)."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    values = parse_qs(urlsplit(path).query).get("token")
+    return values[0] if values else None
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_allowlist(specs: Iterable[str]) -> dict[str, list[Network]]:
+    """``ROLE=CIDR[,CIDR…]`` flags into {role: networks}; roles without a flag are open to any address."""
+    out: dict[str, list[Network]] = {}
+    for spec in specs:
+        role, sep, cidrs = spec.partition("=")
+        if not sep or role not in ROLES:
+            raise ValueError(f"--allow {spec!r} must look like ROLE=CIDR[,CIDR], ROLE one of {', '.join(ROLES)}")
+        try:
+            out.setdefault(role, []).extend(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs.split(","))
+        except ValueError as exc:
+            raise ValueError(f"--allow {spec!r}: {exc}") from None
+    return out
+
+
+def check_address(allowlist: dict[str, list[Network]], role: str, address: str) -> None:
+    networks = allowlist.get(role)
+    if networks is None:
+        return
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise AuthError(HTTPStatus.FORBIDDEN, f"unparseable peer address {address!r}") from None
+    if not any(ip in net for net in networks):
+        raise AuthError(HTTPStatus.FORBIDDEN, f"address {address} is not allowed for role {role}")
+
+
+@dataclass
+class FailureLimiter:
+    """Refused handshakes per address: after ``limit`` within ``window_s``, refuse outright for a while."""
+
+    limit: int = 10
+    window_s: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def blocked(self, address: str) -> bool:
+        recent = self._recent(address)
+        return len(recent) >= self.limit
+
+    def record(self, address: str) -> None:
+        self._recent(address).append(self.clock())
+
+    def _recent(self, address: str) -> deque[float]:
+        q = self.failures.setdefault(address, deque())
+        horizon = self.clock() - self.window_s
+        while q and q[0] < horizon:
+            q.popleft()
+        if not q and len(self.failures) > 10_000:
+            self.failures.pop(address, None)  # bound memory under an address-spraying flood
+            q = self.failures.setdefault(address, deque())
+        return q
