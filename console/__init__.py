@@ -1,1 +1,1 @@
-"""The operator's console. The Textual app arrives with its own issue; for now a rich fleet view."""
+"""The operator's console: a Textual app (``console.app``) over the store's query API (``console.client``)."""

@@ -58,7 +58,7 @@ class EventsScreen(ConsoleScreen):
                 yield Label("", id="window-label")
                 yield VerticalScroll(id="timelines")
                 table: DataTable[str | Text] = DataTable(id="events-table", cursor_type="row")
-                table.add_columns("start", "camera", "kind", "score", "length", "lock")
+                table.add_columns("start", "camera", "kind", "score", "length", "locked")
                 yield table
                 yield Static("", id="events-note", classes="note-line")
             with Vertical(id="event-detail"):
@@ -91,8 +91,8 @@ class EventsScreen(ConsoleScreen):
         from_us = to_us - span_s * 1_000_000
         self._range = (from_us, to_us)
         self.query_one("#window-label", Label).update(
-            Text.assemble(("last " + self.window, "bold"), f"  {stamp(from_us)} → {clock(to_us)}  ",
-                          ("█ recorded  · gap  ◆ event   w: hour/day", "dim")))
+            Text.assemble(("last " + self.window, "bold"), f" {clock(from_us)}→{clock(to_us)} ",
+                          ("█ recorded ▄ partly · gap ◆ event", "dim")))
         note = self.query_one("#events-note", Static)
         try:
             listing = await self.store.call("events", from_us=from_us, to_us=to_us, limit=MAX_EVENTS)
@@ -128,7 +128,7 @@ class EventsScreen(ConsoleScreen):
         table.clear()
         for e in self.events:
             table.add_row(stamp(e["start_us"]), e["camera"], e["kind"], f"{e['score']:.2f}",
-                          seconds((e["end_us"] - e["start_us"]) / 1e6), "🔒" if e["locked"] else "",
+                          seconds((e["end_us"] - e["start_us"]) / 1e6), "yes" if e["locked"] else "",
                           key=str(e["id"]))
         note = self.query_one("#events-note", Static)
         if not self.events:

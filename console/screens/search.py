@@ -101,10 +101,10 @@ class SearchScreen(ConsoleScreen):
                 box.remove_class("-invalid")
             except TimeSpecError as exc:
                 box.add_class("-invalid")
-                error.update(f"{field}: {exc}")
+                error.update(Text(f"{field}: {exc}", style="red"))
                 return None
         if values["to"] <= values["from"]:
-            error.update("to must be after from")
+            error.update(Text("to must be after from", style="red"))
             return None
         error.update("")
         return values["from"], values["to"]
@@ -134,7 +134,7 @@ class SearchScreen(ConsoleScreen):
         try:
             page = await self.store.call(method, **params)
         except StoreError as exc:
-            error.update(exc.message + (f" ({exc.field})" if exc.field else ""))
+            error.update(Text(exc.message + (f" ({exc.field})" if exc.field else ""), style="red"))
             return
         self.method, self.results = method, list(page["items"])
         self._searched = (cameras, from_us, to_us)

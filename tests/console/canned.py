@@ -1,0 +1,143 @@
+"""Fixed store answers for the console's snapshot tests: no store, no clock, no randomness."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Callable
+from typing import Any
+
+from PIL import Image
+
+from console.link import FleetUpdated, Post, StoreConnected, StoreLink
+
+NOW_US = 1_795_700_000_000_000  # a fixed "now" (UTC 2026-11-26 10:13:20)
+SECOND = 1_000_000
+MINUTE = 60 * SECOND
+
+
+def gradient(width: int = 160, height: int = 120, tint: tuple[int, int, int] = (40, 120, 200)) -> Image.Image:
+    """A small picture with a recognisable shape: a gradient and a bright box."""
+    image = Image.new("RGB", (width, height))
+    pixels = image.load()
+    assert pixels is not None
+    for y in range(height):
+        for x in range(width):
+            inside = width // 3 <= x < width // 2 and height // 3 <= y < height * 2 // 3
+            pixels[x, y] = (250, 230, 60) if inside else (tint[0] * x // width, tint[1] * y // height, tint[2])
+    return image
+
+
+def jpeg(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def _history(n: int, cpu: Callable[[int], float], drops: Callable[[int], int], spool: Callable[[int], int]
+             ) -> list[dict[str, Any]]:
+    return [{"at_us": NOW_US - (n - i) * 2 * SECOND, "cpu_percent": cpu(i), "temperature_c": 50 + i % 5,
+             "spool_segments": spool(i),
+             "cameras": {"cam0": {"fps": 15.0 - (i % 3) * 0.1, "bitrate_bps": 1_400_000 + i * 1000,
+                                  "frames_dropped": 0},
+                         "cam1": {"fps": 14.0 + (i % 2), "bitrate_bps": 900_000, "frames_dropped": drops(i)}}}
+            for i in range(n)]
+
+
+def _camera(fps: float, dropped: int, state: str = "up") -> dict[str, Any]:
+    return {"state": state, "error": None, "source": "synthetic", "width": 1280, "height": 720,
+            "configured_fps": 15, "fps": fps, "bitrate_bps": 1_450_000, "frames_encoded": 9000,
+            "frames_dropped": dropped, "encoder": "libx264", "subscribers": 1}
+
+
+SETTINGS = {
+    "cam0": {"recording_mode": "continuous", "motion_sensitivity": 0.5, "retention_days": None},
+    "cam1": {"recording_mode": "motion", "motion_sensitivity": 0.7, "retention_days": 14},
+    "cam2": {"recording_mode": "continuous", "motion_sensitivity": 0.5, "retention_days": None},
+}
+
+FLEET: dict[str, Any] = {
+    "now_us": NOW_US,
+    "nodes": [
+        {"node": "node0", "state": "up", "url": "http://127.0.0.1:9", "cameras": ["cam0", "cam1"],
+         "last_seen_us": NOW_US - SECOND, "state_changed_us": NOW_US - 600 * SECOND,
+         "health": {"node": "node0", "cpu_percent": 47.0, "temperature_c": 54.2,
+                    "cameras": {"cam0": _camera(14.9, 0), "cam1": _camera(14.6, 12)},
+                    "spool": {"segments": 4, "bytes": 6_000_000, "limit_bytes": 1_000_000_000,
+                              "oldest_start_us": NOW_US - 42 * SECOND},
+                    "store": {"link": "connected"}},
+         "history": _history(60, lambda i: 30 + (i * 7) % 40, lambda i: i // 10, lambda i: i // 15)},
+        {"node": "node1", "state": "down", "url": "http://127.0.0.1:9", "cameras": ["cam2"],
+         "last_seen_us": NOW_US - 300 * SECOND, "state_changed_us": NOW_US - 290 * SECOND,
+         "health": {"node": "node1", "cpu_percent": 12.0, "temperature_c": None,
+                    "gpu": {"percent": 20.0, "temperature_c": 51.0},
+                    "cameras": {"cam2": _camera(15.0, 0)}, "spool": {"segments": 0, "oldest_start_us": None}},
+         "history": []},
+    ],
+    "cameras": {cam: {"node": "node1" if cam == "cam2" else "node0", "state": "up", "settings": s}
+                for cam, s in SETTINGS.items()},
+}
+
+EVENTS = [
+    {"id": 7, "camera": "cam0", "node": "node0", "start_us": NOW_US - 40 * MINUTE, "end_us": NOW_US - 40 * MINUTE
+     + 12 * SECOND, "kind": "motion", "score": 0.91, "bbox": [0.1, 0.2, 0.3, 0.4], "thumb_us": None,
+     "locked": True},
+    {"id": 9, "camera": "cam1", "node": "node0", "start_us": NOW_US - 12 * MINUTE, "end_us": NOW_US - 12 * MINUTE
+     + 5 * SECOND, "kind": "motion", "score": 0.42, "bbox": None, "thumb_us": None, "locked": False},
+]
+
+TIMELINES = {
+    "cam0": [[NOW_US - 60 * MINUTE, NOW_US - 35 * MINUTE], [NOW_US - 30 * MINUTE, NOW_US]],
+    "cam1": [[NOW_US - 50 * MINUTE, NOW_US - 5 * MINUTE]],
+    "cam2": [[NOW_US - 60 * MINUTE, NOW_US - 5 * MINUTE]],
+}
+
+SEGMENTS = [{"id": 100 + i, "camera": "cam0", "node": "node0", "start_us": NOW_US - (10 - i) * 10 * SECOND,
+             "end_us": NOW_US - (9 - i) * 10 * SECOND, "frames": 150, "bytes": 1_843_210 + i, "sha256": "0" * 64}
+            for i in range(6)]
+
+HISTORY = [
+    {"camera": "cam1", "key": "retention_days", "old": None, "new": 14, "changed_us": NOW_US - 3600 * SECOND,
+     "changed_by": "console:ops"},
+    {"camera": "cam1", "key": "recording_mode", "old": "continuous", "new": "motion",
+     "changed_us": NOW_US - 7200 * SECOND, "changed_by": "cli"},
+]
+
+
+class CannedStore(StoreLink):
+    """A ``StoreLink`` that is connected at once, sends one fleet, and answers from the tables above."""
+
+    def __init__(self, fleet: dict[str, Any] | None = None) -> None:
+        super().__init__("http://127.0.0.1:8100")
+        self.fleet = fleet or FLEET
+        self.thumbnail = jpeg(gradient(320, 240))
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    async def run(self, post: Post) -> None:
+        post(StoreConnected(self.url))
+        post(FleetUpdated(self.fleet))
+        await asyncio.Event().wait()
+
+    async def call(self, method: str, *, on_chunk: Callable[[bytes], object] | None = None,
+                   on_progress: Callable[[int, int], None] | None = None, **params: Any) -> Any:
+        self.calls.append((method, params))
+        if method == "events":
+            return {"items": EVENTS, "next": None}
+        if method == "segments":
+            return {"items": SEGMENTS, "next": None}
+        if method == "timeline":
+            return {"intervals": TIMELINES[params["camera"]], "gaps": [], "buckets": [],
+                    "recorded_us": sum(e - s for s, e in TIMELINES[params["camera"]])}
+        if method == "thumbnail":
+            assert on_chunk is not None
+            on_chunk(self.thumbnail)
+            return {"frame_us": params["at_us"], "width": 320, "height": 240, "bytes": len(self.thumbnail)}
+        if method == "settings":
+            return {"settings": SETTINGS, "descriptions": {}}
+        if method == "settings_history":
+            return {"items": HISTORY}
+        raise AssertionError(f"no canned answer for {method}")

@@ -1,0 +1,112 @@
+"""Screenshots of every screen, fed fixed data (tests/console/canned.py) at a fixed size, time and zone.
+
+Update them after an intended change with ``pytest tests/console --snapshot-update``
+and look at the new SVGs in tests/console/__snapshots__/.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from console.app import ConsoleApp
+from console.screens.events import EventsScreen
+from console.screens.search import SearchScreen
+from console.screens.settings import SettingsScreen
+from console.widgets.camera_tile import CameraTile
+from tests.console.canned import NOW_US, CannedStore, gradient
+from tests.console.conftest import wait_until
+
+pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
+SIZE = (100, 30)
+RunBefore = Callable[[Pilot[Any]], Awaitable[None]]
+
+
+@pytest.fixture(autouse=True)
+def utc() -> Iterator[None]:
+    """Times on screen in UTC, whatever the machine's zone."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+def canned_app() -> ConsoleApp:
+    return ConsoleApp("http://127.0.0.1:8100", link=CannedStore(), live_video=False, clock=lambda: NOW_US)
+
+
+def on(key: str, ready: Callable[[Pilot[Any]], bool] = lambda pilot: True) -> RunBefore:
+    """Wait for the canned fleet, press ``key``, wait until ``ready``."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_until(lambda: pilot.app.fleet is not None, what="the canned fleet")  # type: ignore[attr-defined]
+        if key:
+            await pilot.press(key)
+        await wait_until(lambda: ready(pilot), what="the screen's data")
+        await pilot.pause()
+
+    return run_before
+
+
+def test_fleet(snap_compare: Any) -> None:
+    assert snap_compare(canned_app(), terminal_size=SIZE, run_before=on(""))
+
+
+def test_fleet_at_80x24(snap_compare: Any) -> None:
+    assert snap_compare(canned_app(), terminal_size=(80, 24), run_before=on(""))
+
+
+def test_live(snap_compare: Any) -> None:
+    def with_pictures(pilot: Pilot[Any]) -> bool:
+        tiles = {t.camera: t for t in pilot.app.screen.query(CameraTile)}
+        if set(tiles) != {"cam0", "cam1", "cam2"}:
+            return False
+        if tiles["cam0"].state != "live":
+            tiles["cam0"].show_frame(gradient(), NOW_US - 400_000)
+            tiles["cam1"].show_frame(gradient(tint=(200, 60, 90)), NOW_US - 300_000)
+        return True
+
+    assert snap_compare(canned_app(), terminal_size=SIZE, run_before=on("l", with_pictures))
+
+
+def test_events(snap_compare: Any) -> None:
+    def thumbnail_shown(pilot: Pilot[Any]) -> bool:
+        screen = pilot.app.screen
+        return isinstance(screen, EventsScreen) and screen.query_one("#event-thumb").image is not None  # type: ignore[attr-defined]
+
+    assert snap_compare(canned_app(), terminal_size=SIZE, run_before=on("e", thumbnail_shown))
+
+
+def test_search(snap_compare: Any) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await on("s")(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, SearchScreen)
+        screen.action_search()
+        await wait_until(lambda: screen.query_one("#search-thumb").image is not None,  # type: ignore[attr-defined]
+                         what="the preview")
+        await pilot.pause()
+
+    assert snap_compare(canned_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_settings(snap_compare: Any) -> None:
+    def loaded(pilot: Pilot[Any]) -> bool:
+        screen = pilot.app.screen
+        return isinstance(screen, SettingsScreen) and screen.cameras == ["cam0", "cam1", "cam2"]
+
+    assert snap_compare(canned_app(), terminal_size=SIZE, run_before=on("c", loaded))
+
+
+def test_help(snap_compare: Any) -> None:
+    assert snap_compare(canned_app(), terminal_size=SIZE, run_before=on("question_mark"))
