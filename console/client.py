@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from shared.protocol.errors import ProtocolError
 from shared.protocol.query import Chunk, Failure, Progress, QueryClient, Result
+from shared.security import bearer, client_ssl
 from shared.urls import ws_url
 
 MAX_REPLY_BYTES = 8 * 1024 * 1024
@@ -44,8 +45,11 @@ class _Call:
 
 
 class StoreClient:
-    def __init__(self, url: str, open_timeout: float = 5.0, close_timeout: float = 2.0) -> None:
+    def __init__(self, url: str, open_timeout: float = 5.0, close_timeout: float = 2.0,
+                 token: str | None = None, ca: str | None = None) -> None:
         self.url = ws_url(url) + "/api"
+        self.headers = bearer(token)
+        self.ssl_context = client_ssl(self.url, ca)
         self.open_timeout, self.close_timeout = open_timeout, close_timeout
         self._protocol = QueryClient()
         self._ws: ClientConnection | None = None
@@ -55,7 +59,12 @@ class StoreClient:
     async def __aenter__(self) -> StoreClient:
         try:
             self._ws = await connect(self.url, open_timeout=self.open_timeout, close_timeout=self.close_timeout,
+                                     additional_headers=self.headers, ssl=self.ssl_context,
                                      max_size=MAX_REPLY_BYTES, compression=None)
+        except websockets.InvalidStatus as exc:
+            reason = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
+            raise StoreError("refused", f"the store refused the connection ({exc.response.status_code}): "
+                             f"{reason or 'no reason given'}") from None
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
             raise StoreUnreachable(self.url, str(exc) or type(exc).__name__) from None
         self._reader = asyncio.create_task(self._read())

@@ -6,8 +6,10 @@ import asyncio
 import logging
 import signal
 import time
+from dataclasses import dataclass, field
 
 from node.control import ControlLink
+from node.keyring import StoreKeyring
 from node.master import CameraMaster
 from node.recorder import Recorder
 from node.roll import RecordingGate
@@ -19,24 +21,40 @@ from shared.config import NodeConfig
 from shared.health import ProcessMonitor
 from shared.protocol.control import Hello, SettingsPush
 from shared.protocol.ingest import EventRecord
+from shared.security import SecurityOptions, bearer, client_ssl
 
 log = logging.getLogger(__name__)
 SHUTDOWN_UPLOAD_S = 15.0
 
 
+@dataclass(frozen=True)
+class NodeSecurity:
+    listen: SecurityOptions = field(default_factory=SecurityOptions)  # auth, TLS and allowlists of this node
+    token: str | None = None  # a ``node`` token for the store (``--token``/``SHT_TOKEN``)
+    store_key: str | None = None  # the store's public key file; else fetched from the store
+    ca: str | None = None  # CA file to verify a wss:// store with
+
+
 class Node:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, security: NodeSecurity | None = None) -> None:
         self.config = config
+        self.security = security = security or NodeSecurity()
+        client_ssl_context = client_ssl(config.store_url or "", security.ca)
         self.started = time.monotonic()
         self.master = CameraMaster(config.cameras)
         self.spool = Spool(config.spool_path)
-        self.uploader = Uploader(config.store_url, self.spool, config.id, config.spool_limit_bytes)
+        self.uploader = Uploader(config.store_url, self.spool, config.id, config.spool_limit_bytes,
+                                 headers=bearer(security.token), ssl_context=client_ssl_context)
         self.recorders: list[Recorder] = []
-        self.server = NodeServer(self.master, self.health)
+        self.keyring = (StoreKeyring(config.store_url, security.store_key, config.spool_path / "store-key.pub",
+                                     client_ssl_context) if security.listen.auth else None)
+        self.server = NodeServer(self.master, self.health, security.listen.access(None), self.keyring,
+                                 security.listen.server_ssl())
         self.monitor = ProcessMonitor()
         self.port: int | None = None
         self._tasks: list[asyncio.Task] = []
-        self.control = (ControlLink(config.store_url, self._hello, self.health, self._apply_settings)
+        self.control = (ControlLink(config.store_url, self._hello, self.health, self._apply_settings,
+                                    self._revoked, headers=bearer(security.token), ssl_context=client_ssl_context)
                         if config.store_url else None)
         # ``motion`` recording mode: finished segments wait here until an event wants them or cannot.
         self.gates: dict[str, RecordingGate[SpooledSegment]] = {c.id: RecordingGate() for c in config.cameras}
@@ -56,6 +74,10 @@ class Node:
 
     def _motion_mode(self, camera: str) -> bool:
         return self.master.cameras[camera].settings.get("recording_mode") == "motion"
+
+    def _revoked(self, token_ids: tuple[str, ...]) -> None:
+        if self.keyring is not None:
+            self.keyring.revoked = frozenset(token_ids)
 
     async def _spooled(self, item: SpooledSegment) -> None:
         h = item.header
@@ -96,6 +118,8 @@ class Node:
         await self.uploader.report_loss(camera, start_us, end_us, frames, why)
 
     async def start(self) -> None:
+        if self.keyring is not None and not await asyncio.to_thread(self.keyring.load_local):
+            self._tasks.append(asyncio.create_task(self.keyring.fetch_until_found(), name="store-key"))
         backlog = await asyncio.to_thread(self.spool.scan)
         if backlog:
             log.info("spool holds %d segments from an earlier run; uploading them first", len(backlog))
@@ -156,8 +180,8 @@ class Node:
         }
 
 
-async def run_node(config: NodeConfig) -> None:
-    node = Node(config)
+async def run_node(config: NodeConfig, security: NodeSecurity | None = None) -> None:
+    node = Node(config, security)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,14 @@ import websockets
 from websockets.asyncio.client import connect
 
 from shared.backoff import Backoff
-from shared.protocol.control import HEARTBEAT_INTERVAL_S, Heartbeat, Hello, SettingsPush, parse_control
+from shared.protocol.control import (
+    HEARTBEAT_INTERVAL_S,
+    Heartbeat,
+    Hello,
+    Revocations,
+    SettingsPush,
+    parse_control,
+)
 from shared.protocol.errors import ProtocolError
 from shared.urls import ws_url
 
@@ -24,9 +32,11 @@ log = logging.getLogger(__name__)
 
 class ControlLink:
     def __init__(self, store_url: str, hello: Callable[[], Hello], health: Callable[[], dict[str, Any]],
-                 on_settings: Callable[[SettingsPush], None]) -> None:
+                 on_settings: Callable[[SettingsPush], None], on_revoked: Callable[[tuple[str, ...]], None],
+                 headers: dict[str, str] | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = ws_url(store_url) + "/control"
-        self.hello, self.health, self.on_settings = hello, health, on_settings
+        self.hello, self.health, self.on_settings, self.on_revoked = hello, health, on_settings, on_revoked
+        self.headers, self.ssl_context = headers or {}, ssl_context
         self.state = "disconnected"
         self.last_error: str | None = None
 
@@ -34,7 +44,8 @@ class ControlLink:
         backoff = Backoff()
         while True:
             try:
-                async with connect(self.url, open_timeout=10, max_size=2**20) as ws:
+                async with connect(self.url, open_timeout=10, max_size=2**20, additional_headers=self.headers,
+                                   ssl=self.ssl_context) as ws:
                     await ws.send(self.hello().serialize())
                     self.state, self.last_error = "connected", None
                     backoff.reset()
@@ -60,3 +71,5 @@ class ControlLink:
                 continue
             if isinstance(event, SettingsPush):
                 self.on_settings(event)
+            elif isinstance(event, Revocations):
+                self.on_revoked(event.token_ids)

@@ -7,6 +7,7 @@ viewer are the very objects the fan-out built once per access unit.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from http import HTTPStatus
 
@@ -14,7 +15,9 @@ import websockets
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from node.keyring import StoreKeyring
 from node.master import CameraMaster
+from shared.auth import AccessControl, AuthError
 from shared.httpjson import error_response, json_response
 from shared.protocol.live import LiveInit, LiveStatus
 
@@ -24,9 +27,13 @@ VIEWER_BACKLOG_S = 2.0  # how far a viewer may fall behind before it skips to a 
 
 
 class NodeServer:
-    def __init__(self, master: CameraMaster, health: Callable[[], dict]) -> None:
+    def __init__(self, master: CameraMaster, health: Callable[[], dict], access: AccessControl | None = None,
+                 keyring: StoreKeyring | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.master = master
         self.health = health
+        self.access = access or AccessControl(None)
+        self.keyring = keyring  # None: authentication is off
+        self.ssl_context = ssl_context
         self.server: Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -34,6 +41,7 @@ class NodeServer:
             self._handle, host, port, process_request=self._route,
             max_size=64 * 1024,  # viewers send us nothing of size
             compression=None,  # H.264 does not compress further; don't burn CPU trying
+            ssl=self.ssl_context,
         )
         return self.server.sockets[0].getsockname()[1]
 
@@ -44,6 +52,18 @@ class NodeServer:
 
     def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
+        if self.keyring is not None:
+            if self.keyring.verifier is None and path.startswith(LIVE_PREFIX):
+                return error_response(connection, HTTPStatus.SERVICE_UNAVAILABLE,
+                                      "this node has not got the store's public key yet, so it cannot check "
+                                      "tokens; is the store reachable? (or start the node with --store-key)")
+            self.access.verifier = self.keyring.verifier
+        address = connection.remote_address[0]
+        try:
+            self.access.check(request.path, request.headers.get("Authorization"), address)
+        except AuthError as exc:
+            log.warning("refused %s from %s: %s", path, address, exc.reason)
+            return error_response(connection, exc.status, exc.reason)
         if path == "/health":
             return json_response(connection, HTTPStatus.OK, self.health())
         if path.startswith(LIVE_PREFIX):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import Counter, deque
 
 import websockets
@@ -28,8 +29,10 @@ ACK_TIMEOUT_S = 30.0
 
 
 class Uploader:
-    def __init__(self, store_url: str | None, spool: Spool, node_id: str, limit_bytes: int) -> None:
+    def __init__(self, store_url: str | None, spool: Spool, node_id: str, limit_bytes: int,
+                 headers: dict[str, str] | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = ws_url(store_url) + "/ingest" if store_url else None
+        self.headers, self.ssl_context = headers or {}, ssl_context
         self.spool = spool
         self.node_id = node_id
         self.limit_bytes = limit_bytes
@@ -100,7 +103,8 @@ class Uploader:
                 self._wake.clear()
                 await self._wake.wait()
             try:
-                async with connect(self.url, max_size=2**20, open_timeout=10, write_limit=2**20) as ws:
+                async with connect(self.url, max_size=2**20, open_timeout=10, write_limit=2**20,
+                                   additional_headers=self.headers, ssl=self.ssl_context) as ws:
                     self.link = "connected"
                     self.last_error = None
                     backoff.reset()

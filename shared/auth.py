@@ -19,6 +19,7 @@ from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 ISSUER = "sht-store"
@@ -49,6 +50,17 @@ class Claims:
     role: str
     expires: int
     token_id: str
+
+
+def load_public_key(pem: bytes) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return key
+
+
+def public_pem(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def issue_token(key: Ed25519PrivateKey, role: str, subject: str, ttl_s: int,
@@ -170,3 +182,30 @@ class FailureLimiter:
             self.failures.pop(address, None)  # bound memory under an address-spraying flood
             q = self.failures.setdefault(address, deque())
         return q
+
+
+@dataclass
+class AccessControl:
+    """Everything a server checks at the handshake, in one place (no I/O)."""
+
+    verifier: Verifier | None  # None: authentication is off (``--no-auth``)
+    allowlist: dict[str, list[Network]] = field(default_factory=dict)
+    limiter: FailureLimiter = field(default_factory=FailureLimiter)
+    open_paths: frozenset[str] = frozenset({"/health", "/metrics", "/key"})
+
+    def check(self, path: str, authorization: str | None, address: str) -> Claims | None:
+        """Claims of the caller (None for open paths or with auth off); raises ``AuthError``."""
+        bare = urlsplit(path).path
+        if bare in self.open_paths or self.verifier is None:
+            return None
+        if self.limiter.blocked(address):
+            raise AuthError(HTTPStatus.TOO_MANY_REQUESTS, "too many refused attempts from this address; "
+                            "wait a minute and check the token")
+        try:
+            claims = self.verifier.verify(token_from_request(path, authorization))
+            authorize(claims, bare)
+            check_address(self.allowlist, claims.role, address)
+        except AuthError:
+            self.limiter.record(address)
+            raise
+        return claims

@@ -23,6 +23,27 @@ def _fail(message: str) -> int:
     return 2
 
 
+def add_listener_security(p: argparse.ArgumentParser) -> None:
+    """Flags every server takes: authentication, TLS and allowlists."""
+    p.add_argument("--no-auth", action="store_true",
+                   help="accept every connection without a token (only on a network you fully trust)")
+    p.add_argument("--tls-cert", help="serve TLS with this certificate chain (PEM)")
+    p.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    p.add_argument("--tls-min", default="1.3", choices=("1.2", "1.3"), help="oldest TLS version (default 1.3)")
+    p.add_argument("--allow", action="append", default=[], metavar="ROLE=CIDR[,CIDR]",
+                   help="only these addresses may use ROLE (node, viewer, admin); repeat per role")
+    p.add_argument("--closed-health", action="store_true", help="require a token for /health and /metrics too")
+
+
+def security_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from shared.security import SecurityOptions
+
+    options = SecurityOptions(auth=not args.no_auth, allow=tuple(args.allow), tls_cert=args.tls_cert,
+                              tls_key=args.tls_key, tls_min=args.tls_min, open_health=not args.closed_health)
+    options.validate()
+    return options
+
+
 def cmd_node(args: argparse.Namespace) -> int:
     from shared.config import (
         CameraConfig,
@@ -50,10 +71,11 @@ def cmd_node(args: argparse.Namespace) -> int:
             replace(c, width=width or c.width, height=height or c.height, fps=args.fps or c.fps)
             for c in cameras.values()
         )
-        from shared.timespec import TimeSpecError, parse_size
+        from shared.timespec import TimeSpecError
+        from shared.timespec import parse_size as parse_bytes
 
         try:
-            spool_max_bytes = parse_size(args.spool_max_bytes) if args.spool_max_bytes else None
+            spool_max_bytes = parse_bytes(args.spool_max_bytes) if args.spool_max_bytes else None
         except TimeSpecError as exc:
             raise ValueError(f"--spool-max-bytes: {exc}") from None
         config = with_overrides(
@@ -68,12 +90,21 @@ def cmd_node(args: argparse.Namespace) -> int:
         return _fail("no cameras: give --camera ID=SOURCE (e.g. --camera cam0=synthetic) or a --config file")
     if not 1 <= config.segment_seconds <= 600:
         return _fail(f"--segment-seconds must be between 1 and 600, got {config.segment_seconds}")
+    try:
+        from node.app import NodeSecurity
+
+        security = NodeSecurity(security_from_args(args), args.token or None, args.store_key, args.ca)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if config.store_url and not security.token and security.listen.auth:
+        return _fail("the store needs a node token: give --token or set SHT_TOKEN (make one on the store with "
+                     "`sht token create --root DIR --role node --subject NODE_ID`)")
     _setup_logging(args.log_level)
     from node.app import run_node
     from node.sources import SourceError
 
     try:
-        asyncio.run(run_node(config))
+        asyncio.run(run_node(config, security))
     except (SourceError, ConfigError) as exc:
         return _fail(str(exc))
     except OSError as exc:
@@ -86,13 +117,14 @@ def cmd_store(args: argparse.Namespace) -> int:
 
     try:
         policy = policy_from_args(args)
+        security = security_from_args(args)
     except ValueError as exc:
         return _fail(str(exc))
     _setup_logging(args.log_level)
     from store.app import run_store
 
     try:
-        asyncio.run(run_store(Path(args.root), args.host, args.port, policy))
+        asyncio.run(run_store(Path(args.root), args.host, args.port, policy, security))
     except OSError as exc:
         return _fail(f"store: {exc}")
     return 0
@@ -134,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--size", help="frame size for every camera, e.g. 1280x720")
     node.add_argument("--fps", type=int, help="frame rate for every camera")
     node.add_argument("--config", help="JSON config file; flags override it")
+    node.add_argument("--token", default=os.environ.get("SHT_TOKEN"), help="node token for the store "
+                      "(default $SHT_TOKEN)")
+    node.add_argument("--store-key", help="the store's public key (ROOT/keys/signing.pub); default: fetched "
+                      "from the store and cached in the spool")
+    node.add_argument("--ca", help="CA certificate to verify a wss:// store with")
+    add_listener_security(node)
     node.add_argument("--log-level", default="info")
     node.set_defaults(func=cmd_node)
 
@@ -142,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--host", default="0.0.0.0")
     store.add_argument("--port", type=int, default=8100)
     store.add_argument("--log-level", default="info")
+    add_listener_security(store)
     store.set_defaults(func=cmd_store)
     from store.admin import add_store_commands  # --max-age/--max-bytes/--min-free; prune, check, ...
 
@@ -164,9 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--summary-json", help="also write the headless summary as JSON here")
     demo.set_defaults(func=cmd_demo)
 
-    from sht.query_cli import add_parsers
+    from sht import query_cli, token_cli
 
-    add_parsers(sub)
+    query_cli.add_parsers(sub)
+    token_cli.add_parsers(sub)
     return parser
 
 

@@ -63,20 +63,34 @@ class Fleet:
         self.store: subprocess.Popen | None = None
         self.nodes: list[subprocess.Popen] = []
         self.logs = opts.root / "logs"
+        self.tokens: dict[str, str] = {}
+        self.node_tokens: list[str] = []
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], token: str | None = None) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")
+        # Tokens go by environment, never on a command line that `ps` shows.
+        env = {**os.environ, "SHT_TOKEN": token} if token else None
         try:
             return subprocess.Popen(
-                [sys.executable, "-m", "sht", *args], stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "sht", *args], stdout=log, stderr=subprocess.STDOUT, env=env,
                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         finally:
             log.close()
 
+    def make_tokens(self) -> None:
+        """The demo is its own administrator: it signs what every part needs with the store's key."""
+        from store.keys import KeyStore
+
+        keys = KeyStore(self.opts.root / "store")
+        week = 7 * 24 * 3600
+        self.tokens = {role: keys.issue(role, f"demo-{role}", week)[0] for role in ("viewer", "admin")}
+        self.node_tokens = [keys.issue("node", f"node{i}", week)[0] for i in range(NODES)]
+
     def start(self) -> None:
         o = self.opts
+        self.make_tokens()
         self.store = self._spawn("store", ["store", "--root", str(o.root / "store"), "--host",
                                            "127.0.0.1", "--port", str(o.store_port)])
         for i in range(NODES):
@@ -88,7 +102,7 @@ class Fleet:
                 "--store", f"ws://127.0.0.1:{o.store_port}", "--spool", str(o.root / "spool" / f"node{i}"),
                 "--segment-seconds", str(o.segment_seconds), "--size", o.size, "--fps", str(o.fps),
                 *cams,
-            ]))
+            ], token=self.node_tokens[i]))
 
     def node_urls(self) -> list[str]:
         return [f"http://127.0.0.1:{self.opts.node_port(i)}" for i in range(NODES)]
@@ -188,7 +202,9 @@ async def _run(opts: DemoOptions, fleet: Fleet) -> int:
                   f"{opts.base_port + NODES - 1} (logs in {fleet.logs})")
     fleet.start()
     await fleet.wait_ready()
-    probe = LatencyProbe(fleet.camera_ports())
+    console.print(f"viewer token for other clients (valid 7 days): SHT_TOKEN={fleet.tokens['viewer']}",
+                  soft_wrap=True)
+    probe = LatencyProbe(fleet.camera_ports(), token=fleet.tokens["viewer"])
     probe.start()
     deadline = loop.time() + opts.duration if opts.duration else None
     last_nodes: list[dict | None] = []

@@ -12,6 +12,7 @@ from shared.backoff import Backoff
 from shared.clock import now_us
 from shared.protocol.errors import ProtocolError
 from shared.protocol.live import LiveFrame, LiveReceiver
+from shared.security import bearer
 
 MAX_SAMPLES = 100_000
 
@@ -24,7 +25,8 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 
 class LatencyProbe:
-    def __init__(self, camera_ports: dict[str, int], host: str = "127.0.0.1") -> None:
+    def __init__(self, camera_ports: dict[str, int], host: str = "127.0.0.1", token: str | None = None) -> None:
+        self.headers = bearer(token)
         self.urls = {cam: f"ws://{host}:{port}/live/{cam}" for cam, port in camera_ports.items()}
         self.samples_ms: dict[str, list[float]] = {cam: [] for cam in camera_ports}
         self.errors: dict[str, str] = {}
@@ -45,7 +47,7 @@ class LatencyProbe:
         samples = self.samples_ms[camera]
         while True:
             try:
-                async with connect(url, max_size=2**24, compression=None) as ws:
+                async with connect(url, max_size=2**24, compression=None, additional_headers=self.headers) as ws:
                     backoff.reset()
                     receiver = LiveReceiver()
                     async for message in ws:

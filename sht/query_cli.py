@@ -26,6 +26,13 @@ PAGE = 5000
 def add_store_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=os.environ.get("SHT_STORE", DEFAULT_STORE),
                    help=f"store URL (default $SHT_STORE or {DEFAULT_STORE})")
+    p.add_argument("--token", default=os.environ.get("SHT_TOKEN"),
+                   help="viewer or admin token (default $SHT_TOKEN; `sht token create` makes one)")
+    p.add_argument("--ca", help="CA certificate to verify a wss:// or https:// store with")
+
+
+def client(args: argparse.Namespace) -> StoreClient:
+    return StoreClient(args.store, token=args.token, ca=args.ca)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -92,10 +99,10 @@ async def _search(args: argparse.Namespace) -> int:
     start, end = _range(args)
     method = "events" if args.events else "segments"
     items: list[dict[str, Any]] = []
-    async with StoreClient(args.store) as client:
+    async with client(args) as store:
         after = None
         while True:
-            page = await client.call(method, cameras=args.camera, from_us=start, to_us=end, limit=PAGE, after=after)
+            page = await store.call(method, cameras=args.camera, from_us=start, to_us=end, limit=PAGE, after=after)
             items += page["items"]
             if not (after := page["next"]):
                 break
@@ -143,8 +150,8 @@ async def _export(args: argparse.Namespace) -> int:
     with part.open("wb") as f, Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                                         TransferSpeedColumn(), transient=True) as bar:
         task = bar.add_task(f"export {args.camera}", total=None)
-        async with StoreClient(args.store) as client:
-            result = await client.call(
+        async with client(args) as store:
+            result = await store.call(
                 "export", camera=args.camera, from_us=start, to_us=end, on_chunk=lambda data: f.write(data),
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total))
     part.replace(out)
@@ -156,8 +163,8 @@ async def _export(args: argparse.Namespace) -> int:
 async def _thumb(args: argparse.Namespace) -> int:
     at = parse_time(args.at)
     chunks: list[bytes] = []
-    async with StoreClient(args.store) as client:
-        result = await client.call("thumbnail", camera=args.camera, at_us=at, width=args.width,
+    async with client(args) as store:
+        result = await store.call("thumbnail", camera=args.camera, at_us=at, width=args.width,
                                    on_chunk=chunks.append)
     Path(args.output).write_bytes(b"".join(chunks))
     print(f"wrote {args.output}: {result['width']}x{result['height']} JPEG of the frame at "
@@ -173,7 +180,7 @@ def _parse_value(text: str) -> Any:
 
 
 async def _settings(args: argparse.Namespace) -> int:
-    async with StoreClient(args.store) as client:
+    async with client(args) as store:
         if args.assignment:
             if not args.camera:
                 raise StoreError("bad-param", "changing settings needs --camera", "camera")
@@ -181,14 +188,14 @@ async def _settings(args: argparse.Namespace) -> int:
                 key, sep, value = assignment.partition("=")
                 if not sep:
                     raise StoreError("bad-param", f"{assignment!r} is not KEY=VALUE", "assignment")
-                r = await client.call("set_setting", camera=args.camera, key=key, value=_parse_value(value),
+                r = await store.call("set_setting", camera=args.camera, key=key, value=_parse_value(value),
                                       by=args.by)
                 state = "pushed to " + r["node"] if r["pushed"] else "node not connected; it gets it on reconnect"
                 print(f"{args.camera}: {key} {json.dumps(r['old'])} → {json.dumps(r['new'])} ({state})")
             return 0
         if args.history:
             params = {"camera": args.camera} if args.camera else {}
-            rows = (await client.call("settings_history", **params))["items"]
+            rows = (await store.call("settings_history", **params))["items"]
             if args.json:
                 print(json.dumps(rows, indent=1))
             for h in rows if not args.json else []:
@@ -196,7 +203,7 @@ async def _settings(args: argparse.Namespace) -> int:
                       f"{json.dumps(h['new'])}  by {h['changed_by']}")
             return 0
         params = {"camera": args.camera} if args.camera else {}
-        current = (await client.call("settings", **params))["settings"]
+        current = (await store.call("settings", **params))["settings"]
     if args.json:
         print(json.dumps(current, indent=1))
     for cam, values in current.items() if not args.json else []:

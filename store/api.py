@@ -10,9 +10,11 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from shared.auth import ADMIN_METHODS, Claims
 from shared.clock import now_us
 from shared.protocol.query import (
     ExportParams,
@@ -59,11 +61,17 @@ class Api:
     def conn(self):  # type: ignore[no-untyped-def]
         return self.index.conn
 
-    async def handle(self, request: Request, server: QueryServer, flush: Send) -> None:
+    async def handle(self, request: Request, server: QueryServer, flush: Send, claims: Claims | None = None) -> None:
         """Run one request to its single final reply (result or error)."""
         try:
+            if claims is not None and request.method in ADMIN_METHODS and claims.role != "admin":
+                raise ApiError("forbidden", f"{request.method} needs an admin token; this one is {claims.role} "
+                               f"({claims.subject})", "method")
+            params = request.params
+            if request.method == "set_setting" and claims is not None:
+                params = replace(params, by=claims.subject)  # the history records who, from the token
             handler = getattr(self, f"_{request.method}")
-            result = await handler(request.params, request.id, server, flush)
+            result = await handler(params, request.id, server, flush)
             server.result(request.id, result)
         except ApiError as exc:
             server.error(request.id, exc.code, exc.message, exc.field)

@@ -8,8 +8,10 @@ import signal
 from pathlib import Path
 
 from shared.fsutil import remove_temporaries
+from shared.security import SecurityOptions
 from store.db import Index
 from store.ingest import Ingestor
+from store.keys import KeyStore
 from store.lockfile import StoreLock
 from store.retention import RetentionPolicy, RetentionTask
 from store.server import StoreServer
@@ -18,9 +20,11 @@ log = logging.getLogger(__name__)
 
 
 class Store:
-    def __init__(self, root: Path, policy: RetentionPolicy | None = None) -> None:
+    def __init__(self, root: Path, policy: RetentionPolicy | None = None,
+                 security: SecurityOptions | None = None) -> None:
         self.root = root
         self.policy = policy or RetentionPolicy()
+        self.security = security or SecurityOptions()
         self.index: Index | None = None
         self.server: StoreServer | None = None
         self.retention: RetentionTask | None = None
@@ -39,7 +43,12 @@ class Store:
         self.retention = RetentionTask(self.root, self.policy, locks=ingestor.segment_locks)
         await self.retention.start()
         ingestor.hooks = self.retention
-        self.server = StoreServer(ingestor, self.index)
+        keys = KeyStore(self.root)
+        verifier = await asyncio.to_thread(keys.verifier)  # creates the signing key on first start
+        if not self.security.auth:
+            log.warning("authentication is OFF: anyone who reaches this port can read and write footage")
+        self.server = StoreServer(ingestor, self.index, self.security.access(verifier), keys,
+                                  self.security.server_ssl())
         self.port = await self.server.start(host, port)
         log.info("store serving on port %d, root %s", self.port, self.root)
 
@@ -54,8 +63,9 @@ class Store:
             self._lock.release()
 
 
-async def run_store(root: Path, host: str, port: int, policy: RetentionPolicy | None = None) -> None:
-    store = Store(root, policy)
+async def run_store(root: Path, host: str, port: int, policy: RetentionPolicy | None = None,
+                    security: SecurityOptions | None = None) -> None:
+    store = Store(root, policy, security)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

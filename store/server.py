@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
+import weakref
 from http import HTTPStatus
 from typing import Any
 
@@ -17,9 +19,10 @@ import websockets
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from shared.auth import AccessControl, AuthError, Claims, public_pem
 from shared.clock import now_us
 from shared.httpjson import error_response, json_response
-from shared.protocol.control import HEARTBEAT_INTERVAL_S, Heartbeat, Hello, SettingsPush, parse_control
+from shared.protocol.control import HEARTBEAT_INTERVAL_S, Heartbeat, Hello, Revocations, SettingsPush, parse_control
 from shared.protocol.errors import ProtocolError
 from shared.protocol.ingest import MAX_HEADER_BYTES, MAX_SEGMENT_BYTES, Ack, EventRecord, IngestReceiver
 from shared.protocol.query import QueryServer
@@ -29,14 +32,21 @@ from store.db import Index
 from store.events import ingest_event
 from store.fleet import Fleet
 from store.ingest import Ingestor
+from store.keys import KeyStore
 
 log = logging.getLogger(__name__)
 
 
 class StoreServer:
-    def __init__(self, ingestor: Ingestor, index: Index) -> None:
+    def __init__(self, ingestor: Ingestor, index: Index, access: AccessControl | None = None,
+                 keys: KeyStore | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.ingestor = ingestor
         self.index = index
+        self.access = access or AccessControl(None)
+        self.keys = keys
+        self.ssl_context = ssl_context
+        self._claims: weakref.WeakKeyDictionary[ServerConnection, Claims] = weakref.WeakKeyDictionary()
+        self._revoked_sent: frozenset[str] = frozenset()
         self.started = time.monotonic()
         self.server: Server | None = None
         self.fleet = Fleet(index.conn, now_us)
@@ -49,7 +59,7 @@ class StoreServer:
         self.server = await serve(
             self._handle, host, port, process_request=self._route,
             max_size=MAX_SEGMENT_BYTES + MAX_HEADER_BYTES + 64,
-            compression=None,
+            compression=None, ssl=self.ssl_context,
         )
         return self.server.sockets[0].getsockname()[1]
 
@@ -65,15 +75,36 @@ class StoreServer:
             await asyncio.sleep(HEARTBEAT_INTERVAL_S / 2)
             for node in self.fleet.check():
                 log.warning("node %s is down: no heartbeat for %.0f s", node, HEARTBEAT_INTERVAL_S * 3)
+            revoked = self.revoked()
+            if revoked != self._revoked_sent:  # `sht token revoke` ran: tell the nodes now
+                self._revoked_sent = revoked
+                for link in list(self.fleet.links.values()):
+                    with contextlib.suppress(websockets.ConnectionClosed):
+                        await link.send(Revocations(tuple(sorted(revoked))).serialize())
+
+    def revoked(self) -> frozenset[str]:
+        return self.keys.revoked() if self.keys is not None else frozenset()
 
     async def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
+        if path not in ("/health", "/key", "/ingest", "/control", "/api"):
+            return error_response(connection, HTTPStatus.NOT_FOUND,
+                                  f"no endpoint {path!r}; try /health, /api, /ingest or /control")
+        address = connection.remote_address[0]
+        try:
+            claims = self.access.check(request.path, request.headers.get("Authorization"), address)
+        except AuthError as exc:
+            log.warning("refused %s from %s: %s", path, address, exc.reason)
+            return error_response(connection, exc.status, exc.reason)
         if path == "/health":
             return json_response(connection, HTTPStatus.OK, await self.health())
-        if path in ("/ingest", "/control", "/api"):
-            return None
-        return error_response(connection, HTTPStatus.NOT_FOUND,
-                              f"no endpoint {path!r}; try /health, /api, /ingest or /control")
+        if path == "/key":
+            if self.keys is None:
+                return error_response(connection, HTTPStatus.NOT_FOUND, "this store runs without authentication")
+            return connection.respond(HTTPStatus.OK, public_pem(self.keys.public_key()).decode())
+        if claims is not None:
+            self._claims[connection] = claims
+        return None
 
     async def _handle(self, connection: ServerConnection) -> None:
         path = connection.request.path.split("?", 1)[0] if connection.request else ""
@@ -97,7 +128,7 @@ class StoreServer:
                 if request is None:
                     await flush()
                     continue
-                task = asyncio.create_task(self.api.handle(request, server, flush))
+                task = asyncio.create_task(self.api.handle(request, server, flush, self._claims.get(connection)))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         finally:
@@ -118,6 +149,7 @@ class StoreServer:
         log.info("node %s is up (%s, cameras %s)", first.node, host, ", ".join(first.cameras))
         for camera in first.cameras:
             await self.push_settings(camera)
+        await connection.send(Revocations(tuple(sorted(self.revoked()))).serialize())
         try:
             async for message in connection:
                 try:

@@ -51,7 +51,17 @@ class SettingsPush:
         return json.dumps({"type": "settings", "camera": self.camera, "settings": self.settings})
 
 
-ControlMessage = Hello | Heartbeat | SettingsPush
+@dataclass(frozen=True)
+class Revocations:
+    """Ids of every revoked token, so a node refuses them offline too."""
+
+    token_ids: tuple[str, ...] = ()
+
+    def serialize(self) -> str:
+        return json.dumps({"type": "revoked", "token_ids": list(self.token_ids)})
+
+
+ControlMessage = Hello | Heartbeat | SettingsPush | Revocations
 
 
 def parse_control(message: str | bytes) -> ControlMessage:
@@ -81,6 +91,11 @@ def parse_control(message: str | bytes) -> ControlMessage:
             if not isinstance(settings, dict):
                 raise ProtocolError("bad-field", "settings must be an object")
             return SettingsPush(check_id(obj["camera"], "camera id"), settings)
+        if kind == "revoked":
+            ids = obj["token_ids"]
+            if not isinstance(ids, list) or not all(isinstance(i, str) and len(i) <= 64 for i in ids):
+                raise ProtocolError("bad-field", "token_ids must be an array of strings")
+            return Revocations(tuple(ids))
     except KeyError as exc:
         raise ProtocolError("missing-field", f"{kind} message lacks field {exc.args[0]!r}") from None
     except InvalidId as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import socket
@@ -41,6 +42,20 @@ def free_base_port() -> int:
     raise RuntimeError("no free port range")
 
 
+_TOKENS: dict[Path, dict[str, str]] = {}
+
+
+def tokens(root: Path) -> dict[str, str]:
+    """A node, a viewer and an admin token signed by the store at ``root`` (its key is made if need be)."""
+    if root not in _TOKENS:
+        from store.keys import KeyStore
+
+        keys = KeyStore(root)
+        _TOKENS[root] = {role: keys.issue(role, subject, 3600)[0]
+                         for role, subject in (("node", "node0"), ("viewer", "viewer"), ("admin", "tester"))}
+    return _TOKENS[root]
+
+
 def get_json(url: str, timeout: float = 2.0):
     with urlopen(url, timeout=timeout) as r:
         return json.loads(r.read())
@@ -64,9 +79,10 @@ class Processes:
         self.logs = logs
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, name: str, *args: str) -> subprocess.Popen:
+    def start(self, name: str, *args: str, token: str | None = None) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "sht", *args], stdout=log,
+        env = {**os.environ, "SHT_TOKEN": token} if token else None
+        proc = subprocess.Popen([sys.executable, "-m", "sht", *args], stdout=log, env=env,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         self.procs.append(proc)

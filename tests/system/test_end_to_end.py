@@ -16,7 +16,8 @@ from websockets.asyncio.client import connect
 
 from shared.protocol.ingest import sha256_hex
 from shared.protocol.live import LiveFrame, LiveInit, LiveReceiver
-from tests.system.conftest import free_port, get_json, wait_for_health
+from shared.security import bearer
+from tests.system.conftest import free_port, get_json, tokens, wait_for_health
 
 FPS = 10
 
@@ -28,6 +29,7 @@ def start_node(processes, tmp_path, store_url, *, segment_seconds, name="node0")
         "--store", store_url.replace("http://", "ws://"), "--spool", str(tmp_path / "spool" / name),
         "--segment-seconds", str(segment_seconds), "--size", "320x240", "--fps", str(FPS),
         "--camera", "cam0=synthetic", "--camera", "cam1=synthetic:busy",
+        token=tokens(tmp_path / "store")["node"],
     )
     url = f"http://127.0.0.1:{port}"
     wait_for_health(url, proc)
@@ -46,10 +48,10 @@ def decode_file(path: Path) -> int:
         return sum(1 for _ in c.decode(video=0))
 
 
-async def receive_live(port: int, camera: str, seconds: float):
+async def receive_live(port: int, camera: str, seconds: float, token: str):
     rx = LiveReceiver()
     frames: list[LiveFrame] = []
-    async with connect(f"ws://127.0.0.1:{port}/live/{camera}") as ws:
+    async with connect(f"ws://127.0.0.1:{port}/live/{camera}", additional_headers=bearer(token)) as ws:
         first = await ws.recv()
         init = rx.receive(first)
         deadline = asyncio.get_running_loop().time() + seconds
@@ -63,7 +65,7 @@ def test_live_stream_starts_on_a_keyframe_and_decodes(processes, tmp_path, store
     store_url, _ = store
     _, node_url, port = start_node(processes, tmp_path, store_url, segment_seconds=1)
     time.sleep(0.5)  # join mid-GOP, so the node must make the viewer wait for a keyframe
-    init, frames = asyncio.run(receive_live(port, "cam1", 2.5))
+    init, frames = asyncio.run(receive_live(port, "cam1", 2.5, tokens(tmp_path / "store")["viewer"]))
     assert init == LiveInit("cam1", "h264", 320, 240, FPS)
     assert frames[0].keyframe
     assert len(frames) >= 15
@@ -89,7 +91,8 @@ def test_unknown_camera_is_refused_with_a_reason(processes, tmp_path, store):
     _, _, port = start_node(processes, tmp_path, store_url, segment_seconds=1)
 
     async def attempt():
-        async with connect(f"ws://127.0.0.1:{port}/live/nope"):
+        async with connect(f"ws://127.0.0.1:{port}/live/nope",
+                           additional_headers=bearer(tokens(tmp_path / "store")["viewer"])):
             pass
 
     with pytest.raises(websockets.InvalidStatus) as err:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import av
 
-from tests.system.conftest import Processes, free_port, get_json, wait_for_health
+from tests.system.conftest import Processes, free_port, get_json, tokens, wait_for_health
 
 FPS = 10
 FRAME_US = 1_000_000 // FPS
@@ -26,13 +26,14 @@ def start_store(processes: Processes, root: Path, port: int, name: str = "store"
 
 
 def start_node(processes: Processes, tmp: Path, store_port: int, *extra: str, name: str = "node0",
-               segment_seconds: float = 1, cameras: int = 2):
+               segment_seconds: float = 1, cameras: int = 2, store_root: Path | None = None):
     port = free_port()
     cams = [arg for i in range(cameras) for arg in ("--camera", f"cam{i}=synthetic")]
     proc = processes.start(
         name, "node", "--id", "node0", "--host", "127.0.0.1", "--port", str(port),
         "--store", f"ws://127.0.0.1:{store_port}", "--spool", str(tmp / "spool"),
-        "--segment-seconds", str(segment_seconds), "--size", "160x120", "--fps", str(FPS), *cams, *extra)
+        "--segment-seconds", str(segment_seconds), "--size", "160x120", "--fps", str(FPS), *cams, *extra,
+        token=tokens(store_root or tmp / "store")["node"])
     url = f"http://127.0.0.1:{port}"
     wait_for_health(url, proc)
     return proc, url
@@ -196,7 +197,7 @@ def test_full_store_disk_refuses_clearly_and_recording_resumes_when_space_return
         store_port = free_port()
         root = disk / "store"
         store = start_store(processes, root, store_port)
-        node, node_url = start_node(processes, tmp_path, store_port)
+        node, node_url = start_node(processes, tmp_path, store_port, store_root=root)
         time.sleep(3)
         acknowledged = rows(root)
         assert acknowledged

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -17,7 +18,7 @@ import av
 import pytest
 
 from console.client import StoreClient
-from tests.system.conftest import Processes, free_port, get_json, wait_for_health
+from tests.system.conftest import Processes, free_port, get_json, tokens, wait_for_health
 
 FPS = 5
 RECORD_S = 18
@@ -37,16 +38,23 @@ def recorded(tmp_path_factory):
     node = procs.start("node", "node", "--id", "node0", "--host", "127.0.0.1", "--port", str(node_port),
                        "--store", f"ws://127.0.0.1:{store_port}", "--spool", str(tmp / "spool"),
                        "--segment-seconds", "2", "--size", "160x120", "--fps", str(FPS),
-                       "--camera", "cam0=synthetic", "--camera", "cam1=synthetic:busy")
+                       "--camera", "cam0=synthetic", "--camera", "cam1=synthetic:busy",
+                       token=tokens(tmp / "store")["node"])
     node_url = f"http://127.0.0.1:{node_port}"
     wait_for_health(node_url, node)
     time.sleep(RECORD_S)
-    yield {"store": store_url, "node": node_url, "root": tmp / "store", "node_proc": node, "tmp": tmp}
+    ADMIN["token"] = tokens(tmp / "store")["admin"]  # sht() sends it as $SHT_TOKEN
+    yield {"store": store_url, "node": node_url, "root": tmp / "store", "node_proc": node, "tmp": tmp,
+           "admin": tokens(tmp / "store")["admin"]}
     procs.stop_all()
 
 
+ADMIN: dict[str, str] = {}
+
+
 def sht(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "sht", *args], capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "SHT_TOKEN": ADMIN["token"]} if ADMIN else None
+    proc = subprocess.run([sys.executable, "-m", "sht", *args], capture_output=True, text=True, timeout=60, env=env)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -145,7 +153,7 @@ def test_errors_are_one_clear_line(recorded):
 
 def test_fleet_knows_the_node_and_sees_it_go_down(recorded):
     async def fleet():
-        async with StoreClient(recorded["store"]) as client:
+        async with StoreClient(recorded["store"], token=recorded["admin"]) as client:
             return await client.call("fleet")
 
     up = asyncio.run(fleet())

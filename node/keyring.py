@@ -1,0 +1,64 @@
+"""The store's public key on the node, so viewers' tokens are verified offline.
+
+From ``--store-key FILE``, else from the copy cached in the spool, else fetched
+from the store's ``GET /key`` (retried in the background until it arrives).
+Revoked token ids arrive over the control link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from pathlib import Path
+from urllib.request import urlopen
+
+from shared.auth import Verifier, load_public_key
+from shared.backoff import Backoff
+from shared.fsutil import write_atomic
+from shared.urls import http_url
+
+log = logging.getLogger(__name__)
+
+
+class StoreKeyring:
+    def __init__(self, store_url: str | None, key_file: str | None, cache: Path,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.store_url, self.key_file, self.cache, self.ssl_context = store_url, key_file, cache, ssl_context
+        self.revoked: frozenset[str] = frozenset()
+        self.verifier: Verifier | None = None
+
+    def load_local(self) -> bool:
+        for path in (Path(self.key_file) if self.key_file else None, self.cache):
+            if path is not None and path.exists():
+                self._use(path.read_bytes(), str(path))
+                return True
+        if self.key_file:
+            raise FileNotFoundError(f"--store-key {self.key_file} does not exist")
+        return False
+
+    def _use(self, pem: bytes, where: str) -> None:
+        self.verifier = Verifier(load_public_key(pem), lambda: self.revoked)
+        log.info("verifying viewer tokens with the store's key from %s", where)
+
+    async def fetch_until_found(self) -> None:
+        if self.store_url is None:
+            log.error("no store and no --store-key: this node cannot verify tokens; viewers are refused")
+            return
+        url = http_url(self.store_url) + "/key"
+        backoff = Backoff(1.0, 30.0)
+        while self.verifier is None:
+            try:
+                pem = await asyncio.to_thread(self._get, url)
+                await asyncio.to_thread(write_atomic, self.cache, pem)
+                self._use(pem, url)
+                return
+            except (OSError, ValueError) as exc:
+                delay = backoff.next_delay()
+                log.warning("cannot get the store's key from %s (%s); viewers are refused until it arrives; "
+                            "retrying in %.0f s", url, exc, delay)
+                await asyncio.sleep(delay)
+
+    def _get(self, url: str) -> bytes:
+        with urlopen(url, timeout=5, context=self.ssl_context) as reply:  # noqa: S310 - the configured store
+            return bytes(reply.read())
