@@ -11,6 +11,7 @@ zero duplicates (overlapping segments) and a clean ``sht store check``.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import signal
 import sqlite3
@@ -38,10 +39,12 @@ class Child:
     up_since: float | None = None
     up_intervals: list[tuple[float, float]] = field(default_factory=list)  # wall-clock seconds
     kills: int = 0
+    token: str | None = None
 
     def start(self) -> None:
+        env = {**os.environ, "SHT_TOKEN": self.token} if self.token else None
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "sht", *self.args], stdout=out,
+            self.proc = subprocess.Popen([sys.executable, "-m", "sht", *self.args], stdout=out, env=env,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.up_since = time.time()
 
@@ -75,13 +78,17 @@ def run(minutes: float, root: Path, base_port: int, size: str, fps: int, segment
     store_port = base_port + 100
     store = Child("store", ["store", "--root", str(root / "store"), "--host", "127.0.0.1", "--port",
                             str(store_port), "--max-age", "off", "--min-free", "off"], logs / "store.log")
+    from store.keys import KeyStore
+
+    keys = KeyStore(root / "store")
     nodes = []
     for i in range(NODES):
         cams = [a for c in range(CAMERAS_PER_NODE) for a in ("--camera", f"cam{i * CAMERAS_PER_NODE + c}=synthetic")]
         nodes.append(Child(f"node{i}", [
             "node", "--id", f"node{i}", "--host", "127.0.0.1", "--port", str(base_port + i),
             "--store", f"ws://127.0.0.1:{store_port}", "--spool", str(root / "spool" / f"node{i}"),
-            "--segment-seconds", str(segment_s), "--size", size, "--fps", str(fps), *cams], logs / f"node{i}.log"))
+            "--segment-seconds", str(segment_s), "--size", size, "--fps", str(fps), *cams], logs / f"node{i}.log",
+            token=keys.issue("node", f"node{i}", 24 * 3600)[0]))
     console = Console()
     store.start()
     time.sleep(1)
