@@ -66,8 +66,10 @@ Post = Callable[[Message], object]
 
 
 class StoreLink:
-    def __init__(self, url: str, poll_interval: float = POLL_INTERVAL_S, backoff: Backoff | None = None) -> None:
+    def __init__(self, url: str, poll_interval: float = POLL_INTERVAL_S, backoff: Backoff | None = None,
+                 token: str | None = None) -> None:
         self.url = url
+        self.token = token  # a viewer token, for a store that wants one
         self.poll_interval = poll_interval
         self.backoff = backoff or Backoff(initial=0.5, maximum=10.0)
         self._client: StoreClient | None = None
@@ -89,7 +91,8 @@ class StoreLink:
         was_connected = False
         while True:
             try:
-                async with StoreClient(self.url, open_timeout=OPEN_TIMEOUT_S) as client:
+                credentials: dict[str, Any] = {"token": self.token} if self.token else {}
+                async with StoreClient(self.url, open_timeout=OPEN_TIMEOUT_S, **credentials) as client:
                     self._client = client
                     first = await asyncio.wait_for(client.call("fleet"), FLEET_TIMEOUT_S)
                     self.backoff.reset()

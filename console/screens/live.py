@@ -43,7 +43,8 @@ class LiveScreen(ConsoleScreen):
         empty = self.query_one("#live-empty", Label)
         empty.display = not snapshot.cameras
         empty.update("no cameras yet: the store knows none" if not snapshot.cameras else "")
-        new = [CameraTile(cam, id=f"tile-{cam}") for cam in snapshot.cameras if cam not in self._tiles]
+        new = [CameraTile(cam, headers=self.console.live_headers, id=f"tile-{cam}")
+               for cam in snapshot.cameras if cam not in self._tiles]
         if new:
             self._tiles.update((t.camera, t) for t in new)
             self.query_one("#tiles", Grid).mount_all(new)

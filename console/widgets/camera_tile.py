@@ -52,9 +52,10 @@ class CameraTile(Vertical):
             super().__init__()
             self.state, self.text = state, text
 
-    def __init__(self, camera: str, *, id: str | None = None) -> None:
+    def __init__(self, camera: str, *, headers: dict[str, str] | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
         self.camera = camera
+        self.headers = headers or {}  # e.g. a viewer token for nodes that want one
         self.node_url: str | None = None
         self.down_reason: str | None = None  # set while the fleet says the camera is down
         self.state: TileState = "waiting"
@@ -159,7 +160,8 @@ class CameraTile(Vertical):
 
     async def _watch(self, url: str, backoff: Backoff) -> str:
         """Read one connection until it ends; returns why it ended."""
-        async with connect(url, open_timeout=OPEN_TIMEOUT_S, max_size=2**24, compression=None) as ws:
+        async with connect(url, open_timeout=OPEN_TIMEOUT_S, max_size=2**24, compression=None,
+                           additional_headers=self.headers or None) as ws:
             receiver, throttle = LiveReceiver(), KeyframeThrottle()
             async for message in ws:
                 event = receiver.receive(message)

@@ -6,7 +6,10 @@ last test kills the store and starts it again on the same port.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -67,6 +70,8 @@ async def test_every_screen_by_its_key_and_q_quits_promptly(recorded: RecordedSy
         await pilot.press("e")
         assert isinstance(app.screen, EventsScreen)
         await wait_until(lambda: len(app.screen.query(".timeline-row")) == 2, what="two timelines")
+        await wait_until(lambda: "No events in the last hour" in static_text(app, "#events-note"),
+                         what="the screen to say there are no events")
         await pilot.press("s")
         assert isinstance(app.screen, SearchScreen)
         await pilot.press("c")
@@ -104,6 +109,20 @@ async def test_search_lists_segments_with_a_preview_and_reports_bad_times(record
         await wait_until(lambda: screen.query_one("#search-thumb").image is not None,  # type: ignore[attr-defined]
                          what="the thumbnail of the first row")
         assert "frame at" in static_text(app, "#search-text")
+
+
+def test_it_runs_under_textual_serve(recorded: RecordedSystem) -> None:
+    """``textual serve`` runs the command with Textual's web driver on pipes, no terminal: it must draw."""
+    env = {**os.environ, "TEXTUAL_DRIVER": "textual.drivers.web_driver:WebDriver", "COLUMNS": "80", "ROWS": "24"}
+    proc = subprocess.Popen([sys.executable, "-m", "sht", "console", "--store", recorded.store_url], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(4)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert b"connected" in out and b"node0" in out
 
 
 def insert_event(root: Path, camera: str) -> int:

@@ -16,6 +16,7 @@ from textual.pilot import Pilot
 
 from console.app import ConsoleApp
 from console.screens.events import EventsScreen
+from console.screens.live import LiveScreen
 from console.screens.search import SearchScreen
 from console.screens.settings import SettingsScreen
 from console.widgets.camera_tile import CameraTile
@@ -110,3 +111,29 @@ def test_settings(snap_compare: Any) -> None:
 
 def test_help(snap_compare: Any) -> None:
     assert snap_compare(canned_app(), terminal_size=SIZE, run_before=on("question_mark"))
+
+
+async def test_every_action_is_in_the_command_palette() -> None:
+    app = canned_app()
+    async with app.run_test(size=SIZE) as pilot:
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Fleet screen", "Live screen", "Events screen", "Search screen", "Settings screen", "Help",
+                "Quit"} <= titles
+        for key, screen_titles in (("e", {"Events: export clip", "Events: last hour / last day", "Events: refresh"}),
+                                   ("s", {"Search: run", "Search: export row", "Search: export range"}),
+                                   ("c", {"Settings: save", "Settings: refresh"})):
+            await pilot.press(key)
+            assert screen_titles <= {c.title for c in app.get_system_commands(app.screen)}
+        await pilot.press("ctrl+p")
+        await pilot.press(*"live screen")
+        await wait_until(lambda: found_first(app, "Live screen"), what="the palette to find the command")
+        await pilot.press("enter")
+        await wait_until(lambda: isinstance(app.screen, LiveScreen), what="the palette to open the Live screen")
+
+
+def found_first(app: ConsoleApp, title: str) -> bool:
+    """The command palette's first match is ``title``."""
+    matches = app.screen.query("CommandList")
+    if not matches or matches.first().option_count == 0:  # type: ignore[attr-defined]
+        return False
+    return title in str(matches.first().get_option_at_index(0).prompt)  # type: ignore[attr-defined]
