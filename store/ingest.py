@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import shutil
 from collections.abc import AsyncIterator
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+
+import av
 
 from shared.clock import now_us
 from shared.fsutil import write_atomic
@@ -101,6 +104,11 @@ class Ingestor:
             return Refusal("checksum-mismatch", f"segment {sid}: SHA-256 of the bytes is {digest}, "
                            f"the header says {header.sha256}; the node should resend it", sid,
                            retry=True)
+        problem = await asyncio.to_thread(mp4_problem, payload, header)
+        if problem is not None:
+            self.stats.refused += 1
+            return Refusal("bad-media", f"segment {sid} is not a valid segment: {problem}; not stored", sid,
+                           retry=False)
         relpath = segment_relpath(header.camera, header.start_us)
         free = await asyncio.to_thread(_free_bytes, self.root)
         if self.hooks is not None:
@@ -131,6 +139,28 @@ class Ingestor:
         self.stats.refused += 1
         return Refusal("conflict", f"segment {header.segment_id} is already stored with different "
                        "content; not replacing it", header.segment_id, retry=False)
+
+
+def mp4_problem(payload: memoryview | bytes, header: SegmentHeader) -> str | None:
+    """Why the bytes are not the MP4 the header describes, or None. Demuxes only (~1 ms), never decodes."""
+    try:
+        with av.open(io.BytesIO(payload), mode="r", format="mp4") as container:
+            videos = container.streams.video
+            if len(container.streams) != 1 or len(videos) != 1:
+                return f"expected exactly one video stream, found {len(container.streams)} streams"
+            stream = videos[0]
+            if stream.codec_context.name != header.codec:
+                return f"its video is {stream.codec_context.name}, the header says {header.codec}"
+            if header.width and (stream.codec_context.width, stream.codec_context.height) != (header.width,
+                                                                                                header.height):
+                return (f"its frames are {stream.codec_context.width}x{stream.codec_context.height}, the header "
+                        f"says {header.width}x{header.height}")
+            packets = sum(1 for packet in container.demux(stream) if packet.size > 0)
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        return f"not a readable MP4 ({exc})"
+    if packets != header.frames:
+        return f"it holds {packets} frames, the header says {header.frames}"
+    return None
 
 
 def _free_bytes(path: Path) -> int:

@@ -15,6 +15,7 @@ from store.db import Index
 from store.ingest import Ingestor, KeyedLocks, segment_relpath
 from store.lockfile import StoreBusy
 from store.retention import DAY_US, RetentionPolicy, RetentionTask, StoreUsage, sweep
+from tests.store.real_segments import real_mp4
 
 NOW = 1_795_000_000_000_000  # 2026-11-18
 HOUR = 3_600_000_000
@@ -29,7 +30,7 @@ async def index(tmp_path):
 
 
 def header(camera: str, start: int, data: bytes, length: int = 10_000_000) -> SegmentHeader:
-    return SegmentHeader(node="node0", camera=camera, start_us=start, end_us=start + length, frames=100,
+    return SegmentHeader(node="node0", camera=camera, start_us=start, end_us=start + length, frames=1,
                          bytes=len(data), sha256=sha256_hex(data))
 
 
@@ -217,18 +218,19 @@ async def test_sweep_waits_for_a_segment_being_ingested(index, tmp_path):
 
 
 async def test_ingest_keeps_the_running_total_and_pokes_retention_over_the_size_limit(index, tmp_path):
-    task = RetentionTask(tmp_path, RetentionPolicy(max_bytes=3 * SIZE), interval_s=3600, min_gap_s=0)
+    data = real_mp4()
+    size = len(data)
+    task = RetentionTask(tmp_path, RetentionPolicy(max_bytes=3 * size), interval_s=3600, min_gap_s=0)
     await task.start()
     try:
         await asyncio.wait_for(_until(lambda: task.sweeps == 1), 5)  # the sweep at start
         ingestor = Ingestor(tmp_path, index, hooks=task)
         for i in range(5):
-            data = bytes([i]) * SIZE
             start = NOW + i * HOUR
             await ingestor.ingest(header("cam0", start, data), memoryview(data))
-        await asyncio.wait_for(_until(lambda: task.usage.total_bytes <= 3 * SIZE), 5)
+        await asyncio.wait_for(_until(lambda: task.usage.total_bytes <= 3 * size), 5)
         assert [s for _, s in rows(tmp_path)] == [NOW + i * HOUR for i in (2, 3, 4)]
-        assert task.usage == StoreUsage(total_bytes=3 * SIZE, segments=3)
+        assert task.usage == StoreUsage(total_bytes=3 * size, segments=3)
     finally:
         await task.stop()
 
@@ -244,7 +246,7 @@ async def test_low_free_space_seen_by_ingest_pokes_retention(index, tmp_path, mo
         await asyncio.wait_for(_until(lambda: task.sweeps == 1), 5)
         assert rows(tmp_path)[:3] == made
         free["bytes"] = 10**9 - 1500  # now under the floor: two segments must go
-        data = b"new"
+        data = real_mp4()
         await Ingestor(tmp_path, index, hooks=task).ingest(header("cam0", NOW, data), memoryview(data))
         await asyncio.wait_for(_until(lambda: task.sweeps == 2), 5)
         assert task.last_report is not None and task.last_report.by_reason["free"] == 2
