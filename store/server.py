@@ -22,10 +22,18 @@ from websockets.http11 import Request, Response
 from shared.auth import AccessControl, AuthError, Claims, public_pem
 from shared.clock import now_us
 from shared.httpjson import error_response, json_response
-from shared.protocol.control import HEARTBEAT_INTERVAL_S, Heartbeat, Hello, Revocations, SettingsPush, parse_control
+from shared.protocol.control import (
+    HEARTBEAT_INTERVAL_S,
+    MAX_CONTROL_BYTES,
+    Heartbeat,
+    Hello,
+    Revocations,
+    SettingsPush,
+    parse_control,
+)
 from shared.protocol.errors import ProtocolError
 from shared.protocol.ingest import MAX_HEADER_BYTES, MAX_SEGMENT_BYTES, Ack, EventRecord, IngestReceiver
-from shared.protocol.query import QueryServer
+from shared.protocol.query import MAX_REQUEST_BYTES, QueryServer
 from store import settings
 from store.api import Api
 from store.db import Index
@@ -109,6 +117,11 @@ class StoreServer:
     async def _handle(self, connection: ServerConnection) -> None:
         path = connection.request.path.split("?", 1)[0] if connection.request else ""
         handler = {"/ingest": self._ingest, "/control": self._control, "/api": self._api}[path]
+        # The server's max_size fits a whole segment; the other endpoints only take small JSON.
+        if path == "/api":
+            connection.protocol.max_message_size = MAX_REQUEST_BYTES
+        elif path == "/control":
+            connection.protocol.max_message_size = MAX_CONTROL_BYTES
         try:
             await handler(connection)
         except websockets.ConnectionClosed:
