@@ -32,7 +32,7 @@ from shared.protocol.control import (
     parse_control,
 )
 from shared.protocol.errors import ProtocolError
-from shared.protocol.ingest import MAX_HEADER_BYTES, MAX_SEGMENT_BYTES, Ack, EventRecord, IngestReceiver
+from shared.protocol.ingest import MAX_HEADER_BYTES, MAX_SEGMENT_BYTES, Ack, EventRecord, IngestReceiver, Refusal
 from shared.protocol.query import MAX_REQUEST_BYTES, QueryServer
 from store import settings
 from store.api import Api
@@ -157,6 +157,11 @@ class StoreServer:
         if not isinstance(first, Hello):
             await connection.close(1008, "expected a hello first")
             return
+        claims = self._claims.get(connection)
+        if claims is not None and claims.subject != first.node:
+            log.warning("refused control link: node %s with a token for %s", first.node, claims.subject)
+            await connection.close(1008, f"token is for node {claims.subject}, not {first.node}"[:120])
+            return
         host = connection.remote_address[0]
         await self.fleet.hello(first, host, connection)
         log.info("node %s is up (%s, cameras %s)", first.node, host, ", ".join(first.cameras))
@@ -189,11 +194,20 @@ class StoreServer:
     async def _ingest(self, connection: ServerConnection) -> None:
         receiver = IngestReceiver()
         peer = "{}:{}".format(*connection.remote_address[:2])
+        claims = self._claims.get(connection)
         try:
             async for message in connection:
                 event = receiver.receive(message)
+                node = None if event is None else (event.node if isinstance(event, EventRecord) else event.header.node)
                 if event is None:
                     log.warning("refused a malformed message from %s", peer)
+                elif claims is not None and node != claims.subject:
+                    # A node token speaks for one node: a stolen one cannot forge another node's footage.
+                    item = event.record_id if isinstance(event, EventRecord) else event.header.segment_id
+                    log.warning("refused %s from %s: sent as node %s with a token for %s", item, peer, node,
+                                claims.subject)
+                    receiver.refuse(Refusal("node-mismatch", f"this token is for node {claims.subject!r}, not "
+                                            f"{node!r}; make one with --subject {node}", item, retry=False))
                 elif isinstance(event, EventRecord):
                     ack = await ingest_event(self.index.conn, event)
                     receiver.acknowledge(ack.segment_id, ack.duplicate)

@@ -184,11 +184,13 @@ def _stored(root: Path) -> bool:
 def test_hostile_input_is_refused_and_changes_nothing(processes, tmp_path):
     store_port, _, root, toks = start_system(processes, tmp_path)
     data = real_mp4(2)
-    good = SegmentHeader(node="node9", camera="cam9", start_us=10**15, end_us=10**15 + 200_000, frames=2,
+    good = SegmentHeader(node="node0", camera="cam9", start_us=10**15, end_us=10**15 + 200_000, frames=2,
                          bytes=len(data), sha256=sha256_hex(data))
     broken = bytearray(data)
     broken[len(broken) // 2:] = bytes(len(broken) - len(broken) // 2)
-    bad_media = SegmentHeader(node="node9", camera="cam9", start_us=10**15 + 10**6, end_us=10**15 + 2 * 10**6,
+    forged = SegmentHeader(node="node7", camera="cam9", start_us=10**15 + 5 * 10**6, end_us=10**15 + 6 * 10**6,
+                           frames=2, bytes=len(data), sha256=sha256_hex(data))
+    bad_media = SegmentHeader(node="node0", camera="cam9", start_us=10**15 + 10**6, end_us=10**15 + 2 * 10**6,
                               frames=2, bytes=len(broken), sha256=sha256_hex(bytes(broken)))
 
     async def attack() -> list[str]:
@@ -197,7 +199,7 @@ def test_hostile_input_is_refused_and_changes_nothing(processes, tmp_path):
                            max_size=2**20) as ws:
             for message in (b"\x00" * 64, "hello", json.dumps({"type": "event"}),
                             encode_segment(bad_media, bytes(broken)),
-                            encode_segment(good, data)[:-5] + b"xxxxx"):
+                            encode_segment(good, data)[:-5] + b"xxxxx", encode_segment(forged, data)):
                 await ws.send(message)
                 codes.append(parse_reply(await ws.recv()))
             await ws.send(encode_segment(good, data))
@@ -210,9 +212,9 @@ def test_hostile_input_is_refused_and_changes_nothing(processes, tmp_path):
         return codes
 
     replies = asyncio.run(attack())
-    assert [getattr(r, "code", None) for r in replies[:5]] == [
-        "bad-magic", "bad-json", "missing-field", "bad-media", "checksum-mismatch"]
-    assert replies[5].__class__.__name__ == "Ack" and replies[6] == "closed 1009"
+    assert [getattr(r, "code", None) for r in replies[:6]] == [
+        "bad-magic", "bad-json", "missing-field", "bad-media", "checksum-mismatch", "node-mismatch"]
+    assert replies[6].__class__.__name__ == "Ack" and replies[7] == "closed 1009"
     files = list((root / "segments").rglob("*.mp4"))
     assert [p.name for p in files if "cam9" in str(p)] == [f"{10**15}.mp4"], "only the good segment was stored"
     assert get_json(f"http://127.0.0.1:{store_port}/health")["service"] == "store"  # still serving
