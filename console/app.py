@@ -60,11 +60,11 @@ class ConsoleApp(App[None]):
     fleet: reactive[FleetSnapshot | None] = reactive(None, always_update=True)
     alerts: reactive[tuple[Alert, ...]] = reactive(())
 
-    def __init__(self, store_url: str, *, token: str | None = None, link: StoreLink | None = None,
-                 live_video: bool = True, clock: Callable[[], int] = now_us) -> None:
+    def __init__(self, store_url: str, *, token: str | None = None, ca: str | None = None,
+                 link: StoreLink | None = None, live_video: bool = True, clock: Callable[[], int] = now_us) -> None:
         super().__init__()
         self.store_url = store_url
-        self.link = link or StoreLink(store_url, token=token)
+        self.link = link or StoreLink(store_url, token=token, ca=ca)
         # Sent to the nodes' /live by the Live screen's tiles when the fleet wants a viewer token.
         self.live_headers: dict[str, str] = {"Authorization": f"Bearer {token}"} if token else {}
         self.live_video = live_video  # off in tests that must not open node streams
@@ -74,6 +74,9 @@ class ConsoleApp(App[None]):
 
     def on_mount(self) -> None:
         self.run_worker(self.link.run(self.post_message), name="store link", group="store-link", exclusive=True)
+
+    async def on_unmount(self) -> None:
+        await self.link.close()
 
     def add_alerts(self, *new: Alert) -> None:
         if new:
@@ -112,6 +115,6 @@ class ConsoleApp(App[None]):
         yield from super().get_system_commands(screen)
 
 
-def run_console(store_url: str, token: str | None = None) -> int:
-    ConsoleApp(store_url, token=token).run()
+def run_console(store_url: str, token: str | None = None, ca: str | None = None) -> int:
+    ConsoleApp(store_url, token=token, ca=ca).run()
     return 0

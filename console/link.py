@@ -11,6 +11,7 @@ Screens ask the store through ``StoreLink.call``, which fails at once with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from shared.backoff import Backoff
 POLL_INTERVAL_S = 1.5
 FLEET_TIMEOUT_S = 8.0  # a store that does not answer `fleet` in this long counts as lost
 OPEN_TIMEOUT_S = 3.0
+CLOSE_TIMEOUT_S = 1.0  # quitting waits at most this long for the store to see the close
 
 LinkState = Literal["connecting", "connected", "reconnecting"]
 
@@ -67,9 +69,10 @@ Post = Callable[[Message], object]
 
 class StoreLink:
     def __init__(self, url: str, poll_interval: float = POLL_INTERVAL_S, backoff: Backoff | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, ca: str | None = None) -> None:
         self.url = url
-        self.token = token  # a viewer token, for a store that wants one
+        self.token = token  # a viewer (or admin, to change settings) token for a store that wants one
+        self.ca = ca  # CA file to verify a wss:// store with
         self.poll_interval = poll_interval
         self.backoff = backoff or Backoff(initial=0.5, maximum=10.0)
         self._client: StoreClient | None = None
@@ -86,13 +89,19 @@ class StoreLink:
             raise StoreUnavailable(self.url)
         return await client.call(method, on_chunk=on_chunk, on_progress=on_progress, **params)
 
+    async def close(self) -> None:
+        """Close the connection now, as the app quits: the store sees the console leave at once."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # closing must never stop the console from quitting
+                await asyncio.wait_for(client.__aexit__(None, None, None), CLOSE_TIMEOUT_S)
+
     async def run(self, post: Post) -> None:
         """Connect, poll, reconnect; until cancelled."""
         was_connected = False
         while True:
             try:
-                credentials: dict[str, Any] = {"token": self.token} if self.token else {}
-                async with StoreClient(self.url, open_timeout=OPEN_TIMEOUT_S, **credentials) as client:
+                async with StoreClient(self.url, open_timeout=OPEN_TIMEOUT_S, token=self.token, ca=self.ca) as client:
                     self._client = client
                     first = await asyncio.wait_for(client.call("fleet"), FLEET_TIMEOUT_S)
                     self.backoff.reset()

@@ -133,7 +133,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 def cmd_console(args: argparse.Namespace) -> int:
     from console.app import run_console
 
-    return run_console(args.store)
+    return run_console(args.store, token=args.token, ca=args.ca)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -187,9 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_commands(store)
 
     console = sub.add_parser("console", help="the operator's console (fleet, live, events, search, settings)")
-    console.add_argument("--store", default=os.environ.get("SHT_STORE", "http://127.0.0.1:8100"),
-                         help="store URL (default $SHT_STORE or http://127.0.0.1:8100); the console finds the "
-                         "nodes through it")
+    from sht.query_cli import add_store_arg
+
+    add_store_arg(console)  # --store (the console finds the nodes through it), --token, --ca
     console.set_defaults(func=cmd_console)
 
     demo = sub.add_parser("demo", help="store + 3 nodes x 2 simulated cameras on this machine")

@@ -174,7 +174,7 @@ async def _run_console(fleet: Fleet, stop: asyncio.Event, deadline: float | None
     """The console, in this process, until `q`, the duration, Ctrl-C or SIGTERM; the caller then stops the fleet."""
     from console.app import ConsoleApp
 
-    app = ConsoleApp(fleet.store_url)
+    app = ConsoleApp(fleet.store_url, token=fleet.tokens["admin"])  # the demo's operator may change settings
     loop = asyncio.get_running_loop()
 
     async def exit_when_told() -> None:

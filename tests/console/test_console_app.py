@@ -27,6 +27,7 @@ from console.screens.settings import SettingsScreen
 from console.widgets.camera_tile import CameraTile
 from console.widgets.link_header import LinkHeader
 from tests.console.conftest import RecordedSystem, wait_until
+from tests.system.conftest import Processes, free_port, wait_for_health
 
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")  # in textual-image
 SIZE = (100, 30)
@@ -208,3 +209,26 @@ async def test_the_header_says_the_store_is_lost_and_the_console_reconnects(reco
         started = time.monotonic()
         await pilot.press("escape", "q")
     assert time.monotonic() - started < 3.0
+
+
+async def test_a_store_with_authentication_wants_the_console_token(tmp_path: Path) -> None:
+    """Stores check tokens by default: without one the header says why; with a viewer token it connects."""
+    from store.keys import KeyStore
+
+    root, logs = tmp_path / "store", tmp_path / "logs"
+    logs.mkdir()
+    viewer, _ = KeyStore(root).issue("viewer", "console-test", 600)
+    processes, port = Processes(logs), free_port()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(url, processes.start("store", "store", "--root", str(root), "--host", "127.0.0.1",
+                                             "--port", str(port)))
+        refused = ConsoleApp(url, live_video=False)
+        async with refused.run_test(size=SIZE):
+            await wait_until(lambda: refused.link_status.state == "reconnecting", what="the refusal")
+            assert "refused" in refused.link_status.reason
+        allowed = ConsoleApp(url, token=viewer, live_video=False)
+        async with allowed.run_test(size=SIZE):
+            await wait_until(lambda: allowed.link_status.state == "connected", what="the token to be accepted")
+    finally:
+        processes.stop_all()
