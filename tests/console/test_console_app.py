@@ -6,6 +6,7 @@ last test kills the store and starts it again on the same port.
 
 from __future__ import annotations
 
+import copy
 import os
 import sqlite3
 import subprocess
@@ -26,6 +27,7 @@ from console.screens.search import SearchScreen
 from console.screens.settings import SettingsScreen
 from console.widgets.camera_tile import CameraTile
 from console.widgets.link_header import LinkHeader
+from tests.console.canned import FLEET, CannedStore
 from tests.console.conftest import RecordedSystem, wait_until
 from tests.system.conftest import Processes, free_port, wait_for_health
 
@@ -232,3 +234,19 @@ async def test_a_store_with_authentication_wants_the_console_token(tmp_path: Pat
             await wait_until(lambda: allowed.link_status.state == "connected", what="the token to be accepted")
     finally:
         processes.stop_all()
+
+
+async def test_a_tile_says_its_node_is_unreachable_then_recovers_by_itself(recorded: RecordedSystem) -> None:
+    """The fleet points cam0 at a port where nothing listens; when the node is found, the tile goes live."""
+    fleet = copy.deepcopy(FLEET)
+    fleet["nodes"][0]["url"] = f"http://127.0.0.1:{free_port()}"
+    app = ConsoleApp(recorded.store_url, link=CannedStore(fleet))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: app.fleet is not None, what="the canned fleet")
+        await pilot.press("l")
+        tile = app.screen.query_one("#tile-cam0", CameraTile)
+        await wait_until(lambda: tile.state == "unreachable", what="the tile to give up on the dead port")
+        assert "retry in" in tile.status_text
+        assert app.screen.query_one("#tile-cam2", CameraTile).state == "down"  # its node is down: no attempt
+        tile.configure(recorded.node_url, None)  # the fleet's next answer has the node's real address
+        await wait_until(lambda: tile.state == "live", 15, "the tile to reconnect and show a picture")
