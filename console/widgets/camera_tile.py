@@ -17,7 +17,7 @@ import websockets
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Center, Vertical
 from textual.message import Message
 from textual.widgets import Label
 from textual.worker import get_current_worker
@@ -66,7 +66,8 @@ class CameraTile(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label(Text(self.camera, style="bold"), classes="tile-title")
-        yield make_picture(classes="tile-picture")
+        with Center(classes="tile-frame"):
+            yield make_picture(classes="tile-picture")
         yield Label("", classes="tile-status")
 
     def configure(self, node_url: str | None, down_reason: str | None) -> None:
