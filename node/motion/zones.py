@@ -1,0 +1,107 @@
+"""Include and exclude zones: rectangles or polygons in normalised coordinates.
+
+Zones are rasterised once, to a boolean mask over the detector's cell grid, so
+per frame they cost one ``&``. The two kinds round differently on purpose: a
+cell counts as *included* when at least half of it lies inside an include zone,
+but it is *excluded* as soon as any part of it touches an exclude zone; an
+exclusion drawn tightly around a flickering lamp must also silence the cells
+the lamp only half covers, or the lamp still triggers.
+
+JSON form (inside a camera's ``"motion"`` object)::
+
+    "zones": [
+      {"mode": "exclude", "rect": [0.70, 0.05, 0.10, 0.15]},
+      {"mode": "include", "polygon": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]]}
+    ]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from node.motion.grid import CellGeometry
+from shared.config import FieldReader
+
+MODES = ("include", "exclude")
+SUBSAMPLES = 5  # per cell side; the outer samples sit just inside the cell's edges
+
+
+@dataclass(frozen=True)
+class Zone:
+    include: bool
+    points: tuple[tuple[float, float], ...]  # polygon vertices, normalised x, y, in order
+
+    @classmethod
+    def rect(cls, x: float, y: float, w: float, h: float, *, include: bool = False) -> Zone:
+        return cls(include, ((x, y), (x + w, y), (x + w, y + h), (x, y + h)))
+
+    @classmethod
+    def polygon(cls, points: Sequence[tuple[float, float]], *, include: bool = False) -> Zone:
+        if len(points) < 3:
+            raise ValueError(f"a polygon needs at least 3 points, got {len(points)}")
+        return cls(include, tuple((float(x), float(y)) for x, y in points))
+
+    def contains(self, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        """Even-odd point-in-polygon test, vectorised over the points."""
+        inside = np.zeros(px.shape, dtype=bool)
+        pts = self.points
+        for (x1, y1), (x2, y2) in zip(pts, pts[1:] + pts[:1], strict=True):
+            if y1 == y2:
+                continue  # a horizontal edge never crosses a horizontal ray
+            crosses = (y1 > py) != (y2 > py)
+            x_at = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
+            inside ^= crosses & (px < x_at)
+        return inside
+
+
+def zone_mask(zones: Sequence[Zone], geometry: CellGeometry) -> np.ndarray:
+    """Boolean (rows, cols) mask of the cells motion may count in."""
+    x0, x1, y0, y1 = geometry.extents()
+    f = np.linspace(0.02, 0.98, SUBSAMPLES)
+    # Sample points of every cell, both of shape (rows, cols, S, S).
+    sx = (x0[:, None] + (x1 - x0)[:, None] * f)[None, :, None, :]
+    sy = (y0[:, None] + (y1 - y0)[:, None] * f)[:, None, :, None]
+    px, py = np.broadcast_arrays(sx, sy)
+    shape = px.shape
+    includes = [z for z in zones if z.include]
+    if includes:
+        inside = np.zeros(shape, dtype=bool)
+        for z in includes:
+            inside |= z.contains(px, py)
+        mask = inside.mean(axis=(2, 3)) >= 0.5
+    else:
+        mask = np.ones((geometry.rows, geometry.cols), dtype=bool)
+    for z in zones:
+        if not z.include:
+            mask &= ~z.contains(px, py).any(axis=(2, 3))
+    return mask
+
+
+def parse_zones(reader: FieldReader, key: str = "zones") -> tuple[Zone, ...]:
+    """Zones from JSON; a malformed one raises ``ConfigError`` naming e.g. ``motion.zones[1].polygon``."""
+    zones = []
+    for z in reader.children(key, []):
+        z.reject_unknown({"mode", "rect", "polygon"})
+        include = z.choice("mode", MODES) == "include"
+        if z.has("rect") == z.has("polygon"):
+            raise z.error("rect", "give exactly one of 'rect' [x, y, w, h] or 'polygon' [[x, y], ...]")
+        if z.has("rect"):
+            x, y, w, h = z.numbers("rect", 4, minimum=0, maximum=1)
+            if w <= 0 or h <= 0:
+                raise z.error("rect", f"width and height must be positive, got {w} x {h}")
+            zones.append(Zone.rect(x, y, w, h, include=include))
+            continue
+        raw = z.data["polygon"]
+        if not isinstance(raw, list) or len(raw) < 3:
+            raise z.error("polygon", f"must be an array of at least 3 [x, y] points, got {raw!r}")
+        points: list[tuple[float, float]] = []
+        for i, p in enumerate(raw):
+            if not (isinstance(p, list) and len(p) == 2 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in p)):
+                raise z.error("polygon", f"point {i} must be [x, y] with both in 0..1, got {p!r}")
+            points.append((float(p[0]), float(p[1])))
+        zones.append(Zone.polygon(points, include=include))
+    return tuple(zones)
