@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from node.control import ControlLink
 from node.keyring import StoreKeyring
 from node.master import CameraMaster
+from node.metrics import NodeMetrics
 from node.recorder import Recorder
 from node.roll import RecordingGate
 from node.server import NodeServer
@@ -50,6 +51,7 @@ class Node:
                                      client_ssl_context) if security.listen.auth else None)
         self.server = NodeServer(self.master, self.health, security.listen.access(None), self.keyring,
                                  security.listen.server_ssl())
+        self.server.metrics = NodeMetrics(self).registry  # GET /metrics
         self.monitor = ProcessMonitor()
         self.port: int | None = None
         self._tasks: list[asyncio.Task] = []

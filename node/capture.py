@@ -29,11 +29,13 @@ class CaptureThread(threading.Thread):
         on_unit: Callable[[EncodedUnit], None],
         on_drop: Callable[[int], None],
         on_end: Callable[[BaseException | None], None],
+        on_encode_time: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__(name=f"capture-{camera_id}", daemon=True)
         self.camera_id = camera_id
         self.source, self.encoder = source, encoder
         self._on_unit, self._on_drop, self._on_end = on_unit, on_drop, on_end
+        self._on_encode_time = on_encode_time  # the /metrics histogram (node/metrics.py)
         self._stop_event = threading.Event()
         self.encode_seconds = 0.0
 
@@ -72,7 +74,10 @@ class CaptureThread(threading.Thread):
             capture = now_us()
             t0 = time.perf_counter()
             units = self.encoder.encode(frame, capture)
-            self.encode_seconds += time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0
+            self.encode_seconds += elapsed
+            if self._on_encode_time is not None:
+                self._on_encode_time(elapsed)
             for unit in units:
                 self._on_unit(unit)
             index += 1

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from node.capture import CaptureThread
@@ -65,6 +66,7 @@ class Camera:
         self.state = "starting"
         self.error: str | None = None
         self.settings: dict = {}  # runtime settings pushed by the store (recording mode, ...)
+        self.on_encode_time: Callable[[float], None] | None = None  # set by node/metrics.py before start
         self._thread: CaptureThread | None = None
         self._ended = asyncio.Event()
 
@@ -85,7 +87,7 @@ class Camera:
         def on_end(error: BaseException | None) -> None:
             loop.call_soon_threadsafe(self._finish, error)
 
-        self._thread = CaptureThread(self.id, source, encoder, on_unit, on_drop, on_end)
+        self._thread = CaptureThread(self.id, source, encoder, on_unit, on_drop, on_end, self.on_encode_time)
         self._thread.start()
         self.state = "up"
 

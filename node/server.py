@@ -12,6 +12,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 import websockets
+from prometheus_client import CollectorRegistry
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
@@ -19,6 +20,7 @@ from node.keyring import StoreKeyring
 from node.master import CameraMaster
 from shared.auth import AccessControl, AuthError
 from shared.httpjson import error_response, json_response
+from shared.metrics import metrics_response
 from shared.protocol.live import LiveInit, LiveStatus
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class NodeServer:
         self.keyring = keyring  # None: authentication is off
         self.ssl_context = ssl_context
         self.server: Server | None = None
+        self.metrics: CollectorRegistry | None = None  # node/metrics.py, set by node/app.py
 
     async def start(self, host: str, port: int) -> int:
         self.server = await serve(
@@ -66,6 +69,8 @@ class NodeServer:
             return error_response(connection, exc.status, exc.reason)
         if path == "/health":
             return json_response(connection, HTTPStatus.OK, self.health())
+        if path == "/metrics" and self.metrics is not None:
+            return metrics_response(connection, self.metrics)
         if path.startswith(LIVE_PREFIX):
             camera = path[len(LIVE_PREFIX):]
             if camera not in self.master.cameras:

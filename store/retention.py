@@ -167,6 +167,8 @@ class RetentionTask:
         self.usage = StoreUsage()
         self.last_report: SweepReport | None = None
         self.sweeps = 0
+        self.deleted_total: dict[str, int] = {"age": 0, "size": 0, "free": 0}  # since start, for /metrics
+        self.freed_bytes_total = 0
         self._disk_total = 0
         self._wake = asyncio.Event()
         self._sweeping = asyncio.Lock()
@@ -211,6 +213,9 @@ class RetentionTask:
             report = await sweep(self._index, self.root, self.policy, now_us(), usage=self.usage, locks=self.locks)
         self.last_report = report
         self.sweeps += 1
+        for reason, count in report.by_reason.items():
+            self.deleted_total[reason] = self.deleted_total.get(reason, 0) + count
+        self.freed_bytes_total += report.bytes_freed
         if report.deleted:
             log.info("retention deleted %d segments, %d bytes (age %d, size %d, free %d) in %.2f s; %d kept "
                      "for locked events; oldest now %s", report.deleted, report.bytes_freed, report.by_reason["age"],

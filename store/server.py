@@ -22,6 +22,7 @@ from websockets.http11 import Request, Response
 from shared.auth import AccessControl, AuthError, Claims, public_pem
 from shared.clock import now_us
 from shared.httpjson import error_response, json_response
+from shared.metrics import metrics_response
 from shared.protocol.control import (
     HEARTBEAT_INTERVAL_S,
     MAX_CONTROL_BYTES,
@@ -41,6 +42,7 @@ from store.events import ingest_event
 from store.fleet import Fleet
 from store.ingest import Ingestor
 from store.keys import KeyStore
+from store.metrics import StoreMetrics
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class StoreServer:
         self.fleet = Fleet(index.conn, now_us)
         self.api = Api(ingestor.root, index, self.fleet, on_setting=self.push_settings)
         self._checker: asyncio.Task | None = None
+        self.metrics = StoreMetrics(self)
 
     async def start(self, host: str, port: int) -> int:
         await self.fleet.load()
@@ -95,7 +98,7 @@ class StoreServer:
 
     async def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
-        if path not in ("/health", "/key", "/ingest", "/control", "/api"):
+        if path not in ("/health", "/metrics", "/key", "/ingest", "/control", "/api"):
             return error_response(connection, HTTPStatus.NOT_FOUND,
                                   f"no endpoint {path!r}; try /health, /api, /ingest or /control")
         address = connection.remote_address[0]
@@ -106,6 +109,8 @@ class StoreServer:
             return error_response(connection, exc.status, exc.reason)
         if path == "/health":
             return json_response(connection, HTTPStatus.OK, await self.health())
+        if path == "/metrics":
+            return metrics_response(connection, self.metrics.registry)
         if path == "/key":
             if self.keys is None:
                 return error_response(connection, HTTPStatus.NOT_FOUND, "this store runs without authentication")
@@ -141,7 +146,8 @@ class StoreServer:
                 if request is None:
                     await flush()
                     continue
-                task = asyncio.create_task(self.api.handle(request, server, flush, self._claims.get(connection)))
+                task = asyncio.create_task(self.metrics.timed_query(
+                    request.method, self.api.handle(request, server, flush, self._claims.get(connection))))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         finally:
@@ -214,7 +220,8 @@ class StoreServer:
                     if event.kind == "loss" and not ack.duplicate:
                         log.error("node %s reports LOST footage on %s: %s", event.node, event.camera, event.detail)
                 else:
-                    reply = await self.ingestor.ingest(event.header, event.payload)
+                    with self.metrics.ingest_seconds.time():
+                        reply = await self.ingestor.ingest(event.header, event.payload)
                     if isinstance(reply, Ack):
                         receiver.acknowledge(reply.segment_id, reply.duplicate)
                     else:
