@@ -1,0 +1,18 @@
+"""Writing one benchmark's section of docs/benchmarks.md without touching the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def replace_section(path: Path, heading: str, body: str) -> None:
+    """Replace the level-2 section ``heading`` (up to the next ``## ``) with ``body``, or append it."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{heading}\n\n{body.strip()}\n"
+    start = text.find(heading + "\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + block
+    else:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + block + (text[end:] if end >= 0 else "")
+    path.write_text(text.rstrip("\n") + "\n")
