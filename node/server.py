@@ -19,6 +19,7 @@ from websockets.http11 import Request, Response
 from node.keyring import StoreKeyring
 from node.master import CameraMaster
 from shared.auth import AccessControl, AuthError
+from shared.fmp4_live import Fmp4Stream, live_target, send_fmp4
 from shared.httpjson import error_response, json_response
 from shared.metrics import metrics_response
 from shared.protocol.live import LiveInit, LiveStatus
@@ -38,6 +39,7 @@ class NodeServer:
         self.ssl_context = ssl_context
         self.server: Server | None = None
         self.metrics: CollectorRegistry | None = None  # node/metrics.py, set by node/app.py
+        self._fmp4: dict[str, Fmp4Stream] = {}  # per camera, made on its first ?format=fmp4 viewer
 
     async def start(self, host: str, port: int) -> int:
         self.server = await serve(
@@ -79,6 +81,10 @@ class NodeServer:
                     connection, HTTPStatus.NOT_FOUND,
                     f"no camera {camera!r} on this node (cameras here: {known})",
                 )
+            try:
+                live_target(request.path)
+            except ValueError as exc:
+                return error_response(connection, HTTPStatus.BAD_REQUEST, str(exc))
             return None
         return error_response(
             connection, HTTPStatus.NOT_FOUND,
@@ -86,24 +92,21 @@ class NodeServer:
         )
 
     async def _handle(self, connection: ServerConnection) -> None:
-        path = connection.request.path.split("?", 1)[0] if connection.request else ""
-        camera = self.master.cameras[path[len(LIVE_PREFIX):]]
+        camera_id, fmp4 = live_target(connection.request.path if connection.request else "")
+        camera = self.master.cameras[camera_id]
         cfg = camera.config
         sub = camera.subscribe(f"viewer {connection.remote_address}",
                                capacity=int(cfg.fps * VIEWER_BACKLOG_S) + 1)
         try:
-            await connection.send(
-                LiveInit(camera.id, "h264", cfg.width, cfg.height, cfg.fps).serialize()
-            )
-            while True:
-                unit = await sub.get()
-                if unit is None:
-                    await connection.send(
-                        LiveStatus(camera.id, camera.state, camera.error or "camera stopped").serialize()
-                    )
-                    await connection.close(1001, "camera stopped")
-                    return
-                await connection.send(unit.message)
+            init = LiveInit(camera.id, "h264", cfg.width, cfg.height, cfg.fps)
+            if fmp4:
+                await send_fmp4(connection, sub, self._fmp4.setdefault(camera.id, Fmp4Stream(init)))
+            else:
+                await connection.send(init.serialize())
+                while (unit := await sub.get()) is not None:
+                    await connection.send(unit.message)
+            await connection.send(LiveStatus(camera.id, camera.state, camera.error or "camera stopped").serialize())
+            await connection.close(1001, "camera stopped")
         except websockets.ConnectionClosed:
             pass
         finally:

@@ -1,4 +1,4 @@
-"""Fan-out of one camera's access units to many subscribers without copying or waiting.
+"""Fan-out of one camera's access units to many subscribers without copying or waiting (node and relay).
 
 Each access unit is wrapped once in its live frame message (header + Annex-B);
 every subscriber's queue holds a reference to that same ``bytes`` object. A

@@ -21,6 +21,7 @@ from websockets.http11 import Request, Response
 
 from shared.auth import AccessControl, AuthError, Claims, public_pem
 from shared.clock import now_us
+from shared.fmp4_live import LIVE_PREFIX, live_target
 from shared.httpjson import error_response, json_response
 from shared.metrics import metrics_response
 from shared.protocol.control import (
@@ -43,6 +44,7 @@ from store.fleet import Fleet
 from store.ingest import Ingestor
 from store.keys import KeyStore
 from store.metrics import StoreMetrics
+from store.relay import Location, Relay
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class StoreServer:
         self.api = Api(ingestor.root, index, self.fleet, on_setting=self.push_settings)
         self._checker: asyncio.Task | None = None
         self.metrics = StoreMetrics(self)
+        self.relay = Relay(self._locate, self._relay_token)  # /live/{camera}: one upstream per camera
+        self._token: tuple[str, int] | None = None
 
     async def start(self, host: str, port: int) -> int:
         await self.fleet.load()
@@ -77,6 +81,7 @@ class StoreServer:
     async def close(self) -> None:
         if self._checker is not None:
             self._checker.cancel()
+        self.relay.close()
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
@@ -93,12 +98,31 @@ class StoreServer:
                     with contextlib.suppress(websockets.ConnectionClosed):
                         await link.send(Revocations(tuple(sorted(revoked))).serialize())
 
+    def _locate(self, camera: str) -> Location:
+        node = self.fleet.node_of(camera)
+        state = self.fleet.nodes.get(node) if node else None
+        if state is None or state.url is None:
+            return Location(None, f"no node has announced camera {camera}")
+        if state.state != "up":
+            return Location(None, f"node {state.node} is {state.state}")
+        return Location(state.url)
+
+    def _relay_token(self) -> str | None:
+        """A short-lived viewer token the store signs for itself; nodes verify it offline like any other."""
+        if self.keys is None:
+            return None
+        if self._token is None or self._token[1] - time.time() < 600:
+            token, claims = self.keys.issue("viewer", "store-relay", 3600)
+            self._token = (token, claims.expires)
+        return self._token[0]
+
     def revoked(self) -> frozenset[str]:
         return self.keys.revoked() if self.keys is not None else frozenset()
 
     async def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
-        if path not in ("/health", "/metrics", "/key", "/ingest", "/control", "/api"):
+        if not path.startswith(LIVE_PREFIX) and path not in ("/health", "/metrics", "/key", "/ingest", "/control",
+                                                             "/api"):
             return error_response(connection, HTTPStatus.NOT_FOUND,
                                   f"no endpoint {path!r}; try /health, /api, /ingest or /control")
         address = connection.remote_address[0]
@@ -111,6 +135,13 @@ class StoreServer:
             return json_response(connection, HTTPStatus.OK, await self.health())
         if path == "/metrics":
             return metrics_response(connection, self.metrics.registry)
+        if path.startswith(LIVE_PREFIX):
+            try:
+                live_target(request.path, self.fleet.cameras())
+            except LookupError as exc:
+                return error_response(connection, HTTPStatus.NOT_FOUND, str(exc))
+            except ValueError as exc:
+                return error_response(connection, HTTPStatus.BAD_REQUEST, str(exc))
         if path == "/key":
             if self.keys is None:
                 return error_response(connection, HTTPStatus.NOT_FOUND, "this store runs without authentication")
@@ -121,6 +152,10 @@ class StoreServer:
 
     async def _handle(self, connection: ServerConnection) -> None:
         path = connection.request.path.split("?", 1)[0] if connection.request else ""
+        if path.startswith(LIVE_PREFIX) and connection.request:
+            connection.protocol.max_message_size = 64 * 1024  # viewers send us nothing of size
+            await self.relay.serve(connection, *live_target(connection.request.path))
+            return
         handler = {"/ingest": self._ingest, "/control": self._control, "/api": self._api}[path]
         # The server's max_size fits a whole segment; the other endpoints only take small JSON.
         if path == "/api":

@@ -1,0 +1,78 @@
+"""Live viewers for system tests: connect, record what arrives (and when), reconnect if asked."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import websockets
+from websockets.asyncio.client import connect
+
+from shared.clock import now_us
+from shared.protocol.live import decode_frame
+from shared.security import bearer
+
+
+@dataclass
+class Viewer:
+    url: str
+    token: str | None = None
+    reconnect: bool = False  # keep coming back (as a browser page does), e.g. through a load balancer
+    texts: list[dict] = field(default_factory=list)
+    frames: list[tuple[float, int, bool]] = field(default_factory=list)  # (monotonic, capture_us, keyframe)
+    binaries: list[bytes] = field(default_factory=list)  # fMP4: the raw messages
+    latency_ms: list[float] = field(default_factory=list)
+    connects: int = 0
+    fmp4: bool = False
+    _task: asyncio.Task | None = None
+
+    def start(self) -> Viewer:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def states(self) -> list[str]:
+        return [t.get("state", t["type"]) for t in self.texts]
+
+    def frames_since(self, t: float) -> int:
+        return sum(1 for at, _, _ in self.frames if at >= t)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with connect(self.url, additional_headers=bearer(self.token), max_size=2**24,
+                                   compression=None, open_timeout=5) as ws:
+                    self.connects += 1
+                    async for message in ws:
+                        if isinstance(message, str):
+                            self.texts.append(json.loads(message))
+                        elif self.fmp4:
+                            self.binaries.append(message)
+                            self.frames.append((time.monotonic(), 0, False))
+                        else:
+                            frame = decode_frame(message)
+                            self.frames.append((time.monotonic(), frame.capture_us, frame.keyframe))
+                            self.latency_ms.append((now_us() - frame.capture_us) / 1000)
+            except (OSError, TimeoutError, websockets.WebSocketException):
+                pass
+            if not self.reconnect:
+                return
+            await asyncio.sleep(0.2)
+
+
+async def wait_until(check: Callable[[], bool], seconds: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        await asyncio.sleep(step)
+    return bool(check())
