@@ -16,10 +16,13 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
+from importlib import resources
 
 import websockets
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Response
 
 from shared.backoff import Backoff
 from shared.fanout import AccessUnit, FanOut
@@ -189,3 +192,13 @@ class Relay:
         for up in self.upstreams.values():
             up.close()
 
+
+
+def web_page(connection: ServerConnection) -> Response:
+    """``GET /``: every camera live in a grid (store/web/index.html; it takes the token from its own URL)."""
+    html = (resources.files("store") / "web" / "index.html").read_text()
+    response = connection.respond(HTTPStatus.OK, html)
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = "text/html; charset=utf-8"
+    response.headers["Cache-Control"] = "no-store"  # the URL carries a token; keep it out of caches
+    return response

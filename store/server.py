@@ -44,7 +44,7 @@ from store.fleet import Fleet
 from store.ingest import Ingestor
 from store.keys import KeyStore
 from store.metrics import StoreMetrics
-from store.relay import Location, Relay
+from store.relay import Location, Relay, web_page
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,8 @@ class StoreServer:
 
     async def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
-        if not path.startswith(LIVE_PREFIX) and path not in ("/health", "/metrics", "/key", "/ingest", "/control",
-                                                             "/api"):
+        if not path.startswith(LIVE_PREFIX) and path not in ("/", "/health", "/metrics", "/key", "/ingest",
+                                                             "/control", "/api"):
             return error_response(connection, HTTPStatus.NOT_FOUND,
                                   f"no endpoint {path!r}; try /health, /api, /ingest or /control")
         address = connection.remote_address[0]
@@ -135,6 +135,8 @@ class StoreServer:
             return json_response(connection, HTTPStatus.OK, await self.health())
         if path == "/metrics":
             return metrics_response(connection, self.metrics.registry)
+        if path == "/":
+            return web_page(connection)
         if path.startswith(LIVE_PREFIX):
             try:
                 live_target(request.path, self.fleet.cameras())

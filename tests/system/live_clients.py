@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import websockets
 from websockets.asyncio.client import connect
@@ -76,3 +77,37 @@ async def wait_until(check: Callable[[], bool], seconds: float, step: float = 0.
             return True
         await asyncio.sleep(step)
     return bool(check())
+
+
+def start_fleet(processes, tmp: Path, nodes: int = 3, cameras: int = 2, fps: int = 5,  # type: ignore[no-untyped-def]
+                size: str = "160x120") -> tuple[int, list[int], dict[str, str]]:
+    """A store and ``nodes`` nodes with ``cameras`` cameras each (cam0, cam1, … across the fleet), auth on.
+
+    Returns the store's port, the nodes' ports and the tokens; every node has announced itself and can
+    check viewer tokens when this returns.
+    """
+    from store.keys import KeyStore
+    from tests.system.conftest import free_port, get_json, tokens, wait_for_health
+
+    store_port, root = free_port(), tmp / "store"
+    toks = tokens(root)
+    store = processes.start("store", "store", "--root", str(root), "--host", "127.0.0.1", "--port", str(store_port))
+    wait_for_health(f"http://127.0.0.1:{store_port}", store)
+    ports = []
+    for n in range(nodes):
+        port = free_port()
+        token = toks["node"] if n == 0 else KeyStore(root).issue("node", f"node{n}", 3600)[0]
+        cams = [a for c in range(cameras) for a in ("--camera", f"cam{n * cameras + c}=synthetic")]
+        proc = processes.start(f"node{n}", "node", "--id", f"node{n}", "--host", "127.0.0.1", "--port", str(port),
+                               "--store", f"ws://127.0.0.1:{store_port}", "--spool", str(tmp / f"spool{n}"),
+                               "--size", size, "--fps", str(fps), *cams, token=token)
+        wait_for_health(f"http://127.0.0.1:{port}", proc)
+        ports.append(port)
+    deadline = time.monotonic() + 20
+    while True:
+        states = get_json(f"http://127.0.0.1:{store_port}/health")["nodes"]
+        if len(states) == nodes and all(s == "up" for s in states.values()):
+            break
+        assert time.monotonic() < deadline, f"nodes never all up at the store: {states}"
+        time.sleep(0.2)
+    return store_port, ports, toks
