@@ -70,10 +70,10 @@ class CellGeometry:
     def bbox(self, active: np.ndarray) -> tuple[float, float, float, float]:
         rows = np.flatnonzero(active.any(axis=1))
         cols = np.flatnonzero(active.any(axis=0))
-        x0 = cols[0] * self.cell / self.width
-        x1 = min(1.0, (cols[-1] + 1) * self.cell / self.width)
-        y0 = rows[0] * self.cell / self.height
-        y1 = min(1.0, (rows[-1] + 1) * self.cell / self.height)
+        x0 = float(cols[0] * self.cell / self.width)
+        x1 = min(1.0, float((cols[-1] + 1) * self.cell / self.width))
+        y0 = float(rows[0] * self.cell / self.height)
+        y1 = min(1.0, float((rows[-1] + 1) * self.cell / self.height))
         return (x0, y0, x1 - x0, y1 - y0)
 
     def sample(self, active: np.ndarray, included: int, min_area: float) -> MotionSample:
