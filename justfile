@@ -11,9 +11,10 @@ demo *ARGS:
 test *ARGS:
     python3 -m pytest {{ARGS}}
 
-# run the benchmark; prints a table and writes docs/benchmarks.md
+# run a benchmark; prints a table and writes docs/benchmarks.md. `just bench` is the
+# six-camera system benchmark (bench/run.py); `just bench motion` the detectors (bench/motion.py)
 bench *ARGS:
-    python3 -m bench.run {{ARGS}}
+    python3 -m bench {{ARGS}}
 
 lint:
     python3 -m ruff check .
