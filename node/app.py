@@ -12,13 +12,15 @@ from node.control import ControlLink
 from node.keyring import StoreKeyring
 from node.master import CameraMaster
 from node.metrics import NodeMetrics
+from node.motion.config import DetectorConfig
+from node.motion_worker import MotionWorker
 from node.recorder import Recorder
 from node.roll import RecordingGate
 from node.server import NodeServer
 from node.spool import Spool, SpooledSegment
 from node.uploader import Uploader
 from shared.clock import now_us
-from shared.config import NodeConfig
+from shared.config import CameraConfig, NodeConfig
 from shared.health import ProcessMonitor
 from shared.protocol.control import Hello, SettingsPush
 from shared.protocol.ingest import EventRecord
@@ -26,6 +28,13 @@ from shared.security import SecurityOptions, bearer, client_ssl
 
 log = logging.getLogger(__name__)
 SHUTDOWN_UPLOAD_S = 15.0
+
+
+def motion_config(camera: CameraConfig, index: int) -> DetectorConfig | None:
+    """The camera's detector settings (defaults if it says nothing), or None if it turns detection off."""
+    if camera.motion is False:
+        return None
+    return DetectorConfig.from_json(camera.motion or {}, "node config", f"cameras[{index}].motion")
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,8 @@ class Node:
         # ``motion`` recording mode: finished segments wait here until an event wants them or cannot.
         self.gates: dict[str, RecordingGate[SpooledSegment]] = {c.id: RecordingGate() for c in config.cameras}
         self.discarded_quiet: dict[str, int] = {c.id: 0 for c in config.cameras}
+        self._motion_tasks: set[asyncio.Task] = set()
+        self.motion_configs = {c.id: motion_config(c, i) for i, c in enumerate(config.cameras)}
 
     def _hello(self) -> Hello:
         return Hello(self.config.id, self.port or 0, tuple(self.master.cameras))
@@ -73,6 +84,9 @@ class Node:
         if camera.settings != push.settings:
             log.info("camera %s settings now %s", push.camera, push.settings)
         camera.settings = dict(push.settings)
+        sensitivity = push.settings.get("motion_sensitivity")
+        if camera.motion is not None and isinstance(sensitivity, (int, float)):
+            camera.motion.set_sensitivity(float(sensitivity))
 
     def _motion_mode(self, camera: str) -> bool:
         return self.master.cameras[camera].settings.get("recording_mode") == "motion"
@@ -105,6 +119,11 @@ class Node:
             for camera in self.gates:
                 await self._decide(camera)
 
+    def _motion_finished_soon(self, record: EventRecord) -> None:
+        task = asyncio.create_task(self.motion_finished(record))
+        self._motion_tasks.add(task)
+        task.add_done_callback(self._motion_tasks.discard)
+
     def motion_started(self, camera: str, start_us: int) -> None:
         self.gates[camera].event_started(start_us)
 
@@ -128,6 +147,13 @@ class Node:
         for item in backlog:
             self.uploader.add(item)
         self._tasks.append(asyncio.create_task(self.uploader.run(), name="uploader"))
+        loop = asyncio.get_running_loop()
+        for camera in self.master.cameras.values():
+            detection = self.motion_configs[camera.id]
+            if detection is not None:
+                cfg = camera.config
+                camera.motion = MotionWorker(camera.id, self.config.id, detection, cfg.width, cfg.height, cfg.fps,
+                                             loop, self.motion_started, self._motion_finished_soon)
         for camera in self.master.cameras.values():
             recorder = Recorder(self.config.id, camera, self.config.segment_seconds,
                                 self.spool, self._spooled, self._lost)
@@ -146,9 +172,15 @@ class Node:
         """Clean stop: finish the segment in progress, spool it, try to upload what is left."""
         await self.master.stop()
         await asyncio.gather(*self._recording)
-        for gate in self.gates.values():
-            for item in gate.release_all():  # undecided at shutdown: keep, never lose it to a non-decision
+        await asyncio.gather(*self._motion_tasks)  # events closed by the stop are spooled too
+        for camera, gate in self.gates.items():
+            # Detection has closed its last event by now, so every held segment's fate is known.
+            keep, discard = gate.finish() if self._motion_mode(camera) else (gate.release_all(), [])
+            for item in keep:
                 await self.uploader.add_and_enforce(item)
+            for item in discard:
+                await asyncio.to_thread(self.spool.remove, item)
+                self.discarded_quiet[camera] += 1
         if self.config.store_url:
             done = await self.uploader.drain(SHUTDOWN_UPLOAD_S)
             if not done:

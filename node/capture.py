@@ -13,7 +13,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from node.encode import EncodedUnit, H264Encoder
+import av
+
+from node.encode import EncodedUnit
+from node.encoders import VideoEncoder
 from node.sources.base import CameraSource
 from shared.clock import now_us
 
@@ -25,17 +28,22 @@ class CaptureThread(threading.Thread):
         self,
         camera_id: str,
         source: CameraSource,
-        encoder: H264Encoder,
+        encoder: VideoEncoder,
         on_unit: Callable[[EncodedUnit], None],
         on_drop: Callable[[int], None],
         on_end: Callable[[BaseException | None], None],
         on_encode_time: Callable[[float], None] | None = None,
+        on_frame: Callable[[av.VideoFrame, int], None] | None = None,
+        frame_filter: Callable[[av.VideoFrame, int], None] | None = None,
     ) -> None:
         super().__init__(name=f"capture-{camera_id}", daemon=True)
         self.camera_id = camera_id
         self.source, self.encoder = source, encoder
         self._on_unit, self._on_drop, self._on_end = on_unit, on_drop, on_end
         self._on_encode_time = on_encode_time  # the /metrics histogram (node/metrics.py)
+        # Raw frames for the motion detector: each read() is a fresh frame, so handing it on copies nothing.
+        self._on_frame = on_frame
+        self._filter = frame_filter  # privacy masks, timestamp (node/filters.py): before the one encode
         self._stop_event = threading.Event()
         self.encode_seconds = 0.0
 
@@ -72,6 +80,8 @@ class CaptureThread(threading.Thread):
                 continue
             frame = self.source.read(index)
             capture = now_us()
+            if self._filter is not None:
+                self._filter(frame, capture)
             t0 = time.perf_counter()
             units = self.encoder.encode(frame, capture)
             elapsed = time.perf_counter() - t0
@@ -80,4 +90,6 @@ class CaptureThread(threading.Thread):
                 self._on_encode_time(elapsed)
             for unit in units:
                 self._on_unit(unit)
+            if self._on_frame is not None:
+                self._on_frame(frame, capture)
             index += 1

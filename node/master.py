@@ -12,12 +12,17 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from node.capture import CaptureThread
 from node.encode import EncodedUnit, H264Encoder
+from node.encoders import codec_family, open_encoder
+from node.filters import build_filter
 from node.fanout import AccessUnit, FanOut, Subscription
+from node.motion_worker import MotionWorker
 from node.sources import open_source
+from node.sources.pyav import PyAVSource
+from node.stream import StreamFormat, StreamThread
 from shared.config import CameraConfig
 
 log = logging.getLogger(__name__)
@@ -67,19 +72,23 @@ class Camera:
         self.error: str | None = None
         self.settings: dict = {}  # runtime settings pushed by the store (recording mode, ...)
         self.on_encode_time: Callable[[float], None] | None = None  # set by node/metrics.py before start
-        self._thread: CaptureThread | None = None
+        self.motion: MotionWorker | None = None  # set by the node before start, if detection is on
+        self.codec = codec_family(config.codec)  # what this camera sends: h264 | hevc
+        self._thread: CaptureThread | StreamThread | None = None
         self._ended = asyncio.Event()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         source = open_source(self.config)
-        encoder = H264Encoder(
-            self.config.width, self.config.height, self.config.fps, self.config.keyframe_interval_s,
-            self.config.max_bitrate_bps,
-        )
-        self.encoder_name = encoder.name
+        # A PyAV source passes H.264 through or opens its encoder once it knows the stream (node/stream.py).
+        encoder = None if isinstance(source, PyAVSource) else open_encoder(self.config)  # probes hardware once
+        self.encoder_name = encoder.name if encoder is not None else "connecting"
+
+        motion = self.motion
 
         def on_unit(unit: EncodedUnit) -> None:
             loop.call_soon_threadsafe(self._publish, unit)
+            if motion is not None:
+                motion.offer_unit(unit)
 
         def on_drop(count: int) -> None:
             loop.call_soon_threadsafe(self._dropped, count)
@@ -87,9 +96,24 @@ class Camera:
         def on_end(error: BaseException | None) -> None:
             loop.call_soon_threadsafe(self._finish, error)
 
-        self._thread = CaptureThread(self.id, source, encoder, on_unit, on_drop, on_end, self.on_encode_time)
+        if isinstance(source, PyAVSource):
+            self._thread = StreamThread(self.config, source, on_unit, on_drop, on_end,
+                                        lambda f: loop.call_soon_threadsafe(self._stream_format, f),
+                                        self.on_encode_time, motion.offer_frame if motion is not None else None)
+        else:
+            assert encoder is not None
+            self._thread = CaptureThread(self.id, source, encoder, on_unit, on_drop, on_end, self.on_encode_time,
+                                         on_frame=motion.offer_frame if motion is not None else None,
+                                         frame_filter=build_filter(self.config))
+        if motion is not None:
+            motion.start()
         self._thread.start()
         self.state = "up"
+
+    def _stream_format(self, fmt: StreamFormat) -> None:
+        """A stream's own size and rate win over the config's: the recorder and /live describe what is sent."""
+        self.config = replace(self.config, width=fmt.width, height=fmt.height, fps=max(1, round(fmt.fps)))
+        self.encoder_name, self.codec = fmt.encoder, fmt.codec
 
     def _publish(self, unit: EncodedUnit) -> None:
         self.stats.record(len(unit.data), unit.keyframe, unit.capture_us)
@@ -116,6 +140,8 @@ class Camera:
             return
         self._thread.stop()
         await self._ended.wait()
+        if self.motion is not None:
+            await asyncio.to_thread(self.motion.stop)  # closes an open event: it is reported too
 
     @property
     def encode_seconds(self) -> float:
@@ -135,10 +161,14 @@ class Camera:
             "frames_encoded": self.stats.frames_encoded,
             "frames_dropped": self.stats.frames_dropped,
             "encoder": self.encoder_name,
+            "codec": self.codec,
             "encode_seconds": round(self.encode_seconds, 3),
             "subscribers": len(self.fanout.subscriptions),
             "last_capture_us": self.stats.last_capture_us,
             "settings": self.settings,
+            "motion": self.motion.health() if self.motion is not None else None,
+            # state (connecting/up/reconnecting), mode (passthrough/transcode), reconnects, source_error
+            **(self._thread.health() if isinstance(self._thread, StreamThread) else {}),
         }
 
 

@@ -70,9 +70,16 @@ class RecordingGate(Generic[T]):
         self.events = [(a, b) for a, b in self.events if b + self.post_roll_us > oldest]
         return keep, discard
 
+    def finish(self) -> tuple[list[T], list[T]]:
+        """At a clean stop, after the detector has closed its last event, no event can come any more:
+        (keep, discard) for everything still held."""
+        keep = [h.item for h in self.held if self._wanted(h)]
+        discard = [h.item for h in self.held if not self._wanted(h)]
+        self.held = []
+        return keep, discard
+
     def release_all(self) -> list[T]:
-        """At shutdown or a switch to continuous mode: keep whatever is undecided (never lose footage
-        to a decision that was not made)."""
+        """On a switch to continuous mode: keep whatever is undecided."""
         items = [h.item for h in self.held]
         self.held = []
         return items

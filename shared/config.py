@@ -223,6 +223,11 @@ class CameraConfig:
     fps: int = 15
     keyframe_interval_s: float = 1.0
     bitrate_bps: int | None = None  # the encoder's cap; None: default_bitrate(width, height, fps)
+    motion: Any = None  # the "motion" object (node/motion/config.py), None for defaults, False for off
+    codec: str = "h264"  # or "h265" (storage savings; see docs/cameras.md)
+    encoder: str | None = None  # force an FFmpeg encoder (e.g. "libx264"); None: probe (node/encoders.py)
+    masks: tuple[tuple[tuple[float, float], ...], ...] = ()  # privacy polygons, normalised 0..1
+    timestamp: bool = False  # burn the capture time into the picture (node/filters.py)
 
     @property
     def max_bitrate_bps(self) -> int:
@@ -255,7 +260,27 @@ class NodeConfig:
 
 NODE_KEYS = {"id", "store", "host", "port", "cameras", "segment_seconds", "spool", "spool_max_bytes",
              "spool_max_minutes"}
-CAMERA_KEYS = {"id", "source", "width", "height", "fps", "keyframe_interval_s", "bitrate_bps"}
+CAMERA_KEYS = {"id", "source", "width", "height", "fps", "keyframe_interval_s", "bitrate_bps", "motion",
+               "codec", "encoder", "masks", "timestamp"}
+
+
+def masks_from_reader(r: FieldReader) -> tuple[tuple[tuple[float, float], ...], ...]:
+    """``masks``: [{"rect": [x, y, w, h]} | {"polygon": [[x, y], ...]}], all normalised to 0..1."""
+    polygons = []
+    for m in r.children("masks", []):
+        m.reject_unknown({"rect", "polygon"})
+        if m.has("rect") == m.has("polygon"):
+            raise m.error("rect", "give exactly one of rect or polygon")
+        if m.has("rect"):
+            x, y, w, h = m.numbers("rect", 4, minimum=0, maximum=1)
+            polygons.append(((x, y), (x + w, y), (x + w, y + h), (x, y + h)))
+            continue
+        points = m.data["polygon"]
+        if not isinstance(points, list) or len(points) < 3:
+            raise m.error("polygon", f"must be an array of at least 3 [x, y] points, got {points!r}")
+        p = FieldReader({str(i): v for i, v in enumerate(points)}, r.source, m._field("polygon"))
+        polygons.append(tuple(p.pair(str(i), minimum=0, maximum=1) for i in range(len(points))))
+    return tuple(polygons)
 
 
 def camera_from_reader(r: FieldReader) -> CameraConfig:
@@ -272,6 +297,11 @@ def camera_from_reader(r: FieldReader) -> CameraConfig:
         fps=r.integer("fps", 15, minimum=1, maximum=120),
         keyframe_interval_s=float(r.number("keyframe_interval_s", 1.0, minimum=0.1, maximum=60)),
         bitrate_bps=r.integer("bitrate_bps", minimum=50_000, maximum=100_000_000) if r.has("bitrate_bps") else None,
+        motion=r.data.get("motion"),  # validated by the node, which knows the detectors
+        codec=r.choice("codec", ("h264", "h265"), "h264"),
+        encoder=r.string("encoder") if r.has("encoder") else None,
+        masks=masks_from_reader(r),
+        timestamp=r.boolean("timestamp", False),
     )
 
 

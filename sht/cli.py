@@ -67,8 +67,10 @@ def cmd_node(args: argparse.Namespace) -> int:
             cameras[cam_id] = CameraConfig(id=cam_id, source=source)
         from dataclasses import replace
 
+        motion = {"off": False, None: None}.get(args.motion, {"detector": args.motion})
         cams = tuple(
-            replace(c, width=width or c.width, height=height or c.height, fps=args.fps or c.fps)
+            replace(c, width=width or c.width, height=height or c.height, fps=args.fps or c.fps,
+                    motion=c.motion if args.motion is None else motion)
             for c in cameras.values()
         )
         from shared.timespec import TimeSpecError
@@ -107,6 +109,8 @@ def cmd_node(args: argparse.Namespace) -> int:
         asyncio.run(run_node(config, security))
     except (SourceError, ConfigError) as exc:
         return _fail(str(exc))
+    except ValueError as exc:  # e.g. a motion zone the detector cannot use
+        return _fail(f"node {config.id}: {exc}")
     except OSError as exc:
         return _fail(f"node {config.id}: {exc}")
     return 0
@@ -127,6 +131,23 @@ def cmd_store(args: argparse.Namespace) -> int:
         asyncio.run(run_store(Path(args.root), args.host, args.port, policy, security))
     except OSError as exc:
         return _fail(f"store: {exc}")
+    return 0
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    try:
+        security = security_from_args(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if security.auth and not args.token:
+        return _fail("the relay needs a viewer token for the store and the nodes: give --token or set SHT_TOKEN")
+    _setup_logging(args.log_level)
+    from store.relay_app import run_relay
+
+    try:
+        asyncio.run(run_relay(args.store, args.host, args.port, args.token, security, args.ca))
+    except OSError as exc:
+        return _fail(f"relay: {exc}")
     return 0
 
 
@@ -166,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--size", help="frame size for every camera, e.g. 1280x720")
     node.add_argument("--fps", type=int, help="frame rate for every camera")
     node.add_argument("--config", help="JSON config file; flags override it")
+    node.add_argument("--motion", choices=("luma", "vectors", "off"),
+                      help="motion detector for every camera (default: each camera's config, else luma)")
     node.add_argument("--token", default=os.environ.get("SHT_TOKEN"), help="node token for the store "
                       "(default $SHT_TOKEN)")
     node.add_argument("--store-key", help="the store's public key (ROOT/keys/signing.pub); default: fetched "
@@ -185,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     from store.admin import add_store_commands  # --max-age/--max-bytes/--min-free; prune, check, ...
 
     add_store_commands(store)
+
+    relay = sub.add_parser("relay", help="a relay-only process: /live for many viewers, cameras found via a store")
+    relay.add_argument("--store", required=True, help="the store's URL, e.g. http://nas:8100 (for fleet and key)")
+    relay.add_argument("--host", default="0.0.0.0")
+    relay.add_argument("--port", type=int, default=8200)
+    relay.add_argument("--token", default=os.environ.get("SHT_TOKEN"), help="viewer token for the store and the "
+                       "nodes (default $SHT_TOKEN)")
+    relay.add_argument("--ca", help="CA certificate to verify a wss:// store with")
+    relay.add_argument("--log-level", default="info")
+    add_listener_security(relay)
+    relay.set_defaults(func=cmd_relay)
 
     console = sub.add_parser("console", help="the operator's console (fleet, live, events, search, settings)")
     from sht.query_cli import add_store_arg

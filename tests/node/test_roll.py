@@ -56,3 +56,11 @@ def test_release_all_keeps_undecided_footage():
     g = gate()
     segments(g, 2)
     assert g.release_all() == ["seg0", "seg1"] and not g.held
+
+
+def test_finish_decides_everything_once_no_event_can_come():
+    g = gate()
+    g.event_finished(25 * S, 27 * S)
+    segments(g, 5)  # 0-50 s; wanted: 20-30 (pre-roll from 20) to 37 (post-roll)
+    keep, discard = g.finish()
+    assert keep == ["seg2", "seg3"] and discard == ["seg0", "seg1", "seg4"] and not g.held
