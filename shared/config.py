@@ -266,7 +266,7 @@ CAMERA_KEYS = {"id", "source", "width", "height", "fps", "keyframe_interval_s", 
 
 def masks_from_reader(r: FieldReader) -> tuple[tuple[tuple[float, float], ...], ...]:
     """``masks``: [{"rect": [x, y, w, h]} | {"polygon": [[x, y], ...]}], all normalised to 0..1."""
-    polygons = []
+    polygons: list[tuple[tuple[float, float], ...]] = []
     for m in r.children("masks", []):
         m.reject_unknown({"rect", "polygon"})
         if m.has("rect") == m.has("polygon"):
