@@ -150,6 +150,7 @@ class Relay:
                  ssl_context: ssl.SSLContext | None = None, linger_s: float = LINGER_S) -> None:
         self.locate, self.token, self.ssl_context, self.linger_s = locate, token, ssl_context, linger_s
         self.upstreams: dict[str, Upstream] = {}
+        self.closed = False
 
     async def serve(self, connection: ServerConnection, camera: str, fmp4: bool = False) -> None:
         """One viewer, until it leaves: init, frames, and a status whenever the node is away."""
@@ -159,13 +160,18 @@ class Relay:
         up.attach()
         peer = connection.remote_address
         sent_status: LiveStatus | None = None
+        closed = asyncio.ensure_future(connection.wait_closed())  # a viewer may leave while we wait for the node
         try:
-            while True:
+            while not self.closed:
                 if up.init is None:
                     if up.status is not None and up.status != sent_status:
                         sent_status = up.status
                         await connection.send(up.status.serialize())
-                    await up.changed()
+                    changed = asyncio.ensure_future(up.changed())
+                    await asyncio.wait((changed, closed), return_when=asyncio.FIRST_COMPLETED)
+                    changed.cancel()
+                    if closed.done():
+                        return
                     continue
                 init = up.init
                 sub = up.fanout.subscribe(f"viewer {peer}", capacity=int(init.fps * VIEWER_BACKLOG_S) + 1)
@@ -186,9 +192,11 @@ class Relay:
         except websockets.ConnectionClosed:
             pass
         finally:
+            closed.cancel()
             up.detach()
 
     def close(self) -> None:
+        self.closed = True
         for up in self.upstreams.values():
             up.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class Viewer:
     latency_ms: list[float] = field(default_factory=list)
     connects: int = 0
     fmp4: bool = False
+    ssl_context: ssl.SSLContext | None = None
     _task: asyncio.Task | None = None
 
     def start(self) -> Viewer:
@@ -51,7 +53,7 @@ class Viewer:
         while True:
             try:
                 async with connect(self.url, additional_headers=bearer(self.token), max_size=2**24,
-                                   compression=None, open_timeout=5) as ws:
+                                   compression=None, open_timeout=5, ssl=self.ssl_context) as ws:
                     self.connects += 1
                     async for message in ws:
                         if isinstance(message, str):

@@ -52,6 +52,11 @@ def test_relay_fans_out_one_upstream_and_survives_the_node(processes, tmp_path):
         node_proc.send_signal(signal.SIGKILL)
         node_proc.wait()
         assert await wait_until(lambda: all("down" in v.states() for v in viewers), 10), viewers[0].texts
+        late = Viewer(live, toks["viewer"]).start()  # arrives while the node is down, and leaves
+        assert await wait_until(lambda: late.states() == ["down"], 5), late.texts
+        await late.stop()
+        assert await wait_until(lambda: 'sht_relay_viewers{camera="cam0"} 5.0' in _scrape(f"http://{store}/metrics"),
+                                5), "a viewer that left while the node was down is let go"
         processes.start("node2", "node", "--id", "node0", "--host", "127.0.0.1", "--port", str(node_port),
                         "--store", f"ws://{store}", "--spool", str(tmp_path / "spool"), "--segment-seconds", "1",
                         "--size", "160x120", "--fps", "10", "--camera", "cam0=synthetic", *node_args,
