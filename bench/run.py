@@ -132,9 +132,9 @@ def render_raw(path: Path, width: int, height: int, fps: int) -> None:
     source.close()
 
 
-def run_demo(args: argparse.Namespace, root: Path, summary: Path) -> tuple[int, float, float]:
+def run_demo(args: argparse.Namespace, root: Path, summary: Path, motion: str = "off") -> tuple[int, float, float]:
     run_for = WARMUP_S + args.duration + 1
-    cmd = [sys.executable, "-m", "sht", "demo", "--headless", "--duration", str(run_for),
+    cmd = [sys.executable, "-m", "sht", "demo", "--headless", "--duration", str(run_for), "--motion", motion,
            "--base-port", str(args.base_port), "--root", str(root),
            "--segment-seconds", str(SEGMENT_SECONDS), "--size", args.size, "--fps", str(args.fps),
            "--summary-json", str(summary)]
@@ -330,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
             console.print((tmp / "demo.out").read_text(errors="replace")[-4000:], markup=False)
             return 1
         summary = json.loads(summary_path.read_text())
+        # The same system with motion detection on (the shipped default): a second run, reported beside it.
+        console.print(f"demo again with motion detection on, {args.duration:g} s…")
+        with_motion, (code, with_motion.steady_cpu_s, with_motion.steady_s) = _split(
+            measure(lambda: run_demo(args, tmp / "demo-motion", tmp / "summary-motion.json", "luma")))
         ff: Measured | None = None
         if ffmpeg is None:
             console.print("[yellow]ffmpeg is missing (no ffmpeg on PATH, no imageio-ffmpeg): "
@@ -344,6 +348,12 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"[red]bench: ffmpeg failed: exit codes {codes}[/red]")
                 return 1
     rows = build_rows(args, demo, summary, ff)
+    if code == 0 and with_motion.steady_s:
+        per_cam = with_motion.steady_cpu_s / (len(summary["cameras"]) * with_motion.steady_s)
+        rows.insert(3, Row("the same with luma motion detection on every camera (shipped default)",
+                           f"{per_cam:.3f}  ({with_motion.steady_cpu_s:.1f} CPU s over {with_motion.steady_s:.0f} s)"
+                           + (f", {per_cam / (ff.steady_cpu_s / (args.cameras * ff.steady_s)):.2f}x ffmpeg"
+                              if ff is not None else "")))
     print_table(rows)
     write_markdown(Path(args.output), args, rows, info)
     console.print(f"wrote {args.output}")

@@ -37,6 +37,7 @@ class DemoOptions:
     size: str = "1280x720"
     fps: int = 15
     summary_json: Path | None = None
+    motion: str | None = None  # luma | vectors | off for every camera; None: the node's default
 
     @property
     def store_port(self) -> int:
@@ -101,7 +102,7 @@ class Fleet:
                 "node", "--id", f"node{i}", "--host", "127.0.0.1", "--port", str(o.node_port(i)),
                 "--store", f"ws://127.0.0.1:{o.store_port}", "--spool", str(o.root / "spool" / f"node{i}"),
                 "--segment-seconds", str(o.segment_seconds), "--size", o.size, "--fps", str(o.fps),
-                *cams,
+                *cams, *(["--motion", o.motion] if o.motion else []),
             ], token=self.node_tokens[i]))
 
     def node_urls(self) -> list[str]:
