@@ -163,7 +163,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     opts = DemoOptions(
         base_port=args.base_port, root=Path(args.root), headless=args.headless,
         duration=args.duration, segment_seconds=args.segment_seconds, size=args.size,
-        fps=args.fps, summary_json=Path(args.summary_json) if args.summary_json else None,
+        fps=args.fps, summary_json=Path(args.summary_json) if args.summary_json else None, motion=args.motion,
     )
     return run_demo(opts)
 
@@ -234,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--segment-seconds", type=float, default=10.0)
     demo.add_argument("--size", default="1280x720")
     demo.add_argument("--fps", type=int, default=15)
+    demo.add_argument("--motion", choices=("luma", "vectors", "off"), help="motion detector on every camera "
+                      "(default: luma)")
     demo.add_argument("--summary-json", help="also write the headless summary as JSON here")
     demo.set_defaults(func=cmd_demo)
 
