@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from node.capture import CaptureThread
 from node.encode import EncodedUnit, H264Encoder
 from node.encoders import codec_family, open_encoder
-from node.filters import build_filter
 from node.fanout import AccessUnit, FanOut, Subscription
+from node.filters import build_filter
 from node.motion_worker import MotionWorker
 from node.sources import open_source
 from node.sources.pyav import PyAVSource
@@ -27,6 +27,10 @@ from shared.config import CameraConfig
 
 log = logging.getLogger(__name__)
 RATE_WINDOW_S = 5.0
+
+
+def void(_: object) -> None:
+    """Drop a value (a callback's ``Handle``) so a lambda fits a ``-> None`` slot."""
 
 
 @dataclass
@@ -98,7 +102,7 @@ class Camera:
 
         if isinstance(source, PyAVSource):
             self._thread = StreamThread(self.config, source, on_unit, on_drop, on_end,
-                                        lambda f: loop.call_soon_threadsafe(self._stream_format, f),
+                                        lambda f: void(loop.call_soon_threadsafe(self._stream_format, f)),
                                         self.on_encode_time, motion.offer_frame if motion is not None else None)
         else:
             assert encoder is not None

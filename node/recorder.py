@@ -72,6 +72,9 @@ class Recorder:
             await self._save(last, done_journal)
 
     def _start_journal(self, start_us: int) -> None:
+        cfg = self.camera.config  # a stream source may have replaced the configured size and rate with its own
+        self.journal_header = JournalHeader(self.node_id, self.camera.id, cfg.width, cfg.height, cfg.fps)
+        self.segmenter.frame_interval_us = int(round(1_000_000 / cfg.fps))
         self._journal = JournalWriter(self.spool.journal_path(self.camera.id, start_us), self.journal_header)
 
     async def _flush_journal(self) -> None:
@@ -107,7 +110,7 @@ class Recorder:
 
     def _build_and_spool(self, segment: FinishedSegment, width: int, height: int,
                          fps: float) -> SpooledSegment:
-        header, data = build_segment(self.node_id, segment, width, height, fps)
+        header, data = build_segment(self.node_id, segment, width, height, fps, self.camera.codec)
         return self.spool.put(header, data)
 
     def health(self) -> dict:

@@ -27,6 +27,7 @@ MP4_TIME_BASE = Fraction(1, 90_000)
 # (checked with PyAV 18 / FFmpeg 8). store/segment_file.py reads the same tag.
 METADATA_TAG = "comment"
 METADATA_VERSION = 1
+GAP_US = 1_000_000
 
 
 @dataclass
@@ -71,7 +72,11 @@ class Segmenter:
                 return None  # a segment must start on a keyframe
             self._current = PendingSegment(self.camera, [unit])
             return None
-        if unit.keyframe and unit.capture_us - current.start_us >= self.target_us - self.frame_interval_us // 2:
+        # A keyframe after a gap (a network source that dropped, a stalled capture) starts a new segment:
+        # the store's coverage then shows the gap instead of a segment that spans it.
+        gap = unit.capture_us - current.units[-1].capture_us > max(GAP_US, 4 * self.frame_interval_us)
+        long_enough = unit.capture_us - current.start_us >= self.target_us - self.frame_interval_us // 2
+        if unit.keyframe and (gap or long_enough):
             finished = self._close()
             self._current = PendingSegment(self.camera, [unit])
         else:
@@ -103,7 +108,8 @@ def segment_metadata(node: str, segment: FinishedSegment, width: int, height: in
 
 
 def mux_mp4(
-    segment: FinishedSegment, width: int, height: int, fps: float, metadata: dict[str, object] | None = None
+    segment: FinishedSegment, width: int, height: int, fps: float, metadata: dict[str, object] | None = None,
+    codec: str = "h264",
 ) -> bytes:
     """Remux a segment's Annex-B units into a standalone MP4 (CPU and memory only, no files).
 
@@ -115,7 +121,7 @@ def mux_mp4(
             # Set before the first mux, which writes the container header.
             container.metadata[METADATA_TAG] = json.dumps(metadata, separators=(",", ":"))
         stream = container.add_mux_stream(
-            "h264", rate=Fraction(fps).limit_denominator(1001), width=width, height=height
+            codec, rate=Fraction(fps).limit_denominator(1001), width=width, height=height
         )
         stream.time_base = MP4_TIME_BASE
         for unit in segment.units:
@@ -130,9 +136,9 @@ def mux_mp4(
 
 
 def build_segment(
-    node: str, segment: FinishedSegment, width: int, height: int, fps: float
+    node: str, segment: FinishedSegment, width: int, height: int, fps: float, codec: str = "h264"
 ) -> tuple[SegmentHeader, bytes]:
-    data = mux_mp4(segment, width, height, fps, segment_metadata(node, segment, width, height))
+    data = mux_mp4(segment, width, height, fps, segment_metadata(node, segment, width, height), codec)
     header = SegmentHeader(
         node=node,
         camera=segment.camera,
@@ -143,5 +149,6 @@ def build_segment(
         sha256=sha256_hex(data),
         width=width,
         height=height,
+        codec=codec,
     )
     return header, data

@@ -98,7 +98,7 @@ class NodeServer:
         sub = camera.subscribe(f"viewer {connection.remote_address}",
                                capacity=int(cfg.fps * VIEWER_BACKLOG_S) + 1)
         try:
-            init = LiveInit(camera.id, "h264", cfg.width, cfg.height, cfg.fps)
+            init = LiveInit(camera.id, camera.codec, cfg.width, cfg.height, cfg.fps)
             if fmp4:
                 await send_fmp4(connection, sub, self._fmp4.setdefault(camera.id, Fmp4Stream(init)))
             else:

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from node.sources.base import CameraSource, SourceError
 from shared.config import CameraConfig
 
+if TYPE_CHECKING:
+    from node.sources.pyav import PyAVSource
 
-def open_source(camera: CameraConfig) -> CameraSource:
-    """Open the source a camera's config names. Raises ``SourceError`` with a usable message."""
+
+def open_source(camera: CameraConfig) -> CameraSource | PyAVSource:
+    """Open the source a camera's config names. Raises ``SourceError`` with a usable message.
+
+    A ``PyAVSource`` (file:, url:, v4l2:) is driven by node/stream.py rather than by the frame clock.
+    """
     kind, _, arg = camera.source.partition(":")
+    if kind in ("file", "url", "v4l2"):
+        from node.sources.pyav import PyAVSource, parse_stream_source
+
+        return PyAVSource(parse_stream_source(camera.source, camera), camera.fps)
+    if kind == "picamera2":  # only on a Pi: picamera2 is imported when a camera asks for it
+        from node.sources.picamera2 import open_picamera2
+
+        return open_picamera2(camera, arg)
     if kind == "synthetic":
         from node.sources.scenario import load_scenario
         from node.sources.synthetic import SyntheticSource
@@ -17,7 +33,8 @@ def open_source(camera: CameraConfig) -> CameraSource:
         return SyntheticSource(camera.width, camera.height, camera.fps, scenario)
     raise SourceError(
         f"camera {camera.id}: unknown source {camera.source!r}; "
-        "use 'synthetic' or 'synthetic:path/to/scenario.json'"
+        "use 'synthetic', 'synthetic:path/to/scenario.json', 'file:PATH[?loop=1]', 'url:rtsp://…', "
+        "'v4l2:/dev/videoN' or 'picamera2[:N]'"
     )
 
 

@@ -27,7 +27,7 @@ MAGIC = b"SHTS"
 PREFIX = struct.Struct(">4sI")
 MAX_HEADER_BYTES = 16 * 1024
 MAX_SEGMENT_BYTES = 256 * 1024 * 1024
-CODECS = ("h264",)
+CODECS = ("h264", "hevc")  # FFmpeg's codec names, as store/ingest.py reads them back from the MP4
 
 
 @dataclass(frozen=True, slots=True)

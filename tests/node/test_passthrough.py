@@ -1,0 +1,144 @@
+"""H.264 sources pass through bit-identical: no decode, no re-encode, parameter sets on every keyframe."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from node.encode import EncodedUnit
+from node.sources.nal import H264_PPS, H264_SPS, nal_type, nal_units
+from node.sources.pyav import PyAVSource, parse_stream_source
+from node.stream import StreamFormat, StreamThread
+from shared.config import CameraConfig
+from tests.node.media import au_hash, make_clip, packet_nals, recorded_access_units, source_access_units
+from tests.system.conftest import get_json, processes, wait_for_health  # noqa: F401  (fixture)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("clips")
+    mp4 = make_clip(d / "clip.mp4", seconds=3)
+    ts = make_clip(d / "clip.ts", seconds=3)
+    mpeg4 = make_clip(d / "clip.avi", seconds=2, codec="mpeg4")
+    return {"mp4": mp4, "ts": ts, "mpeg4": mpeg4}
+
+
+def run_stream(camera: CameraConfig, seconds: float = 10.0) -> tuple[list[EncodedUnit], list[StreamFormat], dict]:
+    """Run a StreamThread until its file ends; what it published, the formats it announced, its health."""
+    units: list[EncodedUnit] = []
+    formats: list[StreamFormat] = []
+    ended = threading.Event()
+    errors: list[BaseException | None] = []
+    source = PyAVSource(parse_stream_source(camera.source, camera))
+    thread = StreamThread(camera, source, units.append, lambda n: None,
+                          lambda e: (errors.append(e), ended.set()), formats.append)
+    thread.start()
+    assert ended.wait(seconds), "the file should end by itself"
+    assert errors == [None]
+    return units, formats, thread.health()
+
+
+@pytest.mark.parametrize("kind", ["mp4", "ts"])
+def test_units_are_the_source_packets(clips, kind):
+    units, formats, health = run_stream(CameraConfig(id="cam0", source=f"file:{clips[kind]}"))
+    source, params = source_access_units(clips[kind])
+    assert formats == [StreamFormat(320, 240, 10.0, "h264", "passthrough")]
+    assert health["mode"] == "passthrough" and health["state"] == "stopped"
+    assert [(u.keyframe, au_hash(nal_units(u.data))) for u in units] == source
+    for unit in units:
+        assert unit.data[:4] == b"\x00\x00\x00\x01" or unit.data[:3] == b"\x00\x00\x01"  # Annex-B
+        if unit.keyframe:
+            carried = {n for n in nal_units(unit.data) if nal_type("h264", n) in (H264_SPS, H264_PPS)}
+            assert carried == params
+    times = [u.capture_us for u in units]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    # Paced in real time by the file's own timestamps: 30 frames at 10 fps span 2.9 s.
+    assert (times[-1] - times[0]) / 1e6 == pytest.approx(2.9, abs=0.01)
+
+
+def test_ts_packets_are_passed_byte_for_byte(clips):
+    """MPEG-TS already is Annex-B with SPS/PPS on keyframes: the units are its packets, unchanged."""
+    import av
+
+    units, _, health = run_stream(CameraConfig(id="cam0", source=f"file:{clips['ts']}"))
+    with av.open(str(clips["ts"])) as c:
+        packets = [bytes(p) for p in c.demux(c.streams.video[0]) if p.size]
+    assert [u.data for u in units] == packets
+    assert health["keyframes_completed"] == 0
+
+
+def test_non_h264_is_decoded_and_encoded(clips):
+    units, formats, health = run_stream(CameraConfig(id="cam0", source=f"file:{clips['mpeg4']}"))
+    assert health["mode"] == "transcode"
+    assert formats[0].encoder == "libx264" and formats[0].codec == "h264"
+    assert len(units) == 20 and units[0].keyframe
+    assert any(nal_type("h264", n) == H264_SPS for n in packet_nals(units[0].data))
+
+
+def test_masks_force_a_transcode(clips):
+    camera = CameraConfig(id="cam0", source=f"file:{clips['ts']}", masks=(((0, 0), (0.5, 0), (0.5, 1), (0, 1)),))
+    units, formats, health = run_stream(camera)
+    assert health["mode"] == "transcode" and formats[0].encoder == "libx264"
+    assert len(units) == 30
+
+
+def test_looping_file_keeps_time_running(clips):
+    camera = CameraConfig(id="cam0", source=f"file:{clips['ts']}?loop=1")
+    units: list[EncodedUnit] = []
+    source = PyAVSource(parse_stream_source(camera.source))
+    done = threading.Event()
+    thread = StreamThread(camera, source, units.append, lambda n: None, lambda e: done.set(), lambda f: None)
+    thread.start()
+    time.sleep(3.6)
+    thread.stop()
+    assert done.wait(5)
+    assert len(units) >= 34  # more than one pass of 30 frames
+    times = [u.capture_us for u in units]
+    steps = {round((b - a) / 1000) for a, b in zip(times, times[1:], strict=False)}
+    assert steps == {100}  # 10 fps across the loop point too
+
+
+def test_bad_sources_say_why(tmp_path):
+    from node.sources.base import SourceError
+
+    with pytest.raises(SourceError, match="no such video file"):
+        PyAVSource(parse_stream_source(f"file:{tmp_path}/missing.mp4"))
+    with pytest.raises(SourceError, match="unknown option"):
+        parse_stream_source("file:x.mp4?lop=1")
+    with pytest.raises(SourceError, match="full URL"):
+        parse_stream_source("url:camera")
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    with pytest.raises(SourceError, match="cannot open"):
+        PyAVSource(parse_stream_source(f"file:{tmp_path}/junk.mp4"))
+    spec = parse_stream_source("v4l2:/dev/video9?input_format=h264", CameraConfig(id="c", width=640, height=480))
+    assert spec.options == {"input_format": "h264", "video_size": "640x480", "framerate": "15"}
+    assert parse_stream_source("url:rtsp://cam/s?x=1").options == {"rtsp_transport": "tcp"}
+
+
+def test_a_node_records_a_file_bit_identically(clips, processes, tmp_path):  # noqa: F811
+    """A real node process, a file made by the ffmpeg CLI, the MP4 segments it spools: same NAL units."""
+    from tests.system.conftest import free_port
+
+    port = free_port()
+    spool = tmp_path / "spool"
+    proc = processes.start("node", "node", "--id", "node0", "--host", "127.0.0.1", "--port", str(port), "--no-auth",
+                           "--spool", str(spool), "--segment-seconds", "1", "--camera", f"cam0=file:{clips['mp4']}")
+    url = f"http://127.0.0.1:{port}"
+    wait_for_health(url, proc)
+    deadline = time.monotonic() + 15
+    while get_json(url + "/health")["cameras"]["cam0"]["state"] != "stopped":
+        assert time.monotonic() < deadline, "the file should end"
+        time.sleep(0.2)
+    health = get_json(url + "/health")["cameras"]["cam0"]
+    assert (health["encoder"], health["mode"], health["width"], health["height"]) == ("passthrough", "passthrough",
+                                                                                      320, 240)
+    processes.stop_all()
+    files = sorted((spool / "cam0").glob("*.mp4"), key=lambda p: int(p.stem))
+    assert len(files) == 3  # 3 s at 1 s segments
+    recorded = recorded_access_units(files)
+    source, params = source_access_units(clips["mp4"])
+    assert [(k, h) for k, h, _ in recorded] == source
+    assert all(p == params for k, _, p in recorded if k)
