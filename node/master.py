@@ -19,6 +19,7 @@ from node.encode import EncodedUnit, H264Encoder
 from node.encoders import codec_family, open_encoder
 from node.fanout import AccessUnit, FanOut, Subscription
 from node.filters import build_filter
+from node.motion.config import make_detector
 from node.motion_worker import MotionWorker
 from node.sources import open_source
 from node.sources.pyav import PyAVSource
@@ -27,10 +28,6 @@ from shared.config import CameraConfig
 
 log = logging.getLogger(__name__)
 RATE_WINDOW_S = 5.0
-
-
-def void(_: object) -> None:
-    """Drop a value (a callback's ``Handle``) so a lambda fits a ``-> None`` slot."""
 
 
 @dataclass
@@ -100,10 +97,16 @@ class Camera:
         def on_end(error: BaseException | None) -> None:
             loop.call_soon_threadsafe(self._finish, error)
 
+        def on_format(fmt: StreamFormat) -> None:
+            # On the capture thread, before the stream's first frame: the detector must expect its size.
+            if motion is not None:
+                motion.detector = make_detector(motion.config, fmt.width, fmt.height, fmt.fps)
+            loop.call_soon_threadsafe(self._stream_format, fmt)
+
         if isinstance(source, PyAVSource):
-            self._thread = StreamThread(self.config, source, on_unit, on_drop, on_end,
-                                        lambda f: void(loop.call_soon_threadsafe(self._stream_format, f)),
-                                        self.on_encode_time, motion.offer_frame if motion is not None else None)
+            self._thread = StreamThread(self.config, source, on_unit, on_drop, on_end, on_format,
+                                        self.on_encode_time,  # decodes a passed-through stream only for this:
+                                        motion.offer_frame if motion is not None and motion.wants_frames else None)
         else:
             assert encoder is not None
             self._thread = CaptureThread(self.id, source, encoder, on_unit, on_drop, on_end, self.on_encode_time,

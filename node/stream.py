@@ -37,6 +37,7 @@ from shared.clock import now_us
 from shared.config import CameraConfig
 
 log = logging.getLogger(__name__)
+MAX_LAG_US = 2_000_000  # a live frame stamped this far before its arrival: the source's clock jumped, re-anchor
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class StreamThread(threading.Thread):
         self.camera, self.source = camera, source
         self._on_unit, self._on_drop, self._on_end, self._on_format = on_unit, on_drop, on_end, on_format
         self._on_encode_time, self._on_frame = on_encode_time, on_frame
-        self._backoff = backoff or Backoff(0.5, 10.0)
+        self._backoff = backoff or Backoff(0.25, 4.0)  # a camera on the LAN: retrying often costs nothing
         self._stop_event = threading.Event()
         # Passing through needs the stream to already be what we would send: H.264 (or a camera set to H.265
         # fed H.265), and no filter to draw into the picture.
@@ -81,6 +82,7 @@ class StreamThread(threading.Thread):
         self._filter: FrameFilter | None = None
         self._decoder: VideoCodecContext | None = None
         self._last_us = 0
+        self._offset_us: int | None = None  # live sources: wall clock minus stream clock (see _live_time)
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -138,6 +140,7 @@ class StreamThread(threading.Thread):
 
     def _begin(self) -> None:
         src = self.source
+        self._offset_us = None  # a new connection may bring a new stream clock
         out_codec = codec_family(self.camera.codec)
         passthrough = src.codec == out_codec and not self.wants_filters
         self.mode = "passthrough" if passthrough else "transcode"
@@ -169,8 +172,10 @@ class StreamThread(threading.Thread):
                 if self._stop_event.is_set():
                     return False
                 ts = packet.dts if packet.dts is not None else packet.pts
-                if live or ts is None:
+                if ts is None:
                     capture = now_us()
+                elif live:
+                    capture = self._live_time(int(ts * src.time_base * 1_000_000))
                 else:
                     if first_ts is None:
                         first_ts = ts
@@ -194,6 +199,19 @@ class StreamThread(threading.Thread):
                 return True
             src.rewind()
             offset_us, first_ts = media_us + interval_us, None
+
+    def _live_time(self, stream_us: int) -> int:
+        """Capture time of a live frame: the stream's own clock, anchored to the earliest arrival seen.
+
+        Arrival times alone are bursty (demuxer probing, TCP and server buffering deliver whole GOPs at
+        once); the stream's timestamps keep the real spacing. The offset follows the smallest observed
+        delay, so a frame is never stamped after it arrived, and jumps when the source's clock does.
+        """
+        arrival = now_us()
+        offset = arrival - stream_us
+        if self._offset_us is None or offset < self._offset_us or offset - self._offset_us > MAX_LAG_US:
+            self._offset_us = offset
+        return stream_us + self._offset_us
 
     def _publish_packet(self, packet: av.Packet, capture: int) -> None:
         if self._encoder is None:

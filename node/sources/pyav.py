@@ -29,6 +29,9 @@ KINDS = ("file", "url", "v4l2")
 OPEN_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 3.0  # a live source silent this long counts as dropped
 TRUE = ("1", "true", "yes", "on")
+# FFmpeg's stream probing reads 20 frames (~2 s) before the first packet is handed over, then delivers them
+# in one burst; 3 frames find the rate just as well on a camera stream, and the picture starts at once.
+LIVE_PROBE = {"fpsprobesize": "3", "analyzeduration": "1000000"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def parse_stream_source(source: str, camera: CameraConfig | None = None) -> Stre
         if "://" not in rest:
             raise SourceError(f"source {source!r}: url: needs a full URL, e.g. url:rtsp://camera/stream")
         options = {"rtsp_transport": "tcp"} if rest.startswith(("rtsp://", "rtsps://")) else {}
-        return StreamSpec("url", rest, options=options)
+        return StreamSpec("url", rest, options=LIVE_PROBE | options)
     target, _, query = rest.partition("?")
     params = dict(parse_qsl(query, keep_blank_values=True))
     if kind == "file":
@@ -66,7 +69,7 @@ def parse_stream_source(source: str, camera: CameraConfig | None = None) -> Stre
         if unknown:
             raise SourceError(f"source {source!r}: unknown option {sorted(unknown)[0]!r} (known: loop)")
         return StreamSpec("file", target, loop=params.get("loop", "0").lower() in TRUE)
-    options = {"input_format": params.pop("input_format")} if "input_format" in params else {}
+    options = LIVE_PROBE | ({"input_format": params.pop("input_format")} if "input_format" in params else {})
     if params:
         raise SourceError(f"source {source!r}: unknown option {sorted(params)[0]!r} (known: input_format)")
     if camera is not None:
