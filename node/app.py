@@ -25,6 +25,7 @@ from shared.health import ProcessMonitor
 from shared.protocol.control import Hello, SettingsPush
 from shared.protocol.ingest import EventRecord
 from shared.security import SecurityOptions, bearer, client_ssl
+from shared.soc import SocMonitor
 
 log = logging.getLogger(__name__)
 SHUTDOWN_UPLOAD_S = 15.0
@@ -62,6 +63,7 @@ class Node:
                                  security.listen.server_ssl())
         self.server.metrics = NodeMetrics(self).registry  # GET /metrics
         self.monitor = ProcessMonitor()
+        self.soc = SocMonitor()  # vcgencmd / thermal zones / NVML, cached: never raises
         self.port: int | None = None
         self._tasks: list[asyncio.Task] = []
         self.control = (ControlLink(config.store_url, self._hello, self.health, self._apply_settings,
@@ -196,6 +198,7 @@ class Node:
             "node": self.config.id,
             "uptime_s": round(time.monotonic() - self.started, 1),
             **self.monitor.reading(),
+            "soc": self.soc.reading(),
             "cameras": {
                 r.camera.id: {**r.camera.health(),
                               "recording": {**r.health(), "held": len(self.gates[r.camera.id].held),
