@@ -87,7 +87,8 @@ class Picamera2Source:
             raise SourceError(f"camera {camera.id}: picamera2 is not installed (pip install '.[pi]' on a "
                               f"Raspberry Pi, or apt install python3-picamera2): {exc}") from exc
         self.id, self.number = camera.id, number
-        self.width, self.height, self.fps = camera.width, camera.height, camera.fps
+        self.width, self.height = camera.width, camera.height
+        self.fps: float = camera.fps
         self.lores_size = lores_size(camera.width, camera.height)
         self.lores: np.ndarray | None = None  # the latest lores luma, for a motion detector that wants it
         found = cameras_found()
