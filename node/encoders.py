@@ -142,7 +142,16 @@ def try_encoder(name: str) -> Probe:
             raise EncoderError("opened, but produced no output for a frame")
         return Probe(name, True, "", (time.perf_counter() - t0) * 1000)
     except Exception as exc:  # noqa: BLE001 - a probe must survive anything a driver does
-        return Probe(name, False, f"{type(exc).__name__}: {exc}", (time.perf_counter() - t0) * 1000)
+        return Probe(name, False, _reason(exc), (time.perf_counter() - t0) * 1000)
+
+
+def _reason(exc: BaseException) -> str:
+    """A short why-not: FFmpeg's own words, without the call PyAV wraps around them."""
+    if isinstance(exc, av.codec.codec.UnknownCodecError):
+        return "not in this FFmpeg build"
+    if isinstance(exc, av.FFmpegError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 Tester = Callable[[str], Probe]

@@ -45,6 +45,11 @@ def security_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
 
 
 def cmd_node(args: argparse.Namespace) -> int:
+    if args.probe:  # what the machine has: cameras, working encoders, health sources
+        from node.probe import print_probe, probe_machine
+
+        print_probe(probe_machine(), as_json=args.json)
+        return 0
     from shared.config import (
         CameraConfig,
         ConfigError,
@@ -178,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--port", type=int, help="port for /live and /health (default 8000)")
     node.add_argument("--store", help="store URL, e.g. ws://nas:8100")
     node.add_argument("--camera", action="append", metavar="ID=SOURCE",
-                      help="a camera: SOURCE is 'synthetic' or 'synthetic:scenario.json'; repeat for more")
+                      help="a camera: SOURCE is synthetic[:scenario.json], file:PATH[?loop=1], url:rtsp://..., "
+                      "v4l2:/dev/videoN or picamera2[:N]; repeat for more")
     node.add_argument("--segment-seconds", type=float, help="segment length, 1..600 (default 10)")
     node.add_argument("--spool", help="local spool directory (default ./sht-spool/ID)")
     node.add_argument("--spool-max-bytes", metavar="SIZE", help="spool limit, e.g. 2G (wins over minutes)")
@@ -196,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--ca", help="CA certificate to verify a wss:// store with")
     add_listener_security(node)
     node.add_argument("--log-level", default="info")
+    node.add_argument("--probe", action="store_true",
+                      help="print the cameras, encoders that really work and health sources here, then exit")
+    node.add_argument("--json", action="store_true", help="with --probe: print JSON instead of tables")
     node.set_defaults(func=cmd_node)
 
     store = sub.add_parser("store", help="run the store (NAS)")
