@@ -55,6 +55,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 
 CREATE INDEX IF NOT EXISTS events_by_camera_time ON events (camera, start_us);
+-- The longest event (MAX(end_us - start_us)) bounds every event range query; without this
+-- index that MAX is a full scan of the table on each timeline and events request.
+CREATE INDEX IF NOT EXISTS events_by_length ON events (end_us - start_us);
 CREATE INDEX IF NOT EXISTS events_locked ON events (camera, start_us) WHERE locked = 1;
 
 -- Nodes the store knows: from their control connection (hello, heartbeats) or segments.
