@@ -33,3 +33,11 @@ console *ARGS:
 # the six-camera demo under random store and node kills; accounting per camera
 soak MINUTES="10" *ARGS:
     python3 -m bench.soak {{MINUTES}} {{ARGS}}
+
+# install the node as a systemd service on this machine (a Pi): /opt/sht/venv, /etc/sht/node.{json,env}
+install-node:
+    bash deploy/install.sh node  # as root: sudo just install-node
+
+# install the store as a systemd service on this machine (the NAS): data in /srv/sht
+install-store:
+    bash deploy/install.sh store  # as root: sudo just install-store
