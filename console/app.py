@@ -10,6 +10,7 @@ for anything else through ``app.link.call`` from their own workers.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import ClassVar
@@ -70,6 +71,7 @@ class ConsoleApp(App[None]):
         self.live_video = live_video  # off in tests that must not open node streams
         self.now_us = clock
         self._tracker = AlertTracker()
+        self._frozen = False
         self.set_reactive(ConsoleApp.link_status, LinkStatus("connecting", store_url))
 
     def on_mount(self) -> None:
@@ -96,6 +98,12 @@ class ConsoleApp(App[None]):
         self.link_status = LinkStatus("reconnecting", message.url, message.reason, message.attempt, retry_at)
 
     def on_fleet_updated(self, message: FleetUpdated) -> None:
+        if not self._frozen:
+            # Everything built so far (widgets, styles, Textual's own tables) lives for the whole session:
+            # move it out of the collector's sight, or each full collection walks ~180k objects inside a
+            # frame (110-210 ms pauses measured by `just bench console` with six live tiles).
+            gc.freeze()
+            self._frozen = True
         snapshot = FleetSnapshot.from_api(message.fleet)
         self.add_alerts(*self._tracker.update(snapshot))
         self.fleet = snapshot

@@ -44,7 +44,7 @@ def rows(root: Path, table: str = "segments") -> list[tuple]:
         if table == "segments":
             return conn.execute("SELECT camera, start_us, end_us, frames, path FROM segments "
                                 "ORDER BY camera, start_us").fetchall()
-        return conn.execute("SELECT camera, start_us, end_us, kind, detail FROM events "
+        return conn.execute("SELECT camera, start_us, end_us, kind, detail FROM events WHERE kind = 'loss' "
                             "ORDER BY camera, start_us").fetchall()
 
 
