@@ -29,8 +29,7 @@ CREATE TABLE IF NOT EXISTS segments (
     UNIQUE (camera, start_us)         -- a segment's identity: resends are recognised by it
 );
 
--- Search and timelines: one camera's segments in time order.
-CREATE INDEX IF NOT EXISTS segments_by_camera_time ON segments (camera, start_us);
+-- Search and timelines use the UNIQUE (camera, start_us) index above: one camera's segments in time order.
 -- Retention: the oldest segments of all cameras first.
 CREATE INDEX IF NOT EXISTS segments_by_time ON segments (start_us);
 
