@@ -14,8 +14,9 @@ through its own ``EventTracker``. Then:
 - static scenes: every event is false; reported per hour of simulated video;
 - CPU: ``time.thread_time`` around the detector call only (luma: decimation
   included), per frame at 1280x720, on one core;
-- storage: the activity20 scene's 10 s segments kept by ``motion`` recording mode
-  (``node.roll.RecordingGate``, 5 s pre-roll, 10 s post-roll) vs continuous.
+- storage: the footage of the activity20 scene that ``motion`` recording mode keeps
+  (``node.roll.RecordingGate``, 5 s pre-roll, 10 s post-roll, 10 s segments trimmed to
+  1 s keyframe intervals by node/trim.py) vs continuous.
 
 Prints rich tables and rewrites the "Motion detection" section of docs/benchmarks.md.
 """
@@ -225,16 +226,24 @@ class Score:
         return self.static_events / (self.static_s / 3600) if self.static_s else 0.0
 
 
+GOP_S = 1.0  # the node's keyframe interval: trimming cuts at keyframes (node/trim.py)
+
+
 def storage_saved(intervals: list[tuple[float, float]], duration_s: float) -> float:
-    """Fraction of 10 s segments that ``motion`` mode discards, with the node's own keep rule."""
+    """Fraction of footage that ``motion`` mode discards, with the node's own rules: held 10 s segments
+    kept when an event wants them (node/roll.py), each trimmed to the keyframe intervals it wants."""
     gate: RecordingGate[int] = RecordingGate()
     count = int(np.ceil(duration_s / SEGMENT_S))
     for k in range(count):
         gate.hold(int(k * SEGMENT_S * 1e6), int(min(duration_s, (k + 1) * SEGMENT_S) * 1e6), k)
     for a, b in intervals:
         gate.event_finished(int(a * 1e6), int(b * 1e6))
-    keep, _ = gate.decide(now_us=int((duration_s + 3600) * 1e6))
-    return 1 - len(keep) / count
+    keep, _ = gate.decide_spans(now_us=int((duration_s + 3600) * 1e6))
+    kept_s = 0.0
+    for _, (lo_us, hi_us) in keep:
+        # From the keyframe at or before the span (GOPs start on whole seconds of the segment) to its end.
+        kept_s += hi_us / 1e6 - np.floor(lo_us / 1e6 / GOP_S) * GOP_S
+    return 1 - kept_s / duration_s
 
 
 def burst_table(activity: float = 0.2, duration_s: float = 3600.0) -> list[tuple[float, float]]:

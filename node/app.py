@@ -6,7 +6,10 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import av
 
 from node.control import ControlLink
 from node.keyring import StoreKeyring
@@ -18,6 +21,7 @@ from node.recorder import Recorder
 from node.roll import RecordingGate
 from node.server import NodeServer
 from node.spool import Spool, SpooledSegment
+from node.trim import trim_segment
 from node.uploader import Uploader
 from shared.clock import now_us
 from shared.config import CameraConfig, NodeConfig
@@ -72,6 +76,7 @@ class Node:
         # ``motion`` recording mode: finished segments wait here until an event wants them or cannot.
         self.gates: dict[str, RecordingGate[SpooledSegment]] = {c.id: RecordingGate() for c in config.cameras}
         self.discarded_quiet: dict[str, int] = {c.id: 0 for c in config.cameras}
+        self.trimmed_bytes: dict[str, int] = {c.id: 0 for c in config.cameras}
         self._motion_tasks: set[asyncio.Task] = set()
         self.motion_configs = {c.id: motion_config(c, i) for i, c in enumerate(config.cameras)}
 
@@ -108,12 +113,38 @@ class Node:
     async def _decide(self, camera: str) -> None:
         """Upload the held segments an event wants; drop those none can want (not a loss: the mode)."""
         gate = self.gates[camera]
-        keep, discard = gate.decide(now_us()) if self._motion_mode(camera) else (gate.release_all(), [])
-        for item in keep:
+        if self._motion_mode(camera):
+            await self._settle(camera, *gate.decide_spans(now_us()))
+        else:
+            await self._settle(camera, [(item, None) for item in gate.release_all()], [])
+
+    async def _settle(self, camera: str, keep: Sequence[tuple[SpooledSegment, tuple[int, int] | None]],
+                      discard: Sequence[SpooledSegment]) -> None:
+        for item, span in keep:
+            if span is not None:
+                item = await asyncio.to_thread(self._trim, item, span)
             await self.uploader.add_and_enforce(item)
         for item in discard:
             await asyncio.to_thread(self.spool.remove, item)
             self.discarded_quiet[camera] += 1
+
+    def _trim(self, item: SpooledSegment, span: tuple[int, int]) -> SpooledSegment:
+        """Keep only the keyframe intervals the events want (blocking: a worker thread)."""
+        h = item.header
+        if span[0] <= h.start_us and span[1] >= h.end_us:
+            return item
+        try:
+            cut = trim_segment(item.media_path, h, *span)
+        except (OSError, ValueError, av.FFmpegError) as exc:  # keep it whole rather than lose any of it
+            log.warning("could not trim %s (%s); keeping all of it", h.segment_id, exc)
+            return item
+        if cut is None:
+            return item
+        header, data = cut
+        trimmed = self.spool.put(header, data)  # durable before the whole one goes
+        self.spool.remove(item)
+        self.trimmed_bytes[h.camera] += h.bytes - header.bytes
+        return trimmed
 
     async def _gatekeeper(self) -> None:
         while True:
@@ -177,12 +208,10 @@ class Node:
         await asyncio.gather(*self._motion_tasks)  # events closed by the stop are spooled too
         for camera, gate in self.gates.items():
             # Detection has closed its last event by now, so every held segment's fate is known.
-            keep, discard = gate.finish() if self._motion_mode(camera) else (gate.release_all(), [])
-            for item in keep:
-                await self.uploader.add_and_enforce(item)
-            for item in discard:
-                await asyncio.to_thread(self.spool.remove, item)
-                self.discarded_quiet[camera] += 1
+            if self._motion_mode(camera):
+                await self._settle(camera, *gate.finish_spans())
+            else:
+                await self._settle(camera, [(item, None) for item in gate.release_all()], [])
         if self.config.store_url:
             done = await self.uploader.drain(SHUTDOWN_UPLOAD_S)
             if not done:
@@ -202,7 +231,8 @@ class Node:
             "cameras": {
                 r.camera.id: {**r.camera.health(),
                               "recording": {**r.health(), "held": len(self.gates[r.camera.id].held),
-                                            "discarded_quiet": self.discarded_quiet[r.camera.id]}}
+                                            "discarded_quiet": self.discarded_quiet[r.camera.id],
+                                            "trimmed_bytes": self.trimmed_bytes[r.camera.id]}}
                 for r in self.recorders
             },
             "spool": self.uploader.backlog(),  # in memory: /health never walks the disk

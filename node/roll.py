@@ -46,6 +46,16 @@ class RecordingGate(Generic[T]):
         self.open_since_us = None
         self.events.append((start_us, end_us))
 
+    def wanted_span(self, start_us: int, end_us: int) -> tuple[int, int] | None:
+        """The part of [start_us, end_us) that events want (the hull of their rolled windows), or None."""
+        spans = [(a - self.pre_roll_us, b + self.post_roll_us) for a, b in self.events]
+        if self.open_since_us is not None:
+            spans.append((self.open_since_us - self.pre_roll_us, end_us))
+        hits = [(max(lo, start_us), min(hi, end_us)) for lo, hi in spans if lo < end_us and start_us < hi]
+        if not hits:
+            return None
+        return min(lo for lo, _ in hits), max(hi for _, hi in hits)
+
     def _wanted(self, h: Held[T]) -> bool:
         if self.open_since_us is not None and self.open_since_us - self.pre_roll_us < h.end_us:
             return True
@@ -53,13 +63,19 @@ class RecordingGate(Generic[T]):
 
     def decide(self, now_us: int) -> tuple[list[T], list[T]]:
         """(keep, discard): segments whose fate is now known, in time order; the rest stay held."""
-        keep: list[T] = []
+        keep, discard = self.decide_spans(now_us)
+        return [item for item, _ in keep], discard
+
+    def decide_spans(self, now_us: int) -> tuple[list[tuple[T, tuple[int, int]]], list[T]]:
+        """As ``decide``, with the part of each kept segment the events want (to trim it to)."""
+        keep: list[tuple[T, tuple[int, int]]] = []
         discard: list[T] = []
         still: list[Held[T]] = []
         horizon = now_us - self.detection_delay_us  # events may still be reported from here on
         for h in self.held:
             if self._wanted(h):
-                keep.append(h.item)
+                # An open event wants everything from its pre-roll on, so the span is known already.
+                keep.append((h.item, self.wanted_span(h.start_us, h.end_us) or (h.start_us, h.end_us)))
             elif self.open_since_us is None and horizon - self.pre_roll_us >= h.end_us:
                 discard.append(h.item)
             else:
@@ -73,7 +89,12 @@ class RecordingGate(Generic[T]):
     def finish(self) -> tuple[list[T], list[T]]:
         """At a clean stop, after the detector has closed its last event, no event can come any more:
         (keep, discard) for everything still held."""
-        keep = [h.item for h in self.held if self._wanted(h)]
+        keep, discard = self.finish_spans()
+        return [item for item, _ in keep], discard
+
+    def finish_spans(self) -> tuple[list[tuple[T, tuple[int, int]]], list[T]]:
+        keep = [(h.item, self.wanted_span(h.start_us, h.end_us) or (h.start_us, h.end_us))
+                for h in self.held if self._wanted(h)]
         discard = [h.item for h in self.held if not self._wanted(h)]
         self.held = []
         return keep, discard
