@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.__main__ import other_sections
 from bench.motion import SECTION, load_scenes, merge, storage_saved, write_section
 from node.sources.scenario import load_scenario
@@ -22,8 +24,9 @@ def test_merge_joins_intervals_closer_than_the_gap():
 
 
 def test_storage_keeps_segments_within_the_roll_of_an_event():
-    # 60 s, 10 s segments; an event at 31..33 keeps [26, 43): segments 20-30, 30-40, 40-50.
-    assert storage_saved([(31.0, 33.0)], 60.0) == 0.5
+    # 60 s, 10 s segments; an event at 31..33 wants [26, 43): segments 20-30, 30-40, 40-50, trimmed to
+    # the keyframe intervals from 26 s to 43 s, so 17 s of 60 are kept.
+    assert storage_saved([(31.0, 33.0)], 60.0) == pytest.approx(1 - 17 / 60)
     assert storage_saved([], 60.0) == 1.0
 
 
