@@ -65,6 +65,7 @@ class ConsoleApp(App[None]):
                  link: StoreLink | None = None, live_video: bool = True, clock: Callable[[], int] = now_us) -> None:
         super().__init__()
         self.store_url = store_url
+        self.ca = ca  # also verifies nodes' TLS for the live tiles
         self.link = link or StoreLink(store_url, token=token, ca=ca)
         # Sent to the nodes' /live by the Live screen's tiles when the fleet wants a viewer token.
         self.live_headers: dict[str, str] = {"Authorization": f"Bearer {token}"} if token else {}

@@ -43,7 +43,7 @@ class LiveScreen(ConsoleScreen):
         empty = self.query_one("#live-empty", Label)
         empty.display = not snapshot.cameras
         empty.update("no cameras yet: the store knows none" if not snapshot.cameras else "")
-        new = [CameraTile(cam, headers=self.console.live_headers, id=f"tile-{cam}")
+        new = [CameraTile(cam, headers=self.console.live_headers, ca=self.console.ca, id=f"tile-{cam}")
                for cam in snapshot.cameras if cam not in self._tiles]
         if new:
             self._tiles.update((t.camera, t) for t in new)

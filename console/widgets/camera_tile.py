@@ -29,6 +29,7 @@ from console.widgets.picture import fit_cells, make_picture
 from shared.backoff import Backoff
 from shared.protocol.errors import ProtocolError
 from shared.protocol.live import LiveFrame, LiveInit, LiveReceiver, LiveStatus
+from shared.security import client_ssl
 from shared.urls import ws_url
 
 if TYPE_CHECKING:
@@ -52,10 +53,12 @@ class CameraTile(Vertical):
             super().__init__()
             self.state, self.text = state, text
 
-    def __init__(self, camera: str, *, headers: dict[str, str] | None = None, id: str | None = None) -> None:
+    def __init__(self, camera: str, *, headers: dict[str, str] | None = None, ca: str | None = None,
+                 id: str | None = None) -> None:
         super().__init__(id=id)
         self.camera = camera
         self.headers = headers or {}  # e.g. a viewer token for nodes that want one
+        self.ca = ca  # CA file to verify nodes served over TLS
         self.node_url: str | None = None
         self.down_reason: str | None = None  # set while the fleet says the camera is down
         self.state: TileState = "waiting"
@@ -162,7 +165,7 @@ class CameraTile(Vertical):
     async def _watch(self, url: str, backoff: Backoff) -> str:
         """Read one connection until it ends; returns why it ended."""
         async with connect(url, open_timeout=OPEN_TIMEOUT_S, max_size=2**24, compression=None,
-                           additional_headers=self.headers or None) as ws:
+                           additional_headers=self.headers or None, ssl=client_ssl(url, self.ca)) as ws:
             receiver, throttle = LiveReceiver(), KeyframeThrottle()
             async for message in ws:
                 event = receiver.receive(message)
