@@ -141,8 +141,14 @@ class Node:
         if cut is None:
             return item
         header, data = cut
-        trimmed = self.spool.put(header, data)  # durable before the whole one goes
-        self.spool.remove(item)
+        try:
+            # Under its own name, durable before the whole one goes: a crash in between leaves both,
+            # and the store keeps whichever arrives first (the other is refused as a conflict).
+            trimmed = self.spool.put(header, data, tag=".trim")
+            self.spool.remove(item)
+        except OSError as exc:
+            log.warning("could not spool the trimmed %s (%s); keeping all of it", h.segment_id, exc)
+            return item
         self.trimmed_bytes[h.camera] += h.bytes - header.bytes
         return trimmed
 
@@ -150,9 +156,14 @@ class Node:
         while True:
             await asyncio.sleep(1.0)
             for camera in self.gates:
-                await self._decide(camera)
+                try:
+                    await self._decide(camera)
+                except Exception:  # held segments stay held (and durable); try again next second
+                    log.exception("camera %s: motion-mode decision failed", camera)
 
     def _motion_finished_soon(self, record: EventRecord) -> None:
+        # The gate hears of the end now, in order with the next start (the task only spools and uploads).
+        self.gates[record.camera].event_finished(record.start_us, record.end_us)
         task = asyncio.create_task(self.motion_finished(record))
         self._motion_tasks.add(task)
         task.add_done_callback(self._motion_tasks.discard)
@@ -161,7 +172,6 @@ class Node:
         self.gates[camera].event_started(start_us)
 
     async def motion_finished(self, record: EventRecord) -> None:
-        self.gates[record.camera].event_finished(record.start_us, record.end_us)
         try:
             self.uploader.add(await asyncio.to_thread(self.spool.put_event, record))
         except OSError as exc:

@@ -52,6 +52,9 @@ class ControlLink:
                     await asyncio.gather(self._beat(ws), self._listen(ws))
             except (OSError, TimeoutError, websockets.WebSocketException) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # a bug in a callback must not end the link for good
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("control link failed")
             self.state = "disconnected"
             delay = backoff.next_delay()
             log.debug("control link down (%s); retrying in %.1f s", self.last_error, delay)

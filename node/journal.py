@@ -37,10 +37,11 @@ class JournalHeader:
     width: int
     height: int
     fps: float
+    codec: str = "h264"  # how to mux the recovered units: an H.265 camera's must not become avc1
 
     def encode(self) -> bytes:
         doc = json.dumps({"node": self.node, "camera": self.camera, "width": self.width,
-                          "height": self.height, "fps": self.fps}).encode()
+                          "height": self.height, "fps": self.fps, "codec": self.codec}).encode()
         return PREFIX.pack(MAGIC, len(doc)) + doc
 
 
@@ -102,7 +103,7 @@ def read_journal(path: Path) -> RecoveredJournal:
     try:
         doc = json.loads(data[PREFIX.size:PREFIX.size + head_len])
         header = JournalHeader(str(doc["node"]), str(doc["camera"]), int(doc["width"]), int(doc["height"]),
-                               float(doc["fps"]))
+                               float(doc["fps"]), str(doc.get("codec", "h264")))
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"unreadable header: {exc}") from None
     units: list[AccessUnit] = []

@@ -9,6 +9,7 @@ reported as a loss, never dropped silently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -39,7 +40,7 @@ class Recorder:
         self.on_spooled, self.on_lost = on_spooled, on_lost
         cfg = camera.config
         self.segmenter = Segmenter(camera.id, segment_seconds, cfg.fps)
-        self.journal_header = JournalHeader(node_id, camera.id, cfg.width, cfg.height, cfg.fps)
+        self.journal_header = JournalHeader(node_id, camera.id, cfg.width, cfg.height, cfg.fps, camera.codec)
         # Enough room for three whole segments: the recorder only falls this far
         # behind if the disk stalls, and then it resumes at a keyframe; the frames it
         # skipped are reported as ``frames_skipped`` in /health.
@@ -73,7 +74,8 @@ class Recorder:
 
     def _start_journal(self, start_us: int) -> None:
         cfg = self.camera.config  # a stream source may have replaced the configured size and rate with its own
-        self.journal_header = JournalHeader(self.node_id, self.camera.id, cfg.width, cfg.height, cfg.fps)
+        self.journal_header = JournalHeader(self.node_id, self.camera.id, cfg.width, cfg.height, cfg.fps,
+                                            self.camera.codec)
         self.segmenter.frame_interval_us = int(round(1_000_000 / cfg.fps))
         self._journal = JournalWriter(self.spool.journal_path(self.camera.id, start_us), self.journal_header)
 
@@ -99,14 +101,19 @@ class Recorder:
                       self.camera.id, segment.start_us, len(segment.units), exc)
             if journal is not None:
                 # Counted as lost below, so it must not come back from its journal later.
-                await asyncio.to_thread(journal.discard)
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(journal.discard)
             await self.on_lost(self.camera.id, segment.start_us, segment.end_us, len(segment.units),
                                f"could not spool the segment: {exc}")
             return
-        if journal is not None:
-            await asyncio.to_thread(journal.discard)
         self.segments_spooled += 1
-        await self.on_spooled(item)
+        try:
+            if journal is not None:
+                await asyncio.to_thread(journal.discard)
+            await self.on_spooled(item)
+        except Exception:  # the segment is durable in the spool and uploads on the next start at worst
+            log.exception("camera %s: handing on spooled segment %s failed; it stays in the spool",
+                          self.camera.id, item.header.segment_id)
 
     def _build_and_spool(self, segment: FinishedSegment, width: int, height: int,
                          fps: float) -> SpooledSegment:

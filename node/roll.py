@@ -43,7 +43,8 @@ class RecordingGate(Generic[T]):
         self.open_since_us = start_us
 
     def event_finished(self, start_us: int, end_us: int) -> None:
-        self.open_since_us = None
+        if self.open_since_us is not None and self.open_since_us <= start_us:
+            self.open_since_us = None  # not if a later event has opened meanwhile
         self.events.append((start_us, end_us))
 
     def wanted_span(self, start_us: int, end_us: int) -> tuple[int, int] | None:
@@ -74,8 +75,12 @@ class RecordingGate(Generic[T]):
         horizon = now_us - self.detection_delay_us  # events may still be reported from here on
         for h in self.held:
             if self._wanted(h):
-                # An open event wants everything from its pre-roll on, so the span is known already.
-                keep.append((h.item, self.wanted_span(h.start_us, h.end_us) or (h.start_us, h.end_us)))
+                span = self.wanted_span(h.start_us, h.end_us) or (h.start_us, h.end_us)
+                settled = span[1] >= h.end_us or horizon - self.pre_roll_us >= h.end_us
+                if settled:
+                    keep.append((h.item, span))
+                else:
+                    still.append(h)  # a coming event's pre-roll may still want the rest of it
             elif self.open_since_us is None and horizon - self.pre_roll_us >= h.end_us:
                 discard.append(h.item)
             else:

@@ -10,6 +10,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from http import HTTPStatus
+from urllib.parse import urlsplit
 
 import websockets
 from prometheus_client import CollectorRegistry
@@ -58,7 +59,7 @@ class NodeServer:
     def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if self.keyring is not None:
-            if self.keyring.verifier is None and path.startswith(LIVE_PREFIX):
+            if self.keyring.verifier is None and urlsplit(request.path).path not in self.access.open_paths:
                 return error_response(connection, HTTPStatus.SERVICE_UNAVAILABLE,
                                       "this node has not got the store's public key yet, so it cannot check "
                                       "tokens; is the store reachable? (or start the node with --store-key)")

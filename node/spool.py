@@ -67,15 +67,17 @@ class Spool:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def _paths(self, header: SegmentHeader) -> tuple[Path, Path]:
+    def _paths(self, header: SegmentHeader, tag: str = "") -> tuple[Path, Path]:
         directory = self.root / check_id(header.camera, "camera id")
-        return directory / f"{header.start_us}.mp4", directory / f"{header.start_us}.json"
+        name = f"{header.start_us}{tag}"
+        return directory / f"{name}.mp4", directory / f"{name}.json"
 
     def journal_path(self, camera: str, start_us: int) -> Path:
         return self.root / check_id(camera, "camera id") / f"{int(start_us)}{JOURNAL_SUFFIX}"
 
-    def put(self, header: SegmentHeader, data: bytes) -> SpooledSegment:
-        media, head = self._paths(header)
+    def put(self, header: SegmentHeader, data: bytes, tag: str = "") -> SpooledSegment:
+        """``tag`` names a second version of a segment (a trimmed one) beside the first, never over it."""
+        media, head = self._paths(header, tag)
         write_atomic(media, data)
         write_atomic(head, json.dumps(header.to_json()).encode())
         return SpooledSegment(header, media, head)
@@ -108,7 +110,10 @@ class Spool:
             log.warning("spool: removed a half-written file a crash left behind: %s", leftover)
         dirs = self.camera_dirs()
         for journal in (j for d in dirs for j in d.glob(f"*{JOURNAL_SUFFIX}")):
-            self._recover(journal)
+            try:
+                self._recover(journal)
+            except Exception as exc:  # a full disk or a muxer error: keep the journal for the next start
+                log.error("spool: could not recover %s (%s); left in place for the next start", journal, exc)
         found: list[SpooledItem] = []
         for head in (h for d in dirs for h in d.glob("*.json")):
             media = head.with_suffix(".mp4")

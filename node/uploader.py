@@ -109,10 +109,12 @@ class Uploader:
                     self.last_error = None
                     backoff.reset()
                     await self._drain(ws)
-            except (OSError, TimeoutError, websockets.WebSocketException, ProtocolError) as exc:
+            except Exception as exc:  # network trouble, or a bug: the spool keeps everything; try again
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 delay = backoff.next_delay()
-                log.warning("store link %s down (%s); retrying in %.1f s", self.url, self.last_error, delay)
+                expected = isinstance(exc, (OSError, TimeoutError, websockets.WebSocketException, ProtocolError))
+                log.log(logging.WARNING if expected else logging.ERROR, "store link %s down (%s); retrying in "
+                        "%.1f s", self.url, self.last_error, delay, exc_info=not expected)
                 self.link = "disconnected"
                 await asyncio.sleep(delay)
             finally:
@@ -135,7 +137,7 @@ class Uploader:
                     # The spool copy is gone or damaged: resending it can never succeed.
                     log.error("spooled segment %s cannot be sent (%s); setting it aside",
                               item.header.segment_id, exc)
-                    await self._set_aside(item)
+                    await self._set_aside(item, f"its spool copy cannot be sent: {exc}")
                     continue
                 sender.send_segment(item.header, data)
             for message in sender.data_to_send():
@@ -149,7 +151,8 @@ class Uploader:
                 raise ProtocolError(reply.code, f"store asked to retry later: {reply.message}")
             else:
                 log.error("store refused %s: %s (%s); setting it aside", _name(item), reply.message, reply.code)
-                await self._set_aside(item)
+                # A conflict means the store holds another version of it (e.g. the untrimmed one): not a loss.
+                await self._set_aside(item, f"the store refused it: {reply.code}", lost=reply.code != "conflict")
 
     def _finish(self, item: SpooledItem) -> None:
         self._in_flight = None
@@ -157,11 +160,14 @@ class Uploader:
             self.pending.popleft()
             self.pending_bytes -= item.size
 
-    async def _set_aside(self, item: SpooledItem) -> None:
-        """Keep a refused item for a human to look at, out of the upload queue."""
+    async def _set_aside(self, item: SpooledItem, why: str, lost: bool = True) -> None:
+        """Keep a refused item for a human to look at, out of the upload queue; the footage counts as lost."""
         self.rejected += 1
         self._finish(item)
         await asyncio.to_thread(_move_aside, self.spool, item)
+        if lost and isinstance(item, SpooledSegment):
+            h = item.header
+            await self.report_loss(h.camera, h.start_us, h.end_us, h.frames, f"{why} (kept in .refused/)")
 
     async def drain(self, seconds: float) -> bool:
         """Wait until everything pending is uploaded, or ``seconds`` pass, or the store is

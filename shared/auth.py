@@ -174,13 +174,13 @@ class FailureLimiter:
         self._recent(address).append(self.clock())
 
     def _recent(self, address: str) -> deque[float]:
-        q = self.failures.setdefault(address, deque())
         horizon = self.clock() - self.window_s
+        if len(self.failures) > 10_000:  # bound memory under an address-spraying flood: forget the quiet ones
+            for other in [a for a, q in self.failures.items() if not q or q[-1] < horizon]:
+                del self.failures[other]
+        q = self.failures.setdefault(address, deque())
         while q and q[0] < horizon:
             q.popleft()
-        if not q and len(self.failures) > 10_000:
-            self.failures.pop(address, None)  # bound memory under an address-spraying flood
-            q = self.failures.setdefault(address, deque())
         return q
 
 

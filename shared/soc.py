@@ -177,14 +177,24 @@ class SocMonitor:
         self.ttl_s = ttl_s
         self._lock = threading.Lock()
         self._at = -1e18
-        self._value: dict[str, Any] = {}
+        self._value: dict[str, Any] = {"state": "reading…"}
+        self._refreshing = False
 
     def reading(self) -> dict[str, Any]:
+        """The latest reading at once; a stale one is refreshed on a background thread, because vcgencmd
+        can take seconds and /health and heartbeats are answered on the event loop."""
         with self._lock:
-            if time.monotonic() - self._at >= self.ttl_s:
-                try:
-                    self._value = soc_reading()
-                except Exception as exc:  # noqa: BLE001 - health must answer whatever the machine does
-                    self._value = {"error": f"{type(exc).__name__}: {exc}"}
-                self._at = time.monotonic()
-            return self._value
+            stale = time.monotonic() - self._at >= self.ttl_s and not self._refreshing
+            if stale:
+                self._refreshing = True
+        if stale:
+            threading.Thread(target=self._refresh, name="soc-reading", daemon=True).start()
+        return self._value
+
+    def _refresh(self) -> None:
+        try:
+            value = soc_reading()
+        except Exception as exc:  # noqa: BLE001 - health must answer whatever the machine does
+            value = {"error": f"{type(exc).__name__}: {exc}"}
+        with self._lock:
+            self._value, self._at, self._refreshing = value, time.monotonic(), False

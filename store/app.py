@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import signal
 from pathlib import Path
 
@@ -37,6 +38,8 @@ class Store:
         self._lock = StoreLock.acquire(self.root)
         for leftover in await asyncio.to_thread(remove_temporaries, self.root / "segments"):
             log.warning("removed a half-written file left by a crash: %s", leftover)
+        # Clips left by exports that never finished (a crash, a client gone mid-export) are only cache.
+        await asyncio.to_thread(shutil.rmtree, self.root / "cache" / "exports", True)
         self.index = await Index.open(self.root / "index.sqlite3")
         ingestor = Ingestor(self.root, self.index)
         # Its own connection; holds the Ingestor's per-segment locks while deleting.

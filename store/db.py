@@ -29,10 +29,12 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
     async with lock:
         try:
             yield conn
+            await conn.commit()
         except BaseException:
+            # Also when the COMMIT itself fails (disk full, I/O error): the shared connection must not be
+            # left inside a transaction whose rows other tasks would see, or commit by accident.
             await conn.rollback()
             raise
-        await conn.commit()
 
 
 @dataclass(frozen=True)

@@ -89,14 +89,20 @@ class StoreServer:
     async def _check_fleet(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL_S / 2)
-            for node in self.fleet.check():
-                log.warning("node %s is down: no heartbeat for %.0f s", node, HEARTBEAT_INTERVAL_S * 3)
-            revoked = self.revoked()
-            if revoked != self._revoked_sent:  # `sht token revoke` ran: tell the nodes now
-                self._revoked_sent = revoked
-                for link in list(self.fleet.links.values()):
-                    with contextlib.suppress(websockets.ConnectionClosed):
-                        await link.send(Revocations(tuple(sorted(revoked))).serialize())
+            try:
+                await self._check_fleet_once()
+            except Exception:  # e.g. an unreadable revoked.json: log it, keep watching the fleet
+                log.exception("fleet check failed")
+
+    async def _check_fleet_once(self) -> None:
+        for node in self.fleet.check():
+            log.warning("node %s is down: no heartbeat for %.0f s", node, HEARTBEAT_INTERVAL_S * 3)
+        revoked = self.revoked()
+        if revoked != self._revoked_sent:  # `sht token revoke` ran: tell the nodes now
+            self._revoked_sent = revoked
+            for link in list(self.fleet.links.values()):
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await link.send(Revocations(tuple(sorted(revoked))).serialize())
 
     def _locate(self, camera: str) -> Location:
         node = self.fleet.node_of(camera)
