@@ -64,3 +64,22 @@ def test_finish_decides_everything_once_no_event_can_come():
     segments(g, 5)  # 0-50 s; wanted: 20-30 (pre-roll from 20) to 37 (post-roll)
     keep, discard = g.finish()
     assert keep == ["seg2", "seg3"] and discard == ["seg0", "seg1", "seg4"] and not g.held
+
+
+def test_a_partly_wanted_segment_waits_for_a_coming_events_pre_roll():
+    g = gate()
+    g.event_finished(0, 3 * S)  # wants up to 13 s (post-roll)
+    g.hold(10 * S, 20 * S, "seg1")
+    keep, discard = g.decide_spans(now_us=21 * S)
+    assert keep == [] and discard == []  # 13-20 s is not wanted yet, but an event starting now would want 16 s on
+    g.event_started(21 * S)
+    keep, _ = g.decide_spans(now_us=22 * S)
+    assert keep == [("seg1", (10 * S, 20 * S))]  # the new event's pre-roll (16 s) joins the old post-roll
+
+
+def test_an_event_ending_after_the_next_began_does_not_close_the_next():
+    g = gate()
+    g.event_started(10 * S)
+    g.event_started(20 * S)  # a second event opened before the first's end was heard
+    g.event_finished(10 * S, 12 * S)
+    assert g.open_since_us == 20 * S

@@ -31,3 +31,12 @@ def test_scan_cleans_leftovers_but_keeps_complete_segments(tmp_path):
     assert not (tmp_path / "cam0" / "300.mp4").exists()
     assert not (tmp_path / "cam0" / "400.mp4.tmp-abcd").exists()
     assert (tmp_path / "cam0" / "500.json").exists()
+
+
+def test_a_second_version_of_a_segment_never_overwrites_the_first(tmp_path):
+    spool = Spool(tmp_path)
+    whole = spool.put(header("cam0", 100, b"whole"), b"whole")
+    trimmed = spool.put(header("cam0", 100, b"cut"), b"cut", tag=".trim")
+    assert whole.media_path != trimmed.media_path and whole.media_path.read_bytes() == b"whole"
+    spool.remove(whole)
+    assert [s.media_path.read_bytes() for s in spool.scan()] == [b"cut"]
