@@ -23,6 +23,23 @@ from shared.clock import now_us
 log = logging.getLogger(__name__)
 
 
+def encode_and_hand_on(encoder: VideoEncoder, frame: av.VideoFrame, capture_us: int,
+                       on_unit: Callable[[EncodedUnit], None],
+                       on_frame: Callable[[av.VideoFrame, int], None] | None,
+                       on_encode_time: Callable[[float], None] | None) -> float:
+    """Encode one frame, hand its units and the frame on; returns the seconds the encode took."""
+    started = time.perf_counter()
+    units = encoder.encode(frame, capture_us)
+    elapsed = time.perf_counter() - started
+    if on_encode_time is not None:
+        on_encode_time(elapsed)
+    for unit in units:
+        on_unit(unit)
+    if on_frame is not None:
+        on_frame(frame, capture_us)
+    return elapsed
+
+
 class CaptureThread(threading.Thread):
     def __init__(
         self,
@@ -82,14 +99,6 @@ class CaptureThread(threading.Thread):
             capture = now_us()
             if self._filter is not None:
                 self._filter(frame, capture)
-            t0 = time.perf_counter()
-            units = self.encoder.encode(frame, capture)
-            elapsed = time.perf_counter() - t0
-            self.encode_seconds += elapsed
-            if self._on_encode_time is not None:
-                self._on_encode_time(elapsed)
-            for unit in units:
-                self._on_unit(unit)
-            if self._on_frame is not None:
-                self._on_frame(frame, capture)
+            self.encode_seconds += encode_and_hand_on(self.encoder, frame, capture, self._on_unit,
+                                                      self._on_frame, self._on_encode_time)
             index += 1

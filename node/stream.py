@@ -26,6 +26,7 @@ from typing import cast
 import av
 from av.video.codeccontext import VideoCodecContext
 
+from node.capture import encode_and_hand_on
 from node.encode import EncodedUnit
 from node.encoders import VideoEncoder, codec_family, open_encoder
 from node.filters import FrameFilter, build_filter
@@ -229,16 +230,8 @@ class StreamThread(threading.Thread):
             if self._filter is not None:
                 frame.make_writable()  # the decoder may still hold this picture as a reference
                 self._filter(frame, capture)
-            t0 = time.perf_counter()
-            units = self._encoder.encode(frame, capture)
-            elapsed = time.perf_counter() - t0
-            self.encode_seconds += elapsed
-            if self._on_encode_time is not None:
-                self._on_encode_time(elapsed)
-            for unit in units:
-                self._on_unit(unit)
-            if self._on_frame is not None:
-                self._on_frame(frame, capture)
+            self.encode_seconds += encode_and_hand_on(self._encoder, frame, capture, self._on_unit,
+                                                      self._on_frame, self._on_encode_time)
 
     def _finish_encoder(self) -> None:
         encoder, self._encoder = self._encoder, None

@@ -74,11 +74,7 @@ class SegmentHeader:
         return header
 
     def validate(self) -> None:
-        try:
-            check_id(self.node, "node id")
-            check_id(self.camera, "camera id")
-        except InvalidId as exc:
-            raise ProtocolError("bad-field", str(exc)) from None
+        _check_ids(self.node, self.camera)
         if self.codec not in CODECS:
             raise ProtocolError("bad-field", f"codec {self.codec!r} is not one of {CODECS}")
         if not 0 <= self.start_us < self.end_us <= 2**63 - 1:
@@ -96,6 +92,14 @@ class SegmentHeader:
             raise ProtocolError("bad-field", "sha256 must be 64 lowercase hex digits")
         if not (0 <= self.width <= 16384 and 0 <= self.height <= 16384):
             raise ProtocolError("bad-field", "width and height must be in 0..16384")
+
+
+def _check_ids(node: str, camera: str) -> None:
+    try:
+        check_id(node, "node id")
+        check_id(camera, "camera id")
+    except InvalidId as exc:
+        raise ProtocolError("bad-field", str(exc)) from None
 
 
 def encode_segment(header: SegmentHeader, payload: bytes) -> bytes:
@@ -183,11 +187,7 @@ class EventRecord:
         return record
 
     def validate(self) -> None:
-        try:
-            check_id(self.node, "node id")
-            check_id(self.camera, "camera id")
-        except InvalidId as exc:
-            raise ProtocolError("bad-field", str(exc)) from None
+        _check_ids(self.node, self.camera)
         if self.kind not in EVENT_KINDS:
             raise ProtocolError("bad-field", f"event kind {self.kind!r} is not one of {EVENT_KINDS}")
         if not 0 <= self.start_us <= self.end_us <= 2**62:
