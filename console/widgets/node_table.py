@@ -60,7 +60,7 @@ class NodeTable(DataTable[str | Text]):
         if keys == self._keys:
             for key, cells in rows:
                 for (_, column), value in zip(COLUMNS, cells, strict=True):
-                    self.update_cell(key, column, value)
+                    self.update_cell(key, column, value, update_width=True)  # "15.0" after a first "-"
             return
         selected = self._keys[self.cursor_row] if 0 <= self.cursor_row < len(self._keys) else None
         self.clear()
