@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import av
 
@@ -40,6 +41,21 @@ def encode_and_hand_on(encoder: VideoEncoder, frame: av.VideoFrame, capture_us: 
     return elapsed
 
 
+@dataclass(frozen=True)
+class SubStream:
+    """A camera's second, smaller encode (``substream``): the same frame scaled down, on the same thread."""
+
+    encoder: VideoEncoder
+    width: int
+    height: int
+    on_unit: Callable[[EncodedUnit], None]
+
+    def encode(self, frame: av.VideoFrame, capture_us: int) -> None:
+        small = frame.reformat(width=self.width, height=self.height)  # libswscale, ~1 ms for 720p -> 360p
+        for unit in self.encoder.encode(small, capture_us):
+            self.on_unit(unit)
+
+
 class CaptureThread(threading.Thread):
     def __init__(
         self,
@@ -52,6 +68,7 @@ class CaptureThread(threading.Thread):
         on_encode_time: Callable[[float], None] | None = None,
         on_frame: Callable[[av.VideoFrame, int], None] | None = None,
         frame_filter: Callable[[av.VideoFrame, int], None] | None = None,
+        sub: SubStream | None = None,
     ) -> None:
         super().__init__(name=f"capture-{camera_id}", daemon=True)
         self.camera_id = camera_id
@@ -61,6 +78,7 @@ class CaptureThread(threading.Thread):
         # Raw frames for the motion detector: each read() is a fresh frame, so handing it on copies nothing.
         self._on_frame = on_frame
         self._filter = frame_filter  # privacy masks, timestamp (node/filters.py): before the one encode
+        self._sub = sub
         self._stop_event = threading.Event()
         self.encode_seconds = 0.0
 
@@ -73,6 +91,9 @@ class CaptureThread(threading.Thread):
             self._loop()
             for unit in self.encoder.flush():
                 self._on_unit(unit)
+            if self._sub is not None:
+                for unit in self._sub.encoder.flush():
+                    self._sub.on_unit(unit)
         except BaseException as exc:  # reported to the loop, which logs and marks the camera down
             error = exc
         finally:
@@ -101,4 +122,6 @@ class CaptureThread(threading.Thread):
                 self._filter(frame, capture)
             self.encode_seconds += encode_and_hand_on(self.encoder, frame, capture, self._on_unit,
                                                       self._on_frame, self._on_encode_time)
+            if self._sub is not None:
+                self._sub.encode(frame, capture)
             index += 1

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from node.capture import CaptureThread
+from node.capture import CaptureThread, SubStream
 from node.encode import EncodedUnit, H264Encoder
 from node.encoders import codec_family, open_encoder
 from node.fanout import AccessUnit, FanOut, Subscription
@@ -75,6 +75,7 @@ class Camera:
         self.on_encode_time: Callable[[float], None] | None = None  # set by node/metrics.py before start
         self.motion: MotionWorker | None = None  # set by the node before start, if detection is on
         self.codec = codec_family(config.codec)  # what this camera sends: h264 | hevc
+        self.sub_fanout: FanOut | None = None  # the smaller second encode, when configured
         self._thread: CaptureThread | StreamThread | None = None
         self._ended = asyncio.Event()
 
@@ -111,11 +112,26 @@ class Camera:
             assert encoder is not None
             self._thread = CaptureThread(self.id, source, encoder, on_unit, on_drop, on_end, self.on_encode_time,
                                          on_frame=motion.offer_frame if motion is not None else None,
-                                         frame_filter=build_filter(self.config))
+                                         frame_filter=build_filter(self.config),
+                                         sub=self._open_substream(loop))
         if motion is not None:
             motion.start()
         self._thread.start()
         self.state = "up"
+
+    def _open_substream(self, loop: asyncio.AbstractEventLoop) -> SubStream | None:
+        if self.config.substream is None:
+            return None
+        width, height = self.config.substream
+        # Its own bitrate cap, from its own size; the same encoder choice and GOP as the main stream.
+        small = replace(self.config, width=width, height=height, bitrate_bps=None)
+        encoder = open_encoder(small)
+        fanout = self.sub_fanout = FanOut()
+
+        def on_sub_unit(unit: EncodedUnit) -> None:
+            loop.call_soon_threadsafe(fanout.publish, AccessUnit.build(unit.capture_us, unit.keyframe, unit.data))
+
+        return SubStream(encoder, width, height, on_sub_unit)
 
     def _stream_format(self, fmt: StreamFormat) -> None:
         """A stream's own size and rate win over the config's: the recorder and /live describe what is sent."""
@@ -135,6 +151,8 @@ class Camera:
             log.error("camera %s stopped: %s", self.id, self.error)
         self.state = "down" if error else "stopped"
         self.fanout.end()
+        if self.sub_fanout is not None:
+            self.sub_fanout.end()
         self._ended.set()
 
     def subscribe(self, name: str, capacity: int) -> Subscription:
@@ -174,6 +192,8 @@ class Camera:
             "last_capture_us": self.stats.last_capture_us,
             "settings": self.settings,
             "motion": self.motion.health() if self.motion is not None else None,
+            "substream": (f"{self.config.substream[0]}x{self.config.substream[1]}"
+                          if self.sub_fanout is not None and self.config.substream else None),
             # state (connecting/up/reconnecting), mode (passthrough/transcode), reconnects, source_error
             **(self._thread.health() if isinstance(self._thread, StreamThread) else {}),
         }

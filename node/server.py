@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from http import HTTPStatus
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import websockets
 from prometheus_client import CollectorRegistry
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from node.adaptive import AdaptivePolicy
 from node.keyring import StoreKeyring
-from node.master import CameraMaster
+from node.master import Camera, CameraMaster
 from shared.auth import AccessControl, AuthError
 from shared.fmp4_live import Fmp4Stream, live_target, send_fmp4
 from shared.httpjson import error_response, json_response
@@ -28,6 +30,14 @@ from shared.protocol.live import LiveInit, LiveStatus
 log = logging.getLogger(__name__)
 LIVE_PREFIX = "/live/"
 VIEWER_BACKLOG_S = 2.0  # how far a viewer may fall behind before it skips to a keyframe
+
+
+def stream_choice(path: str) -> str:
+    """``?stream=main|sub|auto`` (default main); a camera without a sub stream always sends main."""
+    values = parse_qs(urlsplit(path).query).get("stream", ["main"])
+    if values[0] not in ("main", "sub", "auto"):
+        raise ValueError(f"stream must be main, sub or auto, got {values[0]!r}")
+    return values[0]
 
 
 class NodeServer:
@@ -84,6 +94,7 @@ class NodeServer:
                 )
             try:
                 live_target(request.path)
+                stream_choice(request.path)
             except ValueError as exc:
                 return error_response(connection, HTTPStatus.BAD_REQUEST, str(exc))
             return None
@@ -93,22 +104,41 @@ class NodeServer:
         )
 
     async def _handle(self, connection: ServerConnection) -> None:
-        camera_id, fmp4 = live_target(connection.request.path if connection.request else "")
+        path = connection.request.path if connection.request else ""
+        camera_id, fmp4 = live_target(path)
         camera = self.master.cameras[camera_id]
         cfg = camera.config
-        sub = camera.subscribe(f"viewer {connection.remote_address}",
-                               capacity=int(cfg.fps * VIEWER_BACKLOG_S) + 1)
+        mode = stream_choice(path) if camera.sub_fanout is not None and not fmp4 else "main"
+        current = "sub" if mode == "sub" else "main"
+        policy = AdaptivePolicy(cfg.fps) if mode == "auto" else None
+        capacity = int(cfg.fps * VIEWER_BACKLOG_S) + 1
+        name = f"viewer {connection.remote_address}"
+        fanout = camera.sub_fanout if current == "sub" and camera.sub_fanout is not None else camera.fanout
+        sub = fanout.subscribe(name, capacity)
         try:
             init = LiveInit(camera.id, camera.codec, cfg.width, cfg.height, cfg.fps)
             if fmp4:
                 await send_fmp4(connection, sub, self._fmp4.setdefault(camera.id, Fmp4Stream(init)))
             else:
-                await connection.send(init.serialize())
+                await connection.send(self._init(camera, current).serialize())
                 while (unit := await sub.get()) is not None:
                     await connection.send(unit.message)
+                    switch = policy.observe(sub.backlog, time.monotonic()) if policy is not None else None
+                    if switch is not None:  # the new stream starts on its next keyframe, after its own init
+                        fanout.unsubscribe(sub)
+                        current = switch
+                        fanout = camera.sub_fanout if switch == "sub" and camera.sub_fanout else camera.fanout
+                        sub = fanout.subscribe(name, capacity)
+                        await connection.send(self._init(camera, current).serialize())
             await connection.send(LiveStatus(camera.id, camera.state, camera.error or "camera stopped").serialize())
             await connection.close(1001, "camera stopped")
         except websockets.ConnectionClosed:
             pass
         finally:
-            camera.fanout.unsubscribe(sub)
+            fanout.unsubscribe(sub)
+
+    @staticmethod
+    def _init(camera: Camera, stream: str) -> LiveInit:
+        cfg = camera.config
+        width, height = cfg.substream if stream == "sub" and cfg.substream else (cfg.width, cfg.height)
+        return LiveInit(camera.id, camera.codec, width, height, cfg.fps, stream)

@@ -228,6 +228,7 @@ class CameraConfig:
     encoder: str | None = None  # force an FFmpeg encoder (e.g. "libx264"); None: probe (node/encoders.py)
     masks: tuple[tuple[tuple[float, float], ...], ...] = ()  # privacy polygons, normalised 0..1
     timestamp: bool = False  # burn the capture time into the picture (node/filters.py)
+    substream: tuple[int, int] | None = None  # a second, smaller encode for tiles and viewers that fall behind
 
     @property
     def max_bitrate_bps(self) -> int:
@@ -261,7 +262,7 @@ class NodeConfig:
 NODE_KEYS = {"id", "store", "host", "port", "cameras", "segment_seconds", "spool", "spool_max_bytes",
              "spool_max_minutes"}
 CAMERA_KEYS = {"id", "source", "width", "height", "fps", "keyframe_interval_s", "bitrate_bps", "motion",
-               "codec", "encoder", "masks", "timestamp"}
+               "codec", "encoder", "masks", "timestamp", "substream"}
 
 
 def masks_from_reader(r: FieldReader) -> tuple[tuple[tuple[float, float], ...], ...]:
@@ -283,6 +284,18 @@ def masks_from_reader(r: FieldReader) -> tuple[tuple[tuple[float, float], ...], 
     return tuple(polygons)
 
 
+def substream_from_reader(r: FieldReader, width: int, height: int) -> tuple[int, int] | None:
+    if not r.has("substream") or r.data["substream"] is None:
+        return None
+    try:
+        size = parse_size(r.string("substream"), "substream")
+    except ValueError as exc:
+        raise r.error("substream", str(exc)) from None
+    if size[0] >= width or size[1] >= height:
+        raise r.error("substream", f"must be smaller than the camera's {width}x{height}, got {size[0]}x{size[1]}")
+    return size
+
+
 def camera_from_reader(r: FieldReader) -> CameraConfig:
     r.reject_unknown(CAMERA_KEYS)
     width = r.integer("width", 1280, minimum=16, maximum=7680)
@@ -302,6 +315,7 @@ def camera_from_reader(r: FieldReader) -> CameraConfig:
         encoder=r.string("encoder") if r.has("encoder") else None,
         masks=masks_from_reader(r),
         timestamp=r.boolean("timestamp", False),
+        substream=substream_from_reader(r, width, height),
     )
 
 

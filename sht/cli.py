@@ -73,11 +73,16 @@ def cmd_node(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         motion = {"off": False, None: None}.get(args.motion, {"detector": args.motion})
+        substream = parse_size(args.substream, "--substream") if args.substream else None
         cams = tuple(
             replace(c, width=width or c.width, height=height or c.height, fps=args.fps or c.fps,
-                    motion=c.motion if args.motion is None else motion)
+                    motion=c.motion if args.motion is None else motion, substream=substream or c.substream)
             for c in cameras.values()
         )
+        for c in cams:
+            if c.substream and (c.substream[0] >= c.width or c.substream[1] >= c.height):
+                raise ValueError(f"camera {c.id}: the substream {c.substream[0]}x{c.substream[1]} must be smaller "
+                                 f"than {c.width}x{c.height}")
         from shared.timespec import TimeSpecError
         from shared.timespec import parse_size as parse_bytes
 
@@ -193,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--size", help="frame size for every camera, e.g. 1280x720")
     node.add_argument("--fps", type=int, help="frame rate for every camera")
     node.add_argument("--config", help="JSON config file; flags override it")
+    node.add_argument("--substream", metavar="WxH", help="a second, smaller encode per camera (e.g. 640x360) "
+                      "for tiles and viewers that fall behind (/live/CAM?stream=sub|auto)")
     node.add_argument("--motion", choices=("luma", "vectors", "off"),
                       help="motion detector for every camera (default: each camera's config, else luma)")
     node.add_argument("--token", default=os.environ.get("SHT_TOKEN"), help="node token for the store "

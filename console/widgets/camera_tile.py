@@ -147,7 +147,9 @@ class CameraTile(Vertical):
                 self.post_message(self.StreamNote("down", f"down: {why}"))
                 await asyncio.sleep(DOWN_RECHECK_S)
                 continue
-            where = ws_url(url) + f"/live/{self.camera}"
+            # Tiles show ~1 picture a second at tile size: the sub stream when the camera has one (a camera
+            # without one answers ?stream=sub with its main stream).
+            where = ws_url(url) + f"/live/{self.camera}?stream=sub"
             self.post_message(self.StreamNote("connecting", f"connecting to {where.split('://', 1)[-1]}…"))
             try:
                 reason = await self._watch(where, backoff)

@@ -26,11 +26,12 @@ class LiveInit:
     width: int
     height: int
     fps: float
+    stream: str = "main"  # or "sub": the camera's smaller second encode (a new init comes on every switch)
 
     def serialize(self) -> str:
         return json.dumps(
             {"type": "init", "camera": self.camera, "codec": self.codec,
-             "width": self.width, "height": self.height, "fps": self.fps}
+             "width": self.width, "height": self.height, "fps": self.fps, "stream": self.stream}
         )
 
 
@@ -82,9 +83,9 @@ def parse_live_text(text: str | bytes) -> LiveInit | LiveStatus:
         if kind == "init":
             init = LiveInit(
                 camera=obj["camera"], codec=obj["codec"], width=obj["width"],
-                height=obj["height"], fps=obj["fps"],
+                height=obj["height"], fps=obj["fps"], stream=obj.get("stream", "main"),
             )
-            if not (isinstance(init.camera, str) and isinstance(init.codec, str)
+            if not (isinstance(init.camera, str) and isinstance(init.codec, str) and init.stream in ("main", "sub")
                     and _is_int(init.width) and _is_int(init.height)
                     and isinstance(init.fps, (int, float)) and not isinstance(init.fps, bool)):
                 raise ProtocolError("bad-init", f"init message has fields of the wrong type: {obj}")
@@ -119,6 +120,7 @@ class LiveReceiver:
             event = parse_live_text(message)
             if isinstance(event, LiveInit):
                 self.init = event
+                self.frames = 0  # a new init (e.g. a switch to the sub stream) starts again on a keyframe
             return event
         if self.init is None:
             raise ProtocolError("no-init", "binary frame arrived before the init message")
