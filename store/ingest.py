@@ -13,11 +13,13 @@ import contextlib
 import io
 import logging
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import av
 
@@ -98,19 +100,19 @@ class Ingestor:
         existing = await self.index.find_segment(header.camera, header.start_us)
         if existing is not None:
             return self._resent(header, existing.sha256)
-        digest = await asyncio.to_thread(sha256_hex, payload)
+        digest = await _in_ingest_pool(sha256_hex, payload)
         if digest != header.sha256:
             self.stats.refused += 1
             return Refusal("checksum-mismatch", f"segment {sid}: SHA-256 of the bytes is {digest}, "
                            f"the header says {header.sha256}; the node should resend it", sid,
                            retry=True)
-        problem = await asyncio.to_thread(mp4_problem, payload, header)
+        problem = await _in_ingest_pool(mp4_problem, payload, header)
         if problem is not None:
             self.stats.refused += 1
             return Refusal("bad-media", f"segment {sid} is not a valid segment: {problem}; not stored", sid,
                            retry=False)
         relpath = segment_relpath(header.camera, header.start_us)
-        free = await asyncio.to_thread(_free_bytes, self.root)
+        free = await _in_ingest_pool(_free_bytes, self.root)
         if self.hooks is not None:
             self.hooks.note_free_bytes(free)  # under retention's min-free: sweep now, not in a minute
         if free - len(payload) < MIN_FREE_BYTES:
@@ -119,7 +121,7 @@ class Ingestor:
                            f"the {MIN_FREE_BYTES}-byte floor; free space or lower retention. "
                            "The node keeps the segment and retries.", sid, retry=True)
         try:
-            await asyncio.to_thread(write_atomic, self.root / relpath, payload)
+            await _in_ingest_pool(write_atomic, self.root / relpath, payload)
         except OSError as exc:
             self.stats.refused += 1
             log.error("could not write %s: %s", relpath, exc)
@@ -161,6 +163,16 @@ def mp4_problem(payload: memoryview | bytes, header: SegmentHeader) -> str | Non
     if packets != header.frames:
         return f"it holds {packets} frames, the header says {header.frames}"
     return None
+
+
+# Ingest's own threads: thumbnails and clip exports use the default pool, and a viewer exporting
+# footage must not make the nodes' uploads wait for a thread (their acks time out at 30 s).
+_INGEST_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest")
+T = TypeVar("T")
+
+
+async def _in_ingest_pool(fn: Callable[..., T], *args: object) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_INGEST_POOL, partial(fn, *args))
 
 
 def _free_bytes(path: Path) -> int:
