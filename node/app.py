@@ -100,7 +100,8 @@ class Node:
 
     def _revoked(self, token_ids: tuple[str, ...]) -> None:
         if self.keyring is not None:
-            self.keyring.revoked = frozenset(token_ids)
+            self.keyring.remember_revoked(frozenset(token_ids))
+            self.server.close_revoked(self.keyring.revoked)
 
     async def _spooled(self, item: SpooledSegment) -> None:
         h = item.header

@@ -8,6 +8,7 @@ Revoked token ids arrive over the control link.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 from pathlib import Path
@@ -28,7 +29,23 @@ class StoreKeyring:
         self.revoked: frozenset[str] = frozenset()
         self.verifier: Verifier | None = None
 
+    @property
+    def revoked_path(self) -> Path:
+        return self.cache.with_name("revoked.json")
+
+    def remember_revoked(self, token_ids: frozenset[str]) -> None:
+        """Kept in the spool too: after a restart with the store away, revoked tokens stay refused."""
+        self.revoked = token_ids
+        try:
+            write_atomic(self.revoked_path, json.dumps(sorted(token_ids)).encode())
+        except OSError as exc:
+            log.warning("could not save the revoked token list: %s", exc)
+
     def load_local(self) -> bool:
+        try:
+            self.revoked = frozenset(json.loads(self.revoked_path.read_text()))
+        except (OSError, ValueError, TypeError):
+            pass
         for path in (Path(self.key_file) if self.key_file else None, self.cache):
             if path is not None and path.exists():
                 self._use(path.read_bytes(), str(path))

@@ -6,9 +6,11 @@ viewer are the very objects the fan-out built once per access unit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
+import weakref
 from collections.abc import Callable
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -21,7 +23,7 @@ from websockets.http11 import Request, Response
 from node.adaptive import AdaptivePolicy
 from node.keyring import StoreKeyring
 from node.master import Camera, CameraMaster
-from shared.auth import AccessControl, AuthError
+from shared.auth import AccessControl, AuthError, Claims
 from shared.fmp4_live import Fmp4Stream, live_target, send_fmp4
 from shared.httpjson import error_response, json_response
 from shared.metrics import metrics_response
@@ -49,6 +51,7 @@ class NodeServer:
         self.keyring = keyring  # None: authentication is off
         self.ssl_context = ssl_context
         self.server: Server | None = None
+        self._claims: weakref.WeakKeyDictionary[ServerConnection, Claims] = weakref.WeakKeyDictionary()
         self.metrics: CollectorRegistry | None = None  # node/metrics.py, set by node/app.py
         self._fmp4: dict[str, Fmp4Stream] = {}  # per camera, made on its first ?format=fmp4 viewer
 
@@ -60,6 +63,13 @@ class NodeServer:
             ssl=self.ssl_context,
         )
         return self.server.sockets[0].getsockname()[1]
+
+    def close_revoked(self, token_ids: frozenset[str]) -> None:
+        """End the open streams of viewers whose token was just revoked (the handshake checked them once)."""
+        for connection, claims in list(self._claims.items()):
+            if claims.token_id in token_ids:
+                log.warning("closing %s's stream: token %s was revoked", claims.subject, claims.token_id)
+                asyncio.get_running_loop().create_task(connection.close(1008, "token revoked"))
 
     async def close(self) -> None:
         if self.server is not None:
@@ -76,10 +86,12 @@ class NodeServer:
             self.access.verifier = self.keyring.verifier
         address = connection.remote_address[0]
         try:
-            self.access.check(request.path, request.headers.get("Authorization"), address)
+            claims = self.access.check(request.path, request.headers.get("Authorization"), address)
         except AuthError as exc:
             log.warning("refused %s from %s: %s", path, address, exc.reason)
             return error_response(connection, exc.status, exc.reason)
+        if claims is not None:
+            self._claims[connection] = claims  # so a revocation can end a stream already open
         if path == "/health":
             return json_response(connection, HTTPStatus.OK, self.health())
         if path == "/metrics" and self.metrics is not None:

@@ -103,6 +103,10 @@ class StoreServer:
         revoked = self.revoked()
         if revoked != self._revoked_sent:  # `sht token revoke` ran: tell the nodes now
             self._revoked_sent = revoked
+            for connection, claims in list(self._claims.items()):  # and end what those tokens have open here
+                if claims.token_id in revoked:
+                    log.warning("closing %s's connection: token %s was revoked", claims.subject, claims.token_id)
+                    asyncio.get_running_loop().create_task(connection.close(1008, "token revoked"))
             for link in list(self.fleet.links.values()):
                 with contextlib.suppress(websockets.ConnectionClosed):
                     await link.send(Revocations(tuple(sorted(revoked))).serialize())

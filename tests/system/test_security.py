@@ -97,9 +97,26 @@ def test_tokens_roles_and_revocation_at_the_handshake(processes, tmp_path):
     # Revoke a viewer token: the store refuses it at once, and the node once the store has told it.
     victim, claims = KeyStore(root).issue("viewer", "leaver", 3600)
     assert status_of(live, victim)[0] == 101
-    out = subprocess.run([sys.executable, "-m", "sht", "token", "revoke", "--root", str(root), claims.token_id],
-                         capture_output=True, text=True)
+
+    async def revoke_while_watching() -> tuple[subprocess.CompletedProcess, int | None, int | None]:
+        """A stream and an API connection already open with the token are ended by its revocation."""
+        async with connect(live, additional_headers=bearer(victim)) as stream, \
+                connect(api, additional_headers=bearer(victim)) as query:
+            await stream.recv()  # the init
+            out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "sht", "token", "revoke", "--root",
+                                                           str(root), claims.token_id], capture_output=True, text=True)
+            codes = []
+            for ws in (stream, query):
+                try:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 10)
+                except websockets.ConnectionClosed as exc:
+                    codes.append(exc.rcvd.code if exc.rcvd else None)
+            return out, codes[0], codes[1]
+
+    out, stream_code, query_code = asyncio.run(revoke_while_watching())
     assert out.returncode == 0 and claims.token_id in out.stdout
+    assert stream_code == 1008 and query_code == 1008, (stream_code, query_code)
     code, body = status_of(api, victim)
     assert code == 401 and "revoked" in body
     deadline = time.monotonic() + 10
