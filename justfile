@@ -18,7 +18,7 @@ bench *ARGS:
 
 lint:
     python3 -m ruff check .
-    python3 -m mypy shared node store console sht
+    python3 -m mypy shared node store console sht bench
 
 # one node with two simulated cameras, recording to a local store
 node *ARGS:

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.report import replace_section
+from bench.report import Row, cpu_model, replace_section, verdict
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -411,18 +411,6 @@ async def wait_fleet_up(store_url: str, token: str | None, cameras: Sequence[str
 # -- the report --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Row:
-    metric: str
-    value: str
-    target: str = ""
-    ok: bool | None = None
-
-
-def verdict(ok: bool | None) -> str:
-    return "" if ok is None else ("pass" if ok else "FAIL")
-
-
 def _ms(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:.1f}"
 
@@ -502,12 +490,7 @@ def print_table(rows: Sequence[Row], console: Console | None = None) -> None:
 def machine_info(load: tuple[float, float, float]) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = cpu_model()
 
     def ver(name: str) -> str:
         try:

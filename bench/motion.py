@@ -36,6 +36,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bench.report import verdict
 from node.encode import H264Encoder
 from node.motion import DetectorConfig, EventTracker, LumaDetector, MotionVectorDetector
 from node.motion.vectors import open_decoder
@@ -263,10 +264,6 @@ def fmt_s(values: list[float]) -> str:
     if not values:
         return "n/a"
     return f"{statistics.median(values) * 1000:.0f} / {max(values) * 1000:.0f} ms"
-
-
-def verdict(ok: bool | None) -> str:
-    return "" if ok is None else ("pass" if ok else "FAIL")
 
 
 def summary_rows(results: list[SceneResult]) -> list[tuple[str, dict[str, str], str, dict[str, bool | None]]]:

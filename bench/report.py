@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass
+class Row:
+    """One line of a benchmark table: what, how much, the target and whether it was met."""
+
+    metric: str
+    value: str
+    target: str = ""
+    ok: bool | None = None
+
+
+def verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("pass" if ok else "FAIL")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
 
 
 def replace_section(path: Path, heading: str, body: str) -> None:

@@ -33,6 +33,8 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from bench.report import Row, cpu_model, verdict
+
 SEGMENT_SECONDS = 10
 RAW_SECONDS = 2.0
 WARMUP_S = 5.0  # imports, noise banks, first keyframes: excluded from the steady window
@@ -74,14 +76,6 @@ def steady_window(roots: list[subprocess.Popen], seconds: float,
     t0, cpu0 = time.monotonic(), sum(tree_cpu(p, include_roots) for p in procs)
     time.sleep(seconds)
     return sum(tree_cpu(p, include_roots) for p in procs) - cpu0, time.monotonic() - t0
-
-
-@dataclass
-class Row:
-    metric: str
-    value: str
-    target: str = ""
-    ok: bool | None = None
 
 
 def children_cpu() -> float:
@@ -169,14 +163,7 @@ def run_ffmpeg(ffmpeg: str, raw: Path, out: Path,
 
 
 def machine_info(ffmpeg: str | None) -> dict[str, str]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     try:
         import av
 
@@ -191,10 +178,6 @@ def machine_info(ffmpeg: str | None) -> dict[str, str]:
     return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "nproc": str(os.cpu_count()),
             "cpu": model, "os": platform.platform(), "python": platform.python_version(),
             "PyAV": av_version, "ffmpeg": ff, "load average (1/5/15 min) at start": load}
-
-
-def _split(pair: tuple[Measured, T]) -> tuple[Measured, T]:
-    return pair
 
 
 def build_rows(args: argparse.Namespace, demo: Measured, summary: dict,
@@ -244,10 +227,6 @@ def build_rows(args: argparse.Namespace, demo: Measured, summary: dict,
         Row("bytes recorded", f"{sum(c['bytes'] or 0 for c in cams) / 1e6:.1f} MB"),
     ]
     return rows
-
-
-def verdict(ok: bool | None) -> str:
-    return "" if ok is None else ("pass" if ok else "FAIL")
 
 
 def print_table(rows: list[Row]) -> None:
@@ -323,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         summary_path = tmp / "summary.json"
         console.print(f"demo: 6 cameras for {args.duration:g} s, base port {args.base_port}…")
-        demo, (code, demo.steady_cpu_s, demo.steady_s) = _split(
-            measure(lambda: run_demo(args, tmp / "demo", summary_path)))
+        demo, (code, demo_cpu, demo_window) = measure(lambda: run_demo(args, tmp / "demo", summary_path))
+        demo.steady_cpu_s, demo.steady_s = demo_cpu, demo_window
         if code != 0 or not summary_path.exists():
             console.print(f"[red]bench: the demo failed (exit code {code}):[/red]")
             console.print((tmp / "demo.out").read_text(errors="replace")[-4000:], markup=False)
@@ -332,8 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads(summary_path.read_text())
         # The same system with motion detection on (the shipped default): a second run, reported beside it.
         console.print(f"demo again with motion detection on, {args.duration:g} s…")
-        with_motion, (code, with_motion.steady_cpu_s, with_motion.steady_s) = _split(
-            measure(lambda: run_demo(args, tmp / "demo-motion", tmp / "summary-motion.json", "luma")))
+        with_motion, (code, motion_cpu, motion_window) = measure(
+            lambda: run_demo(args, tmp / "demo-motion", tmp / "summary-motion.json", "luma"))
+        with_motion.steady_cpu_s, with_motion.steady_s = motion_cpu, motion_window
         ff: Measured | None = None
         if ffmpeg is None:
             console.print("[yellow]ffmpeg is missing (no ffmpeg on PATH, no imageio-ffmpeg): "
@@ -342,8 +322,9 @@ def main(argv: list[str] | None = None) -> int:
             raw = tmp / "frames.yuv"
             render_raw(raw, width, height, args.fps)
             console.print(f"ffmpeg baseline: {args.cameras} processes for {args.duration:g} s…")
-            ff, (codes, ff.steady_cpu_s, ff.steady_s) = _split(
-                measure(lambda: run_ffmpeg(ffmpeg, raw, tmp / "ffmpeg", args)))
+            ff_run, (codes, ff_cpu, ff_window) = measure(lambda: run_ffmpeg(ffmpeg, raw, tmp / "ffmpeg", args))
+            ff_run.steady_cpu_s, ff_run.steady_s = ff_cpu, ff_window
+            ff = ff_run
             if any(codes):
                 console.print(f"[red]bench: ffmpeg failed: exit codes {codes}[/red]")
                 return 1

@@ -45,7 +45,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.report import replace_section
+from bench.report import cpu_model, replace_section, verdict
 
 SEGMENT_S = 10
 SEGMENT_US = SEGMENT_S * 1_000_000
@@ -526,10 +526,6 @@ def rows_for(built: Built, m: Measurements, prune: PruneResult | None, media: Me
     return rows
 
 
-def verdict(ok: bool | None) -> str:
-    return "" if ok is None else ("pass" if ok else "FAIL")
-
-
 def print_table(rows: list[Row], title: str) -> None:
     console = Console()
     if not console.is_terminal:
@@ -544,12 +540,7 @@ def print_table(rows: list[Row], title: str) -> None:
 
 
 def machine_info(load_at_start: tuple[float, float, float]) -> dict[str, str]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = cpu_model()
     return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "nproc": str(os.cpu_count()), "cpu": model,
             "python": platform.python_version(), "SQLite": sqlite3.sqlite_version,
             "load average (1/5/15 min) at start": " / ".join(f"{x:.2f}" for x in load_at_start)}
