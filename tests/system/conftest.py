@@ -15,6 +15,8 @@ from urllib.request import urlopen
 
 import pytest
 
+from sht.demo import _die_with_parent
+
 
 def port_is_free(port: int) -> bool:
     """Nothing listens on the port (connections in TIME_WAIT do not count, as for a server)."""
@@ -82,8 +84,10 @@ class Processes:
     def start(self, name: str, *args: str, token: str | None = None) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")
         env = {**os.environ, "SHT_TOKEN": token} if token else None
+        # Like the demo's children: they die with the test run, even one killed mid-test.
         proc = subprocess.Popen([sys.executable, "-m", "sht", *args], stdout=log, env=env,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         log.close()
         self.procs.append(proc)
         return proc
