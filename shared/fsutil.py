@@ -6,9 +6,12 @@ its bytes, even across a power cut; before, it does not exist at all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 TEMP_MARK = ".tmp-"
 
@@ -37,12 +40,15 @@ def ensure_dir(path: Path) -> None:
         fsync_dir(d.parent)
 
 
-def write_atomic(path: Path, data: bytes | memoryview) -> None:
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A file that appears under ``path`` whole, or not at all: written under a temporary name
+    (which ``remove_temporaries`` sweeps after a crash), fsynced, renamed, directory fsynced."""
     ensure_dir(path.parent)
     temp = path.with_name(f"{path.name}{TEMP_MARK}{secrets.token_hex(4)}")
     try:
         with open(temp, "xb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
@@ -50,6 +56,11 @@ def write_atomic(path: Path, data: bytes | memoryview) -> None:
         temp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, data: bytes | memoryview) -> None:
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def remove_temporaries(root: Path) -> list[Path]:

@@ -11,8 +11,6 @@ worker thread.
 from __future__ import annotations
 
 import io
-import os
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,7 +21,7 @@ import av
 from av.container import OutputContainer
 from av.video.stream import VideoStream
 
-from shared.fsutil import TEMP_MARK, fsync_dir
+from shared.fsutil import atomic_file
 
 MICROSECONDS = Fraction(1, 1_000_000)
 
@@ -67,24 +65,13 @@ def export_clip(
 
 def _export_to_path(segments: Sequence[tuple[Path, int]], from_us: int, to_us: int, path: Path,
                     progress: Callable[[int, int], None] | None) -> ExportResult:
-    # Same temporary naming as shared.fsutil.write_atomic, so remove_temporaries sweeps leftovers.
-    temp = path.with_name(f"{path.name}{TEMP_MARK}{secrets.token_hex(4)}")
-    try:
-        with open(temp, "xb") as f:
-            writer = _Remuxer(f, seekable=True)
-            try:
-                _run(writer, segments, from_us, to_us, progress)
-            finally:
-                writer.close()
-            result = writer.result(from_us, to_us)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return result
+    with atomic_file(path) as f:
+        writer = _Remuxer(f, seekable=True)
+        try:
+            _run(writer, segments, from_us, to_us, progress)
+        finally:
+            writer.close()
+        return writer.result(from_us, to_us)
 
 
 def _seekable(f: BinaryIO) -> bool:
