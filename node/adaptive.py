@@ -1,37 +1,5 @@
-"""Which stream a ``?stream=auto`` viewer gets: main, or the smaller sub stream when it falls behind.
+"""Moved to ``shared/adaptive.py`` (the relay switches its viewers too); re-exported for node imports."""
 
-Pure bookkeeping from the viewer's backlog (access units queued for it, which
-grow while its connection cannot take more). Down fast (a second behind), up
-slowly (caught up on the sub stream for a while), so a viewer on a weak link
-does not flap between the two.
-"""
+from shared.adaptive import AdaptivePolicy
 
-from __future__ import annotations
-
-from dataclasses import dataclass
-
-
-@dataclass
-class AdaptivePolicy:
-    fps: float
-    behind_s: float = 1.0  # switch to the sub stream once this far behind
-    recover_s: float = 10.0  # back to main after this long caught up
-    current: str = "main"
-    _caught_up_since: float | None = None
-
-    def observe(self, backlog_units: int, now_s: float) -> str | None:
-        """The stream to switch to now, or None to stay."""
-        behind_s = backlog_units / self.fps if self.fps > 0 else 0.0
-        if self.current == "main":
-            if behind_s >= self.behind_s:
-                self.current, self._caught_up_since = "sub", None
-                return "sub"
-            return None
-        if backlog_units > 1:
-            self._caught_up_since = None
-        elif self._caught_up_since is None:
-            self._caught_up_since = now_s
-        elif now_s - self._caught_up_since >= self.recover_s:
-            self.current, self._caught_up_since = "main", None
-            return "main"
-        return None
+__all__ = ["AdaptivePolicy"]

@@ -189,6 +189,7 @@ class Camera:
             "codec": self.codec,
             "encode_seconds": round(self.encode_seconds, 3),
             "subscribers": len(self.fanout.subscriptions),
+            "sub_subscribers": len(self.sub_fanout.subscriptions) if self.sub_fanout is not None else None,
             "last_capture_us": self.stats.last_capture_us,
             "settings": self.settings,
             "motion": self.motion.health() if self.motion is not None else None,

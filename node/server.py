@@ -13,18 +13,19 @@ import time
 import weakref
 from collections.abc import Callable
 from http import HTTPStatus
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import websockets
 from prometheus_client import CollectorRegistry
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from node.adaptive import AdaptivePolicy
 from node.keyring import StoreKeyring
 from node.master import Camera, CameraMaster
+from shared.adaptive import AdaptivePolicy
 from shared.auth import AccessControl, AuthError, Claims
-from shared.fmp4_live import Fmp4Stream, live_target, send_fmp4
+from shared.fanout import FanOut
+from shared.fmp4_live import Fmp4Clock, Fmp4Stream, LiveWriter, live_target, stream_choice
 from shared.httpjson import error_response, json_response
 from shared.metrics import metrics_response
 from shared.protocol.live import LiveInit, LiveStatus
@@ -32,14 +33,7 @@ from shared.protocol.live import LiveInit, LiveStatus
 log = logging.getLogger(__name__)
 LIVE_PREFIX = "/live/"
 VIEWER_BACKLOG_S = 2.0  # how far a viewer may fall behind before it skips to a keyframe
-
-
-def stream_choice(path: str) -> str:
-    """``?stream=main|sub|auto`` (default main); a camera without a sub stream always sends main."""
-    values = parse_qs(urlsplit(path).query).get("stream", ["main"])
-    if values[0] not in ("main", "sub", "auto"):
-        raise ValueError(f"stream must be main, sub or auto, got {values[0]!r}")
-    return values[0]
+__all__ = ["NodeServer", "stream_choice"]  # stream_choice lives in shared/fmp4_live.py now (the relay parses it too)
 
 
 class NodeServer:
@@ -53,7 +47,8 @@ class NodeServer:
         self.server: Server | None = None
         self._claims: weakref.WeakKeyDictionary[ServerConnection, Claims] = weakref.WeakKeyDictionary()
         self.metrics: CollectorRegistry | None = None  # node/metrics.py, set by node/app.py
-        self._fmp4: dict[str, Fmp4Stream] = {}  # per camera, made on its first ?format=fmp4 viewer
+        self._fmp4: dict[tuple[str, str], Fmp4Stream] = {}  # per camera and stream, made on its first fMP4 viewer
+        self._fmp4_clocks: dict[str, Fmp4Clock] = {}  # per camera: main and sub fragments share one timeline
 
     async def start(self, host: str, port: int) -> int:
         self.server = await serve(
@@ -120,34 +115,50 @@ class NodeServer:
         camera_id, fmp4 = live_target(path)
         camera = self.master.cameras[camera_id]
         cfg = camera.config
-        mode = stream_choice(path) if camera.sub_fanout is not None and not fmp4 else "main"
+        mode = stream_choice(path) if camera.sub_fanout is not None else "main"
         current = "sub" if mode == "sub" else "main"
         policy = AdaptivePolicy(cfg.fps) if mode == "auto" else None
         capacity = int(cfg.fps * VIEWER_BACKLOG_S) + 1
         name = f"viewer {connection.remote_address}"
-        fanout = camera.sub_fanout if current == "sub" and camera.sub_fanout is not None else camera.fanout
+        writer = LiveWriter(connection, fmp4)
+        fanout = self._fanout(camera, current)
         sub = fanout.subscribe(name, capacity)
         try:
-            init = LiveInit(camera.id, camera.codec, cfg.width, cfg.height, cfg.fps)
-            if fmp4:
-                await send_fmp4(connection, sub, self._fmp4.setdefault(camera.id, Fmp4Stream(init)))
-            else:
-                await connection.send(self._init(camera, current).serialize())
-                while (unit := await sub.get()) is not None:
-                    await connection.send(unit.message)
-                    switch = policy.observe(sub.backlog, time.monotonic()) if policy is not None else None
-                    if switch is not None:  # the new stream starts on its next keyframe, after its own init
-                        fanout.unsubscribe(sub)
-                        current = switch
-                        fanout = camera.sub_fanout if switch == "sub" and camera.sub_fanout else camera.fanout
-                        sub = fanout.subscribe(name, capacity)
-                        await connection.send(self._init(camera, current).serialize())
+            await writer.begin(self._init(camera, current), self._fmp4_stream(camera, current) if fmp4 else None)
+            overflows = 0
+            while (unit := await sub.get()) is not None:
+                started = time.monotonic()
+                await writer.send(unit)
+                if policy is None:
+                    continue
+                now = time.monotonic()
+                switch = policy.observe(sub.backlog, now, now - started, sub.overflows - overflows)
+                overflows = sub.overflows
+                if switch is not None:  # the new stream starts on its next keyframe, after its own init
+                    log.info("%s of %s: %d units queued, switching to the %s stream", name, camera.id,
+                             sub.backlog, switch)
+                    fanout.unsubscribe(sub)
+                    current, fanout = switch, self._fanout(camera, switch)
+                    sub, overflows = fanout.subscribe(name, capacity), 0
+                    await writer.begin(self._init(camera, current),
+                                       self._fmp4_stream(camera, current) if fmp4 else None)
             await connection.send(LiveStatus(camera.id, camera.state, camera.error or "camera stopped").serialize())
             await connection.close(1001, "camera stopped")
         except websockets.ConnectionClosed:
             pass
         finally:
             fanout.unsubscribe(sub)
+
+    @staticmethod
+    def _fanout(camera: Camera, stream: str) -> FanOut:
+        return camera.sub_fanout if stream == "sub" and camera.sub_fanout is not None else camera.fanout
+
+    def _fmp4_stream(self, camera: Camera, stream: str) -> Fmp4Stream:
+        key = (camera.id, stream)
+        if key not in self._fmp4:
+            clock = self._fmp4_clocks.setdefault(camera.id, Fmp4Clock())
+            self._fmp4[key] = Fmp4Stream(self._init(camera, stream), clock)
+        return self._fmp4[key]
 
     @staticmethod
     def _init(camera: Camera, stream: str) -> LiveInit:

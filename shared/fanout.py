@@ -46,6 +46,7 @@ class Subscription:
         self.waiting_for_keyframe = True
         self.delivered = 0
         self.skipped = 0  # units this subscriber never got because it fell behind
+        self.overflows = 0  # times its queue filled up and was dropped (the adaptive policy's sign of a stall)
         self.closed = False
 
     def offer(self, unit: AccessUnit) -> None:
@@ -57,6 +58,7 @@ class Subscription:
                 return
             self.waiting_for_keyframe = False
         elif len(self._queue) >= self.capacity:
+            self.overflows += 1
             self.skipped += len(self._queue)
             self._queue.clear()
             if not unit.keyframe:

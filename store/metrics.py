@@ -80,13 +80,14 @@ class StoreMetrics:
 
 def relay_families(relay: Relay) -> Iterator[Family]:
     """The relay's viewers and upstreams (also served by a relay-only process)."""
-    viewers = gauge("sht_relay_viewers", "Viewers watching a camera through this relay", ("camera",))
-    upstream = gauge("sht_relay_upstream_up", "1 while the relay receives the camera from its node", ("camera",))
-    frames = counter("sht_relay_frames", "Access units received from nodes", ("camera",))
-    reconnects = counter("sht_relay_upstream_connects", "Upstream connections opened to nodes", ("camera",))
-    for camera, up in sorted(relay.upstreams.items()):
-        viewers.add_metric([camera], up.viewers)
-        upstream.add_metric([camera], 1.0 if up.streaming else 0.0)
-        frames.add_metric([camera], up.frames)
-        reconnects.add_metric([camera], up.connects)
+    labels = ("camera", "stream")  # stream: main or sub (one upstream each)
+    viewers = gauge("sht_relay_viewers", "Viewers watching a camera's stream through this relay", labels)
+    upstream = gauge("sht_relay_upstream_up", "1 while the relay receives the stream from its node", labels)
+    frames = counter("sht_relay_frames", "Access units received from nodes", labels)
+    reconnects = counter("sht_relay_upstream_connects", "Upstream connections opened to nodes", labels)
+    for (camera, stream), up in sorted(relay.upstreams.items()):
+        viewers.add_metric([camera, stream], up.viewers)
+        upstream.add_metric([camera, stream], 1.0 if up.streaming else 0.0)
+        frames.add_metric([camera, stream], up.frames)
+        reconnects.add_metric([camera, stream], up.connects)
     yield from (viewers, upstream, frames, reconnects)

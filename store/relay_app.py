@@ -25,13 +25,13 @@ from websockets.http11 import Request, Response
 
 from shared.auth import AccessControl, AuthError, Verifier, load_public_key
 from shared.backoff import Backoff
-from shared.fmp4_live import LIVE_PREFIX, live_target
+from shared.fmp4_live import LIVE_PREFIX, live_target, stream_choice
 from shared.httpjson import error_response, json_response
 from shared.metrics import metrics_response, new_registry
 from shared.security import SecurityOptions, bearer, client_ssl
 from shared.urls import http_url, ws_url
 from store.metrics import relay_families
-from store.relay import Location, Relay
+from store.relay import Location, Relay, substream_of
 
 log = logging.getLogger(__name__)
 FLEET_POLL_S = 2.0
@@ -41,7 +41,7 @@ class RelayProcess:
     def __init__(self, store_url: str, token: str | None, security: SecurityOptions, ca: str | None = None) -> None:
         self.store_url, self.token, self.security = store_url, token, security
         self.client_ssl = client_ssl(ws_url(store_url), ca)
-        self.cameras: dict[str, tuple[str | None, str]] = {}  # camera -> (node URL, node state)
+        self.cameras: dict[str, tuple[str | None, str, bool | None]] = {}  # camera -> (node URL, state, has sub?)
         self.fleet_error: str | None = "not asked yet"
         self.relay = Relay(self._locate, lambda: self.token)
         self.access: AccessControl = security.access(None)
@@ -51,11 +51,11 @@ class RelayProcess:
         self._tasks: list[asyncio.Task] = []
 
     def _locate(self, camera: str) -> Location:
-        url, state = self.cameras.get(camera, (None, "unknown"))
+        url, state, substream = self.cameras.get(camera, (None, "unknown", None))
         if url is None or state != "up":
             return Location(None, f"the node of {camera} is {state}" if self.fleet_error is None
-                            else f"cannot ask the store where {camera} is: {self.fleet_error}")
-        return Location(url)
+                            else f"cannot ask the store where {camera} is: {self.fleet_error}", substream)
+        return Location(url, substream=substream)
 
     async def start(self, host: str, port: int) -> int:
         if self.security.auth:
@@ -102,7 +102,8 @@ class RelayProcess:
                         reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
                         if "error" in reply:
                             raise ValueError(f"the store refused fleet: {reply['error'].get('message')}")
-                        self.cameras = {cam: (node.get("url"), node.get("state", "unknown"))
+                        self.cameras = {cam: (node.get("url"), node.get("state", "unknown"),
+                                              substream_of(node.get("health"), cam))
                                         for node in reply["result"]["nodes"] for cam in node.get("cameras", ())}
                         self.fleet_error = None
                         backoff.reset()
@@ -116,8 +117,8 @@ class RelayProcess:
     def health(self) -> dict:
         return {"service": "relay", "store": self.store_url, "uptime_s": round(time.monotonic() - self.started, 1),
                 "fleet_error": self.fleet_error, "cameras": sorted(self.cameras),
-                "upstreams": {c: {"viewers": u.viewers, "streaming": u.streaming, "frames": u.frames}
-                              for c, u in sorted(self.relay.upstreams.items())}}
+                "upstreams": {u.key: {"viewers": u.viewers, "streaming": u.streaming, "frames": u.frames}
+                              for _, u in sorted(self.relay.upstreams.items())}}
 
     def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
@@ -136,6 +137,7 @@ class RelayProcess:
                                   "try /live/CAMERA, /health or /metrics")
         try:
             live_target(request.path, self.cameras)
+            stream_choice(request.path)
         except LookupError as exc:
             return error_response(connection, HTTPStatus.NOT_FOUND, str(exc))
         except ValueError as exc:
@@ -144,7 +146,8 @@ class RelayProcess:
 
     async def _handle(self, connection: ServerConnection) -> None:
         assert connection.request is not None
-        await self.relay.serve(connection, *live_target(connection.request.path))
+        await self.relay.serve(connection, *live_target(connection.request.path),
+                               mode=stream_choice(connection.request.path))
 
 
 async def run_relay(store_url: str, host: str, port: int, token: str | None, security: SecurityOptions,

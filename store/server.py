@@ -21,7 +21,7 @@ from websockets.http11 import Request, Response
 
 from shared.auth import AccessControl, AuthError, Claims, public_pem
 from shared.clock import now_us
-from shared.fmp4_live import LIVE_PREFIX, live_target
+from shared.fmp4_live import LIVE_PREFIX, live_target, stream_choice
 from shared.httpjson import error_response, json_response
 from shared.metrics import metrics_response
 from shared.protocol.control import (
@@ -44,7 +44,7 @@ from store.fleet import Fleet
 from store.ingest import Ingestor
 from store.keys import KeyStore
 from store.metrics import StoreMetrics
-from store.relay import Location, Relay, web_page
+from store.relay import Location, Relay, substream_of, web_page
 
 log = logging.getLogger(__name__)
 TOTALS_TTL_S = 30.0
@@ -116,9 +116,10 @@ class StoreServer:
         state = self.fleet.nodes.get(node) if node else None
         if state is None or state.url is None:
             return Location(None, f"no node has announced camera {camera}")
+        substream = substream_of(state.health, camera)
         if state.state != "up":
-            return Location(None, f"node {state.node} is {state.state}")
-        return Location(state.url)
+            return Location(None, f"node {state.node} is {state.state}", substream)
+        return Location(state.url, substream=substream)
 
     def _relay_token(self) -> str | None:
         """A short-lived viewer token the store signs for itself; nodes verify it offline like any other."""
@@ -153,6 +154,7 @@ class StoreServer:
         if path.startswith(LIVE_PREFIX):
             try:
                 live_target(request.path, self.fleet.cameras())
+                stream_choice(request.path)
             except LookupError as exc:
                 return error_response(connection, HTTPStatus.NOT_FOUND, str(exc))
             except ValueError as exc:
@@ -169,7 +171,8 @@ class StoreServer:
         path = connection.request.path.split("?", 1)[0] if connection.request else ""
         if path.startswith(LIVE_PREFIX) and connection.request:
             connection.protocol.max_message_size = 64 * 1024  # viewers send us nothing of size
-            await self.relay.serve(connection, *live_target(connection.request.path))
+            await self.relay.serve(connection, *live_target(connection.request.path),
+                                   mode=stream_choice(connection.request.path))
             return
         handler = {"/ingest": self._ingest, "/control": self._control, "/api": self._api}[path]
         # The server's max_size fits a whole segment; the other endpoints only take small JSON.

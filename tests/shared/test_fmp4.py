@@ -56,3 +56,43 @@ def test_live_target_reads_camera_and_format():
         except error:
             continue
         raise AssertionError(f"{path} accepted")
+
+
+def test_a_switched_fmp4_viewer_gets_a_new_init_and_decode_times_run_on():
+    """``?stream=auto&format=fmp4``: main and sub share the camera's clock, so the timeline does not restart."""
+    import asyncio
+    import json
+
+    from shared.fmp4_live import Fmp4Clock, LiveWriter
+
+    class Sent:
+        transport = None
+
+        def __init__(self) -> None:
+            self.messages: list[str | bytes] = []
+
+        async def send(self, message: str | bytes) -> None:
+            self.messages.append(message)
+
+    aus = units()  # keyframes at 0 and 5, 10 (0.5 s at 10 fps)
+    clock = Fmp4Clock()
+    main = Fmp4Stream(LiveInit("cam0", "h264", 160, 120, 10), clock)
+    sub = Fmp4Stream(LiveInit("cam0", "h264", 160, 120, 10, "sub"), clock)
+    sent = Sent()
+
+    async def play() -> None:
+        writer = LiveWriter(sent, fmp4=True)  # type: ignore[arg-type]  # only send() is used
+        await writer.begin(main.init, main)
+        for unit in aus[:5]:
+            await writer.send(unit)
+        await writer.begin(sub.init, sub)  # the switch: the next unit is a keyframe (subscriptions start on one)
+        for unit in aus[5:]:
+            await writer.send(unit)
+
+    asyncio.run(play())
+    texts = [json.loads(m) for m in sent.messages if isinstance(m, str)]
+    assert [t["stream"] for t in texts] == ["main", "sub"]
+    boxes = [m[4:8] for m in sent.messages if isinstance(m, bytes)]
+    assert boxes == [b"ftyp"] + [b"moof"] * 5 + [b"ftyp"] + [b"moof"] * (len(aus) - 5)
+    after = next(m for m in sent.messages[8:] if isinstance(m, bytes) and m[4:8] == b"moof")
+    assert after == sub.fragment(aus[5]) and clock.base_us == aus[0].capture_us, "sub's times continue main's"

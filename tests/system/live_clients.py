@@ -113,3 +113,60 @@ def start_fleet(processes, tmp: Path, nodes: int = 3, cameras: int = 2, fps: int
         assert time.monotonic() < deadline, f"nodes never all up at the store: {states}"
         time.sleep(0.2)
     return store_port, ports, toks
+
+
+@dataclass
+class SlowViewer:
+    """A real WebSocket client that can stop reading (``pause``): a tiny receive buffer and a one-message queue,
+    so the server feels it within a fraction of a second, as it would a viewer on a link that stalls."""
+
+    url: str
+    token: str | None = None
+    inits: list[tuple[float, dict]] = field(default_factory=list)  # (monotonic, init) as read
+    frames: list[tuple[float, str, bytes, bool]] = field(default_factory=list)  # (monotonic, stream, AU, keyframe)
+    _reading: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task | None = None
+
+    def start(self) -> SlowViewer:
+        self._reading.set()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    def pause(self) -> None:
+        self._reading.clear()
+
+    def resume(self) -> None:
+        self._reading.set()
+
+    def streams(self) -> list[str]:
+        return [init.get("stream", "main") for _, init in self.inits]
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window stays small
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
+        stream = "main"
+        async with connect(self.url, sock=sock, additional_headers=bearer(self.token), max_queue=1,
+                           max_size=2**24, compression=None, open_timeout=5) as ws:
+            while True:
+                await self._reading.wait()
+                message = await ws.recv()
+                if isinstance(message, str):
+                    event = json.loads(message)
+                    if event["type"] == "init":
+                        stream = event.get("stream", "main")
+                        self.inits.append((time.monotonic(), event))
+                    continue
+                frame = decode_frame(message)
+                self.frames.append((time.monotonic(), stream, frame.data, frame.keyframe))

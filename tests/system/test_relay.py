@@ -44,8 +44,8 @@ def test_relay_fans_out_one_upstream_and_survives_the_node(processes, tmp_path):
         assert init["format"] == "fmp4" and init["mime"].startswith('video/mp4; codecs="avc1.')
         assert fmp4.binaries[0][4:8] == b"ftyp" and fmp4.binaries[1][4:8] == b"moof"
         metrics = await asyncio.to_thread(_scrape, f"http://{store}/metrics")
-        assert 'sht_relay_viewers{camera="cam0"} 5.0' in metrics
-        assert 'sht_relay_upstream_up{camera="cam0"} 1.0' in metrics
+        assert 'sht_relay_viewers{camera="cam0",stream="main"} 5.0' in metrics
+        assert 'sht_relay_upstream_up{camera="cam0",stream="main"} 1.0' in metrics
 
         # The node dies: viewers stay connected and are told; it comes back: they resume by themselves.
         node_proc = processes.procs[-1]
@@ -56,7 +56,7 @@ def test_relay_fans_out_one_upstream_and_survives_the_node(processes, tmp_path):
         # Told the camera is down (once, or twice if it arrives while the relay is still noticing), nothing else.
         assert await wait_until(lambda: late.states() and set(late.states()) == {"down"}, 5), late.texts
         await late.stop()
-        assert await wait_until(lambda: 'sht_relay_viewers{camera="cam0"} 5.0' in _scrape(f"http://{store}/metrics"),
+        assert await wait_until(lambda: 'sht_relay_viewers{camera="cam0",stream="main"} 5.0' in _scrape(f"http://{store}/metrics"),
                                 5), "a viewer that left while the node was down is let go"
         processes.start("node2", "node", "--id", "node0", "--host", "127.0.0.1", "--port", str(node_port),
                         "--store", f"ws://{store}", "--spool", str(tmp_path / "spool"), "--segment-seconds", "1",
