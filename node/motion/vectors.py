@@ -10,21 +10,32 @@ bit-identical (the benchmark checks), which is what makes a second decode cheap.
 
 Scoring, per 16x16 macroblock cell:
 
-1. The area-weighted mean vector of the cell's partitions (intra blocks: none).
-2. Exponential averages over P-frames, *of the vectors, not their lengths*,
-   then a 3x3 spatial mean. An encoder fed sensor noise picks short vectors in
-   random directions that cancel out in both averages; a moving object's
-   vectors agree with their neighbours and with themselves a frame later, and
-   survive. Two time constants: 0.15 s follows fast objects, 1 s (weighted 2x)
-   accumulates the 0-or-1-pixel vectors of slow ones. In pixels per frame.
-3. Threshold: ``max(floor, k * median)`` of that field over the zones. A change
-   of light over a smooth gradient (sky, a wall) makes the encoder "see"
-   coherent vertical motion over large areas; the median term lifts the
+1. The area-weighted mean vector of the cell's partitions (intra blocks: none),
+   its length clipped: to 8 pixels per frame for the fast average, 1.5 for
+   the slow one (which is there for slow movers only). In flat, dark areas the
+   encoder picks long random vectors (nothing to match); unclipped, one such
+   frame kept the averages above threshold for several frames: an event.
+2. Exponential averages over P-frames, *of the vectors, not their lengths*.
+   An encoder fed sensor noise picks short vectors in random directions that
+   cancel out; a moving object's vectors agree with themselves a frame later
+   and survive. Two time constants: 0.15 s follows fast objects, 1 s
+   accumulates the 0-or-1-pixel vectors of slow ones (weighted 2.5x).
+3. A line filter, not a box: the mean of 3 cells along a row or a column,
+   whichever is longer. What a whole-pixel search sees of a slow, plain object
+   is its edges, lines one macroblock wide; a 3x3 box cut their strength to a
+   third, a line keeps it while still averaging three cells of noise.
+4. Threshold each field (fast, slow) at ``max(floor, k * median)`` over the
+   zones. A change of light over a smooth gradient (sky, a wall) makes the
+   encoder "see" coherent motion over large areas; the median term lifts the
    threshold on such frames, while a person, far less than half the picture,
-   barely moves it (a high percentile would: at 320x180 one person is 10 % of
-   the 240 macroblocks).
-4. Speckle rejection, zones (applied before the spatial mean, so a swaying
-   tree cannot leak into the cells around it), minimum area: as luma.
+   barely moves it (a high percentile would).
+5. Speckle rejection, then persistence: a cell counts only if a cell at most
+   one away was above threshold in the previous P-frame too. Heavy noise in
+   low light throws up small coherent clusters at random places; an object
+   is where it was a frame ago, give or take a macroblock (a fast one leaves
+   a trail in the 0.15 s average, so it overlaps itself too).
+6. Zones (applied before any averaging, so a swaying tree cannot leak into
+   the cells around it), minimum area: as luma.
 
 Keyframes carry no vectors: the previous frame's sample is repeated across them.
 """
@@ -38,13 +49,15 @@ import av
 import numpy as np
 from av.video.codeccontext import VideoCodecContext
 
-from node.motion.grid import NO_MOTION, CellGeometry, MotionSample, box3, despeckle
+from node.motion.grid import NO_MOTION, CellGeometry, MotionSample, despeckle, dilate, line3
 from node.motion.zones import Zone, zone_mask
 
 MB = 16  # H.264 macroblock side, pixels
 FAST_TAU_S = 0.15  # temporal averaging of each cell's vector, for objects crossing cells quickly
 SLOW_TAU_S = 1.0  # ... and for slow ones
-SLOW_GAIN = 2.0  # the slow average's vectors are short: weigh them up before one threshold
+SLOW_GAIN = 2.5  # the slow average's vectors are short: weigh them up before the same floor
+FAST_CLIP_PX = 8.0  # longest vector (pixels per frame) one cell may add to the fast average ...
+SLOW_CLIP_PX = 1.5  # ... and to the slow one
 
 
 def sensitivity_threshold(sensitivity: float) -> tuple[float, float]:
@@ -86,6 +99,7 @@ class MotionVectorDetector:
         self._synced = False  # seen a keyframe: before it, P-frames have no reference
         # Averaged vectors per cell: fast x, fast y, slow x, slow y.
         self._avg = np.zeros((4, rows, cols), np.float32)
+        self._previous = np.zeros((rows, cols), bool)  # cells above threshold in the last P-frame
         self._last = NO_MOTION
         self.decode_errors = 0
         self.vectors = 0  # vectors in the last P-frame (for tests and the benchmark)
@@ -104,6 +118,7 @@ class MotionVectorDetector:
         self._decoder = open_decoder(self._skip)
         self._synced = False
         self._avg[:] = 0
+        self._previous[:] = False
         self._last = NO_MOTION
 
     def feed(self, access_unit: bytes, keyframe: bool, capture_us: int) -> MotionSample:
@@ -138,17 +153,27 @@ class MotionVectorDetector:
         # Zones apply before the spatial mean, or a swaying tree would leak into the cells around it.
         vx *= self.include
         vy *= self.include
+        # One wild vector (a flat, dark patch: anything matches) must not hold the averages up for frames.
+        length = np.maximum(np.hypot(vx, vy), np.float32(1e-6))
+        fast = np.minimum(np.float32(1.0), np.float32(FAST_CLIP_PX) / length)
+        slow = np.minimum(np.float32(1.0), np.float32(SLOW_CLIP_PX) / length)
         avg = self._avg
-        avg[0] += self._fast * (vx - avg[0])
-        avg[1] += self._fast * (vy - avg[1])
-        avg[2] += self._slow * (vx - avg[2])
-        avg[3] += self._slow * (vy - avg[3])
-        coherent = np.maximum(np.hypot(box3(avg[0]), box3(avg[1])),
-                              SLOW_GAIN * np.hypot(box3(avg[2]), box3(avg[3])))
-        inside = coherent[self.include]
-        if inside.size == 0:
-            return NO_MOTION
-        rank = inside.size // 2
-        threshold = max(self._floor, self._k * float(np.partition(inside, rank)[rank]))
-        active = despeckle((coherent > threshold) & self.include)
+        avg[0] += self._fast * (vx * fast - avg[0])
+        avg[1] += self._fast * (vy * fast - avg[1])
+        avg[2] += self._slow * (vx * slow - avg[2])
+        avg[3] += self._slow * (vy * slow - avg[3])
+        include = self.include
+        above = np.zeros_like(include)
+        # Each field against its own median: a frame-wide false motion (light over a gradient) shows in
+        # one of them first, and must not lift the other's threshold.
+        for field in (line3(avg[0], avg[1]), SLOW_GAIN * line3(avg[2], avg[3])):
+            inside = field[include]
+            if inside.size == 0:
+                return NO_MOTION
+            rank = inside.size // 2
+            above |= field > max(self._floor, self._k * float(np.partition(inside, rank)[rank]))
+        moving = despeckle(above & include)
+        # Persistence: noise clusters pop up at random places, an object is near where it just was.
+        active = moving & dilate(self._previous)
+        self._previous = moving
         return g.sample(active, self._included, self.min_area)
