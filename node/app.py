@@ -81,7 +81,8 @@ class Node:
         self.motion_configs = {c.id: motion_config(c, i) for i, c in enumerate(config.cameras)}
 
     def _hello(self) -> Hello:
-        return Hello(self.config.id, self.port or 0, tuple(self.master.cameras))
+        return Hello(self.config.id, self.port or 0, tuple(self.master.cameras),
+                     tls=self.security.listen.tls_cert is not None)
 
     def _apply_settings(self, push: SettingsPush) -> None:
         camera = self.master.cameras.get(push.camera)

@@ -44,6 +44,17 @@ def security_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
     return options
 
 
+def add_node_ca(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node-ca", metavar="FILE", help="CA certificate to verify nodes that serve TLS (--tls-cert) "
+                   "when relaying their live streams (default: the system's CAs)")
+
+
+def check_node_ca(path: str | None) -> None:
+    if path is not None and not Path(path).is_file():
+        raise ValueError(f"--node-ca {path} does not exist; give the PEM file of the CA that signed the nodes' "
+                         "certificates")
+
+
 def cmd_node(args: argparse.Namespace) -> int:
     if args.probe:  # what the machine has: cameras, working encoders, health sources
         from node.probe import print_probe, probe_machine
@@ -132,13 +143,14 @@ def cmd_store(args: argparse.Namespace) -> int:
     try:
         policy = policy_from_args(args)
         security = security_from_args(args)
+        check_node_ca(args.node_ca)
     except ValueError as exc:
         return _fail(str(exc))
     _setup_logging(args.log_level)
     from store.app import run_store
 
     try:
-        asyncio.run(run_store(Path(args.root), args.host, args.port, policy, security))
+        asyncio.run(run_store(Path(args.root), args.host, args.port, policy, security, args.node_ca))
     except OSError as exc:
         return _fail(f"store: {exc}")
     return 0
@@ -147,6 +159,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 def cmd_relay(args: argparse.Namespace) -> int:
     try:
         security = security_from_args(args)
+        check_node_ca(args.node_ca)
     except ValueError as exc:
         return _fail(str(exc))
     if security.auth and not args.token:
@@ -155,7 +168,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     from store.relay_app import run_relay
 
     try:
-        asyncio.run(run_relay(args.store, args.host, args.port, args.token, security, args.ca))
+        asyncio.run(run_relay(args.store, args.host, args.port, args.token, security, args.ca, args.node_ca))
     except OSError as exc:
         return _fail(f"relay: {exc}")
     return 0
@@ -219,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--host", default="0.0.0.0")
     store.add_argument("--port", type=int, default=8100)
     store.add_argument("--log-level", default="info")
+    add_node_ca(store)
     add_listener_security(store)
     store.set_defaults(func=cmd_store)
     from store.admin import add_store_commands  # --max-age/--max-bytes/--min-free; prune, check, ...
@@ -232,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--token", default=os.environ.get("SHT_TOKEN"), help="viewer token for the store and the "
                        "nodes (default $SHT_TOKEN)")
     relay.add_argument("--ca", help="CA certificate to verify a wss:// store with")
+    add_node_ca(relay)
     relay.add_argument("--log-level", default="info")
     add_listener_security(relay)
     relay.set_defaults(func=cmd_relay)

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 
 class Store:
     def __init__(self, root: Path, policy: RetentionPolicy | None = None,
-                 security: SecurityOptions | None = None) -> None:
+                 security: SecurityOptions | None = None, node_ca: str | None = None) -> None:
         self.root = root
+        self.node_ca = node_ca  # CA file for nodes' TLS certificates (the relay connects to them)
         self.policy = policy or RetentionPolicy()
         self.security = security or SecurityOptions()
         self.index: Index | None = None
@@ -51,7 +52,7 @@ class Store:
         if not self.security.auth:
             log.warning("authentication is OFF: anyone who reaches this port can read and write footage")
         self.server = StoreServer(ingestor, self.index, self.security.access(verifier), keys,
-                                  self.security.server_ssl())
+                                  self.security.server_ssl(), self.node_ca)
         self.port = await self.server.start(host, port)
         log.info("store serving on port %d, root %s", self.port, self.root)
 
@@ -67,8 +68,8 @@ class Store:
 
 
 async def run_store(root: Path, host: str, port: int, policy: RetentionPolicy | None = None,
-                    security: SecurityOptions | None = None) -> None:
-    store = Store(root, policy, security)
+                    security: SecurityOptions | None = None, node_ca: str | None = None) -> None:
+    store = Store(root, policy, security, node_ca)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -79,7 +79,9 @@ class Fleet:
     async def hello(self, hello: Hello, host: str, link: Any) -> NodeState:
         now = self.now_us()
         state = self.nodes.setdefault(hello.node, NodeState(hello.node))
-        state.url = f"http://{host}:{hello.port}" if hello.port else None
+        # The scheme the node serves: a relay must speak wss:// to a node with --tls-cert.
+        scheme = "https" if hello.tls else "http"
+        state.url = f"{scheme}://{host}:{hello.port}" if hello.port else None
         state.cameras = hello.cameras
         state.last_seen_us, state.last_heartbeat = now, self.clock()
         self._set_state(state, "up")

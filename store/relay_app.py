@@ -38,12 +38,13 @@ FLEET_POLL_S = 2.0
 
 
 class RelayProcess:
-    def __init__(self, store_url: str, token: str | None, security: SecurityOptions, ca: str | None = None) -> None:
+    def __init__(self, store_url: str, token: str | None, security: SecurityOptions, ca: str | None = None,
+                 node_ca: str | None = None) -> None:
         self.store_url, self.token, self.security = store_url, token, security
         self.client_ssl = client_ssl(ws_url(store_url), ca)
         self.cameras: dict[str, tuple[str | None, str, bool | None]] = {}  # camera -> (node URL, state, has sub?)
         self.fleet_error: str | None = "not asked yet"
-        self.relay = Relay(self._locate, lambda: self.token)
+        self.relay = Relay(self._locate, lambda: self.token, node_ca=node_ca)
         self.access: AccessControl = security.access(None)
         self.registry = new_registry(lambda: relay_families(self.relay))
         self.started = time.monotonic()
@@ -151,8 +152,8 @@ class RelayProcess:
 
 
 async def run_relay(store_url: str, host: str, port: int, token: str | None, security: SecurityOptions,
-                    ca: str | None = None) -> None:
-    relay = RelayProcess(store_url, token, security, ca)
+                    ca: str | None = None, node_ca: str | None = None) -> None:
+    relay = RelayProcess(store_url, token, security, ca, node_ca)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -52,7 +52,8 @@ TOTALS_TTL_S = 30.0
 
 class StoreServer:
     def __init__(self, ingestor: Ingestor, index: Index, access: AccessControl | None = None,
-                 keys: KeyStore | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+                 keys: KeyStore | None = None, ssl_context: ssl.SSLContext | None = None,
+                 node_ca: str | None = None) -> None:
         self.ingestor = ingestor
         self.index = index
         self.access = access or AccessControl(None)
@@ -68,7 +69,8 @@ class StoreServer:
         self.api = Api(ingestor.root, index, self.fleet, on_setting=self.push_settings)
         self._checker: asyncio.Task | None = None
         self.metrics = StoreMetrics(self)
-        self.relay = Relay(self._locate, self._relay_token)  # /live/{camera}: one upstream per camera
+        # /live/{camera}: one upstream per camera and stream; node_ca verifies nodes that serve TLS
+        self.relay = Relay(self._locate, self._relay_token, node_ca=node_ca)
         self._token: tuple[str, int] | None = None
 
     async def start(self, host: str, port: int) -> int:

@@ -26,10 +26,11 @@ class Hello:
     port: int
     cameras: tuple[str, ...]
     version: int = 1
+    tls: bool = False  # the node serves wss:// and https:// (its fleet URL says https, so the relay uses wss)
 
     def serialize(self) -> str:
         return json.dumps({"type": "hello", "node": self.node, "port": self.port,
-                           "cameras": list(self.cameras), "version": self.version})
+                           "cameras": list(self.cameras), "version": self.version, "tls": self.tls})
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,16 @@ def parse_control(message: str | bytes) -> ControlMessage:
     kind = obj.get("type")
     try:
         if kind == "hello":
-            port, cameras, version = obj["port"], obj["cameras"], obj.get("version", 1)
+            port, cameras, version, tls = obj["port"], obj["cameras"], obj.get("version", 1), obj.get("tls", False)
             if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
                 raise ProtocolError("bad-field", f"hello port must be 0..65535, got {port!r}")
             if not isinstance(cameras, list):
                 raise ProtocolError("bad-field", "hello cameras must be an array of ids")
+            if not isinstance(tls, bool):
+                raise ProtocolError("bad-field", f"hello tls must be true or false, got {tls!r}")
             return Hello(check_id(obj["node"], "node id"), port,
                          tuple(check_id(c, "camera id") for c in cameras),
-                         version if isinstance(version, int) else 1)
+                         version if isinstance(version, int) else 1, tls)
         if kind == "heartbeat":
             health = obj["health"]
             if not isinstance(health, dict):
