@@ -50,12 +50,14 @@ Send = Callable[[], Awaitable[None]]
 
 class Api:
     def __init__(self, root: Path, index: Index, fleet: Fleet,
-                 on_setting: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 on_setting: Callable[[str], Awaitable[None]] | None = None,
+                 revoked: Callable[[], frozenset[str]] = frozenset) -> None:
         self.root = root
         self.index = index
         self.fleet = fleet
         self.thumbs = ThumbnailCache(root / "cache" / "thumbs")
         self.on_setting = on_setting  # pushes a camera's settings to its node
+        self.revoked = revoked  # ids of revoked tokens (store/keys.py)
 
     @property
     def conn(self):  # type: ignore[no-untyped-def]
@@ -98,6 +100,10 @@ class Api:
                             "settings": await settings.camera_settings(self.conn, cam)}
         return {"nodes": [s.summary() for s in sorted(self.fleet.nodes.values(), key=lambda s: s.node)],
                 "cameras": cameras, "now_us": now_us()}
+
+    async def _revoked(self, p: Any, *_: Any) -> dict[str, Any]:
+        """Relay-only processes poll this to close and refuse revoked viewers (nodes hear it over /control)."""
+        return {"token_ids": sorted(self.revoked())}
 
     async def _segments(self, p: ListParams, *_: Any) -> dict[str, Any]:
         for cam in p.cameras:

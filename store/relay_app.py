@@ -2,10 +2,12 @@
 
 It serves ``/live/{camera}`` (plain or ``?format=fmp4``), ``/health`` and
 ``/metrics``, exactly as the store's relay does, but holds no footage: it
-learns where each camera is from the store's ``fleet`` API (every
-``FLEET_POLL_S``) and verifies viewers' tokens offline with the store's public
-key (``GET /key``). Its own token (a viewer token) is what it shows the store
-and the nodes.
+learns where each camera is from the store's ``fleet`` API and the revoked
+token ids from its ``revoked`` method (both every ``FLEET_POLL_S``), verifies
+viewers' tokens offline with the store's public key (``GET /key``) against
+that list, and closes the streams of tokens revoked while they watch, as a
+node does. Its own token (a viewer token) is what it shows the store and the
+nodes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import json
 import logging
 import signal
 import time
+import weakref
 from http import HTTPStatus
+from typing import Any
 from urllib.request import urlopen
 
 import websockets
@@ -23,7 +27,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from shared.auth import AccessControl, AuthError, Verifier, load_public_key
+from shared.auth import AccessControl, AuthError, Claims, Verifier, load_public_key
 from shared.backoff import Backoff
 from shared.fmp4_live import LIVE_PREFIX, live_target, stream_choice
 from shared.httpjson import error_response, json_response
@@ -47,6 +51,9 @@ class RelayProcess:
         self.relay = Relay(self._locate, lambda: self.token, node_ca=node_ca)
         self.access: AccessControl = security.access(None)
         self.registry = new_registry(lambda: relay_families(self.relay))
+        self.revoked: frozenset[str] = frozenset()  # token ids, from the store's ``revoked`` API method
+        self.revoked_error: str | None = None  # why the list could not be read, if it could not
+        self._claims: weakref.WeakKeyDictionary[ServerConnection, Claims] = weakref.WeakKeyDictionary()
         self.started = time.monotonic()
         self.server: Server | None = None
         self._tasks: list[asyncio.Task] = []
@@ -81,8 +88,7 @@ class RelayProcess:
             try:
                 pem = await asyncio.to_thread(self._get, url)
                 log.info("verifying viewer tokens with the store's key from %s", url)
-                # Revocations reach nodes over /control, not relays: keep relay-facing tokens short-lived.
-                return Verifier(load_public_key(pem))
+                return Verifier(load_public_key(pem), lambda: self.revoked)
             except (OSError, ValueError) as exc:
                 delay = backoff.next_delay()
                 log.warning("cannot get the store's key from %s (%s); retrying in %.1f s", url, exc, delay)
@@ -99,7 +105,7 @@ class RelayProcess:
                 async with connect(ws_url(self.store_url) + "/api", additional_headers=bearer(self.token),
                                    ssl=self.client_ssl, max_size=8 * 2**20, open_timeout=5) as ws:
                     for rid in range(1, 2**62):
-                        await ws.send(json.dumps({"id": rid, "method": "fleet", "params": {}}))
+                        await ws.send(json.dumps({"id": 2 * rid, "method": "fleet", "params": {}}))
                         reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
                         if "error" in reply:
                             raise ValueError(f"the store refused fleet: {reply['error'].get('message')}")
@@ -107,6 +113,7 @@ class RelayProcess:
                                               substream_of(node.get("health"), cam))
                                         for node in reply["result"]["nodes"] for cam in node.get("cameras", ())}
                         self.fleet_error = None
+                        await self._poll_revoked(ws, 2 * rid + 1)
                         backoff.reset()
                         await asyncio.sleep(FLEET_POLL_S)
             except (OSError, TimeoutError, ValueError, KeyError, websockets.WebSocketException) as exc:
@@ -115,9 +122,33 @@ class RelayProcess:
                 log.warning("cannot read the fleet from %s (%s); retrying in %.1f s", self.store_url, exc, delay)
                 await asyncio.sleep(delay)
 
+    async def _poll_revoked(self, ws: Any, rid: int) -> None:
+        await ws.send(json.dumps({"id": rid, "method": "revoked", "params": {}}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if "error" in reply:  # e.g. a store from before the method: keep serving, but say it loudly
+            error = (f"the store refused revoked ({reply['error'].get('message')}); revoked tokens keep "
+                     "working here until they expire: upgrade the store")
+            if error != self.revoked_error:
+                log.error("%s", error)
+            self.revoked_error = error
+            return
+        self.revoked_error = None
+        self.close_revoked(frozenset(reply["result"]["token_ids"]))
+
+    def close_revoked(self, token_ids: frozenset[str]) -> None:
+        """Take a new revoked list: refused from now on, and the streams such tokens have open end now."""
+        if token_ids == self.revoked:
+            return
+        self.revoked = token_ids
+        for connection, claims in list(self._claims.items()):
+            if claims.token_id in token_ids:
+                log.warning("closing %s's stream: token %s was revoked", claims.subject, claims.token_id)
+                asyncio.get_running_loop().create_task(connection.close(1008, "token revoked"))
+
     def health(self) -> dict:
         return {"service": "relay", "store": self.store_url, "uptime_s": round(time.monotonic() - self.started, 1),
                 "fleet_error": self.fleet_error, "cameras": sorted(self.cameras),
+                "revoked_tokens": len(self.revoked), "revoked_error": self.revoked_error,
                 "upstreams": {u.key: {"viewers": u.viewers, "streaming": u.streaming, "frames": u.frames}
                               for _, u in sorted(self.relay.upstreams.items())}}
 
@@ -125,10 +156,12 @@ class RelayProcess:
         path = request.path.split("?", 1)[0]
         address = connection.remote_address[0]
         try:
-            self.access.check(request.path, request.headers.get("Authorization"), address)
+            claims = self.access.check(request.path, request.headers.get("Authorization"), address)
         except AuthError as exc:
             log.warning("refused %s from %s: %s", path, address, exc.reason)
             return error_response(connection, exc.status, exc.reason)
+        if claims is not None:
+            self._claims[connection] = claims  # so a revocation can end a stream already open
         if path == "/health":
             return json_response(connection, HTTPStatus.OK, self.health())
         if path == "/metrics":

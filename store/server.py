@@ -66,7 +66,7 @@ class StoreServer:
         self.started = time.monotonic()
         self.server: Server | None = None
         self.fleet = Fleet(index.conn, now_us)
-        self.api = Api(ingestor.root, index, self.fleet, on_setting=self.push_settings)
+        self.api = Api(ingestor.root, index, self.fleet, on_setting=self.push_settings, revoked=self.revoked)
         self._checker: asyncio.Task | None = None
         self.metrics = StoreMetrics(self)
         # /live/{camera}: one upstream per camera and stream; node_ca verifies nodes that serve TLS

@@ -157,6 +157,7 @@ class HistoryParams:
 
 METHODS: dict[str, Any] = {
     "fleet": FleetParams,
+    "revoked": FleetParams,  # no parameters either: the ids of revoked tokens, for relay-only processes
     "segments": ListParams,
     "events": ListParams,
     "timeline": TimelineParams,
