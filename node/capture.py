@@ -41,17 +41,28 @@ def encode_and_hand_on(encoder: VideoEncoder, frame: av.VideoFrame, capture_us: 
     return elapsed
 
 
-@dataclass(frozen=True)
+@dataclass
 class SubStream:
-    """A camera's second, smaller encode (``substream``): the same frame scaled down, on the same thread."""
+    """A camera's second, smaller encode (``substream``), on the same thread: the ISP's own small picture when
+    the source has one (a Pi's lores stream, ``sub_frame``), else the same frame scaled down."""
 
     encoder: VideoEncoder
     width: int
     height: int
     on_unit: Callable[[EncodedUnit], None]
+    # Privacy masks and timestamp at this size, for a picture that did not come from the filtered main frame.
+    frame_filter: Callable[[av.VideoFrame, int], None] | None = None
+    scaled: int = 0  # frames scaled from main (libswscale)
+    from_source: int = 0  # frames the source made at this size (the ISP)
 
-    def encode(self, frame: av.VideoFrame, capture_us: int) -> None:
-        small = frame.reformat(width=self.width, height=self.height)  # libswscale, ~1 ms for 720p -> 360p
+    def encode(self, frame: av.VideoFrame, capture_us: int, small: av.VideoFrame | None = None) -> None:
+        if small is not None and (small.width, small.height) == (self.width, self.height):
+            if self.frame_filter is not None:
+                self.frame_filter(small, capture_us)
+            self.from_source += 1
+        else:
+            small = frame.reformat(width=self.width, height=self.height)  # libswscale, ~1 ms for 720p -> 360p
+            self.scaled += 1
         for unit in self.encoder.encode(small, capture_us):
             self.on_unit(unit)
 
@@ -122,6 +133,6 @@ class CaptureThread(threading.Thread):
                 self._filter(frame, capture)
             self.encode_seconds += encode_and_hand_on(self.encoder, frame, capture, self._on_unit,
                                                       self._on_frame, self._on_encode_time)
-            if self._sub is not None:
-                self._sub.encode(frame, capture)
+            if self._sub is not None:  # a source's own small picture (Picamera2's lores) saves the scaling
+                self._sub.encode(frame, capture, getattr(self.source, "sub_frame", None))
             index += 1

@@ -76,6 +76,7 @@ class Camera:
         self.motion: MotionWorker | None = None  # set by the node before start, if detection is on
         self.codec = codec_family(config.codec)  # what this camera sends: h264 | hevc
         self.sub_fanout: FanOut | None = None  # the smaller second encode, when configured
+        self.sub: SubStream | None = None
         self._thread: CaptureThread | StreamThread | None = None
         self._ended = asyncio.Event()
 
@@ -131,7 +132,8 @@ class Camera:
         def on_sub_unit(unit: EncodedUnit) -> None:
             loop.call_soon_threadsafe(fanout.publish, AccessUnit.build(unit.capture_us, unit.keyframe, unit.data))
 
-        return SubStream(encoder, width, height, on_sub_unit)
+        self.sub = SubStream(encoder, width, height, on_sub_unit, build_filter(self.config, width, height))
+        return self.sub
 
     def _stream_format(self, fmt: StreamFormat) -> None:
         """A stream's own size and rate win over the config's: the recorder and /live describe what is sent."""
@@ -195,6 +197,9 @@ class Camera:
             "motion": self.motion.health() if self.motion is not None else None,
             "substream": (f"{self.config.substream[0]}x{self.config.substream[1]}"
                           if self.sub_fanout is not None and self.config.substream else None),
+            # Where the sub stream's pictures came from: the source's own (a Pi's ISP lores) or libswscale.
+            "substream_frames": ({"from_source": self.sub.from_source, "scaled": self.sub.scaled}
+                                 if self.sub is not None else None),
             # state (connecting/up/reconnecting), mode (passthrough/transcode), reconnects, source_error
             **(self._thread.health() if isinstance(self._thread, StreamThread) else {}),
         }

@@ -8,8 +8,14 @@ camera twice is refused here rather than by libcamera's "Device or resource busy
 
 Per camera, one video configuration with two streams from the ISP:
 ``main`` in YUV420 at the configured size (what is encoded, the encoder's own
-input format: no conversion) and ``lores`` in YUV420 at the luma motion
-detector's working size (~320 wide), scaled by the ISP for free. Four buffers
+input format: no conversion) and ``lores`` in YUV420, scaled by the ISP for
+free. Without a sub stream, lores is at the luma motion detector's working
+size (~320 wide). With one (``substream``), lores is at the sub stream's size
+and ``sub_frame`` hands it to the sub encoder (node/capture.py ``SubStream``)
+instead of libswscale scaling main on the capture thread; the motion luma
+(``lores``) is then every n-th pixel of it, back at ~320 wide. Picamera2 has
+one lores stream, and it must be YUV and no larger than main (its
+``check_camera_config``), which a configured ``substream`` always is. Four buffers
 and ``queue=False``, as the seed sets it: ``capture_request`` then waits for a
 fresh frame rather than handing out one that sat in the queue, so the capture
 time taken right after it is true, and 4 x 3 MB at 1080p stays affordable.
@@ -89,8 +95,12 @@ class Picamera2Source:
         self.id, self.number = camera.id, number
         self.width, self.height = camera.width, camera.height
         self.fps: float = camera.fps
-        self.lores_size = lores_size(camera.width, camera.height)
-        self.lores: np.ndarray | None = None  # the latest lores luma, for a motion detector that wants it
+        # The ISP's second output: the sub stream's size when there is one (see the module docstring).
+        self.sub_size = camera.substream
+        self.lores_size = camera.substream or lores_size(camera.width, camera.height)
+        self._luma_step = max(1, round(self.lores_size[0] / LORES_WIDTH))
+        self.lores: np.ndarray | None = None  # the latest lores luma (~320 wide), for a motion detector that wants it
+        self.sub_frame: av.VideoFrame | None = None  # the latest lores picture as yuv420p, with a sub stream
         found = cameras_found()
         if number >= len(found):
             names = ", ".join(f"{i}: {c.get('Model', '?')}" for i, c in enumerate(found)) or "none"
@@ -123,7 +133,13 @@ class Picamera2Source:
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
         for index, plane in enumerate(yuv420_planes(main, self.width, self.height)):
             plane_view(frame, index)[:] = plane
-        self.lores = yuv420_planes(lores, *self.lores_size)[0]
+        planes = yuv420_planes(lores, *self.lores_size)
+        if self.sub_size is not None:
+            small = av.VideoFrame(*self.sub_size, "yuv420p")  # a fresh frame each time: the encoder may hold it
+            for index, plane in enumerate(planes):
+                plane_view(small, index)[:] = plane
+            self.sub_frame = small
+        self.lores = planes[0][:: self._luma_step, :: self._luma_step]
         return frame
 
     def close(self) -> None:

@@ -30,9 +30,11 @@ def fake_picamera2(monkeypatch):
     sys.modules.pop("picamera2", None)
 
 
-def camera(number: int = 0, width: int = 360, height: int = 240, fps: int = 20, cam_id: str = "cam0") -> CameraConfig:
+def camera(number: int = 0, width: int = 360, height: int = 240, fps: int = 20, cam_id: str = "cam0",
+           substream: tuple[int, int] | None = None) -> CameraConfig:
     # 360 wide: Picamera2 pads rows to a 384-byte stride, which must never reach the picture.
-    return CameraConfig(id=cam_id, source=f"picamera2:{number}", width=width, height=height, fps=fps, motion=False)
+    return CameraConfig(id=cam_id, source=f"picamera2:{number}", width=width, height=height, fps=fps, motion=False,
+                        substream=substream)
 
 
 def test_configuration_follows_the_seed(fake_picamera2):
@@ -134,7 +136,7 @@ def test_a_node_process_runs_two_picamera2_cameras(processes, tmp_path, monkeypa
     port = free_port()
     proc = processes.start("node", "node", "--id", "pi0", "--host", "127.0.0.1", "--port", str(port), "--no-auth",
                            "--spool", str(tmp_path / "spool"), "--size", "320x240", "--fps", "10",
-                           "--camera", "cam0=picamera2:0", "--camera", "cam1=picamera2:1")
+                           "--substream", "160x120", "--camera", "cam0=picamera2:0", "--camera", "cam1=picamera2:1")
     url = f"http://127.0.0.1:{port}"
     wait_for_health(url, proc)
     deadline = time.monotonic() + 10
@@ -145,3 +147,66 @@ def test_a_node_process_runs_two_picamera2_cameras(processes, tmp_path, monkeypa
         assert time.monotonic() < deadline, cams
         time.sleep(0.2)
     assert {c["state"] for c in cams.values()} == {"up"}
+    assert all(c["substream_frames"]["from_source"] >= 10 and c["substream_frames"]["scaled"] == 0
+               for c in cams.values()), "each sub stream is its camera's ISP lores"
+
+
+def test_with_a_sub_stream_lores_is_the_sub_picture_and_still_feeds_the_motion_luma(fake_picamera2):
+    source = open_source(camera(width=1280, height=720, substream=(640, 360)))
+    try:
+        cfg = source._cam.camera_config  # type: ignore[union-attr]
+        assert cfg["lores"] == {"format": "YUV420", "size": (640, 360)}  # the ISP scales, not libswscale
+        assert cfg["main"] == {"format": "YUV420", "size": (1280, 720)}
+        frames = [(source.read(i), source.sub_frame, source.lores) for i in range(3)]  # type: ignore[union-attr]
+        assert source._cam._outstanding == 0  # type: ignore[union-attr]
+    finally:
+        source.close()
+    for n, (main, small, luma) in enumerate(frames, start=1):
+        assert (main.width, main.height) == (1280, 720)
+        assert small is not None and (small.format.name, small.width, small.height) == ("yuv420p", 640, 360)
+        expected = fake_picamera2.frame_array(640, 360, n)  # what make_array("lores") returned, stride padding off
+        raw = small.to_ndarray()
+        assert np.array_equal(raw[:360], expected[:360, :640]) and 0xEE not in raw
+        assert luma is not None and luma.shape == (180, 320)  # the motion detector's ~320 columns
+        assert np.array_equal(luma, expected[:360:2, :640:2])
+    assert frames[0][1] is not frames[1][1], "a fresh picture per frame: the encoder may still hold the last"
+
+
+def test_the_sub_encoder_takes_the_isp_lores_not_a_scaled_main(fake_picamera2):
+    from node.master import Camera
+
+    async def run() -> tuple[dict, list[av.VideoFrame]]:
+        cam = Camera(camera(fps=10, width=640, height=360, substream=(320, 180)))
+        cam.start(asyncio.get_running_loop())
+        assert cam.sub_fanout is not None
+        sub = cam.sub_fanout.subscribe("t", 100)
+        await asyncio.sleep(1.0)
+        health = cam.health()
+        await cam.stop()
+        codec = av.CodecContext.create("h264", "r")
+        out: list[av.VideoFrame] = []
+        while (unit := await sub.get()) is not None:
+            out += codec.decode(av.Packet(unit.data))
+        return health, out
+
+    health, frames = asyncio.run(run())
+    assert health["substream"] == "320x180"
+    assert health["substream_frames"]["scaled"] == 0 and health["substream_frames"]["from_source"] >= 7
+    assert len(frames) >= 7 and {(f.width, f.height) for f in frames} == {(320, 180)}
+    y = frames[-1].to_ndarray()[:180, :320].astype(int)
+    assert abs(y[:, 315].mean() - 213) < 8 and abs(y[:, 3].mean() - 18) < 8  # the lores gradient survived encoding
+
+
+def test_a_source_without_its_own_small_picture_is_scaled_and_masks_reach_the_lores_one():
+    from node.capture import SubStream
+    from node.encoders import open_encoder
+
+    units: list = []
+    filtered: list[int] = []  # masks/timestamp: only on the source's picture, main was filtered before scaling
+    small = SubStream(open_encoder(CameraConfig(id="c", source="synthetic", width=160, height=90, fps=10)),
+                      160, 90, units.append, lambda frame, capture_us: filtered.append(capture_us))
+    big = av.VideoFrame(320, 180, "yuv420p")
+    small.encode(big, 1)
+    small.encode(big, 2, av.VideoFrame(200, 100, "yuv420p"))  # the wrong size: scaled from main instead
+    small.encode(big, 3, av.VideoFrame(160, 90, "yuv420p"))
+    assert (small.scaled, small.from_source) == (2, 1) and filtered == [3]
