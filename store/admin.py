@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from store.check import CheckReport
+    from store.garbage import CollectReport
     from store.retention import RetentionPolicy, SweepReport
+
 
 INDEX_NAME = "index.sqlite3"
 SHOW_PER_KIND = 20  # problems listed per kind before "... and N more"
@@ -147,26 +149,29 @@ def cmd_prune(args: argparse.Namespace) -> int:
     try:
         # A running store keeps its own running total and applies its own limits: not both at once.
         with StoreLock.acquire(root, "sht store prune"):
-            report = asyncio.run(_prune(root, policy, args.dry_run))
+            report, collected = asyncio.run(_prune(root, policy, args.dry_run))
     except StoreBusy as exc:
         return _error("prune", f"{exc}, or give it --max-age/--max-bytes/--min-free and let it prune")
-    _print_sweep(report)
-    return 0
+    _print_sweep(report, collected)
+    return 1 if collected is not None and collected.errors else 0
 
 
-async def _prune(root: Path, policy: RetentionPolicy, dry_run: bool) -> SweepReport:
+async def _prune(root: Path, policy: RetentionPolicy, dry_run: bool) -> tuple[SweepReport, CollectReport | None]:
     from shared.clock import now_us
     from store.db import Index
+    from store.garbage import collect
     from store.retention import sweep
 
     index = await Index.open(root / INDEX_NAME)
     try:
-        return await sweep(index, root, policy, now_us(), dry_run=dry_run)
+        report = await sweep(index, root, policy, now_us(), dry_run=dry_run)
+        # Also the files an earlier prune or a stopped store left to delete.
+        return report, None if dry_run else await collect(index.conn, root)
     finally:
         await index.close()
 
 
-def _print_sweep(report: SweepReport) -> None:
+def _print_sweep(report: SweepReport, collected: CollectReport | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -185,9 +190,11 @@ def _print_sweep(report: SweepReport) -> None:
                   f"{report.duration_s:.2f} s; {report.skipped_locked} kept for locked events")
     if report.unmet_bytes:
         console.print(f"[yellow]could not free {_size(report.unmet_bytes)} more: the rest is locked or gone")
-    if report.unlink_errors:
-        console.print(f"[red]{report.unlink_errors} files could not be deleted (their rows are gone; "
-                      "see the log; `sht store check --repair` removes them)")
+    if collected is not None:
+        console.print(f"deleted {collected.files} files, {_size(collected.bytes)}, in {collected.duration_s:.2f} s")
+    if collected is not None and collected.errors:
+        console.print(f"[red]{collected.errors} files could not be deleted (see the log above for why); they are "
+                      "still listed for deletion: fix the cause and run `sht store prune` again")
 
 
 # --- check -------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import aiosqlite
 
 from store.db import Index
 from store.files import is_temporary, quarantine, safe_relpath, walk_segment_files
+from store.garbage import collect, pending_paths
 from store.ingest import segment_relpath
 
 BATCH_ROWS = 2000
@@ -50,6 +51,7 @@ class CheckReport:
     rows: int = 0
     files: int = 0
     other_files: int = 0  # neither .mp4 nor temporary: reported, left alone
+    pending_deletion: int = 0  # files whose rows retention removed, not deleted yet (store/garbage.py)
     problems: list[Problem] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     unrepaired: list[str] = field(default_factory=list)
@@ -110,6 +112,8 @@ async def check_store(root: Path, index: Index, *, deep: bool = False, repair: b
         indexed.update(r[1] for r in rows)
         report.problems += await asyncio.to_thread(_check_rows, root, rows, deep)
         after = rows[-1][0]
+    # Files retention still has to delete are neither orphans nor to be re-indexed.
+    report.pending_deletion = len(garbage := await pending_paths(index.conn))
     # The walk is the one full pass over the disk; fine for an admin command.
     files = await asyncio.to_thread(lambda: list(walk_segment_files(root)))
     for rel, _size in sorted(files):
@@ -119,10 +123,13 @@ async def check_store(root: Path, index: Index, *, deep: bool = False, repair: b
             report.other_files += 1
         else:
             report.files += 1
-            if rel not in indexed:
+            if rel not in indexed and rel not in garbage:
                 report.problems.append(Problem("orphan", rel, "no row points at this file"))
     if repair and report.problems:
         await _repair(root, index.conn, report)
+    if repair and report.pending_deletion:
+        collected = await collect(index.conn, root)
+        report.repaired.append(f"deleted {collected.files} files retention had left to delete")
     report.duration_s = time.monotonic() - started
     return report
 

@@ -14,7 +14,10 @@ import aiosqlite
 
 from shared.protocol.ingest import SegmentHeader
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Migrations that schema.sql's CREATE ... IF NOT EXISTS already did: only the version moves.
+# 1 -> 2: the garbage table (retention deletes files after the rows).
+_ADDITIVE_UPGRADES = {1: 2}
 _WRITE_LOCKS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -49,6 +52,27 @@ class SegmentRow:
     path: str
 
 
+async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
+    """Create what is missing, apply additive upgrades, refuse an index from a newer store."""
+    schema = resources.files("store").joinpath("schema.sql").read_text()
+    await conn.executescript(schema)
+    # FULL: a committed row survives power loss, matching the fsync'd file it points at.
+    await conn.execute("PRAGMA synchronous = FULL")
+    async with conn.execute("SELECT version FROM schema_version") as cur:
+        row = await cur.fetchone()
+    version = None if row is None else int(row[0])
+    while version in _ADDITIVE_UPGRADES:
+        version = _ADDITIVE_UPGRADES[version]
+        await conn.execute("UPDATE schema_version SET version = ?", (version,))
+    if row is None:
+        await conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    elif version != SCHEMA_VERSION:
+        await conn.rollback()
+        raise RuntimeError(f"index {path} has schema version {row[0]}, this store expects {SCHEMA_VERSION}: "
+                           "it was written by a newer sht-cctv; upgrade this one (pip install -U sht-cctv)")
+    await conn.commit()
+
+
 class Index:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
@@ -56,19 +80,11 @@ class Index:
     @classmethod
     async def open(cls, path: Path) -> Index:
         conn = await aiosqlite.connect(path)
-        schema = resources.files("store").joinpath("schema.sql").read_text()
-        await conn.executescript(schema)
-        # FULL: a committed row survives power loss, matching the fsync'd file it points at.
-        await conn.execute("PRAGMA synchronous = FULL")
-        async with conn.execute("SELECT version FROM schema_version") as cur:
-            row = await cur.fetchone()
-        if row is None:
-            await conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-        elif row[0] != SCHEMA_VERSION:
-            raise RuntimeError(
-                f"index {path} has schema version {row[0]}, this store expects {SCHEMA_VERSION}"
-            )
-        await conn.commit()
+        try:
+            await _prepare(conn, path)
+        except BaseException:
+            await conn.close()
+            raise
         return cls(conn)
 
     async def close(self) -> None:

@@ -58,6 +58,9 @@ class StoreMetrics:
             freed = counter("sht_retention_freed_bytes", "Bytes freed by retention")
             freed.add_metric([], retention.freed_bytes_total)
             yield freed
+            collected = counter("sht_retention_deleted_files", "Segment files the collector deleted after their rows")
+            collected.add_metric([], retention.collected_files_total)
+            yield collected
             usage_bytes = gauge("sht_store_footage_bytes", "Bytes of footage in the index")
             usage_bytes.add_metric([], retention.usage.total_bytes)
             usage_segments = gauge("sht_store_segments", "Segments in the index")

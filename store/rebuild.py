@@ -21,14 +21,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiosqlite
+
 from shared.fsutil import TEMP_MARK, fsync_dir
 from store.check import describe_file, insert_row
 from store.db import SCHEMA_VERSION, Index
 from store.files import is_temporary, walk_segment_files
+from store.garbage import collect
 
 INDEX_NAME = "index.sqlite3"
 BATCH_ROWS = 2000
 CARRIED_TABLES = ("nodes", "events", "settings", "settings_history")  # what files cannot tell
+CARRIED_FROM_VERSIONS = (1, SCHEMA_VERSION)  # versions whose carried tables are the same as today's
 
 
 @dataclass
@@ -38,6 +42,7 @@ class RebuildReport:
     skipped: list[str] = field(default_factory=list)  # files that could not be indexed, left in place
     carried: dict[str, int] = field(default_factory=dict)  # table -> rows copied from the old index
     notes: list[str] = field(default_factory=list)
+    garbage_collected: int = 0  # files the old index was still deleting, deleted before the walk
     backup: Path | None = None
     duration_s: float = 0.0
 
@@ -58,6 +63,8 @@ async def rebuild_index(root: Path) -> RebuildReport:
     old = root / INDEX_NAME
     new = root / f"{INDEX_NAME}.rebuild"
     await asyncio.to_thread(_remove_db, new)  # a rebuild that crashed earlier
+    if old.exists():
+        await _collect_old_garbage(root, old, report)
     index = await Index.open(new)
     try:
         files = sorted(rel for rel, _ in await asyncio.to_thread(lambda: list(walk_segment_files(root)))
@@ -83,6 +90,22 @@ async def rebuild_index(root: Path) -> RebuildReport:
     return report
 
 
+async def _collect_old_garbage(root: Path, old: Path, report: RebuildReport) -> None:
+    """Finish the old index's pending file deletions first, or the rebuild would index them again."""
+    try:
+        conn = await aiosqlite.connect(old)
+    except sqlite3.DatabaseError as exc:
+        report.notes.append(f"old index unreadable ({exc}): files it was still deleting are indexed again")
+        return
+    try:
+        report.garbage_collected = (await collect(conn, root)).files
+    except sqlite3.DatabaseError as exc:
+        report.notes.append(f"could not read the old index's pending deletions ({exc}): "
+                            "files it was still deleting are indexed again")
+    finally:
+        await conn.close()
+
+
 async def _carry_over(index: Index, old: Path, report: RebuildReport) -> None:
     conn = index.conn
     try:
@@ -93,7 +116,7 @@ async def _carry_over(index: Index, old: Path, report: RebuildReport) -> None:
     try:
         async with conn.execute("SELECT version FROM old.schema_version") as cur:
             version = await cur.fetchone()
-        if version is None or version[0] != SCHEMA_VERSION:
+        if version is None or version[0] not in CARRIED_FROM_VERSIONS:
             report.notes.append(f"old index has schema version {version and version[0]}, not {SCHEMA_VERSION}: "
                                 "events, settings and nodes start empty")
             return

@@ -7,9 +7,10 @@ Rules (docs/storage.md, "Retention"):
 - size: while all segments together exceed ``max_bytes``, the oldest go, across cameras;
 - free space: while the file system has less than the min-free floor, the oldest go;
 - never a segment overlapping a locked event (same camera, time overlap);
-- per batch: DELETE the rows and COMMIT, then unlink the files. A crash in between
-  leaves an orphaned file (``sht store check --repair`` removes it), never a row
-  pointing at a missing file.
+- per batch, one transaction: the rows move from ``segments`` to ``garbage``; their files
+  are deleted afterwards by ``store.garbage.collect`` (the running store right after each
+  sweep, ``sht store prune`` before it exits). A crash in between leaves garbage rows that
+  the next collection finishes, never a row pointing at a missing file nor a forgotten file.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -30,8 +31,8 @@ from typing import NamedTuple
 import aiosqlite
 
 from shared.clock import iso_utc, now_us
+from store import garbage
 from store.db import Index
-from store.files import unlink_segments
 from store.ingest import KeyedLocks
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 DAY_US = 86_400 * 1_000_000
 BATCH_ROWS = 10_000  # rows fetched, deleted and committed at a time: bounded memory, few fsyncs
 RETENTION_SETTING = "retention_days"
-_COLUMNS = "id, camera, start_us, end_us, size_bytes, path"
+_COLUMNS = "id, camera, start_us, end_us, size_bytes"
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,6 @@ class SweepReport:
     oldest_remaining_us: int | None = None
     skipped_locked: int = 0  # distinct segments kept only because a locked event overlaps them
     unmet_bytes: int = 0  # space still wanted after the sweep (all that is left is locked)
-    unlink_errors: int = 0
     duration_s: float = 0.0
 
 
@@ -109,7 +109,6 @@ class _Row(NamedTuple):
     start_us: int
     end_us: int
     size_bytes: int
-    path: str
 
 
 def _disk_usage(root: Path) -> tuple[int, int]:
@@ -119,10 +118,9 @@ def _disk_usage(root: Path) -> tuple[int, int]:
 
 
 async def sweep(index: Index, root: Path, policy: RetentionPolicy, now_us: int, dry_run: bool = False, *,
-                usage: StoreUsage | None = None, locks: KeyedLocks | None = None) -> SweepReport:
-    """Apply ``policy`` once. ``usage`` (kept up to date by the caller) saves a ``SUM``;
-    ``locks`` are the Ingestor's per-segment locks, held while a batch's rows and files go,
-    so a resend of a segment being deleted cannot slip its file in between.
+                usage: StoreUsage | None = None) -> SweepReport:
+    """Apply ``policy`` once: rows move to ``garbage``; ``garbage.collect`` deletes their files after.
+    ``usage`` (kept up to date by the caller) saves a ``SUM``.
 
     ``index`` should be a connection of its own: a batch that fails is rolled back."""
     started = time.monotonic()
@@ -133,7 +131,10 @@ async def sweep(index: Index, root: Path, policy: RetentionPolicy, now_us: int, 
     if policy.min_free_bytes is not None or policy.min_free_percent is not None:
         # Read once, before deleting anything: what this sweep frees is counted, not re-read.
         disk_total, free = await asyncio.to_thread(_disk_usage, root)
-    sweeper = _Sweeper(index.conn, root, report, dry_run, usage, locks)
+        # Files already on their way out count as free: or each sweep would delete again what the
+        # collector has not reached yet.
+        free += (await garbage.pending(index.conn))[1]
+    sweeper = _Sweeper(index.conn, report, dry_run, usage)
     cameras = await _cameras(index.conn)
     protected = await _locked_events(index.conn)
     overrides = await _age_overrides(index.conn)
@@ -172,6 +173,7 @@ class RetentionTask:
         self.sweeps = 0
         self.deleted_total: dict[str, int] = {"age": 0, "size": 0, "free": 0}  # since start, for /metrics
         self.freed_bytes_total = 0
+        self.collected_files_total = 0  # files deleted by the collector since start
         self._disk_total = 0
         self._wake = asyncio.Event()
         self._sweeping = asyncio.Lock()
@@ -186,7 +188,8 @@ class RetentionTask:
         self._task = asyncio.create_task(self._run(), name="retention")
 
     async def stop(self) -> None:
-        # Cancelling mid-batch is safe: rows are committed before files go, so at worst orphans stay.
+        # Cancelling mid-batch is safe: a batch's rows move to garbage in one transaction, and a
+        # garbage row goes only after its file, so what is left is finished at the next start.
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -213,7 +216,7 @@ class RetentionTask:
     async def sweep_now(self) -> SweepReport:
         assert self._index is not None, "start() first"
         async with self._sweeping:
-            report = await sweep(self._index, self.root, self.policy, now_us(), usage=self.usage, locks=self.locks)
+            report = await sweep(self._index, self.root, self.policy, now_us(), usage=self.usage)
         self.last_report = report
         self.sweeps += 1
         for reason, count in report.by_reason.items():
@@ -230,11 +233,24 @@ class RetentionTask:
                         "there is nothing left to delete", report.unmet_bytes)
         return report
 
+    async def collect_now(self) -> garbage.CollectReport:
+        """Delete the files of the rows sweeps have removed (also those a crash left pending)."""
+        assert self._index is not None, "start() first"
+        async with self._sweeping:
+            report = await garbage.collect(self._index.conn, self.root, locks=self.locks)
+        self.collected_files_total += report.files
+        if report.files or report.errors:
+            log.info("retention deleted %d files (%d bytes) in %.2f s%s", report.files, report.bytes,
+                     report.duration_s, f"; {report.errors} could not be deleted, retried later"
+                     if report.errors else "")
+        return report
+
     async def _run(self) -> None:
         while True:
             self._wake.clear()  # a poke from now on asks for another sweep
             try:
                 await self.sweep_now()
+                await self.collect_now()
             except Exception:
                 log.exception("retention sweep failed; retrying in %.0f s", self.interval_s)
             await asyncio.sleep(self.min_gap_s)
@@ -243,48 +259,54 @@ class RetentionTask:
 
 
 class _Sweeper:
-    def __init__(self, conn: aiosqlite.Connection, root: Path, report: SweepReport, dry_run: bool,
-                 usage: StoreUsage, locks: KeyedLocks | None) -> None:
-        self.conn, self.root, self.report, self.dry_run = conn, root, report, dry_run
-        self.usage, self.locks = usage, locks
+    """Finds the rows to delete and moves them to ``garbage``, a batch per transaction."""
+
+    def __init__(self, conn: aiosqlite.Connection, report: SweepReport, dry_run: bool, usage: StoreUsage) -> None:
+        self.conn, self.report, self.dry_run, self.usage = conn, report, dry_run, usage
         self.pending: list[_Row] = []
         self.marked: set[int] = set()  # dry run: ids that would have gone (the rows stay)
         self.locked_ids: set[int] = set()
 
     async def age(self, cutoffs: dict[str, int | None], latest_cutoff_us: int,
                   protected: dict[str, list[tuple[int, int]]]) -> None:
-        after = (-(2**63), 0)
-        while True:
-            rows = await self._fetch(
-                f"SELECT {_COLUMNS} FROM segments WHERE start_us < ? AND (start_us, id) > (?, ?) "
-                "ORDER BY start_us, id LIMIT ?", (latest_cutoff_us, *after, BATCH_ROWS))
-            for row in rows:
-                cutoff = cutoffs.get(row.camera)
-                if cutoff is not None and row.end_us <= cutoff and not self._is_locked(row, protected):
-                    await self._take(row, "age")
-            if len(rows) < BATCH_ROWS:
-                return
-            after = (rows[-1].start_us, rows[-1].id)
+        sql = (f"SELECT {_COLUMNS} FROM segments WHERE start_us < ? AND (start_us, id) > (?, ?) "
+               "ORDER BY start_us, id LIMIT ?")
+        async with contextlib.aclosing(self._pages(sql, latest_cutoff_us)) as pages:
+            async for rows in pages:
+                await self._take([row for row in rows
+                                  if (cutoff := cutoffs.get(row.camera)) is not None and row.end_us <= cutoff
+                                  and not self._is_locked(row, protected)], "age")
 
     async def space(self, want_size: int, want_free: int, protected: dict[str, list[tuple[int, int]]]) -> int:
         """Delete the oldest until both wants are met; returns the bytes still wanted."""
-        after = (-(2**63), 0)
-        while want_size > 0 or want_free > 0:
-            rows = await self._fetch(
-                f"SELECT {_COLUMNS} FROM segments WHERE (start_us, id) > (?, ?) ORDER BY start_us, id LIMIT ?",
-                (*after, BATCH_ROWS))
-            for row in rows:
+        sql = f"SELECT {_COLUMNS} FROM segments WHERE (start_us, id) > (?, ?) ORDER BY start_us, id LIMIT ?"
+        async with contextlib.aclosing(self._pages(sql)) as pages:
+            async for rows in pages:
+                for reason in ("size", "free"):
+                    taken = []
+                    for row in rows:
+                        if want_size <= 0 and want_free <= 0 or reason == "size" and want_size <= 0:
+                            break
+                        if row.id in self.marked or self._is_locked(row, protected):
+                            continue
+                        self.marked.add(row.id)
+                        taken.append(row)
+                        want_size -= row.size_bytes
+                        want_free -= row.size_bytes
+                    await self._take(taken, reason)
                 if want_size <= 0 and want_free <= 0:
                     break
-                if row.id in self.marked or self._is_locked(row, protected):
-                    continue
-                await self._take(row, "size" if want_size > 0 else "free")
-                want_size -= row.size_bytes
-                want_free -= row.size_bytes
-            if len(rows) < BATCH_ROWS:
-                break
-            after = (rows[-1].start_us, rows[-1].id)
         return max(want_size, want_free, 0)
+
+    async def _pages(self, sql: str, *params: object) -> AsyncGenerator[list[_Row], None]:
+        """Pages of rows in (start_us, id) order; keyset paging, so deleting read rows moves nothing."""
+        after = (-(2**63), 0)
+        while True:
+            rows = await self._fetch(sql, (*params, *after, BATCH_ROWS))
+            yield rows
+            if len(rows) < BATCH_ROWS:
+                return
+            after = (rows[-1].start_us, rows[-1].id)
 
     async def _fetch(self, sql: str, params: Sequence[object]) -> list[_Row]:
         async with self.conn.execute(sql, params) as cur:
@@ -297,47 +319,46 @@ class _Sweeper:
                 return True
         return False
 
-    async def _take(self, row: _Row, reason: str) -> None:
-        r = self.report
-        r.deleted += 1
-        r.bytes_freed += row.size_bytes
-        r.by_reason[reason] += 1
-        cam = r.by_camera.setdefault(row.camera, CameraSweep())
-        cam.segments += 1
-        cam.bytes += row.size_bytes
-        if self.dry_run:
-            self.marked.add(row.id)
+    async def _take(self, rows: list[_Row], reason: str) -> None:
+        if not rows:
             return
-        self.pending.append(row)
-        if len(self.pending) >= BATCH_ROWS:
-            await self.finish_batch()
+        r = self.report
+        size = sum(row.size_bytes for row in rows)
+        r.deleted += len(rows)
+        r.bytes_freed += size
+        r.by_reason[reason] += len(rows)
+        for camera, (count, nbytes) in _per_camera(rows).items():
+            cam = r.by_camera.setdefault(camera, CameraSweep())
+            cam.segments += count
+            cam.bytes += nbytes
+        if self.dry_run:
+            self.marked.update(row.id for row in rows)
+            return
+        self.pending += rows
+        while len(self.pending) >= BATCH_ROWS:
+            batch, self.pending = self.pending[:BATCH_ROWS], self.pending[BATCH_ROWS:]
+            await self._write(batch)
 
     async def finish_batch(self) -> None:
-        """Rows first (committed), then files: the order that keeps every row pointing at a file."""
+        """Write what is pending: after this, the sweep's rows are all in garbage."""
         batch, self.pending = self.pending, []
-        if not batch:
-            return
-        async with contextlib.AsyncExitStack() as held:
-            if self.locks is not None:
-                for row in batch:
-                    # The Ingestor's key for a segment: SegmentHeader.segment_id.
-                    await held.enter_async_context(self.locks.hold(f"{row.camera}-{row.start_us}"))
-            ids = [row.id for row in batch]
-            try:
-                await self.conn.execute(f"DELETE FROM segments WHERE id IN ({','.join('?' * len(ids))})", ids)
-                await self.conn.commit()
-            except BaseException:
-                await self.conn.rollback()
-                raise
-            self.usage.note_deleted(sum(row.size_bytes for row in batch), len(batch))
-            # Unlinks are syscalls that release the GIL: two threads keep both cores busy. Split by camera,
-            # so each directory is emptied (and removed) by one thread only.
-            cameras = sorted({r.camera for r in batch})
-            first = set(cameras[::2])
-            errors = await asyncio.gather(
-                asyncio.to_thread(unlink_segments, self.root, [r.path for r in batch if r.camera in first]),
-                asyncio.to_thread(unlink_segments, self.root, [r.path for r in batch if r.camera not in first]))
-            self.report.unlink_errors += sum(errors)
+        if batch:
+            await self._write(batch)
+
+    async def _write(self, batch: list[_Row]) -> None:
+        """Move ``batch`` from segments to garbage in one transaction."""
+        ids = [row.id for row in batch]
+        marks = ",".join("?" * len(ids))
+        try:
+            await self.conn.execute(
+                f"INSERT INTO garbage (id, camera, start_us, size_bytes, path) "
+                f"SELECT id, camera, start_us, size_bytes, path FROM segments WHERE id IN ({marks})", ids)
+            await self.conn.execute(f"DELETE FROM segments WHERE id IN ({marks})", ids)
+            await self.conn.commit()
+        except BaseException:
+            await self.conn.rollback()
+            raise
+        self.usage.note_deleted(sum(row.size_bytes for row in batch), len(batch))
 
     async def oldest_remaining(self, cameras: list[str]) -> None:
         for camera in cameras:
@@ -361,6 +382,16 @@ class _Sweeper:
             if len(rows) < BATCH_ROWS:
                 return None
             after = rows[-1][1]
+
+
+def _per_camera(rows: list[_Row]) -> dict[str, tuple[int, int]]:
+    """camera -> (segments, bytes) of these rows."""
+    counts: dict[str, int] = defaultdict(int)
+    sizes: dict[str, int] = defaultdict(int)
+    for row in rows:
+        counts[row.camera] += 1
+        sizes[row.camera] += row.size_bytes
+    return {camera: (counts[camera], sizes[camera]) for camera in counts}
 
 
 async def _cameras(conn: aiosqlite.Connection) -> list[str]:

@@ -29,6 +29,17 @@ CREATE TABLE IF NOT EXISTS segments (
     UNIQUE (camera, start_us)         -- a segment's identity: resends are recognised by it
 );
 
+-- Files of segments whose rows retention removed, waiting to be deleted (store/garbage.py). A row
+-- comes here in the transaction that deletes it from segments, and leaves only after its file is
+-- gone: a crash in between never forgets a file.
+CREATE TABLE IF NOT EXISTS garbage (
+    id INTEGER PRIMARY KEY,           -- the segment's row id (so oldest first)
+    camera TEXT NOT NULL,             -- the segment's identity (camera, start_us): if a node sends
+    start_us INTEGER NOT NULL,        --   it again, its new row keeps the file from deletion
+    size_bytes INTEGER NOT NULL,      -- file size, counted as free space to come
+    path TEXT NOT NULL                -- file path relative to the store root
+);
+
 -- Search and timelines use the UNIQUE (camera, start_us) index above: one camera's segments in time order.
 -- Retention: the oldest segments of all cameras first.
 CREATE INDEX IF NOT EXISTS segments_by_time ON segments (start_us);

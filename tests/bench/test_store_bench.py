@@ -30,12 +30,15 @@ def test_builder_queries_prune_and_report_on_a_tiny_index(tmp_path: Path) -> Non
     files, link_s = bs.link_oldest_day(built, media.small[0])
     assert files == 2 * bs.SLOTS_PER_DAY
     prune = asyncio.run(bs.prune_oldest_day(built, files, link_s))
-    assert prune.deleted == files and prune.left_over_files == 0
+    assert prune.deleted == prune.collected == files and prune.left_over_files == 0
+    assert bs.real_unlink_cost(tmp_path / "sample", count=20, size=1024) > 0
 
     rows = bs.rows_for(built, m, prune, media, 10.0, True)
     page = tmp_path / "benchmarks.md"
     page.write_text("# Benchmarks\n\n## Results\n\nsystem numbers\n\n## Soak\n\nsoak numbers\n")
-    body = bs.markdown_section(rows, {"nproc": "2"}, media, [scale], [], quick=True)
+    found = bs.findings([(scale, m, prune)], unlink_us=50.0)
+    assert any("garbage" in f for f in found) and any("50 µs" in f for f in found)
+    body = bs.markdown_section(rows, {"nproc": "2"}, media, [scale], [], quick=True, found=found)
     bs.replace_section(page, bs.SECTION, body)
     bs.replace_section(page, bs.SECTION, body + "\nagain\n")
     text = page.read_text()

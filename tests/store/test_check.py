@@ -7,6 +7,7 @@ import subprocess
 import sys
 from argparse import Namespace
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -16,7 +17,7 @@ from node.segmenter import Segmenter, build_segment
 from node.sources.synthetic import SyntheticSource
 from shared.clock import now_us
 from shared.protocol.ingest import Ack, SegmentHeader
-from store import admin, retention
+from store import admin, garbage
 from store.check import check_store
 from store.db import Index
 from store.ingest import Ingestor, segment_relpath
@@ -111,18 +112,14 @@ async def test_an_orphan_that_is_not_a_segment_goes_to_quarantine(store, tmp_pat
     assert (tmp_path / "quarantine" / "cam0" / "2020-01-01" / "00" / junk.name).read_bytes() == b"not an mp4"
 
 
-async def test_crash_after_retention_commit_is_repaired_by_re_indexing(store, tmp_path, monkeypatch, recorded):
-    def crash(root, paths):
-        raise RuntimeError("power cut")
-
-    monkeypatch.setattr(retention, "unlink_segments", crash)
-    with pytest.raises(RuntimeError):
-        await sweep(store, tmp_path, RetentionPolicy(max_bytes=1), now_us())
-    assert segment_rows(tmp_path) == []
-    report = await check_store(tmp_path, store)
-    assert report.counts()["orphan"] == len(recorded) and report.counts()["missing"] == 0
-    await check_store(tmp_path, store, repair=True)
-    assert (await check_store(tmp_path, store, deep=True)).ok and len(segment_rows(tmp_path)) == len(recorded)
+async def test_rebuild_deletes_what_retention_left_to_delete_instead_of_indexing_it_again(store, tmp_path,
+                                                                                             recorded):
+    await sweep(store, tmp_path, RetentionPolicy(max_bytes=1), now_us())  # rows to garbage, files not yet
+    assert segment_rows(tmp_path) == [] and await garbage.pending(store.conn) == (len(recorded), ANY)
+    await store.close()
+    report = await rebuild_index(tmp_path)
+    assert report.garbage_collected == len(recorded) and report.indexed == 0
+    assert not list((tmp_path / "segments").rglob("*.mp4"))
 
 
 async def test_rebuild_index_from_files_reproduces_the_rows_and_keeps_events_and_settings(store, tmp_path):

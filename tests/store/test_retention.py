@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from shared.protocol.ingest import SegmentHeader, sha256_hex
+from store import garbage, retention
 from store import ingest as ingest_module
-from store import retention
 from store.app import Store
 from store.check import check_store
 from store.db import Index
@@ -77,6 +77,10 @@ async def test_age_limit_deletes_expired_segments_and_their_empty_directories(in
     report = await sweep(index, tmp_path, RetentionPolicy(), NOW)
     assert report.deleted == 3 and report.by_reason == {"age": 3, "size": 0, "free": 0}
     assert report.bytes_freed == 3 * SIZE
+    assert all(p.exists() for p in paths) and await garbage.pending(index.conn) == (3, 3 * SIZE)  # files: next
+    collected = await garbage.collect(index.conn, tmp_path, batch_rows=batch)
+    assert (collected.files, collected.bytes, collected.errors) == (3, 3 * SIZE, 0)
+    assert await garbage.pending(index.conn) == (0, 0)
     assert [p.exists() for p in paths] == [False, False, False, True, True]
     assert rows(tmp_path) == [("cam1", NOW - 29 * DAY_US), ("cam0", NOW - DAY_US)]
     assert report.oldest_remaining_us == NOW - 29 * DAY_US
@@ -176,45 +180,76 @@ class PowerCut(Exception):
     pass
 
 
-async def test_crash_between_row_delete_and_unlink_leaves_only_an_orphan_that_repair_removes(
+async def test_a_crash_before_the_files_go_leaves_them_listed_and_the_next_start_deletes_them(
         index, tmp_path, monkeypatch):
     made = await interleaved(index, tmp_path, n=4)
+    pending = [str(segment_relpath(c, s)) for c, s in made[:2]]
 
     def crash(root, paths):
-        raise PowerCut  # after the commit, before any unlink
+        raise PowerCut  # the rows are in garbage, no file unlinked yet
 
-    monkeypatch.setattr(retention, "unlink_segments", crash)
+    monkeypatch.setattr(garbage, "unlink_segments", crash)
+    await sweep(index, tmp_path, RetentionPolicy(max_bytes=2000), NOW)
     with pytest.raises(PowerCut):
-        await sweep(index, tmp_path, RetentionPolicy(max_bytes=2000), NOW)
-    assert rows(tmp_path) == made[2:]  # the rows went first ...
-    orphans = [str(segment_relpath(c, s)) for c, s in made[:2]]
-    assert all((tmp_path / o).exists() for o in orphans)  # ... the files did not
+        await garbage.collect(index.conn, tmp_path)
+    assert rows(tmp_path) == made[2:] and all((tmp_path / p).exists() for p in pending)
     report = await check_store(tmp_path, index)
-    assert sorted(p.path for p in report.problems) == orphans and {p.kind for p in report.problems} == {"orphan"}
+    assert report.ok and report.pending_deletion == 2  # listed for deletion: not orphans to re-index
+    monkeypatch.undo()
+    task = RetentionTask(tmp_path, RetentionPolicy(max_age_us=None), interval_s=3600, min_gap_s=0)
+    await task.start()  # the store starting again
+    try:
+        await asyncio.wait_for(_until(lambda: task.collected_files_total == 2), 5)
+    finally:
+        await task.stop()
+    assert not any((tmp_path / p).exists() for p in pending)
+    assert await garbage.pending(index.conn) == (0, 0)
+    assert (await check_store(tmp_path, index, deep=True)).ok and rows(tmp_path) == made[2:]
+
+
+async def test_check_repair_deletes_what_retention_left_to_delete(index, tmp_path):
+    made = await interleaved(index, tmp_path, n=3)
+    await sweep(index, tmp_path, RetentionPolicy(max_bytes=SIZE), NOW)
     repaired = await check_store(tmp_path, index, repair=True)
-    assert len(repaired.repaired) == 2 and not repaired.unrepaired  # fake bytes: quarantined, not re-indexed
-    assert (await check_store(tmp_path, index, deep=True)).ok
+    assert repaired.pending_deletion == 2 and any("deleted 2 files" in r for r in repaired.repaired)
+    assert not (tmp_path / segment_relpath(*made[0])).exists() and (tmp_path / segment_relpath(*made[2])).exists()
+    assert (await check_store(tmp_path, index)).pending_deletion == 0
+
+
+async def test_pending_deletions_count_as_free_space(index, tmp_path, monkeypatch):
+    made = await interleaved(index, tmp_path, n=6)
+    monkeypatch.setattr(retention, "_disk_usage", lambda root: (100_000, 3000))
+    policy = RetentionPolicy(min_free_bytes=5000)
+    assert (await sweep(index, tmp_path, policy, NOW)).deleted == 2
+    # The files have not gone yet, so the disk still says 3000 free: the sweep must not delete again.
+    assert (await sweep(index, tmp_path, policy, NOW)).deleted == 0
     assert rows(tmp_path) == made[2:]
 
 
-async def test_sweep_waits_for_a_segment_being_ingested(index, tmp_path):
+async def test_collect_waits_for_a_resend_being_ingested_and_keeps_its_file(index, tmp_path):
     made = await interleaved(index, tmp_path, n=2)
+    assert (await sweep(index, tmp_path, RetentionPolicy(max_bytes=SIZE), NOW)).deleted == 1
+    camera, start = made[0]
     locks = KeyedLocks()
     held, release = asyncio.Event(), asyncio.Event()
 
-    async def ingesting():
-        async with locks.hold(f"{made[0][0]}-{made[0][1]}"):
+    async def resend():  # the node sends the deleted segment again: same identity, same path
+        async with locks.hold(f"{camera}-{start}"):
             held.set()
             await release.wait()
+            await add(index, tmp_path, camera, start)
 
-    holder = asyncio.create_task(ingesting())
+    holder = asyncio.create_task(resend())
     await held.wait()
-    task = asyncio.create_task(sweep(index, tmp_path, RetentionPolicy(max_bytes=SIZE), NOW, locks=locks))
+    task = asyncio.create_task(garbage.collect(index.conn, tmp_path, locks=locks))
     await asyncio.sleep(0.2)
-    assert not task.done() and rows(tmp_path) == made  # nothing deleted under the ingest's feet
+    assert not task.done() and (tmp_path / segment_relpath(camera, start)).exists()
     release.set()
-    assert (await task).deleted == 1 and rows(tmp_path) == made[1:]
+    report = await task
     await holder
+    assert (report.files, report.revived) == (0, 1)
+    assert rows(tmp_path) == made and (tmp_path / segment_relpath(camera, start)).exists()  # row and file
+    assert await garbage.pending(index.conn) == (0, 0) and (await check_store(tmp_path, index, deep=True)).ok
 
 
 async def test_ingest_keeps_the_running_total_and_pokes_retention_over_the_size_limit(index, tmp_path):
@@ -281,3 +316,30 @@ async def _until(predicate) -> None:
             return
         await asyncio.sleep(0.01)
 
+
+
+async def test_an_index_from_before_the_garbage_table_is_upgraded_in_place(tmp_path):
+    db = tmp_path / "index.sqlite3"
+    old = await Index.open(db)
+    await add(old, tmp_path, "cam0", NOW - 40 * DAY_US)
+    await old.conn.execute("DROP TABLE garbage")
+    await old.conn.execute("UPDATE schema_version SET version = 1")
+    await old.conn.commit()
+    await old.close()
+    index = await Index.open(db)  # what a store of this version does at start
+    try:
+        async with index.conn.execute("SELECT version FROM schema_version") as cur:
+            assert await cur.fetchall() == [(2,)]
+        assert (await sweep(index, tmp_path, RetentionPolicy(), NOW)).deleted == 1
+        assert (await garbage.collect(index.conn, tmp_path)).files == 1
+    finally:
+        await index.close()
+
+
+async def test_an_index_from_a_newer_store_is_refused(tmp_path):
+    db = tmp_path / "index.sqlite3"
+    await (await Index.open(db)).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        await Index.open(db)
