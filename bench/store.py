@@ -439,9 +439,8 @@ async def prune_oldest_day(built: Built, files: int, link_s: float) -> PruneResu
     """Time ``retention.sweep`` with a max-age that expires exactly the oldest day (the store must be stopped),
     then ``garbage.collect``, which deletes the files the sweep listed, as the store does right after."""
     from store import garbage, retention
-    from store.db import Index
 
-    index = await Index.open(built.root / "index.sqlite3")
+    index = await retention.open_index(built.root / "index.sqlite3")  # as `sht store prune` and the store do
     try:
         t = time.perf_counter()
         usage = await retention.StoreUsage.load(index)

@@ -158,11 +158,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 async def _prune(root: Path, policy: RetentionPolicy, dry_run: bool) -> tuple[SweepReport, CollectReport | None]:
     from shared.clock import now_us
-    from store.db import Index
     from store.garbage import collect
-    from store.retention import sweep
+    from store.retention import open_index, sweep
 
-    index = await Index.open(root / INDEX_NAME)
+    index = await open_index(root / INDEX_NAME)
     try:
         report = await sweep(index, root, policy, now_us(), dry_run=dry_run)
         # Also the files an earlier prune or a stopped store left to delete.

@@ -22,14 +22,14 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import aiosqlite
 
 from store.db import Index
 from store.files import is_temporary, quarantine, safe_relpath, walk_segment_files
-from store.garbage import collect, pending_paths
+from store.garbage import Ranges, collect, pending_ranges
 from store.ingest import segment_relpath
 
 BATCH_ROWS = 2000
@@ -113,7 +113,7 @@ async def check_store(root: Path, index: Index, *, deep: bool = False, repair: b
         report.problems += await asyncio.to_thread(_check_rows, root, rows, deep)
         after = rows[-1][0]
     # Files retention still has to delete are neither orphans nor to be re-indexed.
-    report.pending_deletion = len(garbage := await pending_paths(index.conn))
+    garbage = await pending_ranges(index.conn)
     # The walk is the one full pass over the disk; fine for an admin command.
     files = await asyncio.to_thread(lambda: list(walk_segment_files(root)))
     for rel, _size in sorted(files):
@@ -123,7 +123,11 @@ async def check_store(root: Path, index: Index, *, deep: bool = False, repair: b
             report.other_files += 1
         else:
             report.files += 1
-            if rel not in indexed and rel not in garbage:
+            if rel in indexed:
+                continue
+            if _is_garbage(rel, garbage):
+                report.pending_deletion += 1
+            else:
                 report.problems.append(Problem("orphan", rel, "no row points at this file"))
     if repair and report.problems:
         await _repair(root, index.conn, report)
@@ -132,6 +136,15 @@ async def check_store(root: Path, index: Index, *, deep: bool = False, repair: b
         report.repaired.append(f"deleted {collected.files} files retention had left to delete")
     report.duration_s = time.monotonic() - started
     return report
+
+
+def _is_garbage(rel: str, garbage: dict[str, Ranges]) -> bool:
+    """Is this file (segments/CAMERA/DAY/HOUR/<start_us>.mp4) inside a range retention is deleting?"""
+    parts = PurePosixPath(rel).parts
+    if len(parts) != 5 or not parts[4].removesuffix(".mp4").isdigit():
+        return False
+    ranges = garbage.get(parts[1])
+    return ranges is not None and int(parts[4].removesuffix(".mp4")) in ranges
 
 
 async def _repair(root: Path, conn: aiosqlite.Connection, report: CheckReport) -> None:

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from shared.fsutil import TEMP_MARK, ensure_dir, fsync_dir
@@ -61,6 +62,36 @@ def unlink_segments(root: Path, paths: list[str]) -> int:
     parents.update(Path(d) for d in hour_dirs)
     remove_empty_dirs(root, parents)
     return errors
+
+
+def hour_dirs_between(root: Path, camera: str, from_us: int, to_us: int) -> list[str]:
+    """The hour directories (relative to ROOT) of one camera that exist and hold start times in
+    [from_us, to_us] (UTC), in time order: two levels of listing, never a walk of the camera."""
+    lo = datetime.fromtimestamp(from_us / 1e6, tz=UTC).strftime("%Y-%m-%d/%H")
+    hi = datetime.fromtimestamp(to_us / 1e6, tz=UTC).strftime("%Y-%m-%d/%H")
+    base = f"{SEGMENTS_DIR}/{camera}"
+    found: list[str] = []
+    for day in _sorted_names(root / base):
+        if not lo[:10] <= day <= hi[:10]:
+            continue
+        found += [f"{base}/{day}/{hour}" for hour in _sorted_names(root / base / day) if lo <= f"{day}/{hour}" <= hi]
+    return found
+
+
+def list_segment_starts(directory: Path) -> list[int]:
+    """Start times of the segment files (``<start_us>.mp4``) in one hour directory; temporaries skipped."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return [int(name[:-4]) for name in names if name.endswith(".mp4") and name[:-4].isdigit()]
+
+
+def _sorted_names(directory: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def remove_empty_dirs(root: Path, hour_dirs: set[Path]) -> None:

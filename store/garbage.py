@@ -1,14 +1,18 @@
-"""Deleting the files of segments whose rows are gone: the ``garbage`` table's collector.
+"""Deleting the files of segments whose rows retention removed: the ``garbage`` table's collector.
 
-Retention moves a segment's row from ``segments`` to ``garbage`` in one transaction and
-returns; the files go afterwards, here. So a sweep's cost is SQLite's, not the file
-system's (an unlink of a real file is 10-100 µs on ext4, a day at 100 cameras is 864,000
-files), and a crash between the two leaves a garbage row, which the next collection
-finishes, never a forgotten file. A garbage row is deleted only after its file is gone.
+Retention deletes a batch of rows and, in the same transaction, records per camera the
+range of start times it deleted (one ``garbage`` row per camera and batch, not per
+segment: a row per file doubled the index writes of a big prune). The files go afterwards,
+here. So a sweep costs SQLite's time, not the file system's (an unlink that frees a file's
+blocks is tens of µs; a day at 100 cameras is 864,000 files), and a crash in between
+leaves garbage rows that the next collection finishes, never a forgotten file. A garbage
+row is deleted only after every file in its range is gone.
 
-A segment can come back after its row went to garbage (a node resending it): its file is
-written at the same path. So a file is unlinked only while no ``segments`` row has its
-identity, checked under the Ingestor's per-segment locks (docs/storage.md, "Retention").
+Which files: those in the store's own layout (``store.ingest.segment_relpath``, the only
+paths rows ever have) of that camera, with a start time inside a range, and no
+``segments`` row. A range can hold segments that stay (a locked event kept them; a node
+sent one again after its row went): the row check, made under the Ingestor's per-segment
+locks, keeps them (docs/storage.md, "Retention").
 """
 
 from __future__ import annotations
@@ -16,94 +20,116 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from bisect import bisect_right
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
 
-from store.files import safe_relpath, unlink_segments
+from store.db import transaction
+from store.files import hour_dirs_between, list_segment_starts, unlink_segments
 from store.ingest import KeyedLocks
-
-BATCH_ROWS = 10_000
 
 
 @dataclass
 class CollectReport:
-    files: int = 0  # garbage rows whose files were deleted (or already gone)
-    bytes: int = 0
-    revived: int = 0  # garbage rows dropped because the segment was stored again: its file stays
-    errors: int = 0  # files that could not be removed (their rows stay for the next collection)
+    files: int = 0  # files deleted
+    bytes: int = 0  # what the rows of the finished ranges said their files held
+    kept: int = 0  # files inside the ranges that still have a row (locked footage, or sent again)
+    errors: int = 0  # files that could not be removed (their ranges stay for the next collection)
     duration_s: float = 0.0
 
 
+class Ranges:
+    """One camera's garbage ranges of start times, merged, for membership tests."""
+
+    def __init__(self, spans: list[tuple[int, int]]) -> None:
+        merged: list[list[int]] = []
+        for lo, hi in sorted(spans):
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        self.starts = [lo for lo, _ in merged]
+        self.ends = [hi for _, hi in merged]
+
+    def __contains__(self, start_us: int) -> bool:
+        i = bisect_right(self.starts, start_us) - 1
+        return i >= 0 and start_us <= self.ends[i]
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return self.starts[0], self.ends[-1]
+
+
 async def pending(conn: aiosqlite.Connection) -> tuple[int, int]:
-    """(files, bytes) waiting to be deleted."""
-    async with conn.execute("SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM garbage") as cur:
+    """(segments, bytes) whose files are still to be deleted (as their rows said)."""
+    async with conn.execute("SELECT COALESCE(SUM(segments), 0), COALESCE(SUM(size_bytes), 0) FROM garbage") as cur:
         row = await cur.fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
 
-async def pending_paths(conn: aiosqlite.Connection) -> set[str]:
-    async with conn.execute("SELECT path FROM garbage") as cur:
-        return {str(p) for (p,) in await cur.fetchall()}
+async def pending_ranges(conn: aiosqlite.Connection) -> dict[str, Ranges]:
+    spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    async with conn.execute("SELECT camera, from_us, to_us FROM garbage") as cur:
+        for camera, lo, hi in await cur.fetchall():
+            spans[str(camera)].append((int(lo), int(hi)))
+    return {camera: Ranges(s) for camera, s in spans.items()}
 
 
-async def collect(conn: aiosqlite.Connection, root: Path, *, locks: KeyedLocks | None = None,
-                  batch_rows: int = BATCH_ROWS) -> CollectReport:
-    """Delete every garbage row's file, then the row; batch by batch, oldest first.
+async def collect(conn: aiosqlite.Connection, root: Path, *, locks: KeyedLocks | None = None) -> CollectReport:
+    """Delete the files of every garbage range, then the ranges.
 
-    ``conn`` should be a connection of its own (each batch commits). ``locks``: the running
-    store's Ingestor locks; without them (an admin command) the store must be stopped.
+    ``conn`` should be a connection of its own. ``locks``: the running store's Ingestor locks;
+    without them (an admin command) the store must be stopped.
     """
     started = time.monotonic()
     report = CollectReport()
-    after = 0
-    while True:
-        async with conn.execute("SELECT id, camera, start_us FROM garbage WHERE id > ? ORDER BY id LIMIT ?",
-                                (after, batch_rows)) as cur:
-            keys = [(int(i), str(c), int(s)) for i, c, s in await cur.fetchall()]
-        if not keys:
-            break
-        after = keys[-1][0]
-        async with contextlib.AsyncExitStack() as held:
-            if locks is not None:
-                for _, camera, start in keys:
-                    # The Ingestor's key for a segment: SegmentHeader.segment_id.
-                    await held.enter_async_context(locks.hold(f"{camera}-{start}"))
-            # Under the locks, so no resend of these segments can be between file and row now.
-            marks = ",".join("?" * len(keys))
-            async with conn.execute(
-                f"SELECT g.id, g.camera, g.path, g.size_bytes, EXISTS (SELECT 1 FROM segments s WHERE "
-                f"s.camera = g.camera AND s.start_us = g.start_us) FROM garbage g WHERE g.id IN ({marks})",
-                [k[0] for k in keys]) as cur:
-                rows = [(int(i), str(c), str(p), int(n), bool(live)) for i, c, p, n, live in await cur.fetchall()]
-            doomed = [r for r in rows if not r[4]]
-            failed = await _unlink(root, doomed)
-            done = [r[0] for r in rows if r[0] not in failed]
-            if done:
-                await conn.execute(f"DELETE FROM garbage WHERE id IN ({','.join('?' * len(done))})", done)
-                await conn.commit()
-        report.revived += len(rows) - len(doomed)
-        report.errors += len(failed)
-        for row_id, _, _, size, live in rows:
-            if not live and row_id not in failed:
-                report.files += 1
-                report.bytes += size
+    by_camera: dict[str, list[tuple[int, int, int, int]]] = defaultdict(list)
+    async with conn.execute("SELECT id, camera, from_us, to_us, size_bytes FROM garbage") as cur:
+        for row_id, camera, lo, hi, size in await cur.fetchall():
+            by_camera[str(camera)].append((int(row_id), int(lo), int(hi), int(size)))
+    cameras = sorted(by_camera)
+
+    async def worker(names: list[str]) -> None:
+        for camera in names:
+            await _collect_camera(conn, root, camera, by_camera[camera], locks, report)
+
+    # Two cameras at a time: unlinks release the GIL, and each directory is emptied by one thread.
+    await asyncio.gather(worker(cameras[::2]), worker(cameras[1::2]))
     report.duration_s = time.monotonic() - started
     return report
 
 
-async def _unlink(root: Path, rows: list[tuple[int, str, str, int, bool]]) -> set[int]:
-    """Unlink on two threads (the syscalls release the GIL), split by camera so each directory has
-    one thread; returns the ids whose files are still there."""
-    cameras = sorted({r[1] for r in rows})
-    first = set(cameras[::2])
-    halves = [[r for r in rows if r[1] in first], [r for r in rows if r[1] not in first]]
-    failures = await asyncio.gather(*(asyncio.to_thread(unlink_segments, root, [r[2] for r in half])
-                                      for half in halves if half))
-    if not any(failures):
-        return set()
-    # Rare: find which ones (unlink_segments logged each); they stay in garbage for next time. A path
-    # outside ROOT/segments is never deleted nor retried: its row goes (it was logged).
-    return await asyncio.to_thread(lambda: {r[0] for r in rows if safe_relpath(r[2]) and (root / r[2]).exists()})
+async def _collect_camera(conn: aiosqlite.Connection, root: Path, camera: str,
+                          entries: list[tuple[int, int, int, int]], locks: KeyedLocks | None,
+                          report: CollectReport) -> None:
+    ranges = Ranges([(lo, hi) for _, lo, hi, _ in entries])
+    errors = 0
+    for directory in await asyncio.to_thread(hour_dirs_between, root, camera, *ranges.bounds):
+        starts = [s for s in await asyncio.to_thread(list_segment_starts, root / directory) if s in ranges]
+        if not starts:
+            continue
+        async with contextlib.AsyncExitStack() as held:
+            if locks is not None:
+                for start in starts:
+                    # The Ingestor's key for a segment: SegmentHeader.segment_id.
+                    await held.enter_async_context(locks.hold(f"{camera}-{start}"))
+            # Under the locks, so no resend of these segments can be between its file and its row now.
+            async with conn.execute("SELECT start_us FROM segments WHERE camera = ? AND start_us BETWEEN ? AND ?",
+                                    (camera, min(starts), max(starts))) as cur:
+                live = {int(s) for (s,) in await cur.fetchall()}
+            doomed = [f"{directory}/{s}.mp4" for s in starts if s not in live]
+            failed = await asyncio.to_thread(unlink_segments, root, doomed)
+        report.kept += len(starts) - len(doomed)
+        report.files += len(doomed) - failed
+        errors += failed
+    if errors:
+        report.errors += errors  # unlink_segments logged each; the ranges stay, to be tried again
+        return
+    ids = [row_id for row_id, _, _, _ in entries]
+    async with transaction(conn):
+        await conn.execute(f"DELETE FROM garbage WHERE id IN ({','.join('?' * len(ids))})", ids)
+    report.bytes += sum(size for _, _, _, size in entries)

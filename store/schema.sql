@@ -29,15 +29,17 @@ CREATE TABLE IF NOT EXISTS segments (
     UNIQUE (camera, start_us)         -- a segment's identity: resends are recognised by it
 );
 
--- Files of segments whose rows retention removed, waiting to be deleted (store/garbage.py). A row
--- comes here in the transaction that deletes it from segments, and leaves only after its file is
--- gone: a crash in between never forgets a file.
+-- Segment files retention still has to delete (store/garbage.py): per camera, the range of start
+-- times of a batch of rows it deleted. A row comes here in the transaction that deletes those
+-- segments rows, and leaves only after every file in its range without a segments row is gone:
+-- a crash in between never forgets a file.
 CREATE TABLE IF NOT EXISTS garbage (
-    id INTEGER PRIMARY KEY,           -- the segment's row id (so oldest first)
-    camera TEXT NOT NULL,             -- the segment's identity (camera, start_us): if a node sends
-    start_us INTEGER NOT NULL,        --   it again, its new row keeps the file from deletion
-    size_bytes INTEGER NOT NULL,      -- file size, counted as free space to come
-    path TEXT NOT NULL                -- file path relative to the store root
+    id INTEGER PRIMARY KEY,           -- order of arrival
+    camera TEXT NOT NULL,             -- camera id
+    from_us INTEGER NOT NULL,         -- start_us of the first segment deleted
+    to_us INTEGER NOT NULL,           -- start_us of the last segment deleted (inclusive)
+    segments INTEGER NOT NULL,        -- how many segments rows went
+    size_bytes INTEGER NOT NULL       -- their total size: free space to come
 );
 
 -- Search and timelines use the UNIQUE (camera, start_us) index above: one camera's segments in time order.

@@ -5,6 +5,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.protocol.ingest import SegmentHeader, sha256_hex
 from store import garbage, retention
@@ -78,7 +80,7 @@ async def test_age_limit_deletes_expired_segments_and_their_empty_directories(in
     assert report.deleted == 3 and report.by_reason == {"age": 3, "size": 0, "free": 0}
     assert report.bytes_freed == 3 * SIZE
     assert all(p.exists() for p in paths) and await garbage.pending(index.conn) == (3, 3 * SIZE)  # files: next
-    collected = await garbage.collect(index.conn, tmp_path, batch_rows=batch)
+    collected = await garbage.collect(index.conn, tmp_path)
     assert (collected.files, collected.bytes, collected.errors) == (3, 3 * SIZE, 0)
     assert await garbage.pending(index.conn) == (0, 0)
     assert [p.exists() for p in paths] == [False, False, False, True, True]
@@ -247,7 +249,7 @@ async def test_collect_waits_for_a_resend_being_ingested_and_keeps_its_file(inde
     release.set()
     report = await task
     await holder
-    assert (report.files, report.revived) == (0, 1)
+    assert (report.files, report.kept) == (0, 1)
     assert rows(tmp_path) == made and (tmp_path / segment_relpath(camera, start)).exists()  # row and file
     assert await garbage.pending(index.conn) == (0, 0) and (await check_store(tmp_path, index, deep=True)).ok
 
@@ -343,3 +345,32 @@ async def test_an_index_from_a_newer_store_is_refused(tmp_path):
         conn.execute("UPDATE schema_version SET version = 99")
     with pytest.raises(RuntimeError, match="schema version 99"):
         await Index.open(db)
+
+
+async def test_collect_keeps_the_files_of_locked_segments_inside_a_deleted_range(index, tmp_path):
+    paths = [await add(index, tmp_path, "cam0", NOW - 40 * DAY_US + i * 10_000_000) for i in range(5)]
+    locked_start = NOW - 40 * DAY_US + 2 * 10_000_000
+    await lock_event(index, "cam0", locked_start + 1, locked_start + 2)
+    report = await sweep(index, tmp_path, RetentionPolicy(), NOW)
+    assert report.deleted == 4 and report.skipped_locked == 1
+    collected = await garbage.collect(index.conn, tmp_path)
+    assert (collected.files, collected.kept, collected.errors) == (4, 1, 0)
+    assert [p.exists() for p in paths] == [False, False, True, False, False]
+    assert await garbage.pending(index.conn) == (0, 0)
+    assert (await check_store(tmp_path, index, deep=True)).ok
+
+
+def test_ranges_merge_and_answer_membership():
+    ranges = garbage.Ranges([(50, 60), (10, 20), (15, 30), (61, 61)])
+    assert ranges.bounds == (10, 61)
+    assert [x in ranges for x in (9, 10, 25, 30, 31, 49, 50, 60, 61, 62)] == [
+        False, True, True, True, False, False, True, True, True, False]
+
+
+@given(st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 100)), min_size=1, max_size=20),
+       st.lists(st.integers(-10, 1200), max_size=50))
+def test_ranges_membership_is_that_of_the_union(spans, probes):
+    intervals = [(lo, lo + width) for lo, width in spans]
+    ranges = garbage.Ranges(intervals)
+    for x in probes:
+        assert (x in ranges) == any(lo <= x <= hi for lo, hi in intervals)
