@@ -277,6 +277,20 @@ def build_index(root: Path, scale: Scale, media: Media, seed: int = 1) -> Built:
         conn.execute("PRAGMA journal_mode = WAL")
     finally:
         conn.close()
+
+    async def summarise() -> None:
+        # The hour summaries a running store keeps (store/coverage.py), made by its own code.
+        from store import coverage
+
+        index = await Index.open(db)
+        try:
+            await coverage.mark_all(index.conn)
+            await index.conn.commit()
+            await coverage.refresh_all(index.conn, T0_US + scale.days * DAY_US)
+        finally:
+            await index.close()
+
+    asyncio.run(summarise())
     build_s = time.monotonic() - started
     os.sync()  # or the kernel writes the bulk load back while the latencies are measured
     return Built(root, scale, build_s, db.stat().st_size, time.monotonic() - started - build_s)

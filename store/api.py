@@ -28,7 +28,7 @@ from shared.protocol.query import (
     ThumbnailParams,
     TimelineParams,
 )
-from store import query, settings
+from store import query, settings, timeline
 from store.db import Index, transaction
 from store.export import ExportError, export_clip
 from store.fleet import Fleet
@@ -117,7 +117,7 @@ class Api:
 
     async def _timeline(self, p: TimelineParams, *_: Any) -> dict[str, Any]:
         await self._require_camera(p.camera)
-        return await query.timeline(self.conn, p)
+        return await timeline.timeline(self.conn, p)
 
     async def _thumbnail(self, p: ThumbnailParams, rid: int, server: QueryServer, flush: Send) -> dict[str, Any]:
         await self._require_camera(p.camera)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from shared.fsutil import remove_temporaries
 from shared.security import SecurityOptions
+from store.coverage import CoverageTask
 from store.db import Index
 from store.ingest import Ingestor
 from store.keys import KeyStore
@@ -30,6 +31,7 @@ class Store:
         self.index: Index | None = None
         self.server: StoreServer | None = None
         self.retention: RetentionTask | None = None
+        self.coverage: CoverageTask | None = None
         self.port: int | None = None
         self._lock: StoreLock | None = None
 
@@ -46,6 +48,8 @@ class Store:
         # Its own connection; holds the Ingestor's per-segment locks while deleting.
         self.retention = RetentionTask(self.root, self.policy, locks=ingestor.segment_locks)
         await self.retention.start()
+        self.coverage = CoverageTask(self.root)  # timeline summaries, on its own connection
+        await self.coverage.start()
         ingestor.hooks = self.retention
         keys = KeyStore(self.root)
         verifier = await asyncio.to_thread(keys.verifier)  # creates the signing key on first start
@@ -61,6 +65,8 @@ class Store:
             await self.server.close()
         if self.retention is not None:
             await self.retention.stop()
+        if self.coverage is not None:
+            await self.coverage.stop()
         if self.index is not None:
             await self.index.close()
         if self._lock is not None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiosqlite
 
+from store import coverage
 from store.db import Index
 from store.files import is_temporary, quarantine, safe_relpath, walk_segment_files
 from store.garbage import Ranges, collect, pending_ranges
@@ -152,7 +153,8 @@ async def _repair(root: Path, conn: aiosqlite.Connection, report: CheckReport) -
     # Rows first, committed, and only then their files: never a row without its file.
     doomed = by_kind["missing"] + by_kind["size"] + by_kind["sha256"]
     for i in range(0, len(doomed), BATCH_ROWS):
-        ids = [p.row_id for p in doomed[i:i + BATCH_ROWS]]
+        ids = [p.row_id for p in doomed[i:i + BATCH_ROWS] if p.row_id is not None]
+        await coverage.mark_ids(conn, ids)
         await conn.execute(f"DELETE FROM segments WHERE id IN ({','.join('?' * len(ids))})", ids)
         await conn.commit()
     report.repaired += [f"removed the row of missing {p.path}" for p in by_kind["missing"]]
@@ -216,3 +218,4 @@ async def insert_row(conn: aiosqlite.Connection, row: dict[str, Any]) -> None:
     """Insert one ``segments`` row (not committed). Leaves ``nodes`` alone: re-indexing is not a sighting."""
     cols = ", ".join(row)
     await conn.execute(f"INSERT INTO segments ({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+    await coverage.mark(conn, [(str(row["camera"]), int(row["start_us"]), int(row["end_us"]))])

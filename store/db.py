@@ -13,11 +13,13 @@ from pathlib import Path
 import aiosqlite
 
 from shared.protocol.ingest import SegmentHeader
+from store import coverage
+from store.coverage import MARK_ALL_SQL
 
 SCHEMA_VERSION = 2
-# Migrations that schema.sql's CREATE ... IF NOT EXISTS already did: only the version moves.
-# 1 -> 2: the garbage table (retention deletes files after the rows).
-_ADDITIVE_UPGRADES = {1: 2}
+# schema.sql's CREATE ... IF NOT EXISTS makes the new tables; then: version -> (next version, SQL to fill them).
+# 1 -> 2: garbage (retention deletes files after the rows), coverage_hours (timeline summaries, all dirty).
+_UPGRADES = {1: (2, MARK_ALL_SQL)}
 _WRITE_LOCKS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -61,8 +63,9 @@ async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
     async with conn.execute("SELECT version FROM schema_version") as cur:
         row = await cur.fetchone()
     version = None if row is None else int(row[0])
-    while version in _ADDITIVE_UPGRADES:
-        version = _ADDITIVE_UPGRADES[version]
+    while version in _UPGRADES:
+        version, sql = _UPGRADES[version]
+        await conn.execute(sql)
         await conn.execute("UPDATE schema_version SET version = ?", (version,))
     if row is None:
         await conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -107,6 +110,7 @@ class Index:
                  header.bytes, header.sha256, header.codec, header.width, header.height, path,
                  received_us),
             )
+            await coverage.mark(conn, [(header.camera, header.start_us, header.end_us)])
             await conn.execute(
                 "INSERT INTO nodes (node, first_seen_us, last_seen_us) VALUES (?, ?, ?) "
                 "ON CONFLICT (node) DO UPDATE SET last_seen_us = excluded.last_seen_us",

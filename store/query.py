@@ -1,4 +1,4 @@
-"""Read-only questions to the index: segments and events by camera and time, timelines.
+"""Read-only questions to the index: segments and events by camera and time (timelines: store/timeline.py).
 
 Every query is bounded by the ``(camera, start_us)`` and ``(start_us)`` indexes:
 a range query starts at ``from_us - longest item`` so it never scans from the
@@ -11,10 +11,8 @@ from typing import Any
 
 import aiosqlite
 
-from shared.protocol.query import BUCKETS, ListParams, TimelineParams
-
-MAX_SEGMENT_US = 600 * 1_000_000  # the node refuses --segment-seconds above 600
-GAP_TOLERANCE_US = 250_000  # closer than this, two segments count as continuous recording
+from shared.protocol.query import ListParams
+from store.timeline import MAX_SEGMENT_US
 
 
 async def longest_event_us(conn: aiosqlite.Connection) -> int:
@@ -66,78 +64,6 @@ async def list_events(conn: aiosqlite.Connection, p: ListParams) -> dict[str, An
 
 def _page(items: list[dict[str, Any]], more: bool) -> dict[str, Any]:
     return {"items": items, "next": [items[-1]["start_us"], items[-1]["id"]] if more and items else None}
-
-
-async def timeline(conn: aiosqlite.Connection, p: TimelineParams) -> dict[str, Any]:
-    """Recorded intervals, gaps, and per-bucket counts for one camera over a range.
-
-    One pass over the camera's spans (a day of 10 s segments is 8,640 rows), with buckets
-    in lists indexed by bucket number: this is the hot loop of every timeline request.
-    """
-    lo, hi = p.range.from_us, p.range.to_us
-    async with conn.execute(
-        "SELECT start_us, end_us FROM segments WHERE camera = ? AND start_us >= ? AND start_us < ? "
-        "AND end_us > ? ORDER BY start_us", (p.camera, lo - MAX_SEGMENT_US, hi, lo),
-    ) as cur:
-        spans = await cur.fetchall()
-    size = BUCKETS[p.bucket]
-    offset = p.utc_offset_s * 1_000_000
-    first = (lo + offset) // size * size - offset  # start of the bucket holding lo
-    n = -(-(hi - first) // size)  # buckets first + i * size < hi
-    seg_counts, event_counts, recorded_by = [0] * n, [0] * n, [0] * n
-    intervals: list[list[int]] = []
-    start = 0
-    end: int | None = None  # end of the interval being extended (none yet)
-    for s, e in spans:
-        # Clip to the range (lo <= s < hi: the query bounds start_us); plain ifs are cheaper than min/max.
-        if s < lo:
-            s = lo
-        if e > hi:
-            e = hi
-        if end is not None and s - end <= GAP_TOLERANCE_US:
-            if e > end:
-                end = e
-        else:
-            if end is not None:
-                intervals.append([start, end])
-            start, end = s, e
-        i = (s - first) // size
-        seg_counts[i] += 1
-        if e - first <= (i + 1) * size:  # within one bucket: the common case
-            if e > s:
-                recorded_by[i] += e - s
-            continue
-        b = first + i * size
-        while b < e:  # spans bucket boundaries
-            overlap = min(e, b + size) - max(s, b)
-            if overlap > 0:
-                recorded_by[i] += overlap
-            i += 1
-            b += size
-    if end is not None:
-        intervals.append([start, end])
-    gaps, cursor = [], lo
-    for s, e in intervals:
-        if s > cursor:
-            gaps.append([cursor, s])
-        cursor = max(cursor, e)
-    if cursor < hi:
-        gaps.append([cursor, hi])
-
-    longest = await longest_event_us(conn)
-    async with conn.execute(
-        "SELECT start_us FROM events WHERE camera = ? AND start_us >= ? AND start_us < ? AND end_us > ?",
-        (p.camera, lo - longest, hi, lo),
-    ) as cur:
-        for (s,) in await cur.fetchall():
-            i = (max(s, lo) - first) // size
-            if 0 <= i < n:
-                event_counts[i] += 1
-    recorded = sum(e - s for s, e in intervals)
-    buckets = [{"start_us": first + i * size, "segments": seg_counts[i], "events": event_counts[i],
-                "recorded_us": recorded_by[i]} for i in range(n)]
-    return {"camera": p.camera, "from_us": lo, "to_us": hi, "bucket": p.bucket, "intervals": intervals,
-            "gaps": gaps, "recorded_us": recorded, "buckets": buckets}
 
 
 async def segments_for_range(conn: aiosqlite.Connection, camera: str, from_us: int,

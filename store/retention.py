@@ -31,7 +31,7 @@ from typing import Final
 import aiosqlite
 
 from shared.clock import iso_utc, now_us
-from store import garbage
+from store import coverage, garbage
 from store.db import Index
 from store.ingest import KeyedLocks
 
@@ -360,6 +360,7 @@ class _Sweeper:
                 ranges = [(str(c), int(lo), int(hi), int(n), int(size)) for c, lo, hi, n, size in await cur.fetchall()]
             await self.conn.executemany(
                 "INSERT INTO garbage (camera, from_us, to_us, segments, size_bytes) VALUES (?, ?, ?, ?, ?)", ranges)
+            await coverage.mark_ids(self.conn, ids)
             await self.conn.execute(f"DELETE FROM segments WHERE id IN ({marks})", ids)
             await self.conn.commit()
         except BaseException:

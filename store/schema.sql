@@ -42,6 +42,22 @@ CREATE TABLE IF NOT EXISTS garbage (
     size_bytes INTEGER NOT NULL       -- their total size: free space to come
 );
 
+-- Timeline summaries (store/coverage.py, store/timeline.py): per camera and UTC hour, what a
+-- timeline needs, so a camera-day is 24 rows, not 8,640 segments. Derived from segments and
+-- trusted only while dirty = 0: every change to segments marks the hours it touches dirty in
+-- the same transaction; the store recomputes them in the background.
+CREATE TABLE IF NOT EXISTS coverage_hours (
+    camera TEXT NOT NULL,             -- camera id
+    hour_us INTEGER NOT NULL,         -- start of the UTC hour
+    segments INTEGER NOT NULL,        -- segments that start in the hour
+    recorded_us INTEGER NOT NULL,     -- time covered by segments within the hour (overlaps counted twice)
+    intervals TEXT NOT NULL,          -- JSON [[start_us, end_us], ...]: recorded intervals clipped to the
+                                      --   hour, merged across gaps under 250 ms
+    dirty INTEGER NOT NULL,           -- 1: segments changed since the summary; read them instead
+    PRIMARY KEY (camera, hour_us)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS coverage_hours_dirty ON coverage_hours (hour_us) WHERE dirty = 1;
+
 -- Search and timelines use the UNIQUE (camera, start_us) index above: one camera's segments in time order.
 -- Retention: the oldest segments of all cameras first.
 CREATE INDEX IF NOT EXISTS segments_by_time ON segments (start_us);

@@ -5,7 +5,7 @@ import pytest
 from shared.protocol.control import Hello
 from shared.protocol.ingest import SegmentHeader
 from shared.protocol.query import ListParams, TimelineParams, TimeRange
-from store import query, settings
+from store import query, settings, timeline
 from store.db import Index
 from store.fleet import Fleet
 
@@ -50,7 +50,7 @@ async def test_timeline_intervals_gaps_and_buckets(index):
         "VALUES ('cam0', 'node0', ?, ?, 'motion', 0.9)",
         (T0 + 125 * S, T0 + 130 * S))
     await index.conn.commit()
-    t = await query.timeline(index.conn, TimelineParams("cam0", TimeRange(T0, T0 + 240 * S), "minute"))
+    t = await timeline.timeline(index.conn, TimelineParams("cam0", TimeRange(T0, T0 + 240 * S), "minute"))
     assert t["intervals"] == [[T0, T0 + 60 * S], [T0 + 120 * S, T0 + 180 * S]]
     assert t["gaps"] == [[T0 + 60 * S, T0 + 120 * S], [T0 + 180 * S, T0 + 240 * S]]
     assert [b["segments"] for b in t["buckets"]] == [6, 0, 6, 0]
