@@ -374,8 +374,9 @@ def markdown(rows: list, scenes: list[list[str]], decode: SceneResult | None, ar
         "overlapping it. CPU: `time.thread_time` around the detector call only, per frame, one core (the "
         "luma figure includes decimating the 720p Y plane 4x; the vectors figure is the second, "
         "motion-vector-only decode of the camera's H.264). Storage, per storage scene (its own verdict): the "
-        "10 s segments that each detector's events make `motion` mode keep ({DEFAULT_PRE_ROLL_S:g} s pre-roll, {DEFAULT_POST_ROLL_S:g} s post-roll, "
-        "node/roll.py's rule) against continuous recording.", "",
+        "10 s segments that each detector's events make `motion` mode keep "
+        f"({DEFAULT_PRE_ROLL_S:g} s pre-roll, {DEFAULT_POST_ROLL_S:g} s post-roll, node/roll.py's rule) "
+        "against continuous recording.", "",
         f"Machine: {info.get('cpu', '?')}, {info.get('nproc', '?')} cores (shared and noisy), python "
         f"{info.get('python', '?')}, PyAV {info.get('PyAV', '?')}, {info.get('date', '?')}.", "",
         "| metric | luma | vectors | target | result |", "|---|---|---|---|---|",

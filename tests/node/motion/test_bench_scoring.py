@@ -11,7 +11,8 @@ from node.sources.scenario import load_scenario
 
 def test_every_bench_scene_and_its_motion_config_loads():
     scenes = load_scenes(None, None)
-    assert {s.kind for s in scenes} == {"objects", "static"} and [s.name for s in scenes if s.storage] == ["activity20", "activity20_mixed"]
+    assert {s.kind for s in scenes} == {"objects", "static"}
+    assert [s.name for s in scenes if s.storage] == ["activity20", "activity20_mixed"]
     for s in scenes:
         sc = load_scenario(str(s.path))
         assert bool(sc.objects) == (s.kind == "objects")
