@@ -34,6 +34,7 @@ from shared.clock import iso_utc, now_us
 from store import coverage, garbage
 from store.db import Index
 from store.ingest import KeyedLocks
+from store.timeline import HOUR_US
 
 log = logging.getLogger(__name__)
 
@@ -349,25 +350,28 @@ class _Sweeper:
             await self._write(batch)
 
     async def _write(self, batch: list[_Row]) -> None:
-        """Delete ``batch``'s rows and note, per camera, the range of start times for the collector;
-        one transaction. The per-camera sums come from SQLite, not from a Python loop over the rows."""
+        """Delete ``batch``'s rows in one transaction, noting per camera and hour the range of start times
+        for the file collector (store/garbage.py) and the hours whose timeline summaries are now stale
+        (store/coverage.py). SQLite groups the rows: no Python loop over them."""
         ids = [row[_ID] for row in batch]
         marks = ",".join("?" * len(ids))
         try:
             async with self.conn.execute(
-                f"SELECT camera, MIN(start_us), MAX(start_us), COUNT(*), SUM(size_bytes) FROM segments "
-                f"WHERE id IN ({marks}) GROUP BY camera", ids) as cur:
-                ranges = [(str(c), int(lo), int(hi), int(n), int(size)) for c, lo, hi, n, size in await cur.fetchall()]
+                f"SELECT camera, start_us - start_us % {HOUR_US}, MIN(start_us), MAX(start_us), MAX(end_us), "
+                f"COUNT(*), SUM(size_bytes) FROM segments WHERE id IN ({marks}) GROUP BY 1, 2", ids) as cur:
+                groups = [(str(c), int(h), int(lo), int(hi), int(end), int(n), int(size))
+                          for c, h, lo, hi, end, n, size in await cur.fetchall()]
             await self.conn.executemany(
-                "INSERT INTO garbage (camera, from_us, to_us, segments, size_bytes) VALUES (?, ?, ?, ?, ?)", ranges)
-            await coverage.mark_ids(self.conn, ids)
+                "INSERT INTO garbage (camera, from_us, to_us, segments, size_bytes) VALUES (?, ?, ?, ?, ?)",
+                [(c, lo, hi, n, size) for c, _, lo, hi, _, n, size in groups])
+            await coverage.mark(self.conn, [(c, hour, end) for c, hour, _, _, end, _, _ in groups])
             await self.conn.execute(f"DELETE FROM segments WHERE id IN ({marks})", ids)
             await self.conn.commit()
         except BaseException:
             await self.conn.rollback()
             raise
-        self._account([(camera, n, size) for camera, _, _, n, size in ranges])
-        self.usage.note_deleted(sum(size for *_, size in ranges), sum(n for _, _, _, n, _ in ranges))
+        self._account([(c, n, size) for c, _, _, _, _, n, size in groups])
+        self.usage.note_deleted(sum(g[6] for g in groups), sum(g[5] for g in groups))
 
     def _account(self, per_camera: list[tuple[str, int, int]]) -> None:
         for camera, count, size in per_camera:

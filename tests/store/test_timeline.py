@@ -107,3 +107,30 @@ async def test_ingest_marks_hours_dirty_and_the_task_summarises_settled_ones(tmp
             assert conn.execute("SELECT COUNT(*) FROM coverage_hours").fetchone() == (0,)  # no footage, no row
     finally:
         await index.close()
+
+
+async def test_retention_and_repair_leave_no_stale_summary(tmp_path: Path) -> None:
+    from store.check import check_store
+    from store.retention import RetentionPolicy, sweep
+
+    index = await Index.open(tmp_path / "index.sqlite3")
+    try:
+        spans = [(T0 + k * 10 * S, T0 + (k + 1) * 10 * S) for k in range(0, 3 * 360, 7)]  # 3 hours, gappy
+        for s, e in spans:
+            await add(index, "cam0", s, e)
+        await coverage.refresh_all(index.conn, T0 + 4 * HOUR_US)
+        lo, hi = T0, T0 + 3 * HOUR_US
+        now = T0 + 90 * 60 * S + 30 * 86_400 * S  # the first 90 minutes are past the 30-day limit
+        assert (await sweep(index, tmp_path, RetentionPolicy(), now)).deleted > 0
+        spans = [(s, e) for s, e in spans if e > T0 + 90 * 60 * S]
+        got = await timeline.timeline(index.conn, TimelineParams("cam0", TimeRange(lo, hi), "hour"))
+        assert got["intervals"] == oracle(spans, lo, hi, HOUR_US, 0)["intervals"]
+        # check --repair drops the rows of missing files (none of these have files): all of them, here
+        await check_store(tmp_path, index, repair=True)
+        got = await timeline.timeline(index.conn, TimelineParams("cam0", TimeRange(lo, hi), "hour"))
+        assert got["intervals"] == [] and [b["segments"] for b in got["buckets"]] == [0, 0, 0]
+        await coverage.refresh_all(index.conn, T0 + 4 * HOUR_US)
+        with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
+            assert conn.execute("SELECT COUNT(*) FROM coverage_hours").fetchone() == (0,)
+    finally:
+        await index.close()
