@@ -585,9 +585,10 @@ def findings(results: Sequence[tuple[Scale, Measurements, PruneResult]], unlink_
         out.append(
             f"Prune at {scale.cameras} cameras: the sweep takes {prune.deleted:,} rows out of the index in "
             f"{prune.sweep_s:.1f} s ({prune.sweep_s / max(prune.deleted, 1) * 1e6:.1f} µs per row: read in "
-            "(start_us, id) order, checked against each camera's limit and the locked events, and moved to the "
-            "`garbage` table 10,000 rows per transaction). The files go afterwards: the store runs the collector "
-            f"right after each sweep, and it deleted these {prune.collected:,} hard links in {prune.collect_s:.1f} s. "
+            "(start_us, id) order, checked against each camera's limit and the locked events, and deleted "
+            "10,000 rows per transaction, which also notes their ranges in `garbage`). The files go afterwards: "
+            f"the store runs the collector right after each sweep, and it deleted these {prune.collected:,} hard "
+            f"links in {prune.collect_s:.1f} s. "
             "Until a file is deleted its bytes count as free space to come, so a low-space sweep does not delete "
             "more than it needs; a crash in between leaves garbage rows that the next start finishes (docs/storage.md)."
             + (" Under the 5 s target." if prune.sweep_s < 5.0 else " Over the 5 s target."))
