@@ -115,8 +115,10 @@ class Upstream:
             self.fmp4 = Fmp4Stream(init, self.relay.fmp4_clock(self.camera))
         return self.fmp4
 
-    async def changed(self) -> None:
-        await self._changed.wait()
+    def changed(self) -> asyncio.Event:
+        """Set at the next change of state (init, status, end). Taken before a viewer awaits it, so a change
+        between the viewer's look at the state and its wait is not missed."""
+        return self._changed
 
     def _pulse(self) -> None:
         self._changed.set()
@@ -240,7 +242,7 @@ class Relay:
                     if up.status is not None and up.status != sent_status:
                         sent_status = up.status
                         await connection.send(up.status.serialize())
-                    changed = asyncio.ensure_future(up.changed())
+                    changed = asyncio.ensure_future(up.changed().wait())  # the event of now, not of later
                     await asyncio.wait((changed, closed), return_when=asyncio.FIRST_COMPLETED)
                     changed.cancel()
                     if closed.done():
