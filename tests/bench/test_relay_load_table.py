@@ -17,3 +17,12 @@ def test_the_relays_cost_is_the_median_of_its_differences_to_direct_in_the_same_
     assert "| direct to nodes | 30 | 300 | 2.0 ms | 6.0 ms (6.0, 9.0, 5.0) |" in out
     assert "| through the store's relay | +0.5 ms | +1.0 ms (+1.0, -1.0, +4.0) | < 5 ms | pass |" in out
     assert "| through a `sht relay` process | +0.4 ms | +10.0 ms (+14.0, +10.0, +1.0) | < 5 ms | FAIL |" in out
+
+
+def test_the_cpu_finding_is_made_from_the_numbers() -> None:
+    from bench.relay_load import cpu_finding
+
+    rows = [row(mode, 0, 2.0, 3.0) | {"node_cpu_pct": cpu} for mode, cpu in zip(MODES, (7.0, 6.0, 6.5), strict=True)]
+    rows.append(row("no viewers", 0, 0.0, 0.0) | {"node_cpu_pct": 5.0})
+    text = cpu_finding(rows)
+    assert "5.0 % with no viewers, 6.0 % and 6.5 %" in text and "7.0 % with all 30" in text
