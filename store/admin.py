@@ -255,8 +255,8 @@ def _print_check(report: CheckReport, running: int | None) -> None:
     for kind, n in report.counts().items():
         table.add_row(labels[kind], str(n), style="red" if n else None)
     console.print(table)
-    console.print(f"{report.rows} rows, {report.files} segment files, {report.other_files} other files; "
-                  f"{report.duration_s:.2f} s")
+    console.print(f"{report.rows} rows, {report.files} segment files ({report.pending_deletion} of them removed by "
+                  f"retention, waiting to be deleted), {report.other_files} other files; {report.duration_s:.2f} s")
     for kind in labels:
         found = [p for p in report.problems if p.kind == kind]
         for p in found[:SHOW_PER_KIND]:

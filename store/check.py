@@ -135,6 +135,9 @@ async def check_store(root: Path, index: Index, *, deep: bool = False, repair: b
     if repair and report.pending_deletion:
         collected = await collect(index.conn, root)
         report.repaired.append(f"deleted {collected.files} files retention had left to delete")
+        if collected.errors:
+            report.unrepaired.append(f"{collected.errors} files or directories retention is deleting could not be "
+                                     "handled (see the log); they stay listed for deletion")
     report.duration_s = time.monotonic() - started
     return report
 
@@ -142,10 +145,11 @@ async def check_store(root: Path, index: Index, *, deep: bool = False, repair: b
 def _is_garbage(rel: str, garbage: dict[str, Ranges]) -> bool:
     """Is this file (segments/CAMERA/DAY/HOUR/<start_us>.mp4) inside a range retention is deleting?"""
     parts = PurePosixPath(rel).parts
-    if len(parts) != 5 or not parts[4].removesuffix(".mp4").isdigit():
+    stem = parts[4].removesuffix(".mp4") if len(parts) == 5 else ""
+    if not (stem.isascii() and stem.isdigit()):
         return False
     ranges = garbage.get(parts[1])
-    return ranges is not None and int(parts[4].removesuffix(".mp4")) in ranges
+    return ranges is not None and int(stem) in ranges
 
 
 async def _repair(root: Path, conn: aiosqlite.Connection, report: CheckReport) -> None:

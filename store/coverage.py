@@ -23,15 +23,17 @@ from typing import Any
 import aiosqlite
 
 from shared.clock import now_us
-from store.timeline import HOUR_US, spans_between, summarise_hour
+from store.timeline import HOUR_US, MAX_SEGMENT_US, spans_between, summarise_hour
 
 log = logging.getLogger(__name__)
 
-REFRESH_BATCH = 50  # hours per write transaction: the ingest waits at most for one batch
+REFRESH_BATCH = 20  # hours per write transaction: the ingest waits at most for one batch (a few ms)
+REFRESH_PAUSE_S = 0.05
 SETTLE_US = 60_000_000  # an hour is summarised once it ended this long ago (later ones are still being written)
 
 # Mark every hour overlapped by a segment dirty: an index from before coverage_hours, or after a repair.
-# Segments are at most 10 minutes long, so the start's hour and the last microsecond's hour are all of them.
+# Segments last at most MAX_SEGMENT_US (15 minutes; ingest refuses longer ones), so the start's hour and the
+# last microsecond's hour are all of them.
 MARK_ALL_SQL = """
 INSERT INTO coverage_hours (camera, hour_us, segments, recorded_us, intervals, dirty)
 SELECT camera, hour, 0, 0, '[]', 1 FROM (
@@ -43,7 +45,9 @@ ON CONFLICT (camera, hour_us) DO UPDATE SET dirty = 1
 
 
 def hours_touched(start_us: int, end_us: int) -> range:
-    """Start of every UTC hour that [start_us, end_us) overlaps."""
+    """Start of every UTC hour that [start_us, end_us) overlaps (ingest refuses segments longer than
+    MAX_SEGMENT_US; capped here too, so no row can ever make this a long list)."""
+    end_us = min(end_us, start_us + MAX_SEGMENT_US)
     return range(start_us // HOUR_US * HOUR_US, max(end_us - 1, start_us) // HOUR_US * HOUR_US + 1, HOUR_US)
 
 
@@ -93,10 +97,13 @@ async def refresh(conn: aiosqlite.Connection, before_us: int, limit: int = REFRE
     return len(hours)
 
 
-async def refresh_all(conn: aiosqlite.Connection, before_us: int) -> int:
+async def refresh_all(conn: aiosqlite.Connection, before_us: int, pause_s: float = 0.0) -> int:
+    """Every settled dirty hour, batch by batch; ``pause_s`` between batches lets other writers in."""
     total = 0
     while n := await refresh(conn, before_us):
         total += n
+        if pause_s:
+            await asyncio.sleep(pause_s)
     return total
 
 
@@ -126,7 +133,9 @@ class CoverageTask:
 
     async def refresh_now(self) -> int:
         assert self._index is not None, "start() first"
-        n = await refresh_all(self._index.conn, now_us() - SETTLE_US)
+        # Paused between batches: after an upgrade or a rebuild every hour is dirty (72,000 at 100 cameras
+        # and 30 days), and back-to-back write transactions would make ingest wait for the lock.
+        n = await refresh_all(self._index.conn, now_us() - SETTLE_US, pause_s=REFRESH_PAUSE_S)
         self.refreshed_total += n
         return n
 

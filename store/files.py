@@ -32,7 +32,7 @@ def unlink_segments(root: Path, paths: list[str]) -> int:
     """Delete these segment files and the hour/day directories they leave empty.
 
     Returns how many could not be removed. A file already gone is fine: its row is what mattered.
-    No fsync: an unlink lost to a power cut only brings back an orphan, which check --repair removes.
+    No fsync here: the caller syncs the directories before it forgets the files (store/garbage.py).
     """
     errors = 0
     base = os.fspath(root).rstrip("/")  # a root of "/" must not give "//segments"
@@ -57,7 +57,8 @@ def unlink_segments(root: Path, paths: list[str]) -> int:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            log.error("could not delete %s (its row is gone; check --repair removes it later): %s", path, exc)
+            log.error("could not delete %s (its row is gone; it stays listed for deletion and is tried again "
+                      "at the next collection): %s", path, exc)
             errors += 1
     parents.update(Path(d) for d in hour_dirs)
     remove_empty_dirs(root, parents)
@@ -79,12 +80,30 @@ def hour_dirs_between(root: Path, camera: str, from_us: int, to_us: int) -> list
 
 
 def list_segment_starts(directory: Path) -> list[int]:
-    """Start times of the segment files (``<start_us>.mp4``) in one hour directory; temporaries skipped."""
+    """Start times of the segment files (``<start_us>.mp4``) in one hour directory; temporaries and other
+    names skipped. A directory that is gone holds nothing; other errors (permissions, I/O) raise."""
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
         return []
-    return [int(name[:-4]) for name in names if name.endswith(".mp4") and name[:-4].isdigit()]
+    return [int(stem) for name in names if name.endswith(".mp4") and _is_decimal(stem := name[:-4])]
+
+
+def _is_decimal(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # str.isdigit alone takes "²", which int() refuses
+
+
+def sync_directories(root: Path, hour_dirs: list[str]) -> None:
+    """fsync each hour directory, or the day or camera directory above it once it is gone, so unlinks and
+    rmdirs in them are on disk."""
+    done: set[Path] = set()
+    for rel in hour_dirs:
+        d = root / rel
+        while not d.is_dir() and d.parent != root / SEGMENTS_DIR:
+            d = d.parent
+        if d not in done and d.is_dir():
+            fsync_dir(d)
+            done.add(d)
 
 
 def _sorted_names(directory: Path) -> list[str]:

@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from bisect import bisect_right
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
 
 from store.db import transaction
-from store.files import hour_dirs_between, list_segment_starts, unlink_segments
+from store.files import hour_dirs_between, list_segment_starts, sync_directories, unlink_segments
 from store.ingest import KeyedLocks
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,7 +41,7 @@ class CollectReport:
     files: int = 0  # files deleted
     bytes: int = 0  # what the rows of the finished ranges said their files held
     kept: int = 0  # files inside the ranges that still have a row (locked footage, or sent again)
-    errors: int = 0  # files that could not be removed (their ranges stay for the next collection)
+    errors: int = 0  # files or directories that could not be handled (their ranges stay, marked failed)
     duration_s: float = 0.0
 
 
@@ -58,14 +62,20 @@ class Ranges:
         i = bisect_right(self.starts, start_us) - 1
         return i >= 0 and start_us <= self.ends[i]
 
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter(zip(self.starts, self.ends, strict=True))
+
     @property
     def bounds(self) -> tuple[int, int]:
         return self.starts[0], self.ends[-1]
 
 
-async def pending(conn: aiosqlite.Connection) -> tuple[int, int]:
-    """(segments, bytes) whose files are still to be deleted (as their rows said)."""
-    async with conn.execute("SELECT COALESCE(SUM(segments), 0), COALESCE(SUM(size_bytes), 0) FROM garbage") as cur:
+async def pending(conn: aiosqlite.Connection, *, failed: bool = True) -> tuple[int, int]:
+    """(segments, bytes) whose files are still to be deleted (as their rows said); ``failed=False`` leaves
+    out ranges a collection could not finish (their bytes may never come free)."""
+    where = "" if failed else " WHERE failed = 0"
+    sql = f"SELECT COALESCE(SUM(segments), 0), COALESCE(SUM(size_bytes), 0) FROM garbage{where}"
+    async with conn.execute(sql) as cur:
         row = await cur.fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
@@ -97,8 +107,14 @@ async def collect(conn: aiosqlite.Connection, root: Path, *, locks: KeyedLocks |
         for camera in names:
             await _collect_camera(conn, root, camera, by_camera[camera], locks, report)
 
-    # Two cameras at a time: unlinks release the GIL, and each directory is emptied by one thread.
-    await asyncio.gather(worker(cameras[::2]), worker(cameras[1::2]))
+    # Two cameras at a time: unlinks release the GIL, and each directory is emptied by one thread. A task
+    # group: if one fails, the other is stopped too, not left running on the connection unsupervised.
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(worker(cameras[::2]))
+            group.create_task(worker(cameras[1::2]))
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
     report.duration_s = time.monotonic() - started
     return report
 
@@ -106,30 +122,53 @@ async def collect(conn: aiosqlite.Connection, root: Path, *, locks: KeyedLocks |
 async def _collect_camera(conn: aiosqlite.Connection, root: Path, camera: str,
                           entries: list[tuple[int, int, int, int]], locks: KeyedLocks | None,
                           report: CollectReport) -> None:
-    ranges = Ranges([(lo, hi) for _, lo, hi, _ in entries])
-    errors = 0
-    for directory in await asyncio.to_thread(hour_dirs_between, root, camera, *ranges.bounds):
-        starts = [s for s in await asyncio.to_thread(list_segment_starts, root / directory) if s in ranges]
-        if not starts:
+    """Each merged range on its own: one that cannot be finished keeps its rows (marked failed), the others go."""
+    for lo, hi in Ranges([(lo, hi) for _, lo, hi, _ in entries]):
+        mine = [e for e in entries if lo <= e[1] and e[2] <= hi]
+        directories = await asyncio.to_thread(hour_dirs_between, root, camera, lo, hi)
+        errors = 0
+        for directory in directories:
+            try:
+                names = await asyncio.to_thread(list_segment_starts, root / directory)
+            except OSError as exc:
+                log.error("cannot list %s to delete what retention removed (retried at the next collection): %s",
+                          directory, exc)
+                errors += 1
+                continue
+            starts = [start for start in names if lo <= start <= hi]
+            if not starts:
+                continue
+            async with contextlib.AsyncExitStack() as held:
+                if locks is not None:
+                    for start in starts:
+                        # The Ingestor's key for a segment: SegmentHeader.segment_id.
+                        await held.enter_async_context(locks.hold(f"{camera}-{start}"))
+                # Under the locks, so no resend of these segments can be between its file and its row now.
+                async with conn.execute(
+                        "SELECT start_us FROM segments WHERE camera = ? AND start_us BETWEEN ? AND ?",
+                        (camera, min(starts), max(starts))) as cur:
+                    live = {int(s) for (s,) in await cur.fetchall()}
+                doomed = [f"{directory}/{s}.mp4" for s in starts if s not in live]
+                failed = await asyncio.to_thread(unlink_segments, root, doomed)
+            report.kept += len(starts) - len(doomed)
+            report.files += len(doomed) - failed
+            errors += failed
+        ids = [row_id for row_id, _, _, _ in mine]
+        if errors:
+            report.errors += errors  # logged where they happened; the range stays, to be tried again
+            async with transaction(conn):
+                await _execute_chunked(conn, "UPDATE garbage SET failed = 1 WHERE id IN ({})", ids)
             continue
-        async with contextlib.AsyncExitStack() as held:
-            if locks is not None:
-                for start in starts:
-                    # The Ingestor's key for a segment: SegmentHeader.segment_id.
-                    await held.enter_async_context(locks.hold(f"{camera}-{start}"))
-            # Under the locks, so no resend of these segments can be between its file and its row now.
-            async with conn.execute("SELECT start_us FROM segments WHERE camera = ? AND start_us BETWEEN ? AND ?",
-                                    (camera, min(starts), max(starts))) as cur:
-                live = {int(s) for (s,) in await cur.fetchall()}
-            doomed = [f"{directory}/{s}.mp4" for s in starts if s not in live]
-            failed = await asyncio.to_thread(unlink_segments, root, doomed)
-        report.kept += len(starts) - len(doomed)
-        report.files += len(doomed) - failed
-        errors += failed
-    if errors:
-        report.errors += errors  # unlink_segments logged each; the ranges stay, to be tried again
-        return
-    ids = [row_id for row_id, _, _, _ in entries]
-    async with transaction(conn):
-        await conn.execute(f"DELETE FROM garbage WHERE id IN ({','.join('?' * len(ids))})", ids)
-    report.bytes += sum(size for _, _, _, size in entries)
+        # The unlinks reach the disk before the rows that list them go: else a power cut could keep the files
+        # and lose the rows, leaving files nobody deletes (and check --repair would index them again).
+        await asyncio.to_thread(sync_directories, root, directories)
+        async with transaction(conn):
+            await _execute_chunked(conn, "DELETE FROM garbage WHERE id IN ({})", ids)
+        report.bytes += sum(size for _, _, _, size in mine)
+
+
+async def _execute_chunked(conn: aiosqlite.Connection, sql: str, ids: list[int], chunk: int = 10_000) -> None:
+    """``sql`` with an IN list, in pieces: SQLite takes at most 32,766 parameters per statement."""
+    for i in range(0, len(ids), chunk):
+        part = ids[i:i + chunk]
+        await conn.execute(sql.format(",".join("?" * len(part))), part)

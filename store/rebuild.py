@@ -98,7 +98,14 @@ async def _collect_old_garbage(root: Path, old: Path, report: RebuildReport) -> 
         report.notes.append(f"old index unreadable ({exc}): files it was still deleting are indexed again")
         return
     try:
-        report.garbage_collected = (await collect(conn, root)).files
+        async with conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'garbage'") as cur:
+            if await cur.fetchone() is None:
+                return  # an index from before the garbage table: retention deleted its files itself
+        collected = await collect(conn, root)
+        report.garbage_collected = collected.files
+        if collected.errors:
+            report.notes.append(f"{collected.errors} files the old index was deleting could not be deleted (see "
+                                "the log): they are indexed again; `sht store prune` deletes them once expired")
     except sqlite3.DatabaseError as exc:
         report.notes.append(f"could not read the old index's pending deletions ({exc}): "
                             "files it was still deleting are indexed again")

@@ -239,10 +239,11 @@ class Relay:
                     current = policy.current = move_to("main")  # the sub stream went away: main beats nothing
                     continue
                 if up.init is None:
+                    change = up.changed()  # taken before anything awaits: a change from now on is seen
                     if up.status is not None and up.status != sent_status:
                         sent_status = up.status
                         await connection.send(up.status.serialize())
-                    changed = asyncio.ensure_future(up.changed().wait())  # the event of now, not of later
+                    changed = asyncio.ensure_future(change.wait())
                     await asyncio.wait((changed, closed), return_when=asyncio.FIRST_COMPLETED)
                     changed.cancel()
                     if closed.done():

@@ -144,7 +144,7 @@ async def sweep(index: Index, root: Path, policy: RetentionPolicy, now_us: int, 
         disk_total, free = await asyncio.to_thread(_disk_usage, root)
         # Files already on their way out count as free: or each sweep would delete again what the
         # collector has not reached yet.
-        free += (await garbage.pending(index.conn))[1]
+        free += (await garbage.pending(index.conn, failed=False))[1]
     sweeper = _Sweeper(index.conn, report, dry_run, usage)
     cameras = await _cameras(index.conn)
     protected = await _locked_events(index.conn)
@@ -261,9 +261,12 @@ class RetentionTask:
             self._wake.clear()  # a poke from now on asks for another sweep
             try:
                 await self.sweep_now()
-                await self.collect_now()
             except Exception:
                 log.exception("retention sweep failed; retrying in %.0f s", self.interval_s)
+            try:
+                await self.collect_now()  # also when the sweep failed: what earlier sweeps left
+            except Exception:
+                log.exception("deleting the files of removed segments failed; retrying in %.0f s", self.interval_s)
             await asyncio.sleep(self.min_gap_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(self.interval_s - self.min_gap_s, 0))

@@ -29,8 +29,8 @@ CREATE TABLE IF NOT EXISTS segments (
     UNIQUE (camera, start_us)         -- a segment's identity: resends are recognised by it
 );
 
--- Segment files retention still has to delete (store/garbage.py): per camera, the range of start
--- times of a batch of rows it deleted. A row comes here in the transaction that deletes those
+-- Segment files retention still has to delete (store/garbage.py): per camera and UTC hour, the range
+-- of start times of the rows one batch deleted. A row comes here in the transaction that deletes those
 -- segments rows, and leaves only after every file in its range without a segments row is gone:
 -- a crash in between never forgets a file.
 CREATE TABLE IF NOT EXISTS garbage (
@@ -39,7 +39,9 @@ CREATE TABLE IF NOT EXISTS garbage (
     from_us INTEGER NOT NULL,         -- start_us of the first segment deleted
     to_us INTEGER NOT NULL,           -- start_us of the last segment deleted (inclusive)
     segments INTEGER NOT NULL,        -- how many segments rows went
-    size_bytes INTEGER NOT NULL       -- their total size: free space to come
+    size_bytes INTEGER NOT NULL,      -- their total size: free space to come
+    failed INTEGER NOT NULL DEFAULT 0 -- 1: a collection could not delete all its files (see the log); no
+                                      --   longer counted as free space to come
 );
 
 -- Timeline summaries (store/coverage.py, store/timeline.py): per camera and UTC hour, what a

@@ -16,11 +16,12 @@ from typing import Any
 
 import aiosqlite
 
+from shared.protocol.ingest import MAX_SEGMENT_US
 from shared.protocol.query import BUCKETS, TimelineParams
 
-MAX_SEGMENT_US = 600 * 1_000_000  # the node refuses --segment-seconds above 600
 GAP_TOLERANCE_US = 250_000  # closer than this, two segments count as continuous recording
 HOUR_US = 3_600_000_000
+__all__ = ["GAP_TOLERANCE_US", "HOUR_US", "MAX_SEGMENT_US", "TimelineBuilder", "summarise_hour", "timeline"]
 
 
 class TimelineBuilder:

@@ -27,6 +27,9 @@ MAGIC = b"SHTS"
 PREFIX = struct.Struct(">4sI")
 MAX_HEADER_BYTES = 16 * 1024
 MAX_SEGMENT_BYTES = 256 * 1024 * 1024
+# Longest a segment may last: the node's 600 s limit plus a long wait for the next keyframe. The store's
+# range queries look back this far, and a longer one (a node clock that jumped mid-segment) is refused.
+MAX_SEGMENT_US = 900 * 1_000_000
 CODECS = ("h264", "hevc")  # FFmpeg's codec names, as store/ingest.py reads them back from the MP4
 
 
@@ -81,6 +84,11 @@ class SegmentHeader:
             raise ProtocolError(
                 "bad-field", f"segment times must satisfy 0 <= start_us < end_us, got "
                 f"{self.start_us}..{self.end_us}"
+            )
+        if self.end_us - self.start_us > MAX_SEGMENT_US:
+            raise ProtocolError(
+                "bad-field", f"segment lasts {(self.end_us - self.start_us) / 1e6:.0f} s, more than the "
+                f"{MAX_SEGMENT_US // 1_000_000} s a segment may last (a clock jump while recording it?)"
             )
         if not 0 < self.frames <= 10_000_000:
             raise ProtocolError("bad-field", f"frames must be positive, got {self.frames}")

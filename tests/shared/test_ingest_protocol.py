@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from shared.protocol.errors import ProtocolError
 from shared.protocol.ingest import (
+    MAX_SEGMENT_US,
     Ack,
     EventRecord,
     IngestReceiver,
@@ -28,7 +29,7 @@ def segments(draw):
     start = draw(st.integers(0, 2**62))
     header = SegmentHeader(
         node=draw(ids), camera=draw(ids), start_us=start,
-        end_us=start + draw(st.integers(1, 10**9)), frames=draw(st.integers(1, 10**6)),
+        end_us=start + draw(st.integers(1, MAX_SEGMENT_US)), frames=draw(st.integers(1, 10**6)),
         bytes=len(payload), sha256=sha256_hex(payload),
         width=draw(st.integers(0, 8000)), height=draw(st.integers(0, 8000)),
     )
@@ -91,6 +92,7 @@ def _header(**changes):
     ({"end_us": 5}, "start_us < end_us"),
     ({"frames": 0}, "frames"),
     ({"sha256": "XYZ"}, "sha256"),
+    ({"end_us": 10 + MAX_SEGMENT_US + 1}, "clock jump"),
 ])
 def test_invalid_headers_name_the_field(changes, message):
     with pytest.raises(ProtocolError, match=message):

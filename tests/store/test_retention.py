@@ -374,3 +374,40 @@ def test_ranges_membership_is_that_of_the_union(spans, probes):
     ranges = garbage.Ranges(intervals)
     for x in probes:
         assert (x in ranges) == any(lo <= x <= hi for lo, hi in intervals)
+
+
+async def test_a_range_that_cannot_be_finished_keeps_its_rows_and_does_not_hold_up_the_others(
+        index, tmp_path, monkeypatch):
+    old = [await add(index, tmp_path, "cam0", NOW - 60 * DAY_US + i * 10_000_000) for i in range(2)]
+    newer = [await add(index, tmp_path, "cam0", NOW - 40 * DAY_US + i * 10_000_000) for i in range(3)]
+    real = garbage.unlink_segments
+
+    def unlink(root, paths):  # the old day's files cannot be deleted (a read-only mount, an I/O error)
+        keep = [p for p in paths if str(old[0].parent.relative_to(root)) in p]
+        return real(root, [p for p in paths if p not in keep]) + len(keep)
+
+    monkeypatch.setattr(garbage, "unlink_segments", unlink)
+    report = await sweep(index, tmp_path, RetentionPolicy(), NOW)
+    assert report.deleted == 5
+    collected = await garbage.collect(index.conn, tmp_path)
+    assert (collected.files, collected.errors) == (3, 2)
+    assert not any(p.exists() for p in newer) and all(p.exists() for p in old)
+    assert await garbage.pending(index.conn) == (2, 2 * SIZE)  # the old range stays listed ...
+    assert await garbage.pending(index.conn, failed=False) == (0, 0)  # ... but is no free space to come
+    monkeypatch.undo()
+    assert (await garbage.collect(index.conn, tmp_path)).files == 2 and not any(p.exists() for p in old)
+    assert await garbage.pending(index.conn) == (0, 0)
+
+
+async def test_an_unreadable_hour_directory_is_an_error_not_a_crash(index, tmp_path):
+    path = await add(index, tmp_path, "cam0", NOW - 40 * DAY_US)
+    await sweep(index, tmp_path, RetentionPolicy(), NOW)
+    hour = path.parent
+    path.unlink()
+    hour.rmdir()
+    hour.write_bytes(b"not a directory")  # listing it fails with NotADirectoryError
+    collected = await garbage.collect(index.conn, tmp_path)
+    assert collected.errors == 1 and await garbage.pending(index.conn) == (1, SIZE)
+    hour.unlink()
+    assert (await garbage.collect(index.conn, tmp_path)).errors == 0
+    assert await garbage.pending(index.conn) == (0, 0)
