@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 import weakref
 from collections.abc import Callable
 from http import HTTPStatus
@@ -125,23 +124,14 @@ class NodeServer:
         sub = fanout.subscribe(name, capacity)
         try:
             await writer.begin(self._init(camera, current), self._fmp4_stream(camera, current) if fmp4 else None)
-            overflows = 0
-            while (unit := await sub.get()) is not None:
-                started = time.monotonic()
-                await writer.send(unit)
-                if policy is None:
-                    continue
-                now = time.monotonic()
-                switch = policy.observe(sub.backlog, now, now - started, sub.overflows - overflows)
-                overflows = sub.overflows
-                if switch is not None:  # the new stream starts on its next keyframe, after its own init
-                    log.info("%s of %s: %d units queued, switching to the %s stream", name, camera.id,
-                             sub.backlog, switch)
-                    fanout.unsubscribe(sub)
-                    current, fanout = switch, self._fanout(camera, switch)
-                    sub, overflows = fanout.subscribe(name, capacity), 0
-                    await writer.begin(self._init(camera, current),
-                                       self._fmp4_stream(camera, current) if fmp4 else None)
+            while (switch := await writer.pump(sub, policy)) is not None:
+                # The new stream starts on its next keyframe, after its own init.
+                log.info("%s of %s: %d units queued, switching to the %s stream", name, camera.id,
+                         sub.backlog, switch)
+                fanout.unsubscribe(sub)
+                current, fanout = switch, self._fanout(camera, switch)
+                sub = fanout.subscribe(name, capacity)
+                await writer.begin(self._init(camera, current), self._fmp4_stream(camera, current) if fmp4 else None)
             await connection.send(LiveStatus(camera.id, camera.state, camera.error or "camera stopped").serialize())
             await connection.close(1001, "camera stopped")
         except websockets.ConnectionClosed:

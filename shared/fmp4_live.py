@@ -18,14 +18,16 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
 
-from shared.fanout import AccessUnit
+from shared.adaptive import AdaptivePolicy
+from shared.fanout import AccessUnit, Subscription
 from shared.protocol import fmp4
 from shared.protocol.live import LiveInit
 
@@ -103,6 +105,23 @@ class LiveWriter:
             self._stream, self._header_due = stream, True  # the header needs the first keyframe's SPS/PPS
         else:
             await self.connection.send(init.serialize())
+
+    async def pump(self, sub: Subscription, policy: AdaptivePolicy | None,
+                   accept: Callable[[str], bool] = lambda stream: True) -> str | None:
+        """Send ``sub``'s units until it ends (None), or, for an ``auto`` viewer, until the policy wants the
+        other stream and ``accept`` agrees: then the name of that stream (node and relay share this loop)."""
+        overflows = sub.overflows
+        while (unit := await sub.get()) is not None:
+            started = time.monotonic()
+            await self.send(unit)
+            if policy is None:
+                continue
+            now = time.monotonic()
+            want = policy.observe(sub.backlog, now, now - started, sub.overflows - overflows)
+            overflows = sub.overflows
+            if want is not None and accept(want):
+                return want
+        return None
 
     async def send(self, unit: AccessUnit) -> None:
         if self._stream is None:

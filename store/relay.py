@@ -16,9 +16,9 @@ the relay sends a fresh ``init`` and frames resume from a keyframe.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -258,19 +258,11 @@ class Relay:
                         await connection.send(LiveStatus(camera, "up", "stream resumed").serialize())
                         sent_status = None
                     await writer.begin(init, up.fmp4_stream(init) if fmp4 else None)
-                    overflows = 0
-                    while (unit := await sub.get()) is not None:
-                        started = time.monotonic()
-                        await writer.send(unit)
-                        if policy is None:
-                            continue
-                        now = time.monotonic()
-                        want = policy.observe(sub.backlog, now, now - started, sub.overflows - overflows)
-                        overflows = sub.overflows
-                        if want is not None and self._switch(policy, want, ups, current):
-                            log.info("%s of %s: switching to the %s stream", name, camera, policy.current)
-                            current = move_to(policy.current)
-                            break
+                    accept = functools.partial(self._switch, policy, ups=ups, current=current) if policy else None
+                    if await writer.pump(sub, policy, accept or (lambda stream: True)) is not None:
+                        assert policy is not None
+                        log.info("%s of %s: switching to the %s stream", name, camera, policy.current)
+                        current = move_to(policy.current)
                 finally:
                     up.fanout.unsubscribe(sub)
         except websockets.ConnectionClosed:
@@ -282,7 +274,7 @@ class Relay:
                 up.detach()
 
     @staticmethod
-    def _switch(policy: AdaptivePolicy, want: str, ups: dict[str, Upstream], current: str) -> bool:
+    def _switch(policy: AdaptivePolicy, want: str, *, ups: dict[str, Upstream], current: str) -> bool:
         """Follow the policy only to an upstream that streams what its name says (else stay, and say so to it)."""
         target = ups[want].init
         if target is None or target.stream != want:  # not there now, or a node that has no sub stream after all
