@@ -1,12 +1,13 @@
 """Deleting the files of segments whose rows retention removed: the ``garbage`` table's collector.
 
-Retention deletes a batch of rows and, in the same transaction, records per camera the
-range of start times it deleted (one ``garbage`` row per camera and batch, not per
-segment: a row per file doubled the index writes of a big prune). The files go afterwards,
+Retention deletes a batch of rows and, in the same transaction, records per camera and UTC
+hour the range of start times it deleted (a ``garbage`` row per camera-hour and batch, not
+per segment: a row per file doubled the index writes of a big prune). The files go afterwards,
 here. So a sweep costs SQLite's time, not the file system's (an unlink that frees a file's
 blocks is tens of µs; a day at 100 cameras is 864,000 files), and a crash in between
 leaves garbage rows that the next collection finishes, never a forgotten file. A garbage
-row is deleted only after every file in its range is gone.
+row is deleted only after every file in its range is gone and its directory synced; a range
+that cannot be finished stays, marked failed, and does not hold up the others.
 
 Which files: those in the store's own layout (``store.ingest.segment_relpath``, the only
 paths rows ever have) of that camera, with a start time inside a range, and no
@@ -64,10 +65,6 @@ class Ranges:
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return iter(zip(self.starts, self.ends, strict=True))
-
-    @property
-    def bounds(self) -> tuple[int, int]:
-        return self.starts[0], self.ends[-1]
 
 
 async def pending(conn: aiosqlite.Connection, *, failed: bool = True) -> tuple[int, int]:
