@@ -45,35 +45,14 @@ class TimelineBuilder:
         first, size, seg_counts, recorded_by = self.first, self.size, self.segments, self.recorded
         intervals, start, end = self.intervals, self._start, self._end
         for s, e in spans:
+            counted = True
             if s < a:
-                if not count_straddlers:
-                    s = a
-                    if e > b:
-                        e = b
-                    if e <= s:
-                        continue
-                    # counted before: only its coverage is added below
-                    i = (s - first) // size
-                    if end is not None and s - end <= GAP_TOLERANCE_US:
-                        if e > end:
-                            end = e
-                    else:
-                        if end is not None:
-                            intervals.append([start, end])
-                        start, end = s, e
-                    b0 = first + i * size
-                    while b0 < e:
-                        overlap = min(e, b0 + size) - max(s, b0)
-                        if overlap > 0:
-                            recorded_by[i] += overlap
-                        i += 1
-                        b0 += size
-                    continue
-                s = a
+                s, counted = a, count_straddlers
             if e > b:
                 e = b
             i = (s - first) // size
-            seg_counts[i] += 1
+            if counted:
+                seg_counts[i] += 1
             if e <= s:
                 continue  # a straddler of an empty first piece: counted, nothing recorded here
             if end is not None and s - end <= GAP_TOLERANCE_US:
