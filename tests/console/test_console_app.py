@@ -149,7 +149,7 @@ async def test_an_event_shows_its_thumbnail_and_exports_a_clip_that_decodes(
         await pilot.press("e")
         screen = app.screen
         assert isinstance(screen, EventsScreen)
-        await wait_until(lambda: len(screen.events) == 1, what="the event")
+        await wait_until(lambda: len(screen.events) == 1, 20, "the event")  # a loaded 2-core CI is slow
         assert screen.events[0]["id"] == event_id
         assert table_rows(app, "#events-table")[0][1:4] == ["cam0", "motion", "0.87"]
         await wait_until(lambda: screen.query_one("#event-thumb").image is not None,  # type: ignore[attr-defined]
