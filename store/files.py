@@ -65,18 +65,25 @@ def unlink_segments(root: Path, paths: list[str]) -> int:
     return errors
 
 
-def hour_dirs_between(root: Path, camera: str, from_us: int, to_us: int) -> list[str]:
-    """The hour directories (relative to ROOT) of one camera that exist and hold start times in
-    [from_us, to_us] (UTC), in time order: two levels of listing, never a walk of the camera."""
-    lo = datetime.fromtimestamp(from_us / 1e6, tz=UTC).strftime("%Y-%m-%d/%H")
-    hi = datetime.fromtimestamp(to_us / 1e6, tz=UTC).strftime("%Y-%m-%d/%H")
+def hour_dirs_between(root: Path, camera: str, spans: list[tuple[int, int]]) -> dict[str, list[int]]:
+    """The hour directories (relative to ROOT) of one camera that exist and may hold start times in the
+    spans [from_us, to_us] (UTC), each with the indexes of the spans it touches: the camera's directory
+    listed once, a day's only if a span reaches it; never a walk of the camera."""
+    keys = [(_hour_key(lo), _hour_key(hi)) for lo, hi in spans]
     base = f"{SEGMENTS_DIR}/{camera}"
-    found: list[str] = []
+    found: dict[str, list[int]] = {}
     for day in _sorted_names(root / base):
-        if not lo[:10] <= day <= hi[:10]:
+        if not any(lo[:10] <= day <= hi[:10] for lo, hi in keys):
             continue
-        found += [f"{base}/{day}/{hour}" for hour in _sorted_names(root / base / day) if lo <= f"{day}/{hour}" <= hi]
+        for hour in _sorted_names(root / base / day):
+            owners = [k for k, (lo, hi) in enumerate(keys) if lo <= f"{day}/{hour}" <= hi]
+            if owners:
+                found[f"{base}/{day}/{hour}"] = owners
     return found
+
+
+def _hour_key(at_us: int) -> str:
+    return datetime.fromtimestamp(at_us / 1e6, tz=UTC).strftime("%Y-%m-%d/%H")  # as segment_relpath names it
 
 
 def list_segment_starts(directory: Path) -> list[int]:

@@ -119,49 +119,55 @@ async def collect(conn: aiosqlite.Connection, root: Path, *, locks: KeyedLocks |
 async def _collect_camera(conn: aiosqlite.Connection, root: Path, camera: str,
                           entries: list[tuple[int, int, int, int]], locks: KeyedLocks | None,
                           report: CollectReport) -> None:
-    """Each merged range on its own: one that cannot be finished keeps its rows (marked failed), the others go."""
-    for lo, hi in Ranges([(lo, hi) for _, lo, hi, _ in entries]):
-        mine = [e for e in entries if lo <= e[1] and e[2] <= hi]
-        directories = await asyncio.to_thread(hour_dirs_between, root, camera, lo, hi)
-        errors = 0
-        for directory in directories:
-            try:
-                names = await asyncio.to_thread(list_segment_starts, root / directory)
-            except OSError as exc:
-                log.error("cannot list %s to delete what retention removed (retried at the next collection): %s",
-                          directory, exc)
-                errors += 1
-                continue
-            starts = [start for start in names if lo <= start <= hi]
-            if not starts:
-                continue
-            async with contextlib.AsyncExitStack() as held:
-                if locks is not None:
-                    for start in starts:
-                        # The Ingestor's key for a segment: SegmentHeader.segment_id.
-                        await held.enter_async_context(locks.hold(f"{camera}-{start}"))
-                # Under the locks, so no resend of these segments can be between its file and its row now.
-                async with conn.execute(
-                        "SELECT start_us FROM segments WHERE camera = ? AND start_us BETWEEN ? AND ?",
-                        (camera, min(starts), max(starts))) as cur:
-                    live = {int(s) for (s,) in await cur.fetchall()}
-                doomed = [f"{directory}/{s}.mp4" for s in starts if s not in live]
-                failed = await asyncio.to_thread(unlink_segments, root, doomed)
-            report.kept += len(starts) - len(doomed)
-            report.files += len(doomed) - failed
-            errors += failed
-        ids = [row_id for row_id, _, _, _ in mine]
-        if errors:
-            report.errors += errors  # logged where they happened; the range stays, to be tried again
-            async with transaction(conn):
-                await _execute_chunked(conn, "UPDATE garbage SET failed = 1 WHERE id IN ({})", ids)
+    """Each hour directory once; a merged range whose directories could not all be handled keeps its rows
+    (marked failed) while the others go, in one transaction for the camera."""
+    ranges = Ranges([(lo, hi) for _, lo, hi, _ in entries])
+    spans = list(ranges)
+    directories = await asyncio.to_thread(hour_dirs_between, root, camera, spans)
+    failed: set[int] = set()  # indexes into spans
+    for directory, owners in directories.items():
+        try:
+            names = await asyncio.to_thread(list_segment_starts, root / directory)
+        except OSError as exc:
+            log.error("cannot list %s to delete what retention removed (retried at the next collection): %s",
+                      directory, exc)
+            failed.update(owners)
+            report.errors += 1
             continue
-        # The unlinks reach the disk before the rows that list them go: else a power cut could keep the files
-        # and lose the rows, leaving files nobody deletes (and check --repair would index them again).
-        await asyncio.to_thread(sync_directories, root, directories)
-        async with transaction(conn):
-            await _execute_chunked(conn, "DELETE FROM garbage WHERE id IN ({})", ids)
-        report.bytes += sum(size for _, _, _, size in mine)
+        starts = [start for start in names if start in ranges]
+        if not starts:
+            continue
+        async with contextlib.AsyncExitStack() as held:
+            if locks is not None:
+                for start in starts:
+                    # The Ingestor's key for a segment: SegmentHeader.segment_id.
+                    await held.enter_async_context(locks.hold(f"{camera}-{start}"))
+            # Under the locks, so no resend of these segments can be between its file and its row now.
+            async with conn.execute("SELECT start_us FROM segments WHERE camera = ? AND start_us BETWEEN ? AND ?",
+                                    (camera, min(starts), max(starts))) as cur:
+                live = {int(s) for (s,) in await cur.fetchall()}
+            doomed = [f"{directory}/{s}.mp4" for s in starts if s not in live]
+            errors = await asyncio.to_thread(unlink_segments, root, doomed)
+        report.kept += len(starts) - len(doomed)
+        report.files += len(doomed) - errors
+        if errors:  # logged by unlink_segments; the ranges stay, to be tried again
+            failed.update(owners)
+            report.errors += errors
+    # The unlinks reach the disk before the rows that list them go: else a power cut could keep the files
+    # and lose the rows, leaving files nobody deletes (and check --repair would index them again).
+    await asyncio.to_thread(sync_directories, root, list(directories))
+    done: list[int] = []
+    stuck: list[int] = []
+    for row_id, lo, _, size in entries:
+        k = bisect_right(ranges.starts, lo) - 1  # the merged range holding this row's range
+        if k in failed:
+            stuck.append(row_id)
+        else:
+            done.append(row_id)
+            report.bytes += size
+    async with transaction(conn):
+        await _execute_chunked(conn, "DELETE FROM garbage WHERE id IN ({})", done)
+        await _execute_chunked(conn, "UPDATE garbage SET failed = 1 WHERE id IN ({})", stuck)
 
 
 async def _execute_chunked(conn: aiosqlite.Connection, sql: str, ids: list[int], chunk: int = 10_000) -> None:
