@@ -325,6 +325,7 @@ async def test_an_index_from_before_the_garbage_table_is_upgraded_in_place(tmp_p
     old = await Index.open(db)
     await add(old, tmp_path, "cam0", NOW - 40 * DAY_US)
     await old.conn.execute("DROP TABLE garbage")
+    await old.conn.execute("DROP TABLE coverage_hours")  # version 1 had neither
     await old.conn.execute("UPDATE schema_version SET version = 1")
     await old.conn.commit()
     await old.close()
@@ -332,6 +333,9 @@ async def test_an_index_from_before_the_garbage_table_is_upgraded_in_place(tmp_p
     try:
         async with index.conn.execute("SELECT version FROM schema_version") as cur:
             assert await cur.fetchall() == [(2,)]
+        hour = (NOW - 40 * DAY_US) // HOUR * HOUR
+        async with index.conn.execute("SELECT camera, hour_us, dirty FROM coverage_hours") as cur:
+            assert await cur.fetchall() == [("cam0", hour, 1)]  # its footage is marked for summarising
         assert (await sweep(index, tmp_path, RetentionPolicy(), NOW)).deleted == 1
         assert (await garbage.collect(index.conn, tmp_path)).files == 1
     finally:
@@ -410,4 +414,20 @@ async def test_an_unreadable_hour_directory_is_an_error_not_a_crash(index, tmp_p
     assert collected.errors == 1 and await garbage.pending(index.conn) == (1, SIZE)
     hour.unlink()
     assert (await garbage.collect(index.conn, tmp_path)).errors == 0
+    assert await garbage.pending(index.conn) == (0, 0)
+
+
+async def test_the_garbage_rows_go_only_after_the_directories_are_synced(index, tmp_path, monkeypatch):
+    path = await add(index, tmp_path, "cam0", NOW - 40 * DAY_US)
+    await sweep(index, tmp_path, RetentionPolicy(), NOW)
+
+    def power_cut(root, directories):
+        raise PowerCut  # the unlinks done, not yet on disk
+
+    monkeypatch.setattr(garbage, "sync_directories", power_cut)
+    with pytest.raises(PowerCut):
+        await garbage.collect(index.conn, tmp_path)
+    assert not path.exists() and await garbage.pending(index.conn) == (1, SIZE)  # still listed
+    monkeypatch.undo()
+    await garbage.collect(index.conn, tmp_path)
     assert await garbage.pending(index.conn) == (0, 0)
