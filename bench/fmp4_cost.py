@@ -12,7 +12,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from node.encode import H264Encoder
+from node.capture.encode import H264Encoder
 from shared.fanout import AccessUnit
 from shared.fmp4_live import Fmp4Stream
 from shared.protocol.live import LiveInit

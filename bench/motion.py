@@ -17,8 +17,8 @@ through its own ``EventTracker``. Then:
 - storage: the footage of each storage scene (``"storage": true`` in motion.json: activity20,
   13 short bursts in 10 minutes, and activity20_mixed, 30 minutes of a realistic mix from 5 s
   passers-by to 2.5 minutes of yard work) that ``motion`` recording mode keeps
-  (``node.roll.RecordingGate``, 5 s pre-roll, 10 s post-roll, 10 s segments trimmed to
-  1 s keyframe intervals by node/trim.py) vs continuous, from each detector's events over the
+  (``node.recording.roll.RecordingGate``, 5 s pre-roll, 10 s post-roll, 10 s segments trimmed to
+  1 s keyframe intervals by node/recording/trim.py) vs continuous, from each detector's events over the
   fully rendered scene, like every other figure.
 
 Prints rich tables and rewrites the "Motion detection" section of docs/benchmarks.md.
@@ -40,10 +40,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.report import verdict
-from node.encode import H264Encoder
+from node.capture.encode import H264Encoder
 from node.motion import DetectorConfig, EventTracker, LumaDetector, MotionVectorDetector
 from node.motion.vectors import open_decoder
-from node.roll import DEFAULT_POST_ROLL_S, DEFAULT_PRE_ROLL_S, RecordingGate
+from node.recording.roll import DEFAULT_POST_ROLL_S, DEFAULT_PRE_ROLL_S, RecordingGate
 from node.sources.base import plane_view
 from node.sources.scenario import load_scenario
 from node.sources.synthetic import SyntheticSource
@@ -230,12 +230,12 @@ class Score:
         return self.static_events / (self.static_s / 3600) if self.static_s else 0.0
 
 
-GOP_S = 1.0  # the node's keyframe interval: trimming cuts at keyframes (node/trim.py)
+GOP_S = 1.0  # the node's keyframe interval: trimming cuts at keyframes (node/recording/trim.py)
 
 
 def storage_saved(intervals: list[tuple[float, float]], duration_s: float) -> float:
     """Fraction of footage that ``motion`` mode discards, with the node's own rules: held 10 s segments
-    kept when an event wants them (node/roll.py), each trimmed to the keyframe intervals it wants."""
+    kept when an event wants them (node/recording/roll.py), each trimmed to the keyframe intervals it wants."""
     gate: RecordingGate[int] = RecordingGate()
     count = int(np.ceil(duration_s / SEGMENT_S))
     for k in range(count):
@@ -375,7 +375,7 @@ def markdown(rows: list, scenes: list[list[str]], decode: SceneResult | None, ar
         "luma figure includes decimating the 720p Y plane 4x; the vectors figure is the second, "
         "motion-vector-only decode of the camera's H.264). Storage, per storage scene (its own verdict): the "
         "10 s segments that each detector's events make `motion` mode keep "
-        f"({DEFAULT_PRE_ROLL_S:g} s pre-roll, {DEFAULT_POST_ROLL_S:g} s post-roll, node/roll.py's rule) "
+        f"({DEFAULT_PRE_ROLL_S:g} s pre-roll, {DEFAULT_POST_ROLL_S:g} s post-roll, node/recording/roll.py's rule) "
         "against continuous recording.", "",
         f"Machine: {info.get('cpu', '?')}, {info.get('nproc', '?')} cores (shared and noisy), python "
         f"{info.get('python', '?')}, PyAV {info.get('PyAV', '?')}, {info.get('date', '?')}.", "",

@@ -19,7 +19,7 @@ from urllib.request import urlopen
 
 from bench.report import replace_section
 from sht.latency import percentile
-from store.relay_app import FLEET_POLL_S
+from store.live.relay_app import FLEET_POLL_S
 from tests.system.conftest import Processes, free_port, wait_for_health
 from tests.system.live_clients import Viewer, start_fleet
 

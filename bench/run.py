@@ -140,7 +140,7 @@ def run_demo(args: argparse.Namespace, root: Path, summary: Path, motion: str = 
 
 def run_ffmpeg(ffmpeg: str, raw: Path, out: Path,
                args: argparse.Namespace) -> tuple[list[int], float, float]:
-    from node.encode import x264_params
+    from node.capture.encode import x264_params
     from shared.config import default_bitrate
 
     width, height = (int(x) for x in args.size.split("x"))

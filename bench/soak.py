@@ -78,7 +78,7 @@ def run(minutes: float, root: Path, base_port: int, size: str, fps: int, segment
     store_port = base_port + 100
     store = Child("store", ["store", "--root", str(root / "store"), "--host", "127.0.0.1", "--port",
                             str(store_port), "--max-age", "off", "--min-free", "off"], logs / "store.log")
-    from store.keys import KeyStore
+    from store.admin.keys import KeyStore
 
     keys = KeyStore(root / "store")
     nodes = []

@@ -5,7 +5,7 @@
 1. Encodes a few REAL segments with the node's own code (synthetic source → H.264 →
    segmenter → MP4): 1280x720, 15 fps, 10 s, 1 s GOP; plus one small real segment that
    the rows of the oldest day point at (as hard links, one file per row) for the prune.
-2. Builds each index itself: the real schema (``store.db.Index.open``), then one
+2. Builds each index itself: the real schema (``store.index.db.Index.open``), then one
    ``executemany`` transaction of segments and events. Rows of all but the oldest day point
    at the few real segments in rotation (the thumbnail cache is keyed by camera and segment
    start, so every row still decodes on a miss).
@@ -152,7 +152,7 @@ def camera_names(n: int) -> list[str]:
 
 
 def day0_relpath(camera: str, start_us: int) -> str:
-    """``store.ingest.segment_relpath`` for a start on day 0, without a datetime per row."""
+    """``store.ingest.writer.segment_relpath`` for a start on day 0, without a datetime per row."""
     hour = (start_us - T0_US) // HOUR_US
     return f"segments/{camera}/2025-11-01/{hour:02d}/{start_us}.mp4"
 
@@ -161,10 +161,10 @@ def day0_relpath(camera: str, start_us: int) -> str:
 
 def encode_segment(camera: str, width: int, height: int, fps: int, seconds: int, first_frame: int) -> tuple[bytes, int]:
     """One real segment made by the node's code: synthetic frames → H.264 (1 s GOP) → segmenter → MP4."""
-    from node.encode import H264Encoder
-    from node.fanout import AccessUnit
-    from node.segmenter import Segmenter, build_segment
+    from node.capture.encode import H264Encoder
+    from node.recording.segmenter import Segmenter, build_segment
     from node.sources.synthetic import SyntheticSource
+    from shared.fanout import AccessUnit
 
     src, enc = SyntheticSource(width, height, fps), H264Encoder(width, height, fps, keyframe_interval_s=1.0)
     frame_us = 1_000_000 // fps
@@ -237,7 +237,7 @@ def _event_rows(scale: Scale, rng: random.Random) -> Iterator[tuple[Any, ...]]:
 
 def build_index(root: Path, scale: Scale, media: Media, seed: int = 1) -> Built:
     """The real schema through ``Index.open``, then rows in one ``executemany`` transaction."""
-    from store.db import Index
+    from store.index.db import Index
 
     started = time.monotonic()
     root.mkdir(parents=True, exist_ok=True)
@@ -279,8 +279,8 @@ def build_index(root: Path, scale: Scale, media: Media, seed: int = 1) -> Built:
         conn.close()
 
     async def summarise() -> None:
-        # The hour summaries a running store keeps (store/coverage.py), made by its own code.
-        from store import coverage
+        # The hour summaries a running store keeps (store/maintenance/coverage.py), made by its own code.
+        from store.maintenance import coverage
 
         index = await Index.open(db)
         try:
@@ -340,7 +340,7 @@ async def _timed(call: Callable[[], Any]) -> tuple[float, Any]:
 
 def viewer_token(root: Path) -> str:
     """A viewer token signed with the store's key (created here if the store has none yet)."""
-    from store.keys import KeyStore
+    from store.admin.keys import KeyStore
 
     token, _ = KeyStore(root).issue("viewer", "bench-store", 86_400)
     return token
@@ -452,7 +452,7 @@ def link_oldest_day(built: Built, small: Path) -> tuple[int, float]:
 async def prune_oldest_day(built: Built, files: int, link_s: float) -> PruneResult:
     """Time ``retention.sweep`` with a max-age that expires exactly the oldest day (the store must be stopped),
     then ``garbage.collect``, which deletes the files the sweep listed, as the store does right after."""
-    from store import garbage, retention
+    from store.maintenance import garbage, retention
 
     index = await retention.open_index(built.root / "index.sqlite3")  # as `sht store prune` and the store do
     try:
@@ -624,7 +624,7 @@ def markdown_section(rows: list[Row], info: dict[str, str], media: Media, scales
         f"- **Indexes** built by the benchmark: {' and '.join(f'{s.cameras} cameras' for s in scales)}, "
         f"{scales[0].days} days of {SEGMENT_S} s segments each ({SLOTS_PER_DAY:,} per camera-day), and "
         f"{EVENTS_PER_CAMERA_DAY:.1f} motion events per camera-day (the issue's 20,000 for 6 cameras over 30 days, "
-        "scaled by cameras), in the real schema (`store.db.Index.open`), with the timeline's hour summaries made "
+        "scaled by cameras), in the real schema (`store.index.db.Index.open`), with the timeline's hour summaries made "
         "by the store's code.",
         f"- **Footage**: {len(media.shared)} real {media.width}x{media.height} {media.frames // SEGMENT_S} fps "
         f"{SEGMENT_S} s segments ({', '.join(f'{size / 1e6:.2f} MB' for _, size, _ in media.shared)}) made by "
@@ -639,11 +639,11 @@ def markdown_section(rows: list[Row], info: dict[str, str], media: Media, scales
         "before it, scale, JPEG, write the cache); **hit**: the same moments asked again.",
         f"- **Export**: {EXPORT_SEGMENTS} segments (10 min) of one camera, remuxed and streamed to the client; "
         "× real time is clip seconds / wall seconds.",
-        "- **Prune**: after the store stops, `store.retention.sweep` with a max-age that expires exactly the "
-        "oldest day (all cameras), timed end to end: it moves the rows to the `garbage` table; then "
-        "`store.garbage.collect`, which deletes their files, timed on its own (the running store runs it right "
-        "after each sweep; `sht store prune` before it exits). The running store's sweeps reuse its running usage "
-        "totals; `sht store prune` computes them first (a full-table `SUM`, shown separately).",
+        "- **Prune**: after the store stops, `store.maintenance.retention.sweep` with a max-age that expires "
+        "exactly the oldest day (all cameras), timed end to end: it moves the rows to the `garbage` table; then "
+        "`store.maintenance.garbage.collect`, which deletes their files, timed on its own (the running store runs "
+        "it right after each sweep; `sht store prune` before it exits). The running store's sweeps reuse its "
+        "running usage totals; `sht store prune` computes them first (a full-table `SUM`, shown separately).",
         *[f"- {n}" for n in notes], "",
         "### Machine", "",
         *[f"- {k}: {v}" for k, v in info.items()], "",

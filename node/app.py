@@ -11,18 +11,18 @@ from dataclasses import dataclass, field
 
 import av
 
-from node.control import ControlLink
-from node.keyring import StoreKeyring
-from node.master import CameraMaster
-from node.metrics import NodeMetrics
+from node.capture.master import CameraMaster
 from node.motion.config import DetectorConfig
-from node.motion_worker import MotionWorker
-from node.recorder import Recorder
-from node.roll import RecordingGate
-from node.server import NodeServer
-from node.spool import Spool, SpooledSegment
-from node.trim import trim_segment
-from node.uploader import Uploader
+from node.motion.worker import MotionWorker
+from node.recording.recorder import Recorder
+from node.recording.roll import RecordingGate
+from node.recording.spool import Spool, SpooledSegment
+from node.recording.trim import trim_segment
+from node.serve.metrics import NodeMetrics
+from node.serve.server import NodeServer
+from node.store_link.control import ControlLink
+from node.store_link.keyring import StoreKeyring
+from node.store_link.uploader import Uploader
 from shared.clock import now_us
 from shared.config import CameraConfig, NodeConfig
 from shared.health import ProcessMonitor

@@ -3,8 +3,8 @@
 Pure bookkeeping from the viewer's backlog (access units queued for it, which
 grow while its connection cannot take more). Down fast (a second behind), up
 slowly (caught up on the sub stream for a while), so a viewer on a weak link
-does not flap between the two. Used by the node (node/server.py) and by the
-relay (store/relay.py), which switches its viewers between its own main and
+does not flap between the two. Used by the node (node/serve/server.py) and by the
+relay (store/live/relay.py), which switches its viewers between its own main and
 sub upstreams.
 """
 

@@ -225,9 +225,9 @@ class CameraConfig:
     bitrate_bps: int | None = None  # the encoder's cap; None: default_bitrate(width, height, fps)
     motion: Any = None  # the "motion" object (node/motion/config.py), None for defaults, False for off
     codec: str = "h264"  # or "h265" (storage savings; see docs/cameras.md)
-    encoder: str | None = None  # force an FFmpeg encoder (e.g. "libx264"); None: probe (node/encoders.py)
+    encoder: str | None = None  # force an FFmpeg encoder (e.g. "libx264"); None: probe (node/capture/encoders.py)
     masks: tuple[tuple[tuple[float, float], ...], ...] = ()  # privacy polygons, normalised 0..1
-    timestamp: bool = False  # burn the capture time into the picture (node/filters.py)
+    timestamp: bool = False  # burn the capture time into the picture (node/capture/filters.py)
     substream: tuple[int, int] | None = None  # a second, smaller encode for tiles and viewers that fall behind
 
     @property

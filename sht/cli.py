@@ -57,7 +57,7 @@ def check_node_ca(path: str | None) -> None:
 
 def cmd_node(args: argparse.Namespace) -> int:
     if args.probe:  # what the machine has: cameras, working encoders, health sources
-        from node.probe import print_probe, probe_machine
+        from node.capture.probe import print_probe, probe_machine
 
         print_probe(probe_machine(), as_json=args.json)
         return 0
@@ -138,7 +138,7 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from store.admin import policy_from_args
+    from store.admin.commands import policy_from_args
 
     try:
         policy = policy_from_args(args)
@@ -165,7 +165,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     if security.auth and not args.token:
         return _fail("the relay needs a viewer token for the store and the nodes: give --token or set SHT_TOKEN")
     _setup_logging(args.log_level)
-    from store.relay_app import run_relay
+    from store.live.relay_app import run_relay
 
     try:
         asyncio.run(run_relay(args.store, args.host, args.port, args.token, security, args.ca, args.node_ca))
@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_ca(store)
     add_listener_security(store)
     store.set_defaults(func=cmd_store)
-    from store.admin import add_store_commands  # --max-age/--max-bytes/--min-free; prune, check, ...
+    from store.admin.commands import add_store_commands  # --max-age/--max-bytes/--min-free; prune, check, ...
 
     add_store_commands(store)
 

@@ -82,7 +82,7 @@ class Fleet:
 
     def make_tokens(self) -> None:
         """The demo is its own administrator: it signs what every part needs with the store's key."""
-        from store.keys import KeyStore
+        from store.admin.keys import KeyStore
 
         keys = KeyStore(self.opts.root / "store")
         week = 7 * 24 * 3600

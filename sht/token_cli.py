@@ -34,7 +34,7 @@ def _fail(message: str) -> int:
 
 def _create(args: argparse.Namespace) -> int:
     from shared.timespec import TimeSpecError, parse_duration
-    from store.keys import KeyStore
+    from store.admin.keys import KeyStore
 
     try:
         ttl_s = parse_duration(args.ttl) // 1_000_000
@@ -47,7 +47,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    from store.keys import KeyStore
+    from store.admin.keys import KeyStore
 
     try:
         token_id = KeyStore(Path(args.root)).revoke(args.token)
@@ -60,7 +60,7 @@ def _revoke(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     import time
 
-    from store.keys import KeyStore
+    from store.admin.keys import KeyStore
 
     keys = KeyStore(Path(args.root))
     revoked = keys.revoked()

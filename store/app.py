@@ -10,13 +10,13 @@ from pathlib import Path
 
 from shared.fsutil import remove_temporaries
 from shared.security import SecurityOptions
-from store.coverage import CoverageTask
-from store.db import Index
-from store.ingest import Ingestor
-from store.keys import KeyStore
-from store.lockfile import StoreLock
-from store.retention import RetentionPolicy, RetentionTask
-from store.server import StoreServer
+from store.admin.keys import KeyStore
+from store.index.db import Index
+from store.ingest.writer import Ingestor
+from store.maintenance.coverage import CoverageTask
+from store.maintenance.lockfile import StoreLock
+from store.maintenance.retention import RetentionPolicy, RetentionTask
+from store.serve.server import StoreServer
 
 log = logging.getLogger(__name__)
 

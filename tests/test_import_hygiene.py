@@ -22,4 +22,4 @@ def test_shared_imports_nothing_of_the_services():
 
 def test_console_does_not_load_the_encoder():
     modules = loaded_after("import console.app")
-    assert "av" not in modules and "node.encode" not in modules
+    assert "av" not in modules and "node.capture.encode" not in modules

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 def open_source(camera: CameraConfig) -> CameraSource | PyAVSource:
     """Open the source a camera's config names. Raises ``SourceError`` with a usable message.
 
-    A ``PyAVSource`` (file:, url:, v4l2:) is driven by node/stream.py rather than by the frame clock.
+    A ``PyAVSource`` (file:, url:, v4l2:) is driven by node/capture/stream.py rather than by the frame clock.
     """
     kind, _, arg = camera.source.partition(":")
     if kind in ("file", "url", "v4l2"):

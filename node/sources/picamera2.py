@@ -11,7 +11,7 @@ Per camera, one video configuration with two streams from the ISP:
 input format: no conversion) and ``lores`` in YUV420, scaled by the ISP for
 free. Without a sub stream, lores is at the luma motion detector's working
 size (~320 wide). With one (``substream``), lores is at the sub stream's size
-and ``sub_frame`` hands it to the sub encoder (node/capture.py ``SubStream``)
+and ``sub_frame`` hands it to the sub encoder (node/capture/thread.py ``SubStream``)
 instead of libswscale scaling main on the capture thread; the motion luma
 (``lores``) is then every n-th pixel of it, back at ~320 wide. Picamera2 has
 one lores stream, and it must be YUV and no larger than main (its
@@ -21,7 +21,7 @@ fresh frame rather than handing out one that sat in the queue, so the capture
 time taken right after it is true, and 4 x 3 MB at 1080p stays affordable.
 
 Encoding is not Picamera2's business here: the node's encoder probe
-(node/encoders.py) finds ``h264_v4l2m2m`` (the bcm2835 codec at /dev/video11,
+(node/capture/encoders.py) finds ``h264_v4l2m2m`` (the bcm2835 codec at /dev/video11,
 the same block Picamera2's own ``H264Encoder`` drives) on a Pi 4, and nothing on
 a Pi 5, which has no video encoder: there it falls back to libx264, which is
 also what Picamera2's ``H264Encoder`` is on a Pi 5 (``LibavH264Encoder``).

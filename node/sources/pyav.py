@@ -6,7 +6,7 @@
 that format; the camera's configured size and rate are requested).
 
 This module only opens and demuxes. What happens to the packets, passed
-through (H.264) or decoded and re-encoded (anything else), is node/stream.py's
+through (H.264) or decoded and re-encoded (anything else), is node/capture/stream.py's
 job, on the camera's capture thread.
 """
 
@@ -80,7 +80,7 @@ def parse_stream_source(source: str, camera: CameraConfig | None = None) -> Stre
 class PyAVSource:
     """One FFmpeg input; ``connect`` (re)opens it, ``packets`` demuxes its video stream.
 
-    Not a ``CameraSource``: it is driven by ``node.stream.StreamThread``, which paces
+    Not a ``CameraSource``: it is driven by ``node.capture.stream.StreamThread``, which paces
     it by its own timestamps or arrival rather than by a frame clock.
     """
 

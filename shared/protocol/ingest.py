@@ -30,7 +30,7 @@ MAX_SEGMENT_BYTES = 256 * 1024 * 1024
 # Longest a segment may last: the node's 600 s limit plus a long wait for the next keyframe. The store's
 # range queries look back this far, and a longer one (a node clock that jumped mid-segment) is refused.
 MAX_SEGMENT_US = 900 * 1_000_000
-CODECS = ("h264", "hevc")  # FFmpeg's codec names, as store/ingest.py reads them back from the MP4
+CODECS = ("h264", "hevc")  # FFmpeg's codec names, as store/ingest/writer.py reads them back from the MP4
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ import sqlite3
 from pathlib import Path
 
 import bench.store as bs
-from store.ingest import segment_relpath
+from store.ingest.writer import segment_relpath
 
 
 def test_builder_queries_prune_and_report_on_a_tiny_index(tmp_path: Path) -> None:

@@ -215,7 +215,7 @@ async def test_the_header_says_the_store_is_lost_and_the_console_reconnects(reco
 
 async def test_a_store_with_authentication_wants_the_console_token(tmp_path: Path) -> None:
     """Stores check tokens by default: without one the header says why; with a viewer token it connects."""
-    from store.keys import KeyStore
+    from store.admin.keys import KeyStore
 
     root, logs = tmp_path / "store", tmp_path / "logs"
     logs.mkdir()

@@ -6,8 +6,8 @@ import av
 import numpy as np
 import pytest
 
-from node import encoders
-from node.encoders import (
+from node.capture import encoders
+from node.capture.encoders import (
     CodecEncoder,
     EncoderError,
     Probe,
@@ -16,12 +16,12 @@ from node.encoders import (
     probe_all,
     try_encoder,
 )
-from node.fanout import AccessUnit
-from node.segmenter import Segmenter, build_segment
+from node.recording.segmenter import Segmenter, build_segment
 from node.sources.nal import HEVC_PPS, HEVC_SPS, HEVC_VPS, nal_type, nal_units
 from node.sources.synthetic import SyntheticSource
 from shared.config import CameraConfig
-from store.ingest import mp4_problem
+from shared.fanout import AccessUnit
+from store.ingest.writer import mp4_problem
 
 
 def recording(works: set[str], calls: list[str]):

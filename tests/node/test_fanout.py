@@ -1,6 +1,6 @@
 import asyncio
 
-from node.fanout import AccessUnit, FanOut
+from shared.fanout import AccessUnit, FanOut
 
 
 def unit(i: int, key: bool) -> AccessUnit:

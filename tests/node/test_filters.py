@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from node.filters import FrameFilter, TimestampOverlay, rasterise
-from node.master import Camera
+from node.capture.filters import FrameFilter, TimestampOverlay, rasterise
+from node.capture.master import Camera
 from shared.config import CameraConfig, ConfigError, node_config_from_json
 
 W, H = 320, 240

@@ -4,8 +4,8 @@ import io
 
 import av
 
-from node.journal import JournalHeader, JournalWriter, read_journal
-from node.spool import Spool
+from node.recording.journal import JournalHeader, JournalWriter, read_journal
+from node.recording.spool import Spool
 from tests.node.test_segmenter import FPS, H, W, encoded_units
 
 

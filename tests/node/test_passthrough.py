@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from node.encode import EncodedUnit
+from node.capture.encode import EncodedUnit
+from node.capture.stream import StreamFormat, StreamThread
 from node.sources.nal import H264_PPS, H264_SPS, nal_type, nal_units
 from node.sources.pyav import PyAVSource, parse_stream_source
-from node.stream import StreamFormat, StreamThread
 from shared.config import CameraConfig
 from tests.node.media import au_hash, make_clip, packet_nals, recorded_access_units, source_access_units
 from tests.system.conftest import get_json, processes, wait_for_health  # noqa: F401  (fixture)

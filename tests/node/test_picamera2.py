@@ -109,7 +109,7 @@ def test_without_picamera2_the_error_says_what_to_install(monkeypatch):
 
 
 def test_camera_encodes_the_picamera2_frames(fake_picamera2):
-    from node.master import Camera
+    from node.capture.master import Camera
 
     async def run() -> list[av.VideoFrame]:
         cam = Camera(camera(fps=10))
@@ -173,7 +173,7 @@ def test_with_a_sub_stream_lores_is_the_sub_picture_and_still_feeds_the_motion_l
 
 
 def test_the_sub_encoder_takes_the_isp_lores_not_a_scaled_main(fake_picamera2):
-    from node.master import Camera
+    from node.capture.master import Camera
 
     async def run() -> tuple[dict, list[av.VideoFrame]]:
         cam = Camera(camera(fps=10, width=640, height=360, substream=(320, 180)))
@@ -198,8 +198,8 @@ def test_the_sub_encoder_takes_the_isp_lores_not_a_scaled_main(fake_picamera2):
 
 
 def test_a_source_without_its_own_small_picture_is_scaled_and_masks_reach_the_lores_one():
-    from node.capture import SubStream
-    from node.encoders import open_encoder
+    from node.capture.encoders import open_encoder
+    from node.capture.thread import SubStream
 
     units: list = []
     filtered: list[int] = []  # masks/timestamp: only on the source's picture, main was filtered before scaling

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from node.probe import v4l2_devices
+from node.capture.probe import v4l2_devices
 
 ROOT = Path(__file__).parents[2]
 FAKES = ROOT / "tests" / "fakes"

@@ -1,4 +1,4 @@
-from node.roll import RecordingGate
+from node.recording.roll import RecordingGate
 
 S = 1_000_000
 

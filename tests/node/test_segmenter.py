@@ -3,10 +3,10 @@ import io
 import av
 import pytest
 
-from node.encode import H264Encoder
-from node.fanout import AccessUnit
-from node.segmenter import Segmenter, build_segment
+from node.capture.encode import H264Encoder
+from node.recording.segmenter import Segmenter, build_segment
 from node.sources.synthetic import SyntheticSource
+from shared.fanout import AccessUnit
 from shared.protocol.ingest import sha256_hex
 
 W, H, FPS = 160, 120, 10

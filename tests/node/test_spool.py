@@ -1,4 +1,4 @@
-from node.spool import Spool
+from node.recording.spool import Spool
 from shared.protocol.ingest import SegmentHeader, sha256_hex
 
 

@@ -2,8 +2,8 @@
 
 import json
 
-from node.spool import Spool, SpooledEvent, SpooledSegment
-from node.uploader import Uploader
+from node.recording.spool import Spool, SpooledEvent, SpooledSegment
+from node.store_link.uploader import Uploader
 from shared.protocol.ingest import SegmentHeader, sha256_hex
 
 

@@ -5,8 +5,8 @@ import json
 
 import av
 
-from node.segmenter import Segmenter, build_segment
-from node.trim import trim_segment
+from node.recording.segmenter import Segmenter, build_segment
+from node.recording.trim import trim_segment
 from tests.node.test_segmenter import FPS, H, W, encoded_units
 
 

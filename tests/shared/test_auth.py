@@ -17,7 +17,7 @@ from shared.auth import (
     parse_allowlist,
     token_from_request,
 )
-from store.keys import KeyStore
+from store.admin.keys import KeyStore
 
 
 def test_tokens_verify_offline_with_the_public_key():

@@ -7,7 +7,7 @@ import io
 import av
 import numpy as np
 
-from node.encode import H264Encoder
+from node.capture.encode import H264Encoder
 from shared.fanout import AccessUnit
 from shared.fmp4_live import Fmp4Stream, live_target
 from shared.protocol import fmp4

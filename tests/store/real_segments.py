@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from node.encode import H264Encoder
-from node.fanout import AccessUnit
-from node.segmenter import FinishedSegment, build_segment
+from node.capture.encode import H264Encoder
+from node.recording.segmenter import FinishedSegment, build_segment
 from node.sources.synthetic import SyntheticSource
+from shared.fanout import AccessUnit
 
 W, H, FPS = 64, 48, 10
 

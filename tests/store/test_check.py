@@ -11,19 +11,20 @@ from unittest.mock import ANY
 
 import pytest
 
-from node.encode import H264Encoder
-from node.fanout import AccessUnit
-from node.segmenter import Segmenter, build_segment
+from node.capture.encode import H264Encoder
+from node.recording.segmenter import Segmenter, build_segment
 from node.sources.synthetic import SyntheticSource
 from shared.clock import now_us
+from shared.fanout import AccessUnit
 from shared.protocol.ingest import Ack, SegmentHeader
-from store import admin, garbage
-from store.check import check_store
-from store.db import Index
-from store.ingest import Ingestor, segment_relpath
-from store.lockfile import StoreLock
-from store.rebuild import backup_index, rebuild_index
-from store.retention import RetentionPolicy, sweep
+from store.admin import commands as admin
+from store.index.db import Index
+from store.ingest.writer import Ingestor, segment_relpath
+from store.maintenance import garbage
+from store.maintenance.check import check_store
+from store.maintenance.lockfile import StoreLock
+from store.maintenance.rebuild import backup_index, rebuild_index
+from store.maintenance.retention import RetentionPolicy, sweep
 
 W, H, FPS = 160, 120, 10
 ROW_COLUMNS = "camera, node, start_us, end_us, frames, size_bytes, sha256, codec, width_px, height_px, path"

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from store.files import unlink_segments
+from store.media.files import unlink_segments
 
 
 def touch(root: Path, rel: str) -> Path:

@@ -3,10 +3,10 @@ import sqlite3
 import pytest
 
 from shared.protocol.ingest import Ack, Refusal, SegmentHeader, sha256_hex
-from store import ingest as ingest_module
 from store.app import Store
-from store.db import Index
-from store.ingest import Ingestor, segment_relpath
+from store.index.db import Index
+from store.ingest import writer as ingest_module
+from store.ingest.writer import Ingestor, segment_relpath
 from tests.store.real_segments import real_mp4
 
 START = 1_764_165_166_000_000  # 2025-11-26T13:52:46Z

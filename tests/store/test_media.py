@@ -10,16 +10,16 @@ import av
 import numpy as np
 import pytest
 
-import store.thumbs
-from node.encode import H264Encoder
-from node.fanout import AccessUnit
-from node.segmenter import METADATA_TAG, FinishedSegment, Segmenter, build_segment, mux_mp4
+import store.media.thumbs
+from node.capture.encode import H264Encoder
+from node.recording.segmenter import METADATA_TAG, FinishedSegment, Segmenter, build_segment, mux_mp4
 from node.sources.synthetic import SyntheticSource
+from shared.fanout import AccessUnit
 from shared.protocol.ingest import SegmentHeader
-from store.export import ExportError, export_clip
-from store.ingest import segment_relpath
-from store.segment_file import SegmentFileError, read_segment_metadata
-from store.thumbs import ThumbnailCache, make_thumbnail
+from store.ingest.writer import segment_relpath
+from store.media.export import ExportError, export_clip
+from store.media.segment_file import SegmentFileError, read_segment_metadata
+from store.media.thumbs import ThumbnailCache, make_thumbnail
 
 W, H, FPS = 320, 240, 10
 FRAME_US = 100_000
@@ -166,7 +166,7 @@ def test_cache_hit_returns_the_same_bytes_without_decoding(rec: Recorded, tmp_pa
     def no_decoding(*args: object) -> None:
         raise AssertionError("cache hit must not decode")
 
-    monkeypatch.setattr(store.thumbs, "make_thumbnail", no_decoding)
+    monkeypatch.setattr(store.media.thumbs, "make_thumbnail", no_decoding)
     # Any moment rounding to the same frame hits the same entry.
     assert cache.get_or_make(path, start, start + 680_000, 200) == first
     assert cache.get_or_make(path, start, start + 700_000, 200) == first

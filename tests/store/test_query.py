@@ -5,9 +5,9 @@ import pytest
 from shared.protocol.control import Hello
 from shared.protocol.ingest import SegmentHeader
 from shared.protocol.query import ListParams, TimelineParams, TimeRange
-from store import query, settings, timeline
-from store.db import Index
-from store.fleet import Fleet
+from store.index import query, settings, timeline
+from store.index.db import Index
+from store.nodes.fleet import Fleet
 
 S = 1_000_000
 T0 = 1_800_000_000 * S  # a round start, so minute/hour buckets line up

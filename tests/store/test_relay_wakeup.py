@@ -7,7 +7,7 @@ import asyncio
 from websockets.asyncio.server import ServerConnection, serve
 
 from shared.protocol.live import LiveInit, encode_frame
-from store.relay import Location, Relay, Upstream
+from store.live.relay import Location, Relay, Upstream
 from tests.system.live_clients import Viewer, wait_until
 
 

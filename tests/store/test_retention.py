@@ -9,14 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.protocol.ingest import SegmentHeader, sha256_hex
-from store import garbage, retention
-from store import ingest as ingest_module
 from store.app import Store
-from store.check import check_store
-from store.db import Index
-from store.ingest import Ingestor, KeyedLocks, segment_relpath
-from store.lockfile import StoreBusy
-from store.retention import DAY_US, RetentionPolicy, RetentionTask, StoreUsage, sweep
+from store.index.db import Index
+from store.ingest import writer as ingest_module
+from store.ingest.writer import Ingestor, KeyedLocks, segment_relpath
+from store.maintenance import garbage, retention
+from store.maintenance.check import check_store
+from store.maintenance.lockfile import StoreBusy
+from store.maintenance.retention import DAY_US, RetentionPolicy, RetentionTask, StoreUsage, sweep
 from tests.store.real_segments import real_mp4
 
 NOW = 1_795_000_000_000_000  # 2026-11-18

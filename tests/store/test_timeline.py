@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 
 from shared.protocol.ingest import SegmentHeader
 from shared.protocol.query import BUCKETS, TimelineParams, TimeRange
-from store import coverage, timeline
-from store.db import Index
-from store.timeline import GAP_TOLERANCE_US, HOUR_US
+from store.index import timeline
+from store.index.db import Index
+from store.index.timeline import GAP_TOLERANCE_US, HOUR_US
+from store.maintenance import coverage
 
 S = 1_000_000
 T0 = 1_795_000_000_000_000 // HOUR_US * HOUR_US  # an hour boundary
@@ -110,8 +111,8 @@ async def test_ingest_marks_hours_dirty_and_the_task_summarises_settled_ones(tmp
 
 
 async def test_retention_and_repair_leave_no_stale_summary(tmp_path: Path) -> None:
-    from store.check import check_store
-    from store.retention import RetentionPolicy, sweep
+    from store.maintenance.check import check_store
+    from store.maintenance.retention import RetentionPolicy, sweep
 
     index = await Index.open(tmp_path / "index.sqlite3")
     try:

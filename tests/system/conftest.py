@@ -50,7 +50,7 @@ _TOKENS: dict[Path, dict[str, str]] = {}
 def tokens(root: Path) -> dict[str, str]:
     """A node, a viewer and an admin token signed by the store at ``root`` (its key is made if need be)."""
     if root not in _TOKENS:
-        from store.keys import KeyStore
+        from store.admin.keys import KeyStore
 
         keys = KeyStore(root)
         _TOKENS[root] = {role: keys.issue(role, subject, 3600)[0]

@@ -88,7 +88,7 @@ def start_fleet(processes, tmp: Path, nodes: int = 3, cameras: int = 2, fps: int
     Returns the store's port, the nodes' ports and the tokens; every node has announced itself and can
     check viewer tokens when this returns.
     """
-    from store.keys import KeyStore
+    from store.admin.keys import KeyStore
     from tests.system.conftest import free_port, get_json, tokens, wait_for_health
 
     store_port, root = free_port(), tmp / "store"

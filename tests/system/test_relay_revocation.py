@@ -11,7 +11,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from shared.security import bearer
-from store.keys import KeyStore
+from store.admin.keys import KeyStore
 from tests.system.conftest import free_port, get_json, wait_for_health
 from tests.system.test_security import start_system, status_of
 

@@ -25,7 +25,7 @@ from websockets.asyncio.client import connect
 from shared.auth import issue_token
 from shared.protocol.ingest import SegmentHeader, encode_segment, parse_reply, sha256_hex
 from shared.security import bearer
-from store.keys import KeyStore
+from store.admin.keys import KeyStore
 from tests.store.real_segments import real_mp4
 from tests.system.conftest import Processes, free_port, get_json, tokens
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from node.encode import EncodedUnit, H264Encoder
+from node.capture.encode import EncodedUnit, H264Encoder
 from node.motion import DetectorConfig, EventTracker, make_detector, parse_zones
 from node.sources.base import plane_view
 from node.sources.scenario import load_scenario

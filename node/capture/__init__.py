@@ -1,0 +1,1 @@
+"""Capture: pace a source, filter, encode once, fan out (CameraMaster)."""

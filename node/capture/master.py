@@ -1,0 +1,218 @@
+"""CameraMaster: the one owner of every camera on a node.
+
+Each camera gets a capture thread (source → encoder, encoded once) and a
+``FanOut`` on the event loop. Live viewers, the recorder and later the motion
+detector are all just subscribers; none of them can slow capture down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from node.capture.encode import EncodedUnit, H264Encoder
+from node.capture.encoders import codec_family, open_encoder
+from node.capture.filters import build_filter
+from node.capture.stream import StreamFormat, StreamThread
+from node.capture.thread import CaptureThread, SubStream
+from node.motion.config import make_detector
+from node.motion.worker import MotionWorker
+from node.sources import open_source
+from node.sources.pyav import PyAVSource
+from shared.config import CameraConfig
+from shared.fanout import AccessUnit, FanOut, Subscription
+
+log = logging.getLogger(__name__)
+RATE_WINDOW_S = 5.0
+
+
+@dataclass
+class CameraStats:
+    frames_encoded: int = 0
+    frames_dropped: int = 0
+    bytes_encoded: int = 0
+    keyframes: int = 0
+    last_capture_us: int = 0
+    # (monotonic time, bytes) of recent units, for fps and bitrate over a short window
+    recent: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def record(self, size: int, keyframe: bool, capture_us: int) -> None:
+        now = time.monotonic()
+        self.frames_encoded += 1
+        self.bytes_encoded += size
+        self.keyframes += keyframe
+        self.last_capture_us = capture_us
+        self.recent.append((now, size))
+        while self.recent and self.recent[0][0] < now - RATE_WINDOW_S:
+            self.recent.popleft()
+
+    def rates(self) -> tuple[float, float]:
+        """(frames per second, bits per second) over the last few seconds."""
+        if len(self.recent) < 2:
+            return 0.0, 0.0
+        span = self.recent[-1][0] - self.recent[0][0]
+        if span <= 0:
+            return 0.0, 0.0
+        frames = len(self.recent) - 1
+        bits = 8 * sum(size for _, size in list(self.recent)[1:])
+        return frames / span, bits / span
+
+
+class Camera:
+    def __init__(self, config: CameraConfig) -> None:
+        self.config = config
+        self.id = config.id
+        self.fanout = FanOut()
+        self.stats = CameraStats()
+        self.encoder_name = H264Encoder.name
+        self.state = "starting"
+        self.error: str | None = None
+        self.settings: dict = {}  # runtime settings pushed by the store (recording mode, ...)
+        self.on_encode_time: Callable[[float], None] | None = None  # set by node/serve/metrics.py before start
+        self.motion: MotionWorker | None = None  # set by the node before start, if detection is on
+        self.codec = codec_family(config.codec)  # what this camera sends: h264 | hevc
+        self.sub_fanout: FanOut | None = None  # the smaller second encode, when configured
+        self.sub: SubStream | None = None
+        self._thread: CaptureThread | StreamThread | None = None
+        self._ended = asyncio.Event()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        source = open_source(self.config)
+        # A PyAV source passes H.264 through or opens its encoder once it knows the stream (node/capture/stream.py).
+        encoder = None if isinstance(source, PyAVSource) else open_encoder(self.config)  # probes hardware once
+        self.encoder_name = encoder.name if encoder is not None else "connecting"
+
+        motion = self.motion
+
+        def on_unit(unit: EncodedUnit) -> None:
+            loop.call_soon_threadsafe(self._publish, unit)
+            if motion is not None:
+                motion.offer_unit(unit)
+
+        def on_drop(count: int) -> None:
+            loop.call_soon_threadsafe(self._dropped, count)
+
+        def on_end(error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(self._finish, error)
+
+        def on_format(fmt: StreamFormat) -> None:
+            # On the capture thread, before the stream's first frame: the detector must expect its size.
+            if motion is not None:
+                motion.detector = make_detector(motion.config, fmt.width, fmt.height, fmt.fps)
+            loop.call_soon_threadsafe(self._stream_format, fmt)
+
+        if isinstance(source, PyAVSource):
+            self._thread = StreamThread(self.config, source, on_unit, on_drop, on_end, on_format,
+                                        self.on_encode_time,  # decodes a passed-through stream only for this:
+                                        motion.offer_frame if motion is not None and motion.wants_frames else None)
+        else:
+            assert encoder is not None
+            self._thread = CaptureThread(self.id, source, encoder, on_unit, on_drop, on_end, self.on_encode_time,
+                                         on_frame=motion.offer_frame if motion is not None else None,
+                                         frame_filter=build_filter(self.config),
+                                         sub=self._open_substream(loop))
+        if motion is not None:
+            motion.start()
+        self._thread.start()
+        self.state = "up"
+
+    def _open_substream(self, loop: asyncio.AbstractEventLoop) -> SubStream | None:
+        if self.config.substream is None:
+            return None
+        width, height = self.config.substream
+        # Its own bitrate cap, from its own size; the same encoder choice and GOP as the main stream.
+        small = replace(self.config, width=width, height=height, bitrate_bps=None)
+        encoder = open_encoder(small)
+        fanout = self.sub_fanout = FanOut()
+
+        def on_sub_unit(unit: EncodedUnit) -> None:
+            loop.call_soon_threadsafe(fanout.publish, AccessUnit.build(unit.capture_us, unit.keyframe, unit.data))
+
+        self.sub = SubStream(encoder, width, height, on_sub_unit, build_filter(self.config, width, height))
+        return self.sub
+
+    def _stream_format(self, fmt: StreamFormat) -> None:
+        """A stream's own size and rate win over the config's: the recorder and /live describe what is sent."""
+        self.config = replace(self.config, width=fmt.width, height=fmt.height, fps=max(1, round(fmt.fps)))
+        self.encoder_name, self.codec = fmt.encoder, fmt.codec
+
+    def _publish(self, unit: EncodedUnit) -> None:
+        self.stats.record(len(unit.data), unit.keyframe, unit.capture_us)
+        self.fanout.publish(AccessUnit.build(unit.capture_us, unit.keyframe, unit.data))
+
+    def _dropped(self, count: int) -> None:
+        self.stats.frames_dropped += count
+
+    def _finish(self, error: BaseException | None) -> None:
+        if error is not None:
+            self.error = f"{type(error).__name__}: {error}"
+            log.error("camera %s stopped: %s", self.id, self.error)
+        self.state = "down" if error else "stopped"
+        self.fanout.end()
+        if self.sub_fanout is not None:
+            self.sub_fanout.end()
+        self._ended.set()
+
+    def subscribe(self, name: str, capacity: int) -> Subscription:
+        return self.fanout.subscribe(name, capacity)
+
+    async def stop(self) -> None:
+        """Stop capture; the encoder is flushed and every subscriber sees the end."""
+        if self._thread is None:
+            self._finish(None)
+            return
+        self._thread.stop()
+        await self._ended.wait()
+        if self.motion is not None:
+            await asyncio.to_thread(self.motion.stop)  # closes an open event: it is reported too
+
+    @property
+    def encode_seconds(self) -> float:
+        return self._thread.encode_seconds if self._thread else 0.0
+
+    def health(self) -> dict:
+        fps, bitrate = self.stats.rates()
+        return {
+            "state": self.state,
+            "error": self.error,
+            "source": self.config.source,
+            "width": self.config.width,
+            "height": self.config.height,
+            "configured_fps": self.config.fps,
+            "fps": round(fps, 2),
+            "bitrate_bps": round(bitrate),
+            "frames_encoded": self.stats.frames_encoded,
+            "frames_dropped": self.stats.frames_dropped,
+            "encoder": self.encoder_name,
+            "codec": self.codec,
+            "encode_seconds": round(self.encode_seconds, 3),
+            "subscribers": len(self.fanout.subscriptions),
+            "sub_subscribers": len(self.sub_fanout.subscriptions) if self.sub_fanout is not None else None,
+            "last_capture_us": self.stats.last_capture_us,
+            "settings": self.settings,
+            "motion": self.motion.health() if self.motion is not None else None,
+            "substream": (f"{self.config.substream[0]}x{self.config.substream[1]}"
+                          if self.sub_fanout is not None and self.config.substream else None),
+            # Where the sub stream's pictures came from: the source's own (a Pi's ISP lores) or libswscale.
+            "substream_frames": ({"from_source": self.sub.from_source, "scaled": self.sub.scaled}
+                                 if self.sub is not None else None),
+            # state (connecting/up/reconnecting), mode (passthrough/transcode), reconnects, source_error
+            **(self._thread.health() if isinstance(self._thread, StreamThread) else {}),
+        }
+
+
+class CameraMaster:
+    def __init__(self, cameras: tuple[CameraConfig, ...]) -> None:
+        self.cameras: dict[str, Camera] = {c.id: Camera(c) for c in cameras}
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for camera in self.cameras.values():
+            camera.start(loop)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(c.stop() for c in self.cameras.values()))

@@ -1,0 +1,1 @@
+"""The node's network face: /live, /health, /metrics."""

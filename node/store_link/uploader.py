@@ -1,0 +1,206 @@
+"""Ships the spool to the store, oldest first, deleting each item only after its ack.
+
+A thin asyncio shell around ``shared.protocol.ingest.IngestSender``. One item is
+in flight at a time: the store's ack means durable and indexed, so the spool
+never forgets anything the store does not hold. The one exception is the spool
+limit: when the backlog outgrows it, the oldest unsent segments are dropped,
+and each drop is counted, logged and reported to the store as a ``loss`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import Counter, deque
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from node.recording.spool import Spool, SpooledEvent, SpooledItem, SpooledSegment
+from shared.backoff import Backoff
+from shared.clock import now_us
+from shared.protocol.errors import ProtocolError
+from shared.protocol.ingest import MAX_SEGMENT_BYTES, Ack, EventRecord, IngestSender, sha256_hex
+from shared.urls import ws_url
+
+log = logging.getLogger(__name__)
+ACK_TIMEOUT_S = 30.0
+
+
+class Uploader:
+    def __init__(self, store_url: str | None, spool: Spool, node_id: str, limit_bytes: int,
+                 headers: dict[str, str] | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.url = ws_url(store_url) + "/ingest" if store_url else None
+        self.headers, self.ssl_context = headers or {}, ssl_context
+        self.spool = spool
+        self.node_id = node_id
+        self.limit_bytes = limit_bytes
+        self.pending: deque[SpooledItem] = deque()
+        self.pending_bytes = 0
+        self._in_flight: SpooledItem | None = None
+        self._wake = asyncio.Event()
+        self.link = "disconnected" if store_url else "not configured"
+        self.last_error: str | None = None
+        self.uploaded = 0
+        self.rejected = 0
+        self.lost_segments: Counter[str] = Counter()  # camera -> segments dropped or never spooled
+        self.lost_frames: Counter[str] = Counter()
+        self.lost_bytes = 0
+
+    def add(self, item: SpooledItem) -> None:
+        self.pending.append(item)
+        self.pending_bytes += item.size
+        self._wake.set()
+
+    async def add_and_enforce(self, item: SpooledSegment) -> None:
+        """Queue a freshly spooled segment, then keep the backlog within the spool limit."""
+        self.add(item)
+        while self.pending_bytes > self.limit_bytes:
+            victim = next((i for i in self.pending if isinstance(i, SpooledSegment) and i is not self._in_flight),
+                          None)
+            if victim is None or victim is item:
+                break  # nothing older to drop: keep the newest footage even above the limit
+            self.pending.remove(victim)
+            self.pending_bytes -= victim.size
+            await asyncio.to_thread(self.spool.remove, victim)
+            h = victim.header
+            self.lost_bytes += h.bytes
+            log.error("spool full (%d bytes over its %d-byte limit): DROPPED unsent segment %s (%d frames, "
+                      "%.1f s) to make room", self.pending_bytes + h.bytes - self.limit_bytes, self.limit_bytes,
+                      h.segment_id, h.frames, (h.end_us - h.start_us) / 1e6)
+            await self.report_loss(h.camera, h.start_us, h.end_us, h.frames,
+                                   f"spool full ({self.limit_bytes} bytes): unsent segment dropped")
+
+    async def report_loss(self, camera: str, start_us: int, end_us: int, frames: int, why: str) -> None:
+        """Count a loss and queue a ``loss`` event for the store (spooled, so it survives restarts)."""
+        self.lost_segments[camera] += 1
+        self.lost_frames[camera] += frames
+        record = EventRecord(self.node_id, camera, start_us, max(start_us, end_us), "loss", 0.0,
+                             thumb_us=None, detail=f"{frames} frames: {why}")
+        try:
+            self.add(await asyncio.to_thread(self.spool.put_event, record))
+        except OSError as exc:
+            log.error("could not spool the loss event for %s: %s (the loss is still counted in /health)",
+                      record.record_id, exc)
+
+    def backlog(self) -> dict:
+        oldest = min((i.start_us for i in self.pending if isinstance(i, SpooledSegment)), default=None)
+        return {"segments": sum(isinstance(i, SpooledSegment) for i in self.pending),
+                "events": sum(isinstance(i, SpooledEvent) for i in self.pending),
+                "bytes": self.pending_bytes, "limit_bytes": self.limit_bytes,
+                "oldest_start_us": oldest,
+                "oldest_age_s": round((now_us() - oldest) / 1e6, 1) if oldest else None,
+                "lost_segments": sum(self.lost_segments.values()), "lost_frames": sum(self.lost_frames.values()),
+                "lost_bytes": self.lost_bytes, "lost_by_camera": dict(self.lost_segments)}
+
+    async def run(self) -> None:
+        if self.url is None:
+            return
+        backoff = Backoff()
+        while True:
+            if not self.pending:
+                self._wake.clear()
+                await self._wake.wait()
+            try:
+                async with connect(self.url, max_size=2**20, open_timeout=10, write_limit=2**20,
+                                   additional_headers=self.headers, ssl=self.ssl_context) as ws:
+                    self.link = "connected"
+                    self.last_error = None
+                    backoff.reset()
+                    await self._drain(ws)
+            except Exception as exc:  # network trouble, or a bug: the spool keeps everything; try again
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                delay = backoff.next_delay()
+                expected = isinstance(exc, (OSError, TimeoutError, websockets.WebSocketException, ProtocolError))
+                log.log(logging.WARNING if expected else logging.ERROR, "store link %s down (%s); retrying in "
+                        "%.1f s", self.url, self.last_error, delay, exc_info=not expected)
+                self.link = "disconnected"
+                await asyncio.sleep(delay)
+            finally:
+                self._in_flight = None
+                self.link = "disconnected"
+
+    async def _drain(self, ws: ClientConnection) -> None:
+        sender = IngestSender()
+        while True:
+            if not self.pending:
+                self._wake.clear()
+                await self._wake.wait()
+            item = self._in_flight = self.pending[0]
+            if isinstance(item, SpooledEvent):
+                sender.send_event(item.record)
+            else:
+                try:
+                    data = await asyncio.to_thread(_read_verified, item)
+                except (OSError, ValueError) as exc:
+                    # The spool copy is gone or damaged: resending it can never succeed.
+                    log.error("spooled segment %s cannot be sent (%s); setting it aside",
+                              item.header.segment_id, exc)
+                    await self._set_aside(item, f"its spool copy cannot be sent: {exc}")
+                    continue
+                sender.send_segment(item.header, data)
+            for message in sender.data_to_send():
+                await ws.send(message)
+            reply = sender.receive(await asyncio.wait_for(ws.recv(), ACK_TIMEOUT_S))
+            if isinstance(reply, Ack):
+                await asyncio.to_thread(self.spool.remove, item)
+                self._finish(item)
+                self.uploaded += 1
+            elif reply.retry:
+                raise ProtocolError(reply.code, f"store asked to retry later: {reply.message}")
+            else:
+                log.error("store refused %s: %s (%s); setting it aside", _name(item), reply.message, reply.code)
+                # A conflict means the store holds another version of it (e.g. the untrimmed one): not a loss.
+                await self._set_aside(item, f"the store refused it: {reply.code}", lost=reply.code != "conflict")
+
+    def _finish(self, item: SpooledItem) -> None:
+        self._in_flight = None
+        if self.pending and self.pending[0] is item:
+            self.pending.popleft()
+            self.pending_bytes -= item.size
+
+    async def _set_aside(self, item: SpooledItem, why: str, lost: bool = True) -> None:
+        """Keep a refused item for a human to look at, out of the upload queue; the footage counts as lost."""
+        self.rejected += 1
+        self._finish(item)
+        await asyncio.to_thread(_move_aside, self.spool, item)
+        if lost and isinstance(item, SpooledSegment):
+            h = item.header
+            await self.report_loss(h.camera, h.start_us, h.end_us, h.frames, f"{why} (kept in .refused/)")
+
+    async def drain(self, seconds: float) -> bool:
+        """Wait until everything pending is uploaded, or ``seconds`` pass, or the store is
+        unreachable (the spool keeps the rest for the next start)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while self.pending and self.url and asyncio.get_running_loop().time() < deadline:
+            if self.link != "connected" and self.last_error is not None:
+                break
+            await asyncio.sleep(0.05)  # noqa: ASYNC110 - polls two conditions and a deadline
+        return not self.pending
+
+
+def _name(item: SpooledItem) -> str:
+    return item.record.record_id if isinstance(item, SpooledEvent) else item.header.segment_id
+
+
+def _move_aside(spool: Spool, item: SpooledItem) -> None:
+    aside = spool.root / ".refused"
+    paths = [item.path] if isinstance(item, SpooledEvent) else [item.media_path, item.header_path]
+    try:
+        aside.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            if path.exists():
+                path.rename(aside / f"{path.parent.name}-{path.name}")
+    except OSError as exc:
+        log.error("could not move %s aside: %s", paths[0], exc)
+
+
+def _read_verified(item: SpooledSegment) -> bytes:
+    """The spooled bytes, checked against their header before they go on the wire."""
+    data = item.media_path.read_bytes()
+    if len(data) > MAX_SEGMENT_BYTES or len(data) != item.header.bytes:
+        raise ValueError(f"file has {len(data)} bytes, its header says {item.header.bytes}")
+    if sha256_hex(data) != item.header.sha256:
+        raise ValueError("file's SHA-256 does not match its header")
+    return data

@@ -1,0 +1,1 @@
+"""`sht store` admin commands and the signing keys."""

@@ -1,0 +1,320 @@
+"""``sht store`` flags and admin subcommands: prune, check, rebuild-index, backup.
+
+Imported by sht/cli.py when it builds its parser, so only argparse is loaded at the top;
+each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from store.maintenance.check import CheckReport
+    from store.maintenance.garbage import CollectReport
+    from store.maintenance.retention import RetentionPolicy, SweepReport
+
+
+INDEX_NAME = "index.sqlite3"
+SHOW_PER_KIND = 20  # problems listed per kind before "... and N more"
+
+
+def add_limit_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-age", default="30d",
+                   help="delete footage older than this, e.g. 30d, 12h, 2w, or 'off' (default 30d; "
+                        "a camera's retention_days setting overrides it)")
+    p.add_argument("--max-bytes", help="keep all segments together under this size, e.g. 500G or 1.5T")
+    p.add_argument("--min-free", default="2%",
+                   help="keep this much of the disk free by deleting the oldest footage, e.g. 10%% or 50G, "
+                        "or 'off' (default 2%%: a full disk would stop recording)")
+
+
+def add_store_commands(store: argparse.ArgumentParser) -> None:
+    """Retention flags for the server, and the admin subcommands (optional: plain ``sht store`` serves)."""
+    add_limit_flags(store)
+    sub = store.add_subparsers(dest="store_command", metavar="{prune,check,rebuild-index,backup}")
+
+    prune = sub.add_parser("prune", help="apply retention limits now and print what went")
+    _add_root(prune)
+    add_limit_flags(prune)
+    prune.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
+    prune.set_defaults(func=cmd_prune)
+
+    check = sub.add_parser("check", help="verify the index against the files (exit 1 if anything is wrong)")
+    _add_root(check)
+    check.add_argument("--deep", action="store_true", help="also verify every file's SHA-256 (reads everything)")
+    check.add_argument("--repair", action="store_true",
+                       help="fix what was found (store must be stopped): drop rows of missing files, "
+                            "quarantine mismatched files, re-index orphans, delete temporaries")
+    check.set_defaults(func=cmd_check)
+
+    rebuild = sub.add_parser("rebuild-index", help="build a fresh index from the files (store must be stopped)")
+    _add_root(rebuild)
+    rebuild.set_defaults(func=cmd_rebuild)
+
+    backup = sub.add_parser("backup", help="consistent copy of the index, safe while the store runs")
+    _add_root(backup)
+    backup.add_argument("-o", "--output", required=True, help="file to write the copy to")
+    backup.set_defaults(func=cmd_backup)
+
+
+def _add_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", required=True, help="the store's data directory")
+    p.add_argument("--log-level", default="warning")
+
+
+def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
+    """The policy the flags describe; raises ValueError (``TimeSpecError``) naming the bad flag."""
+    from shared.timespec import TimeSpecError, parse_duration, parse_size
+    from store.maintenance.retention import RetentionPolicy
+
+    def flag(name: str, parse: Callable[[str], int], text: str) -> int:
+        try:
+            value = parse(text)
+        except TimeSpecError as exc:
+            raise TimeSpecError(f"{name}: {exc}") from None
+        if value <= 0:
+            raise TimeSpecError(f"{name} must be more than zero, got {text!r}")
+        return value
+
+    max_age = None if args.max_age.strip().lower() in ("off", "none") else flag("--max-age", parse_duration,
+                                                                               args.max_age)
+    max_bytes = flag("--max-bytes", parse_size, args.max_bytes) if args.max_bytes else None
+    free_bytes = free_percent = None
+    if args.min_free and args.min_free.strip().lower() not in ("off", "none"):
+        text = args.min_free.strip()
+        if text.endswith("%"):
+            try:
+                free_percent = float(text[:-1])
+            except ValueError:
+                free_percent = -1.0
+            if not 0 < free_percent < 100:
+                raise TimeSpecError(f"--min-free: {text!r} is not a percentage between 0 and 100")
+        else:
+            free_bytes = flag("--min-free", parse_size, text)
+    return RetentionPolicy(max_age_us=max_age, max_bytes=max_bytes, min_free_bytes=free_bytes,
+                           min_free_percent=free_percent)
+
+
+def _error(command: str, message: str) -> int:
+    print(f"sht store {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _index_path(args: argparse.Namespace) -> Path | None:
+    path = Path(args.root) / INDEX_NAME
+    return path if path.is_file() else None
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _when(us: int | None) -> str:
+    from shared.clock import iso_utc
+
+    return "-" if us is None else iso_utc(us)[:19] + "Z"
+
+
+def _setup(args: argparse.Namespace) -> None:
+    import logging
+
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+# --- prune -------------------------------------------------------------------------------------
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from store.maintenance.lockfile import StoreBusy, StoreLock
+
+    _setup(args)
+    try:
+        policy = policy_from_args(args)
+    except ValueError as exc:
+        return _error("prune", str(exc))
+    root = Path(args.root)
+    if _index_path(args) is None:
+        return _error("prune", f"no index at {root / INDEX_NAME}: is --root right?")
+    try:
+        # A running store keeps its own running total and applies its own limits: not both at once.
+        with StoreLock.acquire(root, "sht store prune"):
+            report, collected = asyncio.run(_prune(root, policy, args.dry_run))
+    except StoreBusy as exc:
+        return _error("prune", f"{exc}, or give it --max-age/--max-bytes/--min-free and let it prune")
+    _print_sweep(report, collected)
+    return 1 if collected is not None and collected.errors else 0
+
+
+async def _prune(root: Path, policy: RetentionPolicy, dry_run: bool) -> tuple[SweepReport, CollectReport | None]:
+    from shared.clock import now_us
+    from store.maintenance.garbage import collect
+    from store.maintenance.retention import open_index, sweep
+
+    index = await open_index(root / INDEX_NAME)
+    try:
+        report = await sweep(index, root, policy, now_us(), dry_run=dry_run)
+        # Also the files an earlier prune or a stopped store left to delete.
+        return report, None if dry_run else await collect(index.conn, root)
+    finally:
+        await index.close()
+
+
+def _print_sweep(report: SweepReport, collected: CollectReport | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    verb = "would delete" if report.dry_run else "deleted"
+    table = Table(title=f"sht store prune{' (dry run)' if report.dry_run else ''}")
+    for col in ("camera", f"{verb} (segments)", "bytes", "oldest remaining (UTC)"):
+        table.add_column(col, justify="left" if col.startswith(("camera", "oldest")) else "right")
+    for camera, c in sorted(report.by_camera.items()):
+        table.add_row(camera, str(c.segments), _size(c.bytes), _when(c.oldest_remaining_us))
+    table.add_row("all", str(report.deleted), _size(report.bytes_freed), _when(report.oldest_remaining_us),
+                  style="bold")
+    console = Console()
+    console.print(table)
+    reasons = ", ".join(f"{k} {v}" for k, v in report.by_reason.items())
+    console.print(f"{verb} {report.deleted} segments, {report.bytes_freed} bytes ({reasons}) in "
+                  f"{report.duration_s:.2f} s; {report.skipped_locked} kept for locked events")
+    if report.unmet_bytes:
+        console.print(f"[yellow]could not free {_size(report.unmet_bytes)} more: the rest is locked or gone")
+    if collected is not None:
+        console.print(f"deleted {collected.files} files, {_size(collected.bytes)}, in {collected.duration_s:.2f} s")
+    if collected is not None and collected.errors:
+        console.print(f"[red]{collected.errors} files could not be deleted (see the log above for why); they are "
+                      "still listed for deletion: fix the cause and run `sht store prune` again")
+
+
+# --- check -------------------------------------------------------------------------------------
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from store.maintenance.lockfile import StoreBusy, StoreLock
+
+    _setup(args)
+    root = Path(args.root)
+    if _index_path(args) is None:
+        return _error("check", f"no index at {root / INDEX_NAME}: is --root right?")
+    if not args.repair:
+        report = asyncio.run(_check(root, args.deep, False))
+        _print_check(report, running=_store_pid(root))
+        return 0 if report.ok else 1
+    try:
+        with StoreLock.acquire(root, "sht store check --repair"):
+            report = asyncio.run(_check(root, args.deep, True))
+    except StoreBusy as exc:
+        return _error("check", str(exc))
+    _print_check(report, running=None)
+    return 0 if report.ok else 1
+
+
+async def _check(root: Path, deep: bool, repair: bool) -> CheckReport:
+    from store.index.db import Index
+    from store.maintenance.check import check_store
+
+    index = await Index.open(root / INDEX_NAME)
+    try:
+        return await check_store(root, index, deep=deep, repair=repair)
+    finally:
+        await index.close()
+
+
+def _store_pid(root: Path) -> int | None:
+    """Pid of a store that seems to run on ROOT (from its lock file), for a warning only."""
+    try:
+        words = (root / "store.lock").read_text().split()
+        pid = int(words[-1]) if words[:2] == ["store", "pid"] else None
+        if pid is not None:
+            os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _print_check(report: CheckReport, running: int | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"sht store check{' --deep' if report.deep else ''}")
+    table.add_column("problem")
+    table.add_column("count", justify="right")
+    labels = {"missing": "rows whose file is missing", "size": "size mismatches",
+              "sha256": "SHA-256 mismatches" if report.deep else "SHA-256 mismatches (not checked: --deep)",
+              "orphan": "files with no row (orphans)", "temporary": "leftover temporaries"}
+    for kind, n in report.counts().items():
+        table.add_row(labels[kind], str(n), style="red" if n else None)
+    console.print(table)
+    console.print(f"{report.rows} rows, {report.files} segment files ({report.pending_deletion} of them removed by "
+                  f"retention, waiting to be deleted), {report.other_files} other files; {report.duration_s:.2f} s")
+    for kind in labels:
+        found = [p for p in report.problems if p.kind == kind]
+        for p in found[:SHOW_PER_KIND]:
+            console.print(f"  {kind}: {p.path}: {p.detail}", highlight=False, soft_wrap=True)
+        if len(found) > SHOW_PER_KIND:
+            console.print(f"  {kind}: ... and {len(found) - SHOW_PER_KIND} more")
+    for line in report.repaired:
+        console.print(f"  repaired: {line}", highlight=False, soft_wrap=True)
+    for line in report.unrepaired:
+        console.print(f"  [red]NOT repaired[/red]: {line}", highlight=False, soft_wrap=True)
+    if running is not None:
+        console.print(f"[yellow]a store (pid {running}) is running on this root: segments it is writing or "
+                      "deleting right now can show up as problems; check again to confirm")
+    if report.ok:
+        console.print("[green]clean: the index and the files agree")
+    elif report.repaired and not report.unrepaired:
+        console.print("[yellow]problems found and repaired; run check again to confirm")
+    else:
+        console.print("[red]problems found" + ("" if report.repaired else "; `--repair` fixes them"))
+
+
+# --- rebuild-index and backup ------------------------------------------------------------------
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from store.maintenance.lockfile import StoreBusy, StoreLock
+    from store.maintenance.rebuild import rebuild_index
+
+    _setup(args)
+    root = Path(args.root)
+    if not (root / "segments").is_dir():
+        return _error("rebuild-index", f"no {root / 'segments'} directory: is --root right?")
+    try:
+        with StoreLock.acquire(root, "sht store rebuild-index"):
+            report = asyncio.run(rebuild_index(root))
+    except StoreBusy as exc:
+        return _error("rebuild-index", str(exc))
+    print(f"indexed {report.indexed} segments ({_size(report.bytes)}) from {root / 'segments'} "
+          f"in {report.duration_s:.2f} s")
+    if report.carried:
+        print("carried over from the old index: " + ", ".join(f"{n} {t} rows" for t, n in report.carried.items()))
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.backup is not None:
+        print(f"the old index is kept as {report.backup}")
+    for line in report.skipped:
+        print(f"skipped (left in place): {line}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from store.maintenance.rebuild import backup_index
+
+    _setup(args)
+    try:
+        result = backup_index(Path(args.root), Path(args.output))
+    except (OSError, ValueError, sqlite3.Error) as exc:
+        return _error("backup", str(exc))
+    print(f"wrote {result.path}: {_size(result.bytes)}, {result.segments} segments, in {result.duration_s:.2f} s")
+    return 0

@@ -1,0 +1,1 @@
+"""The SQLite index: schema, migrations, queries, timelines, settings."""

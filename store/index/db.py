@@ -1,0 +1,134 @@
+"""The store's SQLite index through aiosqlite (WAL). Schema: ``store/index/schema.sql``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+from shared.protocol.ingest import SegmentHeader
+from store.maintenance import coverage
+from store.maintenance.coverage import MARK_ALL_SQL
+
+SCHEMA_VERSION = 2
+# schema.sql's CREATE ... IF NOT EXISTS makes the new tables; then: version -> (next version, SQL to fill them).
+# 1 -> 2: garbage (retention deletes files after the rows), coverage_hours (timeline summaries, all dirty).
+_UPGRADES = {1: (2, MARK_ALL_SQL)}
+_WRITE_LOCKS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """One writer at a time on a shared connection: statements inside commit together or not at all.
+
+    Tasks share the store's connection; without this, one task's commit would
+    also commit another's half-done statements (settings without their history row).
+    """
+    lock = _WRITE_LOCKS.setdefault(conn, asyncio.Lock())
+    async with lock:
+        try:
+            yield conn
+            await conn.commit()
+        except BaseException:
+            # Also when the COMMIT itself fails (disk full, I/O error): the shared connection must not be
+            # left inside a transaction whose rows other tasks would see, or commit by accident.
+            await conn.rollback()
+            raise
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    camera: str
+    node: str
+    start_us: int
+    end_us: int
+    frames: int
+    size_bytes: int
+    sha256: str
+    path: str
+
+
+async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
+    """Create what is missing, apply additive upgrades, refuse an index from a newer store."""
+    schema = resources.files("store.index").joinpath("schema.sql").read_text()
+    await conn.executescript(schema)
+    # FULL: a committed row survives power loss, matching the fsync'd file it points at.
+    await conn.execute("PRAGMA synchronous = FULL")
+    async with conn.execute("SELECT version FROM schema_version") as cur:
+        row = await cur.fetchone()
+    version = None if row is None else int(row[0])
+    while version in _UPGRADES:
+        version, sql = _UPGRADES[version]
+        await conn.execute(sql)
+        await conn.execute("UPDATE schema_version SET version = ?", (version,))
+    if row is None:
+        await conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    elif version != SCHEMA_VERSION:
+        await conn.rollback()
+        raise RuntimeError(f"index {path} has schema version {row[0]}, this store expects {SCHEMA_VERSION}: "
+                           "it was written by a newer sht-cctv; upgrade this one (pip install -U sht-cctv)")
+    await conn.commit()
+
+
+class Index:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def open(cls, path: Path) -> Index:
+        conn = await aiosqlite.connect(path)
+        try:
+            await _prepare(conn, path)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def find_segment(self, camera: str, start_us: int) -> SegmentRow | None:
+        async with self.conn.execute(
+            "SELECT camera, node, start_us, end_us, frames, size_bytes, sha256, path "
+            "FROM segments WHERE camera = ? AND start_us = ?", (camera, start_us)
+        ) as cur:
+            row = await cur.fetchone()
+        return SegmentRow(*row) if row else None
+
+    async def insert_segment(self, header: SegmentHeader, path: str, received_us: int) -> None:
+        async with transaction(self.conn) as conn:
+            await conn.execute(
+                "INSERT INTO segments (camera, node, start_us, end_us, frames, size_bytes, sha256, "
+                "codec, width_px, height_px, path, received_us) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (header.camera, header.node, header.start_us, header.end_us, header.frames,
+                 header.bytes, header.sha256, header.codec, header.width, header.height, path,
+                 received_us),
+            )
+            await coverage.mark(conn, [(header.camera, header.start_us, header.end_us)])
+            await conn.execute(
+                "INSERT INTO nodes (node, first_seen_us, last_seen_us) VALUES (?, ?, ?) "
+                "ON CONFLICT (node) DO UPDATE SET last_seen_us = excluded.last_seen_us",
+                (header.node, received_us, received_us),
+            )
+
+    async def camera_totals(self) -> dict[str, dict]:
+        async with self.conn.execute(
+            "SELECT camera, COUNT(*), SUM(frames), SUM(size_bytes), MIN(start_us), MAX(end_us) "
+            "FROM segments GROUP BY camera ORDER BY camera"
+        ) as cur:
+            rows = await cur.fetchall()
+        return {cam: {"segments": n, "frames": frames, "bytes": size, "first_start_us": first,
+                      "last_end_us": last} for cam, n, frames, size, first, last in rows}
+
+    async def segments(self, camera: str) -> list[SegmentRow]:
+        async with self.conn.execute(
+            "SELECT camera, node, start_us, end_us, frames, size_bytes, sha256, path "
+            "FROM segments WHERE camera = ? ORDER BY start_us", (camera,)
+        ) as cur:
+            return [SegmentRow(*r) for r in await cur.fetchall()]

@@ -1,0 +1,107 @@
+"""Read-only questions to the index: segments and events by camera and time (timelines: store/index/timeline.py).
+
+Every query is bounded by the ``(camera, start_us)`` and ``(start_us)`` indexes:
+a range query starts at ``from_us - longest item`` so it never scans from the
+beginning of time, and pages are keyed by ``(start_us, id)``, not OFFSET.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiosqlite
+
+from shared.protocol.query import ListParams
+from store.index.timeline import MAX_SEGMENT_US
+
+
+async def longest_event_us(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("SELECT MAX(end_us - start_us) FROM events") as cur:
+        row = await cur.fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def _range_clause(p: ListParams, longest_us: int) -> tuple[str, list[Any]]:
+    where = ["start_us >= ?", "start_us < ?", "end_us > ?"]
+    args: list[Any] = [p.range.from_us - longest_us, p.range.to_us, p.range.from_us]
+    if p.cameras:
+        where.append(f"camera IN ({','.join('?' * len(p.cameras))})")
+        args += list(p.cameras)
+    if p.after is not None:
+        where.append("(start_us, id) > (?, ?)")
+        args += list(p.after)
+    return " AND ".join(where), args
+
+
+async def list_segments(conn: aiosqlite.Connection, p: ListParams) -> dict[str, Any]:
+    where, args = _range_clause(p, MAX_SEGMENT_US)
+    async with conn.execute(
+        f"SELECT id, camera, node, start_us, end_us, frames, size_bytes, sha256 FROM segments "
+        f"WHERE {where} ORDER BY start_us, id LIMIT ?", (*args, p.limit + 1),
+    ) as cur:
+        rows = list(await cur.fetchall())
+    items = [{"id": i, "camera": cam, "node": node, "start_us": s, "end_us": e, "frames": f,
+              "bytes": size, "sha256": sha} for i, cam, node, s, e, f, size, sha in rows[: p.limit]]
+    return _page(items, len(rows) > p.limit)
+
+
+async def list_events(conn: aiosqlite.Connection, p: ListParams) -> dict[str, Any]:
+    where, args = _range_clause(p, await longest_event_us(conn))
+    if p.kind:
+        where += " AND kind = ?"
+        args.append(p.kind)
+    async with conn.execute(
+        f"SELECT id, camera, node, start_us, end_us, kind, score, bbox_x, bbox_y, bbox_w, bbox_h, thumb_us, "
+        f"locked, detail FROM events WHERE {where} ORDER BY start_us, id LIMIT ?", (*args, p.limit + 1),
+    ) as cur:
+        rows = list(await cur.fetchall())
+    items = [{"id": i, "camera": cam, "node": node, "start_us": s, "end_us": e, "kind": kind, "score": score,
+              "bbox": [bx, by, bw, bh] if bx is not None else None, "thumb_us": thumb, "locked": bool(locked),
+              "detail": detail}
+             for i, cam, node, s, e, kind, score, bx, by, bw, bh, thumb, locked, detail in rows[: p.limit]]
+    return _page(items, len(rows) > p.limit)
+
+
+def _page(items: list[dict[str, Any]], more: bool) -> dict[str, Any]:
+    return {"items": items, "next": [items[-1]["start_us"], items[-1]["id"]] if more and items else None}
+
+
+async def segments_for_range(conn: aiosqlite.Connection, camera: str, from_us: int,
+                             to_us: int) -> list[tuple[str, int, int]]:
+    """(path, start_us, end_us) of one camera's segments overlapping a range, in time order."""
+    async with conn.execute(
+        "SELECT path, start_us, end_us FROM segments WHERE camera = ? AND start_us >= ? AND start_us < ? "
+        "AND end_us > ? ORDER BY start_us", (camera, from_us - MAX_SEGMENT_US, to_us, from_us),
+    ) as cur:
+        return [(path, s, e) for path, s, e in await cur.fetchall()]
+
+
+async def segment_near(conn: aiosqlite.Connection, camera: str, at_us: int) -> tuple[str, int, int] | None:
+    """The segment containing ``at_us``, else the closest one before or after it."""
+    async with conn.execute(
+        "SELECT path, start_us, end_us FROM segments WHERE camera = ? AND start_us <= ? "
+        "ORDER BY start_us DESC LIMIT 1", (camera, at_us),
+    ) as cur:
+        before = await cur.fetchone()
+    if before is not None and before[2] > at_us:
+        return before[0], before[1], before[2]
+    async with conn.execute(
+        "SELECT path, start_us, end_us FROM segments WHERE camera = ? AND start_us > ? ORDER BY start_us LIMIT 1",
+        (camera, at_us),
+    ) as cur:
+        after = await cur.fetchone()
+    options = [r for r in (before, after) if r is not None]
+    if not options:
+        return None
+    best = min(options, key=lambda r: min(abs(at_us - r[1]), abs(at_us - r[2])))
+    return best[0], best[1], best[2]
+
+
+async def known_cameras(conn: aiosqlite.Connection) -> set[str]:
+    """Cameras with footage: a skip-scan of the camera index, one probe per camera, not per row."""
+    async with conn.execute(
+        "WITH RECURSIVE c(cam) AS (SELECT MIN(camera) FROM segments UNION ALL "
+        "SELECT (SELECT MIN(camera) FROM segments WHERE camera > c.cam) FROM c WHERE c.cam IS NOT NULL) "
+        "SELECT cam FROM c WHERE cam IS NOT NULL"
+    ) as cur:
+        return {c for (c,) in await cur.fetchall()}

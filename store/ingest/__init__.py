@@ -1,0 +1,1 @@
+"""Taking footage in: the ingest session, durable segment writes, events."""

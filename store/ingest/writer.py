@@ -1,0 +1,180 @@
+"""Taking in a segment: verify, write durably, index, and only then acknowledge.
+
+Order (docs/storage.md): write to a temporary name → fsync → rename → fsync the
+directory → insert the index row → commit → ack. A crash anywhere before the
+commit leaves at most an unindexed file or a temporary, never a row without
+its complete file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import shutil
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+import av
+
+from shared.clock import now_us
+from shared.fsutil import write_atomic
+from shared.ids import check_id
+from shared.protocol.ingest import Ack, Refusal, SegmentHeader, sha256_hex
+from store.index.db import Index
+
+log = logging.getLogger(__name__)
+MIN_FREE_BYTES = 64 * 1024 * 1024  # refuse ingest rather than fill the disk to the last byte
+
+
+def segment_relpath(camera: str, start_us: int) -> Path:
+    """``segments/CAMERA/YYYY-MM-DD/HH/<start_us>.mp4``, in UTC, from validated parts only."""
+    when = datetime.fromtimestamp(start_us / 1e6, tz=UTC)
+    return (Path("segments") / check_id(camera, "camera id") / when.strftime("%Y-%m-%d")
+            / when.strftime("%H") / f"{int(start_us)}.mp4")
+
+
+@dataclass
+class IngestStats:
+    stored: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    bytes_stored: int = 0
+
+
+class KeyedLocks:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class IngestHooks(Protocol):
+    """Who wants to hear about ingest: store/maintenance/retention.py ``RetentionTask`` (totals, low disk)."""
+
+    def note_ingested(self, size: int) -> None: ...
+    def note_free_bytes(self, free: int) -> None: ...
+
+
+class Ingestor:
+    def __init__(self, root: Path, index: Index, hooks: IngestHooks | None = None) -> None:
+        self.root = root
+        self.index = index
+        self.hooks = hooks
+        self.stats = IngestStats()
+        self._segment_locks = KeyedLocks()
+
+    @property
+    def segment_locks(self) -> KeyedLocks:
+        """Held per segment id while ingesting; retention holds them while deleting."""
+        return self._segment_locks
+
+    async def ingest(self, header: SegmentHeader, payload: memoryview) -> Ack | Refusal:
+        # One segment identity at a time: a resend racing the original on another
+        # connection must see its row, not overwrite its file.
+        async with self._segment_locks.hold(header.segment_id):
+            return await self._ingest(header, payload)
+
+    async def _ingest(self, header: SegmentHeader, payload: memoryview) -> Ack | Refusal:
+        sid = header.segment_id
+        existing = await self.index.find_segment(header.camera, header.start_us)
+        if existing is not None:
+            return self._resent(header, existing.sha256)
+        digest = await _in_ingest_pool(sha256_hex, payload)
+        if digest != header.sha256:
+            self.stats.refused += 1
+            return Refusal("checksum-mismatch", f"segment {sid}: SHA-256 of the bytes is {digest}, "
+                           f"the header says {header.sha256}; the node should resend it", sid,
+                           retry=True)
+        problem = await _in_ingest_pool(mp4_problem, payload, header)
+        if problem is not None:
+            self.stats.refused += 1
+            return Refusal("bad-media", f"segment {sid} is not a valid segment: {problem}; not stored", sid,
+                           retry=False)
+        relpath = segment_relpath(header.camera, header.start_us)
+        free = await _in_ingest_pool(_free_bytes, self.root)
+        if self.hooks is not None:
+            self.hooks.note_free_bytes(free)  # under retention's min-free: sweep now, not in a minute
+        if free - len(payload) < MIN_FREE_BYTES:
+            self.stats.refused += 1
+            return Refusal("disk-full", f"store disk at {self.root} has {free} bytes free, below "
+                           f"the {MIN_FREE_BYTES}-byte floor; free space or lower retention. "
+                           "The node keeps the segment and retries.", sid, retry=True)
+        try:
+            await _in_ingest_pool(write_atomic, self.root / relpath, payload)
+        except OSError as exc:
+            self.stats.refused += 1
+            log.error("could not write %s: %s", relpath, exc)
+            return Refusal("write-failed", f"store could not write {relpath}: {exc.strerror or exc}",
+                           sid, retry=True)
+        await self.index.insert_segment(header, str(relpath), now_us())
+        if self.hooks is not None:
+            self.hooks.note_ingested(header.bytes)
+        self.stats.stored += 1
+        self.stats.bytes_stored += header.bytes
+        return Ack(sid)
+
+    def _resent(self, header: SegmentHeader, stored_sha: str) -> Ack | Refusal:
+        if stored_sha == header.sha256:
+            self.stats.duplicates += 1
+            return Ack(header.segment_id, duplicate=True)
+        self.stats.refused += 1
+        return Refusal("conflict", f"segment {header.segment_id} is already stored with different "
+                       "content; not replacing it", header.segment_id, retry=False)
+
+
+def mp4_problem(payload: memoryview | bytes, header: SegmentHeader) -> str | None:
+    """Why the bytes are not the MP4 the header describes, or None. Demuxes only (~1 ms), never decodes."""
+    try:
+        with av.open(io.BytesIO(payload), mode="r", format="mp4") as container:
+            videos = container.streams.video
+            if len(container.streams) != 1 or len(videos) != 1:
+                return f"expected exactly one video stream, found {len(container.streams)} streams"
+            stream = videos[0]
+            if stream.codec_context.name != header.codec:
+                return f"its video is {stream.codec_context.name}, the header says {header.codec}"
+            if header.width and (stream.codec_context.width, stream.codec_context.height) != (header.width,
+                                                                                                header.height):
+                return (f"its frames are {stream.codec_context.width}x{stream.codec_context.height}, the header "
+                        f"says {header.width}x{header.height}")
+            packets = sum(1 for packet in container.demux(stream) if packet.size > 0)
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        return f"not a readable MP4 ({exc})"
+    if packets != header.frames:
+        return f"it holds {packets} frames, the header says {header.frames}"
+    return None
+
+
+# Ingest's own threads: thumbnails and clip exports use the default pool, and a viewer exporting
+# footage must not make the nodes' uploads wait for a thread (their acks time out at 30 s).
+_INGEST_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest")
+T = TypeVar("T")
+
+
+async def _in_ingest_pool(fn: Callable[..., T], *args: object) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_INGEST_POOL, partial(fn, *args))
+
+
+def _free_bytes(path: Path) -> int:
+    path.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(path).free

@@ -1,0 +1,1 @@
+"""Live video for many viewers: the relay, in the store and as `sht relay`."""

@@ -1,0 +1,1 @@
+"""Keeping the store true over time: retention, garbage, summaries, check, rebuild, lock."""

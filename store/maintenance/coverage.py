@@ -1,0 +1,151 @@
+"""``coverage_hours``: one summary row per camera and UTC hour, for fast timelines (store/index/timeline.py).
+
+The rule that keeps them true: every change to ``segments`` marks the hours it touches
+dirty in the same transaction (``mark``), and a summary is only trusted while clean.
+``CoverageTask`` recomputes dirty hours that have ended, on a connection of its own,
+each batch inside one write transaction (BEGIN IMMEDIATE), so no segment can change
+between reading an hour and writing its summary. A timeline reads a dirty hour from its
+segments, so a stale summary is never used, only a slower path.
+
+An hour has a row while any segment overlaps it; a recomputed hour with none loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from shared.clock import now_us
+from store.index.timeline import HOUR_US, MAX_SEGMENT_US, spans_between, summarise_hour
+
+log = logging.getLogger(__name__)
+
+REFRESH_BATCH = 20  # hours per write transaction: the ingest waits at most for one batch (a few ms)
+REFRESH_PAUSE_S = 0.05
+SETTLE_US = 60_000_000  # an hour is summarised once it ended this long ago (later ones are still being written)
+
+# Mark every hour overlapped by a segment dirty: an index from before coverage_hours, or after a repair.
+# Segments last at most MAX_SEGMENT_US (15 minutes; ingest refuses longer ones), so the start's hour and the
+# last microsecond's hour are all of them.
+MARK_ALL_SQL = """
+INSERT INTO coverage_hours (camera, hour_us, segments, recorded_us, intervals, dirty)
+SELECT camera, hour, 0, 0, '[]', 1 FROM (
+    SELECT camera, start_us - start_us % 3600000000 AS hour FROM segments
+    UNION SELECT camera, (end_us - 1) - (end_us - 1) % 3600000000 FROM segments)
+WHERE true
+ON CONFLICT (camera, hour_us) DO UPDATE SET dirty = 1
+"""
+
+
+def hours_touched(start_us: int, end_us: int) -> range:
+    """Start of every UTC hour that [start_us, end_us) overlaps (ingest refuses segments longer than
+    MAX_SEGMENT_US; capped here too, so no row can ever make this a long list)."""
+    end_us = min(end_us, start_us + MAX_SEGMENT_US)
+    return range(start_us // HOUR_US * HOUR_US, max(end_us - 1, start_us) // HOUR_US * HOUR_US + 1, HOUR_US)
+
+
+async def mark(conn: aiosqlite.Connection, spans: Iterable[tuple[str, int, int]]) -> None:
+    """Mark dirty the hours these (camera, start_us, end_us) overlap; inside the caller's transaction."""
+    rows = [(camera, hour) for camera, start, end in spans for hour in hours_touched(start, end)]
+    if rows:
+        await conn.executemany(
+            "INSERT INTO coverage_hours (camera, hour_us, segments, recorded_us, intervals, dirty) "
+            "VALUES (?, ?, 0, 0, '[]', 1) ON CONFLICT (camera, hour_us) DO UPDATE SET dirty = 1", rows)
+
+
+async def mark_ids(conn: aiosqlite.Connection, ids: list[int]) -> None:
+    """Mark dirty the hours of these segments rows (before deleting them; inside the caller's transaction)."""
+    marks = ",".join("?" * len(ids))
+    await conn.execute(MARK_ALL_SQL.replace("FROM segments", f"FROM segments WHERE id IN ({marks})"), ids + ids)
+
+
+async def mark_all(conn: aiosqlite.Connection) -> None:
+    """Every hour with footage dirty (not committed): after changes made outside the usual paths."""
+    await conn.execute(MARK_ALL_SQL)
+
+
+async def refresh(conn: aiosqlite.Connection, before_us: int, limit: int = REFRESH_BATCH) -> int:
+    """Recompute up to ``limit`` dirty hours that end before ``before_us``; returns how many."""
+    await conn.execute("BEGIN IMMEDIATE")  # no segment changes between reading an hour and writing it
+    try:
+        async with conn.execute(
+            "SELECT camera, hour_us FROM coverage_hours WHERE dirty = 1 AND hour_us + ? <= ? LIMIT ?",
+            (HOUR_US, before_us, limit),
+        ) as cur:
+            hours = [(str(c), int(h)) for c, h in await cur.fetchall()]
+        for camera, hour in hours:
+            segments, recorded, intervals = summarise_hour(await spans_between(conn, camera, hour, hour + HOUR_US),
+                                                           hour)
+            if segments == 0 and not intervals:
+                await conn.execute("DELETE FROM coverage_hours WHERE camera = ? AND hour_us = ?", (camera, hour))
+            else:
+                await conn.execute(
+                    "UPDATE coverage_hours SET segments = ?, recorded_us = ?, intervals = ?, dirty = 0 "
+                    "WHERE camera = ? AND hour_us = ?",
+                    (segments, recorded, json.dumps(intervals, separators=(",", ":")), camera, hour))
+        await conn.commit()
+    except BaseException:
+        await conn.rollback()
+        raise
+    return len(hours)
+
+
+async def refresh_all(conn: aiosqlite.Connection, before_us: int, pause_s: float = 0.0) -> int:
+    """Every settled dirty hour, batch by batch; ``pause_s`` between batches lets other writers in."""
+    total = 0
+    while n := await refresh(conn, before_us):
+        total += n
+        if pause_s:
+            await asyncio.sleep(pause_s)
+    return total
+
+
+class CoverageTask:
+    """Keeps ``coverage_hours`` current: every ``interval_s``, all dirty hours that have settled."""
+
+    def __init__(self, root: Path, *, interval_s: float = 30.0) -> None:
+        self.root, self.interval_s = root, interval_s
+        self.refreshed_total = 0
+        self._index: Any = None  # store.index.db.Index (imported late: store.index.db uses this module)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from store.index.db import Index
+
+        self._index = await Index.open(self.root / "index.sqlite3")
+        self._task = asyncio.create_task(self._run(), name="coverage")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._index is not None:
+            await self._index.close()
+            self._index = None
+
+    async def refresh_now(self) -> int:
+        assert self._index is not None, "start() first"
+        # Paused between batches: after an upgrade or a rebuild every hour is dirty (72,000 at 100 cameras
+        # and 30 days), and back-to-back write transactions would make ingest wait for the lock.
+        n = await refresh_all(self._index.conn, now_us() - SETTLE_US, pause_s=REFRESH_PAUSE_S)
+        self.refreshed_total += n
+        return n
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                n = await self.refresh_now()
+                if n:
+                    log.debug("coverage: %d camera-hours summarised", n)
+            except Exception:
+                log.exception("coverage summaries failed; timelines read segments meanwhile; retrying in %.0f s",
+                              self.interval_s)
+            await asyncio.sleep(self.interval_s)

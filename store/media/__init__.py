@@ -1,0 +1,1 @@
+"""Segment files and what is made from them: layout, thumbnails, exported clips."""

@@ -1,0 +1,1 @@
+"""The fleet: which nodes are up, their health, their control links."""

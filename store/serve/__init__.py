@@ -1,0 +1,1 @@
+"""The store's network face: routes, the query API, /metrics."""

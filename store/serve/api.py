@@ -1,0 +1,193 @@
+"""Answers to query API requests (``shared.protocol.query``), one task per request.
+
+Heavy work (thumbnail decode, clip remux, file reads) runs in worker threads;
+the event loop only moves replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from shared.auth import ADMIN_METHODS, Claims
+from shared.clock import now_us
+from shared.protocol.query import (
+    ExportParams,
+    HistoryParams,
+    ListParams,
+    LockParams,
+    QueryServer,
+    Request,
+    SetSettingParams,
+    SettingsParams,
+    ThumbnailParams,
+    TimelineParams,
+)
+from store.index import query, settings, timeline
+from store.index.db import Index, transaction
+from store.index.settings import SettingError
+from store.media.export import ExportError, export_clip
+from store.media.thumbs import ThumbnailCache
+from store.nodes.fleet import Fleet
+
+log = logging.getLogger(__name__)
+CHUNK_BYTES = 256 * 1024
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+
+
+Send = Callable[[], Awaitable[None]]
+
+
+class Api:
+    def __init__(self, root: Path, index: Index, fleet: Fleet,
+                 on_setting: Callable[[str], Awaitable[None]] | None = None,
+                 revoked: Callable[[], frozenset[str]] = frozenset) -> None:
+        self.root = root
+        self.index = index
+        self.fleet = fleet
+        self.thumbs = ThumbnailCache(root / "cache" / "thumbs")
+        self.on_setting = on_setting  # pushes a camera's settings to its node
+        self.revoked = revoked  # ids of revoked tokens (store/admin/keys.py)
+
+    @property
+    def conn(self):  # type: ignore[no-untyped-def]
+        return self.index.conn
+
+    async def handle(self, request: Request, server: QueryServer, flush: Send, claims: Claims | None = None) -> None:
+        """Run one request to its single final reply (result or error)."""
+        try:
+            if claims is not None and request.method in ADMIN_METHODS and claims.role != "admin":
+                raise ApiError("forbidden", f"{request.method} needs an admin token; this one is {claims.role} "
+                               f"({claims.subject})", "method")
+            params = request.params
+            if request.method == "set_setting" and claims is not None:
+                params = replace(params, by=claims.subject)  # the history records who, from the token
+            handler = getattr(self, f"_{request.method}")
+            result = await handler(params, request.id, server, flush)
+            server.result(request.id, result)
+        except ApiError as exc:
+            server.error(request.id, exc.code, exc.message, exc.field)
+        except Exception as exc:  # a bug must cost one request, not the connection
+            log.exception("request %s (%s) failed", request.id, request.method)
+            server.error(request.id, "internal", f"{type(exc).__name__}: {exc}")
+        await flush()
+
+    async def _require_camera(self, camera: str) -> None:
+        if camera in self.fleet.cameras():
+            return
+        known = await query.known_cameras(self.conn)
+        if camera not in known:
+            names = ", ".join(sorted(known | set(self.fleet.cameras()))) or "none yet"
+            raise ApiError("unknown-camera", f"no camera {camera!r} (known cameras: {names})", "camera")
+
+    async def _fleet(self, p: Any, *_: Any) -> dict[str, Any]:
+        self.fleet.check()
+        cameras: dict[str, Any] = {}
+        for cam in sorted(set(self.fleet.cameras()) | await query.known_cameras(self.conn)):
+            node = self.fleet.node_of(cam)
+            state = self.fleet.nodes[node].state if node else "unknown"
+            cameras[cam] = {"node": node, "state": state,
+                            "settings": await settings.camera_settings(self.conn, cam)}
+        return {"nodes": [s.summary() for s in sorted(self.fleet.nodes.values(), key=lambda s: s.node)],
+                "cameras": cameras, "now_us": now_us()}
+
+    async def _revoked(self, p: Any, *_: Any) -> dict[str, Any]:
+        """Relay-only processes poll this to close and refuse revoked viewers (nodes hear it over /control)."""
+        return {"token_ids": sorted(self.revoked())}
+
+    async def _segments(self, p: ListParams, *_: Any) -> dict[str, Any]:
+        for cam in p.cameras:
+            await self._require_camera(cam)
+        return await query.list_segments(self.conn, p)
+
+    async def _events(self, p: ListParams, *_: Any) -> dict[str, Any]:
+        for cam in p.cameras:
+            await self._require_camera(cam)
+        return await query.list_events(self.conn, p)
+
+    async def _timeline(self, p: TimelineParams, *_: Any) -> dict[str, Any]:
+        await self._require_camera(p.camera)
+        return await timeline.timeline(self.conn, p)
+
+    async def _thumbnail(self, p: ThumbnailParams, rid: int, server: QueryServer, flush: Send) -> dict[str, Any]:
+        await self._require_camera(p.camera)
+        found = await query.segment_near(self.conn, p.camera, p.at_us)
+        if found is None:
+            raise ApiError("no-footage", f"camera {p.camera} has no recorded footage", "at_us")
+        path, start, _end = found
+        thumb = await asyncio.to_thread(self.thumbs.get_or_make, self.root / path, start, p.at_us, p.width)
+        server.chunk(rid, thumb.jpeg)
+        return {"content_type": "image/jpeg", "bytes": len(thumb.jpeg), "frame_us": thumb.frame_us,
+                "width": thumb.width, "height": thumb.height}
+
+    async def _export(self, p: ExportParams, rid: int, server: QueryServer, flush: Send) -> dict[str, Any]:
+        await self._require_camera(p.camera)
+        rows = await query.segments_for_range(self.conn, p.camera, p.range.from_us, p.range.to_us)
+        if not rows:
+            raise ApiError("no-footage", f"camera {p.camera} has nothing recorded in that range", "from_us")
+        work = self.root / "cache" / "exports"
+        work.mkdir(parents=True, exist_ok=True)
+        out = work / f"{p.camera}-{secrets.token_hex(6)}.mp4"
+        try:
+            try:
+                result = await asyncio.to_thread(
+                    export_clip, [(self.root / path, start) for path, start, _ in rows],
+                    p.range.from_us, p.range.to_us, out, None)
+            except ExportError as exc:
+                raise ApiError("no-footage", str(exc), "from_us") from exc
+            total = result.bytes
+            server.progress(rid, 0, total)
+            await flush()
+            with out.open("rb") as f:
+                done = 0
+                while chunk := await asyncio.to_thread(f.read, CHUNK_BYTES):
+                    done += len(chunk)
+                    server.chunk(rid, chunk)
+                    server.progress(rid, done, total)
+                    await flush()
+        finally:
+            out.unlink(missing_ok=True)
+        return {"camera": p.camera, "start_us": result.start_us, "end_us": result.end_us,
+                "frames": result.frames, "segments": result.segments_used, "bytes": total,
+                "content_type": "video/mp4"}
+
+    async def _lock_event(self, p: LockParams, *_: Any) -> dict[str, Any]:
+        async with transaction(self.conn) as conn:
+            cur = await conn.execute("UPDATE events SET locked = ? WHERE id = ?", (int(p.locked), p.event_id))
+        if cur.rowcount == 0:
+            raise ApiError("not-found", f"no event with id {p.event_id}", "event_id")
+        return {"event_id": p.event_id, "locked": p.locked}
+
+    async def _settings(self, p: SettingsParams, *_: Any) -> dict[str, Any]:
+        if p.camera is not None:
+            await self._require_camera(p.camera)
+            cams = [p.camera]
+        else:
+            cams = sorted(set(self.fleet.cameras()) | await query.known_cameras(self.conn))
+        return {"settings": await settings.all_settings(self.conn, cams),
+                "descriptions": {k: s.description for k, s in settings.SETTINGS.items()}}
+
+    async def _set_setting(self, p: SetSettingParams, *_: Any) -> dict[str, Any]:
+        await self._require_camera(p.camera)
+        try:
+            old, new = await settings.set_setting(self.conn, p.camera, p.key, p.value, p.by, now_us())
+        except SettingError as exc:
+            raise ApiError("bad-setting", str(exc), "value" if exc.key in settings.SETTINGS else "key") from exc
+        node = self.fleet.node_of(p.camera)
+        pushed = node in self.fleet.links
+        if self.on_setting is not None:
+            await self.on_setting(p.camera)
+        return {"camera": p.camera, "key": p.key, "old": old, "new": new, "node": node, "pushed": pushed}
+
+    async def _settings_history(self, p: HistoryParams, *_: Any) -> dict[str, Any]:
+        return {"items": await settings.history(self.conn, p.camera, p.limit)}
