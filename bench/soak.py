@@ -25,6 +25,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from store.index import index_path
+
 NODES = 3
 CAMERAS_PER_NODE = 2
 S = 1_000_000
@@ -122,7 +124,7 @@ def run(minutes: float, root: Path, base_port: int, size: str, fps: int, segment
 
 def report(console: Console, root: Path, nodes: list[Child], store: Child, segment_s: float, events: list[str],
            check: subprocess.CompletedProcess, minutes: float = 0.0, output: Path | None = None) -> int:
-    with sqlite3.connect(root / "index.sqlite3") as conn:
+    with sqlite3.connect(index_path(root)) as conn:
         segs = conn.execute("SELECT camera, start_us, end_us FROM segments ORDER BY camera, start_us").fetchall()
         losses = conn.execute("SELECT camera, start_us, end_us FROM events WHERE kind = 'loss'").fetchall()
     table = Table(title="soak: per camera")

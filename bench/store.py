@@ -46,6 +46,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.report import cpu_model, replace_section, verdict
+from store.index import index_path
 
 SEGMENT_S = 10
 SEGMENT_US = SEGMENT_S * 1_000_000
@@ -247,7 +248,7 @@ def build_index(root: Path, scale: Scale, media: Media, seed: int = 1) -> Built:
     for i, (path, _, _) in enumerate(media.shared):
         os.link(path, src / f"{i}.mp4")
         shared_paths.append(f"{SOURCE_DIR}/{i}.mp4")
-    db = root / "index.sqlite3"
+    db = index_path(root)
 
     async def create() -> None:
         index = await Index.open(db)
@@ -280,11 +281,12 @@ def build_index(root: Path, scale: Scale, media: Media, seed: int = 1) -> Built:
 
     async def summarise() -> None:
         # The hour summaries a running store keeps (store/maintenance/coverage.py), made by its own code.
+        from store.index import coverage_marks
         from store.maintenance import coverage
 
         index = await Index.open(db)
         try:
-            await coverage.mark_all(index.conn)
+            await coverage_marks.mark_all(index.conn)
             await index.conn.commit()
             await coverage.refresh_all(index.conn, T0_US + scale.days * DAY_US)
         finally:
@@ -454,7 +456,7 @@ async def prune_oldest_day(built: Built, files: int, link_s: float) -> PruneResu
     then ``garbage.collect``, which deletes the files the sweep listed, as the store does right after."""
     from store.maintenance import garbage, retention
 
-    index = await retention.open_index(built.root / "index.sqlite3")  # as `sht store prune` and the store do
+    index = await retention.open_index(index_path(built.root))  # as `sht store prune` and the store do
     try:
         t = time.perf_counter()
         usage = await retention.StoreUsage.load(index)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from shared.httpjson import fetch_json
 from sht.latency import LatencyProbe
+from store.index import index_path
 
 NODES = 3
 CAMERAS_PER_NODE = 2
@@ -56,7 +57,7 @@ def _die_with_parent() -> None:
         pass
 
 
-class Fleet:
+class DemoProcesses:
     """The demo's child processes."""
 
     def __init__(self, opts: DemoOptions) -> None:
@@ -171,7 +172,7 @@ def _can_show_console() -> bool:
     return (sys.stdin.isatty() and sys.stdout.isatty()) or bool(os.environ.get("TEXTUAL_DRIVER"))
 
 
-async def _run_console(fleet: Fleet, stop: asyncio.Event, deadline: float | None) -> None:
+async def _run_console(fleet: DemoProcesses, stop: asyncio.Event, deadline: float | None) -> None:
     """The console, in this process, until `q`, the duration, Ctrl-C or SIGTERM; the caller then stops the fleet."""
     from console.app import ConsoleApp
 
@@ -190,7 +191,7 @@ async def _run_console(fleet: Fleet, stop: asyncio.Event, deadline: float | None
         watcher.cancel()
 
 
-async def _run(opts: DemoOptions, fleet: Fleet) -> int:
+async def _run(opts: DemoOptions, fleet: DemoProcesses) -> int:
     from rich.console import Console
 
     console = Console(stderr=opts.headless)
@@ -243,7 +244,7 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 def _summarise(opts: DemoOptions, nodes: list[dict | None], latency: dict) -> dict:
     import sqlite3
 
-    db = opts.root / "store" / "index.sqlite3"
+    db = index_path(opts.root / "store")
     stored: dict[str, tuple[int, int, int]] = {}
     if db.exists():
         with sqlite3.connect(db) as conn:
@@ -256,7 +257,7 @@ def _summarise(opts: DemoOptions, nodes: list[dict | None], latency: dict) -> di
         for cam, h in (node or {}).get("cameras", {}).items():
             dropped[cam] = h.get("frames_dropped", 0)
     cameras = {}
-    for cam in sorted(Fleet(opts).camera_ports()):
+    for cam in sorted(DemoProcesses(opts).camera_ports()):
         n, frames, size = stored.get(cam, (0, 0, 0))
         cameras[cam] = {"segments": n, "frames": frames, "bytes": size,
                         "frames_dropped": dropped.get(cam), **latency.get(cam, {})}
@@ -283,7 +284,7 @@ def _ms(v: float | None) -> str:
 
 
 def run_demo(opts: DemoOptions) -> int:
-    fleet = Fleet(opts)
+    fleet = DemoProcesses(opts)
     try:
         return asyncio.run(_run(opts, fleet))
     except RuntimeError as exc:

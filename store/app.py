@@ -11,6 +11,7 @@ from pathlib import Path
 from shared.fsutil import remove_temporaries
 from shared.security import SecurityOptions
 from store.admin.keys import KeyStore
+from store.index import index_path
 from store.index.db import Index
 from store.ingest.writer import Ingestor
 from store.maintenance.coverage import CoverageTask
@@ -43,7 +44,7 @@ class Store:
             log.warning("removed a half-written file left by a crash: %s", leftover)
         # Clips left by exports that never finished (a crash, a client gone mid-export) are only cache.
         await asyncio.to_thread(shutil.rmtree, self.root / "cache" / "exports", True)
-        self.index = await Index.open(self.root / "index.sqlite3")
+        self.index = await Index.open(index_path(self.root))
         ingestor = Ingestor(self.root, self.index)
         # Its own connection; holds the Ingestor's per-segment locks while deleting.
         self.retention = RetentionTask(self.root, self.policy, locks=ingestor.segment_locks)

@@ -14,13 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from store.index import index_path
+
 if TYPE_CHECKING:
     from store.maintenance.check import CheckReport
     from store.maintenance.garbage import CollectReport
     from store.maintenance.retention import RetentionPolicy, SweepReport
 
 
-INDEX_NAME = "index.sqlite3"
 SHOW_PER_KIND = 20  # problems listed per kind before "... and N more"
 
 
@@ -107,7 +108,7 @@ def _error(command: str, message: str) -> int:
 
 
 def _index_path(args: argparse.Namespace) -> Path | None:
-    path = Path(args.root) / INDEX_NAME
+    path = index_path(Path(args.root))
     return path if path.is_file() else None
 
 
@@ -145,7 +146,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return _error("prune", str(exc))
     root = Path(args.root)
     if _index_path(args) is None:
-        return _error("prune", f"no index at {root / INDEX_NAME}: is --root right?")
+        return _error("prune", f"no index at {index_path(root)}: is --root right?")
     try:
         # A running store keeps its own running total and applies its own limits: not both at once.
         with StoreLock.acquire(root, "sht store prune"):
@@ -161,7 +162,7 @@ async def _prune(root: Path, policy: RetentionPolicy, dry_run: bool) -> tuple[Sw
     from store.maintenance.garbage import collect
     from store.maintenance.retention import open_index, sweep
 
-    index = await open_index(root / INDEX_NAME)
+    index = await open_index(index_path(root))
     try:
         report = await sweep(index, root, policy, now_us(), dry_run=dry_run)
         # Also the files an earlier prune or a stopped store left to delete.
@@ -204,7 +205,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     _setup(args)
     root = Path(args.root)
     if _index_path(args) is None:
-        return _error("check", f"no index at {root / INDEX_NAME}: is --root right?")
+        return _error("check", f"no index at {index_path(root)}: is --root right?")
     if not args.repair:
         report = asyncio.run(_check(root, args.deep, False))
         _print_check(report, running=_store_pid(root))
@@ -222,7 +223,7 @@ async def _check(root: Path, deep: bool, repair: bool) -> CheckReport:
     from store.index.db import Index
     from store.maintenance.check import check_store
 
-    index = await Index.open(root / INDEX_NAME)
+    index = await Index.open(index_path(root))
     try:
         return await check_store(root, index, deep=deep, repair=repair)
     finally:

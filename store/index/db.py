@@ -1,4 +1,5 @@
-"""The store's SQLite index through aiosqlite (WAL). Schema: ``store/index/schema.sql``."""
+"""The store's SQLite index through aiosqlite (WAL). Schema: ``store/index/schema.sql``; versions and
+upgrades: ``store/index/migrations.py``."""
 
 from __future__ import annotations
 
@@ -7,19 +8,14 @@ import contextlib
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import aiosqlite
 
 from shared.protocol.ingest import SegmentHeader
-from store.maintenance import coverage
-from store.maintenance.coverage import MARK_ALL_SQL
+from store.index import coverage_marks
+from store.index.migrations import prepare
 
-SCHEMA_VERSION = 2
-# schema.sql's CREATE ... IF NOT EXISTS makes the new tables; then: version -> (next version, SQL to fill them).
-# 1 -> 2: garbage (retention deletes files after the rows), coverage_hours (timeline summaries, all dirty).
-_UPGRADES = {1: (2, MARK_ALL_SQL)}
 _WRITE_LOCKS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -54,28 +50,6 @@ class SegmentRow:
     path: str
 
 
-async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
-    """Create what is missing, apply additive upgrades, refuse an index from a newer store."""
-    schema = resources.files("store.index").joinpath("schema.sql").read_text()
-    await conn.executescript(schema)
-    # FULL: a committed row survives power loss, matching the fsync'd file it points at.
-    await conn.execute("PRAGMA synchronous = FULL")
-    async with conn.execute("SELECT version FROM schema_version") as cur:
-        row = await cur.fetchone()
-    version = None if row is None else int(row[0])
-    while version in _UPGRADES:
-        version, sql = _UPGRADES[version]
-        await conn.execute(sql)
-        await conn.execute("UPDATE schema_version SET version = ?", (version,))
-    if row is None:
-        await conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-    elif version != SCHEMA_VERSION:
-        await conn.rollback()
-        raise RuntimeError(f"index {path} has schema version {row[0]}, this store expects {SCHEMA_VERSION}: "
-                           "it was written by a newer sht-cctv; upgrade this one (pip install -U sht-cctv)")
-    await conn.commit()
-
-
 class Index:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
@@ -84,7 +58,7 @@ class Index:
     async def open(cls, path: Path) -> Index:
         conn = await aiosqlite.connect(path)
         try:
-            await _prepare(conn, path)
+            await prepare(conn, path)
         except BaseException:
             await conn.close()
             raise
@@ -110,7 +84,7 @@ class Index:
                  header.bytes, header.sha256, header.codec, header.width, header.height, path,
                  received_us),
             )
-            await coverage.mark(conn, [(header.camera, header.start_us, header.end_us)])
+            await coverage_marks.mark(conn, [(header.camera, header.start_us, header.end_us)])
             await conn.execute(
                 "INSERT INTO nodes (node, first_seen_us, last_seen_us) VALUES (?, ?, ?) "
                 "ON CONFLICT (node) DO UPDATE SET last_seen_us = excluded.last_seen_us",

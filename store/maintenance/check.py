@@ -27,9 +27,9 @@ from typing import Any
 
 import aiosqlite
 
+from store.index import coverage_marks
 from store.index.db import Index
 from store.ingest.writer import segment_relpath
-from store.maintenance import coverage
 from store.maintenance.garbage import Ranges, collect, pending_ranges
 from store.media.files import is_temporary, quarantine, safe_relpath, walk_segment_files
 
@@ -158,7 +158,7 @@ async def _repair(root: Path, conn: aiosqlite.Connection, report: CheckReport) -
     doomed = by_kind["missing"] + by_kind["size"] + by_kind["sha256"]
     for i in range(0, len(doomed), BATCH_ROWS):
         ids = [p.row_id for p in doomed[i:i + BATCH_ROWS] if p.row_id is not None]
-        await coverage.mark_ids(conn, ids)
+        await coverage_marks.mark_ids(conn, ids)
         await conn.execute(f"DELETE FROM segments WHERE id IN ({','.join('?' * len(ids))})", ids)
         await conn.commit()
     report.repaired += [f"removed the row of missing {p.path}" for p in by_kind["missing"]]
@@ -222,4 +222,4 @@ async def insert_row(conn: aiosqlite.Connection, row: dict[str, Any]) -> None:
     """Insert one ``segments`` row (not committed). Leaves ``nodes`` alone: re-indexing is not a sighting."""
     cols = ", ".join(row)
     await conn.execute(f"INSERT INTO segments ({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
-    await coverage.mark(conn, [(str(row["camera"]), int(row["start_us"]), int(row["end_us"]))])
+    await coverage_marks.mark(conn, [(str(row["camera"]), int(row["start_us"]), int(row["end_us"]))])

@@ -1,7 +1,7 @@
 """``coverage_hours``: one summary row per camera and UTC hour, for fast timelines (store/index/timeline.py).
 
 The rule that keeps them true: every change to ``segments`` marks the hours it touches
-dirty in the same transaction (``mark``), and a summary is only trusted while clean.
+dirty in the same transaction (store/index/coverage_marks.py), and a summary is only trusted while clean.
 ``CoverageTask`` recomputes dirty hours that have ended, on a connection of its own,
 each batch inside one write transaction (BEGIN IMMEDIATE), so no segment can change
 between reading an hour and writing its summary. A timeline reads a dirty hour from its
@@ -16,60 +16,20 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from shared.clock import now_us
-from store.index.timeline import HOUR_US, MAX_SEGMENT_US, spans_between, summarise_hour
+from store.index import index_path
+from store.index.timeline import HOUR_US, spans_between, summarise_hour
 
 log = logging.getLogger(__name__)
 
 REFRESH_BATCH = 20  # hours per write transaction: the ingest waits at most for one batch (a few ms)
 REFRESH_PAUSE_S = 0.05
 SETTLE_US = 60_000_000  # an hour is summarised once it ended this long ago (later ones are still being written)
-
-# Mark every hour overlapped by a segment dirty: an index from before coverage_hours, or after a repair.
-# Segments last at most MAX_SEGMENT_US (15 minutes; ingest refuses longer ones), so the start's hour and the
-# last microsecond's hour are all of them.
-MARK_ALL_SQL = """
-INSERT INTO coverage_hours (camera, hour_us, segments, recorded_us, intervals, dirty)
-SELECT camera, hour, 0, 0, '[]', 1 FROM (
-    SELECT camera, start_us - start_us % 3600000000 AS hour FROM segments
-    UNION SELECT camera, (end_us - 1) - (end_us - 1) % 3600000000 FROM segments)
-WHERE true
-ON CONFLICT (camera, hour_us) DO UPDATE SET dirty = 1
-"""
-
-
-def hours_touched(start_us: int, end_us: int) -> range:
-    """Start of every UTC hour that [start_us, end_us) overlaps (ingest refuses segments longer than
-    MAX_SEGMENT_US; capped here too, so no row can ever make this a long list)."""
-    end_us = min(end_us, start_us + MAX_SEGMENT_US)
-    return range(start_us // HOUR_US * HOUR_US, max(end_us - 1, start_us) // HOUR_US * HOUR_US + 1, HOUR_US)
-
-
-async def mark(conn: aiosqlite.Connection, spans: Iterable[tuple[str, int, int]]) -> None:
-    """Mark dirty the hours these (camera, start_us, end_us) overlap; inside the caller's transaction."""
-    rows = [(camera, hour) for camera, start, end in spans for hour in hours_touched(start, end)]
-    if rows:
-        await conn.executemany(
-            "INSERT INTO coverage_hours (camera, hour_us, segments, recorded_us, intervals, dirty) "
-            "VALUES (?, ?, 0, 0, '[]', 1) ON CONFLICT (camera, hour_us) DO UPDATE SET dirty = 1", rows)
-
-
-async def mark_ids(conn: aiosqlite.Connection, ids: list[int]) -> None:
-    """Mark dirty the hours of these segments rows (before deleting them; inside the caller's transaction)."""
-    marks = ",".join("?" * len(ids))
-    await conn.execute(MARK_ALL_SQL.replace("FROM segments", f"FROM segments WHERE id IN ({marks})"), ids + ids)
-
-
-async def mark_all(conn: aiosqlite.Connection) -> None:
-    """Every hour with footage dirty (not committed): after changes made outside the usual paths."""
-    await conn.execute(MARK_ALL_SQL)
-
 
 async def refresh(conn: aiosqlite.Connection, before_us: int, limit: int = REFRESH_BATCH) -> int:
     """Recompute up to ``limit`` dirty hours that end before ``before_us``; returns how many."""
@@ -119,7 +79,7 @@ class CoverageTask:
     async def start(self) -> None:
         from store.index.db import Index
 
-        self._index = await Index.open(self.root / "index.sqlite3")
+        self._index = await Index.open(index_path(self.root))
         self._task = asyncio.create_task(self._run(), name="coverage")
 
     async def stop(self) -> None:

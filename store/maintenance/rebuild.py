@@ -24,12 +24,13 @@ from pathlib import Path
 import aiosqlite
 
 from shared.fsutil import TEMP_MARK, fsync_dir
-from store.index.db import SCHEMA_VERSION, Index
+from store.index import INDEX_FILE
+from store.index.db import Index
+from store.index.migrations import SCHEMA_VERSION
 from store.maintenance.check import describe_file, insert_row
 from store.maintenance.garbage import collect
 from store.media.files import is_temporary, walk_segment_files
 
-INDEX_NAME = "index.sqlite3"
 BATCH_ROWS = 2000
 CARRIED_TABLES = ("nodes", "events", "settings", "settings_history")  # what files cannot tell
 CARRIED_FROM_VERSIONS = (1, SCHEMA_VERSION)  # versions whose carried tables are the same as today's
@@ -60,8 +61,8 @@ async def rebuild_index(root: Path) -> RebuildReport:
     """Index every segment file under ROOT/segments into a new file and swap it in."""
     started = time.monotonic()
     report = RebuildReport()
-    old = root / INDEX_NAME
-    new = root / f"{INDEX_NAME}.rebuild"
+    old = root / INDEX_FILE
+    new = root / f"{INDEX_FILE}.rebuild"
     await asyncio.to_thread(_remove_db, new)  # a rebuild that crashed earlier
     if old.exists():
         await _collect_old_garbage(root, old, report)
@@ -182,7 +183,7 @@ class BackupResult:
 def backup_index(root: Path, output: Path) -> BackupResult:
     """Copy ROOT/index.sqlite3 to ``output`` consistently, even while the store writes to it."""
     started = time.monotonic()
-    src_path = root / INDEX_NAME
+    src_path = root / INDEX_FILE
     if not src_path.is_file():
         raise FileNotFoundError(f"no index at {src_path}")
     if output.resolve() in (src_path.resolve(), *(p.resolve() for p in _sidecars(src_path))):

@@ -31,10 +31,11 @@ from typing import Final
 import aiosqlite
 
 from shared.clock import iso_utc, now_us
+from store.index import coverage_marks, index_path
 from store.index.db import Index
 from store.index.timeline import HOUR_US
 from store.ingest.writer import KeyedLocks
-from store.maintenance import coverage, garbage
+from store.maintenance import garbage
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ class RetentionTask:
         self._warned_unmet = -math.inf
 
     async def start(self) -> None:
-        self._index = await open_index(self.root / "index.sqlite3")
+        self._index = await open_index(index_path(self.root))
         self.usage = await StoreUsage.load(self._index)  # the one SUM; ingest and sweeps keep it current
         self._disk_total, _ = await asyncio.to_thread(_disk_usage, self.root)
         self._task = asyncio.create_task(self._run(), name="retention")
@@ -367,7 +368,7 @@ class _Sweeper:
             await self.conn.executemany(
                 "INSERT INTO garbage (camera, from_us, to_us, segments, size_bytes) VALUES (?, ?, ?, ?, ?)",
                 [(c, lo, hi, n, size) for c, _, lo, hi, _, n, size in groups])
-            await coverage.mark(self.conn, [(c, hour, end) for c, hour, _, _, end, _, _ in groups])
+            await coverage_marks.mark(self.conn, [(c, hour, end) for c, hour, _, _, end, _, _ in groups])
             await self.conn.execute(f"DELETE FROM segments WHERE id IN ({marks})", ids)
             await self.conn.commit()
         except BaseException:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from shared.protocol.ingest import SegmentHeader
 from shared.protocol.query import BUCKETS, TimelineParams, TimeRange
-from store.index import timeline
+from store.index import coverage_marks, timeline
 from store.index.db import Index
 from store.index.timeline import GAP_TOLERANCE_US, HOUR_US
 from store.maintenance import coverage
@@ -70,7 +70,7 @@ def test_timeline_from_summaries_equals_the_definition(tmp_path_factory, made, l
             if summarised == "some":  # changes after the summaries: those hours are dirty again
                 for s, e in rnd.sample(spans, len(spans) // 3):
                     await index.conn.execute("DELETE FROM segments WHERE camera = 'cam0' AND start_us = ?", (s,))
-                    await coverage.mark(index.conn, [("cam0", s, e)])
+                    await coverage_marks.mark(index.conn, [("cam0", s, e)])
                     spans.remove((s, e))
                 await index.conn.commit()
             return await timeline.timeline(index.conn, TimelineParams("cam0", TimeRange(lo, hi), bucket, offset_s))
@@ -100,8 +100,8 @@ async def test_ingest_marks_hours_dirty_and_the_task_summarises_settled_ones(tmp
                 (T0, 1, 5 * S, f"[[{T0 + HOUR_US - 5 * S},{T0 + HOUR_US}]]", 0),
                 (T0 + HOUR_US, 0, 5 * S, f"[[{T0 + HOUR_US},{T0 + HOUR_US + 5 * S}]]", 0)]
         await index.conn.execute("DELETE FROM segments")
-        await coverage.mark_all(index.conn)  # nothing left to mark: the rows stay clean until recomputed
-        await coverage.mark(index.conn, [("cam0", T0 + HOUR_US - 5 * S, T0 + HOUR_US + 5 * S)])
+        await coverage_marks.mark_all(index.conn)  # nothing left to mark: the rows stay clean until recomputed
+        await coverage_marks.mark(index.conn, [("cam0", T0 + HOUR_US - 5 * S, T0 + HOUR_US + 5 * S)])
         await index.conn.commit()
         assert await coverage.refresh_all(index.conn, T0 + 2 * HOUR_US) == 2
         with sqlite3.connect(tmp_path / "index.sqlite3") as conn:

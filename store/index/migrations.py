@@ -1,0 +1,45 @@
+"""Schema versions of the index and the upgrades between them.
+
+``schema.sql`` is the single description of the current schema; every statement in it is
+``CREATE … IF NOT EXISTS``, so running it on an older index adds the new tables and
+indexes. An upgrade then only fills what is new, in the same transaction that records the
+new version. An index from a newer store is refused, never guessed at.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+from store.index.coverage_marks import MARK_ALL_SQL
+
+SCHEMA_VERSION = 2
+# version -> (next version, SQL that fills what that version added)
+UPGRADES: dict[int, tuple[int, str]] = {
+    # 1 -> 2: garbage (retention deletes files after the rows), coverage_hours (timeline summaries, all dirty).
+    1: (2, MARK_ALL_SQL),
+}
+
+
+async def prepare(conn: aiosqlite.Connection, path: Path) -> None:
+    """Create what is missing, apply additive upgrades, refuse an index from a newer store."""
+    schema = resources.files("store.index").joinpath("schema.sql").read_text()
+    await conn.executescript(schema)
+    # FULL: a committed row survives power loss, matching the fsync'd file it points at.
+    await conn.execute("PRAGMA synchronous = FULL")
+    async with conn.execute("SELECT version FROM schema_version") as cur:
+        row = await cur.fetchone()
+    version = None if row is None else int(row[0])
+    while version in UPGRADES:
+        version, sql = UPGRADES[version]
+        await conn.execute(sql)
+        await conn.execute("UPDATE schema_version SET version = ?", (version,))
+    if row is None:
+        await conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    elif version != SCHEMA_VERSION:
+        await conn.rollback()
+        raise RuntimeError(f"index {path} has schema version {row[0]}, this store expects {SCHEMA_VERSION}: "
+                           "it was written by a newer sht-cctv; upgrade this one (pip install -U sht-cctv)")
+    await conn.commit()
