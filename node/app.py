@@ -6,28 +6,23 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import av
 
 from node.capture.master import CameraMaster
 from node.motion.config import DetectorConfig
 from node.motion.worker import MotionWorker
+from node.recording.modes import RecordingModes
 from node.recording.recorder import Recorder
-from node.recording.roll import RecordingGate
-from node.recording.spool import Spool, SpooledSegment
-from node.recording.trim import trim_segment
+from node.recording.spool import Spool
 from node.serve.metrics import NodeMetrics
 from node.serve.server import NodeServer
+from node.settings import SettingsApplier
 from node.store_link.control import ControlLink
 from node.store_link.keyring import StoreKeyring
 from node.store_link.uploader import Uploader
-from shared.clock import now_us
 from shared.config import CameraConfig, NodeConfig
 from shared.health import ProcessMonitor
-from shared.protocol.control import Hello, SettingsPush
-from shared.protocol.ingest import EventRecord
+from shared.protocol.control import Hello
 from shared.security import SecurityOptions, bearer, client_ssl
 from shared.soc import SocMonitor
 
@@ -70,118 +65,21 @@ class Node:
         self.soc = SocMonitor()  # vcgencmd / thermal zones / NVML, cached: never raises
         self.port: int | None = None
         self._tasks: list[asyncio.Task] = []
-        self.control = (ControlLink(config.store_url, self._hello, self.health, self._apply_settings,
+        self.recording = RecordingModes(self.master.cameras, self.spool, self.uploader)
+        self.settings = SettingsApplier(self.master.cameras, self.recording)
+        self.control = (ControlLink(config.store_url, self._hello, self.health, self.settings.apply,
                                     self._revoked, headers=bearer(security.token), ssl_context=client_ssl_context)
                         if config.store_url else None)
-        # ``motion`` recording mode: finished segments wait here until an event wants them or cannot.
-        self.gates: dict[str, RecordingGate[SpooledSegment]] = {c.id: RecordingGate() for c in config.cameras}
-        self.discarded_quiet: dict[str, int] = {c.id: 0 for c in config.cameras}
-        self.trimmed_bytes: dict[str, int] = {c.id: 0 for c in config.cameras}
-        self._motion_tasks: set[asyncio.Task] = set()
         self.motion_configs = {c.id: motion_config(c, i) for i, c in enumerate(config.cameras)}
 
     def _hello(self) -> Hello:
         return Hello(self.config.id, self.port or 0, tuple(self.master.cameras),
                      tls=self.security.listen.tls_cert is not None)
 
-    def _apply_settings(self, push: SettingsPush) -> None:
-        camera = self.master.cameras.get(push.camera)
-        if camera is None:
-            log.warning("store sent settings for %s, which is not on this node", push.camera)
-            return
-        if camera.settings != push.settings:
-            log.info("camera %s settings now %s", push.camera, push.settings)
-        camera.settings = dict(push.settings)
-        sensitivity = push.settings.get("motion_sensitivity")
-        if camera.motion is not None and isinstance(sensitivity, (int, float)):
-            camera.motion.set_sensitivity(float(sensitivity))
-
-    def _motion_mode(self, camera: str) -> bool:
-        return self.master.cameras[camera].settings.get("recording_mode") == "motion"
-
     def _revoked(self, token_ids: tuple[str, ...]) -> None:
         if self.keyring is not None:
             self.keyring.remember_revoked(frozenset(token_ids))
             self.server.close_revoked(self.keyring.revoked)
-
-    async def _spooled(self, item: SpooledSegment) -> None:
-        h = item.header
-        if self._motion_mode(h.camera):
-            self.gates[h.camera].hold(h.start_us, h.end_us, item)
-            await self._decide(h.camera)
-        else:
-            await self.uploader.add_and_enforce(item)
-
-    async def _decide(self, camera: str) -> None:
-        """Upload the held segments an event wants; drop those none can want (not a loss: the mode)."""
-        gate = self.gates[camera]
-        if self._motion_mode(camera):
-            await self._settle(camera, *gate.decide_spans(now_us()))
-        else:
-            await self._settle(camera, [(item, None) for item in gate.release_all()], [])
-
-    async def _settle(self, camera: str, keep: Sequence[tuple[SpooledSegment, tuple[int, int] | None]],
-                      discard: Sequence[SpooledSegment]) -> None:
-        for item, span in keep:
-            if span is not None:
-                item = await asyncio.to_thread(self._trim, item, span)
-            await self.uploader.add_and_enforce(item)
-        for item in discard:
-            await asyncio.to_thread(self.spool.remove, item)
-            self.discarded_quiet[camera] += 1
-
-    def _trim(self, item: SpooledSegment, span: tuple[int, int]) -> SpooledSegment:
-        """Keep only the keyframe intervals the events want (blocking: a worker thread)."""
-        h = item.header
-        if span[0] <= h.start_us and span[1] >= h.end_us:
-            return item
-        try:
-            cut = trim_segment(item.media_path, h, *span)
-        except (OSError, ValueError, av.FFmpegError) as exc:  # keep it whole rather than lose any of it
-            log.warning("could not trim %s (%s); keeping all of it", h.segment_id, exc)
-            return item
-        if cut is None:
-            return item
-        header, data = cut
-        try:
-            # Under its own name, durable before the whole one goes: a crash in between leaves both,
-            # and the store keeps whichever arrives first (the other is refused as a conflict).
-            trimmed = self.spool.put(header, data, tag=".trim")
-            self.spool.remove(item)
-        except OSError as exc:
-            log.warning("could not spool the trimmed %s (%s); keeping all of it", h.segment_id, exc)
-            return item
-        self.trimmed_bytes[h.camera] += h.bytes - header.bytes
-        return trimmed
-
-    async def _gatekeeper(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            for camera in self.gates:
-                try:
-                    await self._decide(camera)
-                except Exception:  # held segments stay held (and durable); try again next second
-                    log.exception("camera %s: motion-mode decision failed", camera)
-
-    def _motion_finished_soon(self, record: EventRecord) -> None:
-        # The gate hears of the end now, in order with the next start (the task only spools and uploads).
-        self.gates[record.camera].event_finished(record.start_us, record.end_us)
-        task = asyncio.create_task(self.motion_finished(record))
-        self._motion_tasks.add(task)
-        task.add_done_callback(self._motion_tasks.discard)
-
-    def motion_started(self, camera: str, start_us: int) -> None:
-        self.gates[camera].event_started(start_us)
-
-    async def motion_finished(self, record: EventRecord) -> None:
-        try:
-            self.uploader.add(await asyncio.to_thread(self.spool.put_event, record))
-        except OSError as exc:
-            log.error("could not spool motion event %s: %s", record.record_id, exc)
-        await self._decide(record.camera)
-
-    async def _lost(self, camera: str, start_us: int, end_us: int, frames: int, why: str) -> None:
-        await self.uploader.report_loss(camera, start_us, end_us, frames, why)
 
     async def start(self) -> None:
         if self.keyring is not None and not await asyncio.to_thread(self.keyring.load_local):
@@ -198,16 +96,18 @@ class Node:
             if detection is not None:
                 cfg = camera.config
                 camera.motion = MotionWorker(camera.id, self.config.id, detection, cfg.width, cfg.height, cfg.fps,
-                                             loop, self.motion_started, self._motion_finished_soon)
+                                             loop, self.recording.motion_started,
+                                             self.recording.motion_finished_soon)
         for camera in self.master.cameras.values():
             recorder = Recorder(self.config.id, camera, self.config.segment_seconds,
-                                self.spool, self._spooled, self._lost)
+                                self.spool, self.recording.segment_spooled,
+                                self.uploader.report_loss)
             self.recorders.append(recorder)
         self.master.start()  # after the recorders subscribed: they see the very first keyframe
-        self._recording = [asyncio.create_task(r.run(), name=f"recorder-{r.camera.id}")
+        self._recorder_tasks = [asyncio.create_task(r.run(), name=f"recorder-{r.camera.id}")
                            for r in self.recorders]
         self.port = await self.server.start(self.config.host, self.config.port)
-        self._tasks.append(asyncio.create_task(self._gatekeeper(), name="gatekeeper"))
+        self._tasks.append(asyncio.create_task(self.recording.run(), name="recording-modes"))
         if self.control is not None:
             self._tasks.append(asyncio.create_task(self.control.run(), name="control"))
         log.info("node %s serving on port %d with cameras %s", self.config.id, self.port,
@@ -216,14 +116,8 @@ class Node:
     async def stop(self) -> None:
         """Clean stop: finish the segment in progress, spool it, try to upload what is left."""
         await self.master.stop()
-        await asyncio.gather(*self._recording)
-        await asyncio.gather(*self._motion_tasks)  # events closed by the stop are spooled too
-        for camera, gate in self.gates.items():
-            # Detection has closed its last event by now, so every held segment's fate is known.
-            if self._motion_mode(camera):
-                await self._settle(camera, *gate.finish_spans())
-            else:
-                await self._settle(camera, [(item, None) for item in gate.release_all()], [])
+        await asyncio.gather(*self._recorder_tasks)
+        await self.recording.finish()  # detection has closed its last event by now
         if self.config.store_url:
             done = await self.uploader.drain(SHUTDOWN_UPLOAD_S)
             if not done:
@@ -242,9 +136,7 @@ class Node:
             "soc": self.soc.reading(),
             "cameras": {
                 r.camera.id: {**r.camera.health(),
-                              "recording": {**r.health(), "held": len(self.gates[r.camera.id].held),
-                                            "discarded_quiet": self.discarded_quiet[r.camera.id],
-                                            "trimmed_bytes": self.trimmed_bytes[r.camera.id]}}
+                              "recording": {**r.health(), **self.recording.health(r.camera.id)}}
                 for r in self.recorders
             },
             "spool": self.uploader.backlog(),  # in memory: /health never walks the disk

@@ -1,0 +1,157 @@
+"""Recording modes: which spooled segments go to the uploader, and how much of each.
+
+``continuous`` hands every segment over as soon as it is spooled. ``motion``
+holds each one in its camera's gate (node/recording/roll.py) until it is known
+whether an event wants it: wanted ones are trimmed to the keyframe intervals the
+events want (node/recording/trim.py) and handed over, the rest are removed from
+the spool (not a loss: that is the mode). Held segments are already durable, so
+a crash loses no decision that matters: they are uploaded whole on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
+
+import av
+
+from node.recording.roll import RecordingGate
+from node.recording.spool import Spool, SpooledItem, SpooledSegment
+from node.recording.trim import trim_segment
+from shared.clock import now_us
+from shared.protocol.ingest import EventRecord
+
+log = logging.getLogger(__name__)
+
+CONTINUOUS = "continuous"
+MOTION = "motion"
+DECIDE_EVERY_S = 1.0
+
+Span = tuple[int, int]
+
+
+class UploadQueue(Protocol):
+    """What this module needs of node/store_link/uploader.py."""
+
+    def add(self, item: SpooledItem) -> None: ...
+
+    async def add_and_enforce(self, item: SpooledSegment) -> None: ...
+
+
+class RecordingModes:
+    """Each camera's recording mode and, in ``motion`` mode, its gate of held segments."""
+
+    def __init__(self, cameras: Iterable[str], spool: Spool, uploads: UploadQueue,
+                 clock: Callable[[], int] = now_us) -> None:
+        self.spool = spool
+        self.clock = clock  # wall time in µs, the time base of segments and events
+        self.uploads = uploads
+        cameras = list(cameras)
+        self.modes: dict[str, str] = {c: CONTINUOUS for c in cameras}  # until the store says otherwise
+        self.gates: dict[str, RecordingGate[SpooledSegment]] = {c: RecordingGate() for c in cameras}
+        self.discarded_quiet: dict[str, int] = {c: 0 for c in cameras}
+        self.trimmed_bytes: dict[str, int] = {c: 0 for c in cameras}
+        self._event_tasks: set[asyncio.Task] = set()
+
+    def set_mode(self, camera: str, mode: str) -> None:
+        """Takes effect at the next decision (within a second): a switch to continuous releases what is held."""
+        self.modes[camera] = mode
+
+    def motion_mode(self, camera: str) -> bool:
+        return self.modes.get(camera) == MOTION
+
+    async def segment_spooled(self, item: SpooledSegment) -> None:
+        """The recorder's hand-off of each finished, durable segment."""
+        h = item.header
+        if self.motion_mode(h.camera):
+            self.gates[h.camera].hold(h.start_us, h.end_us, item)
+            await self.decide(h.camera)
+        else:
+            await self.uploads.add_and_enforce(item)
+
+    def motion_started(self, camera: str, start_us: int) -> None:
+        """From the motion worker, on the event loop."""
+        self.gates[camera].event_started(start_us)
+
+    def motion_finished_soon(self, record: EventRecord) -> None:
+        """From the motion worker, on the event loop: the gate hears of the end now, in order with the next
+        start; spooling the event and deciding happen in a task."""
+        self.gates[record.camera].event_finished(record.start_us, record.end_us)
+        task = asyncio.create_task(self.motion_finished(record))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
+    async def motion_finished(self, record: EventRecord) -> None:
+        try:
+            self.uploads.add(await asyncio.to_thread(self.spool.put_event, record))
+        except OSError as exc:
+            log.error("could not spool motion event %s: %s", record.record_id, exc)
+        await self.decide(record.camera)
+
+    async def decide(self, camera: str) -> None:
+        """Upload the held segments an event wants; drop those none can want."""
+        gate = self.gates[camera]
+        if self.motion_mode(camera):
+            await self._settle(camera, *gate.decide_spans(self.clock()))
+        else:
+            await self._settle(camera, [(item, None) for item in gate.release_all()], [])
+
+    async def run(self) -> None:
+        """Decide every second: a held segment's fate also changes with time alone."""
+        while True:
+            await asyncio.sleep(DECIDE_EVERY_S)
+            for camera in self.gates:
+                try:
+                    await self.decide(camera)
+                except Exception:  # held segments stay held (and durable); try again next second
+                    log.exception("camera %s: motion-mode decision failed", camera)
+
+    async def finish(self) -> None:
+        """At a clean stop, once the recorders and detectors are done: every held segment's fate is known."""
+        await asyncio.gather(*self._event_tasks)  # events closed by the stop are spooled too
+        for camera, gate in self.gates.items():
+            if self.motion_mode(camera):
+                await self._settle(camera, *gate.finish_spans())
+            else:
+                await self._settle(camera, [(item, None) for item in gate.release_all()], [])
+
+    async def _settle(self, camera: str, keep: Sequence[tuple[SpooledSegment, Span | None]],
+                      discard: Sequence[SpooledSegment]) -> None:
+        for item, span in keep:
+            if span is not None:
+                item = await asyncio.to_thread(self._trim, item, span)
+            await self.uploads.add_and_enforce(item)
+        for item in discard:
+            await asyncio.to_thread(self.spool.remove, item)
+            self.discarded_quiet[camera] += 1
+
+    def _trim(self, item: SpooledSegment, span: Span) -> SpooledSegment:
+        """Keep only the keyframe intervals the events want (blocking: a worker thread)."""
+        h = item.header
+        if span[0] <= h.start_us and span[1] >= h.end_us:
+            return item
+        try:
+            cut = trim_segment(item.media_path, h, *span)
+        except (OSError, ValueError, av.FFmpegError) as exc:  # keep it whole rather than lose any of it
+            log.warning("could not trim %s (%s); keeping all of it", h.segment_id, exc)
+            return item
+        if cut is None:
+            return item
+        header, data = cut
+        try:
+            # Under its own name, durable before the whole one goes: a crash in between leaves both,
+            # and the store keeps whichever arrives first (the other is refused as a conflict).
+            trimmed = self.spool.put(header, data, tag=".trim")
+            self.spool.remove(item)
+        except OSError as exc:
+            log.warning("could not spool the trimmed %s (%s); keeping all of it", h.segment_id, exc)
+            return item
+        self.trimmed_bytes[h.camera] += h.bytes - header.bytes
+        return trimmed
+
+    def health(self, camera: str) -> dict[str, int]:
+        """The camera's part of ``recording`` in the node's /health."""
+        return {"held": len(self.gates[camera].held), "discarded_quiet": self.discarded_quiet[camera],
+                "trimmed_bytes": self.trimmed_bytes[camera]}

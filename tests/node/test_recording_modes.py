@@ -1,0 +1,121 @@
+"""Recording modes (node/recording/modes.py) with a real spool and a fake uploader that records calls."""
+
+from __future__ import annotations
+
+import av
+import pytest
+
+from node.recording.modes import CONTINUOUS, MOTION, RecordingModes
+from node.recording.segmenter import Segmenter, build_segment
+from node.recording.spool import Spool, SpooledEvent, SpooledItem, SpooledSegment
+from shared.protocol.ingest import EventRecord
+from tests.node.test_segmenter import FPS, H, W, encoded_units
+
+S = 1_000_000
+T0 = 1_700_000_000_000_000
+
+
+class FakeUploads:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, SpooledItem]] = []
+
+    def add(self, item: SpooledItem) -> None:
+        self.calls.append(("add", item))
+
+    async def add_and_enforce(self, item: SpooledSegment) -> None:
+        self.calls.append(("add_and_enforce", item))
+
+    def segments(self) -> list[SpooledSegment]:
+        return [item for _, item in self.calls if isinstance(item, SpooledSegment)]
+
+
+class Clock:
+    def __init__(self, now_us: int) -> None:
+        self.now_us = now_us
+
+    def __call__(self) -> int:
+        return self.now_us
+
+
+@pytest.fixture(scope="module")
+def ten_second_segments() -> list[tuple]:
+    """Three 10 s segments of cam0 from T0 on, as (header, data)."""
+    seg = Segmenter("cam0", 10, FPS)
+    finished = [s for u in encoded_units(305, start_us=T0) if (s := seg.push(u)) is not None]
+    return [build_segment("node0", s, W, H, FPS) for s in finished[:3]]
+
+
+def setup(tmp_path, segments, mode: str) -> tuple[RecordingModes, Spool, FakeUploads, Clock, list[SpooledSegment]]:
+    spool, uploads, clock = Spool(tmp_path / "spool"), FakeUploads(), Clock(T0)
+    modes = RecordingModes(["cam0"], spool, uploads, clock)
+    modes.set_mode("cam0", mode)
+    return modes, spool, uploads, clock, [spool.put(header, data) for header, data in segments]
+
+
+async def test_continuous_mode_hands_every_segment_over_at_once(tmp_path, ten_second_segments):
+    modes, spool, uploads, _, spooled = setup(tmp_path, ten_second_segments, CONTINUOUS)
+    for item in spooled:
+        await modes.segment_spooled(item)
+    assert uploads.calls == [("add_and_enforce", item) for item in spooled]
+    assert modes.health("cam0") == {"held": 0, "discarded_quiet": 0, "trimmed_bytes": 0}
+    assert len(spool.scan()) == 3
+
+
+async def test_motion_mode_drops_quiet_segments_and_trims_the_one_an_event_wants(tmp_path, ten_second_segments):
+    modes, spool, uploads, clock, spooled = setup(tmp_path, ten_second_segments, MOTION)
+    for item in spooled:
+        clock.now_us = item.header.end_us
+        await modes.segment_spooled(item)
+    assert uploads.calls == [] and modes.health("cam0")["held"] >= 1
+    modes.motion_started("cam0", T0 + 27 * S)  # pre-roll from 22 s: only the third segment, from 22 s on
+    record = EventRecord("node0", "cam0", T0 + 27 * S, T0 + 28 * S, "motion", 0.8, thumb_us=None)
+    modes.motion_finished_soon(record)
+    clock.now_us = T0 + 40 * S
+    await modes.finish()  # waits for the event to be spooled
+    events = [item for call, item in uploads.calls if call == "add" and isinstance(item, SpooledEvent)]
+    assert [e.record for e in events] == [record]
+    [kept] = uploads.segments()
+    whole = spooled[2].header
+    assert kept.header.start_us == T0 + 22 * S and kept.header.end_us == whole.end_us  # from the keyframe at 22 s
+    with av.open(str(kept.media_path)) as container:
+        assert len(list(container.decode(video=0))) == kept.header.frames == 80
+    health = modes.health("cam0")
+    assert health == {"held": 0, "discarded_quiet": 2, "trimmed_bytes": whole.bytes - kept.header.bytes}
+    assert health["trimmed_bytes"] > 0
+    left = spool.scan()  # the quiet ones and the untrimmed original are gone; the trimmed one and the event wait
+    assert {i.header.segment_id for i in left if isinstance(i, SpooledSegment)} == {kept.header.segment_id}
+    assert kept.media_path.name.endswith(".trim.mp4")
+
+
+async def test_quiet_segments_wait_until_no_event_can_want_them(tmp_path, ten_second_segments):
+    modes, _, uploads, clock, spooled = setup(tmp_path, ten_second_segments[:1], MOTION)
+    clock.now_us = spooled[0].header.end_us
+    await modes.segment_spooled(spooled[0])
+    assert modes.health("cam0")["held"] == 1  # an event reported late may still want its pre-roll
+    clock.now_us = spooled[0].header.end_us + 7 * S  # detection delay + pre-roll later: nothing can
+    await modes.decide("cam0")
+    assert modes.health("cam0") == {"held": 0, "discarded_quiet": 1, "trimmed_bytes": 0}
+    assert uploads.calls == [] and not spooled[0].media_path.exists()
+
+
+async def test_switching_to_continuous_releases_what_is_held_whole(tmp_path, ten_second_segments):
+    modes, _, uploads, clock, spooled = setup(tmp_path, ten_second_segments[:2], MOTION)
+    for item in spooled:
+        clock.now_us = item.header.end_us
+        await modes.segment_spooled(item)
+    held = modes.health("cam0")["held"]
+    assert held >= 1
+    modes.set_mode("cam0", CONTINUOUS)
+    await modes.decide("cam0")
+    assert len(uploads.segments()) == held and all(i.media_path.exists() for i in uploads.segments())
+    assert modes.health("cam0")["held"] == 0
+
+
+async def test_a_segment_that_cannot_be_trimmed_is_kept_whole(tmp_path, ten_second_segments):
+    modes, _, uploads, clock, spooled = setup(tmp_path, ten_second_segments[2:], MOTION)
+    spooled[0].media_path.write_bytes(b"not an mp4")  # trimming fails: keep all of it rather than lose any
+    modes.motion_started("cam0", T0 + 27 * S)
+    clock.now_us = spooled[0].header.end_us
+    await modes.segment_spooled(spooled[0])
+    assert uploads.segments() == [spooled[0]]
+    assert modes.health("cam0")["trimmed_bytes"] == 0
