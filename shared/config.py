@@ -1,33 +1,23 @@
-"""JSON configuration with errors that name the file and the field.
+"""The node's JSON configuration, with errors that name the file and the field.
 
-``FieldReader`` walks a parsed JSON object and raises ``ConfigError`` with the
-dotted path of the bad field (``cameras[1].fps``) and where it came from, so an
-operator can fix the file without reading our code. Scenarios and node configs
-both use it.
+Read with ``shared.fields.FieldReader``: a bad field raises ``FieldError`` with its
+dotted path (``cameras[1].fps``) and the file it came from, so an operator can fix
+the file without reading our code.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
-from shared.ids import InvalidId, check_id
-
-T = TypeVar("T")
-_MISSING: Any = object()
+from shared.fields import FieldError, FieldReader
+from shared.ids import check_id
 
 
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; the message names file and field."""
-
-    def __init__(self, message: str, *, source: str, field_path: str | None = None) -> None:
-        self.source = source
-        self.field_path = field_path
-        where = f"{source}: field '{field_path}'" if field_path else source
-        super().__init__(f"{where}: {message}")
+class ConfigError(FieldError):
+    """A configuration file that cannot be read or used; ``FieldReader`` raises the base ``FieldError``."""
 
 
 def load_json_file(path: str | Path) -> Any:
@@ -43,156 +33,6 @@ def load_json_file(path: str | Path) -> Any:
         raise ConfigError(
             f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", source=str(path)
         ) from exc
-
-
-class FieldReader:
-    """Typed access to one JSON object, remembering where it sits in its document."""
-
-    def __init__(self, data: object, source: str, path: str = "") -> None:
-        self.source = source
-        self.path = path
-        if not isinstance(data, Mapping):
-            self._fail("must be a JSON object", path or None)
-        self.data: Mapping[str, Any] = data  # type: ignore[assignment]
-
-    def _field(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def _fail(self, message: str, field_path: str | None) -> None:
-        raise ConfigError(message, source=self.source, field_path=field_path)
-
-    def error(self, key: str, message: str) -> ConfigError:
-        return ConfigError(message, source=self.source, field_path=self._field(key))
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def number(
-        self,
-        key: str,
-        default: float = _MISSING,
-        *,
-        minimum: float | None = None,
-        maximum: float | None = None,
-        integer: bool = False,
-    ) -> Any:
-        if key not in self.data:
-            if default is _MISSING:
-                raise self.error(key, "is required")
-            return default
-        value: Any = self.data[key]
-        kinds: tuple[type, ...] = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds):
-            raise self.error(key, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
-        number = cast(float, value)
-        if minimum is not None and number < minimum:
-            raise self.error(key, f"must be at least {minimum}, got {value!r}")
-        if maximum is not None and number > maximum:
-            raise self.error(key, f"must be at most {maximum}, got {value!r}")
-        return value
-
-    def integer(self, key: str, default: int = _MISSING, **bounds: Any) -> int:
-        return int(self.number(key, default, integer=True, **bounds))
-
-    def string(self, key: str, default: str = _MISSING) -> str:
-        if key not in self.data:
-            if default is _MISSING:
-                raise self.error(key, "is required")
-            return default
-        value = self.data[key]
-        if not isinstance(value, str) or not value:
-            raise self.error(key, f"must be a non-empty string, got {value!r}")
-        return value
-
-    def ident(self, key: str, default: str = _MISSING) -> str:
-        value = self.string(key, default)
-        try:
-            return check_id(value, "id")
-        except InvalidId as exc:
-            raise self.error(key, str(exc)) from exc
-
-    def boolean(self, key: str, default: bool = _MISSING) -> bool:
-        if key not in self.data:
-            if default is _MISSING:
-                raise self.error(key, "is required")
-            return default
-        value = self.data[key]
-        if not isinstance(value, bool):
-            raise self.error(key, f"must be true or false, got {value!r}")
-        return value
-
-    def idents(self, key: str, default: list[str] = _MISSING) -> list[str]:
-        """A JSON array of valid ids (cameras, nodes)."""
-        if key not in self.data:
-            if default is _MISSING:
-                raise self.error(key, "is required")
-            return list(default)
-        value = self.data[key]
-        if not isinstance(value, list):
-            raise self.error(key, f"must be an array of ids, got {value!r}")
-        for item in value:
-            try:
-                check_id(item, "id")
-            except InvalidId as exc:
-                raise self.error(key, str(exc)) from exc
-        return list(value)
-
-    def choice(self, key: str, options: tuple[str, ...], default: str = _MISSING) -> str:
-        value = self.string(key, default)
-        if value not in options:
-            raise self.error(key, f"must be one of {', '.join(options)}, got {value!r}")
-        return value
-
-    def pair(self, key: str, default: tuple[float, float] = _MISSING, **bounds: Any) -> tuple:
-        """A two-element JSON array of numbers, e.g. a position or a size."""
-        return tuple(self.numbers(key, 2, default, **bounds))
-
-    def numbers(
-        self,
-        key: str,
-        count: int,
-        default: tuple[float, ...] = _MISSING,
-        *,
-        minimum: float | None = None,
-        maximum: float | None = None,
-    ) -> list[float]:
-        if key not in self.data:
-            if default is _MISSING:
-                raise self.error(key, "is required")
-            return list(default)
-        value = self.data[key]
-        if not isinstance(value, list) or len(value) != count:
-            raise self.error(key, f"must be an array of {count} numbers, got {value!r}")
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, (int, float)):
-                raise self.error(key, f"must contain only numbers, got {item!r}")
-            if (minimum is not None and item < minimum) or (maximum is not None and item > maximum):
-                raise self.error(key, f"values must lie in [{minimum}, {maximum}], got {item!r}")
-        return [float(v) for v in value]
-
-    def child(self, key: str, default: Mapping[str, Any] | None = _MISSING) -> FieldReader:
-        if key not in self.data:
-            if default is _MISSING:
-                raise self.error(key, "is required")
-            return FieldReader(default or {}, self.source, self._field(key))
-        return FieldReader(self.data[key], self.source, self._field(key))
-
-    def children(self, key: str, default: list[Any] | None = _MISSING) -> list[FieldReader]:
-        if key not in self.data:
-            if default is _MISSING:
-                raise self.error(key, "is required")
-            return []
-        value = self.data[key]
-        if not isinstance(value, list):
-            raise self.error(key, f"must be an array, got {value!r}")
-        return [FieldReader(v, self.source, f"{self._field(key)}[{i}]") for i, v in enumerate(value)]
-
-    def reject_unknown(self, allowed: set[str]) -> None:
-        unknown = sorted(set(self.data) - allowed)
-        if unknown:
-            raise self.error(
-                unknown[0], f"is not a known setting (known: {', '.join(sorted(allowed))})"
-            )
 
 
 def parse_size(text: str, what: str = "size") -> tuple[int, int]:
@@ -279,7 +119,7 @@ def masks_from_reader(r: FieldReader) -> tuple[tuple[tuple[float, float], ...], 
         points = m.data["polygon"]
         if not isinstance(points, list) or len(points) < 3:
             raise m.error("polygon", f"must be an array of at least 3 [x, y] points, got {points!r}")
-        p = FieldReader({str(i): v for i, v in enumerate(points)}, r.source, m._field("polygon"))
+        p = FieldReader({str(i): v for i, v in enumerate(points)}, r.source, m.field_path("polygon"))
         polygons.append(tuple(p.pair(str(i), minimum=0, maximum=1) for i in range(len(points))))
     return tuple(polygons)
 
@@ -327,7 +167,7 @@ def node_config_from_json(data: object, source: str) -> NodeConfig:
     for i, cam in enumerate(cameras):
         if cam.id in seen:
             raise ConfigError(f"camera id {cam.id!r} is used twice", source=source,
-                              field_path=f"cameras[{i}].id")
+                              field=f"cameras[{i}].id")
         seen.add(cam.id)
     store = r.string("store", "") if r.has("store") else None
     return NodeConfig(

@@ -63,13 +63,13 @@ def cmd_node(args: argparse.Namespace) -> int:
         return 0
     from shared.config import (
         CameraConfig,
-        ConfigError,
         NodeConfig,
         load_node_config,
         parse_camera_flag,
         parse_size,
         with_overrides,
     )
+    from shared.fields import FieldError
     from shared.ids import InvalidId, check_id
 
     try:
@@ -107,7 +107,7 @@ def cmd_node(args: argparse.Namespace) -> int:
             spool_dir=args.spool, cameras=cams, spool_max_bytes=spool_max_bytes,
             spool_max_minutes=args.spool_max_minutes,
         )
-    except (ConfigError, InvalidId, ValueError) as exc:
+    except (FieldError, InvalidId, ValueError) as exc:
         return _fail(str(exc))
     if not config.cameras:
         return _fail("no cameras: give --camera ID=SOURCE (e.g. --camera cam0=synthetic) or a --config file")
@@ -128,7 +128,7 @@ def cmd_node(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run_node(config, security))
-    except (SourceError, ConfigError) as exc:
+    except (SourceError, FieldError) as exc:  # a scenario or motion config read at start
         return _fail(str(exc))
     except ValueError as exc:  # e.g. a motion zone the detector cannot use
         return _fail(f"node {config.id}: {exc}")

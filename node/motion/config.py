@@ -20,7 +20,7 @@ from node.motion.events import DEFAULT_QUIET_S, DEFAULT_START_FRAMES, EventTrack
 from node.motion.luma import LumaDetector, lores_size
 from node.motion.vectors import MotionVectorDetector
 from node.motion.zones import Zone, parse_zones
-from shared.config import FieldReader
+from shared.fields import FieldReader
 
 KINDS = ("luma", "vectors")
 DEFAULT_KIND = "luma"  # chosen from `just bench motion`: see docs/motion.md
@@ -46,7 +46,7 @@ class DetectorConfig:
 
     @classmethod
     def from_json(cls, data: object, source: str, path: str = "motion") -> DetectorConfig:
-        """Parse a ``"motion"`` object; errors are ``ConfigError`` naming e.g. ``cameras[0].motion.quiet_s``."""
+        """Parse a ``"motion"`` object; errors are ``FieldError`` naming e.g. ``cameras[0].motion.quiet_s``."""
         r = FieldReader(data, source, path)
         r.reject_unknown(MOTION_KEYS)
         return cls(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from node.motion.grid import CellGeometry
-from shared.config import FieldReader
+from shared.fields import FieldReader
 
 MODES = ("include", "exclude")
 SUBSAMPLES = 5  # per cell side; the outer samples sit just inside the cell's edges
@@ -81,7 +81,7 @@ def zone_mask(zones: Sequence[Zone], geometry: CellGeometry) -> np.ndarray:
 
 
 def parse_zones(reader: FieldReader, key: str = "zones") -> tuple[Zone, ...]:
-    """Zones from JSON; a malformed one raises ``ConfigError`` naming e.g. ``motion.zones[1].polygon``."""
+    """Zones from JSON; a malformed one raises ``FieldError`` naming e.g. ``motion.zones[1].polygon``."""
     zones = []
     for z in reader.children(key, []):
         z.reject_unknown({"mode", "rect", "polygon"})

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from shared.config import ConfigError, FieldReader, load_json_file
+from shared.config import ConfigError, load_json_file
+from shared.fields import FieldReader
 
 
 @dataclass(frozen=True)

@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from shared.fields import FieldError, FieldReader
+
+T = TypeVar("T")
 
 
 class ProtocolError(ValueError):
-    """Bytes that are not a valid message. ``code`` is stable and machine-readable."""
+    """Bytes that are not a valid message. ``code`` is stable and machine-readable; ``field``, where known,
+    is the dotted path of the bad field (``cameras.cam0.fps``)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
         self.code = code
         self.message = message
+        self.field = field
         super().__init__(f"{code}: {message}")
+
+
+def read_message(data: object, what: str, read: Callable[[FieldReader], T]) -> T:
+    """Run a ``FieldReader``-based parser over a JSON value; a bad field becomes a ``bad-field``
+    ``ProtocolError`` that names it (``what``: the message, for the text, e.g. "node health")."""
+    try:
+        return read(FieldReader(data, what))
+    except FieldError as exc:
+        where = f"field {exc.field!r} of the {what}" if exc.field else f"the {what}"
+        raise ProtocolError("bad-field", f"{where} {exc.message}", exc.field) from None
 
 
 def parse_json_object(data: str | bytes) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.config import ConfigError, FieldReader
+from shared.fields import FieldError, FieldReader
 from shared.protocol.errors import ProtocolError, parse_json_object
 
 CHUNK_PREFIX = struct.Struct(">I")
@@ -220,9 +220,8 @@ def parse_request(message: str | bytes) -> Request:
                            "method")
     try:
         params = METHODS[method].read(FieldReader(obj.get("params", {}), "params"))
-    except ConfigError as exc:
-        message_text = str(exc).split(": ", 2)[-1]
-        raise RequestError(rid, "bad-param", message_text, exc.field_path or "params") from None
+    except FieldError as exc:
+        raise RequestError(rid, "bad-param", exc.message, exc.field or "params") from None
     return Request(rid, method, params)
 
 
@@ -230,9 +229,8 @@ class RequestError(ProtocolError):
     """A request whose id is known, so the error can be addressed to it."""
 
     def __init__(self, request_id: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(code, message)
+        super().__init__(code, message, field)
         self.request_id = request_id
-        self.field = field
 
 
 def chunk_message(request_id: int, data: bytes | memoryview) -> bytes:

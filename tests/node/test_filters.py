@@ -11,7 +11,8 @@ import pytest
 
 from node.capture.filters import FrameFilter, TimestampOverlay, rasterise
 from node.capture.master import Camera
-from shared.config import CameraConfig, ConfigError, node_config_from_json
+from shared.config import CameraConfig, node_config_from_json
+from shared.fields import FieldError
 
 W, H = 320, 240
 TRIANGLE = ((0.55, 0.1), (0.95, 0.1), (0.95, 0.7))
@@ -103,5 +104,5 @@ def test_polygon_rasterisation_and_mask_config():
     f(frame, 0)
     y = yuv(frame)[0]
     assert (y[4:, 4:] == 16).all() and (y[:4, :] == 200).all()
-    with pytest.raises(ConfigError, match="exactly one of rect or polygon"):
+    with pytest.raises(FieldError, match="exactly one of rect or polygon"):
         node_config_from_json({"id": "n", "cameras": [{"id": "c", "masks": [{}]}]}, "t")

@@ -7,6 +7,7 @@ from node.sources.base import plane_view
 from node.sources.scenario import builtin_scenarios, load_scenario, scenario_from_json
 from node.sources.synthetic import SyntheticSource
 from shared.config import ConfigError
+from shared.fields import FieldError
 
 
 def test_builtin_scenarios_load():
@@ -25,9 +26,9 @@ def test_builtin_scenarios_load():
     ({"objcts": []}, "objcts"),
 ])
 def test_malformed_scenarios_name_the_field(doc, field):
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(FieldError) as err:
         scenario_from_json(doc, "s.json")
-    assert err.value.field_path == field
+    assert err.value.field == field
 
 
 def test_missing_file_lists_builtins(tmp_path):

@@ -9,6 +9,7 @@ from shared.config import (
     parse_camera_flag,
     parse_size,
 )
+from shared.fields import FieldError
 from shared.ids import InvalidId, check_id
 
 
@@ -29,9 +30,9 @@ def test_valid_config(tmp_path):
     ({"id": "n", "segment_seconds": 0}, "segment_seconds"),
 ])
 def test_errors_name_file_and_field(doc, field):
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(FieldError) as err:
         node_config_from_json(doc, "node.json")
-    assert err.value.field_path == field
+    assert err.value.field == field
     assert str(err.value).startswith(f"node.json: field '{field}'")
 
 

@@ -14,7 +14,7 @@ from node.motion import DetectorConfig, EventTracker, make_detector, parse_zones
 from node.sources.base import plane_view
 from node.sources.scenario import load_scenario
 from node.sources.synthetic import SyntheticSource
-from shared.config import FieldReader
+from shared.fields import FieldReader
 from shared.protocol.ingest import EventRecord
 
 W, H, FPS = 320, 180, 10

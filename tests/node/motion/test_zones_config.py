@@ -7,7 +7,7 @@ import pytest
 
 from node.motion import DetectorConfig, LumaDetector, MotionVectorDetector, Zone, make_detector, zone_mask
 from node.motion.grid import CellGeometry
-from shared.config import ConfigError
+from shared.fields import FieldError
 
 GRID = CellGeometry(width=100, height=100, cell=10, rows=10, cols=10)
 
@@ -80,6 +80,6 @@ def test_config_full():
      "cameras[0].motion.zones[0].rect"),
 ])
 def test_config_errors_name_the_field(doc, field):
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(FieldError) as err:
         DetectorConfig.from_json(doc, "node.json", "cameras[0].motion")
-    assert err.value.field_path == field and err.value.source == "node.json"
+    assert err.value.field == field and err.value.source == "node.json"
