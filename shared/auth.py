@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -25,14 +26,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 ISSUER = "sht-store"
 ALGORITHM = "EdDSA"
 ROLES = ("node", "viewer", "admin")
-# What each endpoint needs. Admin may do everything a viewer may.
-ENDPOINT_ROLES: dict[str, tuple[str, ...]] = {
-    "/ingest": ("node",),
-    "/control": ("node",),
-    "/live": ("viewer", "admin"),
-    "/api": ("viewer", "admin"),
-    "/": ("viewer", "admin"),
-}
 ADMIN_METHODS = frozenset({"set_setting", "lock_event"})  # /api methods that change things
 
 
@@ -50,6 +43,24 @@ class Claims:
     role: str
     expires: int
     token_id: str
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who may use an endpoint: the roles whose tokens it takes, and whether it needs a token at all.
+
+    ``tokenless``: "never" (a token of one of ``roles``), "always" (``/key``), or "monitoring"
+    (``/health``, ``/metrics``: open unless the listener runs with ``--closed-health``, then any role).
+    """
+
+    roles: tuple[str, ...] = ROLES
+    tokenless: Literal["never", "always", "monitoring"] = "never"
+
+
+OPEN = Audience(tokenless="always")
+MONITORING = Audience(tokenless="monitoring")
+NODES = Audience(("node",))
+VIEWERS = Audience(("viewer", "admin"))  # admin may do everything a viewer may
 
 
 def load_public_key(pem: bytes) -> Ed25519PublicKey:
@@ -102,20 +113,11 @@ class Verifier:
         return Claims(str(payload["sub"]), role, int(payload["exp"]), jti)
 
 
-def endpoint_of(path: str) -> str:
-    """``/live/cam0`` → ``/live``; the key into ``ENDPOINT_ROLES``."""
-    if path.startswith("/live/"):
-        return "/live"
-    return path
-
-
-def authorize(claims: Claims, path: str) -> None:
-    allowed = ENDPOINT_ROLES.get(endpoint_of(path))
-    if allowed is None:
-        return  # unknown paths get their own 404 later
-    if claims.role not in allowed:
-        raise AuthError(HTTPStatus.FORBIDDEN, f"a {claims.role} token may not use {endpoint_of(path)} "
-                        f"(needs {' or '.join(allowed)})")
+def authorize(claims: Claims, audience: Audience, endpoint: str) -> None:
+    """403 for a genuine token of a role the endpoint does not take."""
+    if claims.role not in audience.roles:
+        raise AuthError(HTTPStatus.FORBIDDEN, f"a {claims.role} token may not use {endpoint} "
+                        f"(needs {' or '.join(audience.roles)})")
 
 
 def token_from_request(path: str, authorization: str | None) -> str | None:
@@ -159,7 +161,7 @@ def check_address(allowlist: dict[str, list[Network]], role: str, address: str) 
 
 @dataclass
 class FailureLimiter:
-    """Refused handshakes per address: after ``limit`` within ``window_s``, refuse outright for a while."""
+    """Bad credentials per address: after ``limit`` within ``window_s``, refuse bad ones outright for a while."""
 
     limit: int = 10
     window_s: float = 60.0
@@ -186,26 +188,40 @@ class FailureLimiter:
 
 @dataclass
 class AccessControl:
-    """Everything a server checks at the handshake, in one place (no I/O)."""
+    """Everything a server checks at the handshake, in one place (no I/O).
+
+    The lockout counts only bad credentials (missing, garbage, forged, expired, revoked, another store's):
+    a genuine token is never refused by it, so one misconfigured client (a viewer token used for ingest,
+    retrying) cannot lock out everyone else behind the same address. A genuine token of the wrong role, or
+    from an address its role's allowlist does not hold, is a 403 and is not counted.
+    """
 
     verifier: Verifier | None  # None: authentication is off (``--no-auth``)
     allowlist: dict[str, list[Network]] = field(default_factory=dict)
     limiter: FailureLimiter = field(default_factory=FailureLimiter)
-    open_paths: frozenset[str] = frozenset({"/health", "/metrics", "/key"})
+    open_monitoring: bool = True  # /health and /metrics without a token (off with ``--closed-health``)
 
-    def check(self, path: str, authorization: str | None, address: str) -> Claims | None:
-        """Claims of the caller (None for open paths or with auth off); raises ``AuthError``."""
-        bare = urlsplit(path).path
-        if bare in self.open_paths or self.verifier is None:
+    def needs_token(self, audience: Audience) -> bool:
+        if audience.tokenless == "always":
+            return False
+        return audience.tokenless == "never" or not self.open_monitoring
+
+    def check(self, target: str, endpoint: str, audience: Audience, authorization: str | None,
+              address: str) -> Claims | None:
+        """Claims of the caller of ``endpoint`` (None when it needs no token, or auth is off); raises ``AuthError``.
+
+        ``target`` is the request target as sent (it may carry ``?token=``).
+        """
+        if self.verifier is None or not self.needs_token(audience):
             return None
-        if self.limiter.blocked(address):
-            raise AuthError(HTTPStatus.TOO_MANY_REQUESTS, "too many refused attempts from this address; "
-                            "wait a minute and check the token")
         try:
-            claims = self.verifier.verify(token_from_request(path, authorization))
-            authorize(claims, bare)
-            check_address(self.allowlist, claims.role, address)
+            claims = self.verifier.verify(token_from_request(target, authorization))
         except AuthError:
+            if self.limiter.blocked(address):
+                raise AuthError(HTTPStatus.TOO_MANY_REQUESTS, "too many refused attempts from this address; "
+                                "wait a minute and check the token") from None
             self.limiter.record(address)
             raise
+        authorize(claims, audience, endpoint)
+        check_address(self.allowlist, claims.role, address)
         return claims

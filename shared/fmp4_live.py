@@ -22,12 +22,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Response
 
 from shared.adaptive import AdaptivePolicy
 from shared.fanout import AccessUnit, Subscription
+from shared.httpjson import error_response
 from shared.protocol import fmp4
 from shared.protocol.live import LiveInit
 
@@ -162,3 +165,15 @@ def live_target(request_path: str, cameras: Iterable[str] | None = None) -> tupl
         if camera not in known:
             raise LookupError(f"no camera {camera!r} (cameras: {', '.join(known) or 'none'})")
     return camera, fmt == "fmp4"
+
+
+def live_refusal(connection: ServerConnection, request_path: str, cameras: Iterable[str]) -> Response | None:
+    """The handshake answer to a ``/live/`` request that cannot be served (404 camera, 400 query), else None."""
+    try:
+        live_target(request_path, cameras)
+        stream_choice(request_path)
+    except LookupError as exc:
+        return error_response(connection, HTTPStatus.NOT_FOUND, str(exc))
+    except ValueError as exc:
+        return error_response(connection, HTTPStatus.BAD_REQUEST, str(exc))
+    return None

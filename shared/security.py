@@ -39,8 +39,8 @@ class SecurityOptions:
         return context
 
     def access(self, verifier: Verifier | None) -> AccessControl:
-        open_paths = frozenset({"/key"} | ({"/health", "/metrics"} if self.open_health else set()))
-        return AccessControl(verifier if self.auth else None, parse_allowlist(self.allow), open_paths=open_paths)
+        return AccessControl(verifier if self.auth else None, parse_allowlist(self.allow),
+                             open_monitoring=self.open_health)
 
 
 def client_ssl(url: str, ca: str | None) -> ssl.SSLContext | None:

@@ -6,33 +6,31 @@ viewer are the very objects the fan-out built once per access unit.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
-import weakref
 from collections.abc import Callable
 from http import HTTPStatus
-from urllib.parse import urlsplit
 
 import websockets
 from prometheus_client import CollectorRegistry
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from node.capture.master import Camera, CameraMaster
 from node.store_link.keyring import StoreKeyring
 from shared.adaptive import AdaptivePolicy
-from shared.auth import AccessControl, AuthError, Claims
+from shared.auth import MONITORING, VIEWERS, AccessControl, Claims
 from shared.fanout import FanOut
-from shared.fmp4_live import Fmp4Clock, Fmp4Stream, LiveWriter, live_target, stream_choice
+from shared.fmp4_live import LIVE_PREFIX, Fmp4Clock, Fmp4Stream, LiveWriter, live_target, stream_choice
 from shared.httpjson import error_response, json_response
 from shared.metrics import metrics_response
 from shared.protocol.live import LiveInit, LiveStatus
+from shared.server.routes import RouteTable, endpoint_path, http_route, websocket_route
+from shared.server.shell import ServerShell
 
 log = logging.getLogger(__name__)
-LIVE_PREFIX = "/live/"
+MAX_VIEWER_MESSAGE_BYTES = 64 * 1024  # viewers send us nothing of size
 VIEWER_BACKLOG_S = 2.0  # how far a viewer may fall behind before it skips to a keyframe
-__all__ = ["NodeServer", "stream_choice"]  # stream_choice lives in shared/fmp4_live.py now (the relay parses it too)
 
 
 class NodeServer:
@@ -43,73 +41,53 @@ class NodeServer:
         self.access = access or AccessControl(None)
         self.keyring = keyring  # None: authentication is off
         self.ssl_context = ssl_context
-        self.server: Server | None = None
-        self._claims: weakref.WeakKeyDictionary[ServerConnection, Claims] = weakref.WeakKeyDictionary()
         self.metrics: CollectorRegistry | None = None  # node/serve/metrics.py, set by node/app.py
         self._fmp4: dict[tuple[str, str], Fmp4Stream] = {}  # per camera and stream, made on its first fMP4 viewer
         self._fmp4_clocks: dict[str, Fmp4Clock] = {}  # per camera: main and sub fragments share one timeline
+        self.shell = ServerShell(RouteTable([
+            http_route("/health", MONITORING, lambda c, _: json_response(c, HTTPStatus.OK, self.health())),
+            http_route("/metrics", MONITORING, self._metrics),
+            websocket_route("/live/{camera}", VIEWERS, self._handle, MAX_VIEWER_MESSAGE_BYTES, check=self._live_check),
+        ]), self.access, self._tokens_uncheckable)
 
     async def start(self, host: str, port: int) -> int:
-        self.server = await serve(
-            self._handle, host, port, process_request=self._route,
-            max_size=64 * 1024,  # viewers send us nothing of size
-            compression=None,  # H.264 does not compress further; don't burn CPU trying
-            ssl=self.ssl_context,
-        )
-        return self.server.sockets[0].getsockname()[1]
+        return await self.shell.start(host, port, self.ssl_context)
 
     def close_revoked(self, token_ids: frozenset[str]) -> None:
         """End the open streams of viewers whose token was just revoked (the handshake checked them once)."""
-        for connection, claims in list(self._claims.items()):
-            if claims.token_id in token_ids:
-                log.warning("closing %s's stream: token %s was revoked", claims.subject, claims.token_id)
-                asyncio.get_running_loop().create_task(connection.close(1008, "token revoked"))
+        self.shell.close_revoked(token_ids)
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+        await self.shell.close()
 
-    def _route(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if self.keyring is not None:
-            if self.keyring.verifier is None and urlsplit(request.path).path not in self.access.open_paths:
-                return error_response(connection, HTTPStatus.SERVICE_UNAVAILABLE,
-                                      "this node has not got the store's public key yet, so it cannot check "
-                                      "tokens; is the store reachable? (or start the node with --store-key)")
-            self.access.verifier = self.keyring.verifier
-        address = connection.remote_address[0]
-        try:
-            claims = self.access.check(request.path, request.headers.get("Authorization"), address)
-        except AuthError as exc:
-            log.warning("refused %s from %s: %s", path, address, exc.reason)
-            return error_response(connection, exc.status, exc.reason)
-        if claims is not None:
-            self._claims[connection] = claims  # so a revocation can end a stream already open
-        if path == "/health":
-            return json_response(connection, HTTPStatus.OK, self.health())
-        if path == "/metrics" and self.metrics is not None:
-            return metrics_response(connection, self.metrics)
-        if path.startswith(LIVE_PREFIX):
-            camera = path[len(LIVE_PREFIX):]
-            if camera not in self.master.cameras:
-                known = ", ".join(sorted(self.master.cameras)) or "none"
-                return error_response(
-                    connection, HTTPStatus.NOT_FOUND,
-                    f"no camera {camera!r} on this node (cameras here: {known})",
-                )
-            try:
-                live_target(request.path)
-                stream_choice(request.path)
-            except ValueError as exc:
-                return error_response(connection, HTTPStatus.BAD_REQUEST, str(exc))
+    def _tokens_uncheckable(self) -> str | None:
+        if self.keyring is None:
             return None
-        return error_response(
-            connection, HTTPStatus.NOT_FOUND,
-            f"no endpoint {path!r}; try /health or /live/CAMERA",
-        )
+        self.access.verifier = self.keyring.verifier  # fetched in the background; None until it arrives
+        if self.access.verifier is None:
+            return ("this node has not got the store's public key yet, so it cannot check tokens; is the store "
+                    "reachable? (or start the node with --store-key)")
+        return None
 
-    async def _handle(self, connection: ServerConnection) -> None:
+    def _metrics(self, connection: ServerConnection, request: Request) -> Response:
+        if self.metrics is None:
+            return error_response(connection, HTTPStatus.NOT_FOUND, "this node keeps no metrics")
+        return metrics_response(connection, self.metrics)
+
+    def _live_check(self, connection: ServerConnection, request: Request) -> Response | None:
+        camera = endpoint_path(request.path)[len(LIVE_PREFIX):]
+        if camera not in self.master.cameras:
+            known = ", ".join(sorted(self.master.cameras)) or "none"
+            return error_response(connection, HTTPStatus.NOT_FOUND,
+                                  f"no camera {camera!r} on this node (cameras here: {known})")
+        try:
+            live_target(request.path)
+            stream_choice(request.path)
+        except ValueError as exc:
+            return error_response(connection, HTTPStatus.BAD_REQUEST, str(exc))
+        return None
+
+    async def _handle(self, connection: ServerConnection, _: Claims | None) -> None:
         path = connection.request.path if connection.request else ""
         camera_id, fmp4 = live_target(path)
         camera = self.master.cameras[camera_id]

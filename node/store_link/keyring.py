@@ -12,11 +12,13 @@ import json
 import logging
 import ssl
 from pathlib import Path
-from urllib.request import urlopen
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from shared.auth import Verifier, load_public_key
 from shared.backoff import Backoff
 from shared.fsutil import write_atomic
+from shared.store_key import fetch_store_key
 from shared.urls import http_url
 
 log = logging.getLogger(__name__)
@@ -48,34 +50,24 @@ class StoreKeyring:
             pass
         for path in (Path(self.key_file) if self.key_file else None, self.cache):
             if path is not None and path.exists():
-                self._use(path.read_bytes(), str(path))
+                self._use(load_public_key(path.read_bytes()), str(path))
                 return True
         if self.key_file:
             raise FileNotFoundError(f"--store-key {self.key_file} does not exist")
         return False
 
-    def _use(self, pem: bytes, where: str) -> None:
-        self.verifier = Verifier(load_public_key(pem), lambda: self.revoked)
+    def _use(self, public_key: Ed25519PublicKey, where: str) -> None:
+        self.verifier = Verifier(public_key, lambda: self.revoked)
         log.info("verifying viewer tokens with the store's key from %s", where)
 
     async def fetch_until_found(self) -> None:
         if self.store_url is None:
             log.error("no store and no --store-key: this node cannot verify tokens; viewers are refused")
             return
-        url = http_url(self.store_url) + "/key"
-        backoff = Backoff(1.0, 30.0)
-        while self.verifier is None:
-            try:
-                pem = await asyncio.to_thread(self._get, url)
-                await asyncio.to_thread(write_atomic, self.cache, pem)
-                self._use(pem, url)
-                return
-            except (OSError, ValueError) as exc:
-                delay = backoff.next_delay()
-                log.warning("cannot get the store's key from %s (%s); viewers are refused until it arrives; "
-                            "retrying in %.0f s", url, exc, delay)
-                await asyncio.sleep(delay)
-
-    def _get(self, url: str) -> bytes:
-        with urlopen(url, timeout=5, context=self.ssl_context) as reply:  # noqa: S310 - the configured store
-            return bytes(reply.read())
+        pem, public_key = await fetch_store_key(self.store_url, self.ssl_context, Backoff(1.0, 30.0),
+                                                "viewers are refused until it arrives")
+        try:
+            await asyncio.to_thread(write_atomic, self.cache, pem)
+        except OSError as exc:  # the key still works; it is fetched again after a restart
+            log.warning("could not cache the store's key in %s: %s", self.cache, exc)
+        self._use(public_key, http_url(self.store_url) + "/key")

@@ -17,28 +17,30 @@ import json
 import logging
 import signal
 import time
-import weakref
 from http import HTTPStatus
 from typing import Any
-from urllib.request import urlopen
 
 import websockets
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from shared.auth import AccessControl, AuthError, Claims, Verifier, load_public_key
+from shared.auth import MONITORING, VIEWERS, AccessControl, Claims, Verifier
 from shared.backoff import Backoff
-from shared.fmp4_live import LIVE_PREFIX, live_target, stream_choice
-from shared.httpjson import error_response, json_response
+from shared.fmp4_live import live_refusal, live_target, stream_choice
+from shared.httpjson import json_response
 from shared.metrics import metrics_response, new_registry
 from shared.security import SecurityOptions, bearer, client_ssl
+from shared.server.routes import RouteTable, http_route, websocket_route
+from shared.server.shell import ServerShell
+from shared.store_key import fetch_store_key
 from shared.urls import http_url, ws_url
 from store.live.relay import Location, Relay, substream_of
 from store.serve.metrics import relay_families
 
 log = logging.getLogger(__name__)
 FLEET_POLL_S = 2.0
+MAX_VIEWER_MESSAGE_BYTES = 64 * 1024  # viewers send us nothing of size
 
 
 class RelayProcess:
@@ -53,9 +55,12 @@ class RelayProcess:
         self.registry = new_registry(lambda: relay_families(self.relay))
         self.revoked: frozenset[str] = frozenset()  # token ids, from the store's ``revoked`` API method
         self.revoked_error: str | None = None  # why the list could not be read, if it could not
-        self._claims: weakref.WeakKeyDictionary[ServerConnection, Claims] = weakref.WeakKeyDictionary()
         self.started = time.monotonic()
-        self.server: Server | None = None
+        self.shell = ServerShell(RouteTable([
+            http_route("/health", MONITORING, lambda c, _: json_response(c, HTTPStatus.OK, self.health())),
+            http_route("/metrics", MONITORING, lambda c, _: metrics_response(c, self.registry)),
+            websocket_route("/live/{camera}", VIEWERS, self._handle, MAX_VIEWER_MESSAGE_BYTES, check=self._live_check),
+        ], note="this is a relay"), self.access)
         self._tasks: list[asyncio.Task] = []
 
     def _locate(self, camera: str) -> Location:
@@ -67,36 +72,17 @@ class RelayProcess:
 
     async def start(self, host: str, port: int) -> int:
         if self.security.auth:
-            self.access.verifier = await self._store_key()
+            _, public_key = await fetch_store_key(self.store_url, self.client_ssl, Backoff(0.5, 10.0))
+            log.info("verifying viewer tokens with the store's key from %s", http_url(self.store_url) + "/key")
+            self.access.verifier = Verifier(public_key, lambda: self.revoked)
         self._tasks.append(asyncio.create_task(self._poll_fleet(), name="fleet-poll"))
-        self.server = await serve(self._handle, host, port, process_request=self._route, max_size=64 * 1024,
-                                  compression=None, ssl=self.security.server_ssl())
-        return self.server.sockets[0].getsockname()[1]
+        return await self.shell.start(host, port, self.security.server_ssl())
 
     async def stop(self) -> None:
         self.relay.close()
         for task in self._tasks:
             task.cancel()
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-    async def _store_key(self) -> Verifier:
-        url = http_url(self.store_url) + "/key"
-        backoff = Backoff(0.5, 10.0)
-        while True:
-            try:
-                pem = await asyncio.to_thread(self._get, url)
-                log.info("verifying viewer tokens with the store's key from %s", url)
-                return Verifier(load_public_key(pem), lambda: self.revoked)
-            except (OSError, ValueError) as exc:
-                delay = backoff.next_delay()
-                log.warning("cannot get the store's key from %s (%s); retrying in %.1f s", url, exc, delay)
-                await asyncio.sleep(delay)
-
-    def _get(self, url: str) -> bytes:
-        with urlopen(url, timeout=5, context=self.client_ssl) as reply:  # noqa: S310 - the configured store
-            return bytes(reply.read())
+        await self.shell.close()
 
     async def _poll_fleet(self) -> None:
         backoff = Backoff(0.5, 10.0)
@@ -140,10 +126,7 @@ class RelayProcess:
         if token_ids == self.revoked:
             return
         self.revoked = token_ids
-        for connection, claims in list(self._claims.items()):
-            if claims.token_id in token_ids:
-                log.warning("closing %s's stream: token %s was revoked", claims.subject, claims.token_id)
-                asyncio.get_running_loop().create_task(connection.close(1008, "token revoked"))
+        self.shell.close_revoked(token_ids)
 
     def health(self) -> dict:
         return {"service": "relay", "store": self.store_url, "uptime_s": round(time.monotonic() - self.started, 1),
@@ -152,33 +135,10 @@ class RelayProcess:
                 "upstreams": {u.key: {"viewers": u.viewers, "streaming": u.streaming, "frames": u.frames}
                               for _, u in sorted(self.relay.upstreams.items())}}
 
-    def _route(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        address = connection.remote_address[0]
-        try:
-            claims = self.access.check(request.path, request.headers.get("Authorization"), address)
-        except AuthError as exc:
-            log.warning("refused %s from %s: %s", path, address, exc.reason)
-            return error_response(connection, exc.status, exc.reason)
-        if claims is not None:
-            self._claims[connection] = claims  # so a revocation can end a stream already open
-        if path == "/health":
-            return json_response(connection, HTTPStatus.OK, self.health())
-        if path == "/metrics":
-            return metrics_response(connection, self.registry)
-        if not path.startswith(LIVE_PREFIX):
-            return error_response(connection, HTTPStatus.NOT_FOUND, f"no endpoint {path!r}; this is a relay: "
-                                  "try /live/CAMERA, /health or /metrics")
-        try:
-            live_target(request.path, self.cameras)
-            stream_choice(request.path)
-        except LookupError as exc:
-            return error_response(connection, HTTPStatus.NOT_FOUND, str(exc))
-        except ValueError as exc:
-            return error_response(connection, HTTPStatus.BAD_REQUEST, str(exc))
-        return None
+    def _live_check(self, connection: ServerConnection, request: Request) -> Response | None:
+        return live_refusal(connection, request.path, self.cameras)
 
-    async def _handle(self, connection: ServerConnection) -> None:
+    async def _handle(self, connection: ServerConnection, _: Claims | None) -> None:
         assert connection.request is not None
         await self.relay.serve(connection, *live_target(connection.request.path),
                                mode=stream_choice(connection.request.path))

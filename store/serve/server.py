@@ -1,53 +1,42 @@
-"""The store's network face: ``/ingest``, ``/control`` and ``/api`` (WebSocket), ``GET /health``.
+"""The store's network face: its endpoints, declared once, on the shared server shell.
 
-Thin: the framing of each endpoint is a sans-I/O class in ``shared.protocol``;
-this module only moves messages between it, the socket and the store's logic.
+``/ingest`` (``store/ingest/session.py``), ``/control`` (``store/nodes/control_link.py``),
+``/api`` (``store/serve/api.py``) and ``/live/{camera}`` (``store/live/relay.py``) over
+WebSocket; ``GET /health`` (cached totals), ``/metrics``, ``/key`` and the web page ``/``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import ssl
 import time
-import weakref
 from http import HTTPStatus
-from typing import Any
 
-import websockets
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from shared.auth import AccessControl, AuthError, Claims, public_pem
+from shared.auth import MONITORING, NODES, OPEN, VIEWERS, AccessControl, Claims, public_pem
 from shared.clock import now_us
-from shared.fmp4_live import LIVE_PREFIX, live_target, stream_choice
+from shared.fmp4_live import live_refusal, live_target, stream_choice
 from shared.httpjson import error_response, json_response
 from shared.metrics import metrics_response
-from shared.protocol.control import (
-    HEARTBEAT_INTERVAL_S,
-    MAX_CONTROL_BYTES,
-    Heartbeat,
-    Hello,
-    Revocations,
-    SettingsPush,
-    parse_control,
-)
-from shared.protocol.errors import ProtocolError
-from shared.protocol.ingest import MAX_HEADER_BYTES, MAX_SEGMENT_BYTES, Ack, EventRecord, IngestReceiver, Refusal
+from shared.protocol.control import MAX_CONTROL_BYTES
+from shared.protocol.ingest import MAX_HEADER_BYTES, MAX_SEGMENT_BYTES
 from shared.protocol.query import MAX_REQUEST_BYTES, QueryServer
+from shared.server.routes import RouteTable, http_route, websocket_route
+from shared.server.shell import ServerShell
 from store.admin.keys import KeyStore
-from store.index import settings
 from store.index.db import Index
-from store.ingest.events import ingest_event
+from store.ingest.session import IngestSessions
 from store.ingest.writer import Ingestor
 from store.live.relay import Location, Relay, substream_of, web_page
+from store.nodes.control_link import ControlLinks
 from store.nodes.fleet import Fleet
 from store.serve.api import Api
 from store.serve.metrics import StoreMetrics
 
-log = logging.getLogger(__name__)
 TOTALS_TTL_S = 30.0
+MAX_VIEWER_MESSAGE_BYTES = 64 * 1024  # viewers send us nothing of size
 
 
 class StoreServer:
@@ -56,62 +45,46 @@ class StoreServer:
                  node_ca: str | None = None) -> None:
         self.ingestor = ingestor
         self.index = index
-        self.access = access or AccessControl(None)
         self.keys = keys
         self.ssl_context = ssl_context
-        self._claims: weakref.WeakKeyDictionary[ServerConnection, Claims] = weakref.WeakKeyDictionary()
-        self._revoked_sent: frozenset[str] = frozenset()
         self._totals: tuple[float, dict[str, dict]] | None = None  # (when, per-camera totals) for /health
         self._totals_ttl_s = 0.0
         self.started = time.monotonic()
-        self.server: Server | None = None
         self.fleet = Fleet(index.conn, now_us)
-        self.api = Api(ingestor.root, index, self.fleet, on_setting=self.push_settings, revoked=self.revoked)
-        self._checker: asyncio.Task | None = None
+        self.shell = ServerShell(self._routes(), access or AccessControl(None))
+        self.control = ControlLinks(self.fleet, index, self.revoked, self.shell.close_revoked)
+        self.api = Api(ingestor.root, index, self.fleet, on_setting=self.control.push_settings, revoked=self.revoked)
         self.metrics = StoreMetrics(self)
+        self.ingest = IngestSessions(ingestor, index, self.metrics.ingest_seconds.time)
         # /live/{camera}: one upstream per camera and stream; node_ca verifies nodes that serve TLS
         self.relay = Relay(self._locate, self._relay_token, node_ca=node_ca)
         self._token: tuple[str, int] | None = None
+        self._watch: asyncio.Task | None = None
+
+    def _routes(self) -> RouteTable:
+        # The server's max_size fits a whole segment (/ingest); the other endpoints only take small messages.
+        return RouteTable([
+            http_route("/health", MONITORING, self._health),
+            http_route("/metrics", MONITORING, lambda c, _: metrics_response(c, self.metrics.registry)),
+            http_route("/key", OPEN, self._key),
+            http_route("/", VIEWERS, lambda c, _: web_page(c)),
+            websocket_route("/api", VIEWERS, self._api, MAX_REQUEST_BYTES),
+            websocket_route("/ingest", NODES, lambda c, claims: self.ingest.serve(c, claims),
+                            MAX_SEGMENT_BYTES + MAX_HEADER_BYTES + 64),
+            websocket_route("/control", NODES, lambda c, claims: self.control.serve(c, claims), MAX_CONTROL_BYTES),
+            websocket_route("/live/{camera}", VIEWERS, self._live, MAX_VIEWER_MESSAGE_BYTES, check=self._live_check),
+        ])
 
     async def start(self, host: str, port: int) -> int:
         await self.fleet.load()
-        self._checker = asyncio.create_task(self._check_fleet(), name="fleet-check")
-        self.server = await serve(
-            self._handle, host, port, process_request=self._route,
-            max_size=MAX_SEGMENT_BYTES + MAX_HEADER_BYTES + 64,
-            compression=None, ssl=self.ssl_context,
-        )
-        return self.server.sockets[0].getsockname()[1]
+        self._watch = asyncio.create_task(self.control.watch(), name="fleet-check")
+        return await self.shell.start(host, port, self.ssl_context)
 
     async def close(self) -> None:
-        if self._checker is not None:
-            self._checker.cancel()
+        if self._watch is not None:
+            self._watch.cancel()
         self.relay.close()
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-    async def _check_fleet(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_INTERVAL_S / 2)
-            try:
-                await self._check_fleet_once()
-            except Exception:  # e.g. an unreadable revoked.json: log it, keep watching the fleet
-                log.exception("fleet check failed")
-
-    async def _check_fleet_once(self) -> None:
-        for node in self.fleet.check():
-            log.warning("node %s is down: no heartbeat for %.0f s", node, HEARTBEAT_INTERVAL_S * 3)
-        revoked = self.revoked()
-        if revoked != self._revoked_sent:  # `sht token revoke` ran: tell the nodes now
-            self._revoked_sent = revoked
-            for connection, claims in list(self._claims.items()):  # and end what those tokens have open here
-                if claims.token_id in revoked:
-                    log.warning("closing %s's connection: token %s was revoked", claims.subject, claims.token_id)
-                    asyncio.get_running_loop().create_task(connection.close(1008, "token revoked"))
-            for link in list(self.fleet.links.values()):
-                with contextlib.suppress(websockets.ConnectionClosed):
-                    await link.send(Revocations(tuple(sorted(revoked))).serialize())
+        await self.shell.close()
 
     def _locate(self, camera: str) -> Location:
         node = self.fleet.node_of(camera)
@@ -135,59 +108,23 @@ class StoreServer:
     def revoked(self) -> frozenset[str]:
         return self.keys.revoked() if self.keys is not None else frozenset()
 
-    async def _route(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if not path.startswith(LIVE_PREFIX) and path not in ("/", "/health", "/metrics", "/key", "/ingest",
-                                                             "/control", "/api"):
-            return error_response(connection, HTTPStatus.NOT_FOUND,
-                                  f"no endpoint {path!r}; try /health, /api, /ingest or /control")
-        address = connection.remote_address[0]
-        try:
-            claims = self.access.check(request.path, request.headers.get("Authorization"), address)
-        except AuthError as exc:
-            log.warning("refused %s from %s: %s", path, address, exc.reason)
-            return error_response(connection, exc.status, exc.reason)
-        if path == "/health":
-            return json_response(connection, HTTPStatus.OK, await self.health())
-        if path == "/metrics":
-            return metrics_response(connection, self.metrics.registry)
-        if path == "/":
-            return web_page(connection)
-        if path.startswith(LIVE_PREFIX):
-            try:
-                live_target(request.path, self.fleet.cameras())
-                stream_choice(request.path)
-            except LookupError as exc:
-                return error_response(connection, HTTPStatus.NOT_FOUND, str(exc))
-            except ValueError as exc:
-                return error_response(connection, HTTPStatus.BAD_REQUEST, str(exc))
-        if path == "/key":
-            if self.keys is None:
-                return error_response(connection, HTTPStatus.NOT_FOUND, "this store runs without authentication")
-            return connection.respond(HTTPStatus.OK, public_pem(self.keys.public_key()).decode())
-        if claims is not None:
-            self._claims[connection] = claims
-        return None
+    async def _health(self, connection: ServerConnection, _: Request) -> Response:
+        return json_response(connection, HTTPStatus.OK, await self.health())
 
-    async def _handle(self, connection: ServerConnection) -> None:
-        path = connection.request.path.split("?", 1)[0] if connection.request else ""
-        if path.startswith(LIVE_PREFIX) and connection.request:
-            connection.protocol.max_message_size = 64 * 1024  # viewers send us nothing of size
-            await self.relay.serve(connection, *live_target(connection.request.path),
-                                   mode=stream_choice(connection.request.path))
-            return
-        handler = {"/ingest": self._ingest, "/control": self._control, "/api": self._api}[path]
-        # The server's max_size fits a whole segment; the other endpoints only take small JSON.
-        if path == "/api":
-            connection.protocol.max_message_size = MAX_REQUEST_BYTES
-        elif path == "/control":
-            connection.protocol.max_message_size = MAX_CONTROL_BYTES
-        try:
-            await handler(connection)
-        except websockets.ConnectionClosed:
-            pass
+    def _key(self, connection: ServerConnection, _: Request) -> Response:
+        if self.keys is None:
+            return error_response(connection, HTTPStatus.NOT_FOUND, "this store runs without authentication")
+        return connection.respond(HTTPStatus.OK, public_pem(self.keys.public_key()).decode())
 
-    async def _api(self, connection: ServerConnection) -> None:
+    def _live_check(self, connection: ServerConnection, request: Request) -> Response | None:
+        return live_refusal(connection, request.path, self.fleet.cameras())
+
+    async def _live(self, connection: ServerConnection, _: Claims | None) -> None:
+        assert connection.request is not None
+        target = connection.request.path
+        await self.relay.serve(connection, *live_target(target), mode=stream_choice(target))
+
+    async def _api(self, connection: ServerConnection, claims: Claims | None) -> None:
         server = QueryServer()
         tasks: set[asyncio.Task] = set()
 
@@ -202,90 +139,12 @@ class StoreServer:
                     await flush()
                     continue
                 task = asyncio.create_task(self.metrics.timed_query(
-                    request.method, self.api.handle(request, server, flush, self._claims.get(connection))))
+                    request.method, self.api.handle(request, server, flush, claims)))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         finally:
             for task in tasks:
                 task.cancel()
-
-    async def _control(self, connection: ServerConnection) -> None:
-        try:
-            first = parse_control(await asyncio.wait_for(connection.recv(), 10))
-        except (ProtocolError, TimeoutError) as exc:
-            await connection.close(1008, f"expected a hello first: {exc}"[:120])
-            return
-        if not isinstance(first, Hello):
-            await connection.close(1008, "expected a hello first")
-            return
-        claims = self._claims.get(connection)
-        if claims is not None and claims.subject != first.node:
-            log.warning("refused control link: node %s with a token for %s", first.node, claims.subject)
-            await connection.close(1008, f"token is for node {claims.subject}, not {first.node}"[:120])
-            return
-        host = connection.remote_address[0]
-        await self.fleet.hello(first, host, connection)
-        log.info("node %s is up (%s, cameras %s)", first.node, host, ", ".join(first.cameras))
-        for camera in first.cameras:
-            await self.push_settings(camera)
-        await connection.send(Revocations(tuple(sorted(self.revoked()))).serialize())
-        try:
-            async for message in connection:
-                try:
-                    event = parse_control(message)
-                except ProtocolError as exc:
-                    log.warning("node %s sent a bad control message: %s", first.node, exc)
-                    continue
-                if isinstance(event, Heartbeat):
-                    self.fleet.heartbeat(first.node, event.health)
-        finally:
-            self.fleet.link_closed(first.node, connection)
-            log.warning("node %s control link closed", first.node)
-
-    async def push_settings(self, camera: str) -> None:
-        """Send a camera's current settings to the node that owns it, if it is connected."""
-        node = self.fleet.node_of(camera)
-        link: Any = self.fleet.links.get(node) if node else None
-        if link is None:
-            return
-        values = await settings.camera_settings(self.index.conn, camera)
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await link.send(SettingsPush(camera, values).serialize())
-
-    async def _ingest(self, connection: ServerConnection) -> None:
-        receiver = IngestReceiver()
-        peer = "{}:{}".format(*connection.remote_address[:2])
-        claims = self._claims.get(connection)
-        try:
-            async for message in connection:
-                event = receiver.receive(message)
-                node = None if event is None else (event.node if isinstance(event, EventRecord) else event.header.node)
-                if event is None:
-                    log.warning("refused a malformed message from %s", peer)
-                elif claims is not None and node != claims.subject:
-                    # A node token speaks for one node: a stolen one cannot forge another node's footage.
-                    item = event.record_id if isinstance(event, EventRecord) else event.header.segment_id
-                    log.warning("refused %s from %s: sent as node %s with a token for %s", item, peer, node,
-                                claims.subject)
-                    receiver.refuse(Refusal("node-mismatch", f"this token is for node {claims.subject!r}, not "
-                                            f"{node!r}; make one with --subject {node}", item, retry=False))
-                elif isinstance(event, EventRecord):
-                    ack = await ingest_event(self.index.conn, event)
-                    receiver.acknowledge(ack.segment_id, ack.duplicate)
-                    if event.kind == "loss" and not ack.duplicate:
-                        log.error("node %s reports LOST footage on %s: %s", event.node, event.camera, event.detail)
-                else:
-                    with self.metrics.ingest_seconds.time():
-                        reply = await self.ingestor.ingest(event.header, event.payload)
-                    if isinstance(reply, Ack):
-                        receiver.acknowledge(reply.segment_id, reply.duplicate)
-                    else:
-                        log.warning("refused segment from %s: %s", peer, reply.message)
-                        receiver.refuse(reply)
-                for out in receiver.data_to_send():
-                    await connection.send(out)
-        except websockets.ConnectionClosed:
-            pass
 
     async def health(self) -> dict:
         stats = self.ingestor.stats

@@ -24,6 +24,7 @@ from websockets.asyncio.client import connect
 
 from shared.auth import issue_token
 from shared.protocol.ingest import SegmentHeader, encode_segment, parse_reply, sha256_hex
+from shared.protocol.query import Failure, QueryClient, Result
 from shared.security import bearer
 from store.admin.keys import KeyStore
 from tests.store.real_segments import real_mp4
@@ -134,8 +135,41 @@ def test_repeated_failures_from_one_address_are_rate_limited(processes, tmp_path
     api = f"ws://127.0.0.1:{store_port}/api"
     codes = [status_of(api, "bad")[0] for _ in range(12)]
     assert codes[:10] == [401] * 10 and codes[-1] == 429
-    code, body = status_of(api, toks["viewer"])
-    assert code == 429 and "too many" in body  # even a good token waits out the penalty
+    code, body = status_of(api, "bad")
+    assert code == 429 and "too many" in body  # bad credentials wait out the penalty
+    assert status_of(api, toks["viewer"])[0] == 101  # a genuine token never does
+
+
+def test_a_valid_token_is_never_locked_out(store):
+    """A misconfigured client retrying with the wrong role, and a flood of garbage, from the operator's address."""
+    url, root = store
+    toks = tokens(root)
+    api = url.replace("http", "ws") + "/api"
+
+    async def hammer() -> tuple[list[int], list[int], Result | Failure]:
+        async def attempt(token: str) -> int:
+            try:
+                async with connect(api, additional_headers=bearer(token), open_timeout=5):
+                    return 101
+            except websockets.InvalidStatus as exc:
+                return exc.response.status_code
+
+        wrong_role = [await attempt(toks["node"]) for _ in range(50)]
+        garbage = [await attempt("garbage") for _ in range(50)]
+        async with connect(api, additional_headers=bearer(toks["viewer"]), open_timeout=5) as ws:
+            client = QueryClient()
+            client.request("segments", from_us=0, to_us=2**62)
+            for out in client.data_to_send():
+                await ws.send(out)
+            reply = client.receive(await asyncio.wait_for(ws.recv(), 10))
+        return wrong_role, garbage, reply
+
+    wrong_role, garbage, reply = asyncio.run(hammer())
+    still = status_of(api, "garbage")
+    assert wrong_role == [403] * 50  # genuine tokens of the wrong role: not counted
+    assert garbage == [401] * 10 + [429] * 40
+    assert isinstance(reply, Result) and reply.result["items"] == [], reply  # the viewer's search, at once
+    assert still[0] == 429 and "too many" in still[1]
 
 
 def test_allowlist_refuses_other_addresses(processes, tmp_path):

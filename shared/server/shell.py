@@ -1,0 +1,96 @@
+"""The thin asyncio layer every server runs on: route, authenticate, answer or hand over the WebSocket.
+
+websockets' ``process_request`` hook does the whole handshake decision: an
+unknown path is a 404 (derived from the route table), then the token is checked
+against the matched route's audience (``shared.auth.AccessControl``: roles,
+allowlist, lockout), then an HTTP route answers, or a WebSocket route's check
+may refuse (404 for an unknown camera, 400 for a bad query). An accepted
+WebSocket gets its route's message size limit and its session handler, and is
+remembered by token id so that a revocation closes it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import ssl
+import weakref
+from collections.abc import Callable
+from http import HTTPStatus
+
+import websockets
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from shared.auth import AccessControl, AuthError, Claims
+from shared.httpjson import error_response
+from shared.server.connections import ConnectionRegistry
+from shared.server.routes import Route, RouteTable, endpoint_path
+
+log = logging.getLogger(__name__)
+
+
+class ServerShell:
+    def __init__(self, routes: RouteTable, access: AccessControl,
+                 tokens_uncheckable: Callable[[], str | None] | None = None) -> None:
+        """``tokens_uncheckable``: why tokens cannot be checked yet (the node before it has the store's key):
+        routes that need a token then answer 503 with that reason."""
+        self.routes = routes
+        self.access = access
+        self.tokens_uncheckable = tokens_uncheckable
+        self.connections = ConnectionRegistry()
+        self.server: Server | None = None
+        self._accepted: weakref.WeakKeyDictionary[ServerConnection, tuple[Route, Claims | None]] = \
+            weakref.WeakKeyDictionary()
+
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
+        self.server = await serve(
+            self._session, host, port, process_request=self._handshake,
+            max_size=self.routes.max_message_bytes,  # lowered per connection to its route's limit
+            compression=None,  # H.264 and JSON this small do not compress enough to pay for the CPU
+            ssl=ssl_context,
+        )
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    def close_revoked(self, token_ids: frozenset[str]) -> int:
+        return self.connections.close_revoked(token_ids)
+
+    async def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = endpoint_path(request.path)
+        route = self.routes.match(path)
+        if route is None:
+            return error_response(connection, HTTPStatus.NOT_FOUND, self.routes.not_found(path))
+        if self.tokens_uncheckable is not None and self.access.needs_token(route.audience):
+            reason = self.tokens_uncheckable()
+            if reason is not None:
+                return error_response(connection, HTTPStatus.SERVICE_UNAVAILABLE, reason)
+        address = connection.remote_address[0]
+        try:
+            claims = self.access.check(request.path, route.path, route.audience,
+                                       request.headers.get("Authorization"), address)
+        except AuthError as exc:
+            log.warning("refused %s from %s: %s", path, address, exc.reason)
+            return error_response(connection, exc.status, exc.reason)
+        if route.respond is not None:
+            answer = route.respond(connection, request)
+            return await answer if inspect.isawaitable(answer) else answer
+        if route.check is not None and (refusal := route.check(connection, request)) is not None:
+            return refusal
+        self._accepted[connection] = (route, claims)
+        if claims is not None:
+            self.connections.add(connection, claims)  # so a revocation can end a session already open
+        return None
+
+    async def _session(self, connection: ServerConnection) -> None:
+        route, claims = self._accepted.pop(connection)
+        assert route.session is not None
+        connection.protocol.max_message_size = route.max_message_bytes
+        try:
+            await route.session(connection, claims)
+        except websockets.ConnectionClosed:
+            pass
