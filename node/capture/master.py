@@ -17,12 +17,15 @@ from dataclasses import dataclass, field, replace
 from node.capture.encode import EncodedUnit, H264Encoder
 from node.capture.encoders import codec_family, open_encoder
 from node.capture.filters import build_filter
-from node.capture.stream import StreamFormat, StreamThread
-from node.capture.thread import CaptureThread, SubStream
+from node.capture.sink import CaptureSink, StreamFormat
+from node.capture.stream import StreamThread
+from node.capture.substream import SubStream
+from node.capture.thread import CaptureThread
+from node.capture.timebase import TimeBase
 from node.motion.config import make_detector
 from node.motion.worker import MotionWorker
 from node.sources import open_source
-from node.sources.pyav import PyAVSource
+from node.sources.base import PacketSource
 from shared.config import CameraConfig
 from shared.fanout import AccessUnit, FanOut, Subscription
 
@@ -63,7 +66,7 @@ class CameraStats:
 
 
 class Camera:
-    def __init__(self, config: CameraConfig) -> None:
+    def __init__(self, config: CameraConfig, timebase: TimeBase | None = None) -> None:
         self.config = config
         self.id = config.id
         self.fanout = FanOut()
@@ -79,13 +82,11 @@ class Camera:
         self.sub: SubStream | None = None
         self._thread: CaptureThread | StreamThread | None = None
         self._ended = asyncio.Event()
+        # Every frame's capture time (docs/time.md); the recorder raises its floor before start.
+        self.timebase = timebase or TimeBase()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         source = open_source(self.config)
-        # A PyAV source passes H.264 through or opens its encoder once it knows the stream (node/capture/stream.py).
-        encoder = None if isinstance(source, PyAVSource) else open_encoder(self.config)  # probes hardware once
-        self.encoder_name = encoder.name if encoder is not None else "connecting"
-
         motion = self.motion
 
         def on_unit(unit: EncodedUnit) -> None:
@@ -105,16 +106,18 @@ class Camera:
                 motion.detector = make_detector(motion.config, fmt.width, fmt.height, fmt.fps)
             loop.call_soon_threadsafe(self._stream_format, fmt)
 
-        if isinstance(source, PyAVSource):
-            self._thread = StreamThread(self.config, source, on_unit, on_drop, on_end, on_format,
-                                        self.on_encode_time,  # decodes a passed-through stream only for this:
-                                        motion.offer_frame if motion is not None and motion.wants_frames else None)
+        sink = CaptureSink(on_unit, on_drop, on_end, on_format, self.on_encode_time, sub=self._open_substream(loop))
+        if isinstance(source, PacketSource):
+            # Passes H.264 through, or opens its encoder once it knows the stream (node/capture/stream.py);
+            # a passed-through stream is decoded for the detector only if it looks at pictures.
+            self.encoder_name = "connecting"
+            sink.on_frame = motion.offer_frame if motion is not None and motion.wants_frames else None
+            self._thread = StreamThread(self.config, source, sink, self.timebase)
         else:
-            assert encoder is not None
-            self._thread = CaptureThread(self.id, source, encoder, on_unit, on_drop, on_end, self.on_encode_time,
-                                         on_frame=motion.offer_frame if motion is not None else None,
-                                         frame_filter=build_filter(self.config),
-                                         sub=self._open_substream(loop))
+            encoder = open_encoder(self.config)  # probes hardware once
+            self.encoder_name = encoder.name
+            sink.on_frame = motion.offer_frame if motion is not None else None
+            self._thread = CaptureThread(self.id, source, encoder, sink, self.timebase, build_filter(self.config))
         if motion is not None:
             motion.start()
         self._thread.start()
@@ -200,8 +203,8 @@ class Camera:
             # Where the sub stream's pictures came from: the source's own (a Pi's ISP lores) or libswscale.
             "substream_frames": ({"from_source": self.sub.from_source, "scaled": self.sub.scaled}
                                  if self.sub is not None else None),
-            # state (connecting/up/reconnecting), mode (passthrough/transcode), reconnects, source_error
-            **(self._thread.health() if isinstance(self._thread, StreamThread) else {}),
+            # clock (node/capture/timebase.py); a packet source's state, mode, reconnects, source_error, ...
+            **(self._thread.health() if self._thread is not None else {}),
         }
 
 

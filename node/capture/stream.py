@@ -2,16 +2,19 @@
 
 An H.264 stream is never decoded to be recorded or streamed: each demuxed
 packet (Annex-B, parameter sets on keyframes) becomes an ``EncodedUnit`` as it
-is, and goes to the same ``on_unit`` the synthetic path uses. Decoding happens
-only for a frame consumer (the motion detector's ``on_frame``), or when the
-camera needs filters (masks, timestamp) or another codec: then the stream is
-transcoded like any non-H.264 source.
+is, and goes to the same ``CaptureSink`` the frame sources use. Decoding happens
+only for a frame consumer (the motion detector's ``on_frame``, a sub stream), or
+when the camera needs filters (masks, timestamp) or another codec: then the
+stream is transcoded like any non-H.264 source.
 
 A file is paced by its timestamps (it plays in real time, ``loop`` restarts it
 with time running on). A live source (url, v4l2) is timed by arrival; when it
 drops (error, end, or silent for ``READ_TIMEOUT_S``) it is reconnected with
 backoff, and until the next keyframe nothing is published: the gap is a gap,
 in /health (``state``, ``reconnects``, ``source_error``) and in the recording.
+
+Times: both kinds keep the spacing of the stream's own timestamps, anchored to
+the camera's ``TimeBase`` (``_anchored``); see docs/time.md.
 """
 
 from __future__ import annotations
@@ -19,54 +22,32 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import cast
 
 import av
 from av.video.codeccontext import VideoCodecContext
+from av.video.frame import PictureType
 
 from node.capture.encode import EncodedUnit
 from node.capture.encoders import VideoEncoder, codec_family, open_encoder
 from node.capture.filters import FrameFilter, build_filter
-from node.capture.thread import encode_and_hand_on
-from node.sources.base import SourceError
+from node.capture.sink import CaptureSink, StreamFormat
+from node.capture.timebase import TimeBase
+from node.sources.base import PacketSource, SourceError
 from node.sources.nal import ParameterSets
-from node.sources.pyav import PyAVSource
 from shared.backoff import Backoff
-from shared.clock import now_us
 from shared.config import CameraConfig
 
 log = logging.getLogger(__name__)
-MAX_LAG_US = 2_000_000  # a live frame stamped this far before its arrival: the source's clock jumped, re-anchor
-
-
-@dataclass(frozen=True)
-class StreamFormat:
-    width: int
-    height: int
-    fps: float
-    codec: str  # what goes out: h264 | hevc
-    encoder: str  # "passthrough" or the encoder's name
+MAX_LAG_US = 2_000_000  # a frame stamped this far before its arrival: the source's clock jumped, re-anchor
 
 
 class StreamThread(threading.Thread):
-    def __init__(
-        self,
-        camera: CameraConfig,
-        source: PyAVSource,
-        on_unit: Callable[[EncodedUnit], None],
-        on_drop: Callable[[int], None],
-        on_end: Callable[[BaseException | None], None],
-        on_format: Callable[[StreamFormat], None],
-        on_encode_time: Callable[[float], None] | None = None,
-        on_frame: Callable[[av.VideoFrame, int], None] | None = None,
-        backoff: Backoff | None = None,
-    ) -> None:
+    def __init__(self, camera: CameraConfig, source: PacketSource, sink: CaptureSink,
+                 timebase: TimeBase | None = None, backoff: Backoff | None = None) -> None:
         super().__init__(name=f"capture-{camera.id}", daemon=True)
-        self.camera, self.source = camera, source
-        self._on_unit, self._on_drop, self._on_end, self._on_format = on_unit, on_drop, on_end, on_format
-        self._on_encode_time, self._on_frame = on_encode_time, on_frame
+        self.camera, self.source, self.sink = camera, source, sink
+        self.timebase = timebase or TimeBase()
         self._backoff = backoff or Backoff(0.25, 4.0)  # a camera on the LAN: retrying often costs nothing
         self._stop_event = threading.Event()
         # Passing through needs the stream to already be what we would send: H.264 (or a camera set to H.265
@@ -83,7 +64,8 @@ class StreamThread(threading.Thread):
         self._filter: FrameFilter | None = None
         self._decoder: VideoCodecContext | None = None
         self._last_us = 0
-        self._offset_us: int | None = None  # live sources: wall clock minus stream clock (see _live_time)
+        self._offset_us: int | None = None  # capture time minus stream time (see _anchored)
+        self._force_keyframe = False  # the time base stepped: the next re-encoded frame starts a segment
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -91,7 +73,7 @@ class StreamThread(threading.Thread):
     def health(self) -> dict[str, object]:
         return {"state": self.state, "mode": self.mode, "reconnects": self.reconnects,
                 "source_error": self.last_error, "thread_cpu_s": round(self.cpu_seconds, 3),
-                "keyframes_completed": self.keyframes_completed}
+                "keyframes_completed": self.keyframes_completed, "clock": self.timebase.health().to_json()}
 
     def run(self) -> None:
         error: BaseException | None = None
@@ -101,12 +83,17 @@ class StreamThread(threading.Thread):
             error = exc
         finally:
             self._finish_encoder()
+            if self.sink.sub is not None:
+                try:
+                    self.sink.sub.flush()
+                except (av.FFmpegError, OSError) as exc:
+                    log.warning("camera %s: sub stream flush failed: %s", self.camera.id, exc)
             self.source.close()
             self.state = "stopped" if error is None else "down"
-            self._on_end(error)
+            self.sink.on_end(error)
 
     def _run(self) -> None:
-        live = self.source.spec.live
+        live = self.source.live
         while not self._stop_event.is_set():
             if not self.source.connected:
                 try:
@@ -125,7 +112,7 @@ class StreamThread(threading.Thread):
                 self.source.disconnect()
                 self._dropped(f"{type(exc).__name__}: {exc}")
                 continue
-            if ended and not live and not self.source.spec.loop:
+            if ended and not live and not self.source.loop:
                 return  # the file is over: the camera stops cleanly
             if ended and live:
                 self.source.disconnect()
@@ -148,21 +135,22 @@ class StreamThread(threading.Thread):
         self._finish_encoder()
         if passthrough:
             self._params = ParameterSets(src.codec, src.extradata)
+            wants_pictures = self.sink.on_frame is not None or self.sink.sub is not None
             self._decoder = (cast(VideoCodecContext, av.CodecContext.create(src.codec, "r"))
-                             if self._on_frame is not None else None)
+                             if wants_pictures else None)
             name = "passthrough"
         else:
             self._encoder = open_encoder(self.camera, src.width, src.height, src.fps)
             self._filter = build_filter(self.camera, src.width, src.height)
             name = self._encoder.name
-        self._on_format(StreamFormat(src.width, src.height, src.fps, out_codec, name))
-        log.info("camera %s: %s %s %dx%d@%.2f via %s", self.camera.id, src.spec.target, src.codec,
+        self.sink.on_format(StreamFormat(src.width, src.height, src.fps, out_codec, name))
+        log.info("camera %s: %s %s %dx%d@%.2f via %s", self.camera.id, src.target, src.codec,
                  src.width, src.height, src.fps, name)
 
     def _pump(self) -> bool:
         """Publish packets until stop (False) or the end of the input (True; a looped file rewinds first)."""
-        live, src = self.source.spec.live, self.source
-        mono0, wall0 = time.monotonic(), now_us()
+        live, src = self.source.live, self.source
+        mono0 = time.monotonic()
         offset_us = 0  # media time at the start of this loop pass
         first_ts: int | None = None
         media_us = 0
@@ -173,10 +161,12 @@ class StreamThread(threading.Thread):
                 if self._stop_event.is_set():
                     return False
                 ts = packet.dts if packet.dts is not None else packet.pts
+                # A passed-through stream can only be cut at a keyframe: a clock step waits for one.
+                may_step = self._encoder is not None or bool(packet.is_keyframe)
                 if ts is None:
-                    capture = now_us()
+                    capture = self.timebase.stamp(may_step)
                 elif live:
-                    capture = self._live_time(int(ts * src.time_base * 1_000_000))
+                    capture = self._anchored(int(ts * src.time_base * 1_000_000), may_step)
                 else:
                     if first_ts is None:
                         first_ts = ts
@@ -184,10 +174,12 @@ class StreamThread(threading.Thread):
                     delay = mono0 + media_us / 1e6 - time.monotonic()
                     if delay > 0 and self._stop_event.wait(delay):
                         return False
-                    capture = wall0 + media_us
+                    capture = self._anchored(media_us, may_step)
+                if self.timebase.stepped:
+                    self._force_keyframe = True
                 capture = max(capture, self._last_us + 1)  # strictly increasing, whatever the source says
                 if waiting_for_key and not packet.is_keyframe:
-                    self._on_drop(1)  # after a (re)connect, nothing decodes before a keyframe
+                    self.sink.on_drop(1)  # after a (re)connect, nothing decodes before a keyframe
                     continue
                 waiting_for_key = False
                 self._last_us = capture
@@ -196,21 +188,24 @@ class StreamThread(threading.Thread):
                     self.state = "up"
                     self._backoff.reset()
                 self.cpu_seconds = time.thread_time()
-            if live or not src.spec.loop:
+            if live or not src.loop:
                 return True
             src.rewind()
             offset_us, first_ts = media_us + interval_us, None
 
-    def _live_time(self, stream_us: int) -> int:
-        """Capture time of a live frame: the stream's own clock, anchored to the earliest arrival seen.
+    def _anchored(self, stream_us: int, may_step: bool) -> int:
+        """Capture time of a frame: the stream's own clock, anchored to the earliest arrival seen.
 
-        Arrival times alone are bursty (demuxer probing, TCP and server buffering deliver whole GOPs at
-        once); the stream's timestamps keep the real spacing. The offset follows the smallest observed
-        delay, so a frame is never stamped after it arrived, and jumps when the source's clock does.
+        Arrival times (the camera's ``TimeBase``) alone are bursty (demuxer probing, TCP and server
+        buffering deliver whole GOPs at once); the stream's timestamps keep the real spacing. The offset
+        follows the smallest observed delay, so a frame is never stamped after it arrived, and jumps when
+        the source's clock does or the time base follows a step of the wall clock. A file's packets
+        arrive when pacing releases them, so for a file this is its start plus its media time.
         """
-        arrival = now_us()
+        arrival = self.timebase.stamp(may_step)
         offset = arrival - stream_us
-        if self._offset_us is None or offset < self._offset_us or offset - self._offset_us > MAX_LAG_US:
+        if (self._offset_us is None or offset < self._offset_us or offset - self._offset_us > MAX_LAG_US
+                or self.timebase.stepped):
             self._offset_us = offset
         return stream_us + self._offset_us
 
@@ -219,10 +214,13 @@ class StreamThread(threading.Thread):
             keyframe = bool(packet.is_keyframe)
             data = self._params.fix(bytes(packet), keyframe)
             self.keyframes_completed = self._params.inserted
-            self._on_unit(EncodedUnit(capture, keyframe, data))
-            if self._decoder is not None and self._on_frame is not None:
+            self.sink.on_unit(EncodedUnit(capture, keyframe, data))
+            if self._decoder is not None:
                 for frame in self._decoder.decode(av.Packet(data)):  # type: ignore[arg-type]  # any buffer
-                    self._on_frame(frame, capture)
+                    if self.sink.on_frame is not None:
+                        self.sink.on_frame(frame, capture)
+                    if self.sink.sub is not None:
+                        self.sink.sub.encode(frame, capture)
             return
         for frame in self.source.decode(packet):
             if frame.format.name != "yuv420p":
@@ -230,15 +228,18 @@ class StreamThread(threading.Thread):
             if self._filter is not None:
                 frame.make_writable()  # the decoder may still hold this picture as a reference
                 self._filter(frame, capture)
-            self.encode_seconds += encode_and_hand_on(self._encoder, frame, capture, self._on_unit,
-                                                      self._on_frame, self._on_encode_time)
+            if self._force_keyframe:
+                frame.pict_type = PictureType.I
+                self._force_keyframe = False
+            self.encode_seconds += self.sink.encode(self._encoder, frame, capture)
+            if self.sink.sub is not None:
+                self.sink.sub.encode(frame, capture)
 
     def _finish_encoder(self) -> None:
         encoder, self._encoder = self._encoder, None
         if encoder is None:
             return
         try:
-            for unit in encoder.flush():
-                self._on_unit(unit)
+            self.sink.flush(encoder)
         except (av.FFmpegError, OSError) as exc:
             log.warning("camera %s: encoder flush failed: %s", self.camera.id, exc)

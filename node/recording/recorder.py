@@ -40,6 +40,9 @@ class Recorder:
         self.on_spooled, self.on_lost = on_spooled, on_lost
         cfg = camera.config
         self.segmenter = Segmenter(camera.id, segment_seconds, cfg.fps)
+        # After what this camera already recorded, even if the clock went back across a restart (docs/time.md):
+        # set before the camera starts, so one small read here.
+        camera.timebase.raise_floor(spool.time_floor(camera.id))
         self.journal_header = JournalHeader(node_id, camera.id, cfg.width, cfg.height, cfg.fps, camera.codec)
         # Enough room for three whole segments: the recorder only falls this far
         # behind if the disk stalls, and then it resumes at a keyframe; the frames it

@@ -45,6 +45,7 @@ class FinishedSegment:
     camera: str
     units: tuple[AccessUnit, ...]
     frame_interval_us: int
+    next_start_us: int | None = None  # the capture time of the unit that starts the next segment, if known
 
     @property
     def start_us(self) -> int:
@@ -52,8 +53,10 @@ class FinishedSegment:
 
     @property
     def end_us(self) -> int:
-        """Just past the last frame: its capture time plus one frame interval."""
-        return self.units[-1].capture_us + self.frame_interval_us
+        """Just past the last frame: its capture time plus one frame interval, but never past the next
+        segment's start (stamps a little closer than a frame: jitter, a slewing clock), so none overlap."""
+        end = self.units[-1].capture_us + self.frame_interval_us
+        return end if self.next_start_us is None else min(end, self.next_start_us)
 
 
 class Segmenter:
@@ -77,7 +80,7 @@ class Segmenter:
         gap = unit.capture_us - current.units[-1].capture_us > max(GAP_US, 4 * self.frame_interval_us)
         long_enough = unit.capture_us - current.start_us >= self.target_us - self.frame_interval_us // 2
         if unit.keyframe and (gap or long_enough):
-            finished = self._close()
+            finished = self._close(unit.capture_us)
             self._current = PendingSegment(self.camera, [unit])
         else:
             current.units.append(unit)
@@ -86,11 +89,11 @@ class Segmenter:
     def flush(self) -> FinishedSegment | None:
         return self._close() if self._current else None
 
-    def _close(self) -> FinishedSegment | None:
+    def _close(self, next_start_us: int | None = None) -> FinishedSegment | None:
         current, self._current = self._current, None
         if current is None or not current.units:
             return None
-        return FinishedSegment(self.camera, tuple(current.units), self.frame_interval_us)
+        return FinishedSegment(self.camera, tuple(current.units), self.frame_interval_us, next_start_us)
 
 
 def segment_metadata(node: str, segment: FinishedSegment, width: int, height: int) -> dict[str, object]:

@@ -6,6 +6,9 @@ Layout:
   removed before the MP4, so a header always has its file and a file without
   a header is an unfinished write.
 - ``SPOOL/CAMERA/<start_us>.journal``: the segment being recorded (node/recording/journal.py).
+- ``SPOOL/CAMERA/time-floor``: the end of the latest segment ever spooled for the camera, kept after
+  the segment has gone to the store: the next run stamps frames after it (node/capture/timebase.py),
+  whatever the wall clock says at boot (docs/time.md).
 - ``SPOOL/.events/<camera>-<kind>-<start_us>.json``: events waiting for the store.
 - ``SPOOL/.refused/``: what the store refused for good, kept for a human.
 
@@ -31,6 +34,7 @@ from shared.protocol.ingest import EventRecord, SegmentHeader
 
 log = logging.getLogger(__name__)
 EVENTS_DIR = ".events"
+TIME_FLOOR = "time-floor"
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ SpooledItem = SpooledSegment | SpooledEvent
 class Spool:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._floors: dict[str, int] = {}  # camera -> the time floor last written
 
     def _paths(self, header: SegmentHeader, tag: str = "") -> tuple[Path, Path]:
         directory = self.root / check_id(header.camera, "camera id")
@@ -80,7 +85,23 @@ class Spool:
         media, head = self._paths(header, tag)
         write_atomic(media, data)
         write_atomic(head, json.dumps(header.to_json()).encode())
+        if header.end_us > self.time_floor(header.camera):
+            write_atomic(media.parent / TIME_FLOOR, str(header.end_us).encode())
+            self._floors[header.camera] = header.end_us
         return SpooledSegment(header, media, head)
+
+    def time_floor(self, camera: str) -> int:
+        """The end of the latest segment of ``camera`` ever spooled here, or 0."""
+        if camera not in self._floors:
+            try:
+                self._floors[camera] = int((self.root / check_id(camera, "camera id") / TIME_FLOOR).read_text())
+            except FileNotFoundError:
+                self._floors[camera] = 0
+            except (OSError, ValueError) as exc:
+                log.error("spool: unreadable time floor of camera %s (%s); starting from the wall clock",
+                          camera, exc)
+                self._floors[camera] = 0
+        return self._floors[camera]
 
     def put_event(self, record: EventRecord) -> SpooledEvent:
         path = self.root / EVENTS_DIR / f"{record.record_id}.json"

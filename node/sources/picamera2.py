@@ -35,7 +35,8 @@ from typing import Any
 import av
 import numpy as np
 
-from node.sources.base import SourceError, plane_view
+from node.sources import register_source
+from node.sources.base import FrameSource, SourceError, plane_view
 from shared.config import CameraConfig
 
 BUFFER_COUNT = 4  # the seed's buffer_count
@@ -83,8 +84,8 @@ def cameras_found() -> list[dict[str, Any]]:
         return []
 
 
-class Picamera2Source:
-    """A ``CameraSource``: ``read`` waits for the camera's next frame and returns its main stream as yuv420p."""
+class Picamera2Source(FrameSource):
+    """A ``FrameSource``: ``read`` waits for the camera's next frame and returns its main stream as yuv420p."""
 
     def __init__(self, camera: CameraConfig, number: int) -> None:
         try:
@@ -161,3 +162,6 @@ def open_picamera2(camera: CameraConfig, arg: str) -> Picamera2Source:
         raise SourceError(f"camera {camera.id}: source picamera2:{arg} must be picamera2:N, N the camera "
                           "number (0 or 1 on a Pi 5)") from None
     return Picamera2Source(camera, number)
+
+
+register_source("picamera2", open_picamera2, "'picamera2[:N]'")

@@ -22,7 +22,8 @@ import av
 import av.bitstream
 from av.container import InputContainer
 
-from node.sources.base import SourceError
+from node.sources import register_source
+from node.sources.base import PacketSource, SourceError
 from shared.config import CameraConfig
 
 KINDS = ("file", "url", "v4l2")
@@ -46,10 +47,6 @@ class StreamSpec:
     def live(self) -> bool:
         """Live sources are timed by arrival and reconnected when they drop; files are paced by timestamps."""
         return self.kind != "file"
-
-
-def is_stream_source(source: str) -> bool:
-    return source.partition(":")[0] in KINDS
 
 
 def parse_stream_source(source: str, camera: CameraConfig | None = None) -> StreamSpec:
@@ -77,15 +74,16 @@ def parse_stream_source(source: str, camera: CameraConfig | None = None) -> Stre
     return StreamSpec("v4l2", target, options=options, format="video4linux2")
 
 
-class PyAVSource:
+class PyAVSource(PacketSource):
     """One FFmpeg input; ``connect`` (re)opens it, ``packets`` demuxes its video stream.
 
-    Not a ``CameraSource``: it is driven by ``node.capture.stream.StreamThread``, which paces
-    it by its own timestamps or arrival rather than by a frame clock.
+    A ``PacketSource``: driven by ``node.capture.stream.StreamThread``, which paces it by its own
+    timestamps or arrival rather than by a frame clock.
     """
 
     def __init__(self, spec: StreamSpec, fallback_fps: float = 15.0) -> None:
         self.spec = spec
+        self.live, self.loop, self.target = spec.live, spec.loop, spec.target
         self.width = self.height = 0
         self.fps = fallback_fps
         self.codec = ""
@@ -158,3 +156,12 @@ class PyAVSource:
 
     def close(self) -> None:
         self.disconnect()
+
+
+def open_stream_source(camera: CameraConfig, arg: str) -> PyAVSource:
+    return PyAVSource(parse_stream_source(camera.source, camera), camera.fps)
+
+
+register_source("file", open_stream_source, "'file:PATH[?loop=1]'")
+register_source("url", open_stream_source, "'url:rtsp://…'")
+register_source("v4l2", open_stream_source, "'v4l2:/dev/videoN'")

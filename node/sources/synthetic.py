@@ -14,8 +14,10 @@ import math
 import av
 import numpy as np
 
-from node.sources.base import plane_view
+from node.sources import register_source
+from node.sources.base import FrameSource, plane_view
 from node.sources.scenario import Scenario, load_scenario
+from shared.config import CameraConfig
 
 NOISE_BANK = 8
 
@@ -49,8 +51,10 @@ def render_background(rng: np.random.Generator, width: int, height: int) -> np.n
     return np.clip(luma, 16, 235).astype(np.uint8)
 
 
-class SyntheticSource:
+class SyntheticSource(FrameSource):
     """Renders frames of a ``Scenario`` as YUV 4:2:0; frame ``i`` is at ``i / fps`` seconds."""
+
+    sub_frame = None  # no picture of its own at the sub stream's size: the sub stream scales main
 
     def __init__(self, width: int, height: int, fps: float, scenario: Scenario | None = None):
         if width % 2 or height % 2:
@@ -108,3 +112,11 @@ class SyntheticSource:
 
     def close(self) -> None:
         pass
+
+
+def open_synthetic(camera: CameraConfig, arg: str) -> SyntheticSource:
+    """``synthetic`` (the built-in street scene) or ``synthetic:path/to/scenario.json``."""
+    return SyntheticSource(camera.width, camera.height, camera.fps, load_scenario(arg) if arg else None)
+
+
+register_source("synthetic", open_synthetic, "'synthetic', 'synthetic:path/to/scenario.json'")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from node.capture.encode import EncodedUnit
-from node.capture.stream import StreamFormat, StreamThread
+from node.capture.sink import CaptureSink, StreamFormat
+from node.capture.stream import StreamThread
 from node.sources.nal import H264_PPS, H264_SPS, nal_type, nal_units
 from node.sources.pyav import PyAVSource, parse_stream_source
 from shared.config import CameraConfig
@@ -33,8 +34,8 @@ def run_stream(camera: CameraConfig, seconds: float = 10.0) -> tuple[list[Encode
     ended = threading.Event()
     errors: list[BaseException | None] = []
     source = PyAVSource(parse_stream_source(camera.source, camera))
-    thread = StreamThread(camera, source, units.append, lambda n: None,
-                          lambda e: (errors.append(e), ended.set()), formats.append)
+    sink = CaptureSink(units.append, on_end=lambda e: (errors.append(e), ended.set()), on_format=formats.append)
+    thread = StreamThread(camera, source, sink)
     thread.start()
     assert ended.wait(seconds), "the file should end by itself"
     assert errors == [None]
@@ -90,7 +91,7 @@ def test_looping_file_keeps_time_running(clips):
     units: list[EncodedUnit] = []
     source = PyAVSource(parse_stream_source(camera.source))
     done = threading.Event()
-    thread = StreamThread(camera, source, units.append, lambda n: None, lambda e: done.set(), lambda f: None)
+    thread = StreamThread(camera, source, CaptureSink(units.append, on_end=lambda e: done.set()))
     thread.start()
     time.sleep(3.6)
     thread.stop()

@@ -199,7 +199,7 @@ def test_the_sub_encoder_takes_the_isp_lores_not_a_scaled_main(fake_picamera2):
 
 def test_a_source_without_its_own_small_picture_is_scaled_and_masks_reach_the_lores_one():
     from node.capture.encoders import open_encoder
-    from node.capture.thread import SubStream
+    from node.capture.substream import SubStream
 
     units: list = []
     filtered: list[int] = []  # masks/timestamp: only on the source's picture, main was filtered before scaling
