@@ -143,3 +143,55 @@ def test_a_node_records_a_file_bit_identically(clips, processes, tmp_path):  # n
     source, params = source_access_units(clips["mp4"])
     assert [(k, h) for k, h, _ in recorded] == source
     assert all(p == params for k, _, p in recorded if k)
+
+
+@pytest.mark.parametrize("kind", ["mp4", "mpeg4"])  # passed through (decoded for the sub only), transcoded
+def test_a_packet_source_feeds_the_sub_stream(clips, kind):
+    import asyncio
+
+    import av
+
+    from node.capture.master import Camera
+
+    async def run() -> tuple[dict, list[av.VideoFrame], int]:
+        camera = Camera(CameraConfig(id="cam0", source=f"file:{clips[kind]}", substream=(160, 120)))
+        main = camera.subscribe("main", 100)
+        camera.start(asyncio.get_running_loop())
+        assert camera.sub_fanout is not None
+        sub = camera.sub_fanout.subscribe("sub", 100)
+        codec = av.CodecContext.create("h264", "r")
+        pictures: list[av.VideoFrame] = []
+        while (unit := await asyncio.wait_for(sub.get(), 10)) is not None:
+            pictures += codec.decode(av.Packet(unit.data))
+        main_units = 0
+        while await main.get() is not None:
+            main_units += 1
+        health = camera.health()
+        await camera.stop()
+        return health, pictures, main_units
+
+    health, pictures, main_units = asyncio.run(run())
+    assert health["substream"] == "160x120" and health["substream_frames"]["scaled"] == main_units
+    assert len(pictures) >= main_units - 1 and {(p.width, p.height) for p in pictures} == {(160, 120)}
+
+
+def test_a_clock_step_on_a_passed_through_stream_waits_for_a_keyframe(clips):
+    from node.capture.timebase import TimeBase
+    from shared.clock import now_us
+
+    shift = [0]
+    timebase = TimeBase(wall_us=lambda: now_us() + shift[0])
+    camera = CameraConfig(id="cam0", source=f"file:{clips['mp4']}")
+    units: list[EncodedUnit] = []
+    done = threading.Event()
+    thread = StreamThread(camera, PyAVSource(parse_stream_source(camera.source)),
+                          CaptureSink(units.append, on_end=lambda e: done.set()), timebase)
+    thread.start()
+    time.sleep(1.25)  # between two keyframes (a GOP is 1 s)
+    shift[0] = 3600 * 1_000_000
+    assert done.wait(10)
+    times = [u.capture_us for u in units]
+    assert times == sorted(times) and len(units) == 30
+    jumps = [i for i, (a, b) in enumerate(zip(times, times[1:], strict=False), start=1) if b - a > 1_000_000]
+    assert len(jumps) == 1 and units[jumps[0]].keyframe  # the jump lands where a segment can start
+    assert thread.health()["clock"]["steps_forward"] == 1
