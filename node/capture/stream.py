@@ -175,7 +175,7 @@ class StreamThread(threading.Thread):
                     if delay > 0 and self._stop_event.wait(delay):
                         return False
                     capture = self._anchored(media_us, may_step)
-                if self.timebase.stepped:
+                if self.timebase.stepped and self._encoder is not None:
                     self._force_keyframe = True
                 capture = max(capture, self._last_us + 1)  # strictly increasing, whatever the source says
                 if waiting_for_key and not packet.is_keyframe:
