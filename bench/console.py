@@ -385,8 +385,9 @@ async def measure_live(make_app: Callable[[], App], cameras: Sequence[str], *, d
 async def wait_fleet_up(store_url: str, token: str | None, cameras: Sequence[str], nodes: int,
                         limit_s: float = 60.0) -> float:
     """Poll the store's ``fleet`` until ``nodes`` nodes are up and every camera has a node; returns seconds waited."""
-    from console.client import StoreClient, StoreError
     from console.fleet_model import FleetSnapshot
+    from shared.protocol.fleet import FleetReport
+    from shared.query_client import StoreClient, StoreError
 
     started = time.monotonic()
     last = "no answer yet"
@@ -394,7 +395,7 @@ async def wait_fleet_up(store_url: str, token: str | None, cameras: Sequence[str
         try:
             async with StoreClient(store_url, token=token) as client:
                 while time.monotonic() - started < limit_s:
-                    snap = FleetSnapshot.from_api(await client.call("fleet"))
+                    snap = FleetSnapshot.from_api(FleetReport.from_json(await client.call("fleet")))
                     up = [n.node for n in snap.nodes if n.state == "up"]
                     missing = [c for c in cameras if c not in snap.cameras or snap.cameras[c].status == "down"
                                or snap.node_url_of(c) is None]

@@ -10,7 +10,7 @@
    at the few real segments in rotation (the thumbnail cache is keyed by camera and segment
    start, so every row still decodes on a miss).
 3. Starts a real ``sht store`` subprocess on that root and measures through
-   ``console.client.StoreClient`` over loopback: search, timeline, thumbnail, export.
+   ``shared.query_client.StoreClient`` over loopback: search, timeline, thumbnail, export.
 4. Stops the store, links one file per row of the oldest day, and times the retention
    ``sweep`` that expires exactly that day.
 5. Prints a table with the issue's targets and replaces the "## Store" section of
@@ -46,6 +46,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.report import cpu_model, replace_section, verdict
+from shared.protocol.results import ExportResult, SegmentPage, Timeline
 from store.index import index_path
 
 SEGMENT_S = 10
@@ -349,7 +350,7 @@ def viewer_token(root: Path) -> str:
 
 
 def store_client(url: str, token: str | None) -> Any:
-    from console.client import StoreClient
+    from shared.query_client import StoreClient
 
     if token is not None and "token" in inspect.signature(StoreClient).parameters:
         return StoreClient(url, open_timeout=30, token=token)
@@ -399,10 +400,11 @@ async def measure(url: str, built: Built, plan: Plan, token: str | None = None, 
         for _ in range(plan.search):
             ms, r = await _timed(lambda: search(rng.choice(cams), rng.randrange(T0_US, end - HOUR_US)))
             m.search_ms.append(ms)
-            m.search_items.append(len(r["items"]))
+            m.search_items.append(len(SegmentPage.from_json(r).items))  # read after the clock stops
         for _ in range(plan.timeline):
             ms, r = await _timed(lambda: timeline(rng.choice(cams), rng.randrange(days)))
-            assert r["recorded_us"] == DAY_US and len(r["buckets"]) == 24, "timeline of a fully recorded day"
+            day = Timeline.from_json(r)
+            assert day.recorded_us == DAY_US and len(day.buckets) == 24, "timeline of a fully recorded day"
             m.timeline_ms.append(ms)
         # Misses: distinct segments (a thumbnail is cached per segment start and frame), random frame inside.
         asked = []
@@ -420,9 +422,10 @@ async def measure(url: str, built: Built, plan: Plan, token: str | None = None, 
             t = time.perf_counter()
             size, r = await export(cam, lo)
             m.export_s.append(time.perf_counter() - t)
-            assert r["segments"] == EXPORT_SEGMENTS and size == r["bytes"], r
+            clip = ExportResult.from_json(r)
+            assert clip.segments == EXPORT_SEGMENTS and size == clip.bytes, clip
             m.export_bytes.append(size)
-            m.export_clip_s.append((r["end_us"] - r["start_us"]) / 1e6)
+            m.export_clip_s.append((clip.end_us - clip.start_us) / 1e6)
     return m
 
 

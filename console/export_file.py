@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from console.formatting import file_stamp
+from shared.protocol.results import ExportResult
 
 
 class Caller(Protocol):
@@ -27,7 +28,7 @@ def clip_path(directory: Path, camera: str, start_us: int) -> Path:
 
 
 async def export_clip(store: Caller, camera: str, from_us: int, to_us: int, path: Path,
-                      on_progress: Callable[[int, int], None]) -> dict[str, Any]:
+                      on_progress: Callable[[int, int], None]) -> ExportResult:
     """Ask the store for one MP4 of ``camera`` over the range and write it to ``path``.
 
     The bytes go to ``path.part`` first and it is renamed only when the store says
@@ -46,6 +47,7 @@ async def export_clip(store: Caller, camera: str, from_us: int, to_us: int, path
     try:
         result = await store.call("export", camera=camera, from_us=from_us, to_us=to_us, on_chunk=chunks.put,
                                   on_progress=on_progress)
+        export = ExportResult.from_json(result)
         ok = True
     finally:
         chunks.put(None)
@@ -58,4 +60,4 @@ async def export_clip(store: Caller, camera: str, from_us: int, to_us: int, path
             if not ok:
                 await asyncio.to_thread(part.unlink, missing_ok=True)
     await asyncio.to_thread(part.replace, path)
-    return dict(result)
+    return export

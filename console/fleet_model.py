@@ -1,33 +1,24 @@
 """The fleet as the console sees it: typed views of the store's ``fleet`` answer, with a status per row.
 
-Pure data, no Textual: ``FleetSnapshot.from_api`` reads one ``fleet`` reply
-(docs/protocol.md) and decides, per node and per camera, whether it is *up*,
+Pure data, no Textual: ``FleetSnapshot.from_api`` takes one ``fleet`` reply
+(``shared.protocol.fleet.FleetReport``) and decides, per node and per camera, whether it is *up*,
 *degraded* or *down*, and why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from shared.protocol.fleet import FleetCamera, FleetReport, HealthSample, NodeSummary
+from shared.protocol.health import CameraHealth, GpuSummary, NodeHealth, SpoolHealth
 
 Status = Literal["up", "degraded", "down"]
 
 SPOOL_BACKLOG_SEGMENTS = 3  # this many segments waiting for the store means uploads are falling behind
 SLOW_FPS_RATIO = 0.8  # a camera below this share of its configured frame rate is degraded
 RECENT_SAMPLES = 30  # one minute of heartbeats: drops in it make a camera degraded
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def per_interval(cumulative: Sequence[float | None]) -> list[float]:
@@ -71,7 +62,7 @@ class NodeView:
     last_seen_us: int | None
     cpu_percent: float | None = None
     temperature_c: float | None = None
-    gpu: Mapping[str, Any] | None = None  # what the node reports about its GPU/VideoCore, if anything
+    gpu: GpuSummary | None = None  # what the node reports about its GPU/VideoCore, if anything
     spool_segments: int | None = None
     spool_bytes: int | None = None
     spool_limit_bytes: int | None = None
@@ -90,17 +81,14 @@ class FleetSnapshot:
     now_us: int
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> FleetSnapshot:
-        now = _int(data.get("now_us")) or 0
-        store_cameras = _dict(data.get("cameras"))
-        nodes = tuple(_node_view(n, store_cameras, now) for n in data.get("nodes") or [] if isinstance(n, dict))
+    def from_api(cls, report: FleetReport) -> FleetSnapshot:
+        nodes = tuple(_node_view(n, report.cameras, report.now_us) for n in report.nodes)
         cameras: dict[str, CameraView] = {c.camera: c for n in nodes for c in n.cameras}
-        for cam, info in sorted(store_cameras.items()):
+        for cam, info in sorted(report.cameras.items()):
             if cam not in cameras:
-                node = _dict(info).get("node")
-                cameras[cam] = CameraView(cam, node, "down", "no node announces this camera now", "unknown",
-                                          settings=_dict(_dict(info).get("settings")))
-        return cls(nodes, dict(sorted(cameras.items())), now)
+                cameras[cam] = CameraView(cam, info.node, "down", "no node announces this camera now", "unknown",
+                                          settings=info.settings)
+        return cls(nodes, dict(sorted(cameras.items())), report.now_us)
 
     def camera_ids(self) -> list[str]:
         return list(self.cameras)
@@ -114,27 +102,22 @@ class FleetSnapshot:
         return node.url if node is not None else None
 
 
-def _node_view(data: dict[str, Any], store_cameras: Mapping[str, Any], now_us: int) -> NodeView:
-    node_id = str(data.get("node", "?"))
-    state = str(data.get("state", "unknown"))
-    health = _dict(data.get("health"))
-    history = [h for h in data.get("history") or [] if isinstance(h, dict)]
-    spool = _dict(health.get("spool"))
-    oldest = _int(spool.get("oldest_start_us"))
-    segments = _int(spool.get("segments"))
+def _node_view(data: NodeSummary, store_cameras: Mapping[str, FleetCamera], now_us: int) -> NodeView:
+    health = data.health or NodeHealth()
+    spool = health.spool or SpoolHealth()
+    oldest, segments = spool.oldest_start_us, spool.segments
     lag = (now_us - oldest) / 1e6 if oldest is not None and segments and now_us else None
-    link = _dict(health.get("store")).get("link")
-    node_down = state != "up"
-    health_cams = _dict(health.get("cameras"))
-    camera_ids = [str(c) for c in data.get("cameras") or []] or sorted(health_cams)
+    link = health.store.link if health.store is not None else None
+    node_down = data.state != "up"
+    camera_ids = list(data.cameras) or sorted(health.cameras)
     cameras = tuple(
-        _camera_view(cam, node_id, node_down, _dict(health_cams.get(cam)), history,
-                     _dict(_dict(store_cameras.get(cam)).get("settings")))
+        _camera_view(cam, data.node, node_down, health.cameras.get(cam) or CameraHealth(), data.history,
+                     store_cameras[cam].settings if cam in store_cameras else {})
         for cam in camera_ids
     )
     if node_down:
         status: Status = "down"
-        reason = "never heard from since the store started" if state == "unknown" else "missed its heartbeats"
+        reason = "never heard from since the store started" if data.state == "unknown" else "missed its heartbeats"
     else:
         troubles = [f"{c.camera} {c.status}" for c in cameras if c.status != "up"]
         if link not in (None, "connected"):
@@ -144,30 +127,35 @@ def _node_view(data: dict[str, Any], store_cameras: Mapping[str, Any], now_us: i
         status = "degraded" if troubles else "up"
         reason = "; ".join(troubles) or "all well"
     return NodeView(
-        node=node_id, status=status, reason=reason, state=state, url=data.get("url"),
-        last_seen_us=_int(data.get("last_seen_us")),
-        cpu_percent=_float(health.get("cpu_percent")), temperature_c=_float(health.get("temperature_c")),
-        gpu=health.get("gpu") if isinstance(health.get("gpu"), dict) else None,
-        spool_segments=segments, spool_bytes=_int(spool.get("bytes")),
-        spool_limit_bytes=_int(spool.get("limit_bytes")), upload_lag_s=lag,
-        store_link=link if isinstance(link, str) else None, cameras=cameras,
-        cpu_history=_series(history, "cpu_percent"), temperature_history=_series(history, "temperature_c"),
-        spool_history=_series(history, "spool_segments"),
+        node=data.node, status=status, reason=reason, state=data.state, url=data.url,
+        last_seen_us=data.last_seen_us,
+        cpu_percent=_float(health.process.cpu_percent), temperature_c=_float(health.process.temperature_c),
+        gpu=health.gpu,
+        spool_segments=segments, spool_bytes=spool.bytes, spool_limit_bytes=spool.limit_bytes, upload_lag_s=lag,
+        store_link=link, cameras=cameras,
+        cpu_history=_present(h.cpu_percent for h in data.history),
+        temperature_history=_present(h.temperature_c for h in data.history),
+        spool_history=_present(h.spool_segments for h in data.history),
     )
 
 
-def _series(history: list[dict[str, Any]], key: str) -> tuple[float, ...]:
-    return tuple(v for v in (_float(h.get(key)) for h in history) if v is not None)
+def _float(value: float | None) -> float | None:
+    """Numbers as floats: the wire keeps 15 and 15.0 apart, the views and sparklines need not."""
+    return float(value) if value is not None else None
 
 
-def _camera_series(history: list[dict[str, Any]], camera: str, key: str) -> list[float | None]:
-    return [_float(_dict(_dict(h.get("cameras")).get(camera)).get(key)) for h in history]
+def _present(values: Iterable[float | None]) -> tuple[float, ...]:
+    return tuple(float(v) for v in values if v is not None)
 
 
-def _camera_view(camera: str, node: str, node_down: bool, health: dict[str, Any],
-                 history: list[dict[str, Any]], settings: dict[str, Any]) -> CameraView:
-    state = str(health.get("state", "unknown"))
-    fps, configured = _float(health.get("fps")), _float(health.get("configured_fps"))
+def _camera_series(history: Sequence[HealthSample], camera: str, key: str) -> list[float | None]:
+    return [_float(getattr(h.cameras[camera], key)) if camera in h.cameras else None for h in history]
+
+
+def _camera_view(camera: str, node: str, node_down: bool, health: CameraHealth,
+                 history: Sequence[HealthSample], settings: Mapping[str, Any]) -> CameraView:
+    state = health.state or "unknown"
+    fps, configured = _float(health.fps), _float(health.configured_fps)
     drops = per_interval(_camera_series(history, camera, "frames_dropped"))
     recent_drops = sum(drops[-RECENT_SAMPLES:])
     if node_down:
@@ -175,8 +163,7 @@ def _camera_view(camera: str, node: str, node_down: bool, health: dict[str, Any]
         reason = f"node {node} is down"
     elif state != "up":
         status = "down"
-        error = health.get("error")
-        reason = f"camera {state}" + (f": {error}" if error else "")
+        reason = f"camera {state}" + (f": {health.error}" if health.error else "")
     elif recent_drops > 0:
         status, reason = "degraded", f"dropped {recent_drops:.0f} frames in the last minute"
     elif fps is not None and configured and fps < SLOW_FPS_RATIO * configured:
@@ -185,30 +172,29 @@ def _camera_view(camera: str, node: str, node_down: bool, health: dict[str, Any]
         status, reason = "up", "recording"
     return CameraView(
         camera=camera, node=node, status=status, reason=reason, state=state, fps=fps, configured_fps=configured,
-        bitrate_bps=_float(health.get("bitrate_bps")), frames_dropped=_int(health.get("frames_dropped")),
-        width=_int(health.get("width")), height=_int(health.get("height")),
-        settings=settings or _dict(health.get("settings")),
-        fps_history=tuple(v for v in _camera_series(history, camera, "fps") if v is not None),
-        bitrate_history=tuple(v for v in _camera_series(history, camera, "bitrate_bps") if v is not None),
+        bitrate_bps=_float(health.bitrate_bps), frames_dropped=health.frames_dropped,
+        width=health.width, height=health.height,
+        settings=settings or health.settings or {},
+        fps_history=_present(_camera_series(history, camera, "fps")),
+        bitrate_history=_present(_camera_series(history, camera, "bitrate_bps")),
         drops_history=tuple(drops),
     )
 
 
-def gpu_summary(gpu: Mapping[str, Any] | None) -> str:
+def gpu_summary(gpu: GpuSummary | None) -> str:
     """The GPU/VideoCore fields a node reports, in a few characters; ``n/a`` when it reports none.
 
-    No node reports these yet (a Pi's VideoCore via vcgencmd is on the plan); the keys
-    read here are ``percent``, ``temperature_c``, ``memory_mb`` and ``throttled``.
+    No node reports these yet (a Pi's VideoCore via vcgencmd is on the plan).
     """
-    if not gpu:
+    if gpu is None:
         return "n/a"
     parts = []
-    if (pct := _float(gpu.get("percent"))) is not None:
-        parts.append(f"{pct:.0f}%")
-    if (temp := _float(gpu.get("temperature_c"))) is not None:
-        parts.append(f"{temp:.0f}°")
-    if (mem := _float(gpu.get("memory_mb"))) is not None:
-        parts.append(f"{mem:.0f}M")
-    if gpu.get("throttled"):
+    if gpu.percent is not None:
+        parts.append(f"{gpu.percent:.0f}%")
+    if gpu.temperature_c is not None:
+        parts.append(f"{gpu.temperature_c:.0f}°")
+    if gpu.memory_mb is not None:
+        parts.append(f"{gpu.memory_mb:.0f}M")
+    if gpu.throttled:
         parts.append("thr")
     return " ".join(parts) or "n/a"

@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 from textual.message import Message
 
-from console.client import StoreClient, StoreError
 from shared.backoff import Backoff
+from shared.protocol.errors import ProtocolError
+from shared.protocol.fleet import FleetReport
+from shared.query_client import StoreClient, StoreError
 
 POLL_INTERVAL_S = 1.5
 FLEET_TIMEOUT_S = 8.0  # a store that does not answer `fleet` in this long counts as lost
@@ -59,7 +61,7 @@ class StoreLost(Message):
 
 
 class FleetUpdated(Message):
-    def __init__(self, fleet: dict[str, Any]) -> None:
+    def __init__(self, fleet: FleetReport) -> None:
         super().__init__()
         self.fleet = fleet
 
@@ -96,6 +98,10 @@ class StoreLink:
             with contextlib.suppress(Exception):  # closing must never stop the console from quitting
                 await asyncio.wait_for(client.__aexit__(None, None, None), CLOSE_TIMEOUT_S)
 
+    @staticmethod
+    async def _fleet(client: StoreClient) -> FleetReport:
+        return FleetReport.from_json(await asyncio.wait_for(client.call("fleet"), FLEET_TIMEOUT_S))
+
     async def run(self, post: Post) -> None:
         """Connect, poll, reconnect; until cancelled."""
         was_connected = False
@@ -103,16 +109,18 @@ class StoreLink:
             try:
                 async with StoreClient(self.url, open_timeout=OPEN_TIMEOUT_S, token=self.token, ca=self.ca) as client:
                     self._client = client
-                    first = await asyncio.wait_for(client.call("fleet"), FLEET_TIMEOUT_S)
+                    first = await self._fleet(client)
                     self.backoff.reset()
                     was_connected = True
                     post(StoreConnected(self.url))
                     post(FleetUpdated(first))
                     while True:
                         await asyncio.sleep(self.poll_interval)
-                        post(FleetUpdated(await asyncio.wait_for(client.call("fleet"), FLEET_TIMEOUT_S)))
+                        post(FleetUpdated(await self._fleet(client)))
             except StoreError as exc:
                 reason = exc.message
+            except ProtocolError as exc:
+                reason = f"the store's fleet answer is not understood: {exc.message}"
             except TimeoutError:
                 reason = f"the store did not answer within {FLEET_TIMEOUT_S:.0f} s"
             except OSError as exc:

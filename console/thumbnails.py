@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
-from typing import Any
 
 from PIL import Image
 
 from console.export_file import Caller
+from shared.protocol.results import Thumbnail
 
 THUMB_WIDTH = 320
 
@@ -20,8 +20,8 @@ def open_jpeg(data: bytes) -> Image.Image:
 
 
 async def fetch_thumbnail(store: Caller, camera: str, at_us: int,
-                          width: int = THUMB_WIDTH) -> tuple[Image.Image, dict[str, Any]]:
+                          width: int = THUMB_WIDTH) -> tuple[Image.Image, Thumbnail]:
     """The frame nearest ``at_us`` as a PIL image, and the store's answer (``frame_us``, size)."""
     chunks: list[bytes] = []
     info = await store.call("thumbnail", camera=camera, at_us=at_us, width=width, on_chunk=chunks.append)
-    return await asyncio.to_thread(open_jpeg, b"".join(chunks)), dict(info)
+    return await asyncio.to_thread(open_jpeg, b"".join(chunks)), Thumbnail.from_json(info)

@@ -23,6 +23,7 @@ from node.store_link.uploader import Uploader
 from shared.config import CameraConfig, NodeConfig
 from shared.health import ProcessMonitor
 from shared.protocol.control import Hello
+from shared.protocol.health import NodeHealth
 from shared.security import SecurityOptions, bearer, client_ssl
 from shared.soc import SocMonitor
 
@@ -58,8 +59,8 @@ class Node:
         self.recorders: list[Recorder] = []
         self.keyring = (StoreKeyring(config.store_url, security.store_key, config.spool_path / "store-key.pub",
                                      client_ssl_context) if security.listen.auth else None)
-        self.server = NodeServer(self.master, self.health, security.listen.access(None), self.keyring,
-                                 security.listen.server_ssl())
+        self.server = NodeServer(self.master, lambda: self.health().to_json(), security.listen.access(None),
+                                 self.keyring, security.listen.server_ssl())
         self.server.metrics = NodeMetrics(self).registry  # GET /metrics
         self.monitor = ProcessMonitor()
         self.soc = SocMonitor()  # vcgencmd / thermal zones / NVML, cached: never raises
@@ -128,8 +129,10 @@ class Node:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def health(self) -> dict:
-        return {
+    def health(self) -> NodeHealth:
+        """/health and the heartbeat, read into the typed message here, so a field that drifts from
+        shared/protocol/health.py fails at its source (tests/system/test_end_to_end.py)."""
+        return NodeHealth.from_json({
             "node": self.config.id,
             "uptime_s": round(time.monotonic() - self.started, 1),
             **self.monitor.reading(),
@@ -148,7 +151,7 @@ class Node:
                 "refused": self.uploader.rejected,
                 "control": self.control.state if self.control else "not configured",
             },
-        }
+        })
 
 
 async def run_node(config: NodeConfig, security: NodeSecurity | None = None) -> None:

@@ -15,8 +15,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from console.client import StoreClient, StoreError
 from shared.clock import iso_utc
+from shared.protocol.errors import ProtocolError
+from shared.protocol.results import Event, EventPage, ExportResult, Segment, SegmentPage, Thumbnail
+from shared.query_client import StoreClient, StoreError
 from shared.timespec import TimeSpecError, format_local, parse_time
 
 DEFAULT_STORE = "http://127.0.0.1:8100"
@@ -81,7 +83,7 @@ def _run(command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args
         return asyncio.run(command(args))
     except TimeSpecError as exc:
         return _fail(str(exc))
-    except StoreError as exc:
+    except (StoreError, ProtocolError) as exc:
         where = f" ({exc.field})" if exc.field else ""
         return _fail(f"{exc.message}{where}")
     except OSError as exc:
@@ -98,16 +100,18 @@ def _range(args: argparse.Namespace) -> tuple[int, int]:
 async def _search(args: argparse.Namespace) -> int:
     start, end = _range(args)
     method = "events" if args.events else "segments"
-    items: list[dict[str, Any]] = []
+    items: list[Segment | Event] = []
+    read_page = EventPage.from_json if args.events else SegmentPage.from_json
     async with client(args) as store:
         after = None
         while True:
-            page = await store.call(method, cameras=args.camera, from_us=start, to_us=end, limit=PAGE, after=after)
-            items += page["items"]
-            if not (after := page["next"]):
+            page = read_page(await store.call(method, cameras=args.camera, from_us=start, to_us=end, limit=PAGE,
+                                              after=after))
+            items += page.items
+            if not (after := page.next):
                 break
     if args.json:
-        print(json.dumps([_public(item, args.events) for item in items], indent=1))
+        print(json.dumps([_public(item) for item in items], indent=1))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -117,27 +121,29 @@ async def _search(args: argparse.Namespace) -> int:
         cols = ("id", "camera", "start", "end", "kind", "score", "locked")
         for c in cols:
             table.add_column(c)
-        for e in items:
-            table.add_row(str(e["id"]), e["camera"], format_local(e["start_us"]), format_local(e["end_us"]),
-                          e["kind"], f"{e['score']:.2f}", "yes" if e["locked"] else "")
     else:
         for c in ("camera", "start", "end", "seconds", "frames", "MB", "node"):
             table.add_column(c)
-        for s in items:
-            table.add_row(s["camera"], format_local(s["start_us"]), format_local(s["end_us"]),
-                          f"{(s['end_us'] - s['start_us']) / 1e6:.1f}", str(s["frames"]),
-                          f"{s['bytes'] / 1e6:.2f}", s["node"])
+    for item in items:
+        if isinstance(item, Event):
+            table.add_row(str(item.id), item.camera, format_local(item.start_us), format_local(item.end_us),
+                          item.kind, f"{item.score:.2f}", "yes" if item.locked else "")
+        else:
+            table.add_row(item.camera, format_local(item.start_us), format_local(item.end_us),
+                          f"{(item.end_us - item.start_us) / 1e6:.1f}", str(item.frames),
+                          f"{item.bytes / 1e6:.2f}", item.node)
     Console().print(table)
     return 0
 
 
-def _public(item: dict[str, Any], event: bool) -> dict[str, Any]:
-    out = {"camera": item["camera"], "start": iso_utc(item["start_us"]), "end": iso_utc(item["end_us"]),
-           "start_us": item["start_us"], "end_us": item["end_us"]}
-    if event:
-        out.update(id=item["id"], kind=item["kind"], score=item["score"], bbox=item["bbox"], locked=item["locked"])
+def _public(item: Segment | Event) -> dict[str, Any]:
+    out: dict[str, Any] = {"camera": item.camera, "start": iso_utc(item.start_us), "end": iso_utc(item.end_us),
+                           "start_us": item.start_us, "end_us": item.end_us}
+    if isinstance(item, Event):
+        out.update(id=item.id, kind=item.kind, score=item.score, bbox=list(item.bbox) if item.bbox else None,
+                   locked=item.locked)
     else:
-        out.update(frames=item["frames"], bytes=item["bytes"], node=item["node"], sha256=item["sha256"])
+        out.update(frames=item.frames, bytes=item.bytes, node=item.node, sha256=item.sha256)
     return out
 
 
@@ -151,12 +157,12 @@ async def _export(args: argparse.Namespace) -> int:
                                         TransferSpeedColumn(), transient=True) as bar:
         task = bar.add_task(f"export {args.camera}", total=None)
         async with client(args) as store:
-            result = await store.call(
+            result = ExportResult.from_json(await store.call(
                 "export", camera=args.camera, from_us=start, to_us=end, on_chunk=lambda data: f.write(data),
-                on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total)))
     part.replace(out)
-    print(f"wrote {out}: {result['bytes'] / 1e6:.1f} MB, {result['frames']} frames from {result['segments']} "
-          f"segments, {iso_utc(result['start_us'])} → {iso_utc(result['end_us'])}")
+    print(f"wrote {out}: {result.bytes / 1e6:.1f} MB, {result.frames} frames from {result.segments} "
+          f"segments, {iso_utc(result.start_us)} → {iso_utc(result.end_us)}")
     return 0
 
 
@@ -164,11 +170,10 @@ async def _thumb(args: argparse.Namespace) -> int:
     at = parse_time(args.at)
     chunks: list[bytes] = []
     async with client(args) as store:
-        result = await store.call("thumbnail", camera=args.camera, at_us=at, width=args.width,
-                                   on_chunk=chunks.append)
+        result = Thumbnail.from_json(await store.call("thumbnail", camera=args.camera, at_us=at, width=args.width,
+                                                      on_chunk=chunks.append))
     Path(args.output).write_bytes(b"".join(chunks))
-    print(f"wrote {args.output}: {result['width']}x{result['height']} JPEG of the frame at "
-          f"{iso_utc(result['frame_us'])}")
+    print(f"wrote {args.output}: {result.width}x{result.height} JPEG of the frame at {iso_utc(result.frame_us)}")
     return 0
 
 

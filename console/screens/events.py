@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -19,7 +18,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, Static
 
-from console.client import StoreError
 from console.export_file import clip_path, export_clip
 from console.formatting import clock, local_utc_offset_s, nbytes, seconds, stamp
 from console.screens.base import ConsoleScreen
@@ -27,6 +25,9 @@ from console.thumbnails import fetch_thumbnail
 from console.widgets.export_progress import ExportProgress
 from console.widgets.picture import make_picture
 from console.widgets.timeline_bar import TimelineBar
+from shared.protocol.errors import ProtocolError
+from shared.protocol.results import Event, EventPage, Timeline
+from shared.query_client import StoreError
 
 WINDOWS = {"hour": (3600, "minute"), "day": (86400, "hour")}  # window: (seconds, timeline bucket)
 PRE_ROLL_US = 2_000_000  # an event's clip starts this long before it
@@ -49,7 +50,7 @@ class EventsScreen(ConsoleScreen):
     def __init__(self) -> None:
         super().__init__()
         self.window = "hour"
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Event] = []
         self._range = (0, 0)
 
     def compose_body(self) -> ComposeResult:
@@ -95,29 +96,30 @@ class EventsScreen(ConsoleScreen):
                           ("█ recorded ▄ partly · gap ◆ event", "dim")))
         note = self.query_one("#events-note", Static)
         try:
-            listing = await self.store.call("events", from_us=from_us, to_us=to_us, limit=MAX_EVENTS)
+            listing = EventPage.from_json(
+                await self.store.call("events", from_us=from_us, to_us=to_us, limit=MAX_EVENTS))
             fleet = self.console.fleet
-            cameras = sorted(set(fleet.camera_ids() if fleet else []) | {e["camera"] for e in listing["items"]})
-            timelines = await asyncio.gather(*(
+            cameras = sorted(set(fleet.camera_ids() if fleet else []) | {e.camera for e in listing.items})
+            timelines = [Timeline.from_json(t) for t in await asyncio.gather(*(
                 self.store.call("timeline", camera=cam, from_us=from_us, to_us=to_us, bucket=bucket,
-                                utc_offset_s=local_utc_offset_s(to_us)) for cam in cameras))
-        except StoreError as exc:
+                                utc_offset_s=local_utc_offset_s(to_us)) for cam in cameras))]
+        except (StoreError, ProtocolError) as exc:
             note.update(Text(f"cannot load events: {exc.message}", style="red"))
             return
-        self.events = list(listing["items"])
+        self.events = list(listing.items)
         await self._show_timelines(cameras, timelines)
-        self._show_events(listing.get("next") is not None)
+        self._show_events(listing.next is not None)
 
-    async def _show_timelines(self, cameras: list[str], timelines: list[dict[str, Any]]) -> None:
+    async def _show_timelines(self, cameras: list[str], timelines: list[Timeline]) -> None:
         box = self.query_one("#timelines", VerticalScroll)
         await box.remove_children()
         rows = []
         for cam, timeline in zip(cameras, timelines, strict=True):
             bar = TimelineBar()
             bar.window = self._range
-            bar.intervals = tuple((int(s), int(e)) for s, e in timeline["intervals"])
-            bar.events_us = tuple(e["start_us"] for e in self.events if e["camera"] == cam)
-            recorded = Label(seconds(timeline["recorded_us"] / 1e6), classes="timeline-recorded")
+            bar.intervals = timeline.intervals
+            bar.events_us = tuple(e.start_us for e in self.events if e.camera == cam)
+            recorded = Label(seconds(timeline.recorded_us / 1e6), classes="timeline-recorded")
             rows.append(Horizontal(Label(cam, classes="timeline-camera"), bar, recorded, classes="timeline-row"))
         await box.mount_all(rows)
         if not cameras:
@@ -127,9 +129,8 @@ class EventsScreen(ConsoleScreen):
         table = self.query_one("#events-table", DataTable)
         table.clear()
         for e in self.events:
-            table.add_row(stamp(e["start_us"]), e["camera"], e["kind"], f"{e['score']:.2f}",
-                          seconds((e["end_us"] - e["start_us"]) / 1e6), "yes" if e["locked"] else "",
-                          key=str(e["id"]))
+            table.add_row(stamp(e.start_us), e.camera, e.kind, f"{e.score:.2f}",
+                          seconds((e.end_us - e.start_us) / 1e6), "yes" if e.locked else "", key=str(e.id))
         note = self.query_one("#events-note", Static)
         if not self.events:
             note.update(NO_EVENTS.format(window=self.window))
@@ -137,7 +138,7 @@ class EventsScreen(ConsoleScreen):
             more = f" (the first {MAX_EVENTS}; narrow the window in Search)" if truncated else ""
             note.update(f"{len(self.events)} events{more} · enter/↑↓ to select · x exports the clip")
 
-    def _selected(self) -> dict[str, Any] | None:
+    def _selected(self) -> Event | None:
         table = self.query_one("#events-table", DataTable)
         if not self.events or not 0 <= table.cursor_row < len(self.events):
             return None
@@ -148,22 +149,22 @@ class EventsScreen(ConsoleScreen):
             self._show_detail(selected)
 
     @work(exclusive=True, group="detail", exit_on_error=False)
-    async def _show_detail(self, event: dict[str, Any]) -> None:
+    async def _show_detail(self, event: Event) -> None:
         text = self.query_one("#event-text", Static)
-        bbox = event.get("bbox")
+        bbox = event.bbox
         box = f"\nbox x{bbox[0]:.2f} y{bbox[1]:.2f} w{bbox[2]:.2f} h{bbox[3]:.2f}" if bbox else ""
-        details = (f"#{event['id']} {event['kind']} on {event['camera']} ({event['node']})\n"
-                   f"{stamp(event['start_us'])} → {clock(event['end_us'])}\n"
-                   f"score {event['score']:.2f}{' · locked' if event['locked'] else ''}{box}")
+        details = (f"#{event.id} {event.kind} on {event.camera} ({event.node})\n"
+                   f"{stamp(event.start_us)} → {clock(event.end_us)}\n"
+                   f"score {event.score:.2f}{' · locked' if event.locked else ''}{box}")
         text.update(details + "\nloading thumbnail…")
-        at = event.get("thumb_us") or event["start_us"]
+        at = event.thumb_us or event.start_us
         try:
-            image, info = await fetch_thumbnail(self.store, event["camera"], at)
-        except StoreError as exc:
+            image, info = await fetch_thumbnail(self.store, event.camera, at)
+        except (StoreError, ProtocolError) as exc:
             text.update(details + f"\nno thumbnail: {exc.message}")
             return
         self.query_one("#event-thumb").image = image  # type: ignore[attr-defined]  # textual-image's Image
-        text.update(details + f"\nframe at {clock(info['frame_us'])} · x: export clip")
+        text.update(details + f"\nframe at {clock(info.frame_us)} · x: export clip")
 
     def action_export(self) -> None:
         if (event := self._selected()) is None:
@@ -172,16 +173,16 @@ class EventsScreen(ConsoleScreen):
         self._export(event)
 
     @work(exclusive=True, group="export", exit_on_error=False)
-    async def _export(self, event: dict[str, Any]) -> None:
+    async def _export(self, event: Event) -> None:
         progress = self.query_one("#event-export", ExportProgress)
-        from_us = event["start_us"] - PRE_ROLL_US
-        to_us = max(event["end_us"], event["start_us"] + 1) + POST_ROLL_US
-        path = clip_path(Path.cwd(), event["camera"], from_us)
+        from_us = event.start_us - PRE_ROLL_US
+        to_us = max(event.end_us, event.start_us + 1) + POST_ROLL_US
+        path = clip_path(Path.cwd(), event.camera, from_us)
         progress.begin(f"exporting {path.name}")
         try:
-            result = await export_clip(self.store, event["camera"], from_us, to_us, path, progress.advance)
-        except (StoreError, OSError) as exc:
+            result = await export_clip(self.store, event.camera, from_us, to_us, path, progress.advance)
+        except (StoreError, ProtocolError, OSError) as exc:
             progress.fail(f"export failed: {getattr(exc, 'message', exc)}")
             return
-        progress.finish(f"saved {path.name}: {nbytes(result['bytes'])}, {result['frames']} frames")
+        progress.finish(f"saved {path.name}: {nbytes(result.bytes)}, {result.frames} frames")
         self.notify(f"saved {path}", title="clip exported")

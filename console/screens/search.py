@@ -21,7 +21,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
-from console.client import StoreError
 from console.export_file import clip_path, export_clip
 from console.formatting import clock, nbytes, seconds, stamp
 from console.screens.base import ConsoleScreen
@@ -29,7 +28,10 @@ from console.screens.events import POST_ROLL_US, PRE_ROLL_US
 from console.thumbnails import fetch_thumbnail
 from console.widgets.export_progress import ExportProgress
 from console.widgets.picture import make_picture
+from shared.protocol.errors import ProtocolError
 from shared.protocol.query import MAX_EXPORT_US
+from shared.protocol.results import Event, EventPage, Segment, SegmentPage
+from shared.query_client import StoreError
 from shared.timespec import TimeSpecError, parse_time
 
 MAX_RESULTS = 5000
@@ -53,7 +55,7 @@ class SearchScreen(ConsoleScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.results: list[dict[str, Any]] = []
+        self.results: list[Segment] | list[Event] = []
         self.method = "segments"
         self._searched: tuple[list[str], int, int] | None = None
 
@@ -132,13 +134,14 @@ class SearchScreen(ConsoleScreen):
         error = self.query_one("#search-error", Static)
         error.update(Text("searching…", style="dim"))
         try:
-            page = await self.store.call(method, **params)
-        except StoreError as exc:
+            answer = await self.store.call(method, **params)
+            page = EventPage.from_json(answer) if method == "events" else SegmentPage.from_json(answer)
+        except (StoreError, ProtocolError) as exc:
             error.update(Text(exc.message + (f" ({exc.field})" if exc.field else ""), style="red"))
             return
-        self.method, self.results = method, list(page["items"])
+        self.method, self.results = method, list(page.items)  # type: ignore[assignment]  # one kind per page
         self._searched = (cameras, from_us, to_us)
-        more = f"; only the first {MAX_RESULTS} shown, narrow the range" if page.get("next") else ""
+        more = f"; only the first {MAX_RESULTS} shown, narrow the range" if page.next else ""
         error.update(Text(f"{len(self.results)} {method} from {stamp(from_us)} to {stamp(to_us)}{more}",
                           style="dim"))
         self._fill_table()
@@ -148,18 +151,19 @@ class SearchScreen(ConsoleScreen):
         table.clear(columns=True)
         if self.method == "events":
             table.add_columns("start", "camera", "kind", "score", "length")
-            for e in self.results:
-                table.add_row(stamp(e["start_us"]), e["camera"], e["kind"], f"{e['score']:.2f}",
-                              seconds((e["end_us"] - e["start_us"]) / 1e6))
         else:
             table.add_columns("start", "camera", "length", "frames", "size", "node")
-            for s in self.results:
-                table.add_row(stamp(s["start_us"]), s["camera"], f"{(s['end_us'] - s['start_us']) / 1e6:.1f}s",
-                              str(s["frames"]), nbytes(s["bytes"]), s["node"])
+        for item in self.results:
+            if isinstance(item, Event):
+                table.add_row(stamp(item.start_us), item.camera, item.kind, f"{item.score:.2f}",
+                              seconds((item.end_us - item.start_us) / 1e6))
+            else:
+                table.add_row(stamp(item.start_us), item.camera, f"{(item.end_us - item.start_us) / 1e6:.1f}s",
+                              str(item.frames), nbytes(item.bytes), item.node)
         if not self.results:
             self.query_one("#search-text", Static).update("nothing found in that range")
 
-    def _selected(self) -> dict[str, Any] | None:
+    def _selected(self) -> Segment | Event | None:
         row = self.query_one("#results", DataTable).cursor_row
         return self.results[row] if self.results and 0 <= row < len(self.results) else None
 
@@ -167,42 +171,43 @@ class SearchScreen(ConsoleScreen):
         if (item := self._selected()) is not None:
             self._preview(item)
 
-    def _item_range(self, item: dict[str, Any]) -> tuple[int, int]:
-        if self.method == "events":
-            return item["start_us"] - PRE_ROLL_US, max(item["end_us"], item["start_us"] + 1) + POST_ROLL_US
-        return item["start_us"], item["end_us"]
+    @staticmethod
+    def _item_range(item: Segment | Event) -> tuple[int, int]:
+        if isinstance(item, Event):
+            return item.start_us - PRE_ROLL_US, max(item.end_us, item.start_us + 1) + POST_ROLL_US
+        return item.start_us, item.end_us
 
     @work(exclusive=True, group="preview", exit_on_error=False)
-    async def _preview(self, item: dict[str, Any]) -> None:
+    async def _preview(self, item: Segment | Event) -> None:
         text = self.query_one("#search-text", Static)
-        if self.method == "events":
-            at = item.get("thumb_us") or item["start_us"]
-            details = f"#{item['id']} {item['kind']} {item['score']:.2f} on {item['camera']}"
+        if isinstance(item, Event):
+            at = item.thumb_us or item.start_us
+            details = f"#{item.id} {item.kind} {item.score:.2f} on {item.camera}"
         else:
-            at = (item["start_us"] + item["end_us"]) // 2
-            details = f"{item['camera']} segment, {item['frames']} frames from {item['node']}"
-        details += f"\n{stamp(item['start_us'])} → {clock(item['end_us'])}"
+            at = (item.start_us + item.end_us) // 2
+            details = f"{item.camera} segment, {item.frames} frames from {item.node}"
+        details += f"\n{stamp(item.start_us)} → {clock(item.end_us)}"
         text.update(details)
         try:
-            image, info = await fetch_thumbnail(self.store, item["camera"], at)
-        except StoreError as exc:
+            image, info = await fetch_thumbnail(self.store, item.camera, at)
+        except (StoreError, ProtocolError) as exc:
             text.update(details + f"\nno thumbnail: {exc.message}")
             return
         self.query_one("#search-thumb").image = image  # type: ignore[attr-defined]  # textual-image's Image
-        text.update(details + f"\nframe at {clock(info['frame_us'])} · x: export")
+        text.update(details + f"\nframe at {clock(info.frame_us)} · x: export")
 
     def action_export_row(self) -> None:
         if (item := self._selected()) is None:
             self.notify("search, then select a row to export", severity="warning")
             return
-        self._export(item["camera"], *self._item_range(item))
+        self._export(item.camera, *self._item_range(item))
 
     def action_export_range(self) -> None:
         if self._searched is None:
             self.notify("search first", severity="warning")
             return
         cameras, from_us, to_us = self._searched
-        found = sorted({r["camera"] for r in self.results})
+        found = sorted({r.camera for r in self.results})
         camera = cameras[0] if len(cameras) == 1 else found[0] if len(found) == 1 else None
         if camera is None:
             self.notify("exporting a range needs one camera: name it in the cameras field", severity="warning")
@@ -218,8 +223,8 @@ class SearchScreen(ConsoleScreen):
         progress.begin(f"exporting {path.name}")
         try:
             result = await export_clip(self.store, camera, from_us, to_us, path, progress.advance)
-        except (StoreError, OSError) as exc:
+        except (StoreError, ProtocolError, OSError) as exc:
             progress.fail(f"export failed: {getattr(exc, 'message', exc)}")
             return
-        progress.finish(f"saved {path.name}: {nbytes(result['bytes'])}, {result['frames']} frames")
+        progress.finish(f"saved {path.name}: {nbytes(result.bytes)}, {result.frames} frames")
         self.notify(f"saved {path}", title="clip exported")

@@ -18,9 +18,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
-from console.client import StoreError
 from console.formatting import stamp
 from console.screens.base import ConsoleScreen
+from shared.query_client import StoreError
 
 MODES = [("continuous", "continuous"), ("motion", "motion")]
 HISTORY_ROWS = 100

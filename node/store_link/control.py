@@ -25,13 +25,14 @@ from shared.protocol.control import (
     parse_control,
 )
 from shared.protocol.errors import ProtocolError
+from shared.protocol.health import NodeHealth
 from shared.urls import ws_url
 
 log = logging.getLogger(__name__)
 
 
 class ControlLink:
-    def __init__(self, store_url: str, hello: Callable[[], Hello], health: Callable[[], dict[str, Any]],
+    def __init__(self, store_url: str, hello: Callable[[], Hello], health: Callable[[], NodeHealth],
                  on_settings: Callable[[SettingsPush], None], on_revoked: Callable[[tuple[str, ...]], None],
                  headers: dict[str, str] | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = ws_url(store_url) + "/control"

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from shared.ids import InvalidId, check_id
 from shared.protocol.errors import ProtocolError, parse_json_object
+from shared.protocol.health import NodeHealth
+from shared.settings import CameraSettings, SettingError
 
 HEARTBEAT_INTERVAL_S = 2.0
 MISSED_HEARTBEATS_DOWN = 3  # a node is down after this many intervals of silence
@@ -35,10 +36,10 @@ class Hello:
 
 @dataclass(frozen=True)
 class Heartbeat:
-    health: dict[str, Any]
+    health: NodeHealth
 
     def serialize(self) -> str:
-        return json.dumps({"type": "heartbeat", "health": self.health})
+        return json.dumps({"type": "heartbeat", "health": self.health.to_json()})
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,10 @@ class SettingsPush:
     """The complete current runtime settings of one camera (defaults filled in)."""
 
     camera: str
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: CameraSettings = field(default_factory=CameraSettings)
 
     def serialize(self) -> str:
-        return json.dumps({"type": "settings", "camera": self.camera, "settings": self.settings})
+        return json.dumps({"type": "settings", "camera": self.camera, "settings": self.settings.to_json()})
 
 
 @dataclass(frozen=True)
@@ -85,15 +86,16 @@ def parse_control(message: str | bytes) -> ControlMessage:
                          tuple(check_id(c, "camera id") for c in cameras),
                          version if isinstance(version, int) else 1, tls)
         if kind == "heartbeat":
-            health = obj["health"]
-            if not isinstance(health, dict):
-                raise ProtocolError("bad-field", "heartbeat health must be an object")
-            return Heartbeat(health)
+            return Heartbeat(NodeHealth.from_json(obj["health"]))
         if kind == "settings":
             settings = obj["settings"]
             if not isinstance(settings, dict):
                 raise ProtocolError("bad-field", "settings must be an object")
-            return SettingsPush(check_id(obj["camera"], "camera id"), settings)
+            try:  # a newer store's settings this node does not know are not its business
+                values = CameraSettings.from_json(settings, ignore_unknown=True)
+            except SettingError as exc:
+                raise ProtocolError("bad-field", str(exc), f"settings.{exc.key}") from None
+            return SettingsPush(check_id(obj["camera"], "camera id"), values)
         if kind == "revoked":
             ids = obj["token_ids"]
             if not isinstance(ids, list) or not all(isinstance(i, str) and len(i) <= 64 for i in ids):

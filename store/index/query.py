@@ -12,6 +12,7 @@ from typing import Any
 import aiosqlite
 
 from shared.protocol.query import ListParams
+from shared.protocol.results import Event, EventPage, Segment, SegmentPage
 from store.index.timeline import MAX_SEGMENT_US
 
 
@@ -33,19 +34,17 @@ def _range_clause(p: ListParams, longest_us: int) -> tuple[str, list[Any]]:
     return " AND ".join(where), args
 
 
-async def list_segments(conn: aiosqlite.Connection, p: ListParams) -> dict[str, Any]:
+async def list_segments(conn: aiosqlite.Connection, p: ListParams) -> SegmentPage:
     where, args = _range_clause(p, MAX_SEGMENT_US)
     async with conn.execute(
         f"SELECT id, camera, node, start_us, end_us, frames, size_bytes, sha256 FROM segments "
         f"WHERE {where} ORDER BY start_us, id LIMIT ?", (*args, p.limit + 1),
     ) as cur:
         rows = list(await cur.fetchall())
-    items = [{"id": i, "camera": cam, "node": node, "start_us": s, "end_us": e, "frames": f,
-              "bytes": size, "sha256": sha} for i, cam, node, s, e, f, size, sha in rows[: p.limit]]
-    return _page(items, len(rows) > p.limit)
+    return SegmentPage.of([Segment(*row) for row in rows[: p.limit]], len(rows) > p.limit)
 
 
-async def list_events(conn: aiosqlite.Connection, p: ListParams) -> dict[str, Any]:
+async def list_events(conn: aiosqlite.Connection, p: ListParams) -> EventPage:
     where, args = _range_clause(p, await longest_event_us(conn))
     if p.kind:
         where += " AND kind = ?"
@@ -55,15 +54,10 @@ async def list_events(conn: aiosqlite.Connection, p: ListParams) -> dict[str, An
         f"locked, detail FROM events WHERE {where} ORDER BY start_us, id LIMIT ?", (*args, p.limit + 1),
     ) as cur:
         rows = list(await cur.fetchall())
-    items = [{"id": i, "camera": cam, "node": node, "start_us": s, "end_us": e, "kind": kind, "score": score,
-              "bbox": [bx, by, bw, bh] if bx is not None else None, "thumb_us": thumb, "locked": bool(locked),
-              "detail": detail}
+    items = [Event(i, cam, node, s, e, kind, score, (bx, by, bw, bh) if bx is not None else None, thumb,
+                   bool(locked), detail)
              for i, cam, node, s, e, kind, score, bx, by, bw, bh, thumb, locked, detail in rows[: p.limit]]
-    return _page(items, len(rows) > p.limit)
-
-
-def _page(items: list[dict[str, Any]], more: bool) -> dict[str, Any]:
-    return {"items": items, "next": [items[-1]["start_us"], items[-1]["id"]] if more and items else None}
+    return EventPage.of(items, len(rows) > p.limit)
 
 
 async def segments_for_range(conn: aiosqlite.Connection, camera: str, from_us: int,

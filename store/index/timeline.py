@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import aiosqlite
 
 from shared.protocol.ingest import MAX_SEGMENT_US
 from shared.protocol.query import BUCKETS, TimelineParams
+from shared.protocol.results import Timeline, TimelineBucket
 
 GAP_TOLERANCE_US = 250_000  # closer than this, two segments count as continuous recording
 HOUR_US = 3_600_000_000
@@ -116,7 +116,7 @@ async def spans_between(conn: aiosqlite.Connection, camera: str, a: int, b: int)
         return await cur.fetchall()  # type: ignore[return-value]  # two integer columns
 
 
-async def timeline(conn: aiosqlite.Connection, p: TimelineParams) -> dict[str, Any]:
+async def timeline(conn: aiosqlite.Connection, p: TimelineParams) -> Timeline:
     lo, hi = p.range.from_us, p.range.to_us
     size = BUCKETS[p.bucket]
     builder = TimelineBuilder(lo, hi, size, p.utc_offset_s * 1_000_000)
@@ -151,10 +151,10 @@ async def timeline(conn: aiosqlite.Connection, p: TimelineParams) -> dict[str, A
             i = (max(s, lo) - builder.first) // size
             if 0 <= i < len(event_counts):
                 event_counts[i] += 1
-    buckets = [{"start_us": builder.first + i * size, "segments": seg_counts[i], "events": event_counts[i],
-                "recorded_us": recorded_by[i]} for i in range(len(seg_counts))]
-    return {"camera": p.camera, "from_us": lo, "to_us": hi, "bucket": p.bucket, "intervals": intervals,
-            "gaps": gaps, "recorded_us": sum(e - s for s, e in intervals), "buckets": buckets}
+    buckets = tuple(TimelineBucket(builder.first + i * size, seg_counts[i], event_counts[i], recorded_by[i])
+                    for i in range(len(seg_counts)))
+    return Timeline(p.camera, lo, hi, p.bucket, tuple((s, e) for s, e in intervals),
+                    tuple((s, e) for s, e in gaps), sum(e - s for s, e in intervals), buckets)
 
 
 async def _add_whole_hours(conn: aiosqlite.Connection, builder: TimelineBuilder, camera: str,

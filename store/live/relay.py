@@ -34,6 +34,7 @@ from shared.backoff import Backoff
 from shared.fanout import AccessUnit, FanOut
 from shared.fmp4_live import Fmp4Clock, Fmp4Stream, LiveWriter
 from shared.protocol.errors import ProtocolError
+from shared.protocol.health import NodeHealth
 from shared.protocol.live import FLAG_KEYFRAME, FRAME_HEADER, KNOWN_FLAGS, LiveInit, LiveStatus, parse_live_text
 from shared.security import bearer
 from shared.urls import ws_url
@@ -54,13 +55,10 @@ class Location:
 Locate = Callable[[str], Location]
 
 
-def substream_of(health: dict | None, camera: str) -> bool | None:
+def substream_of(health: NodeHealth | None, camera: str) -> bool | None:
     """From a node's heartbeat health: does ``camera`` have a sub stream? None when the health does not say."""
-    cams = (health or {}).get("cameras")
-    cam = cams.get(camera) if isinstance(cams, dict) else None
-    if not isinstance(cam, dict) or "substream" not in cam:
-        return None
-    return cam["substream"] is not None
+    cam = health.cameras.get(camera) if health is not None else None
+    return cam.substream is not None if cam is not None else None
 
 
 class Upstream:

@@ -13,15 +13,11 @@ nodes.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import time
 from http import HTTPStatus
-from typing import Any
 
-import websockets
-from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
@@ -30,7 +26,11 @@ from shared.backoff import Backoff
 from shared.fmp4_live import live_refusal, live_target, stream_choice
 from shared.httpjson import json_response
 from shared.metrics import metrics_response, new_registry
-from shared.security import SecurityOptions, bearer, client_ssl
+from shared.protocol.errors import ProtocolError
+from shared.protocol.fleet import FleetReport
+from shared.protocol.results import Revoked
+from shared.query_client import StoreClient, StoreError, StoreUnreachable
+from shared.security import SecurityOptions, client_ssl
 from shared.server.routes import RouteTable, http_route, websocket_route
 from shared.server.shell import ServerShell
 from shared.store_key import fetch_store_key
@@ -88,38 +88,36 @@ class RelayProcess:
         backoff = Backoff(0.5, 10.0)
         while True:
             try:
-                async with connect(ws_url(self.store_url) + "/api", additional_headers=bearer(self.token),
-                                   ssl=self.client_ssl, max_size=8 * 2**20, open_timeout=5) as ws:
-                    for rid in range(1, 2**62):
-                        await ws.send(json.dumps({"id": 2 * rid, "method": "fleet", "params": {}}))
-                        reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
-                        if "error" in reply:
-                            raise ValueError(f"the store refused fleet: {reply['error'].get('message')}")
-                        self.cameras = {cam: (node.get("url"), node.get("state", "unknown"),
-                                              substream_of(node.get("health"), cam))
-                                        for node in reply["result"]["nodes"] for cam in node.get("cameras", ())}
+                async with StoreClient(self.store_url, open_timeout=5, token=self.token,
+                                       ssl_context=self.client_ssl) as store:
+                    while True:
+                        fleet = FleetReport.from_json(await asyncio.wait_for(store.call("fleet"), 10))
+                        self.cameras = {cam: (node.url, node.state, substream_of(node.health, cam))
+                                        for node in fleet.nodes for cam in node.cameras}
                         self.fleet_error = None
-                        await self._poll_revoked(ws, 2 * rid + 1)
+                        await self._poll_revoked(store)
                         backoff.reset()
                         await asyncio.sleep(FLEET_POLL_S)
-            except (OSError, TimeoutError, ValueError, KeyError, websockets.WebSocketException) as exc:
+            except (StoreError, TimeoutError, ProtocolError) as exc:
                 self.fleet_error = f"{type(exc).__name__}: {exc}"
                 delay = backoff.next_delay()
                 log.warning("cannot read the fleet from %s (%s); retrying in %.1f s", self.store_url, exc, delay)
                 await asyncio.sleep(delay)
 
-    async def _poll_revoked(self, ws: Any, rid: int) -> None:
-        await ws.send(json.dumps({"id": rid, "method": "revoked", "params": {}}))
-        reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        if "error" in reply:  # e.g. a store from before the method: keep serving, but say it loudly
-            error = (f"the store refused revoked ({reply['error'].get('message')}); revoked tokens keep "
+    async def _poll_revoked(self, store: StoreClient) -> None:
+        try:
+            revoked = Revoked.from_json(await asyncio.wait_for(store.call("revoked"), 10))
+        except StoreUnreachable:
+            raise
+        except StoreError as exc:  # e.g. a store from before the method: keep serving, but say it loudly
+            error = (f"the store refused revoked ({exc.message}); revoked tokens keep "
                      "working here until they expire: upgrade the store")
             if error != self.revoked_error:
                 log.error("%s", error)
             self.revoked_error = error
             return
         self.revoked_error = None
-        self.close_revoked(frozenset(reply["result"]["token_ids"]))
+        self.close_revoked(frozenset(revoked.token_ids))
 
     def close_revoked(self, token_ids: frozenset[str]) -> None:
         """Take a new revoked list: refused from now on, and the streams such tokens have open end now."""

@@ -20,23 +20,11 @@ from typing import Any
 import aiosqlite
 
 from shared.protocol.control import HEARTBEAT_INTERVAL_S, MISSED_HEARTBEATS_DOWN, Hello
+from shared.protocol.fleet import HealthSample, NodeSummary
+from shared.protocol.health import NodeHealth
 from store.index.db import transaction
 
 HISTORY_SAMPLES = 150  # five minutes at one heartbeat every two seconds
-
-
-def _sample(health: dict[str, Any], at_us: int) -> dict[str, Any]:
-    """The few numbers a sparkline needs, from one heartbeat."""
-    cams = health.get("cameras") or {}
-    return {
-        "at_us": at_us,
-        "cpu_percent": health.get("cpu_percent"),
-        "temperature_c": health.get("temperature_c"),
-        "spool_segments": (health.get("spool") or {}).get("segments"),
-        "cameras": {c: {"fps": h.get("fps"), "bitrate_bps": h.get("bitrate_bps"),
-                        "frames_dropped": h.get("frames_dropped")} for c, h in cams.items()
-                    if isinstance(h, dict)},
-    }
 
 
 @dataclass
@@ -47,18 +35,13 @@ class NodeState:
     state: str = "unknown"  # up | down | unknown (known from the index, not heard since start)
     last_seen_us: int | None = None
     last_heartbeat: float | None = None  # monotonic
-    health: dict[str, Any] | None = None
-    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_SAMPLES))
+    health: NodeHealth | None = None  # from the last heartbeat
+    history: deque[HealthSample] = field(default_factory=lambda: deque(maxlen=HISTORY_SAMPLES))
     changed_us: int | None = None  # when ``state`` last changed
 
-    def summary(self, with_history: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {"node": self.node, "state": self.state, "url": self.url,
-               "cameras": list(self.cameras),
-               "last_seen_us": self.last_seen_us, "state_changed_us": self.changed_us,
-               "health": self.health}
-        if with_history:
-            out["history"] = list(self.history)
-        return out
+    def summary(self) -> NodeSummary:
+        return NodeSummary(self.node, self.state, self.url, self.cameras, self.last_seen_us, self.changed_us,
+                           self.health, tuple(self.history))
 
 
 class Fleet:
@@ -95,13 +78,13 @@ class Fleet:
             )
         return state
 
-    def heartbeat(self, node: str, health: dict[str, Any]) -> None:
+    def heartbeat(self, node: str, health: NodeHealth) -> None:
         state = self.nodes.get(node)
         if state is None:
             return
         now = self.now_us()
         state.health, state.last_seen_us, state.last_heartbeat = health, now, self.clock()
-        state.history.append(_sample(health, now))
+        state.history.append(HealthSample.of(health, now))
         self._set_state(state, "up")
 
     def link_closed(self, node: str, link: Any) -> None:

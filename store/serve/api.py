@@ -16,6 +16,7 @@ from typing import Any
 
 from shared.auth import ADMIN_METHODS, Claims
 from shared.clock import now_us
+from shared.protocol.fleet import FleetCamera, FleetReport
 from shared.protocol.query import (
     ExportParams,
     HistoryParams,
@@ -28,6 +29,7 @@ from shared.protocol.query import (
     ThumbnailParams,
     TimelineParams,
 )
+from shared.protocol.results import ExportResult, LockResult, Revoked, Thumbnail
 from store.index import query, settings, timeline
 from store.index.db import Index, transaction
 from store.index.settings import SettingError
@@ -92,32 +94,31 @@ class Api:
 
     async def _fleet(self, p: Any, *_: Any) -> dict[str, Any]:
         self.fleet.check()
-        cameras: dict[str, Any] = {}
+        cameras: dict[str, FleetCamera] = {}
         for cam in sorted(set(self.fleet.cameras()) | await query.known_cameras(self.conn)):
             node = self.fleet.node_of(cam)
             state = self.fleet.nodes[node].state if node else "unknown"
-            cameras[cam] = {"node": node, "state": state,
-                            "settings": await settings.camera_settings(self.conn, cam)}
-        return {"nodes": [s.summary() for s in sorted(self.fleet.nodes.values(), key=lambda s: s.node)],
-                "cameras": cameras, "now_us": now_us()}
+            cameras[cam] = FleetCamera(node, state, await settings.camera_settings(self.conn, cam))
+        return FleetReport(tuple(s.summary() for s in sorted(self.fleet.nodes.values(), key=lambda s: s.node)),
+                           cameras, now_us()).to_json()
 
     async def _revoked(self, p: Any, *_: Any) -> dict[str, Any]:
         """Relay-only processes poll this to close and refuse revoked viewers (nodes hear it over /control)."""
-        return {"token_ids": sorted(self.revoked())}
+        return Revoked(tuple(sorted(self.revoked()))).to_json()
 
     async def _segments(self, p: ListParams, *_: Any) -> dict[str, Any]:
         for cam in p.cameras:
             await self._require_camera(cam)
-        return await query.list_segments(self.conn, p)
+        return (await query.list_segments(self.conn, p)).to_json()
 
     async def _events(self, p: ListParams, *_: Any) -> dict[str, Any]:
         for cam in p.cameras:
             await self._require_camera(cam)
-        return await query.list_events(self.conn, p)
+        return (await query.list_events(self.conn, p)).to_json()
 
     async def _timeline(self, p: TimelineParams, *_: Any) -> dict[str, Any]:
         await self._require_camera(p.camera)
-        return await timeline.timeline(self.conn, p)
+        return (await timeline.timeline(self.conn, p)).to_json()
 
     async def _thumbnail(self, p: ThumbnailParams, rid: int, server: QueryServer, flush: Send) -> dict[str, Any]:
         await self._require_camera(p.camera)
@@ -127,8 +128,7 @@ class Api:
         path, start, _end = found
         thumb = await asyncio.to_thread(self.thumbs.get_or_make, self.root / path, start, p.at_us, p.width)
         server.chunk(rid, thumb.jpeg)
-        return {"content_type": "image/jpeg", "bytes": len(thumb.jpeg), "frame_us": thumb.frame_us,
-                "width": thumb.width, "height": thumb.height}
+        return Thumbnail(thumb.frame_us, thumb.width, thumb.height, len(thumb.jpeg)).to_json()
 
     async def _export(self, p: ExportParams, rid: int, server: QueryServer, flush: Send) -> dict[str, Any]:
         await self._require_camera(p.camera)
@@ -157,16 +157,15 @@ class Api:
                     await flush()
         finally:
             out.unlink(missing_ok=True)
-        return {"camera": p.camera, "start_us": result.start_us, "end_us": result.end_us,
-                "frames": result.frames, "segments": result.segments_used, "bytes": total,
-                "content_type": "video/mp4"}
+        return ExportResult(p.camera, result.start_us, result.end_us, result.frames, result.segments_used,
+                            total).to_json()
 
     async def _lock_event(self, p: LockParams, *_: Any) -> dict[str, Any]:
         async with transaction(self.conn) as conn:
             cur = await conn.execute("UPDATE events SET locked = ? WHERE id = ?", (int(p.locked), p.event_id))
         if cur.rowcount == 0:
             raise ApiError("not-found", f"no event with id {p.event_id}", "event_id")
-        return {"event_id": p.event_id, "locked": p.locked}
+        return LockResult(p.event_id, p.locked).to_json()
 
     async def _settings(self, p: SettingsParams, *_: Any) -> dict[str, Any]:
         if p.camera is not None:

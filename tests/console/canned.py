@@ -10,6 +10,7 @@ from typing import Any
 from PIL import Image
 
 from console.link import FleetUpdated, Post, StoreConnected, StoreLink
+from shared.protocol.fleet import FleetReport
 
 NOW_US = 1_795_700_000_000_000  # a fixed "now" (UTC 2026-11-26 10:13:20)
 SECOND = 1_000_000
@@ -119,7 +120,7 @@ class CannedStore(StoreLink):
 
     async def run(self, post: Post) -> None:
         post(StoreConnected(self.url))
-        post(FleetUpdated(self.fleet))
+        post(FleetUpdated(FleetReport.from_json(self.fleet)))
         await asyncio.Event().wait()
 
     async def call(self, method: str, *, on_chunk: Callable[[bytes], object] | None = None,
@@ -130,12 +131,14 @@ class CannedStore(StoreLink):
         if method == "segments":
             return {"items": SEGMENTS, "next": None}
         if method == "timeline":
-            return {"intervals": TIMELINES[params["camera"]], "gaps": [], "buckets": [],
+            return {"camera": params["camera"], "from_us": params["from_us"], "to_us": params["to_us"],
+                    "bucket": params["bucket"], "intervals": TIMELINES[params["camera"]], "gaps": [], "buckets": [],
                     "recorded_us": sum(e - s for s, e in TIMELINES[params["camera"]])}
         if method == "thumbnail":
             assert on_chunk is not None
             on_chunk(self.thumbnail)
-            return {"frame_us": params["at_us"], "width": 320, "height": 240, "bytes": len(self.thumbnail)}
+            return {"content_type": "image/jpeg", "frame_us": params["at_us"], "width": 320, "height": 240,
+                    "bytes": len(self.thumbnail)}
         if method == "settings":
             return {"settings": SETTINGS, "descriptions": {}}
         if method == "settings_history":

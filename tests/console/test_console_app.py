@@ -107,7 +107,7 @@ async def test_search_lists_segments_with_a_preview_and_reports_bad_times(record
         assert static_text(app, "#search-error") == ""
         await pilot.click("#run-search")
         await wait_until(lambda: len(screen.results) >= 3, what="search results")
-        assert {r["camera"] for r in screen.results} == {"cam0"}
+        assert {r.camera for r in screen.results} == {"cam0"}
         assert len(table_rows(app, "#results")) == len(screen.results)
         await wait_until(lambda: screen.query_one("#search-thumb").image is not None,  # type: ignore[attr-defined]
                          what="the thumbnail of the first row")
@@ -150,7 +150,7 @@ async def test_an_event_shows_its_thumbnail_and_exports_a_clip_that_decodes(
         screen = app.screen
         assert isinstance(screen, EventsScreen)
         await wait_until(lambda: len(screen.events) == 1, 20, "the event")  # a loaded 2-core CI is slow
-        assert screen.events[0]["id"] == event_id
+        assert screen.events[0].id == event_id
         assert table_rows(app, "#events-table")[0][1:4] == ["cam0", "motion", "0.87"]
         await wait_until(lambda: screen.query_one("#event-thumb").image is not None,  # type: ignore[attr-defined]
                          what="the event's thumbnail")

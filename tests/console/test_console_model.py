@@ -17,8 +17,13 @@ from console.screens.search import parse_cameras
 from console.screens.settings import FormError, read_form
 from console.widgets.picture import fit_cells
 from console.widgets.timeline_bar import timeline_cells
+from shared.protocol.fleet import FleetReport
 from shared.protocol.live import LiveFrame
 from tests.console.canned import FLEET, NOW_US, SECOND
+
+
+def snapshot(data: dict[str, Any]) -> FleetSnapshot:
+    return FleetSnapshot.from_api(FleetReport.from_json(data))
 
 
 def fleet_at(now_us: int, **changes: Any) -> dict[str, Any]:
@@ -37,7 +42,7 @@ def fleet_at(now_us: int, **changes: Any) -> dict[str, Any]:
 
 
 def test_status_says_why_a_row_is_not_up() -> None:
-    snap = FleetSnapshot.from_api(FLEET)
+    snap = snapshot(FLEET)
     node0, node1 = snap.nodes
     assert node0.status == "degraded" and "cam1 degraded" in node0.reason and "4 segments" in node0.reason
     assert node0.upload_lag_s == 42
@@ -51,37 +56,37 @@ def test_status_says_why_a_row_is_not_up() -> None:
 def test_a_camera_known_only_from_footage_is_down() -> None:
     data = copy.deepcopy(FLEET)
     data["cameras"]["old9"] = {"node": None, "state": "unknown", "settings": {}}
-    snap = FleetSnapshot.from_api(data)
+    snap = snapshot(data)
     assert snap.cameras["old9"].status == "down" and snap.node_url_of("old9") is None
 
 
 def test_a_slow_camera_is_degraded() -> None:
     data = fleet_at(NOW_US, cam0={"fps": 9.0})
     data["nodes"][0]["history"] = []
-    assert FleetSnapshot.from_api(data).cameras["cam0"].reason == "9.0 fps of 15 configured"
+    assert snapshot(data).cameras["cam0"].reason == "9.0 fps of 15 configured"
 
 
 def test_alerts_fire_once_per_change() -> None:
     tracker = AlertTracker()
-    first = tracker.update(FleetSnapshot.from_api(FLEET))
+    first = tracker.update(snapshot(FLEET))
     assert [a.subject for a in first] == ["node0", "node1"]  # spool backlog, node1 down; no drops on first sight
-    assert tracker.update(FleetSnapshot.from_api(fleet_at(NOW_US + 2 * SECOND))) == []
+    assert tracker.update(snapshot(fleet_at(NOW_US + 2 * SECOND))) == []
 
     later = fleet_at(NOW_US + 4 * SECOND, cam1={"frames_dropped": 15}, spool={"segments": 8, "bytes": 900_000_000,
                                                                             "limit_bytes": 1_000_000_000,
                                                                             "oldest_start_us": NOW_US - 60 * SECOND})
-    texts = [a.text for a in tracker.update(FleetSnapshot.from_api(later))]
+    texts = [a.text for a in tracker.update(snapshot(later))]
     assert texts == ["node0 spool growing: 8 segments waiting to upload, oldest 1m04s old",
                      "node0 spool at 90% of its limit: the oldest footage there will be lost if uploads do not "
                      "catch up", "cam1 dropped 3 frames (15 since its node started)"]
     # More drops within the cool-down are held back, then reported together.
-    assert tracker.update(FleetSnapshot.from_api(fleet_at(NOW_US + 6 * SECOND, cam1={"frames_dropped": 17}))) == []
-    held = tracker.update(FleetSnapshot.from_api(fleet_at(NOW_US + 40 * SECOND, cam1={"frames_dropped": 18})))
+    assert tracker.update(snapshot(fleet_at(NOW_US + 6 * SECOND, cam1={"frames_dropped": 17}))) == []
+    held = tracker.update(snapshot(fleet_at(NOW_US + 40 * SECOND, cam1={"frames_dropped": 18})))
     assert [a.text for a in held] == ["cam1 dropped 3 frames (18 since its node started)"]
 
-    down = tracker.update(FleetSnapshot.from_api(fleet_at(NOW_US + 42 * SECOND, state="down")))
+    down = tracker.update(snapshot(fleet_at(NOW_US + 42 * SECOND, state="down")))
     assert [(a.level, a.text) for a in down] == [("error", "node0 is down: missed its heartbeats")]
-    up = tracker.update(FleetSnapshot.from_api(fleet_at(NOW_US + 44 * SECOND)))
+    up = tracker.update(snapshot(fleet_at(NOW_US + 44 * SECOND)))
     assert [a.text for a in up] == ["node0 is back up"]
 
 

@@ -3,6 +3,7 @@
 import pytest
 
 from shared.protocol.control import Hello
+from shared.protocol.health import NodeHealth
 from shared.protocol.ingest import SegmentHeader
 from shared.protocol.query import ListParams, TimelineParams, TimeRange
 from store.index import query, settings, timeline
@@ -32,14 +33,14 @@ async def test_segments_by_camera_and_range_paged(index):
         await add_segment(index, "cam1", T0 + i * 10 * S + S)
     rng = TimeRange(T0 + 55 * S, T0 + 155 * S)  # starts inside the segment at 50 s
     page = await query.list_segments(index.conn, ListParams(rng, ("cam0",), limit=4))
-    assert [s["start_us"] for s in page["items"]] == [T0 + k * 10 * S for k in (5, 6, 7, 8)]
-    seen = list(page["items"])
-    while page["next"]:
-        page = await query.list_segments(index.conn, ListParams(rng, ("cam0",), limit=4, after=tuple(page["next"])))
-        seen += page["items"]
-    assert [s["start_us"] for s in seen] == [T0 + k * 10 * S for k in range(5, 16)]
+    assert [s.start_us for s in page.items] == [T0 + k * 10 * S for k in (5, 6, 7, 8)]
+    seen = list(page.items)
+    while page.next:
+        page = await query.list_segments(index.conn, ListParams(rng, ("cam0",), limit=4, after=page.next))
+        seen += page.items
+    assert [s.start_us for s in seen] == [T0 + k * 10 * S for k in range(5, 16)]
     both = await query.list_segments(index.conn, ListParams(rng, ()))
-    assert {s["camera"] for s in both["items"]} == {"cam0", "cam1"}
+    assert {s.camera for s in both.items} == {"cam0", "cam1"}
 
 
 async def test_timeline_intervals_gaps_and_buckets(index):
@@ -51,11 +52,11 @@ async def test_timeline_intervals_gaps_and_buckets(index):
         (T0 + 125 * S, T0 + 130 * S))
     await index.conn.commit()
     t = await timeline.timeline(index.conn, TimelineParams("cam0", TimeRange(T0, T0 + 240 * S), "minute"))
-    assert t["intervals"] == [[T0, T0 + 60 * S], [T0 + 120 * S, T0 + 180 * S]]
-    assert t["gaps"] == [[T0 + 60 * S, T0 + 120 * S], [T0 + 180 * S, T0 + 240 * S]]
-    assert [b["segments"] for b in t["buckets"]] == [6, 0, 6, 0]
-    assert [b["recorded_us"] for b in t["buckets"]] == [60 * S, 0, 60 * S, 0]
-    assert [b["events"] for b in t["buckets"]] == [0, 0, 1, 0]
+    assert t.intervals == ((T0, T0 + 60 * S), (T0 + 120 * S, T0 + 180 * S))
+    assert t.gaps == ((T0 + 60 * S, T0 + 120 * S), (T0 + 180 * S, T0 + 240 * S))
+    assert [b.segments for b in t.buckets] == [6, 0, 6, 0]
+    assert [b.recorded_us for b in t.buckets] == [60 * S, 0, 60 * S, 0]
+    assert [b.events for b in t.buckets] == [0, 0, 1, 0]
 
 
 async def test_segment_near_and_known_cameras(index):
@@ -94,8 +95,9 @@ async def test_fleet_marks_nodes_down_after_missed_heartbeats_and_up_again(index
     assert fleet.nodes["node0"].state == "up" and fleet.nodes["node0"].url == "http://10.0.0.5:8000"
     for _ in range(5):
         clock[0] += 2
-        fleet.heartbeat("node0", {"cpu_percent": 10, "cameras": {"cam0": {"fps": 15}}})
+        fleet.heartbeat("node0", NodeHealth.from_json({"cpu_percent": 10, "cameras": {"cam0": {"fps": 15}}}))
     assert fleet.check() == [] and len(fleet.nodes["node0"].history) == 5
+    assert fleet.nodes["node0"].history[-1].cameras["cam0"].fps == 15
     clock[0] += 7
     assert fleet.check() == ["node0"] and fleet.nodes["node0"].state == "down"
     await fleet.hello(Hello("node0", 8000, ("cam0", "cam1")), "10.0.0.5", link)

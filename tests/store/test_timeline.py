@@ -73,7 +73,8 @@ def test_timeline_from_summaries_equals_the_definition(tmp_path_factory, made, l
                     await coverage_marks.mark(index.conn, [("cam0", s, e)])
                     spans.remove((s, e))
                 await index.conn.commit()
-            return await timeline.timeline(index.conn, TimelineParams("cam0", TimeRange(lo, hi), bucket, offset_s))
+            answer = await timeline.timeline(index.conn, TimelineParams("cam0", TimeRange(lo, hi), bucket, offset_s))
+            return answer.to_json()  # the wire form, compared with the oracle's lists
         finally:
             await index.close()
 
@@ -125,11 +126,11 @@ async def test_retention_and_repair_leave_no_stale_summary(tmp_path: Path) -> No
         assert (await sweep(index, tmp_path, RetentionPolicy(), now)).deleted > 0
         spans = [(s, e) for s, e in spans if e > T0 + 90 * 60 * S]
         got = await timeline.timeline(index.conn, TimelineParams("cam0", TimeRange(lo, hi), "hour"))
-        assert got["intervals"] == oracle(spans, lo, hi, HOUR_US, 0)["intervals"]
+        assert [list(i) for i in got.intervals] == oracle(spans, lo, hi, HOUR_US, 0)["intervals"]
         # check --repair drops the rows of missing files (none of these have files): all of them, here
         await check_store(tmp_path, index, repair=True)
         got = await timeline.timeline(index.conn, TimelineParams("cam0", TimeRange(lo, hi), "hour"))
-        assert got["intervals"] == [] and [b["segments"] for b in got["buckets"]] == [0, 0, 0]
+        assert got.intervals == () and [b.segments for b in got.buckets] == [0, 0, 0]
         await coverage.refresh_all(index.conn, T0 + 4 * HOUR_US)
         with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
             assert conn.execute("SELECT COUNT(*) FROM coverage_hours").fetchone() == (0,)

@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import pytest
 
-from console.client import StoreClient
+from shared.query_client import StoreClient
 from tests.system.conftest import Processes, free_port, get_json, tokens, wait_for_health
 
 FPS = 5

@@ -1,14 +1,17 @@
-"""An asyncio client for the store's query API, used by the CLI and the console.
+"""An asyncio client for the store's query API, used by the console, the CLI and ``sht relay``.
 
 A thin shell over ``shared.protocol.query.QueryClient``: one reader task routes
 each reply to the request it answers, so many requests can be in flight on one
-connection (the console asks for thumbnails while a timeline loads).
+connection (the console asks for thumbnails while a timeline loads). ``call``
+returns the result's JSON; callers read it with the typed results of
+``shared.protocol.results`` and ``shared.protocol.fleet``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -46,10 +49,11 @@ class _Call:
 
 class StoreClient:
     def __init__(self, url: str, open_timeout: float = 5.0, close_timeout: float = 2.0,
-                 token: str | None = None, ca: str | None = None) -> None:
+                 token: str | None = None, ca: str | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+        """``ca``: a CA file to verify a wss:// store with; or ``ssl_context``, one the caller made already."""
         self.url = ws_url(url) + "/api"
         self.headers = bearer(token)
-        self.ssl_context = client_ssl(self.url, ca)
+        self.ssl_context = ssl_context or client_ssl(self.url, ca)
         self.open_timeout, self.close_timeout = open_timeout, close_timeout
         self._protocol = QueryClient()
         self._ws: ClientConnection | None = None
