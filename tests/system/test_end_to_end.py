@@ -14,6 +14,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
+from shared.protocol.health import NodeHealth
 from shared.protocol.ingest import sha256_hex
 from shared.protocol.live import LiveFrame, LiveInit, LiveReceiver
 from shared.security import bearer
@@ -84,6 +85,9 @@ def test_live_stream_starts_on_a_keyframe_and_decodes(processes, tmp_path, store
     assert cam["encoder"] == "libx264" and cam["frames_encoded"] > 0 and cam["fps"] > 0
     for key in ("uptime_s", "cpu_percent", "process_rss_bytes", "temperature_c"):
         assert key in health
+    typed = NodeHealth.from_json(health)  # a real node's /health is the typed message, key for key
+    assert typed.to_json() == health
+    assert typed.cameras["cam1"].recording is not None and typed.spool is not None and typed.store is not None
 
 
 def test_unknown_camera_is_refused_with_a_reason(processes, tmp_path, store):

@@ -17,6 +17,7 @@ from pathlib import Path
 import av
 import pytest
 
+from shared.protocol.fleet import FleetReport
 from shared.query_client import StoreClient
 from tests.system.conftest import Processes, free_port, get_json, tokens, wait_for_health
 
@@ -162,6 +163,8 @@ def test_fleet_knows_the_node_and_sees_it_go_down(recorded):
     assert node["url"].endswith(recorded["node"].rsplit(":", 1)[1])
     assert node["history"] and node["health"]["cameras"]["cam0"]["fps"] > 0
     assert up["cameras"]["cam1"]["settings"]["recording_mode"] == "motion"
+    typed = FleetReport.from_json(up)  # the real answer is the typed message, key for key
+    assert typed.to_json() == up and typed.nodes[0].health is not None and typed.nodes[0].history
     recorded["node_proc"].send_signal(signal.SIGKILL)
     recorded["node_proc"].wait(10)
     deadline = time.monotonic() + 10
