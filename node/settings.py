@@ -1,4 +1,7 @@
-"""Applying the runtime settings the store pushes (shared/protocol/control.py ``SettingsPush``) to a node."""
+"""Applying the runtime settings the store pushes (shared/protocol/control.py ``SettingsPush``) to a node.
+
+Of the settings in shared/settings.py, the node acts on those whose spec says ``applied_by="node"``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import logging
 from collections.abc import Mapping
 
 from node.capture.master import Camera
-from node.recording.modes import CONTINUOUS, RecordingModes
+from node.recording.modes import RecordingModes
 from shared.protocol.control import SettingsPush
 
 log = logging.getLogger(__name__)
@@ -22,11 +25,11 @@ class SettingsApplier:
         if camera is None:
             log.warning("store sent settings for %s, which is not on this node", push.camera)
             return
-        if camera.settings != push.settings:
-            log.info("camera %s settings now %s", push.camera, push.settings)
-        camera.settings = dict(push.settings)  # as /health shows them
-        mode = push.settings.get("recording_mode")
-        self.recording.set_mode(camera.id, mode if isinstance(mode, str) else CONTINUOUS)
-        sensitivity = push.settings.get("motion_sensitivity")
-        if camera.motion is not None and isinstance(sensitivity, (int, float)):
-            camera.motion.set_sensitivity(float(sensitivity))
+        settings = push.settings
+        values = settings.to_json()
+        if camera.settings != values:
+            log.info("camera %s settings now %s", push.camera, values)
+        camera.settings = values  # as /health shows them
+        self.recording.set_mode(camera.id, settings.recording_mode)
+        if camera.motion is not None:
+            camera.motion.set_sensitivity(settings.motion_sensitivity)

@@ -19,6 +19,7 @@ from shared.clock import iso_utc
 from shared.protocol.errors import ProtocolError
 from shared.protocol.results import Event, EventPage, ExportResult, Segment, SegmentPage, Thumbnail
 from shared.query_client import StoreClient, StoreError
+from shared.settings import SETTINGS
 from shared.timespec import TimeSpecError, format_local, parse_time
 
 DEFAULT_STORE = "http://127.0.0.1:8100"
@@ -63,7 +64,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     thumb.add_argument("-o", "--output", required=True, help="JPEG file to write")
     thumb.set_defaults(func=lambda a: _run(_thumb, a))
 
-    sett = sub.add_parser("settings", help="show or change a camera's runtime settings")
+    sett = sub.add_parser("settings", help="show or change a camera's runtime settings",
+                          epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_store_arg(sett)
     sett.add_argument("--camera", help="camera id (default: all)")
     sett.add_argument("--by", default=os.environ.get("USER", "cli"), help="who is changing it (for the history)")
@@ -71,6 +73,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sett.add_argument("--json", action="store_true")
     sett.add_argument("assignment", nargs="*", metavar="KEY=VALUE", help="settings to change (needs --camera)")
     sett.set_defaults(func=lambda a: _run(_settings, a))
+
+
+def settings_help() -> str:
+    """The settings a camera has, from their one definition (shared/settings.py)."""
+    lines = ["settings (KEY=VALUE, the VALUE in JSON or a bare word such as motion):"]
+    width = max(map(len, SETTINGS), default=0)
+    for key, spec in SETTINGS.items():
+        values = spec.hint() + (" or null" if spec.nullable else "")
+        lines.append(f"  {key:<{width}}  {values}; default {json.dumps(spec.default)}; "
+                     f"applied by the {spec.applied_by}")
+        lines.append(f"  {'':<{width}}  {spec.description}")
+    return "\n".join(lines)
 
 
 def _fail(message: str) -> int:

@@ -1,28 +1,30 @@
 """Settings: each camera's runtime settings, changed through the store (``set_setting``), and their history.
 
-The store validates every value, keeps the history and pushes the change to the
-camera's node; a node that is not connected gets it when it reconnects.
+The form has one field per setting of shared/settings.py (a Select for choices,
+an Input checked against the range for numbers), each with the store's
+description. The store validates again, keeps the history and pushes the
+change to the camera's node; a node that is not connected gets it when it reconnects.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from console.formatting import stamp
 from console.screens.base import ConsoleScreen
 from shared.query_client import StoreError
+from shared.settings import SETTINGS, SettingError, SettingSpec
 
-MODES = [("continuous", "continuous"), ("motion", "motion")]
 HISTORY_ROWS = 100
 
 
@@ -37,20 +39,32 @@ class FormError(ValueError):
     pass
 
 
-def read_form(mode: object, sensitivity: str, retention: str) -> dict[str, Any]:
-    """The three settings as the store wants them; raises FormError naming the bad field."""
+def read_form(fields: Mapping[str, object]) -> dict[str, Any]:
+    """Every setting as the store wants it, from each field's value (a Select's choice, an Input's text);
+    raises FormError naming the first bad setting."""
+    values: dict[str, Any] = {}
     try:
-        value = float(sensitivity)
-    except ValueError:
-        raise FormError(f"motion sensitivity must be a number from 0 to 1, got {sensitivity!r}") from None
-    days: int | None = None
-    if retention.strip():
-        try:
-            days = int(retention)
-        except ValueError:
-            raise FormError(f"retention must be whole days (or empty for the store's default), "
-                            f"got {retention!r}") from None
-    return {"recording_mode": mode, "motion_sensitivity": value, "retention_days": days}
+        for key, spec in SETTINGS.items():
+            raw = fields.get(key)
+            values[key] = spec.check(raw) if spec.kind == "choice" else spec.parse_text(str(raw or ""))
+    except SettingError as exc:
+        raise FormError(str(exc)) from None
+    return values
+
+
+def field_text(value: Any) -> str:
+    """A number as an Input shows it: 0.5, 30, or empty for null."""
+    if value is None:
+        return ""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def setting_field(spec: SettingSpec) -> Select[str] | Input:
+    if spec.choices is not None:
+        return Select([(c, c) for c in spec.choices], value=spec.default, allow_blank=False, id=spec.key,
+                      compact=True)
+    placeholder = spec.hint() + (", empty: default" if spec.nullable else "")
+    return Input(field_text(spec.default), id=spec.key, compact=True, placeholder=placeholder)
 
 
 class SettingsScreen(ConsoleScreen):
@@ -66,22 +80,19 @@ class SettingsScreen(ConsoleScreen):
     def __init__(self) -> None:
         super().__init__()
         self.settings: dict[str, dict[str, Any]] = {}
+        self.descriptions: dict[str, str] = {}  # the store's, as it answered ``settings``
         self.cameras: list[str] = []
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="settings-top"):
             yield DataTable(id="settings-cameras", cursor_type="row")
-            with Vertical(id="settings-form"):
+            with VerticalScroll(id="settings-form"):
                 yield Label("select a camera", id="form-title")
-                with Horizontal(classes="form-row"):
-                    yield Label("recording", classes="form-label")
-                    yield Select(MODES, value="continuous", allow_blank=False, id="recording_mode", compact=True)
-                with Horizontal(classes="form-row"):
-                    yield Label("sensitivity", classes="form-label")
-                    yield Input("0.5", id="motion_sensitivity", compact=True, placeholder="0 … 1")
-                with Horizontal(classes="form-row"):
-                    yield Label("keep days", classes="form-label")
-                    yield Input("", id="retention_days", compact=True, placeholder="store default")
+                for spec in SETTINGS.values():
+                    with Horizontal(classes="setting-row"):
+                        yield Label(spec.label, classes="form-label")
+                        yield setting_field(spec)
+                    yield Static(spec.description, id=f"about-{spec.key}", classes="form-about")
                 with Horizontal(classes="form-row"):
                     yield Button("Save", id="save", compact=True, variant="primary")
                 yield Static("", id="settings-result")
@@ -90,7 +101,7 @@ class SettingsScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#settings-cameras", DataTable).add_columns("camera", "mode", "sens.", "keep")
+        self.query_one("#settings-cameras", DataTable).add_columns("camera", *(s.label for s in SETTINGS.values()))
         self.query_one("#settings-history", DataTable).add_columns("when", "camera", "setting", "old → new", "by")
 
     def store_connected(self) -> None:
@@ -119,6 +130,9 @@ class SettingsScreen(ConsoleScreen):
             result.update(Text(f"cannot load settings: {exc.message}", style="red"))
             return
         self.settings = answer["settings"]
+        self.descriptions = answer.get("descriptions") or {}
+        for key, spec in SETTINGS.items():
+            self.query_one(f"#about-{key}", Static).update(self.descriptions.get(key, spec.description))
         self._fill_cameras()
         self._fill_history(history["items"])
 
@@ -129,8 +143,7 @@ class SettingsScreen(ConsoleScreen):
         self.cameras = sorted(self.settings)
         for cam in self.cameras:
             s = self.settings[cam]
-            table.add_row(cam, s["recording_mode"], f"{s['motion_sensitivity']:g}",
-                          "default" if s["retention_days"] is None else f"{s['retention_days']}d", key=cam)
+            table.add_row(cam, *(spec.format(s.get(key, spec.default)) for key, spec in SETTINGS.items()), key=cam)
         if selected in self.cameras:
             table.move_cursor(row=self.cameras.index(selected))
         elif self.cameras:
@@ -154,10 +167,17 @@ class SettingsScreen(ConsoleScreen):
     def _fill_form(self, camera: str) -> None:
         s = self.settings.get(camera, {})
         self.query_one("#form-title", Label).update(Text.assemble("settings of ", (camera, "bold")))
-        self.query_one("#recording_mode", Select).value = s.get("recording_mode", "continuous")
-        self.query_one("#motion_sensitivity", Input).value = f"{s.get('motion_sensitivity', 0.5):g}"
-        days = s.get("retention_days")
-        self.query_one("#retention_days", Input).value = "" if days is None else str(days)
+        for key, spec in SETTINGS.items():
+            value = s.get(key, spec.default)
+            if spec.choices is not None:
+                self.query_one(f"#{key}", Select).value = value
+            else:
+                self.query_one(f"#{key}", Input).value = field_text(value)
+
+    def _field_value(self, spec: SettingSpec) -> object:
+        if spec.choices is not None:
+            return self.query_one(f"#{spec.key}", Select).value
+        return self.query_one(f"#{spec.key}", Input).value
 
     @on(Button.Pressed, "#save")
     @on(Input.Submitted)
@@ -172,9 +192,7 @@ class SettingsScreen(ConsoleScreen):
             result.update(Text("no camera selected", style="red"))
             return
         try:
-            wanted = read_form(self.query_one("#recording_mode", Select).value,
-                               self.query_one("#motion_sensitivity", Input).value,
-                               self.query_one("#retention_days", Input).value)
+            wanted = read_form({key: self._field_value(spec) for key, spec in SETTINGS.items()})
         except FormError as exc:
             result.update(Text(str(exc), style="red"))
             return

@@ -22,11 +22,10 @@ from node.recording.spool import Spool, SpooledItem, SpooledSegment
 from node.recording.trim import trim_segment
 from shared.clock import now_us
 from shared.protocol.ingest import EventRecord
+from shared.settings import CONTINUOUS, MOTION
 
 log = logging.getLogger(__name__)
 
-CONTINUOUS = "continuous"
-MOTION = "motion"
 DECIDE_EVERY_S = 1.0
 
 Span = tuple[int, int]

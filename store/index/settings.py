@@ -1,75 +1,43 @@
-"""Runtime settings per camera: validated, stored with a history, pushed to the node.
+"""Runtime settings per camera, stored: the current values and a history of every change.
 
-The node's JSON config holds only static hardware settings; what an operator
-changes while the system runs lives here (the seed's JSON + SQLite hybrid).
+What each setting is (type, range, default, who applies it) is declared once in
+shared/settings.py; this module validates with it, keeps the values in SQLite
+and writes a history row for every change, in one transaction.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
 from typing import Any
 
 import aiosqlite
 
+from shared.settings import SETTINGS, CameraSettings, SettingError, defaults, spec_of
 from store.index.db import transaction
 
-
-class SettingError(ValueError):
-    """A setting that does not exist or a value it cannot take; names both."""
-
-    def __init__(self, key: str, message: str) -> None:
-        self.key = key
-        super().__init__(message)
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SettingSpec:
-    default: Any
-    description: str
-    choices: tuple[str, ...] | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    nullable: bool = False
-
-    def check(self, key: str, value: Any) -> Any:
-        if value is None:
-            if self.nullable or self.default is None:
-                return None
-            raise SettingError(key, f"{key} cannot be null")
-        if self.choices is not None:
-            if value not in self.choices:
-                raise SettingError(key, f"{key} must be one of {', '.join(self.choices)}, got {value!r}")
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SettingError(key, f"{key} must be a number, got {value!r}")
-        if (self.minimum is not None and value < self.minimum) or (
-                self.maximum is not None and value > self.maximum):
-            raise SettingError(key, f"{key} must be between {self.minimum} and {self.maximum}, got {value!r}")
-        return value
-
-
-SETTINGS: dict[str, SettingSpec] = {
-    "recording_mode": SettingSpec("continuous", "keep every segment, or only those near motion events",
-                                  choices=("continuous", "motion")),
-    "motion_sensitivity": SettingSpec(0.5, "0 = least sensitive, 1 = most", minimum=0, maximum=1),
-    "retention_days": SettingSpec(None, "keep this camera's footage this many days (null: the store's "
-                                  "--max-age)", minimum=1, maximum=3650, nullable=True),
-}
-
-
-def defaults() -> dict[str, Any]:
-    return {k: spec.default for k, spec in SETTINGS.items()}
+async def load(conn: aiosqlite.Connection, camera: str) -> CameraSettings:
+    """All settings of a camera, defaults filled in. A stored value the spec no longer allows (a range
+    narrowed by an upgrade, a hand edit) reads as the default, with a warning."""
+    values = defaults()
+    async with conn.execute("SELECT key, value FROM settings WHERE camera = ?", (camera,)) as cur:
+        rows = await cur.fetchall()
+    for key, text in rows:
+        if key not in SETTINGS:
+            continue
+        try:
+            values[key] = SETTINGS[key].check(json.loads(text))
+        except (ValueError, SettingError) as exc:
+            log.warning("camera %s: ignoring the stored %s = %s (%s); using the default", camera, key, text, exc)
+    return CameraSettings(values)
 
 
 async def camera_settings(conn: aiosqlite.Connection, camera: str) -> dict[str, Any]:
-    """All settings of a camera, defaults filled in."""
-    values = defaults()
-    async with conn.execute("SELECT key, value FROM settings WHERE camera = ?", (camera,)) as cur:
-        for key, value in await cur.fetchall():
-            if key in values:
-                values[key] = json.loads(value)
-    return values
+    """All settings of a camera as JSON, defaults filled in."""
+    return (await load(conn, camera)).to_json()
 
 
 async def all_settings(conn: aiosqlite.Connection, cameras: list[str]) -> dict[str, dict[str, Any]]:
@@ -79,10 +47,7 @@ async def all_settings(conn: aiosqlite.Connection, cameras: list[str]) -> dict[s
 async def set_setting(conn: aiosqlite.Connection, camera: str, key: str, value: Any, by: str,
                       now_us: int) -> tuple[Any, Any]:
     """Validate and store one setting with its history row, in one transaction; (old, new)."""
-    spec = SETTINGS.get(key)
-    if spec is None:
-        raise SettingError(key, f"unknown setting {key!r}; settings are {', '.join(SETTINGS)}")
-    value = spec.check(key, value)
+    value = spec_of(key).check(value)
     async with transaction(conn):
         old = (await camera_settings(conn, camera))[key]
         await conn.execute(

@@ -31,6 +31,7 @@ from typing import Final
 import aiosqlite
 
 from shared.clock import iso_utc, now_us
+from shared.settings import RETENTION_DAYS, SETTINGS, SettingError
 from store.index import coverage_marks, index_path
 from store.index.db import Index
 from store.index.timeline import HOUR_US
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 
 DAY_US = 86_400 * 1_000_000
 BATCH_ROWS = 10_000  # rows fetched, deleted and committed at a time: bounded memory, few fsyncs
-RETENTION_SETTING = "retention_days"
 _COLUMNS = "id, camera, start_us, end_us, size_bytes"
 
 
@@ -441,20 +441,17 @@ async def _locked_events(conn: aiosqlite.Connection) -> dict[str, list[tuple[int
 
 
 async def _age_overrides(conn: aiosqlite.Connection) -> dict[str, int | None]:
-    """Per-camera ``retention_days`` settings, in µs. A bad value is logged and ignored."""
+    """Per-camera ``retention_days`` settings, in µs. A value the setting's spec refuses is logged and ignored."""
+    spec = SETTINGS[RETENTION_DAYS]
     overrides: dict[str, int | None] = {}
-    async with conn.execute("SELECT camera, value FROM settings WHERE key = ?", (RETENTION_SETTING,)) as cur:
+    async with conn.execute("SELECT camera, value FROM settings WHERE key = ?", (RETENTION_DAYS,)) as cur:
         rows = await cur.fetchall()
     for camera, text in rows:
         try:
-            days = json.loads(text)
-        except ValueError:
-            days = "bad"
-        if days is None:
-            continue  # null: back to the store's --max-age
-        if isinstance(days, bool) or not isinstance(days, int | float) or not math.isfinite(days) or days <= 0:
-            log.warning("ignoring %s = %r for camera %s: not a positive number of days",
-                        RETENTION_SETTING, text, camera)
+            days = spec.check(json.loads(text))
+        except (ValueError, SettingError) as exc:
+            log.warning("ignoring %s = %s for camera %s: %s", RETENTION_DAYS, text, camera, exc)
             continue
-        overrides[camera] = int(days * DAY_US)
+        if days is not None:  # null: back to the store's --max-age
+            overrides[camera] = int(days * DAY_US)
     return overrides

@@ -78,7 +78,7 @@ class ControlLinks:
         link: Any = self.fleet.links.get(node) if node else None
         if link is None:
             return
-        values = await settings.camera_settings(self.index.conn, camera)
+        values = await settings.load(self.index.conn, camera)
         with contextlib.suppress(websockets.ConnectionClosed):
             await link.send(SettingsPush(camera, values).serialize())
 

@@ -30,9 +30,9 @@ from shared.protocol.query import (
     TimelineParams,
 )
 from shared.protocol.results import ExportResult, LockResult, Revoked, Thumbnail
+from shared.settings import SETTINGS, SettingError
 from store.index import query, settings, timeline
 from store.index.db import Index, transaction
-from store.index.settings import SettingError
 from store.media.export import ExportError, export_clip
 from store.media.thumbs import ThumbnailCache
 from store.nodes.fleet import Fleet
@@ -174,14 +174,14 @@ class Api:
         else:
             cams = sorted(set(self.fleet.cameras()) | await query.known_cameras(self.conn))
         return {"settings": await settings.all_settings(self.conn, cams),
-                "descriptions": {k: s.description for k, s in settings.SETTINGS.items()}}
+                "descriptions": {k: s.description for k, s in SETTINGS.items()}}
 
     async def _set_setting(self, p: SetSettingParams, *_: Any) -> dict[str, Any]:
         await self._require_camera(p.camera)
         try:
             old, new = await settings.set_setting(self.conn, p.camera, p.key, p.value, p.by, now_us())
         except SettingError as exc:
-            raise ApiError("bad-setting", str(exc), "value" if exc.key in settings.SETTINGS else "key") from exc
+            raise ApiError("bad-setting", str(exc), "value" if exc.key in SETTINGS else "key") from exc
         node = self.fleet.node_of(p.camera)
         pushed = node in self.fleet.links
         if self.on_setting is not None:

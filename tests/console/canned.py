@@ -11,6 +11,7 @@ from PIL import Image
 
 from console.link import FleetUpdated, Post, StoreConnected, StoreLink
 from shared.protocol.fleet import FleetReport
+from shared.settings import SETTINGS as SETTING_SPECS
 
 NOW_US = 1_795_700_000_000_000  # a fixed "now" (UTC 2026-11-26 10:13:20)
 SECOND = 1_000_000
@@ -140,7 +141,7 @@ class CannedStore(StoreLink):
             return {"content_type": "image/jpeg", "frame_us": params["at_us"], "width": 320, "height": 240,
                     "bytes": len(self.thumbnail)}
         if method == "settings":
-            return {"settings": SETTINGS, "descriptions": {}}
+            return {"settings": SETTINGS, "descriptions": {k: s.description for k, s in SETTING_SPECS.items()}}
         if method == "settings_history":
             return {"items": HISTORY}
         raise AssertionError(f"no canned answer for {method}")

@@ -146,11 +146,18 @@ def test_fit_cells_keeps_the_shape() -> None:
 
 
 def test_form_and_camera_parsing() -> None:
-    assert read_form("motion", "0.8", "") == {"recording_mode": "motion", "motion_sensitivity": 0.8,
-                                              "retention_days": None}
-    assert read_form("continuous", "1", "30")["retention_days"] == 30
+    def form(mode: object, sensitivity: str, retention: str) -> dict[str, Any]:
+        return read_form({"recording_mode": mode, "motion_sensitivity": sensitivity, "retention_days": retention})
+
+    assert form("motion", "0.8", "") == {"recording_mode": "motion", "motion_sensitivity": 0.8,
+                                         "retention_days": None}
+    assert form("continuous", "1", "30")["retention_days"] == 30
     with pytest.raises(FormError, match="sensitivity"):
-        read_form("motion", "high", "")
+        form("motion", "high", "")
+    with pytest.raises(FormError, match="motion_sensitivity must be between 0 and 1"):
+        form("motion", "1.5", "")
     with pytest.raises(FormError, match="retention"):
-        read_form("motion", "0.5", "a month")
+        form("motion", "0.5", "a month")
+    with pytest.raises(FormError, match="retention_days must be between 1 and 3650"):
+        form("motion", "0.5", "0")
     assert parse_cameras(" cam0, cam1  cam2,") == ["cam0", "cam1", "cam2"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import av
 import pytest
 
-from node.recording.modes import CONTINUOUS, MOTION, RecordingModes
+from node.recording.modes import RecordingModes
 from node.recording.segmenter import Segmenter, build_segment
 from node.recording.spool import Spool, SpooledEvent, SpooledItem, SpooledSegment
 from shared.protocol.ingest import EventRecord
+from shared.settings import CONTINUOUS, MOTION
 from tests.node.test_segmenter import FPS, H, W, encoded_units
 
 S = 1_000_000

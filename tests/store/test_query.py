@@ -6,6 +6,7 @@ from shared.protocol.control import Hello
 from shared.protocol.health import NodeHealth
 from shared.protocol.ingest import SegmentHeader
 from shared.protocol.query import ListParams, TimelineParams, TimeRange
+from shared.settings import MOTION, SettingError
 from store.index import query, settings, timeline
 from store.index.db import Index
 from store.nodes.fleet import Fleet
@@ -78,13 +79,23 @@ async def test_settings_history_and_validation(index):
     history = await settings.history(index.conn, "cam0", 10)
     assert [(h["key"], h["old"], h["new"], h["changed_by"]) for h in history] == [
         ("retention_days", None, 7, "ops"), ("recording_mode", "continuous", "motion", "ops")]
-    with pytest.raises(settings.SettingError, match="recording_mode must be one of"):
+    with pytest.raises(SettingError, match="recording_mode must be one of"):
         await settings.set_setting(index.conn, "cam0", "recording_mode", "sometimes", "ops", 7)
-    with pytest.raises(settings.SettingError, match="unknown setting"):
+    with pytest.raises(SettingError, match="unknown setting"):
         await settings.set_setting(index.conn, "cam0", "colour", 1, "ops", 7)
-    with pytest.raises(settings.SettingError, match="between 0 and 1"):
+    with pytest.raises(SettingError, match="between 0 and 1"):
         await settings.set_setting(index.conn, "cam0", "motion_sensitivity", 3, "ops", 7)
     assert len(await settings.history(index.conn, None, 10)) == 2
+
+
+async def test_a_stored_value_the_spec_no_longer_allows_reads_as_the_default(index):
+    await settings.set_setting(index.conn, "cam0", "recording_mode", "motion", "ops", 5)
+    await index.conn.execute("INSERT INTO settings (camera, key, value, changed_us, changed_by) "
+                             "VALUES ('cam0', 'motion_sensitivity', '7', 0, 'hand edit')")
+    await index.conn.commit()
+    loaded = await settings.load(index.conn, "cam0")
+    assert loaded.recording_mode == MOTION and loaded.motion_sensitivity == 0.5
+    assert await settings.camera_settings(index.conn, "cam0") == loaded.to_json()
 
 
 async def test_fleet_marks_nodes_down_after_missed_heartbeats_and_up_again(index):

@@ -1,0 +1,174 @@
+"""Runtime settings per camera: the one definition of each.
+
+The node's JSON config holds only static hardware settings; what an operator
+changes while the system runs is declared here, once: type, range or choices,
+default, description, and who applies it. The store validates and keeps them
+(store/index/settings.py) and pushes a camera's settings to its node as a
+``CameraSettings`` (shared/protocol/control.py); the console's settings form and
+``sht settings --help`` are generated from ``SETTINGS``. A new setting is one
+entry in ``SETTINGS`` plus the code that acts on it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RECORDING_MODE = "recording_mode"
+MOTION_SENSITIVITY = "motion_sensitivity"
+RETENTION_DAYS = "retention_days"
+
+# The values of ``recording_mode``.
+CONTINUOUS = "continuous"  # keep every segment
+MOTION = "motion"  # keep only segments near motion events (node/recording/modes.py)
+RECORDING_MODES = (CONTINUOUS, MOTION)
+
+AppliedBy = Literal["node", "store"]
+
+
+class SettingError(ValueError):
+    """A setting that does not exist or a value it cannot take; names both."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One runtime setting: either one of ``choices`` or a number in [minimum, maximum]."""
+
+    key: str
+    default: Any
+    description: str
+    applied_by: AppliedBy  # the process whose behaviour it changes
+    label: str  # a short name for forms and table columns
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    nullable: bool = False  # null is a value: "use the default of whoever applies it"
+    unit: str = ""  # after a number in a table: "d"
+
+    @property
+    def kind(self) -> Literal["choice", "number"]:
+        return "choice" if self.choices is not None else "number"
+
+    def check(self, value: Any) -> Any:
+        """The value if this setting can take it; else SettingError naming the setting."""
+        key = self.key
+        if value is None:
+            if self.nullable or self.default is None:
+                return None
+            raise SettingError(key, f"{key} cannot be null")
+        if self.choices is not None:
+            if value not in self.choices:
+                raise SettingError(key, f"{key} must be one of {', '.join(self.choices)}, got {value!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SettingError(key, f"{key} must be a number, got {value!r}")
+        if (self.minimum is not None and value < self.minimum) or (
+                self.maximum is not None and value > self.maximum):
+            raise SettingError(key, f"{key} must be between {self.minimum} and {self.maximum}, got {value!r}")
+        return value
+
+    def parse_text(self, text: str) -> Any:
+        """What an operator typed in a form field, checked: empty is null where null is allowed."""
+        text = text.strip()
+        if self.choices is not None:
+            return self.check(text)
+        if not text and (self.nullable or self.default is None):
+            return None
+        try:
+            number: float = int(text)  # an int stays an int: 30 days is stored as 30, not 30.0
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                raise SettingError(self.key, f"{self.key} must be a number ({self.hint()}), got {text!r}") from None
+        return self.check(number)
+
+    def hint(self) -> str:
+        """The values it takes, in a few characters: ``continuous | motion``, ``0 … 1``."""
+        if self.choices is not None:
+            return " | ".join(self.choices)
+        low = "" if self.minimum is None else f"{self.minimum:g}"
+        high = "" if self.maximum is None else f"{self.maximum:g}"
+        return f"{low} … {high}".strip() if low or high else "any number"
+
+    def format(self, value: Any) -> str:
+        """A value for a table cell."""
+        if value is None:
+            return "default"
+        if isinstance(value, float):
+            return f"{value:g}{self.unit}"
+        return f"{value}{self.unit}"
+
+
+SETTINGS: dict[str, SettingSpec] = {spec.key: spec for spec in (
+    SettingSpec(RECORDING_MODE, CONTINUOUS, "keep every segment, or only those near motion events", "node",
+                "recording", choices=RECORDING_MODES),
+    SettingSpec(MOTION_SENSITIVITY, 0.5, "0 = least sensitive, 1 = most", "node", "sensitivity",
+                minimum=0, maximum=1),
+    SettingSpec(RETENTION_DAYS, None, "keep this camera's footage this many days (null: the store's --max-age)",
+                "store", "keep days", minimum=1, maximum=3650, nullable=True, unit="d"),
+)}
+
+
+def spec_of(key: str) -> SettingSpec:
+    spec = SETTINGS.get(key)
+    if spec is None:
+        raise SettingError(key, f"unknown setting {key!r}; settings are {', '.join(SETTINGS)}")
+    return spec
+
+
+def check_setting(key: str, value: Any) -> Any:
+    """The value if ``key`` is a setting that can take it; else SettingError naming the setting."""
+    return spec_of(key).check(value)
+
+
+def defaults() -> dict[str, Any]:
+    return {key: spec.default for key, spec in SETTINGS.items()}
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """Every runtime setting of one camera, each checked against its spec (defaults for those not given),
+    with typed properties for the code that acts on them."""
+
+    values: Mapping[str, Any] = field(default_factory=defaults)
+
+    def __post_init__(self) -> None:
+        checked = defaults()
+        for key, value in self.values.items():
+            checked[key] = check_setting(key, value)
+        object.__setattr__(self, "values", checked)
+
+    @classmethod
+    def from_json(cls, obj: object, *, ignore_unknown: bool = False) -> CameraSettings:
+        """``ignore_unknown``: skip settings this version does not know (a newer store's) instead of refusing."""
+        if not isinstance(obj, Mapping):
+            raise SettingError("", f"settings must be a JSON object, got {obj!r}")
+        if ignore_unknown:
+            obj = {k: v for k, v in obj.items() if k in SETTINGS}
+        return cls(dict(obj))
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    @property
+    def recording_mode(self) -> str:
+        return str(self.values[RECORDING_MODE])
+
+    @property
+    def motion_sensitivity(self) -> float:
+        return float(self.values[MOTION_SENSITIVITY])
+
+    @property
+    def retention_days(self) -> float | None:
+        days = self.values[RETENTION_DAYS]
+        return None if days is None else float(days)
