@@ -115,8 +115,8 @@ async def scenario(tmp_path: Path) -> None:
         await refresh_all(index.conn, spans[-1][1] + 2 * HOUR)
         lo = spans[0][0] // HOUR * HOUR
         shown = await timeline(index.conn, TimelineParams("cam0", TimeRange(lo, lo + 3 * HOUR)))
-        inner_gaps = [(a, b) for a, b in shown["gaps"] if a > spans[0][0] and b < spans[-1][1]]
-        assert len(inner_gaps) == 1 and inner_gaps[0][1] - inner_gaps[0][0] > HOUR - 40 * S, shown["gaps"]
+        inner_gaps = [(a, b) for a, b in shown.gaps if a > spans[0][0] and b < spans[-1][1]]
+        assert len(inner_gaps) == 1 and inner_gaps[0][1] - inner_gaps[0][0] > HOUR - 40 * S, shown.gaps
     finally:
         await index.close()
 
