@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Literal
-from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from shared.request_target import query_values
 
 ISSUER = "sht-store"
 ALGORITHM = "EdDSA"
@@ -126,7 +127,7 @@ def token_from_request(path: str, authorization: str | None) -> str | None:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    values = parse_qs(urlsplit(path).query).get("token")
+    values = query_values(path, "token")
     return values[0] if values else None
 
 

@@ -23,7 +23,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
-from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Response
@@ -33,6 +32,7 @@ from shared.fanout import AccessUnit, Subscription
 from shared.httpjson import error_response
 from shared.protocol import fmp4
 from shared.protocol.live import LiveInit
+from shared.request_target import query_values, split_target
 
 CACHE_UNITS = 128  # > any viewer's backlog (fps * 2 + 1 at up to 60 fps)
 # A live viewer's kernel send buffer (Linux doubles it for bookkeeping). Left to autotuning it grows to
@@ -144,7 +144,7 @@ FORMATS = ("h264", "fmp4")
 
 def stream_choice(path: str) -> str:
     """``?stream=main|sub|auto`` (default main); a camera without a sub stream always sends main."""
-    values = parse_qs(urlsplit(path).query).get("stream", ["main"])
+    values = query_values(path, "stream") or ["main"]
     if values[0] not in STREAMS:
         raise ValueError(f"stream must be main, sub or auto, got {values[0]!r}")
     return values[0]
@@ -155,9 +155,8 @@ def live_target(request_path: str, cameras: Iterable[str] | None = None) -> tupl
 
     Raises ``LookupError`` for a camera not in ``cameras``, ``ValueError`` for an unknown format.
     """
-    parts = urlsplit(request_path)
-    camera = parts.path[len(LIVE_PREFIX):]
-    fmt = parse_qs(parts.query).get("format", ["h264"])[0]
+    camera = split_target(request_path)[0][len(LIVE_PREFIX):]
+    fmt = (query_values(request_path, "format") or ["h264"])[0]
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use {' or '.join(FORMATS)}")
     if cameras is not None:

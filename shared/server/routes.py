@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from shared.auth import Audience, Claims
+from shared.request_target import split_target
 
 # A plain HTTP answer (``/health``, ``/metrics``, ``/key``, ``/``), sync or async.
 HttpResponder = Callable[[ServerConnection, Request], Response | Awaitable[Response]]
@@ -28,7 +28,7 @@ def endpoint_path(target: str) -> str:
 
     The one parser every server uses, so node, store and relay agree on what a request asked for.
     """
-    return urlsplit(target).path
+    return split_target(target)[0]
 
 
 @dataclass(frozen=True)
