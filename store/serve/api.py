@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from websockets.asyncio.server import ServerConnection
 
 from shared.auth import ADMIN_METHODS, Claims
 from shared.clock import now_us
@@ -48,6 +50,7 @@ class ApiError(Exception):
 
 
 Send = Callable[[], Awaitable[None]]
+Timed = Callable[[str, Awaitable[None]], Coroutine[Any, Any, None]]
 
 
 class Api:
@@ -64,6 +67,29 @@ class Api:
     @property
     def conn(self):  # type: ignore[no-untyped-def]
         return self.index.conn
+
+    async def serve(self, connection: ServerConnection, claims: Claims | None, timed: Timed) -> None:
+        """One ``/api`` connection: each request runs in its own task, so a slow export never holds up a search;
+        ``timed`` wraps each in the per-method latency histogram (store/serve/metrics.py)."""
+        server = QueryServer()
+        tasks: set[asyncio.Task] = set()
+
+        async def flush() -> None:
+            for out in server.data_to_send():
+                await connection.send(out)
+
+        try:
+            async for message in connection:
+                request = server.receive(message)
+                if request is None:  # malformed: the protocol has queued its error reply
+                    await flush()
+                    continue
+                task = asyncio.create_task(timed(request.method, self.handle(request, server, flush, claims)))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:  # the client is gone: nobody waits for the answers still being made
+            for task in tasks:
+                task.cancel()
 
     async def handle(self, request: Request, server: QueryServer, flush: Send, claims: Claims | None = None) -> None:
         """Run one request to its single final reply (result or error)."""

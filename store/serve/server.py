@@ -1,7 +1,7 @@
 """The store's network face: its endpoints, declared once, on the shared server shell.
 
 ``/ingest`` (``store/ingest/session.py``), ``/control`` (``store/nodes/control_link.py``),
-``/api`` (``store/serve/api.py``) and ``/live/{camera}`` (``store/live/relay.py``) over
+``/api`` (``store/serve/api.py`` ``Api.serve``) and ``/live/{camera}`` (``store/live/relay.py``) over
 WebSocket; ``GET /health`` (cached totals), ``/metrics``, ``/key`` and the web page ``/``.
 """
 
@@ -22,7 +22,7 @@ from shared.httpjson import error_response, json_response
 from shared.metrics import metrics_response
 from shared.protocol.control import MAX_CONTROL_BYTES
 from shared.protocol.ingest import MAX_HEADER_BYTES, MAX_SEGMENT_BYTES
-from shared.protocol.query import MAX_REQUEST_BYTES, QueryServer
+from shared.protocol.query import MAX_REQUEST_BYTES
 from shared.server.routes import RouteTable, http_route, websocket_route
 from shared.server.shell import ServerShell
 from store.admin.keys import KeyStore
@@ -68,7 +68,8 @@ class StoreServer:
             http_route("/metrics", MONITORING, lambda c, _: metrics_response(c, self.metrics.registry)),
             http_route("/key", OPEN, self._key),
             http_route("/", VIEWERS, lambda c, _: web_page(c)),
-            websocket_route("/api", VIEWERS, self._api, MAX_REQUEST_BYTES),
+            websocket_route("/api", VIEWERS, lambda c, claims: self.api.serve(c, claims, self.metrics.timed_query),
+                            MAX_REQUEST_BYTES),
             websocket_route("/ingest", NODES, lambda c, claims: self.ingest.serve(c, claims),
                             MAX_SEGMENT_BYTES + MAX_HEADER_BYTES + 64),
             websocket_route("/control", NODES, lambda c, claims: self.control.serve(c, claims), MAX_CONTROL_BYTES),
@@ -123,28 +124,6 @@ class StoreServer:
         assert connection.request is not None
         target = connection.request.path
         await self.relay.serve(connection, *live_target(target), mode=stream_choice(target))
-
-    async def _api(self, connection: ServerConnection, claims: Claims | None) -> None:
-        server = QueryServer()
-        tasks: set[asyncio.Task] = set()
-
-        async def flush() -> None:
-            for out in server.data_to_send():
-                await connection.send(out)
-
-        try:
-            async for message in connection:
-                request = server.receive(message)
-                if request is None:
-                    await flush()
-                    continue
-                task = asyncio.create_task(self.metrics.timed_query(
-                    request.method, self.api.handle(request, server, flush, claims)))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        finally:
-            for task in tasks:
-                task.cancel()
 
     async def health(self) -> dict:
         stats = self.ingestor.stats
