@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from node.capture.master import CameraMaster
 from node.motion.config import DetectorConfig
@@ -23,7 +23,7 @@ from node.store_link.uploader import Uploader
 from shared.config import CameraConfig, NodeConfig
 from shared.health import ProcessMonitor
 from shared.protocol.control import Hello
-from shared.protocol.health import NodeHealth
+from shared.protocol.health import NodeHealth, StoreLinkHealth
 from shared.security import SecurityOptions, bearer, client_ssl
 from shared.soc import SocMonitor
 
@@ -59,7 +59,7 @@ class Node:
         self.recorders: list[Recorder] = []
         self.keyring = (StoreKeyring(config.store_url, security.store_key, config.spool_path / "store-key.pub",
                                      client_ssl_context) if security.listen.auth else None)
-        self.server = NodeServer(self.master, lambda: self.health().to_json(), security.listen.access(None),
+        self.server = NodeServer(self.master, self.health, security.listen.access(None),
                                  self.keyring, security.listen.server_ssl())
         self.server.metrics = NodeMetrics(self).registry  # GET /metrics
         self.monitor = ProcessMonitor()
@@ -130,28 +130,27 @@ class Node:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def health(self) -> NodeHealth:
-        """/health and the heartbeat, read into the typed message here, so a field that drifts from
-        shared/protocol/health.py fails at its source (tests/system/test_end_to_end.py)."""
-        return NodeHealth.from_json({
-            "node": self.config.id,
-            "uptime_s": round(time.monotonic() - self.started, 1),
-            **self.monitor.reading(),
-            "soc": self.soc.reading(),
-            "cameras": {
-                r.camera.id: {**r.camera.health(),
-                              "recording": {**r.health(), **self.recording.health(r.camera.id)}}
+        """/health and the heartbeat, built from each part's typed health; ``to_json`` happens only where
+        it leaves the node (the /health route, the heartbeat)."""
+        return NodeHealth(
+            node=self.config.id,
+            uptime_s=round(time.monotonic() - self.started, 1),
+            process=self.monitor.reading(),
+            soc=self.soc.reading(),
+            cameras={
+                r.camera.id: replace(r.camera.health(), recording=self.recording.health(r.camera.id, r.health()))
                 for r in self.recorders
             },
-            "spool": self.uploader.backlog(),  # in memory: /health never walks the disk
-            "store": {
-                "url": self.config.store_url,
-                "link": self.uploader.link,
-                "last_error": self.uploader.last_error,
-                "uploaded": self.uploader.uploaded,
-                "refused": self.uploader.rejected,
-                "control": self.control.state if self.control else "not configured",
-            },
-        })
+            spool=self.uploader.backlog(),  # in memory: /health never walks the disk
+            store=StoreLinkHealth(
+                url=self.config.store_url,
+                link=self.uploader.link,
+                last_error=self.uploader.last_error,
+                uploaded=self.uploader.uploaded,
+                refused=self.uploader.rejected,
+                control=self.control.state if self.control else "not configured",
+            ),
+        )
 
 
 async def run_node(config: NodeConfig, security: NodeSecurity | None = None) -> None:

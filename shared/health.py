@@ -6,6 +6,8 @@ from pathlib import Path
 
 import psutil
 
+from shared.protocol.health import ProcessReading
+
 THERMAL_ROOT = Path("/sys/class/thermal")
 
 
@@ -29,12 +31,11 @@ class ProcessMonitor:
         self._process.cpu_percent(None)  # prime: psutil reports usage since the previous call
         psutil.cpu_percent(None)
 
-    def reading(self) -> dict:
-        mem = psutil.virtual_memory()
-        return {
-            "cpu_percent": psutil.cpu_percent(None),
-            "process_cpu_percent": self._process.cpu_percent(None),
-            "memory_percent": mem.percent,
-            "process_rss_bytes": self._process.memory_info().rss,
-            "temperature_c": soc_temperature_c(),
-        }
+    def reading(self) -> ProcessReading:
+        return ProcessReading(
+            cpu_percent=psutil.cpu_percent(None),
+            process_cpu_percent=self._process.cpu_percent(None),
+            memory_percent=psutil.virtual_memory().percent,
+            process_rss_bytes=self._process.memory_info().rss,
+            temperature_c=soc_temperature_c(),
+        )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.health import THERMAL_ROOT, soc_temperature_c
+from shared.protocol.health import GpuReading, SocReading, Throttled
 
 CACHE_S = 10.0
 CALL_TIMEOUT_S = 2.0
@@ -44,17 +45,17 @@ def parse_temp(text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def parse_throttled(text: str) -> dict[str, Any] | None:
+def parse_throttled(text: str) -> Throttled | None:
     """``throttled=0x50005`` → the flags set now (bits 0-3) and since boot (bits 16-19)."""
     m = re.search(r"throttled=(0x[0-9a-fA-F]+)", text)
     if not m:
         return None
     value = int(m.group(1), 16)
-    return {
-        "raw": m.group(1),
-        "now": [name for bit, name in THROTTLE_BITS.items() if value >> bit & 1],
-        "since_boot": [name for bit, name in THROTTLE_BITS.items() if value >> (bit + 16) & 1],
-    }
+    return Throttled(
+        raw=m.group(1),
+        now=tuple(name for bit, name in THROTTLE_BITS.items() if value >> bit & 1),
+        since_boot=tuple(name for bit, name in THROTTLE_BITS.items() if value >> (bit + 16) & 1),
+    )
 
 
 def parse_mem_mb(text: str) -> int | None:
@@ -83,8 +84,9 @@ def run_vcgencmd(*args: str, exe: str | None = None) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def vcgencmd_reading(exe: str | None = None) -> dict[str, Any] | None:
-    """Everything vcgencmd tells, or None when there is no working vcgencmd."""
+def vcgencmd_reading(exe: str | None = None) -> SocReading | None:
+    """Everything vcgencmd tells (temperature, throttling, GPU memory, clocks), or None when there is no
+    working vcgencmd; ``soc_reading`` fills in the rest."""
     exe = exe or shutil.which("vcgencmd")
     temp = run_vcgencmd("measure_temp", exe=exe)
     if temp is None:
@@ -94,15 +96,15 @@ def vcgencmd_reading(exe: str | None = None) -> dict[str, Any] | None:
         out = run_vcgencmd(*args, exe=exe)
         return parser(out) if out is not None else None
 
-    return {
-        "temperature_c": parse_temp(temp),
-        "throttled": read(parse_throttled, "get_throttled"),
-        "gpu_mem_mb": read(parse_mem_mb, "get_mem", "gpu"),
-        "clocks_hz": {name: read(parse_clock, "measure_clock", name) for name in CLOCKS},
-    }
+    return SocReading(
+        temperature_c=parse_temp(temp),
+        throttled=read(parse_throttled, "get_throttled"),
+        gpu_mem_mb=read(parse_mem_mb, "get_mem", "gpu"),
+        clocks_hz={name: read(parse_clock, "measure_clock", name) for name in CLOCKS},
+    )
 
 
-def nvml_reading() -> list[dict[str, Any]] | str:
+def nvml_reading() -> tuple[GpuReading, ...] | str:
     """Per-GPU readings from NVML, or why there are none. pynvml is optional and imported only here."""
     try:
         import pynvml  # type: ignore[import-not-found]
@@ -112,11 +114,11 @@ def nvml_reading() -> list[dict[str, Any]] | str:
         pynvml.nvmlInit()
     except Exception as exc:  # noqa: BLE001 - no driver, no device, a library mismatch: all mean "none"
         return f"{NOT_AVAILABLE} ({exc})"
-    gpus: list[dict[str, Any]] = []
+    gpus: list[GpuReading] = []
     try:
         for i in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            gpu: dict[str, Any] = {"index": i}
+            gpu: dict[str, Any] = {}
             for key, call in (
                 ("name", lambda h=handle: pynvml.nvmlDeviceGetName(h)),
                 ("temperature_c", lambda h=handle: pynvml.nvmlDeviceGetTemperature(h, 0)),  # 0: the GPU die
@@ -129,7 +131,7 @@ def nvml_reading() -> list[dict[str, Any]] | str:
                     gpu[key] = value.decode() if isinstance(value, bytes) else value
                 except Exception:  # noqa: BLE001 - one unsupported query must not hide the others
                     gpu[key] = None
-            gpus.append(gpu)
+            gpus.append(GpuReading(index=i, **gpu))
     except Exception as exc:  # noqa: BLE001
         return f"{NOT_AVAILABLE} ({exc})"
     finally:
@@ -137,7 +139,7 @@ def nvml_reading() -> list[dict[str, Any]] | str:
             pynvml.nvmlShutdown()
         except Exception:  # noqa: BLE001
             pass
-    return gpus
+    return tuple(gpus)
 
 
 def board_model(path: Path = MODEL_PATH) -> str | None:
@@ -147,27 +149,27 @@ def board_model(path: Path = MODEL_PATH) -> str | None:
         return None
 
 
-def soc_reading(thermal_root: Path = THERMAL_ROOT, model_path: Path = MODEL_PATH) -> dict[str, Any]:
-    """One full reading. Every field is always present; unreadable ones are None."""
+def soc_reading(thermal_root: Path = THERMAL_ROOT, model_path: Path = MODEL_PATH) -> SocReading:
+    """One full reading. Every field is always sent; unreadable ones are None."""
     vc = vcgencmd_reading()
     thermal = soc_temperature_c(thermal_root)
     nvml = nvml_reading()
-    temperature, temp_source = ((vc["temperature_c"], "vcgencmd") if vc and vc["temperature_c"] is not None
+    temperature, temp_source = ((vc.temperature_c, "vcgencmd") if vc and vc.temperature_c is not None
                                 else (thermal, "thermal_zone") if thermal is not None else (None, None))
-    return {
-        "model": board_model(model_path),
-        "temperature_c": temperature,
-        "temperature_source": temp_source,
-        "throttled": vc["throttled"] if vc else None,
-        "gpu_mem_mb": vc["gpu_mem_mb"] if vc else None,
-        "clocks_hz": vc["clocks_hz"] if vc else None,
-        "gpus": nvml,
-        "sources": {
+    return SocReading(
+        model=board_model(model_path),
+        temperature_c=temperature,
+        temperature_source=temp_source,
+        throttled=vc.throttled if vc else None,
+        gpu_mem_mb=vc.gpu_mem_mb if vc else None,
+        clocks_hz=vc.clocks_hz if vc else None,
+        gpus=nvml,
+        sources={
             "vcgencmd": vc is not None,
             "thermal_zone": thermal is not None,
-            "nvml": isinstance(nvml, list),
+            "nvml": isinstance(nvml, tuple),
         },
-    }
+    )
 
 
 class SocMonitor:
@@ -177,10 +179,10 @@ class SocMonitor:
         self.ttl_s = ttl_s
         self._lock = threading.Lock()
         self._at = -1e18
-        self._value: dict[str, Any] = {"state": "reading…"}
+        self._value = SocReading(state="reading…")
         self._refreshing = False
 
-    def reading(self) -> dict[str, Any]:
+    def reading(self) -> SocReading:
         """The latest reading at once; a stale one is refreshed on a background thread, because vcgencmd
         can take seconds and /health and heartbeats are answered on the event loop."""
         with self._lock:
@@ -195,6 +197,6 @@ class SocMonitor:
         try:
             value = soc_reading()
         except Exception as exc:  # noqa: BLE001 - health must answer whatever the machine does
-            value = {"error": f"{type(exc).__name__}: {exc}"}
+            value = SocReading(error=f"{type(exc).__name__}: {exc}")
         with self._lock:
             self._value, self._at, self._refreshing = value, time.monotonic(), False

@@ -28,6 +28,7 @@ from node.sources import open_source
 from node.sources.base import PacketSource
 from shared.config import CameraConfig
 from shared.fanout import AccessUnit, FanOut, Subscription
+from shared.protocol.health import CameraHealth, SubstreamFrames
 
 log = logging.getLogger(__name__)
 RATE_WINDOW_S = 5.0
@@ -177,35 +178,37 @@ class Camera:
     def encode_seconds(self) -> float:
         return self._thread.encode_seconds if self._thread else 0.0
 
-    def health(self) -> dict:
+    def health(self) -> CameraHealth:
+        """This camera's part of the node's /health; the node adds its ``recording``."""
         fps, bitrate = self.stats.rates()
-        return {
-            "state": self.state,
-            "error": self.error,
-            "source": self.config.source,
-            "width": self.config.width,
-            "height": self.config.height,
-            "configured_fps": self.config.fps,
-            "fps": round(fps, 2),
-            "bitrate_bps": round(bitrate),
-            "frames_encoded": self.stats.frames_encoded,
-            "frames_dropped": self.stats.frames_dropped,
-            "encoder": self.encoder_name,
-            "codec": self.codec,
-            "encode_seconds": round(self.encode_seconds, 3),
-            "subscribers": len(self.fanout.subscriptions),
-            "sub_subscribers": len(self.sub_fanout.subscriptions) if self.sub_fanout is not None else None,
-            "last_capture_us": self.stats.last_capture_us,
-            "settings": self.settings,
-            "motion": self.motion.health() if self.motion is not None else None,
-            "substream": (f"{self.config.substream[0]}x{self.config.substream[1]}"
-                          if self.sub_fanout is not None and self.config.substream else None),
+        capture = self._thread.health() if self._thread is not None else None
+        return CameraHealth(
+            state=capture.state if capture is not None and capture.state is not None else self.state,
+            error=self.error,
+            source=self.config.source,
+            width=self.config.width,
+            height=self.config.height,
+            configured_fps=self.config.fps,
+            fps=round(fps, 2),
+            bitrate_bps=round(bitrate),
+            frames_encoded=self.stats.frames_encoded,
+            frames_dropped=self.stats.frames_dropped,
+            encoder=self.encoder_name,
+            codec=self.codec,
+            encode_seconds=round(self.encode_seconds, 3),
+            subscribers=len(self.fanout.subscriptions),
+            sub_subscribers=len(self.sub_fanout.subscriptions) if self.sub_fanout is not None else None,
+            last_capture_us=self.stats.last_capture_us,
+            settings=self.settings,
+            motion=self.motion.health() if self.motion is not None else None,
+            substream=(f"{self.config.substream[0]}x{self.config.substream[1]}"
+                       if self.sub_fanout is not None and self.config.substream else None),
             # Where the sub stream's pictures came from: the source's own (a Pi's ISP lores) or libswscale.
-            "substream_frames": ({"from_source": self.sub.from_source, "scaled": self.sub.scaled}
-                                 if self.sub is not None else None),
-            # clock (node/capture/timebase.py); a packet source's state, mode, reconnects, source_error, ...
-            **(self._thread.health() if self._thread is not None else {}),
-        }
+            substream_frames=(SubstreamFrames(self.sub.from_source, self.sub.scaled) if self.sub is not None
+                              else None),
+            stream=capture.stream if capture is not None else None,
+            clock=capture.clock if capture is not None else None,
+        )
 
 
 class CameraMaster:

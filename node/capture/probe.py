@@ -47,7 +47,7 @@ def picamera2_cameras() -> dict[str, Any]:
 
 def probe_machine() -> dict[str, Any]:
     h264, h265 = probe_all("h264"), probe_all("h265")
-    soc = soc_reading()
+    soc = soc_reading().to_json()
     return {
         "cameras": {"v4l2": v4l2_devices(), "picamera2": picamera2_cameras()},
         "encoders": {"h264": [p.as_dict() for p in h264], "h265": [p.as_dict() for p in h265],

@@ -32,11 +32,13 @@ from node.capture.encode import EncodedUnit
 from node.capture.encoders import VideoEncoder, codec_family, open_encoder
 from node.capture.filters import FrameFilter, build_filter
 from node.capture.sink import CaptureSink, StreamFormat
+from node.capture.thread import CaptureHealth
 from node.capture.timebase import TimeBase
 from node.sources.base import PacketSource, SourceError
 from node.sources.nal import ParameterSets
 from shared.backoff import Backoff
 from shared.config import CameraConfig
+from shared.protocol.health import StreamHealth
 
 log = logging.getLogger(__name__)
 MAX_LAG_US = 2_000_000  # a frame stamped this far before its arrival: the source's clock jumped, re-anchor
@@ -70,10 +72,10 @@ class StreamThread(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
 
-    def health(self) -> dict[str, object]:
-        return {"state": self.state, "mode": self.mode, "reconnects": self.reconnects,
-                "source_error": self.last_error, "thread_cpu_s": round(self.cpu_seconds, 3),
-                "keyframes_completed": self.keyframes_completed, "clock": self.timebase.health().to_json()}
+    def health(self) -> CaptureHealth:
+        stream = StreamHealth(mode=self.mode, reconnects=self.reconnects, source_error=self.last_error,
+                              thread_cpu_s=round(self.cpu_seconds, 3), keyframes_completed=self.keyframes_completed)
+        return CaptureHealth(self.timebase.health(), self.state, stream)
 
     def run(self) -> None:
         error: BaseException | None = None

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import av
 from av.video.frame import PictureType
@@ -22,8 +23,18 @@ from node.capture.encoders import VideoEncoder
 from node.capture.sink import CaptureSink
 from node.capture.timebase import TimeBase
 from node.sources.base import FrameSource
+from shared.protocol.health import ClockHealth, StreamHealth
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaptureHealth:
+    """What a capture thread adds to its camera's health (node/capture/master.py ``Camera.health``)."""
+
+    clock: ClockHealth
+    state: str | None = None  # a packet source's own state (connecting, up, reconnecting, ...) is the camera's
+    stream: StreamHealth | None = None  # packet sources only
 
 
 class CaptureThread(threading.Thread):
@@ -39,8 +50,8 @@ class CaptureThread(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
 
-    def health(self) -> dict[str, object]:
-        return {"clock": self.timebase.health().to_json()}
+    def health(self) -> CaptureHealth:
+        return CaptureHealth(self.timebase.health())
 
     def run(self) -> None:
         error: BaseException | None = None

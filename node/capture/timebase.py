@@ -22,22 +22,12 @@ starts after it. One instance per camera, used from its capture thread only;
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from shared.clock import monotonic_us, now_us
+from shared.protocol.health import ClockHealth
 
 STEP_US = 1_000_000  # a disagreement larger than this is a step, not drift (the segmenter's gap, too)
 MAX_SLEW = 0.01  # at most 10 ms of correction per second of stamps: 30 s takes 50 minutes
-
-
-@dataclass(frozen=True)
-class TimeBaseHealth:
-    offset_us: int  # the last stamp minus the wall clock then: > 0 while running ahead after a backward step
-    steps_forward: int  # forward steps of the wall clock followed
-    steps_back: int  # backward steps absorbed (the clock went back, or started behind the floor)
-
-    def to_json(self) -> dict[str, int]:
-        return {"offset_us": self.offset_us, "steps_forward": self.steps_forward, "steps_back": self.steps_back}
 
 
 class TimeBase:
@@ -86,6 +76,6 @@ class TimeBase:
         self._offset, self._last_mono, self.last_us, self._wall_at_last = offset, mono, stamp, wall
         return stamp
 
-    def health(self) -> TimeBaseHealth:
+    def health(self) -> ClockHealth:
         offset = self.last_us - self._wall_at_last if self._offset is not None else 0
-        return TimeBaseHealth(offset, self.steps_forward, self.steps_back)
+        return ClockHealth(offset, self.steps_forward, self.steps_back)

@@ -22,6 +22,7 @@ from node.capture.encode import EncodedUnit
 from node.motion.config import DetectorConfig, make_detector, make_tracker
 from node.motion.luma import LumaDetector
 from node.sources.base import plane_view
+from shared.protocol.health import MotionHealth
 from shared.protocol.ingest import EventRecord
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,8 @@ class MotionWorker(threading.Thread):
         if ongoing is not None and (not was_open or finished):
             self._loop.call_soon_threadsafe(self._on_started, self.camera, ongoing.start_us)
 
-    def health(self) -> dict:
-        return {"detector": self.config.kind, "sensitivity": self.detector.sensitivity, "frames": self.frames,
-                "dropped": self.dropped, "events": self.events, "active": self.active,
-                "cpu_ms_per_frame": round(1000 * self.cpu_s / self.frames, 3) if self.frames else None,
-                "error": self.error}
+    def health(self) -> MotionHealth:
+        return MotionHealth(detector=self.config.kind, sensitivity=self.detector.sensitivity, frames=self.frames,
+                            dropped=self.dropped, events=self.events, active=self.active,
+                            cpu_ms_per_frame=round(1000 * self.cpu_s / self.frames, 3) if self.frames else None,
+                            error=self.error)

@@ -11,6 +11,7 @@ a crash loses no decision that matters: they are uploaded whole on the next star
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
@@ -21,6 +22,7 @@ from node.recording.roll import RecordingGate
 from node.recording.spool import Spool, SpooledItem, SpooledSegment
 from node.recording.trim import trim_segment
 from shared.clock import now_us
+from shared.protocol.health import RecordingHealth
 from shared.protocol.ingest import EventRecord
 from shared.settings import CONTINUOUS, MOTION
 
@@ -150,7 +152,8 @@ class RecordingModes:
         self.trimmed_bytes[h.camera] += h.bytes - header.bytes
         return trimmed
 
-    def health(self, camera: str) -> dict[str, int]:
-        """The camera's part of ``recording`` in the node's /health."""
-        return {"held": len(self.gates[camera].held), "discarded_quiet": self.discarded_quiet[camera],
-                "trimmed_bytes": self.trimmed_bytes[camera]}
+    def health(self, camera: str, recorder: RecordingHealth | None = None) -> RecordingHealth:
+        """The camera's ``recording`` in the node's /health: its recorder's counts and this gate's."""
+        return dataclasses.replace(recorder or RecordingHealth(), held=len(self.gates[camera].held),
+                                   discarded_quiet=self.discarded_quiet[camera],
+                                   trimmed_bytes=self.trimmed_bytes[camera])

@@ -17,6 +17,7 @@ from node.capture.master import Camera
 from node.recording.journal import JournalHeader, JournalWriter
 from node.recording.segmenter import FinishedSegment, Segmenter, build_segment
 from node.recording.spool import Spool, SpooledSegment
+from shared.protocol.health import RecordingHealth
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,7 @@ class Recorder:
         header, data = build_segment(self.node_id, segment, width, height, fps, self.camera.codec)
         return self.spool.put(header, data)
 
-    def health(self) -> dict:
-        return {"segments_spooled": self.segments_spooled,
-                "segments_failed": self.segments_failed,
-                "frames_skipped": self.subscription.skipped,
-                "journal_errors": self.journal_errors}
+    def health(self) -> RecordingHealth:
+        """The recorder's counts; the motion-mode gate adds its own (node/recording/modes.py)."""
+        return RecordingHealth(segments_spooled=self.segments_spooled, segments_failed=self.segments_failed,
+                               frames_skipped=self.subscription.skipped, journal_errors=self.journal_errors)

@@ -59,11 +59,11 @@ class NodeMetrics:
         yield from (frames, dropped, encoded, keyframes, fps, bitrate, up, viewers, last)
 
         backlog = node.uploader.backlog()
-        yield _gauge("sht_spool_bytes", "Bytes waiting in the spool for the store", backlog["bytes"])
-        yield _gauge("sht_spool_limit_bytes", "The spool's size limit", backlog["limit_bytes"])
-        yield _gauge("sht_spool_segments", "Segments waiting in the spool", backlog["segments"])
+        yield _gauge("sht_spool_bytes", "Bytes waiting in the spool for the store", backlog.bytes or 0)
+        yield _gauge("sht_spool_limit_bytes", "The spool's size limit", backlog.limit_bytes or 0)
+        yield _gauge("sht_spool_segments", "Segments waiting in the spool", backlog.segments or 0)
         yield _gauge("sht_spool_oldest_age_seconds", "Upload lag: age of the oldest segment not yet acknowledged "
-                     "by the store (0 when the spool is empty)", backlog["oldest_age_s"] or 0.0)
+                     "by the store (0 when the spool is empty)", backlog.oldest_age_s or 0.0)
         lost = counter("sht_spool_lost_segments", "Segments dropped unsent (spool full) or never spooled",
                        ("camera",))
         for camera, count in sorted(node.uploader.lost_segments.items()):

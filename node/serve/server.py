@@ -24,6 +24,7 @@ from shared.fanout import FanOut
 from shared.fmp4_live import LIVE_PREFIX, Fmp4Clock, Fmp4Stream, LiveWriter, live_target, stream_choice
 from shared.httpjson import error_response, json_response
 from shared.metrics import metrics_response
+from shared.protocol.health import NodeHealth
 from shared.protocol.live import LiveInit, LiveStatus
 from shared.server.routes import RouteTable, endpoint_path, http_route, websocket_route
 from shared.server.shell import ServerShell
@@ -34,7 +35,7 @@ VIEWER_BACKLOG_S = 2.0  # how far a viewer may fall behind before it skips to a 
 
 
 class NodeServer:
-    def __init__(self, master: CameraMaster, health: Callable[[], dict], access: AccessControl | None = None,
+    def __init__(self, master: CameraMaster, health: Callable[[], NodeHealth], access: AccessControl | None = None,
                  keyring: StoreKeyring | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.master = master
         self.health = health
@@ -45,7 +46,7 @@ class NodeServer:
         self._fmp4: dict[tuple[str, str], Fmp4Stream] = {}  # per camera and stream, made on its first fMP4 viewer
         self._fmp4_clocks: dict[str, Fmp4Clock] = {}  # per camera: main and sub fragments share one timeline
         self.shell = ServerShell(RouteTable([
-            http_route("/health", MONITORING, lambda c, _: json_response(c, HTTPStatus.OK, self.health())),
+            http_route("/health", MONITORING, lambda c, _: json_response(c, HTTPStatus.OK, self.health().to_json())),
             http_route("/metrics", MONITORING, self._metrics),
             websocket_route("/live/{camera}", VIEWERS, self._handle, MAX_VIEWER_MESSAGE_BYTES, check=self._live_check),
         ]), self.access, self._tokens_uncheckable)

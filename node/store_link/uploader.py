@@ -21,6 +21,7 @@ from node.recording.spool import Spool, SpooledEvent, SpooledItem, SpooledSegmen
 from shared.backoff import Backoff
 from shared.clock import now_us
 from shared.protocol.errors import ProtocolError
+from shared.protocol.health import SpoolHealth
 from shared.protocol.ingest import MAX_SEGMENT_BYTES, Ack, EventRecord, IngestSender, sha256_hex
 from shared.urls import ws_url
 
@@ -84,15 +85,16 @@ class Uploader:
             log.error("could not spool the loss event for %s: %s (the loss is still counted in /health)",
                       record.record_id, exc)
 
-    def backlog(self) -> dict:
+    def backlog(self) -> SpoolHealth:
         oldest = min((i.start_us for i in self.pending if isinstance(i, SpooledSegment)), default=None)
-        return {"segments": sum(isinstance(i, SpooledSegment) for i in self.pending),
-                "events": sum(isinstance(i, SpooledEvent) for i in self.pending),
-                "bytes": self.pending_bytes, "limit_bytes": self.limit_bytes,
-                "oldest_start_us": oldest,
-                "oldest_age_s": round((now_us() - oldest) / 1e6, 1) if oldest else None,
-                "lost_segments": sum(self.lost_segments.values()), "lost_frames": sum(self.lost_frames.values()),
-                "lost_bytes": self.lost_bytes, "lost_by_camera": dict(self.lost_segments)}
+        return SpoolHealth(segments=sum(isinstance(i, SpooledSegment) for i in self.pending),
+                           events=sum(isinstance(i, SpooledEvent) for i in self.pending),
+                           bytes=self.pending_bytes, limit_bytes=self.limit_bytes,
+                           oldest_start_us=oldest,
+                           oldest_age_s=round((now_us() - oldest) / 1e6, 1) if oldest else None,
+                           lost_segments=sum(self.lost_segments.values()),
+                           lost_frames=sum(self.lost_frames.values()),
+                           lost_bytes=self.lost_bytes, lost_by_camera=dict(self.lost_segments))
 
     async def run(self) -> None:
         if self.url is None:

@@ -162,9 +162,9 @@ class StreamHealth:
 class ClockHealth:
     """The capture clock (node/capture/timebase.py): how far stamps run from the wall clock, and its steps."""
 
-    offset_us: int | None = None
-    steps_forward: int | None = None
-    steps_back: int | None = None
+    offset_us: int | None = None  # the last stamp minus the wall clock then: > 0 while running ahead after a step back
+    steps_forward: int | None = None  # forward steps of the wall clock followed
+    steps_back: int | None = None  # backward steps absorbed (the clock went back, or started behind the floor)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from node.recording.recorder import Recorder
 from node.recording.spool import Spool, SpooledSegment
 from shared.clock import now_us
 from shared.config import CameraConfig
+from shared.protocol.health import ClockHealth
 from shared.protocol.ingest import Ack
 from shared.protocol.query import TimelineParams, TimeRange
 from store.index.db import Index
@@ -89,8 +90,7 @@ async def scenario(tmp_path: Path) -> None:
     spooled, lost, camera = await record(spool, wall, [(2.5, -30 * S), (2.5, HOUR), (2.5, 0)])
     assert not lost
     spans = assert_no_overlaps(spooled)
-    clock = camera.health()["clock"]
-    assert clock["steps_back"] == 1 and clock["steps_forward"] == 1 and clock["offset_us"] == 0
+    assert camera.health().clock == ClockHealth(offset_us=0, steps_forward=1, steps_back=1)
     # The 30 s back: stamps ran on (a small slew), no gap. The hour forward: one gap of about an hour.
     gaps = [b_start - a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False)]
     assert sum(g > S for g in gaps) == 1 and max(gaps) > HOUR - 30 * S - 5 * S
@@ -101,7 +101,8 @@ async def scenario(tmp_path: Path) -> None:
     wall.shift -= HOUR + 10 * 60 * S
     more, lost, camera = await record(spool, wall, [(2.5, 0)])
     assert not lost and min(s.header.start_us for s in more) >= spans[-1][1]
-    assert camera.health()["clock"]["steps_back"] == 1
+    clock = camera.health().clock
+    assert clock is not None and clock.steps_back == 1
     everything = spooled + more
     assert_no_overlaps(everything)
 

@@ -11,9 +11,11 @@ import pytest
 from node.capture.encode import EncodedUnit
 from node.capture.sink import CaptureSink, StreamFormat
 from node.capture.stream import StreamThread
+from node.capture.thread import CaptureHealth
 from node.sources.nal import H264_PPS, H264_SPS, nal_type, nal_units
 from node.sources.pyav import PyAVSource, parse_stream_source
 from shared.config import CameraConfig
+from shared.protocol.health import CameraHealth
 from tests.node.media import au_hash, make_clip, packet_nals, recorded_access_units, source_access_units
 from tests.system.conftest import get_json, processes, wait_for_health  # noqa: F401  (fixture)
 
@@ -27,7 +29,8 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     return {"mp4": mp4, "ts": ts, "mpeg4": mpeg4}
 
 
-def run_stream(camera: CameraConfig, seconds: float = 10.0) -> tuple[list[EncodedUnit], list[StreamFormat], dict]:
+def run_stream(camera: CameraConfig, seconds: float = 10.0) -> tuple[list[EncodedUnit], list[StreamFormat],
+                                                                     CaptureHealth]:
     """Run a StreamThread until its file ends; what it published, the formats it announced, its health."""
     units: list[EncodedUnit] = []
     formats: list[StreamFormat] = []
@@ -47,7 +50,7 @@ def test_units_are_the_source_packets(clips, kind):
     units, formats, health = run_stream(CameraConfig(id="cam0", source=f"file:{clips[kind]}"))
     source, params = source_access_units(clips[kind])
     assert formats == [StreamFormat(320, 240, 10.0, "h264", "passthrough")]
-    assert health["mode"] == "passthrough" and health["state"] == "stopped"
+    assert health.stream is not None and health.stream.mode == "passthrough" and health.state == "stopped"
     assert [(u.keyframe, au_hash(nal_units(u.data))) for u in units] == source
     for unit in units:
         assert unit.data[:4] == b"\x00\x00\x00\x01" or unit.data[:3] == b"\x00\x00\x01"  # Annex-B
@@ -68,12 +71,12 @@ def test_ts_packets_are_passed_byte_for_byte(clips):
     with av.open(str(clips["ts"])) as c:
         packets = [bytes(p) for p in c.demux(c.streams.video[0]) if p.size]
     assert [u.data for u in units] == packets
-    assert health["keyframes_completed"] == 0
+    assert health.stream is not None and health.stream.keyframes_completed == 0
 
 
 def test_non_h264_is_decoded_and_encoded(clips):
     units, formats, health = run_stream(CameraConfig(id="cam0", source=f"file:{clips['mpeg4']}"))
-    assert health["mode"] == "transcode"
+    assert health.stream is not None and health.stream.mode == "transcode"
     assert formats[0].encoder == "libx264" and formats[0].codec == "h264"
     assert len(units) == 20 and units[0].keyframe
     assert any(nal_type("h264", n) == H264_SPS for n in packet_nals(units[0].data))
@@ -82,7 +85,7 @@ def test_non_h264_is_decoded_and_encoded(clips):
 def test_masks_force_a_transcode(clips):
     camera = CameraConfig(id="cam0", source=f"file:{clips['ts']}", masks=(((0, 0), (0.5, 0), (0.5, 1), (0, 1)),))
     units, formats, health = run_stream(camera)
-    assert health["mode"] == "transcode" and formats[0].encoder == "libx264"
+    assert health.stream is not None and health.stream.mode == "transcode" and formats[0].encoder == "libx264"
     assert len(units) == 30
 
 
@@ -153,7 +156,7 @@ def test_a_packet_source_feeds_the_sub_stream(clips, kind):
 
     from node.capture.master import Camera
 
-    async def run() -> tuple[dict, list[av.VideoFrame], int]:
+    async def run() -> tuple[CameraHealth, list[av.VideoFrame], int]:
         camera = Camera(CameraConfig(id="cam0", source=f"file:{clips[kind]}", substream=(160, 120)))
         main = camera.subscribe("main", 100)
         camera.start(asyncio.get_running_loop())
@@ -171,7 +174,8 @@ def test_a_packet_source_feeds_the_sub_stream(clips, kind):
         return health, pictures, main_units
 
     health, pictures, main_units = asyncio.run(run())
-    assert health["substream"] == "160x120" and health["substream_frames"]["scaled"] == main_units
+    assert health.substream == "160x120" and health.substream_frames is not None
+    assert health.substream_frames.scaled == main_units
     assert len(pictures) >= main_units - 1 and {(p.width, p.height) for p in pictures} == {(160, 120)}
 
 
@@ -194,4 +198,4 @@ def test_a_clock_step_on_a_passed_through_stream_waits_for_a_keyframe(clips):
     assert times == sorted(times) and len(units) == 30
     jumps = [i for i, (a, b) in enumerate(zip(times, times[1:], strict=False), start=1) if b - a > 1_000_000]
     assert len(jumps) == 1 and units[jumps[0]].keyframe  # the jump lands where a segment can start
-    assert thread.health()["clock"]["steps_forward"] == 1
+    assert thread.health().clock.steps_forward == 1

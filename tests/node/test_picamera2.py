@@ -14,6 +14,7 @@ import pytest
 from node.sources import open_source
 from node.sources.base import SourceError
 from shared.config import CameraConfig
+from shared.protocol.health import CameraHealth
 from tests.system.conftest import free_port, get_json, processes, wait_for_health  # noqa: F401  (fixture)
 
 FAKES = Path(__file__).parents[1] / "fakes"
@@ -118,7 +119,7 @@ def test_camera_encodes_the_picamera2_frames(fake_picamera2):
         await asyncio.sleep(1.0)
         health = cam.health()
         await cam.stop()
-        assert health["state"] == "up" and health["encoder"] == "libx264"  # no hardware encoder here
+        assert health.state == "up" and health.encoder == "libx264"  # no hardware encoder here
         codec = av.CodecContext.create("h264", "r")
         out: list[av.VideoFrame] = []
         while (unit := await sub.get()) is not None:
@@ -175,7 +176,7 @@ def test_with_a_sub_stream_lores_is_the_sub_picture_and_still_feeds_the_motion_l
 def test_the_sub_encoder_takes_the_isp_lores_not_a_scaled_main(fake_picamera2):
     from node.capture.master import Camera
 
-    async def run() -> tuple[dict, list[av.VideoFrame]]:
+    async def run() -> tuple[CameraHealth, list[av.VideoFrame]]:
         cam = Camera(camera(fps=10, width=640, height=360, substream=(320, 180)))
         cam.start(asyncio.get_running_loop())
         assert cam.sub_fanout is not None
@@ -190,8 +191,8 @@ def test_the_sub_encoder_takes_the_isp_lores_not_a_scaled_main(fake_picamera2):
         return health, out
 
     health, frames = asyncio.run(run())
-    assert health["substream"] == "320x180"
-    assert health["substream_frames"]["scaled"] == 0 and health["substream_frames"]["from_source"] >= 7
+    assert health.substream == "320x180" and health.substream_frames is not None
+    assert health.substream_frames.scaled == 0 and (health.substream_frames.from_source or 0) >= 7
     assert len(frames) >= 7 and {(f.width, f.height) for f in frames} == {(320, 180)}
     y = frames[-1].to_ndarray()[:180, :320].astype(int)
     assert abs(y[:, 315].mean() - 213) < 8 and abs(y[:, 3].mean() - 18) < 8  # the lores gradient survived encoding

@@ -8,6 +8,7 @@ import pytest
 from node.recording.modes import RecordingModes
 from node.recording.segmenter import Segmenter, build_segment
 from node.recording.spool import Spool, SpooledEvent, SpooledItem, SpooledSegment
+from shared.protocol.health import RecordingHealth
 from shared.protocol.ingest import EventRecord
 from shared.settings import CONTINUOUS, MOTION
 from tests.node.test_segmenter import FPS, H, W, encoded_units
@@ -58,7 +59,7 @@ async def test_continuous_mode_hands_every_segment_over_at_once(tmp_path, ten_se
     for item in spooled:
         await modes.segment_spooled(item)
     assert uploads.calls == [("add_and_enforce", item) for item in spooled]
-    assert modes.health("cam0") == {"held": 0, "discarded_quiet": 0, "trimmed_bytes": 0}
+    assert modes.health("cam0") == RecordingHealth(held=0, discarded_quiet=0, trimmed_bytes=0)
     assert len(spool.scan()) == 3
 
 
@@ -67,7 +68,7 @@ async def test_motion_mode_drops_quiet_segments_and_trims_the_one_an_event_wants
     for item in spooled:
         clock.now_us = item.header.end_us
         await modes.segment_spooled(item)
-    assert uploads.calls == [] and modes.health("cam0")["held"] >= 1
+    assert uploads.calls == [] and modes.health("cam0").held >= 1
     modes.motion_started("cam0", T0 + 27 * S)  # pre-roll from 22 s: only the third segment, from 22 s on
     record = EventRecord("node0", "cam0", T0 + 27 * S, T0 + 28 * S, "motion", 0.8, thumb_us=None)
     modes.motion_finished_soon(record)
@@ -81,8 +82,8 @@ async def test_motion_mode_drops_quiet_segments_and_trims_the_one_an_event_wants
     with av.open(str(kept.media_path)) as container:
         assert len(list(container.decode(video=0))) == kept.header.frames == 80
     health = modes.health("cam0")
-    assert health == {"held": 0, "discarded_quiet": 2, "trimmed_bytes": whole.bytes - kept.header.bytes}
-    assert health["trimmed_bytes"] > 0
+    assert health == RecordingHealth(held=0, discarded_quiet=2, trimmed_bytes=whole.bytes - kept.header.bytes)
+    assert health.trimmed_bytes > 0
     left = spool.scan()  # the quiet ones and the untrimmed original are gone; the trimmed one and the event wait
     assert {i.header.segment_id for i in left if isinstance(i, SpooledSegment)} == {kept.header.segment_id}
     assert kept.media_path.name.endswith(".trim.mp4")
@@ -92,10 +93,10 @@ async def test_quiet_segments_wait_until_no_event_can_want_them(tmp_path, ten_se
     modes, _, uploads, clock, spooled = setup(tmp_path, ten_second_segments[:1], MOTION)
     clock.now_us = spooled[0].header.end_us
     await modes.segment_spooled(spooled[0])
-    assert modes.health("cam0")["held"] == 1  # an event reported late may still want its pre-roll
+    assert modes.health("cam0").held == 1  # an event reported late may still want its pre-roll
     clock.now_us = spooled[0].header.end_us + 7 * S  # detection delay + pre-roll later: nothing can
     await modes.decide("cam0")
-    assert modes.health("cam0") == {"held": 0, "discarded_quiet": 1, "trimmed_bytes": 0}
+    assert modes.health("cam0") == RecordingHealth(held=0, discarded_quiet=1, trimmed_bytes=0)
     assert uploads.calls == [] and not spooled[0].media_path.exists()
 
 
@@ -104,12 +105,12 @@ async def test_switching_to_continuous_releases_what_is_held_whole(tmp_path, ten
     for item in spooled:
         clock.now_us = item.header.end_us
         await modes.segment_spooled(item)
-    held = modes.health("cam0")["held"]
+    held = modes.health("cam0").held
     assert held >= 1
     modes.set_mode("cam0", CONTINUOUS)
     await modes.decide("cam0")
     assert len(uploads.segments()) == held and all(i.media_path.exists() for i in uploads.segments())
-    assert modes.health("cam0")["held"] == 0
+    assert modes.health("cam0").held == 0
 
 
 async def test_a_segment_that_cannot_be_trimmed_is_kept_whole(tmp_path, ten_second_segments):
@@ -119,4 +120,4 @@ async def test_a_segment_that_cannot_be_trimmed_is_kept_whole(tmp_path, ten_seco
     clock.now_us = spooled[0].header.end_us
     await modes.segment_spooled(spooled[0])
     assert uploads.segments() == [spooled[0]]
-    assert modes.health("cam0")["trimmed_bytes"] == 0
+    assert modes.health("cam0").trimmed_bytes == 0

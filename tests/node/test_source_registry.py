@@ -74,7 +74,7 @@ def test_a_new_kind_lists_itself_and_records(flat_kind, tmp_path):
         task = asyncio.create_task(recorder.run())
         camera.start(asyncio.get_running_loop())
         await asyncio.sleep(2.5)
-        assert camera.health()["state"] == "up" and camera.health()["encoder"] == "libx264"
+        assert camera.health().state == "up" and camera.health().encoder == "libx264"
         await camera.stop()
         await task
         return spooled

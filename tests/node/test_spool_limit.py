@@ -30,7 +30,7 @@ async def test_oldest_unsent_segments_are_dropped_and_counted(tmp_path):
     assert sorted(i.start_us for i in rescanned if isinstance(i, SpooledSegment)) == kept
     assert len([i for i in rescanned if isinstance(i, SpooledEvent)]) == 3
     health = up.backlog()
-    assert health["lost_segments"] == 3 and health["bytes"] == 300 and health["limit_bytes"] == 350
+    assert health.lost_segments == 3 and health.bytes == 300 and health.limit_bytes == 350
     assert json.loads((tmp_path / ".events" / "cam0-loss-1000.json").read_text())["kind"] == "loss"
 
 

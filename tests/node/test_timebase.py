@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.capture.timebase import MAX_SLEW, STEP_US, TimeBase
+from shared.protocol.health import ClockHealth
 
 S = 1_000_000
 START = 1_764_165_166_000_000  # 2025-11-26T13:52:46Z
@@ -42,7 +43,7 @@ def test_stamps_follow_a_steady_wall_clock_exactly():
     stamps = run(clocks, tb, 100)
     assert stamps[-1] == clocks.wall_us()
     assert {b - a for a, b in zip(stamps, stamps[1:], strict=False)} == {FRAME}
-    assert tb.health().to_json() == {"offset_us": 0, "steps_forward": 0, "steps_back": 0}
+    assert tb.health() == ClockHealth(offset_us=0, steps_forward=0, steps_back=0)
 
 
 def test_a_forward_step_is_followed_at_once_and_flagged():
