@@ -32,7 +32,7 @@ from shared.fanout import AccessUnit, Subscription
 from shared.httpjson import error_response
 from shared.protocol import fmp4
 from shared.protocol.live import LiveInit
-from shared.request_target import query_values, split_target
+from shared.request_target import query_values, request_path
 
 CACHE_UNITS = 128  # > any viewer's backlog (fps * 2 + 1 at up to 60 fps)
 # A live viewer's kernel send buffer (Linux doubles it for bookkeeping). Left to autotuning it grows to
@@ -150,13 +150,13 @@ def stream_choice(path: str) -> str:
     return values[0]
 
 
-def live_target(request_path: str, cameras: Iterable[str] | None = None) -> tuple[str, bool]:
-    """``/live/CAM?format=fmp4`` → (camera, fmp4?).
+def live_target(target: str, cameras: Iterable[str] | None = None) -> tuple[str, bool]:
+    """``/live/CAM?format=fmp4`` → (camera, fmp4?); the path read by the servers' one rule set (request_path).
 
-    Raises ``LookupError`` for a camera not in ``cameras``, ``ValueError`` for an unknown format.
+    Raises ``LookupError`` for a camera not in ``cameras``, ``ValueError`` for an unknown format or a bad path.
     """
-    camera = split_target(request_path)[0][len(LIVE_PREFIX):]
-    fmt = (query_values(request_path, "format") or ["h264"])[0]
+    camera = request_path(target)[len(LIVE_PREFIX):]
+    fmt = (query_values(target, "format") or ["h264"])[0]
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use {' or '.join(FORMATS)}")
     if cameras is not None:

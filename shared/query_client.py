@@ -19,7 +19,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from shared.protocol.errors import ProtocolError
-from shared.protocol.query import Chunk, Failure, Progress, QueryClient, Result
+from shared.protocol.query import MAX_IN_FLIGHT_PER_CONNECTION, Chunk, Failure, Progress, QueryClient, Result
 from shared.security import bearer, client_ssl
 from shared.urls import ws_url
 
@@ -27,7 +27,8 @@ MAX_REPLY_BYTES = 8 * 1024 * 1024
 
 
 class StoreError(Exception):
-    """The store refused a request; ``code`` and ``field`` say why and where."""
+    """The store refused a request; ``code`` and ``field`` say why and where. ``busy``: too many requests in
+    flight with this token (the message names the cap); try again once others have answered."""
 
     def __init__(self, code: str, message: str, field: str | None = None) -> None:
         self.code, self.message, self.field = code, message, field
@@ -59,6 +60,8 @@ class StoreClient:
         self._ws: ClientConnection | None = None
         self._calls: dict[int, _Call] = {}
         self._reader: asyncio.Task | None = None
+        # Never more requests in flight than the store takes on one connection: more wait here, not ``busy``.
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT_PER_CONNECTION)
 
     async def __aenter__(self) -> StoreClient:
         try:
@@ -86,11 +89,16 @@ class StoreClient:
                    on_progress: Callable[[int, int], None] | None = None, **params: Any) -> Any:
         if self._ws is None:
             raise RuntimeError("use StoreClient in 'async with'")
+        async with self._slots:
+            return await self._call(self._ws, method, on_chunk, on_progress, params)
+
+    async def _call(self, ws: ClientConnection, method: str, on_chunk: Callable[[bytes], object] | None,
+                    on_progress: Callable[[int, int], None] | None, params: dict[str, Any]) -> Any:
         rid = self._protocol.request(method, **params)
         call = self._calls[rid] = _Call(on_chunk, on_progress)
         try:
             for message in self._protocol.data_to_send():
-                await self._ws.send(message)
+                await ws.send(message)
         except websockets.ConnectionClosed as exc:
             raise StoreUnreachable(self.url, f"connection closed: {exc}") from None
         try:

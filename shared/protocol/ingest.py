@@ -22,6 +22,7 @@ from typing import Any
 
 from shared.ids import InvalidId, check_id
 from shared.protocol.errors import ProtocolError, parse_json_object
+from shared.protocol.times import check_time
 
 MAGIC = b"SHTS"
 PREFIX = struct.Struct(">4sI")
@@ -80,7 +81,9 @@ class SegmentHeader:
         _check_ids(self.node, self.camera)
         if self.codec not in CODECS:
             raise ProtocolError("bad-field", f"codec {self.codec!r} is not one of {CODECS}")
-        if not 0 <= self.start_us < self.end_us <= 2**63 - 1:
+        check_time(self.start_us, "start_us", "segment header")
+        check_time(self.end_us, "end_us", "segment header")
+        if not self.start_us < self.end_us:
             raise ProtocolError(
                 "bad-field", f"segment times must satisfy 0 <= start_us < end_us, got "
                 f"{self.start_us}..{self.end_us}"
@@ -198,7 +201,11 @@ class EventRecord:
         _check_ids(self.node, self.camera)
         if self.kind not in EVENT_KINDS:
             raise ProtocolError("bad-field", f"event kind {self.kind!r} is not one of {EVENT_KINDS}")
-        if not 0 <= self.start_us <= self.end_us <= 2**62:
+        check_time(self.start_us, "start_us", "event")
+        check_time(self.end_us, "end_us", "event")
+        if self.thumb_us is not None:
+            check_time(self.thumb_us, "thumb_us", "event")
+        if not self.start_us <= self.end_us:
             raise ProtocolError("bad-field", f"event times must satisfy 0 <= start_us <= end_us, got "
                                 f"{self.start_us}..{self.end_us}")
         if not 0.0 <= self.score <= 1.0:

@@ -18,14 +18,24 @@ from typing import Any
 
 from shared.fields import FieldError, FieldReader
 from shared.protocol.errors import ProtocolError, parse_json_object
+from shared.protocol.times import MAX_TIME_US, read_time
 
 CHUNK_PREFIX = struct.Struct(">I")
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_ID = 2**32 - 1
-MAX_PAGE = 5000
+MAX_PAGE = 5000  # items in one segments/events/settings_history page
 MAX_EXPORT_US = 24 * 3600 * 1_000_000
 BUCKETS = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
-TIME = {"minimum": 0, "maximum": 2**62}
+# A timeline's buckets are counted before any work starts: minute buckets from 0 to now would be 29 million.
+# 2,000 is more than a day of minutes (1,440), a month of hours or five years of days.
+MAX_TIMELINE_BUCKETS = 2000
+# A timeline's recorded intervals (and so its gaps): past this many, gaps shorter than range / this are closed
+# (store/index/timeline.py), so even years of motion-only recording answer in well under a megabyte.
+MAX_TIMELINE_INTERVALS = 10_000
+# Requests the store works on at once for one /api connection, and for one token over all its connections;
+# one more is answered ``busy`` at once (never queued). StoreClient keeps each connection under the first.
+MAX_IN_FLIGHT_PER_CONNECTION = 16
+MAX_IN_FLIGHT_PER_TOKEN = 32
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,7 @@ class TimeRange:
 
     @classmethod
     def read(cls, r: FieldReader) -> TimeRange:
-        from_us, to_us = r.integer("from_us", **TIME), r.integer("to_us", **TIME)
+        from_us, to_us = read_time(r, "from_us"), read_time(r, "to_us")
         if to_us <= from_us:
             raise r.error("to_us", f"must be after from_us ({from_us}), got {to_us}")
         return cls(from_us, to_us)
@@ -62,7 +72,7 @@ class ListParams:
     def read(cls, r: FieldReader) -> ListParams:
         after = None
         if r.has("after") and r.data["after"] is not None:
-            a, b = r.numbers("after", 2, minimum=0)
+            a, b = r.numbers("after", 2, minimum=0, maximum=MAX_TIME_US)
             after = (int(a), int(b))
         return cls(
             range=TimeRange.read(r),
@@ -80,10 +90,25 @@ class TimelineParams:
     bucket: str = "hour"
     utc_offset_s: int = 0  # buckets start at local midnight/hours for this offset
 
+    @property
+    def bucket_count(self) -> int:
+        return bucket_count(self.range, BUCKETS[self.bucket], self.utc_offset_s * 1_000_000)
+
     @classmethod
     def read(cls, r: FieldReader) -> TimelineParams:
-        return cls(r.ident("camera"), TimeRange.read(r), r.choice("bucket", tuple(BUCKETS), "hour"),
-                   r.integer("utc_offset_s", 0, minimum=-14 * 3600, maximum=14 * 3600))
+        params = cls(r.ident("camera"), TimeRange.read(r), r.choice("bucket", tuple(BUCKETS), "hour"),
+                     r.integer("utc_offset_s", 0, minimum=-14 * 3600, maximum=14 * 3600))
+        if (n := params.bucket_count) > MAX_TIMELINE_BUCKETS:
+            raise r.error("to_us", f"asks for {n} {params.bucket} buckets; a timeline has at most "
+                          f"{MAX_TIMELINE_BUCKETS}: ask for a shorter range or a larger bucket")
+        return params
+
+
+def bucket_count(rng: TimeRange, bucket_us: int, offset_us: int = 0) -> int:
+    """How many buckets a timeline over ``rng`` has: the first holds ``from_us``, the last ends at or after
+    ``to_us`` (as store/index/timeline.py TimelineBuilder lays them out)."""
+    first = (rng.from_us + offset_us) // bucket_us * bucket_us - offset_us
+    return -(-(rng.to_us - first) // bucket_us)
 
 
 @dataclass(frozen=True)
@@ -94,7 +119,7 @@ class ThumbnailParams:
 
     @classmethod
     def read(cls, r: FieldReader) -> ThumbnailParams:
-        return cls(r.ident("camera"), r.integer("at_us", **TIME),
+        return cls(r.ident("camera"), read_time(r, "at_us"),
                    r.integer("width", 320, minimum=16, maximum=3840))
 
 

@@ -13,7 +13,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from shared.auth import Audience, Claims
-from shared.request_target import split_target
+from shared.request_target import request_path
 
 # A plain HTTP answer (``/health``, ``/metrics``, ``/key``, ``/``), sync or async.
 HttpResponder = Callable[[ServerConnection, Request], Response | Awaitable[Response]]
@@ -24,11 +24,13 @@ HandshakeCheck = Callable[[ServerConnection, Request], Response | None]
 
 
 def endpoint_path(target: str) -> str:
-    """The path of a request target, without query or fragment: ``/live/c0?x`` and ``/live/c0#f`` → ``/live/c0``.
+    """The path of a request target, without query or fragment: ``/live/c0?x`` and ``/live/c0#f`` → ``/live/c0``;
+    %-escapes decoded once, a trailing slash ignored, dot segments refused (``BadTarget``, a 400): the rules of
+    ``shared.request_target.request_path``.
 
     The one parser every server uses, so node, store and relay agree on what a request asked for.
     """
-    return split_target(target)[0]
+    return request_path(target)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Route:
     session: SessionHandler | None = None
     max_message_bytes: int = 0  # WebSocket routes: the largest message a client may send
     check: HandshakeCheck | None = None
+    max_fragment_bytes: int | None = None  # WebSocket routes: the largest frame, if less than a message
 
     def __post_init__(self) -> None:
         if (self.respond is None) == (self.session is None):
@@ -67,8 +70,9 @@ def http_route(path: str, audience: Audience, respond: HttpResponder) -> Route:
 
 
 def websocket_route(path: str, audience: Audience, session: SessionHandler, max_message_bytes: int,
-                    check: HandshakeCheck | None = None) -> Route:
-    return Route(path, audience, session=session, max_message_bytes=max_message_bytes, check=check)
+                    check: HandshakeCheck | None = None, max_fragment_bytes: int | None = None) -> Route:
+    return Route(path, audience, session=session, max_message_bytes=max_message_bytes, check=check,
+                 max_fragment_bytes=max_fragment_bytes)
 
 
 class RouteTable:

@@ -24,6 +24,7 @@ from websockets.http11 import Request, Response
 
 from shared.auth import AccessControl, AuthError, Claims
 from shared.httpjson import error_response
+from shared.request_target import BadTarget
 from shared.server.connections import ConnectionRegistry
 from shared.server.routes import Route, RouteTable, endpoint_path
 
@@ -61,7 +62,10 @@ class ServerShell:
         return self.connections.close_revoked(token_ids)
 
     async def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = endpoint_path(request.path)
+        try:
+            path = endpoint_path(request.path)
+        except BadTarget as exc:  # a bad %-escape or a dot segment: the same 400 on every server
+            return error_response(connection, HTTPStatus.BAD_REQUEST, str(exc))
         route = self.routes.match(path)
         if route is None:
             return error_response(connection, HTTPStatus.NOT_FOUND, self.routes.not_found(path))

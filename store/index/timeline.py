@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import aiosqlite
 
 from shared.protocol.ingest import MAX_SEGMENT_US
-from shared.protocol.query import BUCKETS, TimelineParams
+from shared.protocol.query import BUCKETS, MAX_TIMELINE_INTERVALS, TimelineParams
 from shared.protocol.results import Timeline, TimelineBucket
 
 GAP_TOLERANCE_US = 250_000  # closer than this, two segments count as continuous recording
@@ -27,8 +27,11 @@ __all__ = ["GAP_TOLERANCE_US", "HOUR_US", "MAX_SEGMENT_US", "TimelineBuilder", "
 class TimelineBuilder:
     """Accumulates pieces of a timeline, in time order, into intervals and bucket arrays."""
 
-    def __init__(self, lo: int, hi: int, bucket_us: int, offset_us: int = 0) -> None:
+    def __init__(self, lo: int, hi: int, bucket_us: int, offset_us: int = 0,
+                 max_intervals: int = MAX_TIMELINE_INTERVALS) -> None:
         self.lo, self.hi, self.size = lo, hi, bucket_us
+        self.max_intervals = max_intervals
+        self.coarsened = False  # some short gaps were closed to keep the intervals under max_intervals
         self.first = (lo + offset_us) // bucket_us * bucket_us - offset_us  # start of the bucket holding lo
         n = -(-(hi - self.first) // bucket_us)  # buckets first + i * size < hi
         self.segments, self.recorded = [0] * n, [0] * n
@@ -73,6 +76,7 @@ class TimelineBuilder:
                 i += 1
                 b0 += size
         self._start, self._end = start, end
+        self._bound()
 
     def add_hour(self, hour_us: int, segments: int, recorded_us: int, intervals: Sequence[Sequence[int]]) -> None:
         """One hour's summary; the hour lies inside one bucket (hour or day buckets on whole-hour offsets)."""
@@ -89,13 +93,33 @@ class TimelineBuilder:
                     self.intervals.append([start, end])
                 start, end = s, e
         self._start, self._end = start, end
+        self._bound()
 
     def finish(self) -> tuple[list[list[int]], list[int], list[int]]:
-        """(intervals, segments per bucket, recorded µs per bucket)."""
+        """(intervals, segments per bucket, recorded µs per bucket); at most ``max_intervals`` intervals."""
         if self._end is not None:
             self.intervals.append([self._start, self._end])
             self._end = None
+        if len(self.intervals) > self.max_intervals:
+            self._coarsen()
         return self.intervals, self.segments, self.recorded
+
+    def _bound(self) -> None:
+        """Keep the list (and the reply) bounded while adding: coarsen when it doubles the cap."""
+        if len(self.intervals) > 2 * self.max_intervals:
+            self._coarsen()
+
+    def _coarsen(self) -> None:
+        """Close every gap of at most (hi - lo) / max_intervals. The gaps left are longer and lie within the range,
+        so fewer than max_intervals remain, and at most max_intervals intervals. Bucket counts stay exact."""
+        tolerance = max(GAP_TOLERANCE_US, -(-(self.hi - self.lo) // self.max_intervals))
+        merged: list[list[int]] = []
+        for s, e in self.intervals:
+            if merged and s - merged[-1][1] <= tolerance:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        self.intervals, self.coarsened = merged, True
 
 
 def summarise_hour(spans: Iterable[Sequence[int]], hour_us: int) -> tuple[int, int, list[list[int]]]:
@@ -153,8 +177,10 @@ async def timeline(conn: aiosqlite.Connection, p: TimelineParams) -> Timeline:
                 event_counts[i] += 1
     buckets = tuple(TimelineBucket(builder.first + i * size, seg_counts[i], event_counts[i], recorded_by[i])
                     for i in range(len(seg_counts)))
+    # Coarsened intervals hold closed gaps: then the buckets' sum is the truer total.
+    recorded = sum(recorded_by) if builder.coarsened else sum(e - s for s, e in intervals)
     return Timeline(p.camera, lo, hi, p.bucket, tuple((s, e) for s, e in intervals),
-                    tuple((s, e) for s, e in gaps), sum(e - s for s, e in intervals), buckets)
+                    tuple((s, e) for s, e in gaps), recorded, buckets)
 
 
 async def _add_whole_hours(conn: aiosqlite.Connection, builder: TimelineBuilder, camera: str,

@@ -38,6 +38,7 @@ from store.index.db import Index, transaction
 from store.media.export import ExportError, export_clip
 from store.media.thumbs import ThumbnailCache
 from store.nodes.fleet import Fleet
+from store.serve.in_flight import InFlight
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 256 * 1024
@@ -63,6 +64,7 @@ class Api:
         self.thumbs = ThumbnailCache(root / "cache" / "thumbs")
         self.on_setting = on_setting  # pushes a camera's settings to its node
         self.revoked = revoked  # ids of revoked tokens (store/admin/keys.py)
+        self.in_flight = InFlight()  # requests in flight per connection and per token (store/serve/in_flight.py)
 
     @property
     def conn(self):  # type: ignore[no-untyped-def]
@@ -73,20 +75,28 @@ class Api:
         ``timed`` wraps each in the per-method latency histogram (store/serve/metrics.py)."""
         server = QueryServer()
         tasks: set[asyncio.Task] = set()
+        slots = self.in_flight.connection(claims)
 
         async def flush() -> None:
             for out in server.data_to_send():
                 await connection.send(out)
 
+        def finished(task: asyncio.Task) -> None:
+            tasks.discard(task)
+            slots.give_back()
+
         try:
             async for message in connection:
                 request = server.receive(message)
-                if request is None:  # malformed: the protocol has queued its error reply
+                if request is not None and (busy := slots.take()) is not None:
+                    server.error(request.id, "busy", busy)  # over a cap: refused now, never queued
+                    request = None
+                if request is None:  # malformed or refused: its error reply is queued
                     await flush()
                     continue
                 task = asyncio.create_task(timed(request.method, self.handle(request, server, flush, claims)))
                 tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                task.add_done_callback(finished)
         finally:  # the client is gone: nobody waits for the answers still being made
             for task in tasks:
                 task.cancel()

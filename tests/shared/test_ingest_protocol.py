@@ -19,6 +19,7 @@ from shared.protocol.ingest import (
     parse_reply,
     sha256_hex,
 )
+from shared.protocol.times import MAX_TIME_US
 
 ids = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,31}", fullmatch=True)
 
@@ -26,7 +27,7 @@ ids = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,31}", fullmatch=True)
 @st.composite
 def segments(draw):
     payload = draw(st.binary(min_size=1, max_size=256))
-    start = draw(st.integers(0, 2**62))
+    start = draw(st.integers(0, MAX_TIME_US - MAX_SEGMENT_US))  # the store's time range
     header = SegmentHeader(
         node=draw(ids), camera=draw(ids), start_us=start,
         end_us=start + draw(st.integers(1, MAX_SEGMENT_US)), frames=draw(st.integers(1, 10**6)),
@@ -139,9 +140,9 @@ def test_receiver_refuses_text_and_garbage_with_a_reply():
 
 
 events = st.builds(
-    EventRecord, node=ids, camera=ids, start_us=st.integers(0, 2**61), end_us=st.just(2**62),
+    EventRecord, node=ids, camera=ids, start_us=st.integers(0, 2**52), end_us=st.just(MAX_TIME_US),
     kind=st.sampled_from(["motion", "loss"]), score=st.floats(0, 1),
-    bbox=st.none() | st.tuples(*[st.floats(0, 1)] * 4), thumb_us=st.none() | st.integers(0, 2**62),
+    bbox=st.none() | st.tuples(*[st.floats(0, 1)] * 4), thumb_us=st.none() | st.integers(0, MAX_TIME_US),
     detail=st.text(max_size=50))
 
 

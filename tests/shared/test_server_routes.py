@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.auth import MONITORING, NODES, OPEN, VIEWERS
+from shared.request_target import BadTarget
 from shared.server.routes import Route, RouteTable, endpoint_path, http_route, websocket_route
 
 
@@ -69,9 +70,15 @@ def test_query_and_fragment_are_never_part_of_the_path(target):
 @given(st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="?#"), max_size=40),
        st.text(max_size=40), st.sampled_from(["?", "#"]))
 def test_anything_after_a_query_or_fragment_mark_is_ignored(path, rest, mark):
+    def path_or_refusal(target: str) -> str:
+        try:
+            return endpoint_path(target)
+        except BadTarget:  # a bad %-escape or a dot segment: the shell answers 400
+            return "refused"
+
     target = "/" + path
-    assert endpoint_path(target + mark + rest) == endpoint_path(target)
-    store_like().match(endpoint_path(target + mark + rest))  # never raises
+    assert path_or_refusal(target + mark + rest) == path_or_refusal(target)
+    store_like().match(path_or_refusal(target + mark + rest))  # never raises
 
 
 @pytest.mark.parametrize("make, error", [
