@@ -22,7 +22,15 @@ from shared.backoff import Backoff
 from shared.clock import now_us
 from shared.protocol.errors import ProtocolError
 from shared.protocol.health import SpoolHealth
-from shared.protocol.ingest import MAX_SEGMENT_BYTES, Ack, EventRecord, IngestSender, sha256_hex
+from shared.protocol.ingest import (
+    MAX_FRAGMENT_BYTES,
+    MAX_SEGMENT_BYTES,
+    Ack,
+    EventRecord,
+    IngestSender,
+    fragments,
+    sha256_hex,
+)
 from shared.urls import ws_url
 
 log = logging.getLogger(__name__)
@@ -143,7 +151,11 @@ class Uploader:
                     continue
                 sender.send_segment(item.header, data)
             for message in sender.data_to_send():
-                await ws.send(message)
+                # In frames of at most MAX_FRAGMENT_BYTES: the store refuses larger frames (protocol v2)
+                if isinstance(message, bytes) and len(message) > MAX_FRAGMENT_BYTES:
+                    await ws.send(fragments(message))
+                else:
+                    await ws.send(message)
             reply = sender.receive(await asyncio.wait_for(ws.recv(), ACK_TIMEOUT_S))
             if isinstance(reply, Ack):
                 await asyncio.to_thread(self.spool.remove, item)

@@ -10,6 +10,13 @@ text message: ``{"type": "ack", ...}`` once the file or row is durable and
 indexed, or ``{"type": "error", ...}`` naming what was wrong and whether a
 retry can help. Neither side does any I/O here: ``receive`` takes a
 whole message and returns typed events; ``data_to_send`` hands out what to write.
+
+A segment travels in WebSocket fragments of at most ``MAX_FRAGMENT_BYTES``
+(``fragments``), and the first carries the magic and the whole header. So the
+store reads a message incrementally: ``IngestReceiver.segment_start`` judges the
+first fragment (garbage is refused before anything else is read), the store
+reserves the declared size, and a ``SegmentAssembly`` takes the rest, never
+more than the header declared.
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ MAGIC = b"SHTS"
 PREFIX = struct.Struct(">4sI")
 MAX_HEADER_BYTES = 16 * 1024
 MAX_SEGMENT_BYTES = 256 * 1024 * 1024
+# Largest WebSocket frame on /ingest (protocol v2): a node sends bigger messages fragmented. An unfragmented
+# message up to this size (any event, a small segment from an older node) is still taken whole.
+MAX_FRAGMENT_BYTES = 1024 * 1024
+MAX_EVENT_BYTES = 64 * 1024  # an event is a short JSON object (its detail is cut at 500 characters)
 # Longest a segment may last: the node's 600 s limit plus a long wait for the next keyframe. The store's
 # range queries look back this far, and a longer one (a node clock that jumped mid-segment) is refused.
 MAX_SEGMENT_US = 900 * 1_000_000
@@ -118,25 +129,88 @@ def encode_segment(header: SegmentHeader, payload: bytes) -> bytes:
     return PREFIX.pack(MAGIC, len(head)) + head + payload
 
 
-def decode_segment(message: bytes) -> tuple[SegmentHeader, memoryview]:
-    if len(message) < PREFIX.size:
-        raise ProtocolError("short-message", f"segment message has only {len(message)} bytes")
-    magic, head_len = PREFIX.unpack_from(message)
+def fragments(message: bytes, size: int = MAX_FRAGMENT_BYTES) -> list[memoryview]:
+    """``message`` cut into WebSocket fragments of at most ``size`` bytes (no copies), for ``send``."""
+    view = memoryview(message)
+    return [view[i : i + size] for i in range(0, max(len(view), 1), size)]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentReceived:
+    header: SegmentHeader
+    payload: memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentStart:
+    """A segment message's first fragment, judged: its header and the payload bytes that came with it."""
+
+    header: SegmentHeader
+    head: memoryview  # the payload's first bytes (all of them when the message was not fragmented)
+
+
+def parse_segment_start(first: bytes, final: bool = True) -> SegmentStart:
+    """Read the magic and header from a segment message's first fragment (``final``: it is the whole message).
+
+    Raises ``ProtocolError`` for anything that is not the start of a segment of the size it declares, so
+    the store can refuse it before reading the rest.
+    """
+    if len(first) < PREFIX.size:
+        raise ProtocolError("short-message", f"segment message has only {len(first)} bytes")
+    magic, head_len = PREFIX.unpack_from(first)
     if magic != MAGIC:
         raise ProtocolError("bad-magic", f"segment message must start with {MAGIC!r}, got {magic!r}")
-    if head_len > MAX_HEADER_BYTES or PREFIX.size + head_len > len(message):
-        raise ProtocolError("bad-header", f"header length {head_len} does not fit the message")
-    head = bytes(message[PREFIX.size : PREFIX.size + head_len])
-    obj = parse_json_object(head)
+    if head_len > MAX_HEADER_BYTES:
+        raise ProtocolError("bad-header", f"header length {head_len} is over the {MAX_HEADER_BYTES}-byte limit")
+    if PREFIX.size + head_len > len(first):
+        where = "the message" if final else "the first fragment (it must carry the whole header)"
+        raise ProtocolError("bad-header", f"header length {head_len} does not fit {where}")
+    obj = parse_json_object(bytes(first[PREFIX.size : PREFIX.size + head_len]))
     if obj.get("type") != "segment":
         raise ProtocolError("unknown-type", f"binary message type {obj.get('type')!r} is not 'segment'")
     header = SegmentHeader.from_json(obj)
-    payload = memoryview(message)[PREFIX.size + head_len :]
-    if len(payload) != header.bytes:
+    head = memoryview(first)[PREFIX.size + head_len :]
+    if len(head) > header.bytes or (final and len(head) != header.bytes):
         raise ProtocolError(
-            "size-mismatch", f"header says {header.bytes} bytes, message carries {len(payload)}"
+            "size-mismatch", f"header says {header.bytes} bytes, message carries "
+            f"{'more than that' if len(head) > header.bytes else len(head)}"
         )
-    return header, payload
+    return SegmentStart(header, head)
+
+
+def decode_segment(message: bytes) -> tuple[SegmentHeader, memoryview]:
+    start = parse_segment_start(message, final=True)
+    return start.header, start.head
+
+
+class SegmentAssembly:
+    """One segment's payload arriving in fragments, held in a buffer of exactly the declared size.
+
+    The caller reserves ``header.bytes`` before making one; ``feed`` refuses a byte more than declared.
+    """
+
+    def __init__(self, start: SegmentStart) -> None:
+        self.header = start.header
+        self._buffer = bytearray(start.header.bytes)  # zero pages: memory is used as the bytes arrive
+        self._view = memoryview(self._buffer)
+        self.received = 0
+        self.feed(start.head)
+
+    def feed(self, fragment: bytes | memoryview) -> None:
+        end = self.received + len(fragment)
+        if end > self.header.bytes:
+            raise ProtocolError("size-mismatch", f"header says {self.header.bytes} bytes, message carries more "
+                                f"(at least {end}); refused before reading the rest")
+        self._view[self.received : end] = fragment
+        self.received = end
+
+    def complete(self) -> SegmentReceived:
+        """The whole segment, once the message has ended."""
+        if self.received != self.header.bytes:
+            raise ProtocolError(
+                "size-mismatch", f"header says {self.header.bytes} bytes, message carries {self.received}"
+            )
+        return SegmentReceived(self.header, self._view)
 
 
 def sha256_hex(data: bytes | memoryview) -> str:
@@ -301,14 +375,9 @@ class IngestSender:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentReceived:
-    header: SegmentHeader
-    payload: memoryview
-
-
 class IngestReceiver:
-    """Store side: whole messages in, ``SegmentReceived`` or a ``Refusal`` to send back."""
+    """Store side: messages (whole, or a segment's first fragment) in, ``SegmentReceived``, ``SegmentStart``
+    or an ``EventRecord`` out, or a ``Refusal`` queued to send back."""
 
     def __init__(self) -> None:
         self._outgoing: list[str] = []
@@ -316,21 +385,35 @@ class IngestReceiver:
     def receive(self, message: str | bytes) -> SegmentReceived | EventRecord | None:
         """Return the segment or event, or ``None`` after queueing a refusal for a bad message."""
         if isinstance(message, str):
-            try:
-                obj = parse_json_object(message)
-                if obj.get("type") != "event":
-                    raise ProtocolError("unexpected-text", "text messages must be events; send segments as "
-                                        "binary messages")
-                return EventRecord.from_json(obj)
-            except ProtocolError as exc:
-                self.refuse(Refusal(exc.code, exc.message))
-                return None
+            return self.event(message)
+        start = self.segment_start(message, final=True)
+        if isinstance(start, Refusal):
+            self.refuse(start)
+            return None
+        return SegmentReceived(start.header, start.head)
+
+    def event(self, text: str) -> EventRecord | None:
+        """A whole text message: the event, or ``None`` after queueing a refusal."""
         try:
-            header, payload = decode_segment(message)
+            if len(text) > MAX_EVENT_BYTES:
+                raise ProtocolError("too-large", f"an event may be at most {MAX_EVENT_BYTES} bytes; "
+                                    "send segments as binary messages")
+            obj = parse_json_object(text)
+            if obj.get("type") != "event":
+                raise ProtocolError("unexpected-text", "text messages must be events; send segments as "
+                                    "binary messages")
+            return EventRecord.from_json(obj)
         except ProtocolError as exc:
             self.refuse(Refusal(exc.code, exc.message))
             return None
-        return SegmentReceived(header, payload)
+
+    def segment_start(self, first: bytes, final: bool) -> SegmentStart | Refusal:
+        """Judge a binary message's first fragment (``final``: the whole message) before the rest is read:
+        the segment's start, or the refusal to send (the caller queues it with ``refuse``, or closes)."""
+        try:
+            return parse_segment_start(first, final)
+        except ProtocolError as exc:
+            return Refusal(exc.code, exc.message)
 
     def acknowledge(self, segment_id: str, duplicate: bool = False) -> None:
         self._outgoing.append(Ack(segment_id, duplicate).serialize())

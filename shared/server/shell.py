@@ -5,7 +5,7 @@ unknown path is a 404 (derived from the route table), then the token is checked
 against the matched route's audience (``shared.auth.AccessControl``: roles,
 allowlist, lockout), then an HTTP route answers, or a WebSocket route's check
 may refuse (404 for an unknown camera, 400 for a bad query). An accepted
-WebSocket gets its route's message size limit and its session handler, and is
+WebSocket gets its route's message (and frame) size limits and its session handler, and is
 remembered by token id so that a revocation closes it.
 """
 
@@ -86,6 +86,9 @@ class ServerShell:
         if route.check is not None and (refusal := route.check(connection, request)) is not None:
             return refusal
         self._accepted[connection] = (route, claims)
+        # Before the first frame can be parsed (the handshake is not answered yet), not in the session task.
+        connection.protocol.max_message_size = route.max_message_bytes
+        connection.protocol.max_fragment_size = route.max_fragment_bytes
         if claims is not None:
             self.connections.add(connection, claims)  # so a revocation can end a session already open
         return None
@@ -93,7 +96,6 @@ class ServerShell:
     async def _session(self, connection: ServerConnection) -> None:
         route, claims = self._accepted.pop(connection)
         assert route.session is not None
-        connection.protocol.max_message_size = route.max_message_bytes
         try:
             await route.session(connection, claims)
         except websockets.ConnectionClosed:

@@ -21,7 +21,7 @@ from shared.fmp4_live import live_refusal, live_target, stream_choice
 from shared.httpjson import error_response, json_response
 from shared.metrics import metrics_response
 from shared.protocol.control import MAX_CONTROL_BYTES
-from shared.protocol.ingest import MAX_HEADER_BYTES, MAX_SEGMENT_BYTES
+from shared.protocol.ingest import MAX_FRAGMENT_BYTES, MAX_HEADER_BYTES, MAX_SEGMENT_BYTES
 from shared.protocol.query import MAX_REQUEST_BYTES
 from shared.server.routes import RouteTable, http_route, websocket_route
 from shared.server.shell import ServerShell
@@ -62,7 +62,8 @@ class StoreServer:
         self._watch: asyncio.Task | None = None
 
     def _routes(self) -> RouteTable:
-        # The server's max_size fits a whole segment (/ingest); the other endpoints only take small messages.
+        # The server's max_size fits a whole segment (/ingest, in frames of at most MAX_FRAGMENT_BYTES); the
+        # other endpoints only take small messages.
         return RouteTable([
             http_route("/health", MONITORING, self._health),
             http_route("/metrics", MONITORING, lambda c, _: metrics_response(c, self.metrics.registry)),
@@ -71,7 +72,7 @@ class StoreServer:
             websocket_route("/api", VIEWERS, lambda c, claims: self.api.serve(c, claims, self.metrics.timed_query),
                             MAX_REQUEST_BYTES),
             websocket_route("/ingest", NODES, lambda c, claims: self.ingest.serve(c, claims),
-                            MAX_SEGMENT_BYTES + MAX_HEADER_BYTES + 64),
+                            MAX_SEGMENT_BYTES + MAX_HEADER_BYTES + 64, max_fragment_bytes=MAX_FRAGMENT_BYTES),
             websocket_route("/control", NODES, lambda c, claims: self.control.serve(c, claims), MAX_CONTROL_BYTES),
             websocket_route("/live/{camera}", VIEWERS, self._live, MAX_VIEWER_MESSAGE_BYTES, check=self._live_check),
         ])
