@@ -138,10 +138,11 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from store.admin.commands import policy_from_args
+    from store.admin.commands import media_limits_from_args, policy_from_args
 
     try:
         policy = policy_from_args(args)
+        media = media_limits_from_args(args)
         security = security_from_args(args)
         check_node_ca(args.node_ca)
     except ValueError as exc:
@@ -150,7 +151,7 @@ def cmd_store(args: argparse.Namespace) -> int:
     from store.app import run_store
 
     try:
-        asyncio.run(run_store(Path(args.root), args.host, args.port, policy, security, args.node_ca))
+        asyncio.run(run_store(Path(args.root), args.host, args.port, policy, security, args.node_ca, media))
     except OSError as exc:
         return _fail(f"store: {exc}")
     return 0

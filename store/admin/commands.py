@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from store.maintenance.check import CheckReport
     from store.maintenance.garbage import CollectReport
     from store.maintenance.retention import RetentionPolicy, SweepReport
+    from store.media.budget import MediaLimits
 
 
 SHOW_PER_KIND = 20  # problems listed per kind before "... and N more"
@@ -35,9 +36,22 @@ def add_limit_flags(p: argparse.ArgumentParser) -> None:
                         "or 'off' (default 2%%: a full disk would stop recording)")
 
 
+def add_media_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--thumb-cache", default=None,
+                   help="size bound of the thumbnail cache (least recently used go first), e.g. 512M or 2%%; "
+                        "default: 256M or 1%% of the disk, whichever is smaller")
+    p.add_argument("--temp-per-token", default="768M",
+                   help="temporary disk and memory one token's exports and thumbnails in progress may hold at "
+                        "once (an export counts its segments' size), e.g. 2G; more is refused (default 768M)")
+    p.add_argument("--temp-total", default="2G",
+                   help="the same, for all tokens together (default 2G)")
+
+
 def add_store_commands(store: argparse.ArgumentParser) -> None:
-    """Retention flags for the server, and the admin subcommands (optional: plain ``sht store`` serves)."""
+    """Retention and media flags for the server, and the admin subcommands (optional: plain ``sht store``
+    serves)."""
     add_limit_flags(store)
+    add_media_flags(store)
     sub = store.add_subparsers(dest="store_command", metavar="{prune,check,rebuild-index,backup}")
 
     prune = sub.add_parser("prune", help="apply retention limits now and print what went")
@@ -100,6 +114,37 @@ def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
             free_bytes = flag("--min-free", parse_size, text)
     return RetentionPolicy(max_age_us=max_age, max_bytes=max_bytes, min_free_bytes=free_bytes,
                            min_free_percent=free_percent)
+
+
+def media_limits_from_args(args: argparse.Namespace) -> MediaLimits:
+    """The limits ``add_media_flags`` describe; raises ValueError (``TimeSpecError``) naming the bad flag."""
+    from shared.timespec import TimeSpecError, parse_size
+    from store.media.budget import MediaLimits
+
+    def size(name: str, text: str) -> int:
+        try:
+            value = parse_size(text)
+        except TimeSpecError as exc:
+            raise TimeSpecError(f"{name}: {exc}") from None
+        if value <= 0:
+            raise TimeSpecError(f"{name} must be more than zero, got {text!r}")
+        return value
+
+    cache_bytes = cache_percent = None
+    if args.thumb_cache is not None:
+        text = args.thumb_cache.strip()
+        if text.endswith("%"):
+            try:
+                cache_percent = float(text[:-1])
+            except ValueError:
+                cache_percent = -1.0
+            if not 0 < cache_percent <= 50:
+                raise TimeSpecError(f"--thumb-cache: {text!r} is not a percentage of the disk between 0 and 50")
+        else:
+            cache_bytes = size("--thumb-cache", text)
+    return MediaLimits(temp_per_token=size("--temp-per-token", args.temp_per_token),
+                       temp_total=size("--temp-total", args.temp_total),
+                       thumb_cache_bytes=cache_bytes, thumb_cache_percent=cache_percent)
 
 
 def _error(command: str, message: str) -> int:

@@ -70,6 +70,16 @@ async def segments_for_range(conn: aiosqlite.Connection, camera: str, from_us: i
         return [(path, s, e) for path, s, e in await cur.fetchall()]
 
 
+async def bytes_for_range(conn: aiosqlite.Connection, camera: str, from_us: int, to_us: int) -> int:
+    """Total size of the segments ``segments_for_range`` lists: an upper bound for an export's clip."""
+    async with conn.execute(
+        "SELECT COALESCE(SUM(size_bytes), 0) FROM segments WHERE camera = ? AND start_us >= ? AND start_us < ? "
+        "AND end_us > ?", (camera, from_us - MAX_SEGMENT_US, to_us, from_us),
+    ) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def segment_near(conn: aiosqlite.Connection, camera: str, at_us: int) -> tuple[str, int, int] | None:
     """The segment containing ``at_us``, else the closest one before or after it."""
     async with conn.execute(

@@ -5,12 +5,14 @@ track with timestamps rebased so the clip starts at 0. The clip starts on the
 keyframe at or before ``from_us``, so its first frame decodes and it covers the
 whole range, and ends with the frame covering ``to_us`` (frames with time <
 ``to_us``). Gaps between segments stay gaps in time. Blocking: run it in a
-worker thread.
+worker thread; a ``cancel`` event set from elsewhere stops it between packets
+(``ExportCancelled``), its temporary file already removed when it returns.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -30,6 +32,10 @@ class ExportError(ValueError):
     """Nothing to export, or segments that cannot go into one clip."""
 
 
+class ExportCancelled(Exception):
+    """The ``cancel`` event was set (the client went away): nothing was left behind."""
+
+
 @dataclass(frozen=True)
 class ExportResult:
     start_us: int  # capture time of the clip's first frame (a keyframe at or before from_us)
@@ -45,33 +51,43 @@ def export_clip(
     to_us: int,
     out: BinaryIO | Path,
     progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> ExportResult:
     """Remux ``[from_us, to_us)`` of one camera's ``(path, segment start_us)`` list into ``out``.
 
-    A Path is written under a temporary name and renamed into place when complete. A
-    file object that cannot seek gets a fragmented MP4, which needs no seeking back.
+    A Path is written under a temporary name and renamed into place when complete; if
+    ``cancel`` is set meanwhile, ``ExportCancelled`` is raised and the temporary is gone.
+    A file object that cannot seek gets a fragmented MP4, which needs no seeking back.
     """
     if to_us <= from_us:
         raise ExportError(f"export range is empty: to_us {to_us} is not after from_us {from_us}")
+    stop = cancel if cancel is not None else threading.Event()
     if isinstance(out, (str, Path)):
-        return _export_to_path(segments, from_us, to_us, Path(out), progress)
+        return _export_to_path(segments, from_us, to_us, Path(out), progress, stop)
     writer = _Remuxer(out, seekable=_seekable(out))
     try:
-        _run(writer, segments, from_us, to_us, progress)
+        _run(writer, segments, from_us, to_us, progress, stop)
     finally:
         writer.close()
     return writer.result(from_us, to_us)
 
 
 def _export_to_path(segments: Sequence[tuple[Path, int]], from_us: int, to_us: int, path: Path,
-                    progress: Callable[[int, int], None] | None) -> ExportResult:
-    with atomic_file(path) as f:
+                    progress: Callable[[int, int], None] | None, cancel: threading.Event) -> ExportResult:
+    with atomic_file(path) as f:  # any exception (ExportCancelled too) removes the temporary
         writer = _Remuxer(f, seekable=True)
         try:
-            _run(writer, segments, from_us, to_us, progress)
+            _run(writer, segments, from_us, to_us, progress, cancel)
         finally:
             writer.close()
-        return writer.result(from_us, to_us)
+        result = writer.result(from_us, to_us)
+        _check_cancel(cancel)  # last chance before the rename puts a clip nobody wants into place
+        return result
+
+
+def _check_cancel(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise ExportCancelled("export cancelled")
 
 
 def _seekable(f: BinaryIO) -> bool:
@@ -149,21 +165,22 @@ class _CountingWriter:
 
 
 def _run(writer: _Remuxer, segments: Sequence[tuple[Path, int]], from_us: int, to_us: int,
-         progress: Callable[[int, int], None] | None) -> None:
+         progress: Callable[[int, int], None] | None, cancel: threading.Event) -> None:
     total = len(segments)
     # Until the clip starts, the current GOP (keyframe first) is held back: once a frame
     # reaches from_us, the clip starts at that GOP's keyframe.
     gop: list[tuple[av.Packet, int, int, int]] = []
     for done, (path, seg_start) in enumerate(segments, start=1):
+        _check_cancel(cancel)
         if seg_start < to_us:
-            if _copy_segment(writer, Path(path), seg_start, from_us, to_us, gop):
+            if _copy_segment(writer, Path(path), seg_start, from_us, to_us, gop, cancel):
                 writer.used += 1
         if progress is not None:
             progress(done, total)
 
 
 def _copy_segment(writer: _Remuxer, path: Path, seg_start: int, from_us: int, to_us: int,
-                  gop: list[tuple[av.Packet, int, int, int]]) -> bool:
+                  gop: list[tuple[av.Packet, int, int, int]], cancel: threading.Event) -> bool:
     used = False
     try:
         with av.open(str(path), "r") as container:
@@ -177,6 +194,7 @@ def _copy_segment(writer: _Remuxer, path: Path, seg_start: int, from_us: int, to
                                backward=True)
                 gop.clear()
             for packet in container.demux(stream):
+                _check_cancel(cancel)  # a packet at a time: a 24 h export stops within milliseconds
                 if packet.size == 0 or packet.pts is None:
                     continue  # the demuxer's flush packet
                 pts_us = seg_start + round(packet.pts * tb * 1_000_000)

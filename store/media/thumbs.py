@@ -8,8 +8,13 @@ decoded, with one decoder thread, since the store shares its cores.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import shutil
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -18,10 +23,12 @@ from typing import cast
 import av
 from av.video.codeccontext import VideoCodecContext
 
-from shared.fsutil import write_atomic
+from shared.fsutil import TEMP_MARK, write_atomic
 from store.media.segment_file import SegmentFileError, identity_from_path
 
 MIN_WIDTH, MAX_WIDTH = 16, 3840
+# The widths the cache makes (requests snap up to the next one): bounded entries per frame and memory per decode.
+SNAP_WIDTHS = (160, 320, 640, 1280)
 # mjpeg quantiser scale, 2 (best) .. 31: 4 is close to "JPEG quality 85-90" at a few kB for 320 px.
 JPEG_QSCALE = 4
 
@@ -97,17 +104,45 @@ def encode_jpeg(frame: av.VideoFrame, width: int, height: int) -> bytes:
 
 
 class ThumbnailCache:
-    """Thumbnails on disk, keyed by segment, frame and width.
+    """Thumbnails on disk, keyed by segment, frame and width, bounded by size (least recently used go first).
 
     Layout: ``ROOT/CAMERA/<segment start_us>/<frame offset µs>-w<width>.jpg`` for
     files in the store layout (where ``(camera, start_us)`` names the file),
     ``ROOT/_/<hash of path>/...`` otherwise. ``at_us`` is first rounded to the
     nearest frame using the MP4's sample index (read from the header, no decoding),
-    so all requests landing on one frame share one entry.
+    so all requests landing on one frame share one entry, and the width is snapped to
+    one of ``SNAP_WIDTHS`` (never above the source's), so a segment has at most a few
+    entries per frame. An in-memory index of the entries (read from disk once, on
+    first use) finds hits and the least recently used without listing directories.
+    Thread-safe: the server calls it from worker threads.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_bytes: int | None = None,
+                 default_max_bytes: Callable[[int], int] | None = None) -> None:
         self.root = Path(root)
+        self._max_bytes = max_bytes
+        self._default_max_bytes = default_max_bytes or (lambda total: min(256 * 1024 * 1024, total // 100))
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[Path, int] | None = None  # path -> bytes, least recently used first
+        self._bytes = 0
+
+    @property
+    def max_bytes(self) -> int:
+        """The size bound; unless given, from the disk the cache is on (checked once)."""
+        if self._max_bytes is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._max_bytes = self._default_max_bytes(shutil.disk_usage(self.root).total)
+        return self._max_bytes
+
+    @property
+    def bytes(self) -> int:
+        with self._lock:
+            self._load()
+            return self._bytes
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._load())
 
     def segment_dir(self, path: Path, segment_start_us: int) -> Path:
         identity = identity_from_path(Path(path))
@@ -117,32 +152,109 @@ class ThumbnailCache:
         return self.root / "_" / f"{digest}-{int(segment_start_us)}"
 
     def get_or_make(self, path: Path, segment_start_us: int, at_us: int, width: int) -> Thumbnail:
+        """The thumbnail at ``at_us`` at the snapped width nearest ``width`` (``snap_width``)."""
         check_width(width)
-        offset_us, height = _nearest_frame(path, segment_start_us, at_us, width)
+        offset_us, source = _nearest_frame(path, segment_start_us, at_us)
+        width = snap_width(width, source[0])
+        height = scaled_height(width, *source)
         entry = self.segment_dir(path, segment_start_us) / f"{offset_us}-w{width}.jpg"
-        try:
-            return Thumbnail(entry.read_bytes(), segment_start_us + offset_us, width, height)
-        except FileNotFoundError:
-            pass
+        if self._touch(entry):
+            try:
+                return Thumbnail(entry.read_bytes(), segment_start_us + offset_us, width, height)
+            except FileNotFoundError:
+                self._drop(entry)  # removed behind our back (retention, an admin): make it again
         thumb = make_thumbnail(path, segment_start_us, segment_start_us + offset_us, width)
-        if thumb.frame_us - segment_start_us == offset_us:  # always, unless the index lied
+        if thumb.frame_us - segment_start_us == offset_us and len(thumb.jpeg) <= self.max_bytes:
             write_atomic(entry, thumb.jpeg)
+            self._add(entry, len(thumb.jpeg))
         return thumb
 
     def forget_segment(self, path: Path, segment_start_us: int) -> None:
         """Drop a segment's thumbnails, e.g. when retention deletes its file."""
-        shutil.rmtree(self.segment_dir(path, segment_start_us), ignore_errors=True)
+        directory = self.segment_dir(path, segment_start_us)
+        with self._lock:
+            entries = self._load()
+            for entry in [e for e in entries if e.parent == directory]:
+                self._bytes -= entries.pop(entry)
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def _touch(self, entry: Path) -> bool:
+        with self._lock:
+            entries = self._load()
+            if entry not in entries:
+                return False
+            entries.move_to_end(entry)
+            return True
+
+    def _drop(self, entry: Path) -> None:
+        with self._lock:
+            self._bytes -= self._load().pop(entry, 0)
+
+    def _add(self, entry: Path, size: int) -> None:
+        limit = self.max_bytes
+        with self._lock:
+            entries = self._load()
+            self._bytes += size - entries.pop(entry, 0)
+            entries[entry] = size
+            evicted = []
+            while self._bytes > limit and len(entries) > 1:
+                old, old_size = entries.popitem(last=False)
+                self._bytes -= old_size
+                evicted.append(old)
+        for old in evicted:  # outside the lock: other threads' hits need not wait for unlinks
+            old.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                old.parent.rmdir()  # the segment's directory, once its last thumbnail is gone
+
+    def _load(self) -> OrderedDict[Path, int]:
+        """The index, read from disk on first use (oldest modified first); call with the lock held."""
+        if self._entries is None:
+            found: list[tuple[float, Path, int]] = []
+            for directory, _dirs, names in os.walk(self.root):
+                for name in names:
+                    if name.endswith(".jpg") and TEMP_MARK not in name:
+                        full = Path(directory) / name
+                        with contextlib.suppress(FileNotFoundError):
+                            st = full.stat()
+                            found.append((st.st_mtime, full, st.st_size))
+            found.sort(key=lambda item: item[0])
+            self._entries = OrderedDict((full, size) for _, full, size in found)
+            self._bytes = sum(self._entries.values())
+        return self._entries
+
+    def trim(self) -> int:
+        """Evict down to ``max_bytes`` (a smaller bound than the files on disk hold); returns files removed."""
+        limit = self.max_bytes
+        with self._lock:
+            entries = self._load()
+            evicted = []
+            while self._bytes > limit and entries:
+                old, old_size = entries.popitem(last=False)
+                self._bytes -= old_size
+                evicted.append(old)
+        for old in evicted:
+            old.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                old.parent.rmdir()
+        return len(evicted)
 
 
-def _nearest_frame(path: Path, segment_start_us: int, at_us: int, width: int) -> tuple[int, int]:
-    """(µs offset of the frame nearest ``at_us`` in the segment, thumbnail height), header only."""
+def snap_width(requested: int, source_width: int) -> int:
+    """The smallest of ``SNAP_WIDTHS`` at least ``requested`` (the largest if none is), never wider than the
+    source: a few cache entries per frame, and no upscaled giants (a 3840 px JPEG of a 640 px camera)."""
+    snapped = next((w for w in SNAP_WIDTHS if w >= requested), SNAP_WIDTHS[-1])
+    return max(MIN_WIDTH, min(snapped, source_width))
+
+
+def _nearest_frame(path: Path, segment_start_us: int, at_us: int) -> tuple[int, tuple[int, int]]:
+    """(µs offset of the frame nearest ``at_us`` in the segment, source (width, height)), header only."""
     try:
         with av.open(str(path), "r") as container:
             if not container.streams.video:
                 raise SegmentFileError(f"{path}: MP4 has no video stream")
             stream = container.streams.video[0]
             tb = stream.time_base or Fraction(1, 1_000_000)
-            height = scaled_height(width, stream.codec_context.width, stream.codec_context.height)
+            source = (stream.codec_context.width, stream.codec_context.height)
             rel = max(0, at_us - segment_start_us)
             # Index timestamps are dts; the node's H.264 has no B-frames, so dts == pts.
             stamps = [round(e.timestamp * tb * 1_000_000) for e in stream.index_entries]
@@ -151,5 +263,5 @@ def _nearest_frame(path: Path, segment_start_us: int, at_us: int, width: int) ->
     except (av.FFmpegError, OSError) as exc:
         raise SegmentFileError(f"{path}: not a readable MP4 segment: {exc}") from exc
     if not stamps:
-        return rel, height  # no index: key on the exact request (still correct, fewer hits)
-    return min(stamps, key=lambda s: (abs(s - rel), s)), height
+        return rel, source  # no index: key on the exact request (still correct, fewer hits)
+    return min(stamps, key=lambda s: (abs(s - rel), s)), source

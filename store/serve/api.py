@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
@@ -31,17 +30,16 @@ from shared.protocol.query import (
     ThumbnailParams,
     TimelineParams,
 )
-from shared.protocol.results import ExportResult, LockResult, Revoked, Thumbnail
+from shared.protocol.results import LockResult, Revoked
 from shared.settings import SETTINGS, SettingError
 from store.index import query, settings, timeline
 from store.index.db import Index, transaction
-from store.media.export import ExportError, export_clip
-from store.media.thumbs import ThumbnailCache
+from store.media.budget import MediaLimits
 from store.nodes.fleet import Fleet
 from store.serve.in_flight import InFlight
+from store.serve.media_requests import REQUEST_TOKEN, MediaRefused, MediaRequests
 
 log = logging.getLogger(__name__)
-CHUNK_BYTES = 256 * 1024
 
 
 class ApiError(Exception):
@@ -57,11 +55,12 @@ Timed = Callable[[str, Awaitable[None]], Coroutine[Any, Any, None]]
 class Api:
     def __init__(self, root: Path, index: Index, fleet: Fleet,
                  on_setting: Callable[[str], Awaitable[None]] | None = None,
-                 revoked: Callable[[], frozenset[str]] = frozenset) -> None:
+                 revoked: Callable[[], frozenset[str]] = frozenset, media: MediaLimits | None = None) -> None:
         self.root = root
         self.index = index
         self.fleet = fleet
-        self.thumbs = ThumbnailCache(root / "cache" / "thumbs")
+        # export and thumbnail: budgets, cancellation, the thumbnail cache (store/serve/media_requests.py)
+        self.media = MediaRequests(root, index, media)
         self.on_setting = on_setting  # pushes a camera's settings to its node
         self.revoked = revoked  # ids of revoked tokens (store/admin/keys.py)
         self.in_flight = InFlight()  # requests in flight per connection and per token (store/serve/in_flight.py)
@@ -103,6 +102,7 @@ class Api:
 
     async def handle(self, request: Request, server: QueryServer, flush: Send, claims: Claims | None = None) -> None:
         """Run one request to its single final reply (result or error)."""
+        REQUEST_TOKEN.set(claims.token_id if claims is not None else "anonymous")  # this task's own context
         try:
             if claims is not None and request.method in ADMIN_METHODS and claims.role != "admin":
                 raise ApiError("forbidden", f"{request.method} needs an admin token; this one is {claims.role} "
@@ -113,7 +113,7 @@ class Api:
             handler = getattr(self, f"_{request.method}")
             result = await handler(params, request.id, server, flush)
             server.result(request.id, result)
-        except ApiError as exc:
+        except (ApiError, MediaRefused) as exc:
             server.error(request.id, exc.code, exc.message, exc.field)
         except Exception as exc:  # a bug must cost one request, not the connection
             log.exception("request %s (%s) failed", request.id, request.method)
@@ -158,43 +158,11 @@ class Api:
 
     async def _thumbnail(self, p: ThumbnailParams, rid: int, server: QueryServer, flush: Send) -> dict[str, Any]:
         await self._require_camera(p.camera)
-        found = await query.segment_near(self.conn, p.camera, p.at_us)
-        if found is None:
-            raise ApiError("no-footage", f"camera {p.camera} has no recorded footage", "at_us")
-        path, start, _end = found
-        thumb = await asyncio.to_thread(self.thumbs.get_or_make, self.root / path, start, p.at_us, p.width)
-        server.chunk(rid, thumb.jpeg)
-        return Thumbnail(thumb.frame_us, thumb.width, thumb.height, len(thumb.jpeg)).to_json()
+        return await self.media.thumbnail(p, rid, server)
 
     async def _export(self, p: ExportParams, rid: int, server: QueryServer, flush: Send) -> dict[str, Any]:
         await self._require_camera(p.camera)
-        rows = await query.segments_for_range(self.conn, p.camera, p.range.from_us, p.range.to_us)
-        if not rows:
-            raise ApiError("no-footage", f"camera {p.camera} has nothing recorded in that range", "from_us")
-        work = self.root / "cache" / "exports"
-        work.mkdir(parents=True, exist_ok=True)
-        out = work / f"{p.camera}-{secrets.token_hex(6)}.mp4"
-        try:
-            try:
-                result = await asyncio.to_thread(
-                    export_clip, [(self.root / path, start) for path, start, _ in rows],
-                    p.range.from_us, p.range.to_us, out, None)
-            except ExportError as exc:
-                raise ApiError("no-footage", str(exc), "from_us") from exc
-            total = result.bytes
-            server.progress(rid, 0, total)
-            await flush()
-            with out.open("rb") as f:
-                done = 0
-                while chunk := await asyncio.to_thread(f.read, CHUNK_BYTES):
-                    done += len(chunk)
-                    server.chunk(rid, chunk)
-                    server.progress(rid, done, total)
-                    await flush()
-        finally:
-            out.unlink(missing_ok=True)
-        return ExportResult(p.camera, result.start_us, result.end_us, result.frames, result.segments_used,
-                            total).to_json()
+        return await self.media.export(p, rid, server, flush)
 
     async def _lock_event(self, p: LockParams, *_: Any) -> dict[str, Any]:
         async with transaction(self.conn) as conn:

@@ -30,6 +30,7 @@ from store.index.db import Index
 from store.ingest.session import IngestSessions
 from store.ingest.writer import Ingestor
 from store.live.relay import Location, Relay, substream_of, web_page
+from store.media.budget import MediaLimits
 from store.nodes.control_link import ControlLinks
 from store.nodes.fleet import Fleet
 from store.serve.api import Api
@@ -42,7 +43,7 @@ MAX_VIEWER_MESSAGE_BYTES = 64 * 1024  # viewers send us nothing of size
 class StoreServer:
     def __init__(self, ingestor: Ingestor, index: Index, access: AccessControl | None = None,
                  keys: KeyStore | None = None, ssl_context: ssl.SSLContext | None = None,
-                 node_ca: str | None = None) -> None:
+                 node_ca: str | None = None, media: MediaLimits | None = None) -> None:
         self.ingestor = ingestor
         self.index = index
         self.keys = keys
@@ -53,7 +54,8 @@ class StoreServer:
         self.fleet = Fleet(index.conn, now_us)
         self.shell = ServerShell(self._routes(), access or AccessControl(None))
         self.control = ControlLinks(self.fleet, index, self.revoked, self.shell.close_revoked)
-        self.api = Api(ingestor.root, index, self.fleet, on_setting=self.control.push_settings, revoked=self.revoked)
+        self.api = Api(ingestor.root, index, self.fleet, on_setting=self.control.push_settings, revoked=self.revoked,
+                       media=media)
         self.metrics = StoreMetrics(self)
         self.ingest = IngestSessions(ingestor, index, self.metrics.ingest_seconds.time)
         # /live/{camera}: one upstream per camera and stream; node_ca verifies nodes that serve TLS

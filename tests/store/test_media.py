@@ -156,9 +156,9 @@ def test_cache_hit_returns_the_same_bytes_without_decoding(rec: Recorded, tmp_pa
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     cache = ThumbnailCache(tmp_path / "thumbs")
     start, path = rec.headers[1].start_us, rec.paths[1]
-    first = cache.get_or_make(path, start, start + 730_000, 200)
-    assert first.frame_us == start + 700_000 and (first.width, first.height) == (200, 150)
-    assert first == make_thumbnail(path, start, start + 700_000, 200)
+    first = cache.get_or_make(path, start, start + 730_000, 200)  # 200 px snaps up to 320, the source's width
+    assert first.frame_us == start + 700_000 and (first.width, first.height) == (320, 240)
+    assert first == make_thumbnail(path, start, start + 700_000, 320)
     (entry,) = (tmp_path / "thumbs").rglob("*.jpg")
     assert entry.relative_to(tmp_path / "thumbs").parts[:2] == (CAM, str(start))
     assert entry.read_bytes() == first.jpeg
@@ -170,8 +170,9 @@ def test_cache_hit_returns_the_same_bytes_without_decoding(rec: Recorded, tmp_pa
     # Any moment rounding to the same frame hits the same entry.
     assert cache.get_or_make(path, start, start + 680_000, 200) == first
     assert cache.get_or_make(path, start, start + 700_000, 200) == first
+    assert cache.get_or_make(path, start, start + 700_000, 3840) == first  # never wider than the source
     with pytest.raises(AssertionError, match="must not decode"):
-        cache.get_or_make(path, start, start + 700_000, 100)  # another width is another entry
+        cache.get_or_make(path, start, start + 700_000, 100)  # another snapped width (160) is another entry
     cache.forget_segment(path, start)
     assert not list((tmp_path / "thumbs").rglob("*.jpg"))
 

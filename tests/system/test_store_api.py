@@ -112,13 +112,14 @@ def test_export_of_15_seconds_is_one_mp4_that_covers_the_window(recorded, tmp_pa
 
 def test_thumbnail_is_a_decodable_jpeg(recorded, tmp_path):
     out = tmp_path / "t.jpg"
+    # 96 px snaps up to 160 (store/media/thumbs.py SNAP_WIDTHS), here the source's own width.
     result = sht("thumb", "--store", recorded["store"], "--camera", "cam1", "--at", "8s ago", "--width", "96",
                  "-o", str(out))
     data = out.read_bytes()
-    assert data[:2] == b"\xff\xd8" and "96x72" in result.stdout
+    assert data[:2] == b"\xff\xd8" and "160x120" in result.stdout
     with av.open(io.BytesIO(data)) as c:
         frame = next(c.decode(video=0))
-    assert (frame.width, frame.height) == (96, 72)
+    assert (frame.width, frame.height) == (160, 120)
 
 
 def test_settings_changes_are_in_the_history_and_reach_the_node(recorded):
