@@ -127,8 +127,8 @@ async def test_a_node_may_hold_only_so_many_connections(ingest):
 
 async def test_a_full_budget_answers_busy_and_a_stalled_sender_too_slow(ingest, monkeypatch):
     url, sessions = ingest
-    monkeypatch.setattr(session_module, "BUDGET_WAIT_S", 0.5)
-    monkeypatch.setattr(session_module, "READ_GRACE_S", 0.5)
+    monkeypatch.setattr(session_module, "BUDGET_WAIT_S", 0.3)
+    monkeypatch.setattr(session_module, "READ_GRACE_S", 1.5)
     monkeypatch.setattr(session_module, "MIN_READ_BYTES_PER_S", 2**40)
     big = SegmentHeader(node="node0", camera="cam0", start_us=START, end_us=START + 10**6, frames=1,
                         bytes=4 * 2**20, sha256="0" * 64)
