@@ -116,7 +116,13 @@ class StoreLink:
                     post(FleetUpdated(first))
                     while True:
                         await asyncio.sleep(self.poll_interval)
-                        post(FleetUpdated(await self._fleet(client)))
+                        try:
+                            post(FleetUpdated(await self._fleet(client)))
+                        except StoreError as exc:
+                            if exc.code != "busy":
+                                raise
+                            # Other clients with this token fill the store's cap: the store is there, so
+                            # skip this poll rather than call it lost.
             except StoreError as exc:
                 reason = exc.message
             except ProtocolError as exc:
