@@ -74,11 +74,11 @@ class TempBudget:
             yield
         finally:
             self.held_total -= nbytes
-            left = self.held[token] - nbytes
-            if left:
+            left = self.held.get(token, 0) - nbytes  # a hold of 0 bytes leaves no entry behind it
+            if left > 0:
                 self.held[token] = left
             else:
-                del self.held[token]
+                self.held.pop(token, None)
 
     def _check(self, token: str, nbytes: int, what: str) -> None:
         cap = min(self.per_token, self.total)
