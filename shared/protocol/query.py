@@ -23,6 +23,7 @@ from shared.protocol.times import MAX_TIME_US, read_time
 CHUNK_PREFIX = struct.Struct(">I")
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_ID = 2**32 - 1
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest rowid: a bigger event_id would overflow the driver, not miss
 MAX_PAGE = 5000  # items in one segments/events/settings_history page
 MAX_EXPORT_US = 24 * 3600 * 1_000_000
 BUCKETS = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
@@ -143,7 +144,7 @@ class LockParams:
 
     @classmethod
     def read(cls, r: FieldReader) -> LockParams:
-        return cls(r.integer("event_id", minimum=1), r.boolean("locked", True))
+        return cls(r.integer("event_id", minimum=1, maximum=MAX_ROW_ID), r.boolean("locked", True))
 
 
 @dataclass(frozen=True)

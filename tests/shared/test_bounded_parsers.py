@@ -170,6 +170,12 @@ def test_query_times_outside_the_range_are_bad_params_naming_it(method, params, 
     assert "2255" in err.value.message
 
 
+def test_an_event_id_past_sqlites_rowids_is_a_bad_param_not_an_internal_error():
+    with pytest.raises(RequestError) as err:
+        parse_request(json.dumps({"id": 3, "method": "lock_event", "params": {"event_id": 2**64}}))
+    assert (err.value.code, err.value.field) == ("bad-param", "event_id")
+
+
 # ---- timeline buckets and intervals (row 1) ----------------------------------------------------
 
 
