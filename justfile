@@ -12,7 +12,8 @@ test *ARGS:
     python3 -m pytest {{ARGS}}
 
 # run a benchmark; prints a table and writes docs/benchmarks.md. `just bench` is the
-# six-camera system benchmark (bench/run.py); `just bench motion` the detectors (bench/motion.py); `just bench store` the store (bench/store.py)
+# six-camera system benchmark (bench/run.py); `just bench motion` the detectors (bench/motion.py); `just bench store` the store (bench/store.py);
+# `just bench abuse` the attacks of issue 14 against a store with a node recording (bench/abuse.py)
 bench *ARGS:
     python3 -m bench {{ARGS}}
 
