@@ -17,6 +17,7 @@ from typing import Any
 from shared.fields import FieldReader
 from shared.protocol.errors import read_message
 from shared.protocol.readings import flat_json, read_flat
+from shared.protocol.times import TIME_BOUNDS
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ class CameraHealth:
             encode_seconds=r.number("encode_seconds", None, nullable=True),
             subscribers=r.integer("subscribers", None, nullable=True),
             sub_subscribers=r.integer("sub_subscribers", None, nullable=True),
-            last_capture_us=r.integer("last_capture_us", None, nullable=True),
+            last_capture_us=r.integer("last_capture_us", None, nullable=True, **TIME_BOUNDS),
             settings=r.json_object("settings", None, nullable=True),
             motion=read_flat(MotionHealth, motion) if motion is not None else None,
             substream=r.string("substream", None, nullable=True),
@@ -289,6 +290,7 @@ class SpoolHealth:
 
 _SPOOL_NUMBERS: dict[str, Any] = {
     name: (lambda r, key: r.number(key, None, nullable=True)) if name == "oldest_age_s"
+    else (lambda r, key: r.integer(key, None, nullable=True, **TIME_BOUNDS)) if name == "oldest_start_us"
     else (lambda r, key: r.integer(key, None, nullable=True))
     for name in ("segments", "events", "bytes", "limit_bytes", "oldest_start_us", "oldest_age_s",
                  "lost_segments", "lost_frames", "lost_bytes")

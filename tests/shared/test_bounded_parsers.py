@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from shared.protocol.control import parse_control
 from shared.protocol.errors import MAX_JSON_DEPTH, ProtocolError, json_depth_exceeds, parse_json, parse_json_object
+from shared.protocol.health import NodeHealth
 from shared.protocol.ingest import EventRecord, IngestReceiver, SegmentHeader, encode_segment
 from shared.protocol.live import parse_live_text
 from shared.protocol.query import (
@@ -223,3 +224,18 @@ def test_few_recordings_are_not_coarsened():
     builder.add_spans([(0, 10**6), (5 * 10**6, 6 * 10**6)], 0, 10**9, count_straddlers=True)
     assert builder.finish()[0] == [[0, 10**6], [5 * 10**6, 6 * 10**6]] and not builder.coarsened
 
+
+
+@pytest.mark.parametrize("where", ["camera", "spool"])
+def test_a_heartbeats_times_outside_the_range_are_bad_fields(where):
+    from tests.shared.test_typed_messages import HEALTH  # a full node health
+
+    health = json.loads(json.dumps(HEALTH))
+    if where == "camera":
+        health["cameras"]["cam0"]["last_capture_us"] = 2**62
+    else:
+        health["spool"]["oldest_start_us"] = 2**62
+    with pytest.raises(ProtocolError) as err:
+        NodeHealth.from_json(health)
+    assert err.value.code == "bad-field" and err.value.field is not None
+    assert err.value.field.endswith("last_capture_us" if where == "camera" else "oldest_start_us")
