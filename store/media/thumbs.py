@@ -29,6 +29,7 @@ from store.media.segment_file import SegmentFileError, identity_from_path
 MIN_WIDTH, MAX_WIDTH = 16, 3840
 # The widths the cache makes (requests snap up to the next one): bounded entries per frame and memory per decode.
 SNAP_WIDTHS = (160, 320, 640, 1280)
+SEGMENT_INDEXES = 512  # segments whose frame times the cache remembers (a few KiB each at most)
 # mjpeg quantiser scale, 2 (best) .. 31: 4 is close to "JPEG quality 85-90" at a few kB for 320 px.
 JPEG_QSCALE = 4
 
@@ -113,7 +114,9 @@ class ThumbnailCache:
     so all requests landing on one frame share one entry, and the width is snapped to
     one of ``SNAP_WIDTHS`` (never above the source's), so a segment has at most a few
     entries per frame. An in-memory index of the entries (read from disk once, on
-    first use) finds hits and the least recently used without listing directories.
+    first use) finds hits and the least recently used without listing directories,
+    and the frame times of recently asked segments are remembered, so a hit opens
+    no MP4: it reads one small file.
     Thread-safe: the server calls it from worker threads.
     """
 
@@ -125,6 +128,7 @@ class ThumbnailCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[Path, int] | None = None  # path -> bytes, least recently used first
         self._bytes = 0
+        self._segments: OrderedDict[Path, tuple[tuple[int, ...], tuple[int, int]]] = OrderedDict()
 
     @property
     def max_bytes(self) -> int:
@@ -154,7 +158,8 @@ class ThumbnailCache:
     def get_or_make(self, path: Path, segment_start_us: int, at_us: int, width: int) -> Thumbnail:
         """The thumbnail at ``at_us`` at the snapped width nearest ``width`` (``snap_width``)."""
         check_width(width)
-        offset_us, source = _nearest_frame(path, segment_start_us, at_us)
+        stamps, source = self._segment_index(path)
+        offset_us = nearest_frame(stamps, max(0, at_us - segment_start_us))
         width = snap_width(width, source[0])
         height = scaled_height(width, *source)
         entry = self.segment_dir(path, segment_start_us) / f"{offset_us}-w{width}.jpg"
@@ -173,10 +178,27 @@ class ThumbnailCache:
         """Drop a segment's thumbnails, e.g. when retention deletes its file."""
         directory = self.segment_dir(path, segment_start_us)
         with self._lock:
+            self._segments.pop(Path(path), None)
             entries = self._load()
             for entry in [e for e in entries if e.parent == directory]:
                 self._bytes -= entries.pop(entry)
         shutil.rmtree(directory, ignore_errors=True)
+
+    def _segment_index(self, path: Path) -> tuple[tuple[int, ...], tuple[int, int]]:
+        """A segment's frame offsets and size, remembered for the last ``SEGMENT_INDEXES`` segments asked about,
+        so a hit opens no MP4 (segment files never change under their name)."""
+        key = Path(path)
+        with self._lock:
+            known = self._segments.get(key)
+            if known is not None:
+                self._segments.move_to_end(key)
+                return known
+        known = _frame_index(key)
+        with self._lock:
+            self._segments[key] = known
+            while len(self._segments) > SEGMENT_INDEXES:
+                self._segments.popitem(last=False)
+        return known
 
     def _touch(self, entry: Path) -> bool:
         with self._lock:
@@ -246,8 +268,8 @@ def snap_width(requested: int, source_width: int) -> int:
     return max(MIN_WIDTH, min(snapped, source_width))
 
 
-def _nearest_frame(path: Path, segment_start_us: int, at_us: int) -> tuple[int, tuple[int, int]]:
-    """(µs offset of the frame nearest ``at_us`` in the segment, source (width, height)), header only."""
+def _frame_index(path: Path) -> tuple[tuple[int, ...], tuple[int, int]]:
+    """(µs offsets of the segment's frames from its sample index, source (width, height)), header only."""
     try:
         with av.open(str(path), "r") as container:
             if not container.streams.video:
@@ -255,13 +277,17 @@ def _nearest_frame(path: Path, segment_start_us: int, at_us: int) -> tuple[int, 
             stream = container.streams.video[0]
             tb = stream.time_base or Fraction(1, 1_000_000)
             source = (stream.codec_context.width, stream.codec_context.height)
-            rel = max(0, at_us - segment_start_us)
             # Index timestamps are dts; the node's H.264 has no B-frames, so dts == pts.
-            stamps = [round(e.timestamp * tb * 1_000_000) for e in stream.index_entries]
+            return tuple(round(e.timestamp * tb * 1_000_000) for e in stream.index_entries), source
     except SegmentFileError:
         raise
     except (av.FFmpegError, OSError) as exc:
         raise SegmentFileError(f"{path}: not a readable MP4 segment: {exc}") from exc
+
+
+def nearest_frame(stamps: tuple[int, ...], rel_us: int) -> int:
+    """The frame offset nearest ``rel_us`` (the earlier on a tie); ``rel_us`` itself if there is no index
+    (keyed on the exact request: still correct, fewer hits)."""
     if not stamps:
-        return rel, source  # no index: key on the exact request (still correct, fewer hits)
-    return min(stamps, key=lambda s: (abs(s - rel), s)), source
+        return rel_us
+    return min(stamps, key=lambda s: (abs(s - rel_us), s))

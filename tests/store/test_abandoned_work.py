@@ -235,9 +235,10 @@ def test_lru_keeps_what_was_used_last_and_a_restart_reads_the_index_once(footage
     assert restarted.get_or_make(path, T0, T0 + 20_000, 300) == first  # same frame, width snapped to 320
     walks = []
     monkeypatch.setattr(store.media.thumbs.os, "walk", lambda *a: walks.append(a) or iter(()))
+    monkeypatch.setattr(store.media.thumbs, "_frame_index", no_decoding)
     for _ in range(5):
-        restarted.get_or_make(path, T0, T0, 320)
-    assert walks == [], "hits use the in-memory index, never a directory walk"
+        assert restarted.get_or_make(path, T0, T0 + 30_000, 320) == first
+    assert walks == [], "hits use the in-memory index, never a directory walk, and open no MP4"
     monkeypatch.undo()
     smaller = ThumbnailCache(tmp_path / "thumbs", max_bytes=len(first.jpeg))
     assert smaller.trim() == 1 and len(smaller) == 1
