@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
 
+import websockets
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import CloseCode
 
@@ -48,6 +49,7 @@ BUDGET_WAIT_S = 20.0  # under the node's 30 s ack timeout: a busy store says so 
 # Once its bytes are reserved, a segment must arrive at this pace or faster, so nobody holds a reservation idle.
 READ_GRACE_S = 30.0
 MIN_READ_BYTES_PER_S = 512 * 1024
+CLOSE_DRAIN_S = 2.0  # after refusing mid-message: discard what the peer sent before it saw the close
 
 
 def read_deadline_s(size: int) -> float:
@@ -112,7 +114,7 @@ class IngestSessions:
                     await self._segment(first, fragments, receiver, claims, peer)
             except MessageCut as cut:
                 log.warning("refused a message from %s before its end: %s", peer, cut.refusal.message)
-                await _cut(connection, cut.refusal, CloseCode.POLICY_VIOLATION)
+                await _cut(connection, cut.refusal, CloseCode.POLICY_VIOLATION, rest=fragments)
                 return
             for out in receiver.data_to_send():
                 await connection.send(out)
@@ -213,8 +215,20 @@ async def _whole_text(first: str, fragments: AsyncIterator[bytes | str]) -> str:
     return "".join(parts)
 
 
-async def _cut(connection: ServerConnection, refusal: Refusal, code: CloseCode) -> None:
-    """Send the refusal, then close: what is left of the message is never read."""
+async def _cut(connection: ServerConnection, refusal: Refusal, code: CloseCode,
+               rest: AsyncIterator[bytes | str] | None = None) -> None:
+    """Send the refusal, then close: what is left of the message is never kept.
+
+    The peer's answer to the close frame queues behind the frames it had already sent (its socket buffer, a few
+    MiB at most), which wait unread while websockets' frame queue is full: they are discarded, one at a time, for
+    up to ``CLOSE_DRAIN_S``, so the close completes instead of timing out.
+    """
     await connection.send(refusal.serialize())
     reason = f"{refusal.code}: {refusal.message}".encode()[:120].decode(errors="ignore")
-    await connection.close(code, reason)
+    closing = asyncio.create_task(connection.close(code, reason))
+    if rest is not None:
+        with contextlib.suppress(TimeoutError, websockets.ConnectionClosed, websockets.ConcurrencyError):
+            async with asyncio.timeout(CLOSE_DRAIN_S):
+                async for _ in rest:
+                    pass
+    await closing
