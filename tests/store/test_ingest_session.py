@@ -152,3 +152,38 @@ async def _stall(first: bytes) -> AsyncIterator[bytes]:
     yield first
     await asyncio.sleep(30)
     yield b""  # pragma: no cover
+
+
+def _large_mp4() -> tuple[SegmentHeader, bytes]:
+    """A real segment of more than one frame's limit: 30 keyframes of 1080p."""
+    from node.capture.encode import H264Encoder
+    from node.recording.segmenter import FinishedSegment, build_segment
+    from node.sources.synthetic import SyntheticSource
+    from shared.fanout import AccessUnit
+
+    width, height, fps = 1920, 1080, 10
+    source, encoder = SyntheticSource(width, height, fps), H264Encoder(width, height, fps, keyframe_interval_s=0.1)
+    encoded = [u for i in range(30) for u in encoder.encode(source.read(i), START + i * 100_000)] + encoder.flush()
+    units = [AccessUnit.build(u.capture_us, u.keyframe, u.data) for u in encoded]
+    return build_segment("node0", FinishedSegment("cam0", tuple(units), 100_000), width, height, fps)
+
+
+async def test_the_node_uploader_sends_a_large_segment_in_frames_and_it_is_acked(ingest, tmp_path):
+    from node.recording.spool import Spool
+    from node.store_link.uploader import Uploader
+
+    url, _ = ingest
+    header, data = _large_mp4()
+    assert len(data) > 1.2 * MAX_FRAGMENT_BYTES  # one frame of it would close the connection (1009)
+    spool = Spool(tmp_path / "spool")
+    uploader = Uploader(url.removesuffix("/ingest"), spool, "node0", limit_bytes=2**30)
+    uploader.add(spool.put(header, data))
+    task = asyncio.create_task(uploader.run())
+    try:
+        async with asyncio.timeout(20):
+            while uploader.uploaded < 1:
+                assert uploader.last_error is None, uploader.last_error
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert (tmp_path / "segments" / "cam0").exists() and not uploader.pending
