@@ -149,8 +149,11 @@ class IngestSessions:
             async with self.budget.reserve(claims.subject if claims else header.node, header.bytes,
                                            wait_s=BUDGET_WAIT_S):
                 segment = await self._assemble(start, fragments)
-                with self.timed():
-                    reply = await self.ingestor.ingest(segment.header, segment.payload)
+                if isinstance(segment, Refusal):
+                    reply: Ack | Refusal = segment
+                else:
+                    with self.timed():
+                        reply = await self.ingestor.ingest(segment.header, segment.payload)
         except BudgetWaitExpired:
             stats = self.budget.stats()
             raise MessageCut(Refusal(
@@ -164,7 +167,10 @@ class IngestSessions:
             log.warning("refused segment from %s: %s", peer, reply.message)
             receiver.refuse(reply)
 
-    async def _assemble(self, start: SegmentStart, fragments: AsyncIterator[bytes | str]) -> SegmentReceived:
+    async def _assemble(self, start: SegmentStart,
+                        fragments: AsyncIterator[bytes | str]) -> SegmentReceived | Refusal:
+        """The whole segment, or the refusal of one that ended short; ``MessageCut`` for one refused before
+        its end (more bytes than declared, too slow)."""
         sid = start.header.segment_id
         assembly = SegmentAssembly(start)
         try:
@@ -181,8 +187,8 @@ class IngestSessions:
                 f"{READ_GRACE_S:.0f} s plus 1 s per {MIN_READ_BYTES_PER_S} bytes", sid, retry=True)) from None
         try:
             return assembly.complete()
-        except ProtocolError as exc:  # pragma: no cover - the message ended: complete() is reached after it
-            raise MessageCut(Refusal(exc.code, exc.message, sid)) from None
+        except ProtocolError as exc:  # the message ended short: refused, and the session goes on
+            return Refusal(exc.code, f"segment {sid}: {exc.message}", sid)
 
 
 def _mismatch(claims: Claims | None, node: str, item: str, peer: str) -> Refusal | None:

@@ -71,6 +71,19 @@ async def test_a_segment_in_small_frames_is_acked_and_the_session_goes_on(ingest
         assert (await _reply(ws))["duplicate"] is True
 
 
+async def test_a_message_that_ends_short_is_refused_and_the_session_goes_on(ingest):
+    url, _ = ingest
+    header, data = _segment()
+    async with connect(url) as ws:
+        await ws.send(encode_segment(header, data)[:-10])  # whole, unfragmented: read to its end
+        refusal = await _reply(ws)
+        assert refusal["code"] == "size-mismatch" and refusal["segment_id"] == header.segment_id
+        await ws.send(fragments(encode_segment(header, data)[:-10], 500))
+        assert (await _reply(ws))["code"] == "size-mismatch"
+        await ws.send(encode_segment(header, data))
+        assert (await _reply(ws))["type"] == "ack"
+
+
 async def test_garbage_in_a_fragmented_message_is_refused_then_the_connection_closed(ingest):
     url, _ = ingest
     async with connect(url) as ws:
