@@ -56,7 +56,9 @@ class ByteBudget:
             if granted.done() and not granted.cancelled():
                 self.release(size)  # granted just as the waiter gave up: hand it on
             else:
-                self._waiters.remove(entry)
+                # Still queued, or already skipped by ``_grant`` (cancelled before this task resumed).
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(entry)
                 self._grant()  # a large waiter leaving may let smaller ones behind it in
             raise
 
@@ -66,8 +68,14 @@ class ByteBudget:
         self._grant()
 
     def _grant(self) -> None:
-        while self._waiters and self.used + self._waiters[0][0] <= self.capacity:
-            size, granted = self._waiters.popleft()
+        while self._waiters:
+            size, granted = self._waiters[0]
+            if granted.done():  # its waiter was cancelled and has not resumed yet: nothing to grant it
+                self._waiters.popleft()
+                continue
+            if self.used + size > self.capacity:
+                break
+            self._waiters.popleft()
             self.used += size
             granted.set_result(None)
 

@@ -76,3 +76,33 @@ async def test_a_wait_that_expires_holds_nothing():
 async def _hold(budget: IngestBudget, node: str, size: int) -> None:
     async with budget.reserve(node, size):
         pass
+
+
+async def test_a_release_in_the_same_turn_as_a_waiter_is_cancelled_grants_nothing_to_it():
+    # A waiter's timeout cancels its future; another reservation is released before the waiter resumes.
+    # The release must not grant (or crash on) the cancelled future, and the waiter must leave holding nothing.
+    budget = ByteBudget(10)
+    await budget.acquire(10)
+    waiter = asyncio.create_task(budget.acquire(5))
+    await _settle()
+    waiter.cancel()
+    budget.release(10)  # raised InvalidStateError, and leaked the waiter's 5 bytes for good
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert budget.used == 0 and budget.waiting == 0
+    await asyncio.wait_for(budget.acquire(10), 1)  # the whole budget is there to take
+
+
+async def test_a_cancelled_waiter_at_the_head_does_not_block_the_next_one():
+    budget = ByteBudget(10)
+    await budget.acquire(10)
+    first = asyncio.create_task(budget.acquire(8))
+    await _settle()
+    second = asyncio.create_task(budget.acquire(4))
+    await _settle()
+    first.cancel()
+    budget.release(10)
+    await asyncio.wait_for(second, 1)
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert budget.used == 4 and budget.waiting == 0
