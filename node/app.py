@@ -66,7 +66,8 @@ class Node:
         self.soc = SocMonitor()  # vcgencmd / thermal zones / NVML, cached: never raises
         self.port: int | None = None
         self._tasks: list[asyncio.Task] = []
-        self.recording = RecordingModes(self.master.cameras, self.spool, self.uploader)
+        self.recording = RecordingModes(self.master.cameras, self.spool, self.uploader, camera_clocks={
+            camera.id: camera.timebase.now_us for camera in self.master.cameras.values()})
         self.settings = SettingsApplier(self.master.cameras, self.recording)
         self.control = (ControlLink(config.store_url, self._hello, self.health, self.settings.apply,
                                     self._revoked, headers=bearer(security.token), ssl_context=client_ssl_context)

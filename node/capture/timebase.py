@@ -76,6 +76,14 @@ class TimeBase:
         self._offset, self._last_mono, self.last_us, self._wall_at_last = offset, mono, stamp, wall
         return stamp
 
+    def now_us(self) -> int:
+        """The time a frame captured now would get, without stamping one (read from any thread): "now" in this
+        camera's time, which runs apart from the wall clock after a backward step, a floor, or a forward step
+        held back for a keyframe. Before the first stamp, the wall clock (or the floor, if later)."""
+        offset = self._offset
+        now = self._wall() if offset is None else self._mono() + offset
+        return max(now, self.last_us)
+
     def health(self) -> ClockHealth:
         offset = self.last_us - self._wall_at_last if self._offset is not None else 0
         return ClockHealth(offset, self.steps_forward, self.steps_back)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import av
@@ -45,9 +45,14 @@ class RecordingModes:
     """Each camera's recording mode and, in ``motion`` mode, its gate of held segments."""
 
     def __init__(self, cameras: Iterable[str], spool: Spool, uploads: UploadQueue,
-                 clock: Callable[[], int] = now_us) -> None:
+                 clock: Callable[[], int] = now_us,
+                 camera_clocks: Mapping[str, Callable[[], int]] | None = None) -> None:
+        """``camera_clocks``: "now" in each camera's time base (``TimeBase.now_us``), the time its segments and
+        events are stamped in; it runs apart from the wall clock after a clock step (docs/time.md), and a gate
+        judged by the wall clock would drop a pre-roll an event still wants. ``clock`` for the others."""
         self.spool = spool
-        self.clock = clock  # wall time in µs, the time base of segments and events
+        self.clock = clock
+        self.camera_clocks = dict(camera_clocks or {})
         self.uploads = uploads
         cameras = list(cameras)
         self.modes: dict[str, str] = {c: CONTINUOUS for c in cameras}  # until the store says otherwise
@@ -95,7 +100,7 @@ class RecordingModes:
         """Upload the held segments an event wants; drop those none can want."""
         gate = self.gates[camera]
         if self.motion_mode(camera):
-            await self._settle(camera, *gate.decide_spans(self.clock()))
+            await self._settle(camera, *gate.decide_spans(self.camera_clocks.get(camera, self.clock)()))
         else:
             await self._settle(camera, [(item, None) for item in gate.release_all()], [])
 

@@ -121,3 +121,21 @@ async def test_a_segment_that_cannot_be_trimmed_is_kept_whole(tmp_path, ten_seco
     await modes.segment_spooled(spooled[0])
     assert uploads.segments() == [spooled[0]]
     assert modes.health("cam0").trimmed_bytes == 0
+
+
+async def test_the_gate_judges_a_camera_by_its_own_clock_not_the_wall_clock(tmp_path, ten_second_segments):
+    # The camera's stamps run an hour behind the wall clock (a forward step held back for a passed-through
+    # stream's keyframe): by the wall clock every held segment is long past any pre-roll and would be dropped,
+    # though an event starting now, in the camera's time, wants the last one.
+    spool, uploads = Spool(tmp_path / "spool"), FakeUploads()
+    spooled = [spool.put(header, data) for header, data in ten_second_segments]
+    camera_now = Clock(spooled[-1].header.end_us)
+    modes = RecordingModes(["cam0"], spool, uploads, Clock(camera_now.now_us + 3600 * S), {"cam0": camera_now})
+    modes.set_mode("cam0", MOTION)
+    for item in spooled:
+        await modes.segment_spooled(item)
+    assert modes.health("cam0").held >= 1
+    modes.motion_started("cam0", camera_now.now_us + S)
+    camera_now.now_us += 20 * S
+    await modes.decide("cam0")
+    assert [i.header.start_us for i in uploads.segments()] == [T0 + 26 * S]  # its pre-roll, trimmed

@@ -107,6 +107,19 @@ def test_the_floor_from_an_earlier_run_is_never_stamped_behind():
     assert run(clocks, tb2, 1)[0] > floor
 
 
+def test_now_is_read_in_the_camera_time_not_the_wall_clock():
+    clocks = FakeClocks()
+    floor = clocks.wall_us() + 60 * S
+    tb = clocks.timebase(floor_us=floor)
+    assert tb.now_us() == floor  # before the first stamp: the floor, when the wall clock is behind it
+    run(clocks, tb, 3)
+    clocks.mono += 5 * S
+    assert tb.now_us() == tb.last_us + 5 * S  # a minute ahead of the wall clock, like the stamps
+    clocks.shift += 3600 * S  # a forward step, held back for a keyframe: the stamps (and now) stay behind
+    tb.stamp(may_step=False)
+    assert tb.now_us() - clocks.wall_us() < -3500 * S
+
+
 # Wall-clock behaviour: (monotonic advance, wall shift) per stamp; shifts up to +-10 days.
 moves = st.lists(st.tuples(st.integers(0, 5 * S), st.integers(-10 * 86_400 * S, 10 * 86_400 * S)
                            | st.just(0) | st.integers(-2 * S, 2 * S)), min_size=1, max_size=60)
