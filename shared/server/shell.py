@@ -30,6 +30,11 @@ from shared.server.routes import Route, RouteTable, endpoint_path
 
 log = logging.getLogger(__name__)
 
+# websockets' per-frame limit (``Protocol.max_fragment_size``) arrived in 16.0; before, the assignment in
+# ``_handshake`` creates an attribute nobody reads, and a route's frame limit (``/ingest``: 1 MiB, so garbage
+# is refused before it is buffered) would silently not hold.
+FRAME_LIMITS = int(websockets.version.version.split(".")[0]) >= 16
+
 
 class ServerShell:
     def __init__(self, routes: RouteTable, access: AccessControl,
@@ -45,6 +50,10 @@ class ServerShell:
             weakref.WeakKeyDictionary()
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
+        if not FRAME_LIMITS and any(r.max_fragment_bytes is not None for r in self.routes.routes):
+            raise RuntimeError(f"websockets {websockets.version.version} cannot limit a frame's size, which "
+                               f"{', '.join(r.path for r in self.routes.routes if r.max_fragment_bytes)} needs: "
+                               "install websockets 16 or later")
         self.server = await serve(
             self._session, host, port, process_request=self._handshake,
             max_size=self.routes.max_message_bytes,  # lowered per connection to its route's limit

@@ -125,3 +125,12 @@ async def test_503_while_tokens_cannot_be_checked(echo):
     assert await raw_get(echo.port, "/echo") == (503, "no key yet\n")
     assert (await raw_get(echo.port, "/health"))[0] == 200  # a route that needs no token still answers
     assert (await raw_get(echo.port, "/nope"))[0] == 404
+
+
+async def test_a_route_with_a_frame_limit_refuses_to_start_on_a_websockets_that_cannot_enforce_it(monkeypatch):
+    import shared.server.shell as shell
+
+    routes = RouteTable([websocket_route("/ingest", NODES, Echo().echo, 100_000, max_fragment_bytes=1024)])
+    monkeypatch.setattr(shell, "FRAME_LIMITS", False)  # websockets before 16.0: no Protocol.max_fragment_size
+    with pytest.raises(RuntimeError, match="/ingest"):
+        await ServerShell(routes, AccessControl(None)).start("127.0.0.1", 0)
