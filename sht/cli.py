@@ -271,10 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--summary-json", help="also write the headless summary as JSON here")
     demo.set_defaults(func=cmd_demo)
 
-    from sht import query_cli, token_cli
+    from sht import detect_cli, query_cli, token_cli
 
     query_cli.add_parsers(sub)
     token_cli.add_parsers(sub)
+    detect_cli.add_parsers(sub)
     return parser
 
 
