@@ -161,6 +161,45 @@ async def test_a_full_budget_answers_busy_and_a_stalled_sender_too_slow(ingest, 
     assert sessions.budget.total.used == 0
 
 
+async def test_a_slow_but_steady_sender_is_acked(ingest, monkeypatch):
+    """A node on a slow uplink that keeps sending is never refused for pace (the reviewer's case: a rule of
+    30 s + 1 s per 512 KiB refused a 90 MB segment over 200 KB/s on every retry)."""
+    url, _ = ingest
+    monkeypatch.setattr(session_module, "READ_GRACE_S", 0.2)
+    monkeypatch.setattr(session_module, "MIN_READ_BYTES_PER_S", 1024)  # allows 0.2 s + size / 1 KiB/s: ~1.9 s
+    monkeypatch.setattr(session_module, "FRAME_IDLE_S", 0.5)
+    header, data = _segment()
+    message = encode_segment(header, data)
+    chunks = fragments(message, max(1, len(message) // 5))
+
+    async def steady() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+            await asyncio.sleep(0.2)  # each gap under the idle limit; the whole well over 0.2 s
+
+    async with connect(url) as ws:
+        await ws.send(steady())
+        ack = await _reply(ws)
+        assert ack["type"] == "ack", ack
+
+
+async def test_a_sender_that_stops_is_refused_by_the_idle_rule(ingest, monkeypatch):
+    url, sessions = ingest
+    monkeypatch.setattr(session_module, "READ_GRACE_S", 3600.0)  # the overall deadline is far away
+    monkeypatch.setattr(session_module, "FRAME_IDLE_S", 0.5)
+    header, data = _segment()
+    first = fragments(encode_segment(header, data), 700)[0]
+    async with connect(url) as holder:
+        stalled = asyncio.create_task(holder.send(_stall(first)))
+        started = asyncio.get_running_loop().time()
+        slow = await _reply(holder)
+        assert slow["code"] == "too-slow" and slow["retry"] and "every 0 s" not in slow["message"]
+        assert asyncio.get_running_loop().time() - started < 5
+        stalled.cancel()
+    await asyncio.sleep(0.1)
+    assert sessions.budget.total.used == 0
+
+
 async def _stall(first: bytes) -> AsyncIterator[bytes]:
     yield first
     await asyncio.sleep(30)
