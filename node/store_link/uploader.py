@@ -99,7 +99,9 @@ class Uploader:
                            events=sum(isinstance(i, SpooledEvent) for i in self.pending),
                            bytes=self.pending_bytes, limit_bytes=self.limit_bytes,
                            oldest_start_us=oldest,
-                           oldest_age_s=round((now_us() - oldest) / 1e6, 1) if oldest else None,
+                           # Stamps are the camera's clock (docs/time.md), which may run ahead of the wall
+                           # clock after a backward step: an age is never negative.
+                           oldest_age_s=round(max(0, now_us() - oldest) / 1e6, 1) if oldest else None,
                            lost_segments=sum(self.lost_segments.values()),
                            lost_frames=sum(self.lost_frames.values()),
                            lost_bytes=self.lost_bytes, lost_by_camera=dict(self.lost_segments))
