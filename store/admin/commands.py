@@ -83,67 +83,63 @@ def _add_root(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="warning")
 
 
+def _positive(name: str, parse: Callable[[str], int], text: str) -> int:
+    """A flag's value parsed and more than zero; ``TimeSpecError`` naming the flag otherwise."""
+    from shared.timespec import TimeSpecError
+
+    try:
+        value = parse(text)
+    except TimeSpecError as exc:
+        raise TimeSpecError(f"{name}: {exc}") from None
+    if value <= 0:
+        raise TimeSpecError(f"{name} must be more than zero, got {text!r}")
+    return value
+
+
+def _size_or_percent(name: str, text: str, most_percent: float, what: str) -> tuple[int | None, float | None]:
+    """``SIZE`` (bytes, percent None) or ``N%`` with 0 < N <= ``most_percent`` (None, percent)."""
+    from shared.timespec import TimeSpecError, parse_size
+
+    text = text.strip()
+    if not text.endswith("%"):
+        return _positive(name, parse_size, text), None
+    try:
+        percent = float(text[:-1])
+    except ValueError:
+        percent = -1.0
+    if not 0 < percent <= most_percent:
+        raise TimeSpecError(f"{name}: {text!r} is not a percentage{' ' + what if what else ''} between 0 and "
+                            f"{most_percent:g}")
+    return None, percent
+
+
 def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
     """The policy the flags describe; raises ValueError (``TimeSpecError``) naming the bad flag."""
     from shared.timespec import TimeSpecError, parse_duration, parse_size
     from store.maintenance.retention import RetentionPolicy
 
-    def flag(name: str, parse: Callable[[str], int], text: str) -> int:
-        try:
-            value = parse(text)
-        except TimeSpecError as exc:
-            raise TimeSpecError(f"{name}: {exc}") from None
-        if value <= 0:
-            raise TimeSpecError(f"{name} must be more than zero, got {text!r}")
-        return value
-
-    max_age = None if args.max_age.strip().lower() in ("off", "none") else flag("--max-age", parse_duration,
-                                                                               args.max_age)
-    max_bytes = flag("--max-bytes", parse_size, args.max_bytes) if args.max_bytes else None
+    max_age = None if args.max_age.strip().lower() in ("off", "none") else _positive("--max-age", parse_duration,
+                                                                                   args.max_age)
+    max_bytes = _positive("--max-bytes", parse_size, args.max_bytes) if args.max_bytes else None
     free_bytes = free_percent = None
     if args.min_free and args.min_free.strip().lower() not in ("off", "none"):
-        text = args.min_free.strip()
-        if text.endswith("%"):
-            try:
-                free_percent = float(text[:-1])
-            except ValueError:
-                free_percent = -1.0
-            if not 0 < free_percent < 100:
-                raise TimeSpecError(f"--min-free: {text!r} is not a percentage between 0 and 100")
-        else:
-            free_bytes = flag("--min-free", parse_size, text)
+        free_bytes, free_percent = _size_or_percent("--min-free", args.min_free, 100, "")
+        if free_percent == 100:
+            raise TimeSpecError(f"--min-free: {args.min_free.strip()!r} is not a percentage between 0 and 100")
     return RetentionPolicy(max_age_us=max_age, max_bytes=max_bytes, min_free_bytes=free_bytes,
                            min_free_percent=free_percent)
 
 
 def media_limits_from_args(args: argparse.Namespace) -> MediaLimits:
     """The limits ``add_media_flags`` describe; raises ValueError (``TimeSpecError``) naming the bad flag."""
-    from shared.timespec import TimeSpecError, parse_size
+    from shared.timespec import parse_size
     from store.media.budget import MediaLimits
-
-    def size(name: str, text: str) -> int:
-        try:
-            value = parse_size(text)
-        except TimeSpecError as exc:
-            raise TimeSpecError(f"{name}: {exc}") from None
-        if value <= 0:
-            raise TimeSpecError(f"{name} must be more than zero, got {text!r}")
-        return value
 
     cache_bytes = cache_percent = None
     if args.thumb_cache is not None:
-        text = args.thumb_cache.strip()
-        if text.endswith("%"):
-            try:
-                cache_percent = float(text[:-1])
-            except ValueError:
-                cache_percent = -1.0
-            if not 0 < cache_percent <= 50:
-                raise TimeSpecError(f"--thumb-cache: {text!r} is not a percentage of the disk between 0 and 50")
-        else:
-            cache_bytes = size("--thumb-cache", text)
-    return MediaLimits(temp_per_token=size("--temp-per-token", args.temp_per_token),
-                       temp_total=size("--temp-total", args.temp_total),
+        cache_bytes, cache_percent = _size_or_percent("--thumb-cache", args.thumb_cache, 50, "of the disk")
+    return MediaLimits(temp_per_token=_positive("--temp-per-token", parse_size, args.temp_per_token),
+                       temp_total=_positive("--temp-total", parse_size, args.temp_total),
                        thumb_cache_bytes=cache_bytes, thumb_cache_percent=cache_percent)
 
 
