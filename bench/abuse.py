@@ -108,14 +108,6 @@ class System:
     def target(self) -> Target:
         return Target(self.store_port, self.node_port, self.root, self.tokens)
 
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.store_port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.store_port}"
-
     def start(self) -> None:
         from store.admin.keys import KeyStore
 
@@ -125,7 +117,7 @@ class System:
         self.start_store()
         cams = [a for cam in CAMERAS for a in ("--camera", f"{cam}=synthetic")]
         self.node = self._spawn("node", "node", "--id", NODE_ID, "--host", "127.0.0.1", "--port",
-                                str(self.node_port), "--store", self.ws, "--spool", str(self.tmp / "spool"),
+                                str(self.node_port), "--store", self.target.ws, "--spool", str(self.tmp / "spool"),
                                 "--segment-seconds", "2", "--size", "320x240", "--fps", "10", *cams,
                                 token=self.tokens["node"])
         _wait_health(f"http://127.0.0.1:{self.node_port}/health", self.node)
@@ -133,7 +125,7 @@ class System:
     def start_store(self) -> None:
         self.store = self._spawn("store", "store", "--root", str(self.root), "--host", "127.0.0.1",
                                  "--port", str(self.store_port))
-        _wait_health(self.http + "/health", self.store)
+        _wait_health(self.target.http + "/health", self.store)
 
     def ensure_store(self) -> bool:
         """Restart the store if an attack killed it (or the safety cap did); True if it had to."""
@@ -251,7 +243,7 @@ class Monitor:
         while not self._stop.is_set():
             started = time.perf_counter()
             try:
-                get_json(self.system.http + "/health", timeout=5.0)
+                get_json(self.system.target.http + "/health", timeout=5.0)
                 self.samples.health_ms.append((time.perf_counter() - started) * 1000)
             except OSError:
                 self.samples.health_failures += 1
@@ -528,7 +520,7 @@ class RowResult:
 
 def _store_ingest(system: System) -> dict:
     try:
-        return get_json(system.http + "/health").get("ingest", {})
+        return get_json(system.target.http + "/health").get("ingest", {})
     except OSError:
         return {}
 
