@@ -25,9 +25,6 @@ class ConnectionRegistry:
     def add(self, connection: ServerConnection, claims: Claims) -> None:
         self._claims[connection] = claims
 
-    def claims_of(self, connection: ServerConnection) -> Claims | None:
-        return self._claims.get(connection)
-
     def __len__(self) -> int:
         return len(self._claims)
 

@@ -98,10 +98,6 @@ class IngestBudget:
         self.per_node_bytes = per_node_bytes
         self._nodes: dict[str, tuple[ByteBudget, int]] = {}  # node -> (its budget, users)
 
-    def largest(self) -> int:
-        """The largest reservation that can ever be granted."""
-        return min(self.per_node_bytes, self.total.capacity)
-
     @contextlib.asynccontextmanager
     async def reserve(self, node: str, size: int, wait_s: float | None = None) -> AsyncIterator[None]:
         """Hold ``size`` bytes of ``node``'s budget and of the store's for the ``async with`` body.
