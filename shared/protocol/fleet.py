@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.fields import FieldReader
+from shared.protocol.detector_health import DetectorHealth
 from shared.protocol.errors import read_message
 from shared.protocol.health import NodeHealth
 from shared.protocol.readings import flat_json, read_flat
@@ -106,16 +107,19 @@ class FleetReport:
     nodes: tuple[NodeSummary, ...]
     cameras: dict[str, FleetCamera]
     now_us: int  # the store's clock when it answered
+    detector: DetectorHealth | None = None  # the store's object detector (None: an older store)
 
     def to_json(self) -> dict[str, Any]:
         return {"nodes": [n.to_json() for n in self.nodes],
-                "cameras": {cam: c.to_json() for cam, c in self.cameras.items()}, "now_us": self.now_us}
+                "cameras": {cam: c.to_json() for cam, c in self.cameras.items()}, "now_us": self.now_us,
+                "detector": self.detector.to_json() if self.detector is not None else None}
 
     @classmethod
     def read(cls, r: FieldReader) -> FleetReport:
+        detector = r.optional_child("detector")
         return cls(tuple(NodeSummary.read(n) for n in r.children("nodes")),
                    {cam: FleetCamera.read(c) for cam, c in r.keyed_children("cameras", {}).items()},
-                   r.integer("now_us"))
+                   r.integer("now_us"), DetectorHealth.read(detector) if detector is not None else None)
 
     @classmethod
     def from_json(cls, data: object) -> FleetReport:

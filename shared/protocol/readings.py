@@ -26,8 +26,12 @@ _READERS: dict[str, Any] = {
 
 def read_flat(cls: type[R], r: FieldReader) -> R:
     """A dataclass of ``X | None`` fields from a JSON object: absent or null is None, a wrong type an error."""
-    values = {f.name: _READERS[str(f.type)](r, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**values)
+    return cls(**read_flat_fields(cls, r))
+
+
+def read_flat_fields(cls: type, r: FieldReader, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The ``X | None`` fields of a dataclass, read as ``read_flat`` does, leaving out ``exclude`` (read by hand)."""
+    return {f.name: _READERS[str(f.type)](r, f.name) for f in dataclasses.fields(cls) if f.name not in exclude}
 
 
 def flat_json(record: Any) -> dict[str, Any]:
