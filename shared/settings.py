@@ -11,6 +11,7 @@ entry in ``SETTINGS`` plus the code that acts on it.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,11 +20,19 @@ from typing import Any, Literal
 RECORDING_MODE = "recording_mode"
 MOTION_SENSITIVITY = "motion_sensitivity"
 RETENTION_DAYS = "retention_days"
+OBJECTS = "objects"
+MIN_SCORE = "min_score"
+THRESHOLD = "threshold"
 
 # The values of ``recording_mode``.
 CONTINUOUS = "continuous"  # keep every segment
 MOTION = "motion"  # keep only segments near motion events (node/recording/modes.py)
-RECORDING_MODES = (CONTINUOUS, MOTION)
+OBJECTS_MODE = "objects"  # as motion, but only near events the store labelled (docs/objects.md)
+RECORDING_MODES = (CONTINUOUS, MOTION, OBJECTS_MODE)
+
+# An object label ("person", "traffic light"): what a detector's labels file names.
+LABEL_MAX_CHARS = 64
+MAX_LABELS = 32  # in one ``objects`` setting or one zone
 
 AppliedBy = Literal["node", "store"]
 
@@ -36,9 +45,39 @@ class SettingError(ValueError):
         super().__init__(message)
 
 
+def label_problem(label: object) -> str | None:
+    """Why ``label`` is not an object label, or None when it is one: 1..64 printable characters, no comma
+    (a comma separates labels where an operator types them) and no space at either end."""
+    if not isinstance(label, str):
+        return f"a label must be a string, got {label!r}"
+    if not label:
+        return "a label cannot be empty"
+    if len(label) > LABEL_MAX_CHARS:
+        return f"a label must be 1 to {LABEL_MAX_CHARS} characters, got {len(label)}: {label[:80]!r}..."
+    if not label.isprintable() or "," in label or label != label.strip():
+        return f"a label must be printable characters without a comma or a space at either end, got {label!r}"
+    return None
+
+
+def check_labels(value: object, what: str) -> list[str]:
+    """A list of distinct labels (at most MAX_LABELS), as given; else ValueError naming ``what``."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{what} must be a list of labels such as [\"person\", \"car\"], got {value!r}")
+    if len(value) > MAX_LABELS:
+        raise ValueError(f"{what} may list at most {MAX_LABELS} labels, got {len(value)}")
+    for label in value:
+        if (problem := label_problem(label)) is not None:
+            raise ValueError(f"{what}: {problem}")
+    if len(set(value)) != len(value):
+        twice = sorted({label for label in value if value.count(label) > 1})
+        raise ValueError(f"{what} lists {', '.join(map(repr, twice))} more than once")
+    return list(value)
+
+
 @dataclass(frozen=True)
 class SettingSpec:
-    """One runtime setting: either one of ``choices`` or a number in [minimum, maximum]."""
+    """One runtime setting: one of ``choices``, a number in [minimum, maximum], or (``labels``) a list of
+    object labels."""
 
     key: str
     default: Any
@@ -50,9 +89,12 @@ class SettingSpec:
     maximum: float | None = None
     nullable: bool = False  # null is a value: "use the default of whoever applies it"
     unit: str = ""  # after a number in a table: "d"
+    labels: bool = False  # a JSON array of distinct object labels; typed as "person, car" in a form
 
     @property
-    def kind(self) -> Literal["choice", "number"]:
+    def kind(self) -> Literal["choice", "number", "labels"]:
+        if self.labels:
+            return "labels"
         return "choice" if self.choices is not None else "number"
 
     def check(self, value: Any) -> Any:
@@ -66,6 +108,11 @@ class SettingSpec:
             if value not in self.choices:
                 raise SettingError(key, f"{key} must be one of {', '.join(self.choices)}, got {value!r}")
             return value
+        if self.labels:
+            try:
+                return check_labels(value, key)
+            except ValueError as exc:
+                raise SettingError(key, str(exc)) from None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise SettingError(key, f"{key} must be a number, got {value!r}")
         if (self.minimum is not None and value < self.minimum) or (
@@ -78,6 +125,8 @@ class SettingSpec:
         text = text.strip()
         if self.choices is not None:
             return self.check(text)
+        if self.labels:  # "person, traffic light"; empty is no labels
+            return self.check([label.strip() for label in text.split(",")] if text else [])
         if not text and (self.nullable or self.default is None):
             return None
         try:
@@ -93,6 +142,8 @@ class SettingSpec:
         """The values it takes, in a few characters: ``continuous | motion``, ``0 … 1``."""
         if self.choices is not None:
             return " | ".join(self.choices)
+        if self.labels:
+            return "labels, comma-separated: person, car"
         low = "" if self.minimum is None else f"{self.minimum:g}"
         high = "" if self.maximum is None else f"{self.maximum:g}"
         return f"{low} … {high}".strip() if low or high else "any number"
@@ -101,18 +152,29 @@ class SettingSpec:
         """A value for a table cell."""
         if value is None:
             return "default"
+        if self.labels:
+            return ", ".join(value) if value else "none"
         if isinstance(value, float):
             return f"{value:g}{self.unit}"
         return f"{value}{self.unit}"
 
 
 SETTINGS: dict[str, SettingSpec] = {spec.key: spec for spec in (
-    SettingSpec(RECORDING_MODE, CONTINUOUS, "keep every segment, or only those near motion events", "node",
+    SettingSpec(RECORDING_MODE, CONTINUOUS, "keep every segment, only those near motion events, or only those near "
+                "events with a detected object (objects)", "node",
                 "recording", choices=RECORDING_MODES),
     SettingSpec(MOTION_SENSITIVITY, 0.5, "0 = least sensitive, 1 = most", "node", "sensitivity",
                 minimum=0, maximum=1),
     SettingSpec(RETENTION_DAYS, None, "keep this camera's footage this many days (null: the store's --max-age)",
                 "store", "keep days", minimum=1, maximum=3650, nullable=True, unit="d"),
+    SettingSpec(OBJECTS, ["person"], "the object labels to look for on motion events (none: no detection)",
+                "store", "objects", labels=True),
+    # A threshold below min_score is allowed and simply has no effect: every detection a track counts
+    # already scored min_score or more (not checked across the two keys, so either may be changed first).
+    SettingSpec(MIN_SCORE, 0.5, "a detection counts only with at least this score", "store", "min score",
+                minimum=0, maximum=1),
+    SettingSpec(THRESHOLD, 0.7, "an object's median score must reach this to label its event", "store",
+                "threshold", minimum=0, maximum=1),
 )}
 
 
@@ -128,8 +190,24 @@ def check_setting(key: str, value: Any) -> Any:
     return spec_of(key).check(value)
 
 
+def value_from_text(key: str, text: str) -> Any:
+    """The value of a ``KEY=VALUE`` an operator typed (``sht settings``): JSON, or a bare word such as motion;
+    for a list of labels also the form's comma-separated text (objects=person,car). A known setting's value is
+    checked here (SettingError); an unknown key's is left for the store to refuse."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    spec = SETTINGS.get(key)
+    if spec is not None and spec.labels and isinstance(value, str):
+        return spec.parse_text(value)
+    return value
+
+
 def defaults() -> dict[str, Any]:
-    return {key: spec.default for key, spec in SETTINGS.items()}
+    """A fresh dict (and fresh lists: a caller may change what it got without changing the specs)."""
+    return {key: list(spec.default) if isinstance(spec.default, list) else spec.default
+            for key, spec in SETTINGS.items()}
 
 
 @dataclass(frozen=True)
@@ -172,3 +250,15 @@ class CameraSettings:
     def retention_days(self) -> float | None:
         days = self.values[RETENTION_DAYS]
         return None if days is None else float(days)
+
+    @property
+    def objects(self) -> tuple[str, ...]:
+        return tuple(self.values[OBJECTS])
+
+    @property
+    def min_score(self) -> float:
+        return float(self.values[MIN_SCORE])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.values[THRESHOLD])

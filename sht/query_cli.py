@@ -19,7 +19,7 @@ from shared.clock import iso_utc
 from shared.protocol.errors import ProtocolError
 from shared.protocol.results import Event, EventPage, ExportResult, Segment, SegmentPage, Thumbnail
 from shared.query_client import StoreClient, StoreError
-from shared.settings import SETTINGS
+from shared.settings import SETTINGS, SettingError, value_from_text
 from shared.timespec import TimeSpecError, format_local, parse_time
 
 DEFAULT_STORE = "http://127.0.0.1:8100"
@@ -77,7 +77,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def settings_help() -> str:
     """The settings a camera has, from their one definition (shared/settings.py)."""
-    lines = ["settings (KEY=VALUE, the VALUE in JSON or a bare word such as motion):"]
+    lines = ["settings (KEY=VALUE, the VALUE in JSON or a bare word such as motion; labels as person,car):"]
     width = max(map(len, SETTINGS), default=0)
     for key, spec in SETTINGS.items():
         values = spec.hint() + (" or null" if spec.nullable else "")
@@ -191,13 +191,6 @@ async def _thumb(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text  # bare words such as motion or continuous
-
-
 async def _settings(args: argparse.Namespace) -> int:
     async with client(args) as store:
         if args.assignment:
@@ -207,8 +200,11 @@ async def _settings(args: argparse.Namespace) -> int:
                 key, sep, value = assignment.partition("=")
                 if not sep:
                     raise StoreError("bad-param", f"{assignment!r} is not KEY=VALUE", "assignment")
-                r = await store.call("set_setting", camera=args.camera, key=key, value=_parse_value(value),
-                                      by=args.by)
+                try:
+                    parsed = value_from_text(key, value)
+                except SettingError as exc:
+                    raise StoreError("bad-setting", str(exc), "value") from None
+                r = await store.call("set_setting", camera=args.camera, key=key, value=parsed, by=args.by)
                 state = "pushed to " + r["node"] if r["pushed"] else "node not connected; it gets it on reconnect"
                 print(f"{args.camera}: {key} {json.dumps(r['old'])} → {json.dumps(r['new'])} ({state})")
             return 0

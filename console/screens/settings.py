@@ -1,7 +1,8 @@
 """Settings: each camera's runtime settings, changed through the store (``set_setting``), and their history.
 
 The form has one field per setting of shared/settings.py (a Select for choices,
-an Input checked against the range for numbers), each with the store's
+an Input checked against the range for numbers, an Input of comma-separated
+labels for a list of object labels), each with the store's
 description. The store validates again, keeps the history and pushes the
 change to the camera's node; a node that is not connected gets it when it reconnects.
 """
@@ -53,9 +54,11 @@ def read_form(fields: Mapping[str, object]) -> dict[str, Any]:
 
 
 def field_text(value: Any) -> str:
-    """A number as an Input shows it: 0.5, 30, or empty for null."""
+    """A value as an Input shows it: 0.5, 30, "person, car", or empty for null (or no labels)."""
     if value is None:
         return ""
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -54,7 +54,8 @@ def _camera(fps: float, dropped: int, state: str = "up") -> dict[str, Any]:
 
 SETTINGS = {
     "cam0": {"recording_mode": "continuous", "motion_sensitivity": 0.5, "retention_days": None},
-    "cam1": {"recording_mode": "motion", "motion_sensitivity": 0.7, "retention_days": 14},
+    "cam1": {"recording_mode": "objects", "motion_sensitivity": 0.7, "retention_days": 14,
+             "objects": ["person", "car"], "min_score": 0.6, "threshold": 0.8},
     "cam2": {"recording_mode": "continuous", "motion_sensitivity": 0.5, "retention_days": None},
 }
 

@@ -179,15 +179,21 @@ async def test_a_changed_setting_is_saved_and_shows_in_the_history(recorded: Rec
         await wait_until(lambda: screen.cameras == ["cam0", "cam1"], what="the cameras' settings")
         screen.query_one("#recording_mode", Select).value = "motion"
         screen.query_one("#motion_sensitivity", Input).value = "0.8"
+        assert screen.query_one("#objects", Input).value == "person"
+        screen.query_one("#objects", Input).value = "person, car"
+        screen.query_one("#save").scroll_visible(animate=False)  # the form is taller than the screen
+        await pilot.pause()
         await pilot.click("#save")
         await wait_until(lambda: any(r[2] == "motion_sensitivity" for r in table_rows(app, "#settings-history")),
                          what="the change in the history")
         history = table_rows(app, "#settings-history")
         assert {(r[1], r[2], r[3]) for r in history} >= {("cam0", "recording_mode", '"continuous" → "motion"'),
-                                                         ("cam0", "motion_sensitivity", "0.5 → 0.8")}
+                                                         ("cam0", "motion_sensitivity", "0.5 → 0.8"),
+                                                         ("cam0", "objects", '["person"] → ["person", "car"]')}
         assert all(r[4].startswith("console:") for r in history)
         assert "pushed to node0" in static_text(app, "#settings-result")
         assert table_rows(app, "#settings-cameras")[0][:3] == ["cam0", "motion", "0.8"]
+        assert "person, car" in table_rows(app, "#settings-cameras")[0]
 
 
 async def test_the_header_says_the_store_is_lost_and_the_console_reconnects(recorded: RecordedSystem) -> None:

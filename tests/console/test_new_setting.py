@@ -36,8 +36,13 @@ def test_the_cli_help_lists_a_new_setting(new_settings: None, capsys: pytest.Cap
 
 def test_the_form_reads_and_checks_a_new_setting(new_settings: None) -> None:
     fields = {"recording_mode": "motion", "motion_sensitivity": "0.5", "retention_days": "",
+              "objects": "person, traffic light", "min_score": "0.5", "threshold": "0.7",
               "night_mode": "off", "bitrate_kbps": "4000"}
     assert read_form(fields)["night_mode"] == "off" and read_form(fields)["bitrate_kbps"] == 4000
+    assert read_form(fields)["objects"] == ["person", "traffic light"]
+    assert read_form({**fields, "objects": ""})["objects"] == []
+    with pytest.raises(FormError, match="objects lists 'car' more than once"):
+        read_form({**fields, "objects": "car, car"})
     with pytest.raises(FormError, match="bitrate_kbps must be between 100 and 20000"):
         read_form({**fields, "bitrate_kbps": "50000"})
     assert CameraSettings().to_json()["night_mode"] == "auto"

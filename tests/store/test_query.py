@@ -88,6 +88,22 @@ async def test_settings_history_and_validation(index):
     assert len(await settings.history(index.conn, None, 10)) == 2
 
 
+async def test_a_list_of_labels_is_stored_with_its_history(index):
+    assert await settings.set_setting(index.conn, "cam0", "objects", ["person", "car"], "ops", 5) == (
+        ["person"], ["person", "car"])
+    assert (await settings.load(index.conn, "cam0")).objects == ("person", "car")
+    await settings.set_setting(index.conn, "cam0", "objects", [], "ops", 6)
+    assert (await settings.load(index.conn, "cam0")).objects == ()
+    assert [(h["old"], h["new"]) for h in await settings.history(index.conn, "cam0", 10)] == [
+        (["person", "car"], []), (["person"], ["person", "car"])]
+    with pytest.raises(SettingError, match="objects lists 'car' more than once"):
+        await settings.set_setting(index.conn, "cam0", "objects", ["car", "car"], "ops", 7)
+    await index.conn.execute("INSERT INTO settings (camera, key, value, changed_us, changed_by) "
+                             "VALUES ('cam1', 'objects', '\"person\"', 0, 'hand edit')")
+    await index.conn.commit()
+    assert (await settings.load(index.conn, "cam1")).objects == ("person",)  # not a list: the default
+
+
 async def test_a_stored_value_the_spec_no_longer_allows_reads_as_the_default(index):
     await settings.set_setting(index.conn, "cam0", "recording_mode", "motion", "ops", 5)
     await index.conn.execute("INSERT INTO settings (camera, key, value, changed_us, changed_by) "
