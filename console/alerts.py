@@ -1,9 +1,10 @@
 """Alerts: what changed between two fleet snapshots that an operator should hear about.
 
 Raised when a node goes down (and when it comes back), when a node's spool keeps
-growing (uploads are falling behind), when its spool nears its size limit, and when
-a camera drops frames. A full store disk is not watched: the store's ``/health``
-and ``fleet`` answers carry no disk figures yet, so there is nothing to compare.
+growing (uploads are falling behind), when its spool nears its size limit, when
+a camera drops frames, and when the store's object detector fails, restarts or
+recovers. A full store disk is not watched: the store's ``/health`` and ``fleet``
+answers carry no disk figures yet, so there is nothing to compare.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from console.fleet_model import SPOOL_BACKLOG_SEGMENTS, FleetSnapshot, NodeView
+from console.fleet_model import DETECTOR_TROUBLE_STATES, SPOOL_BACKLOG_SEGMENTS, FleetSnapshot, NodeView
 from console.formatting import seconds
+from shared.protocol.detector_health import DetectorHealth
 
 Level = Literal["info", "warning", "error"]
 
@@ -40,6 +42,7 @@ class AlertTracker:
         self._pending_drops: dict[str, int] = {}
         self._spool_alerted: dict[str, int] = {}
         self._spool_full: set[str] = set()
+        self._detector: DetectorHealth | None = None
 
     def update(self, snapshot: FleetSnapshot) -> list[Alert]:
         alerts: list[Alert] = []
@@ -60,7 +63,24 @@ class AlertTracker:
                     alerts.append(Alert(snapshot.now_us, "warning", cam.camera,
                                         f"{cam.camera} dropped {n} frame{'s' if n != 1 else ''} "
                                         f"({cam.frames_dropped} since its node started)"))
+        if snapshot.detector is not None:
+            alerts += self._detector_alerts(snapshot.detector, snapshot.now_us)
         return alerts
+
+    def _detector_alerts(self, now: DetectorHealth, now_us: int) -> list[Alert]:
+        before, self._detector = self._detector, now
+        was_troubled = before is not None and before.state in DETECTOR_TROUBLE_STATES
+        why = f": {now.last_error}" if now.last_error else ""
+        if now.state in DETECTOR_TROUBLE_STATES and (before is None or before.state != now.state):
+            return [Alert(now_us, "error", "detector", f"object detector {now.state}{why}")]
+        if was_troubled and now.state not in DETECTOR_TROUBLE_STATES:
+            return [Alert(now_us, "info", "detector", f"object detector {now.state or 'back'}")]
+        restarts, restarts_before = now.restarts or 0, (before.restarts or 0) if before is not None else 0
+        if before is not None and restarts > restarts_before:
+            # A hang or crash the detector came back from between two polls: still worth a line.
+            return [Alert(now_us, "warning", "detector", f"object detector restarted ({restarts} since the store "
+                                                         f"started){why}")]
+        return []
 
     def _node(self, node: NodeView, now_us: int) -> list[Alert]:
         alerts: list[Alert] = []

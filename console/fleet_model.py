@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared.protocol.detector_health import DetectorHealth
 from shared.protocol.fleet import FleetCamera, FleetReport, HealthSample, NodeSummary
 from shared.protocol.health import CameraHealth, GpuSummary, NodeHealth, SpoolHealth
 
@@ -79,6 +80,7 @@ class FleetSnapshot:
     nodes: tuple[NodeView, ...]
     cameras: Mapping[str, CameraView]  # every camera the store knows, including those no node announces now
     now_us: int
+    detector: DetectorHealth | None = None  # the store's object detector (None: a store that does not report it)
 
     @classmethod
     def from_api(cls, report: FleetReport) -> FleetSnapshot:
@@ -88,7 +90,7 @@ class FleetSnapshot:
             if cam not in cameras:
                 cameras[cam] = CameraView(cam, info.node, "down", "no node announces this camera now", "unknown",
                                           settings=info.settings)
-        return cls(nodes, dict(sorted(cameras.items())), report.now_us)
+        return cls(nodes, dict(sorted(cameras.items())), report.now_us, report.detector)
 
     def camera_ids(self) -> list[str]:
         return list(self.cameras)
@@ -179,6 +181,14 @@ def _camera_view(camera: str, node: str, node_down: bool, health: CameraHealth,
         bitrate_history=_present(_camera_series(history, camera, "bitrate_bps")),
         drops_history=tuple(drops),
     )
+
+
+DETECTOR_TROUBLE_STATES = ("failed", "restarting")
+
+
+def detector_troubled(detector: DetectorHealth) -> bool:
+    """The detector needs the operator's eye: it failed, is restarting, or reports an error."""
+    return detector.state in DETECTOR_TROUBLE_STATES or bool(detector.last_error)
 
 
 def gpu_summary(gpu: GpuSummary | None) -> str:

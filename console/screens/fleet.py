@@ -1,4 +1,5 @@
-"""Fleet: a row per node and per camera with status and health, trends of the selected row, the alert log."""
+"""Fleet: a row per node and per camera with status and health, the store's object detector, trends of the
+selected row, the alert log."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from console.alerts import Alert
 from console.fleet_model import FleetSnapshot
 from console.screens.base import ConsoleScreen
 from console.widgets.alert_line import alert_text
+from console.widgets.detector_line import DetectorLine
 from console.widgets.node_table import NodeTable
 from console.widgets.spark_panel import SparkPanel
 
@@ -26,6 +28,7 @@ class FleetScreen(ConsoleScreen):
     def compose_body(self) -> ComposeResult:
         with Vertical(id="fleet-body"):
             yield NodeTable(id="node-table")
+            yield DetectorLine(id="detector-line")
             yield SparkPanel(id="sparks")
             log = RichLog(id="alert-log", max_lines=500, wrap=False, markup=False)
             log.border_title = "alerts"
@@ -41,6 +44,7 @@ class FleetScreen(ConsoleScreen):
             self.query_one("#spark-title").update("waiting for the store…")  # type: ignore[attr-defined]
             return
         self.query_one(NodeTable).show(snapshot)
+        self.query_one(DetectorLine).show(snapshot.detector)
         self._show_selected()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -59,6 +59,13 @@ SETTINGS = {
     "cam2": {"recording_mode": "continuous", "motion_sensitivity": 0.5, "retention_days": None},
 }
 
+DETECTOR: dict[str, Any] = {
+    "mode": "local", "state": "running", "device": "cpu", "provider": "CPUExecutionProvider",
+    "model": "person-ssdlite.onnx", "workers": 0, "inference_ms_p50": 8.9, "inference_ms_p99": 14.2, "queue": 1,
+    "queue_limit": 8, "frames": 12034, "dropped": 3, "errors": 0, "restarts": 0, "labelled": 17, "last_error": None,
+    "cameras": {"cam0": {"active": True, "frames": 9000, "dropped": 3, "labelled": 12, "stream": "sub"}},
+}
+
 FLEET: dict[str, Any] = {
     "now_us": NOW_US,
     "nodes": [
@@ -79,6 +86,7 @@ FLEET: dict[str, Any] = {
     ],
     "cameras": {cam: {"node": "node1" if cam == "cam2" else "node0", "state": "up", "settings": s}
                 for cam, s in SETTINGS.items()},
+    "detector": DETECTOR,
 }
 
 EVENTS = [

@@ -6,6 +6,7 @@ and look at the new SVGs in tests/console/__snapshots__/.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -20,7 +21,7 @@ from console.screens.live import LiveScreen
 from console.screens.search import SearchScreen
 from console.screens.settings import SettingsScreen
 from console.widgets.camera_tile import CameraTile
-from tests.console.canned import NOW_US, CannedStore, gradient
+from tests.console.canned import FLEET, NOW_US, CannedStore, gradient
 from tests.console.conftest import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
@@ -42,8 +43,8 @@ def utc() -> Iterator[None]:
     time.tzset()
 
 
-def canned_app() -> ConsoleApp:
-    return ConsoleApp("http://127.0.0.1:8100", link=CannedStore(), live_video=False, clock=lambda: NOW_US)
+def canned_app(fleet: dict[str, Any] | None = None) -> ConsoleApp:
+    return ConsoleApp("http://127.0.0.1:8100", link=CannedStore(fleet), live_video=False, clock=lambda: NOW_US)
 
 
 def on(key: str, ready: Callable[[Pilot[Any]], bool] = lambda pilot: True) -> RunBefore:
@@ -65,6 +66,13 @@ def test_fleet(snap_compare: Any) -> None:
 
 def test_fleet_at_80x24(snap_compare: Any) -> None:
     assert snap_compare(canned_app(), terminal_size=(80, 24), run_before=on(""))
+
+
+def test_fleet_with_a_failed_detector(snap_compare: Any) -> None:
+    fleet = copy.deepcopy(FLEET)
+    fleet["detector"].update(state="failed", errors=3, restarts=2,
+                             last_error="detector process exited with code -9; restarting in 2 s")
+    assert snap_compare(canned_app(fleet), terminal_size=SIZE, run_before=on(""))
 
 
 def test_live(snap_compare: Any) -> None:
