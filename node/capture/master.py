@@ -24,6 +24,7 @@ from node.capture.thread import CaptureThread
 from node.capture.timebase import TimeBase
 from node.motion.config import make_detector
 from node.motion.worker import MotionWorker
+from node.motion.zones import label_zones
 from node.sources import open_source
 from node.sources.base import PacketSource
 from shared.config import CameraConfig
@@ -208,6 +209,7 @@ class Camera:
                               else None),
             stream=capture.stream if capture is not None else None,
             clock=capture.clock if capture is not None else None,
+            label_zones=label_zones(self.motion.config.zones) if self.motion is not None else (),
         )
 
 

@@ -11,8 +11,14 @@ JSON form (inside a camera's ``"motion"`` object)::
 
     "zones": [
       {"mode": "exclude", "rect": [0.70, 0.05, 0.10, 0.15]},
-      {"mode": "include", "polygon": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]]}
+      {"mode": "include", "polygon": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]]},
+      {"mode": "include", "rect": [0, 0.6, 0.5, 0.4], "objects": ["person"]}
     ]
+
+An include zone may require labels (``"objects"``): it still counts for motion
+like any include zone, and the node reports it in its health (``label_zones``)
+so the store gives an event one of those labels only for an object whose box's
+bottom-centre lies inside it (shared/label_zones.py, docs/objects.md).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import numpy as np
 
 from node.motion.grid import CellGeometry
 from shared.fields import FieldReader
+from shared.protocol.health import MAX_LABEL_ZONES, MAX_ZONE_POINTS, LabelZone
+from shared.settings import check_labels
 
 MODES = ("include", "exclude")
 SUBSAMPLES = 5  # per cell side; the outer samples sit just inside the cell's edges
@@ -33,16 +41,19 @@ SUBSAMPLES = 5  # per cell side; the outer samples sit just inside the cell's ed
 class Zone:
     include: bool
     points: tuple[tuple[float, float], ...]  # polygon vertices, normalised x, y, in order
+    objects: tuple[str, ...] = ()  # labels this (include) zone requires; () for a plain zone
 
     @classmethod
-    def rect(cls, x: float, y: float, w: float, h: float, *, include: bool = False) -> Zone:
-        return cls(include, ((x, y), (x + w, y), (x + w, y + h), (x, y + h)))
+    def rect(cls, x: float, y: float, w: float, h: float, *, include: bool = False,
+             objects: Sequence[str] = ()) -> Zone:
+        return cls(include, ((x, y), (x + w, y), (x + w, y + h), (x, y + h)), tuple(objects))
 
     @classmethod
-    def polygon(cls, points: Sequence[tuple[float, float]], *, include: bool = False) -> Zone:
+    def polygon(cls, points: Sequence[tuple[float, float]], *, include: bool = False,
+                objects: Sequence[str] = ()) -> Zone:
         if len(points) < 3:
             raise ValueError(f"a polygon needs at least 3 points, got {len(points)}")
-        return cls(include, tuple((float(x), float(y)) for x, y in points))
+        return cls(include, tuple((float(x), float(y)) for x, y in points), tuple(objects))
 
     def contains(self, px: np.ndarray, py: np.ndarray) -> np.ndarray:
         """Even-odd point-in-polygon test, vectorised over the points."""
@@ -80,28 +91,55 @@ def zone_mask(zones: Sequence[Zone], geometry: CellGeometry) -> np.ndarray:
     return mask
 
 
+def label_zones(zones: Sequence[Zone]) -> tuple[LabelZone, ...]:
+    """The zones that require labels, as the node's health reports them (a rect reaching past the picture's
+    edge, which the config allows, is cut at the edge: the same rectangle where it matters)."""
+    return tuple(LabelZone(z.objects, tuple((min(x, 1.0), min(y, 1.0)) for x, y in z.points))
+                 for z in zones if z.objects)
+
+
+def _objects(z: FieldReader, include: bool) -> tuple[str, ...]:
+    if not z.has("objects"):
+        return ()
+    if not include:
+        raise z.error("objects", "only an include zone can require labels; use \"mode\": \"include\"")
+    try:
+        objects = check_labels(z.data["objects"], "objects")
+    except ValueError as exc:
+        raise z.error("objects", str(exc)) from None
+    if not objects:
+        raise z.error("objects", "must name at least one label, e.g. [\"person\"] (or leave it out)")
+    return tuple(objects)
+
+
 def parse_zones(reader: FieldReader, key: str = "zones") -> tuple[Zone, ...]:
     """Zones from JSON; a malformed one raises ``FieldError`` naming e.g. ``motion.zones[1].polygon``."""
     zones = []
     for z in reader.children(key, []):
-        z.reject_unknown({"mode", "rect", "polygon"})
+        z.reject_unknown({"mode", "rect", "polygon", "objects"})
         include = z.choice("mode", MODES) == "include"
+        objects = _objects(z, include)
+        if objects and sum(1 for zone in zones if zone.objects) >= MAX_LABEL_ZONES:
+            raise z.error("objects", f"at most {MAX_LABEL_ZONES} zones of a camera can require labels")
         if z.has("rect") == z.has("polygon"):
             raise z.error("rect", "give exactly one of 'rect' [x, y, w, h] or 'polygon' [[x, y], ...]")
         if z.has("rect"):
             x, y, w, h = z.numbers("rect", 4, minimum=0, maximum=1)
             if w <= 0 or h <= 0:
                 raise z.error("rect", f"width and height must be positive, got {w} x {h}")
-            zones.append(Zone.rect(x, y, w, h, include=include))
+            zones.append(Zone.rect(x, y, w, h, include=include, objects=objects))
             continue
         raw = z.data["polygon"]
         if not isinstance(raw, list) or len(raw) < 3:
             raise z.error("polygon", f"must be an array of at least 3 [x, y] points, got {raw!r}")
+        if objects and len(raw) > MAX_ZONE_POINTS:
+            raise z.error("polygon", f"a zone that requires labels has at most {MAX_ZONE_POINTS} points, "
+                          f"got {len(raw)}")
         points: list[tuple[float, float]] = []
         for i, p in enumerate(raw):
             if not (isinstance(p, list) and len(p) == 2 and all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in p)):
                 raise z.error("polygon", f"point {i} must be [x, y] with both in 0..1, got {p!r}")
             points.append((float(p[0]), float(p[1])))
-        zones.append(Zone.polygon(points, include=include))
+        zones.append(Zone.polygon(points, include=include, objects=objects))
     return tuple(zones)

@@ -11,6 +11,7 @@ JSON when absent, as the node leaves them out.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,10 @@ from shared.fields import FieldReader
 from shared.protocol.errors import read_message
 from shared.protocol.readings import flat_json, read_flat
 from shared.protocol.times import TIME_BOUNDS
+from shared.settings import check_labels
+
+MAX_LABEL_ZONES = 32  # per camera
+MAX_ZONE_POINTS = 256  # per polygon
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,39 @@ class RecordingHealth:
 
 
 @dataclass(frozen=True)
+class LabelZone:
+    """An include zone that requires labels (a node's config: ``"objects": [...]`` on a motion zone): the store
+    gives an event one of ``objects`` only for an object whose box's bottom-centre lies inside ``points``
+    (shared/label_zones.py)."""
+
+    objects: tuple[str, ...]
+    points: tuple[tuple[float, float], ...]  # polygon vertices, normalised x, y, in order
+
+    def to_json(self) -> dict[str, Any]:
+        return {"objects": list(self.objects), "points": [[x, y] for x, y in self.points]}
+
+    @classmethod
+    def read(cls, r: FieldReader) -> LabelZone:
+        try:
+            objects = check_labels(r.data.get("objects"), "objects")
+        except ValueError as exc:
+            raise r.error("objects", str(exc)) from None
+        if not objects:
+            raise r.error("objects", "must name at least one label")
+        raw = r.data.get("points")
+        if not isinstance(raw, list) or not 3 <= len(raw) <= MAX_ZONE_POINTS:
+            raise r.error("points", f"must be an array of 3 to {MAX_ZONE_POINTS} [x, y] points, got {raw!r:.80}")
+        points = []
+        for i, point in enumerate(raw):
+            if not (isinstance(point, list) and len(point) == 2 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
+                    for v in point)):
+                raise r.error(f"points[{i}]", f"must be [x, y] with both in 0..1, got {point!r:.80}")
+            points.append((float(point[0]), float(point[1])))
+        return cls(tuple(objects), tuple(points))
+
+
+@dataclass(frozen=True)
 class CameraHealth:
     """One camera on a node (node/capture/master.py ``Camera.health``, plus its ``recording``)."""
 
@@ -208,6 +246,7 @@ class CameraHealth:
     stream: StreamHealth | None = None  # packet sources only
     clock: ClockHealth | None = None
     recording: RecordingHealth | None = None
+    label_zones: tuple[LabelZone, ...] | None = None  # None: a node older than label zones (it omits the key)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -228,12 +267,17 @@ class CameraHealth:
             out["clock"] = flat_json(self.clock)
         if self.recording is not None:
             out["recording"] = flat_json(self.recording)
+        if self.label_zones is not None:
+            out["label_zones"] = [zone.to_json() for zone in self.label_zones]
         return out
 
     @classmethod
     def read(cls, r: FieldReader) -> CameraHealth:
         motion, frames = r.optional_child("motion"), r.optional_child("substream_frames")
         clock, recording = r.optional_child("clock"), r.optional_child("recording")
+        zones = r.children("label_zones") if r.data.get("label_zones") is not None else None
+        if zones is not None and len(zones) > MAX_LABEL_ZONES:
+            raise r.error("label_zones", f"at most {MAX_LABEL_ZONES} zones, got {len(zones)}")
         return cls(
             state=r.string("state", None, nullable=True), error=r.string("error", None, nullable=True, empty=True),
             source=r.string("source", None, nullable=True), width=r.integer("width", None, nullable=True),
@@ -254,6 +298,7 @@ class CameraHealth:
             stream=read_flat(StreamHealth, r) if r.has("mode") else None,
             clock=read_flat(ClockHealth, clock) if clock is not None else None,
             recording=read_flat(RecordingHealth, recording) if recording is not None else None,
+            label_zones=tuple(LabelZone.read(z) for z in zones) if zones is not None else None,
         )
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from node.motion import DetectorConfig, LumaDetector, MotionVectorDetector, Zone, make_detector, zone_mask
 from node.motion.grid import CellGeometry
+from node.motion.zones import label_zones
 from shared.fields import FieldError
+from shared.label_zones import point_in_polygon
+from shared.protocol.health import LabelZone
 
 GRID = CellGeometry(width=100, height=100, cell=10, rows=10, cols=10)
 
@@ -83,3 +88,50 @@ def test_config_errors_name_the_field(doc, field):
     with pytest.raises(FieldError) as err:
         DetectorConfig.from_json(doc, "node.json", "cameras[0].motion")
     assert err.value.field == field and err.value.source == "node.json"
+
+
+def test_an_include_zone_may_require_labels_and_the_health_reports_it():
+    c = DetectorConfig.from_json({"zones": [
+        {"mode": "include", "rect": [0, 0.5, 0.5, 0.6], "objects": ["person", "car"]},
+        {"mode": "include", "polygon": [[0.5, 0], [1, 0], [1, 0.5]]},
+        {"mode": "exclude", "rect": [0.9, 0.9, 0.1, 0.1]}]}, "x")
+    assert c.zones[0].objects == ("person", "car") and c.zones[0].include and c.zones[1].objects == ()
+    # The rect reaches past the bottom edge (allowed): the health cuts it there.
+    assert label_zones(c.zones) == (LabelZone(("person", "car"), ((0, 0.5), (0.5, 0.5), (0.5, 1.0), (0, 1.0))),)
+    assert zone_mask(c.zones, GRID)[9, 0]  # it still counts for motion like any include zone
+
+
+@pytest.mark.parametrize(("zone", "field", "message"), [
+    ({"mode": "exclude", "rect": [0, 0, 0.5, 0.5], "objects": ["person"]}, "motion.zones[0].objects",
+     "only an include zone"),
+    ({"mode": "include", "rect": [0, 0, 0.5, 0.5], "objects": []}, "motion.zones[0].objects", "at least one label"),
+    ({"mode": "include", "rect": [0, 0, 0.5, 0.5], "objects": "person"}, "motion.zones[0].objects",
+     "list of labels"),
+    ({"mode": "include", "rect": [0, 0, 0.5, 0.5], "objects": ["person", "person"]}, "motion.zones[0].objects",
+     "more than once"),
+    ({"mode": "include", "polygon": [[0, 0], [1, 0], [1, 1]] * 86, "objects": ["person"]},
+     "motion.zones[0].polygon", "at most 256 points"),
+])
+def test_a_bad_label_zone_names_its_field(zone, field, message):
+    with pytest.raises(FieldError, match=message) as caught:
+        DetectorConfig.from_json({"zones": [zone]}, "cam.json")
+    assert caught.value.field == field
+
+
+def test_at_most_32_zones_require_labels():
+    zone = {"mode": "include", "rect": [0, 0, 0.5, 0.5], "objects": ["person"]}
+    assert len(label_zones(DetectorConfig.from_json({"zones": [zone] * 32}, "x").zones)) == 32
+    with pytest.raises(FieldError, match="at most 32 zones"):
+        DetectorConfig.from_json({"zones": [zone] * 33}, "x")
+
+
+unit = st.floats(min_value=0, max_value=1, allow_nan=False)
+
+
+@given(st.lists(st.tuples(unit, unit), min_size=3, max_size=10), st.lists(st.tuples(unit, unit), max_size=20))
+def test_the_store_and_the_node_agree_on_what_a_zone_contains(polygon, probes):
+    """The node's vectorised test (motion mask) and the store's (label zones) are one rule."""
+    zone = Zone.polygon(polygon, include=True)
+    px = np.array([x for x, _ in probes], dtype=float)
+    py = np.array([y for _, y in probes], dtype=float)
+    assert list(zone.contains(px, py)) == [point_in_polygon(x, y, zone.points) for x, y in probes]
