@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from shared.protocol.errors import ProtocolError
 from shared.protocol.query import MAX_IN_FLIGHT_PER_CONNECTION, Chunk, Failure, Progress, QueryClient, Result
+from shared.protocol.results import Thumbnail
 from shared.security import bearer, client_ssl
 from shared.urls import ws_url
 
@@ -91,6 +92,17 @@ class StoreClient:
             raise RuntimeError("use StoreClient in 'async with'")
         async with self._slots:
             return await self._call(self._ws, method, on_chunk, on_progress, params)
+
+    async def snapshot(self, event_id: int) -> tuple[Thumbnail, bytes]:
+        """An event's snapshot (the store detector's best frame of it, its object boxed): what it is, the JPEG.
+        ``StoreError`` ``not-found`` when the event has none (the message says why)."""
+        chunks: list[bytes] = []
+        result = Thumbnail.from_json(await self.call("snapshot", event=event_id, on_chunk=chunks.append))
+        jpeg = b"".join(chunks)
+        if len(jpeg) != result.bytes:
+            raise StoreError("protocol", f"the store sent {len(jpeg)} bytes of event {event_id}'s snapshot, its "
+                             f"result says {result.bytes}")
+        return result, jpeg
 
     async def _call(self, ws: ClientConnection, method: str, on_chunk: Callable[[bytes], object] | None,
                     on_progress: Callable[[int, int], None] | None, params: dict[str, Any]) -> Any:

@@ -1,4 +1,5 @@
-"""``sht search``, ``sht export``, ``sht thumb`` and ``sht settings``: the store's query API from a shell.
+"""``sht search``, ``sht export``, ``sht thumb``, ``sht snapshot`` and ``sht settings``: the store's query API
+from a shell.
 
 Errors are one line on stderr and a non-zero exit; ``--json`` output is one JSON
 array on stdout with times in ISO 8601 UTC.
@@ -45,6 +46,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--from", dest="from_", default="1h ago", help="start time (default: 1h ago)")
     search.add_argument("--to", default="now", help="end time (default: now)")
     search.add_argument("--events", action="store_true", help="list events instead of segments")
+    search.add_argument("--label", action="append", default=[], metavar="LABEL",
+                        help="with --events: only events the store's detector gave this label (e.g. person); "
+                        "repeat for any of several")
     search.add_argument("--json", action="store_true", help="print one JSON array")
     search.set_defaults(func=lambda a: _run(_search, a))
 
@@ -63,6 +67,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     thumb.add_argument("--width", type=int, default=320)
     thumb.add_argument("-o", "--output", required=True, help="JPEG file to write")
     thumb.set_defaults(func=lambda a: _run(_thumb, a))
+
+    snap = sub.add_parser("snapshot", help="an event's snapshot: the detector's best frame of it, object boxed")
+    add_store_arg(snap)
+    snap.add_argument("--event", required=True, type=int, metavar="ID", help="event id (`sht search --events`)")
+    snap.add_argument("-o", "--output", required=True, help="JPEG file to write")
+    snap.set_defaults(func=lambda a: _run(_snapshot, a))
 
     sett = sub.add_parser("settings", help="show or change a camera's runtime settings",
                           epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -112,18 +122,23 @@ def _range(args: argparse.Namespace) -> tuple[int, int]:
 
 
 async def _search(args: argparse.Namespace) -> int:
+    if args.label and not args.events:
+        return _fail("--label filters events: add --events")
     start, end = _range(args)
     method = "events" if args.events else "segments"
     items: list[Segment | Event] = []
     read_page = EventPage.from_json if args.events else SegmentPage.from_json
+    labels = {"labels": args.label} if args.label else {}
     async with client(args) as store:
         after = None
         while True:
             page = read_page(await store.call(method, cameras=args.camera, from_us=start, to_us=end, limit=PAGE,
-                                              after=after))
+                                              after=after, **labels))
             items += page.items
             if not (after := page.next):
                 break
+    if args.label:  # a store from before labels ignores the filter: its events are not what was asked for
+        items = [e for e in items if isinstance(e, Event) and e.labels and not e.labels.keys().isdisjoint(args.label)]
     if args.json:
         print(json.dumps([_public(item) for item in items], indent=1))
         return 0
@@ -132,7 +147,7 @@ async def _search(args: argparse.Namespace) -> int:
 
     table = Table(title=f"{len(items)} {method}, {format_local(start)} → {format_local(end)} (local time)")
     if args.events:
-        cols = ("id", "camera", "start", "end", "kind", "score", "locked")
+        cols = ("id", "camera", "start", "end", "kind", "score", "label", "label score", "locked")
         for c in cols:
             table.add_column(c)
     else:
@@ -140,8 +155,11 @@ async def _search(args: argparse.Namespace) -> int:
             table.add_column(c)
     for item in items:
         if isinstance(item, Event):
-            table.add_row(str(item.id), item.camera, format_local(item.start_us), format_local(item.end_us),
-                          item.kind, f"{item.score:.2f}", "yes" if item.locked else "")
+            end_text = "(going on)" if item.open else format_local(item.end_us)
+            table.add_row(str(item.id), item.camera, format_local(item.start_us), end_text, item.kind,
+                          f"{item.score:.2f}", _labels_text(item),
+                          f"{item.label_score:.2f}" if item.label_score is not None else "",
+                          "yes" if item.locked else "")
         else:
             table.add_row(item.camera, format_local(item.start_us), format_local(item.end_us),
                           f"{(item.end_us - item.start_us) / 1e6:.1f}", str(item.frames),
@@ -150,12 +168,22 @@ async def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labels_text(event: Event) -> str:
+    """The best label first, then the others with how many were seen at once when more than one."""
+    if not event.labels:
+        return event.label or ""
+    order = sorted(event.labels, key=lambda k: (k != event.label, k))
+    return ", ".join(k if event.labels[k] == 1 else f"{k} ×{event.labels[k]}" for k in order)
+
+
 def _public(item: Segment | Event) -> dict[str, Any]:
     out: dict[str, Any] = {"camera": item.camera, "start": iso_utc(item.start_us), "end": iso_utc(item.end_us),
                            "start_us": item.start_us, "end_us": item.end_us}
     if isinstance(item, Event):
         out.update(id=item.id, kind=item.kind, score=item.score, bbox=list(item.bbox) if item.bbox else None,
-                   locked=item.locked)
+                   locked=item.locked, open=item.open, label=item.label, label_score=item.label_score,
+                   label_box=list(item.label_box) if item.label_box else None, labels=item.labels,
+                   snapshot=item.snapshot)
     else:
         out.update(frames=item.frames, bytes=item.bytes, node=item.node, sha256=item.sha256)
     return out
@@ -188,6 +216,15 @@ async def _thumb(args: argparse.Namespace) -> int:
                                                       on_chunk=chunks.append))
     Path(args.output).write_bytes(b"".join(chunks))
     print(f"wrote {args.output}: {result.width}x{result.height} JPEG of the frame at {iso_utc(result.frame_us)}")
+    return 0
+
+
+async def _snapshot(args: argparse.Namespace) -> int:
+    async with client(args) as store:
+        result, jpeg = await store.snapshot(args.event)
+    Path(args.output).write_bytes(jpeg)
+    print(f"wrote {args.output}: {result.width}x{result.height} JPEG of event {args.event}'s frame at "
+          f"{iso_utc(result.frame_us)}")
     return 0
 
 

@@ -5,8 +5,10 @@ A node sends each finished segment as one binary WebSocket message:
     b"SHTS" | uint32 big-endian header length | header (UTF-8 JSON) | MP4 bytes
 
 An event (motion, or a loss the node had to accept) is one text message,
-``{"type": "event", ...}`` (``EventRecord``). The store answers each with a
-text message: ``{"type": "ack", ...}`` once the file or row is durable and
+``{"type": "event", ...}`` (``EventRecord``). Since v3 a motion event is sent when it starts, ``open``,
+and again when it ends; the store says in its handshake response (``X-Sht-Ingest: 3``) that it takes
+open events, and a node sends them to no older store, which would keep the first as the whole event.
+The store answers each with a text message: ``{"type": "ack", ...}`` once the file or row is durable and
 indexed, or ``{"type": "error", ...}`` naming what was wrong and whether a
 retry can help. Neither side does any I/O here: ``receive`` takes a
 whole message and returns typed events; ``data_to_send`` hands out what to write.
@@ -43,6 +45,11 @@ MAX_EVENT_BYTES = 64 * 1024  # an event is a short JSON object (its detail is cu
 # range queries look back this far, and a longer one (a node clock that jumped mid-segment) is refused.
 MAX_SEGMENT_US = 900 * 1_000_000
 CODECS = ("h264", "hevc")  # FFmpeg's codec names, as store/ingest/writer.py reads them back from the MP4
+# The /ingest protocol version a store speaks, in its handshake response's header INGEST_VERSION_HEADER
+# (absent before v3). v2: segments in fragments; v3: open events (EventRecord.open).
+INGEST_VERSION = 3
+INGEST_VERSION_HEADER = "X-Sht-Ingest"
+OPEN_EVENTS_VERSION = 3  # the first version that takes open events
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +240,9 @@ class EventRecord:
     bbox: tuple[float, float, float, float] | None = None  # normalised x, y, w, h of all motion
     thumb_us: int | None = None  # representative time for a thumbnail
     detail: str = ""  # human-readable, e.g. why footage was lost
+    # True: still going on; end_us is the latest time known and the same (camera, start_us, kind) will come
+    # again, open or closed. False: the event is over, for good (an older node sends only these).
+    open: bool = False
 
     @property
     def record_id(self) -> str:
@@ -252,6 +262,7 @@ class EventRecord:
             node, camera, kind, detail = obj["node"], obj["camera"], obj["kind"], obj.get("detail", "")
             start_us, end_us = obj["start_us"], obj["end_us"]
             score, bbox, thumb_us = obj.get("score", 0.0), obj.get("bbox"), obj.get("thumb_us")
+            is_open = obj.get("open", False)
         except KeyError as exc:
             raise ProtocolError("missing-field", f"event lacks field {exc.args[0]!r}") from None
         for name, value, kinds in (("node", node, str), ("camera", camera, str), ("kind", kind, str),
@@ -259,6 +270,8 @@ class EventRecord:
                                    ("score", score, (int, float))):
             if isinstance(value, bool) or not isinstance(value, kinds):
                 raise ProtocolError("bad-field", f"event field {name!r} has the wrong type: {value!r}")
+        if not isinstance(is_open, bool):
+            raise ProtocolError("bad-field", f"event field 'open' must be true or false, got {is_open!r}")
         if thumb_us is not None and (isinstance(thumb_us, bool) or not isinstance(thumb_us, int)):
             raise ProtocolError("bad-field", f"event field 'thumb_us' must be an integer, got {thumb_us!r}")
         box = None
@@ -267,7 +280,7 @@ class EventRecord:
                     isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in bbox)):
                 raise ProtocolError("bad-field", f"event bbox must be 4 numbers in 0..1, got {bbox!r}")
             box = (float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3]))
-        record = cls(node, camera, start_us, end_us, kind, float(score), box, thumb_us, detail[:500])
+        record = cls(node, camera, start_us, end_us, kind, float(score), box, thumb_us, detail[:500], is_open)
         record.validate()
         return record
 
@@ -284,6 +297,8 @@ class EventRecord:
                                 f"{self.start_us}..{self.end_us}")
         if not 0.0 <= self.score <= 1.0:
             raise ProtocolError("bad-field", f"event score must be in 0..1, got {self.score}")
+        if self.open and self.kind != "motion":
+            raise ProtocolError("bad-field", f"only a motion event can be open, not a {self.kind!r} event")
 
 
 # ---- replies -------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Requests are JSON text messages ``{"id": N, "method": M, "params": {...}}``.
 The store answers each with exactly one final message, ``{"id": N, "result": …}``
 or ``{"id": N, "error": {"code", "message", "field"}}``, and before it, for
-methods that return bytes (thumbnail, export), any number of
+methods that return bytes (thumbnail, snapshot, export), any number of
 ``{"id": N, "progress": {"done", "total"}}`` text messages and binary chunks
 (uint32 big-endian request id, then the data). Every request is validated here,
 with an error that names the bad field, before the store sees it.
@@ -18,6 +18,7 @@ from typing import Any
 
 from shared.fields import FieldError, FieldReader
 from shared.protocol.errors import ProtocolError, parse_json_object
+from shared.protocol.labels import MAX_LABEL_CHARS, is_label
 from shared.protocol.times import MAX_TIME_US, read_time
 
 CHUNK_PREFIX = struct.Struct(">I")
@@ -25,6 +26,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 MAX_ID = 2**32 - 1
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest rowid: a bigger event_id would overflow the driver, not miss
 MAX_PAGE = 5000  # items in one segments/events/settings_history page
+MAX_LABELS = 64  # labels one events request may filter by (COCO has 80 classes; nobody asks for all)
 MAX_EXPORT_US = 24 * 3600 * 1_000_000
 BUCKETS = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
 # A timeline's buckets are counted before any work starts: minute buckets from 0 to now would be 29 million.
@@ -68,6 +70,7 @@ class ListParams:
     limit: int = 1000
     after: tuple[int, int] | None = None  # (start_us, row id) of the last item of the previous page
     kind: str | None = None  # events only
+    labels: tuple[str, ...] = ()  # events only: those the store's detector gave any of these labels
 
     @classmethod
     def read(cls, r: FieldReader) -> ListParams:
@@ -81,7 +84,20 @@ class ListParams:
             limit=r.integer("limit", 1000, minimum=1, maximum=MAX_PAGE),
             after=after,
             kind=r.string("kind") if r.has("kind") and r.data["kind"] is not None else None,
+            labels=_labels(r, "labels"),
         )
+
+
+def _labels(r: FieldReader, key: str) -> tuple[str, ...]:
+    value = r.data.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_LABELS:
+        raise r.error(key, f"must be an array of at most {MAX_LABELS} labels, got {value!r}")
+    for label in value:
+        if not is_label(label):
+            raise r.error(key, f"a label is 1..{MAX_LABEL_CHARS} printable characters (e.g. person), got {label!r}")
+    return tuple(dict.fromkeys(value))  # each once, in the order asked
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,17 @@ class ThumbnailParams:
     def read(cls, r: FieldReader) -> ThumbnailParams:
         return cls(r.ident("camera"), read_time(r, "at_us"),
                    r.integer("width", 320, minimum=16, maximum=3840))
+
+
+@dataclass(frozen=True)
+class SnapshotParams:
+    """``snapshot``: an event's best frame with its labelled object's box, as the store's detector kept it."""
+
+    event: int
+
+    @classmethod
+    def read(cls, r: FieldReader) -> SnapshotParams:
+        return cls(r.integer("event", minimum=1, maximum=MAX_ROW_ID))
 
 
 @dataclass(frozen=True)
@@ -188,6 +215,7 @@ METHODS: dict[str, Any] = {
     "events": ListParams,
     "timeline": TimelineParams,
     "thumbnail": ThumbnailParams,
+    "snapshot": SnapshotParams,
     "export": ExportParams,
     "lock_event": LockParams,
     "settings": SettingsParams,

@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.fields import FieldReader
 from shared.protocol.errors import read_message
+from shared.protocol.labels import MAX_LABEL_CHARS, is_label
 
 Cursor = tuple[int, int]  # (start_us, row id) of a page's last item: the ``after`` of the next request
 
@@ -48,7 +49,11 @@ class Segment:
 
 @dataclass(frozen=True)
 class Event:
-    """One event (motion, or footage a node lost), as ``events`` lists it."""
+    """One event (motion, or footage a node lost), as ``events`` lists it.
+
+    The fields after ``detail`` came with object detection (store v3); an older store's answer lacks them
+    and reads with their defaults.
+    """
 
     id: int
     camera: str
@@ -61,27 +66,58 @@ class Event:
     thumb_us: int | None
     locked: bool
     detail: str = ""
+    open: bool = False  # still going on: end_us is the latest the store knows
+    label: str | None = None  # what the store's detector confirmed in it (its best object); None: nothing
+    label_score: float | None = None  # that object's median score
+    label_box: tuple[float, float, float, float] | None = None  # its box in the snapshot, normalised x, y, w, h
+    labels: dict[str, int] | None = None  # each confirmed label -> most seen at once; None: not analysed
+    snapshot: bool = False  # the API's ``snapshot`` has a picture of it
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "camera": self.camera, "node": self.node, "start_us": self.start_us,
                 "end_us": self.end_us, "kind": self.kind, "score": self.score,
                 "bbox": list(self.bbox) if self.bbox is not None else None, "thumb_us": self.thumb_us,
-                "locked": self.locked, "detail": self.detail}
+                "locked": self.locked, "detail": self.detail, "open": self.open, "label": self.label,
+                "label_score": self.label_score,
+                "label_box": list(self.label_box) if self.label_box is not None else None,
+                "labels": dict(self.labels) if self.labels is not None else None, "snapshot": self.snapshot}
 
     @classmethod
     def read(cls, r: FieldReader) -> Event:
-        bbox = None
-        if r.data.get("bbox") is not None:
-            x, y, w, h = r.numbers("bbox", 4)
-            bbox = (x, y, w, h)
         return cls(r.integer("id"), r.string("camera"), r.string("node"), r.integer("start_us"),
-                   r.integer("end_us"), r.string("kind"), r.number("score"), bbox,
+                   r.integer("end_us"), r.string("kind"), r.number("score"), _box(r, "bbox"),
                    r.integer("thumb_us", None, nullable=True), r.boolean("locked"),
-                   r.string("detail", "", nullable=True, empty=True) or "")
+                   r.string("detail", "", nullable=True, empty=True) or "",
+                   r.boolean("open", False), _label(r, "label"),
+                   r.number("label_score", None, minimum=0, maximum=1, nullable=True), _box(r, "label_box"),
+                   _label_counts(r), r.boolean("snapshot", False))
 
     @property
     def cursor(self) -> Cursor:
         return self.start_us, self.id
+
+
+def _box(r: FieldReader, key: str) -> tuple[float, float, float, float] | None:
+    if r.data.get(key) is None:
+        return None
+    x, y, w, h = r.numbers(key, 4)
+    return x, y, w, h
+
+
+def _label(r: FieldReader, key: str) -> str | None:
+    value = r.string(key, None, nullable=True)
+    if value is not None and not is_label(value):
+        raise r.error(key, f"must be 1..{MAX_LABEL_CHARS} printable characters, got {value!r}")
+    return value
+
+
+def _label_counts(r: FieldReader) -> dict[str, int] | None:
+    value = r.json_object("labels", None, nullable=True)
+    if value is None:
+        return None
+    if not all(is_label(k) and isinstance(n, int) and not isinstance(n, bool) and n >= 1 for k, n in value.items()):
+        raise r.error("labels", f"must map labels to counts of at least 1, got {value!r}")
+    return value
 
 
 def _cursor(r: FieldReader) -> Cursor | None:

@@ -6,7 +6,7 @@ cannot drift from what the server really serves.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from websockets.asyncio.server import ServerConnection
@@ -44,14 +44,16 @@ class Route:
     max_message_bytes: int = 0  # WebSocket routes: the largest message a client may send
     check: HandshakeCheck | None = None
     max_fragment_bytes: int | None = None  # WebSocket routes: the largest frame, if less than a message
+    # WebSocket routes: headers of the accepted handshake's response (/ingest says its protocol version)
+    response_headers: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if (self.respond is None) == (self.session is None):
             raise ValueError(f"route {self.path}: give either an HTTP responder or a WebSocket session")
         if self.session is not None and self.max_message_bytes <= 0:
             raise ValueError(f"route {self.path}: a WebSocket route needs a max message size")
-        if self.respond is not None and self.check is not None:
-            raise ValueError(f"route {self.path}: a handshake check is for WebSocket routes")
+        if self.respond is not None and (self.check is not None or self.response_headers):
+            raise ValueError(f"route {self.path}: a handshake check or response headers are for WebSocket routes")
         if not self.path.startswith("/") or ("{" in self.path and not self.path.endswith("}")):
             raise ValueError(f"route {self.path}: a path starts with / and a placeholder ends it")
 
@@ -70,9 +72,10 @@ def http_route(path: str, audience: Audience, respond: HttpResponder) -> Route:
 
 
 def websocket_route(path: str, audience: Audience, session: SessionHandler, max_message_bytes: int,
-                    check: HandshakeCheck | None = None, max_fragment_bytes: int | None = None) -> Route:
+                    check: HandshakeCheck | None = None, max_fragment_bytes: int | None = None,
+                    response_headers: Mapping[str, str] | None = None) -> Route:
     return Route(path, audience, session=session, max_message_bytes=max_message_bytes, check=check,
-                 max_fragment_bytes=max_fragment_bytes)
+                 max_fragment_bytes=max_fragment_bytes, response_headers=tuple((response_headers or {}).items()))
 
 
 class RouteTable:

@@ -58,7 +58,7 @@ class ServerShell:
             self._session, host, port, process_request=self._handshake,
             max_size=self.routes.max_message_bytes,  # lowered per connection to its route's limit
             compression=None,  # H.264 and JSON this small do not compress enough to pay for the CPU
-            ssl=ssl_context,
+            ssl=ssl_context, process_response=self._response,
         )
         return int(self.server.sockets[0].getsockname()[1])
 
@@ -101,6 +101,13 @@ class ServerShell:
         if claims is not None:
             self.connections.add(connection, claims)  # so a revocation can end a session already open
         return None
+
+    def _response(self, connection: ServerConnection, _: Request, response: Response) -> None:
+        """An accepted WebSocket handshake's response gets its route's headers (e.g. /ingest's version)."""
+        accepted = self._accepted.get(connection)
+        if accepted is not None and response.status_code == HTTPStatus.SWITCHING_PROTOCOLS:
+            for name, value in accepted[0].response_headers:
+                response.headers[name] = value
 
     async def _session(self, connection: ServerConnection) -> None:
         route, claims = self._accepted.pop(connection)

@@ -2,8 +2,11 @@
 
 ``schema.sql`` is the single description of the current schema; every statement in it is
 ``CREATE … IF NOT EXISTS``, so running it on an older index adds the new tables and
-indexes. An upgrade then only fills what is new, in the same transaction that records the
-new version. An index from a newer store is refused, never guessed at.
+indexes. New columns of an existing table cannot come that way: they are added first
+(``ALTER TABLE … ADD COLUMN``, idempotent, so a crash between it and the version bump is
+harmless), since schema.sql's indexes may name them. An upgrade then only fills what is new,
+in the same transaction that records the new version. An index from a newer store is
+refused, never guessed at.
 """
 
 from __future__ import annotations
@@ -15,17 +18,26 @@ import aiosqlite
 
 from store.index.coverage_marks import MARK_ALL_SQL
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # version -> (next version, SQL that fills what that version added)
 UPGRADES: dict[int, tuple[int, str]] = {
     # 1 -> 2: garbage (retention deletes files after the rows), coverage_hours (timeline summaries, all dirty).
     1: (2, MARK_ALL_SQL),
+    # 2 -> 3: events' open and label columns (EVENT_COLUMNS_3), event_labels, event_snapshots. Nothing to fill:
+    # old events are closed (open 0) and never analysed (labels NULL).
+    2: (3, "SELECT 1"),
 }
+# Columns version 3 added to events, in schema.sql's order (ADD COLUMN appends: the same order as a new index).
+EVENT_COLUMNS_3 = (
+    ("open", "INTEGER NOT NULL DEFAULT 0"), ("label", "TEXT"), ("label_score", "REAL"), ("label_x", "REAL"),
+    ("label_y", "REAL"), ("label_w", "REAL"), ("label_h", "REAL"), ("labels", "TEXT"),
+)
 
 
 async def prepare(conn: aiosqlite.Connection, path: Path) -> None:
     """Create what is missing, apply additive upgrades, refuse an index from a newer store."""
     schema = resources.files("store.index").joinpath("schema.sql").read_text()
+    await _add_columns(conn, "events", EVENT_COLUMNS_3)
     await conn.executescript(schema)
     # FULL: a committed row survives power loss, matching the fsync'd file it points at.
     await conn.execute("PRAGMA synchronous = FULL")
@@ -42,4 +54,16 @@ async def prepare(conn: aiosqlite.Connection, path: Path) -> None:
         await conn.rollback()
         raise RuntimeError(f"index {path} has schema version {row[0]}, this store expects {SCHEMA_VERSION}: "
                            "it was written by a newer sht-cctv; upgrade this one (pip install -U sht-cctv)")
+    await conn.commit()
+
+
+async def _add_columns(conn: aiosqlite.Connection, table: str, columns: tuple[tuple[str, str], ...]) -> None:
+    """Add those of ``columns`` an existing ``table`` lacks (none for a new index: schema.sql makes them)."""
+    async with conn.execute(f"PRAGMA table_info({table})") as cur:
+        have = {row[1] for row in await cur.fetchall()}
+    if not have:
+        return
+    for name, decl in columns:
+        if name not in have:
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
     await conn.commit()

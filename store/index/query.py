@@ -7,6 +7,8 @@ beginning of time, and pages are keyed by ``(start_us, id)``, not OFFSET.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
@@ -49,15 +51,28 @@ async def list_events(conn: aiosqlite.Connection, p: ListParams) -> EventPage:
     if p.kind:
         where += " AND kind = ?"
         args.append(p.kind)
+    if p.labels:
+        # A primary-key probe of event_labels per event in range, not a scan of every event with the label.
+        where += (f" AND EXISTS (SELECT 1 FROM event_labels l WHERE l.event_id = events.id AND l.label IN "
+                  f"({','.join('?' * len(p.labels))}))")
+        args += list(p.labels)
     async with conn.execute(
         f"SELECT id, camera, node, start_us, end_us, kind, score, bbox_x, bbox_y, bbox_w, bbox_h, thumb_us, "
-        f"locked, detail FROM events WHERE {where} ORDER BY start_us, id LIMIT ?", (*args, p.limit + 1),
+        f"locked, detail, open, label, label_score, label_x, label_y, label_w, label_h, labels, "
+        f"EXISTS (SELECT 1 FROM event_snapshots WHERE event_id = events.id) "
+        f"FROM events WHERE {where} ORDER BY start_us, id LIMIT ?", (*args, p.limit + 1),
     ) as cur:
         rows = list(await cur.fetchall())
-    items = [Event(i, cam, node, s, e, kind, score, (bx, by, bw, bh) if bx is not None else None, thumb,
-                   bool(locked), detail)
-             for i, cam, node, s, e, kind, score, bx, by, bw, bh, thumb, locked, detail in rows[: p.limit]]
-    return EventPage.of(items, len(rows) > p.limit)
+    return EventPage.of([_event(row) for row in rows[: p.limit]], len(rows) > p.limit)
+
+
+def _event(row: Sequence[Any]) -> Event:
+    (i, cam, node, s, e, kind, score, bx, by, bw, bh, thumb, locked, detail,
+     is_open, label, label_score, lx, ly, lw, lh, labels, snapshot) = row
+    return Event(i, cam, node, s, e, kind, score, (bx, by, bw, bh) if bx is not None else None, thumb,
+                 bool(locked), detail, bool(is_open), label, label_score,
+                 (lx, ly, lw, lh) if lx is not None else None, json.loads(labels) if labels is not None else None,
+                 bool(snapshot))
 
 
 async def segments_for_range(conn: aiosqlite.Connection, camera: str, from_us: int,

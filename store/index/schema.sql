@@ -81,6 +81,19 @@ CREATE TABLE IF NOT EXISTS events (
     thumb_us INTEGER,                 -- representative time for its thumbnail
     detail TEXT NOT NULL DEFAULT '',  -- what the node said about it, e.g. why footage was lost
     locked INTEGER NOT NULL DEFAULT 0,  -- 1: retention never deletes segments overlapping it
+    -- Version 3 (object detection). An index upgraded from version 2 gets these by ALTER TABLE, at the end
+    -- as here (store/index/migrations.py EVENT_COLUMNS_3), so both have the same column order.
+    open INTEGER NOT NULL DEFAULT 0,  -- 1: still going on (a v3 node sent it at its start); end_us is the
+                                      --   latest known. 0: over, for good
+    label TEXT,                       -- what the store's detector confirmed in it (e.g. 'person'), its best
+                                      --   object; NULL: nothing confirmed (or never analysed: see labels)
+    label_score REAL,                 -- that object's median score, 0..1; NULL without a label
+    label_x REAL,                     -- that object's box in its best frame, normalised 0..1 (left)
+    label_y REAL,                     -- (top)
+    label_w REAL,                     -- (width)
+    label_h REAL,                     -- (height)
+    labels TEXT,                      -- JSON object: each confirmed label -> the most seen at once;
+                                      --   NULL: never analysed, '{}': analysed, nothing confirmed
     UNIQUE (camera, start_us, kind)   -- an event's identity: resends are recognised by it
 );
 
@@ -89,6 +102,28 @@ CREATE INDEX IF NOT EXISTS events_by_camera_time ON events (camera, start_us);
 -- index that MAX is a full scan of the table on each timeline and events request.
 CREATE INDEX IF NOT EXISTS events_by_length ON events (end_us - start_us);
 CREATE INDEX IF NOT EXISTS events_locked ON events (camera, start_us) WHERE locked = 1;
+-- The events still open: what object detection watches, and what it finds again after a restart.
+CREATE INDEX IF NOT EXISTS events_open ON events (camera, start_us) WHERE open = 1;
+
+-- Search by label (version 3): one row per event and confirmed label, as events.labels says; written
+-- with it in one transaction (store/index/event_labels.py).
+CREATE TABLE IF NOT EXISTS event_labels (
+    label TEXT NOT NULL,              -- e.g. 'person'
+    event_id INTEGER NOT NULL,        -- events.id
+    count INTEGER NOT NULL,           -- the most objects with this label seen at once
+    PRIMARY KEY (label, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS event_labels_by_event ON event_labels (event_id);
+
+-- An event's snapshot (version 3): its best frame with the labelled object's box drawn, as JPEG.
+-- Written by the store's object detection when a label is confirmed, and replaced when it improves.
+CREATE TABLE IF NOT EXISTS event_snapshots (
+    event_id INTEGER PRIMARY KEY,     -- events.id
+    frame_us INTEGER NOT NULL,        -- capture time of the frame
+    width INTEGER NOT NULL,           -- JPEG width in pixels
+    height INTEGER NOT NULL,          -- JPEG height in pixels
+    jpeg BLOB NOT NULL                -- the image
+);
 
 -- Nodes the store knows: from their control connection (hello, heartbeats) or segments.
 CREATE TABLE IF NOT EXISTS nodes (

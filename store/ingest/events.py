@@ -1,6 +1,20 @@
-"""Taking in an event from a node: one row, idempotent by (camera, start_us, kind)."""
+"""Taking in an event from a node: one row per (camera, start_us, kind), created open or closed, then updated.
+
+A v3 node sends a motion event when it starts (``open``) and again when it ends; an older node only at the
+end. So an event's row is an upsert:
+
+- no row yet: inserted (open or closed, as the message says);
+- a row still open: updated: ``end_us`` and ``score`` only grow, bbox/thumb/detail are the newer message's,
+  and ``open`` is the message's (closing it, for good, or keeping it open);
+- a closed row: the message is a duplicate (a resend, or an open event that arrived late) and changes nothing.
+
+Every change is reported to an observer (``EventNotice``) after its commit: the store's object detection
+starts watching a camera when one of its motion events opens.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import aiosqlite
 
@@ -8,13 +22,47 @@ from shared.protocol.ingest import Ack, EventRecord
 from store.index.db import transaction
 
 
-async def ingest_event(conn: aiosqlite.Connection, record: EventRecord) -> Ack:
+@dataclass(frozen=True)
+class EventIngest:
+    ack: Ack
+    event_id: int  # the events row (the API's event id)
+    changed: bool  # the row was inserted or updated
+    new: bool  # the row was inserted
+
+
+@dataclass(frozen=True)
+class EventNotice:
+    """An event row that changed (``new``: was inserted), for ``IngestSessions.on_event``; ``record`` is the
+    message that changed it (its times, score and bbox are the message's, not the merged row's)."""
+
+    event_id: int
+    record: EventRecord
+    new: bool
+
+
+async def ingest_event(conn: aiosqlite.Connection, record: EventRecord) -> EventIngest:
     box = record.bbox or (None, None, None, None)
     async with transaction(conn):
-        cur = await conn.execute(
-            "INSERT INTO events (camera, node, start_us, end_us, kind, score, bbox_x, bbox_y, bbox_w, bbox_h, "
-            "thumb_us, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (camera, start_us, kind) DO NOTHING",
-            (record.camera, record.node, record.start_us, record.end_us, record.kind, record.score, *box,
-             record.thumb_us, record.detail),
+        async with conn.execute("SELECT id, open FROM events WHERE camera = ? AND start_us = ? AND kind = ?",
+                                (record.camera, record.start_us, record.kind)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            cur = await conn.execute(
+                "INSERT INTO events (camera, node, start_us, end_us, kind, score, bbox_x, bbox_y, bbox_w, bbox_h, "
+                "thumb_us, detail, open) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (record.camera, record.node, record.start_us, record.end_us, record.kind, record.score, *box,
+                 record.thumb_us, record.detail, int(record.open)),
+            )
+            assert cur.lastrowid is not None
+            return EventIngest(Ack(record.record_id), cur.lastrowid, changed=True, new=True)
+        event_id, is_open = int(row[0]), bool(row[1])
+        if not is_open:
+            return EventIngest(Ack(record.record_id, duplicate=True), event_id, changed=False, new=False)
+        # A message without a bbox or thumb (an early open one) keeps what the row has.
+        await conn.execute(
+            "UPDATE events SET end_us = MAX(end_us, ?), score = MAX(score, ?), bbox_x = COALESCE(?, bbox_x), "
+            "bbox_y = COALESCE(?, bbox_y), bbox_w = COALESCE(?, bbox_w), bbox_h = COALESCE(?, bbox_h), "
+            "thumb_us = COALESCE(?, thumb_us), detail = ?, open = ? WHERE id = ?",
+            (record.end_us, record.score, *box, record.thumb_us, record.detail, int(record.open), event_id),
         )
-    return Ack(record.record_id, duplicate=cur.rowcount == 0)
+    return EventIngest(Ack(record.record_id), event_id, changed=True, new=False)

@@ -39,7 +39,7 @@ from shared.protocol.ingest import (
 )
 from store.index.db import Index
 from store.ingest.budget import BudgetWaitExpired, IngestBudget
-from store.ingest.events import ingest_event
+from store.ingest.events import EventNotice, ingest_event
 from store.ingest.writer import Ingestor
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,9 @@ class IngestSessions:
         self.budget = budget or IngestBudget()
         self.max_connections_per_node = max_connections_per_node
         self.connections: Counter[str] = Counter()  # node token subject -> open /ingest connections
+        # Told of every event row an ingest inserted or updated, after its commit (object detection watches
+        # cameras with an open motion event). Called on the event loop: it must not block.
+        self.on_event: Callable[[EventNotice], None] | None = None
 
     async def serve(self, connection: ServerConnection, claims: Claims | None) -> None:
         # Counted per token subject; without authentication anyone may connect anyway, so nothing to count by.
@@ -130,10 +133,15 @@ class IngestSessions:
         elif (refusal := _mismatch(claims, event.node, event.record_id, peer)) is not None:
             receiver.refuse(refusal)
         else:
-            ack = await ingest_event(self.index.conn, event)
-            receiver.acknowledge(ack.segment_id, ack.duplicate)
-            if event.kind == "loss" and not ack.duplicate:
+            taken = await ingest_event(self.index.conn, event)
+            receiver.acknowledge(taken.ack.segment_id, taken.ack.duplicate)
+            if event.kind == "loss" and taken.new:
                 log.error("node %s reports LOST footage on %s: %s", event.node, event.camera, event.detail)
+            if taken.changed and self.on_event is not None:
+                try:
+                    self.on_event(EventNotice(taken.event_id, event, taken.new))
+                except Exception:  # the event is stored and acknowledged; an observer's bug must not cost that
+                    log.exception("event observer failed on %s", event.record_id)
 
     async def _segment(self, first: bytes, fragments: AsyncIterator[bytes | str], receiver: IngestReceiver,
                        claims: Claims | None, peer: str) -> None:

@@ -32,8 +32,12 @@ from store.maintenance.garbage import collect
 from store.media.files import is_temporary, walk_segment_files
 
 BATCH_ROWS = 2000
-CARRIED_TABLES = ("nodes", "events", "settings", "settings_history")  # what files cannot tell
-CARRIED_FROM_VERSIONS = (1, SCHEMA_VERSION)  # versions whose carried tables are the same as today's
+# What files cannot tell. event_labels and event_snapshots exist from version 3 on; events keep their ids,
+# which those two name.
+CARRIED_TABLES = ("nodes", "events", "event_labels", "event_snapshots", "settings", "settings_history")
+# Versions whose carried tables can be copied: their columns are today's or a subset (version 2's events lacks
+# version 3's columns, which take their defaults: closed, never analysed).
+CARRIED_FROM_VERSIONS = (1, 2, SCHEMA_VERSION)
 
 
 @dataclass
@@ -129,8 +133,11 @@ async def _carry_over(index: Index, old: Path, report: RebuildReport) -> None:
                                 "events, settings and nodes start empty")
             return
         for table in CARRIED_TABLES:
+            columns = await _shared_columns(conn, table)
+            if columns is None:
+                continue  # the old index is from before this table
             try:
-                cur = await conn.execute(f"INSERT INTO main.{table} SELECT * FROM old.{table}")
+                cur = await conn.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM old.{table}")
                 report.carried[table] = cur.rowcount
                 await conn.commit()
             except sqlite3.DatabaseError as exc:
@@ -140,6 +147,17 @@ async def _carry_over(index: Index, old: Path, report: RebuildReport) -> None:
         report.notes.append(f"old index unreadable ({exc}): events, settings and nodes start empty")
     finally:
         await conn.execute("DETACH DATABASE old")
+
+
+async def _shared_columns(conn: aiosqlite.Connection, table: str) -> str | None:
+    """The columns ``table`` has both in the new index and in the attached old one, by name (an upgraded
+    index may order them differently), or None when the old index lacks the table."""
+    async with conn.execute(f"PRAGMA old.table_info({table})") as cur:
+        old_columns = {row[1] for row in await cur.fetchall()}
+    if not old_columns:
+        return None
+    async with conn.execute(f"PRAGMA main.table_info({table})") as cur:
+        return ", ".join(row[1] for row in await cur.fetchall() if row[1] in old_columns)
 
 
 def _swap_in(new: Path, old: Path) -> Path | None:

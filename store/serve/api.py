@@ -27,17 +27,19 @@ from shared.protocol.query import (
     Request,
     SetSettingParams,
     SettingsParams,
+    SnapshotParams,
     ThumbnailParams,
     TimelineParams,
 )
-from shared.protocol.results import LockResult, Revoked
+from shared.protocol.results import LockResult, Revoked, Thumbnail
 from shared.settings import SETTINGS, SettingError
 from store.index import query, settings, timeline
 from store.index.db import Index, transaction
+from store.index.event_labels import event_snapshot
 from store.media.budget import MediaLimits
 from store.nodes.fleet import Fleet
 from store.serve.in_flight import InFlight
-from store.serve.media_requests import REQUEST_TOKEN, MediaRefused, MediaRequests
+from store.serve.media_requests import CHUNK_BYTES, REQUEST_TOKEN, MediaRefused, MediaRequests
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +161,31 @@ class Api:
     async def _thumbnail(self, p: ThumbnailParams, rid: int, server: QueryServer, flush: Send) -> dict[str, Any]:
         await self._require_camera(p.camera)
         return await self.media.thumbnail(p, rid, server)
+
+    async def _snapshot(self, p: SnapshotParams, rid: int, server: QueryServer, flush: Send) -> dict[str, Any]:
+        found = await event_snapshot(self.conn, p.event)
+        if found is None:
+            raise ApiError("not-found", await self._why_no_snapshot(p.event), "event")
+        frame_us, width, height, jpeg = found
+        for at in range(0, len(jpeg), CHUNK_BYTES):
+            server.chunk(rid, memoryview(jpeg)[at : at + CHUNK_BYTES])
+        return Thumbnail(frame_us, width, height, len(jpeg)).to_json()
+
+    async def _why_no_snapshot(self, event_id: int) -> str:
+        async with self.conn.execute("SELECT kind, open, labels FROM events WHERE id = ?", (event_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return f"no event with id {event_id}"
+        kind, is_open, labels = row
+        if kind != "motion":
+            return f"event {event_id} is a {kind} event: the detector never looks at those"
+        if labels is None:
+            going = "is still going on and has no label yet" if is_open else "was never analysed"
+            return (f"event {event_id} {going}: no snapshot (is object detection off on the store, "
+                    "`sht store --detect off`?)")
+        if labels == "{}":
+            return f"event {event_id} has no snapshot: the detector recognised nothing in it"
+        return f"event {event_id} has labels {labels} but no snapshot was kept"
 
     async def _export(self, p: ExportParams, rid: int, server: QueryServer, flush: Send) -> dict[str, Any]:
         await self._require_camera(p.camera)

@@ -21,7 +21,13 @@ from shared.fmp4_live import live_refusal, live_target, stream_choice
 from shared.httpjson import error_response, json_response
 from shared.metrics import metrics_response
 from shared.protocol.control import MAX_CONTROL_BYTES
-from shared.protocol.ingest import MAX_FRAGMENT_BYTES, MAX_HEADER_BYTES, MAX_SEGMENT_BYTES
+from shared.protocol.ingest import (
+    INGEST_VERSION,
+    INGEST_VERSION_HEADER,
+    MAX_FRAGMENT_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_SEGMENT_BYTES,
+)
 from shared.protocol.query import MAX_REQUEST_BYTES
 from shared.server.routes import RouteTable, http_route, websocket_route
 from shared.server.shell import ServerShell
@@ -74,7 +80,8 @@ class StoreServer:
             websocket_route("/api", VIEWERS, lambda c, claims: self.api.serve(c, claims, self.metrics.timed_query),
                             MAX_REQUEST_BYTES),
             websocket_route("/ingest", NODES, lambda c, claims: self.ingest.serve(c, claims),
-                            MAX_SEGMENT_BYTES + MAX_HEADER_BYTES + 64, max_fragment_bytes=MAX_FRAGMENT_BYTES),
+                            MAX_SEGMENT_BYTES + MAX_HEADER_BYTES + 64, max_fragment_bytes=MAX_FRAGMENT_BYTES,
+                            response_headers={INGEST_VERSION_HEADER: str(INGEST_VERSION)}),
             websocket_route("/control", NODES, lambda c, claims: self.control.serve(c, claims), MAX_CONTROL_BYTES),
             websocket_route("/live/{camera}", VIEWERS, self._live, MAX_VIEWER_MESSAGE_BYTES, check=self._live_check),
         ])

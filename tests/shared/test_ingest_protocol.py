@@ -139,11 +139,17 @@ def test_receiver_refuses_text_and_garbage_with_a_reply():
     assert [r.code for r in replies] == ["bad-json", "unexpected-text", "bad-magic"]
 
 
-events = st.builds(
+closed_events = st.builds(
     EventRecord, node=ids, camera=ids, start_us=st.integers(0, 2**52), end_us=st.just(MAX_TIME_US),
     kind=st.sampled_from(["motion", "loss"]), score=st.floats(0, 1),
     bbox=st.none() | st.tuples(*[st.floats(0, 1)] * 4), thumb_us=st.none() | st.integers(0, MAX_TIME_US),
     detail=st.text(max_size=50))
+# Only a motion event can be open (v3): one still going on.
+open_events = st.builds(
+    EventRecord, node=ids, camera=ids, start_us=st.integers(0, 2**52), end_us=st.just(MAX_TIME_US),
+    kind=st.just("motion"), score=st.floats(0, 1), bbox=st.none() | st.tuples(*[st.floats(0, 1)] * 4),
+    thumb_us=st.none() | st.integers(0, MAX_TIME_US), open=st.just(True))
+events = closed_events | open_events
 
 
 @given(events)
@@ -158,7 +164,7 @@ def test_event_round_trip_through_sender_and_receiver(record):
 
 
 @given(st.dictionaries(st.sampled_from(["type", "node", "camera", "start_us", "end_us", "kind", "score", "bbox",
-                                        "thumb_us", "detail"]),
+                                        "thumb_us", "detail", "open"]),
                        st.none() | st.integers() | st.floats() | st.text(max_size=8)
                        | st.lists(st.floats(), max_size=5)))
 def test_garbage_events_are_refused_with_a_reply(obj):
@@ -168,3 +174,31 @@ def test_garbage_events_are_refused_with_a_reply(obj):
     if result is None:
         (reply,) = receiver.data_to_send()
         assert isinstance(parse_reply(reply), Refusal)
+
+
+def _event_json(**changes: object) -> str:
+    obj = {"type": "event", "node": "n0", "camera": "cam0", "start_us": 5, "end_us": 9, "kind": "motion"}
+    return json.dumps({**obj, **changes})
+
+
+def test_open_is_optional_and_false_by_default():
+    """A v2 node never says ``open``: its events are closed, as they always were."""
+    record = IngestReceiver().receive(_event_json())
+    assert isinstance(record, EventRecord) and record.open is False
+    assert json.loads(record.serialize())["open"] is False  # always written
+    opened = IngestReceiver().receive(_event_json(open=True))
+    assert isinstance(opened, EventRecord) and opened.open is True
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"open": 1}, "'open' must be true or false"),
+    ({"open": "yes"}, "'open' must be true or false"),
+    ({"open": None}, "'open' must be true or false"),
+    ({"open": True, "kind": "loss"}, "only a motion event can be open"),
+])
+def test_a_bad_open_field_is_refused_naming_it(changes, message):
+    receiver = IngestReceiver()
+    assert receiver.receive(_event_json(**changes)) is None
+    (reply,) = receiver.data_to_send()
+    refusal = parse_reply(reply)
+    assert isinstance(refusal, Refusal) and refusal.code == "bad-field" and message in refusal.message

@@ -38,6 +38,15 @@ def test_valid_request_is_typed():
     ("thumbnail", {"camera": "cam0", "at_us": 5, "width": 5}, "width"),
     ("export", {"camera": "cam0", "from_us": 0, "to_us": 25 * 3600 * 10**6}, "to_us"),
     ("lock_event", {"event_id": "x"}, "event_id"),
+    ("events", {"from_us": 0, "to_us": 5, "labels": "person"}, "labels"),
+    ("events", {"from_us": 0, "to_us": 5, "labels": [""]}, "labels"),
+    ("events", {"from_us": 0, "to_us": 5, "labels": ["x" * 65]}, "labels"),
+    ("events", {"from_us": 0, "to_us": 5, "labels": ["tab\there"]}, "labels"),
+    ("events", {"from_us": 0, "to_us": 5, "labels": [7]}, "labels"),
+    ("events", {"from_us": 0, "to_us": 5, "labels": ["person"] * 65}, "labels"),
+    ("snapshot", {}, "event"),
+    ("snapshot", {"event": 0}, "event"),
+    ("snapshot", {"event": True}, "event"),
     ("set_setting", {"camera": "cam0", "key": "recording_mode"}, "value"),
     ("bogus", {}, "method"),
 ])
@@ -45,6 +54,13 @@ def test_bad_requests_name_the_field(method, params, field):
     with pytest.raises(RequestError) as err:
         parse_request(request(method, **params))
     assert err.value.request_id == 7 and err.value.field == field
+
+
+def test_events_take_labels_each_once_in_the_order_asked():
+    req = parse_request(request("events", from_us=0, to_us=5, labels=["person", "traffic light", "person"]))
+    assert req.params.labels == ("person", "traffic light")
+    assert parse_request(request("events", from_us=0, to_us=5)).params.labels == ()
+    assert parse_request(request("snapshot", event=12)).params.event == 12
 
 
 @given(st.text(max_size=200))

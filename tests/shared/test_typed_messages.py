@@ -113,8 +113,11 @@ def test_a_bad_field_is_named(path: tuple[str, ...], value: Any, field: str) -> 
 
 SEGMENT = {"id": 7, "camera": "cam0", "node": "node0", "start_us": T0, "end_us": T0 + 10_000_000, "frames": 150,
            "bytes": 1843210, "sha256": "0" * 64}
-EVENT = {"id": 9, "camera": "cam0", "node": "node0", "start_us": T0, "end_us": T0 + 5_000_000, "kind": "motion",
-         "score": 0.91, "bbox": [0.1, 0.2, 0.3, 0.4], "thumb_us": None, "locked": False, "detail": ""}
+# An event from a store before object detection (v2): its answer lacks open, label, ... snapshot.
+EVENT_V2 = {"id": 9, "camera": "cam0", "node": "node0", "start_us": T0, "end_us": T0 + 5_000_000, "kind": "motion",
+            "score": 0.91, "bbox": [0.1, 0.2, 0.3, 0.4], "thumb_us": None, "locked": False, "detail": ""}
+EVENT = {**EVENT_V2, "open": False, "label": "person", "label_score": 0.88, "label_box": [0.2, 0.3, 0.1, 0.4],
+         "labels": {"person": 2, "traffic light": 1}, "snapshot": True}
 TIMELINE = {"camera": "cam0", "from_us": T0, "to_us": T0 + 7_200_000_000, "bucket": "hour",
             "intervals": [[T0, T0 + 60_000_000]], "gaps": [[T0 + 60_000_000, T0 + 7_200_000_000]],
             "recorded_us": 60_000_000,
@@ -135,7 +138,11 @@ FLEET = {"nodes": [{"node": "node0", "state": "up", "url": "http://10.0.0.5:8000
     (SegmentPage, {"items": [SEGMENT], "next": [T0, 7]}),
     (SegmentPage, {"items": [], "next": None}),
     (EventPage, {"items": [EVENT, {**EVENT, "id": 10, "bbox": None, "thumb_us": T0, "locked": True,
-                                   "kind": "loss", "score": 0.0, "detail": "spool full"}], "next": None}),
+                                   "kind": "loss", "score": 0.0, "detail": "spool full", "label": None,
+                                   "label_score": None, "label_box": None, "labels": None, "snapshot": False}],
+                 "next": None}),
+    (EventPage, {"items": [{**EVENT, "open": True, "label": None, "label_score": None, "label_box": None,
+                            "labels": {}, "snapshot": False}], "next": None}),
     (Timeline, TIMELINE),
     (Thumbnail, {"content_type": "image/jpeg", "bytes": 1234, "frame_us": T0, "width": 320, "height": 240}),
     (ExportResult, {"camera": "cam0", "start_us": T0, "end_us": T0 + 1, "frames": 1, "segments": 1, "bytes": 9,
@@ -146,6 +153,23 @@ FLEET = {"nodes": [{"node": "node0", "state": "up", "url": "http://10.0.0.5:8000
 ])
 def test_results_keep_their_json(cls: Any, data: dict[str, Any]) -> None:
     _roundtrip(cls, data)
+
+
+def test_an_event_from_a_store_before_labels_reads_with_the_defaults() -> None:
+    (event,) = EventPage.from_json({"items": [EVENT_V2], "next": None}).items
+    assert (event.open, event.label, event.label_score, event.label_box, event.labels, event.snapshot) == \
+        (False, None, None, None, None, False)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("label", ""), ("label", "x" * 65), ("label", "a\nb"), ("label", 3), ("label_score", 1.5), ("label_box", [1, 2]),
+    ("labels", {"person": 0}), ("labels", {"": 1}), ("labels", {"person": True}), ("labels", []),
+    ("open", "yes"), ("snapshot", 1),
+])
+def test_a_bad_label_field_is_named(field: str, value: Any) -> None:
+    with pytest.raises(ProtocolError) as err:
+        EventPage.from_json({"items": [{**EVENT, field: value}], "next": None})
+    assert err.value.code == "bad-field" and err.value.field == f"items[0].{field}"
 
 
 def test_a_bad_result_field_is_named() -> None:

@@ -132,7 +132,8 @@ async def test_rebuild_index_from_files_reproduces_the_rows_and_keeps_events_and
     await store.close()
     report = await rebuild_index(tmp_path)
     assert report.indexed == 6 and not report.skipped and not report.notes
-    assert report.carried == {"nodes": 1, "events": 1, "settings": 1, "settings_history": 0}
+    assert report.carried == {"nodes": 1, "events": 1, "event_labels": 0, "event_snapshots": 0, "settings": 1,
+                              "settings_history": 0}
     assert segment_rows(tmp_path) == before
     with sqlite3.connect(tmp_path / "index.sqlite3.bak") as bak:
         assert bak.execute(f"SELECT {ROW_COLUMNS} FROM segments ORDER BY camera, start_us").fetchall() == before

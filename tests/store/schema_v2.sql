@@ -1,0 +1,125 @@
+-- A copy of store/index/schema.sql at schema version 2 (before open events and labels), for
+-- tests/store/test_event_labels.py: an index file made by a store of that version.
+-- The store's index. The single truth about what the store holds; docs/storage.md
+-- states the invariants that tie these rows to files on disk.
+-- Times are integer microseconds since the Unix epoch (UTC); units are in column names.
+
+PRAGMA journal_mode = WAL;
+
+-- Which version of this schema the file has; one row.
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL          -- bumped by every migration
+);
+
+-- One row per stored segment file. A row is inserted only after its file is
+-- durable under its final name, and deleted before its file is, so every row
+-- points at a complete file.
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY,           -- row id, stable for the life of the row
+    camera TEXT NOT NULL,             -- camera id, validated ([a-z0-9][a-z0-9_-]{0,31})
+    node TEXT NOT NULL,               -- id of the node that recorded it
+    start_us INTEGER NOT NULL,        -- capture time of the first frame
+    end_us INTEGER NOT NULL,          -- capture time of the last frame plus one frame interval
+    frames INTEGER NOT NULL,          -- number of video frames in the file
+    size_bytes INTEGER NOT NULL,      -- file size in bytes
+    sha256 TEXT NOT NULL,             -- hex SHA-256 of the whole file, as sent by the node and verified
+    codec TEXT NOT NULL,              -- 'h264'
+    width_px INTEGER NOT NULL,        -- frame width, 0 if the node did not say
+    height_px INTEGER NOT NULL,       -- frame height, 0 if the node did not say
+    path TEXT NOT NULL,               -- file path relative to the store root
+    received_us INTEGER NOT NULL,     -- when the store indexed it (just before the ack)
+    UNIQUE (camera, start_us)         -- a segment's identity: resends are recognised by it
+);
+
+-- Segment files retention still has to delete (store/garbage.py): per camera and UTC hour, the range
+-- of start times of the rows one batch deleted. A row comes here in the transaction that deletes those
+-- segments rows, and leaves only after every file in its range without a segments row is gone:
+-- a crash in between never forgets a file.
+CREATE TABLE IF NOT EXISTS garbage (
+    id INTEGER PRIMARY KEY,           -- order of arrival
+    camera TEXT NOT NULL,             -- camera id
+    from_us INTEGER NOT NULL,         -- start_us of the first segment deleted
+    to_us INTEGER NOT NULL,           -- start_us of the last segment deleted (inclusive)
+    segments INTEGER NOT NULL,        -- how many segments rows went
+    size_bytes INTEGER NOT NULL,      -- their total size: free space to come
+    failed INTEGER NOT NULL DEFAULT 0 -- 1: a collection could not delete all its files (see the log); no
+                                      --   longer counted as free space to come
+);
+
+-- Timeline summaries (store/coverage.py, store/timeline.py): per camera and UTC hour, what a
+-- timeline needs, so a camera-day is 24 rows, not 8,640 segments. Derived from segments and
+-- trusted only while dirty = 0: every change to segments marks the hours it touches dirty in
+-- the same transaction; the store recomputes them in the background.
+CREATE TABLE IF NOT EXISTS coverage_hours (
+    camera TEXT NOT NULL,             -- camera id
+    hour_us INTEGER NOT NULL,         -- start of the UTC hour
+    segments INTEGER NOT NULL,        -- segments that start in the hour
+    recorded_us INTEGER NOT NULL,     -- time covered by segments within the hour (overlaps counted twice)
+    intervals TEXT NOT NULL,          -- JSON [[start_us, end_us], ...]: recorded intervals clipped to the
+                                      --   hour, merged across gaps under 250 ms
+    dirty INTEGER NOT NULL,           -- 1: segments changed since the summary; read them instead
+    PRIMARY KEY (camera, hour_us)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS coverage_hours_dirty ON coverage_hours (hour_us) WHERE dirty = 1;
+
+-- Search and timelines use the UNIQUE (camera, start_us) index above: one camera's segments in time order.
+-- Retention: the oldest segments of all cameras first.
+CREATE INDEX IF NOT EXISTS segments_by_time ON segments (start_us);
+
+-- Detected events (motion, later others). Sent by nodes; linked to segments by
+-- time overlap on the same camera, not by foreign key, so either can arrive first.
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,           -- row id; the API's event id
+    camera TEXT NOT NULL,             -- camera id
+    node TEXT NOT NULL,               -- node that detected it
+    start_us INTEGER NOT NULL,        -- first frame with motion
+    end_us INTEGER NOT NULL,          -- end of the event (after the quiet period)
+    kind TEXT NOT NULL,               -- 'motion', or 'loss' (footage a node had to drop; see detail)
+    score REAL NOT NULL,              -- peak score, 0..1 (0 for a loss)
+    bbox_x REAL,                      -- bounding box of all motion, normalised 0..1 (left)
+    bbox_y REAL,                      -- (top)
+    bbox_w REAL,                      -- (width)
+    bbox_h REAL,                      -- (height)
+    thumb_us INTEGER,                 -- representative time for its thumbnail
+    detail TEXT NOT NULL DEFAULT '',  -- what the node said about it, e.g. why footage was lost
+    locked INTEGER NOT NULL DEFAULT 0,  -- 1: retention never deletes segments overlapping it
+    UNIQUE (camera, start_us, kind)   -- an event's identity: resends are recognised by it
+);
+
+CREATE INDEX IF NOT EXISTS events_by_camera_time ON events (camera, start_us);
+-- The longest event (MAX(end_us - start_us)) bounds every event range query; without this
+-- index that MAX is a full scan of the table on each timeline and events request.
+CREATE INDEX IF NOT EXISTS events_by_length ON events (end_us - start_us);
+CREATE INDEX IF NOT EXISTS events_locked ON events (camera, start_us) WHERE locked = 1;
+
+-- Nodes the store knows: from their control connection (hello, heartbeats) or segments.
+CREATE TABLE IF NOT EXISTS nodes (
+    node TEXT PRIMARY KEY,            -- node id
+    first_seen_us INTEGER NOT NULL,   -- first hello or segment
+    last_seen_us INTEGER NOT NULL,    -- latest hello, heartbeat or segment
+    url TEXT,                         -- where its /live and /health are, as it announced
+    cameras TEXT                      -- JSON array of its camera ids, as it announced
+);
+
+-- Current runtime settings per camera (only those changed from their defaults).
+CREATE TABLE IF NOT EXISTS settings (
+    camera TEXT NOT NULL,             -- camera id
+    key TEXT NOT NULL,                -- 'recording_mode', 'motion_sensitivity', 'retention_days'
+    value TEXT NOT NULL,              -- JSON value
+    changed_us INTEGER NOT NULL,      -- when it was last set
+    changed_by TEXT NOT NULL,         -- who set it (token subject, or 'cli')
+    PRIMARY KEY (camera, key)
+);
+
+-- Every change to a runtime setting, oldest first.
+CREATE TABLE IF NOT EXISTS settings_history (
+    id INTEGER PRIMARY KEY,           -- order of changes
+    camera TEXT NOT NULL,             -- camera id
+    key TEXT NOT NULL,                -- setting name
+    old_value TEXT NOT NULL,          -- JSON value in effect before (the default if never set)
+    new_value TEXT NOT NULL,          -- JSON value after
+    changed_us INTEGER NOT NULL,      -- when
+    changed_by TEXT NOT NULL          -- who
+);
+
+CREATE INDEX IF NOT EXISTS settings_history_by_camera ON settings_history (camera, id);
