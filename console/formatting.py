@@ -53,6 +53,11 @@ def stamp(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def day_clock(us: int) -> str:
+    """Local ``Thu 09:33``: a time within the last day, short enough for a table column."""
+    return datetime.fromtimestamp(us / 1e6).strftime("%a %H:%M")
+
+
 def file_stamp(us: int) -> str:
     """Local ``YYYYMMDD-HHMMSS`` for file names."""
     return datetime.fromtimestamp(us / 1e6).strftime("%Y%m%d-%H%M%S")

@@ -1,4 +1,5 @@
-"""Thumbnails from the store: the ``thumbnail`` call's JPEG, decoded off the event loop."""
+"""Pictures from the store: the ``thumbnail`` call's JPEG (the frame nearest a time) and the ``snapshot`` call's
+(an event's best frame with the detected object's box drawn), decoded off the event loop."""
 
 from __future__ import annotations
 
@@ -24,4 +25,11 @@ async def fetch_thumbnail(store: Caller, camera: str, at_us: int,
     """The frame nearest ``at_us`` as a PIL image, and the store's answer (``frame_us``, size)."""
     chunks: list[bytes] = []
     info = await store.call("thumbnail", camera=camera, at_us=at_us, width=width, on_chunk=chunks.append)
+    return await asyncio.to_thread(open_jpeg, b"".join(chunks)), Thumbnail.from_json(info)
+
+
+async def fetch_snapshot(store: Caller, event_id: int) -> tuple[Image.Image, Thumbnail]:
+    """An event's snapshot as a PIL image, and the store's answer; ``not-found`` when the event has none."""
+    chunks: list[bytes] = []
+    info = await store.call("snapshot", event=event_id, on_chunk=chunks.append)
     return await asyncio.to_thread(open_jpeg, b"".join(chunks)), Thumbnail.from_json(info)

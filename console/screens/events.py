@@ -1,8 +1,14 @@
 """Events: a recording timeline per camera over the last hour or day, the events in it, and their clips.
 
-The highlighted event shows its thumbnail (the store's ``thumbnail``, a JPEG) and
-details; ``x`` exports its clip (a little before to a little after) to a file
-in the current directory, with a progress bar.
+Each event shows what the store's object detector saw in it (``person 0.86``;
+blank for motion nothing was recognised in) and whether it is still going on.
+``o`` steps the label filter through the labels known (all → person → … → all);
+the store does the filtering (``events`` with ``labels``). The highlighted event
+shows its snapshot (the store's ``snapshot``: its best frame with the object's box
+drawn) or, for an event without one, its thumbnail (``thumbnail``), and details;
+``x`` exports its clip (a little before to a little after) to a file in the
+current directory, with a progress bar. While an event is open the list reloads
+every few seconds, so its label shows up as soon as the store has it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import asyncio
 from collections.abc import Iterable
 from pathlib import Path
 
+from PIL import Image
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult, SystemCommand
@@ -18,23 +25,29 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, Static
 
+from console.event_view import detail_text, known_labels, label_cell, length_cell, next_label, picture_key, start_cell
 from console.export_file import clip_path, export_clip
-from console.formatting import clock, local_utc_offset_s, nbytes, seconds, stamp
+from console.formatting import clock, local_utc_offset_s, nbytes, seconds
 from console.screens.base import ConsoleScreen
-from console.thumbnails import fetch_thumbnail
+from console.thumbnails import fetch_snapshot, fetch_thumbnail
 from console.widgets.export_progress import ExportProgress
 from console.widgets.picture import make_picture
 from console.widgets.timeline_bar import TimelineBar
 from shared.protocol.errors import ProtocolError
-from shared.protocol.results import Event, EventPage, Timeline
+from shared.protocol.results import Event, EventPage, Thumbnail, Timeline
 from shared.query_client import StoreError
 
 WINDOWS = {"hour": (3600, "minute"), "day": (86400, "hour")}  # window: (seconds, timeline bucket)
 PRE_ROLL_US = 2_000_000  # an event's clip starts this long before it
 POST_ROLL_US = 2_000_000  # and ends this long after it
 MAX_EVENTS = 1000
+OPEN_RELOAD_S = 2.0  # how often the list reloads while one of its events is still open
 NO_EVENTS = ("No events in the last {window}. Events appear here once motion detection runs on the nodes; "
              "the timelines above show what was recorded.")
+NO_LABELLED_EVENTS = ("No {label} events in the last {window}. o shows the next label; the store labels an event "
+                      "once its object detector confirms what moved.")
+NO_LABELS = ("no labels to filter by yet: set a camera's objects in Settings, or wait for the store to label "
+             "an event")
 
 
 class EventsScreen(ConsoleScreen):
@@ -43,6 +56,7 @@ class EventsScreen(ConsoleScreen):
     AUTO_FOCUS = "#events-table"
     BINDINGS = [
         Binding("w", "toggle_window", "Hour/day"),
+        Binding("o", "next_label", "Label"),
         Binding("r", "reload", "Refresh"),
         Binding("x", "export", "Export clip"),
     ]
@@ -50,8 +64,13 @@ class EventsScreen(ConsoleScreen):
     def __init__(self) -> None:
         super().__init__()
         self.window = "hour"
+        self.label: str | None = None  # the label filter; None: every event
         self.events: list[Event] = []
+        self._labels_seen: set[str] = set()  # over every load: a filtered list no longer shows the others
         self._range = (0, 0)
+        self._loading = False
+        self._shown: Event | None = None  # the event whose details and picture are on screen
+        self._picture_line = ""
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="events-body"):
@@ -59,13 +78,17 @@ class EventsScreen(ConsoleScreen):
                 yield Label("", id="window-label")
                 yield VerticalScroll(id="timelines")
                 table: DataTable[str | Text] = DataTable(id="events-table", cursor_type="row")
-                table.add_columns("start", "camera", "kind", "score", "length", "locked")
+                table.add_columns("start", "camera", "kind", "score", "label", "length", "locked")
                 yield table
                 yield Static("", id="events-note", classes="note-line")
             with Vertical(id="event-detail"):
                 yield make_picture(id="event-thumb")
                 yield Static("select an event", id="event-text")
                 yield ExportProgress(id="event-export")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.set_interval(OPEN_RELOAD_S, self._reload_while_open)
 
     def store_connected(self) -> None:
         self.action_reload()
@@ -75,6 +98,8 @@ class EventsScreen(ConsoleScreen):
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Events: last hour / last day", "Toggle the window (key w)", self.action_toggle_window)
+        yield SystemCommand("Events: next label", "Filter by the next label, then all (key o)",
+                            self.action_next_label)
         yield SystemCommand("Events: refresh", "Reload timelines and events (key r)", self.action_reload)
         yield SystemCommand("Events: export clip", "Export the selected event's clip (key x)", self.action_export)
 
@@ -82,8 +107,22 @@ class EventsScreen(ConsoleScreen):
         self.window = "day" if self.window == "hour" else "hour"
         self.action_reload()
 
+    def action_next_label(self) -> None:
+        fleet = self.console.fleet
+        settings = [c.settings for c in fleet.cameras.values()] if fleet else []
+        labels = self._labels_seen | known_labels(self.events, settings)
+        if not labels and self.label is None:
+            self.notify(NO_LABELS, severity="warning")
+            return
+        self.label = next_label(self.label, labels)
+        self.action_reload()
+
     def action_reload(self) -> None:
         self._load()
+
+    def _reload_while_open(self) -> None:
+        if self.is_current and not self._loading and any(e.open for e in self.events):
+            self._load()
 
     @work(exclusive=True, group="load", exit_on_error=False)
     async def _load(self) -> None:
@@ -91,13 +130,18 @@ class EventsScreen(ConsoleScreen):
         to_us = self.console.now_us()
         from_us = to_us - span_s * 1_000_000
         self._range = (from_us, to_us)
+        label = self.label
         self.query_one("#window-label", Label).update(
             Text.assemble(("last " + self.window, "bold"), f" {clock(from_us)}→{clock(to_us)} ",
                           ("█ recorded ▄ partly · gap ◆ event", "dim")))
+        self.query_one("#events-table", DataTable).border_title = f" label: {label} " if label else None
         note = self.query_one("#events-note", Static)
+        # Only a filtered request names labels: a store from before object detection still lists the rest.
+        by_label = {"labels": [label]} if label else {}
+        self._loading = True
         try:
             listing = EventPage.from_json(
-                await self.store.call("events", from_us=from_us, to_us=to_us, limit=MAX_EVENTS))
+                await self.store.call("events", from_us=from_us, to_us=to_us, limit=MAX_EVENTS, **by_label))
             fleet = self.console.fleet
             cameras = sorted(set(fleet.camera_ids() if fleet else []) | {e.camera for e in listing.items})
             timelines = [Timeline.from_json(t) for t in await asyncio.gather(*(
@@ -106,7 +150,10 @@ class EventsScreen(ConsoleScreen):
         except (StoreError, ProtocolError) as exc:
             note.update(Text(f"cannot load events: {exc.message}", style="red"))
             return
+        finally:
+            self._loading = False
         self.events = list(listing.items)
+        self._labels_seen |= known_labels(self.events)
         await self._show_timelines(cameras, timelines)
         self._show_events(listing.next is not None)
 
@@ -127,16 +174,25 @@ class EventsScreen(ConsoleScreen):
 
     def _show_events(self, truncated: bool) -> None:
         table = self.query_one("#events-table", DataTable)
+        selected = self._shown.id if self._shown is not None else None
         table.clear()
         for e in self.events:
-            table.add_row(stamp(e.start_us), e.camera, e.kind, f"{e.score:.2f}",
-                          seconds((e.end_us - e.start_us) / 1e6), "yes" if e.locked else "", key=str(e.id))
+            length = Text(length_cell(e), style="bold yellow") if e.open else length_cell(e)
+            table.add_row(start_cell(e, self.window), e.camera, e.kind, f"{e.score:.2f}", label_cell(e), length,
+                          "yes" if e.locked else "", key=str(e.id))
+        row = next((i for i, e in enumerate(self.events) if e.id == selected), None)
+        if row is not None:
+            table.move_cursor(row=row)  # a reload keeps the operator's place
         note = self.query_one("#events-note", Static)
+        label = f"{self.label} " if self.label else ""
+        if row is None:
+            self._clear_detail()
         if not self.events:
-            note.update(NO_EVENTS.format(window=self.window))
+            note.update(NO_LABELLED_EVENTS.format(label=self.label, window=self.window) if self.label
+                        else NO_EVENTS.format(window=self.window))
         else:
             more = f" (the first {MAX_EVENTS}; narrow the window in Search)" if truncated else ""
-            note.update(f"{len(self.events)} events{more} · enter/↑↓ to select · x exports the clip")
+            note.update(f"{len(self.events)} {label}events{more} · ↑↓ select · o label · x export clip")
 
     def _selected(self) -> Event | None:
         table = self.query_one("#events-table", DataTable)
@@ -144,27 +200,47 @@ class EventsScreen(ConsoleScreen):
             return None
         return self.events[table.cursor_row]
 
+    def _clear_detail(self) -> None:
+        self.workers.cancel_group(self, "detail")
+        self._shown = None
+        self.query_one("#event-thumb").image = None  # type: ignore[attr-defined]  # textual-image's Image
+        self.query_one("#event-text", Static).update("select an event")
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if (selected := self._selected()) is not None:
             self._show_detail(selected)
 
     @work(exclusive=True, group="detail", exit_on_error=False)
     async def _show_detail(self, event: Event) -> None:
+        shown, self._shown = self._shown, event
+        if event == shown:
+            return  # a reload that changed nothing about it: keep the picture
         text = self.query_one("#event-text", Static)
-        bbox = event.bbox
-        box = f"\nbox x{bbox[0]:.2f} y{bbox[1]:.2f} w{bbox[2]:.2f} h{bbox[3]:.2f}" if bbox else ""
-        details = (f"#{event.id} {event.kind} on {event.camera} ({event.node})\n"
-                   f"{stamp(event.start_us)} → {clock(event.end_us)}\n"
-                   f"score {event.score:.2f}{' · locked' if event.locked else ''}{box}")
-        text.update(details + "\nloading thumbnail…")
-        at = event.thumb_us or event.start_us
+        details = detail_text(event)
+        if shown is not None and picture_key(shown) == picture_key(event):
+            text.update(details + self._picture_line)
+            return  # the same event, grown longer, with the same picture
+        picture = "snapshot" if event.snapshot else "thumbnail"
+        text.update(details + f"\nloading {picture}…")
         try:
-            image, info = await fetch_thumbnail(self.store, event.camera, at)
+            image, info, picture = await self._fetch_picture(event)
         except (StoreError, ProtocolError) as exc:
-            text.update(details + f"\nno thumbnail: {exc.message}")
+            self._shown = None  # try again on the next highlight or reload
+            text.update(details + f"\nno {picture}: {exc.message}")
             return
         self.query_one("#event-thumb").image = image  # type: ignore[attr-defined]  # textual-image's Image
-        text.update(details + f"\nframe at {clock(info.frame_us)} · x: export clip")
+        self._picture_line = f"\n{picture} at {clock(info.frame_us)}"
+        text.update(details + self._picture_line)
+
+    async def _fetch_picture(self, event: Event) -> tuple[Image.Image, Thumbnail, str]:
+        """The event's snapshot (its box drawn) where it has one, else the frame nearest its thumbnail time."""
+        if event.snapshot:
+            try:
+                return (*await fetch_snapshot(self.store, event.id), "snapshot")
+            except StoreError as exc:
+                if exc.code != "not-found":  # gone since the list was loaded (retention): the thumbnail will do
+                    raise
+        return (*await fetch_thumbnail(self.store, event.camera, event.thumb_us or event.start_us), "thumbnail")
 
     def action_export(self) -> None:
         if (event := self._selected()) is None:

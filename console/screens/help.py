@@ -12,7 +12,7 @@ from textual.widgets import Static
 KEYS = (
     ("f", "Fleet", "nodes and cameras: status, CPU, temperature, fps, bitrate, drops, spool, trends, alerts"),
     ("l", "Live", "a decoded picture per camera, 1–2 a second"),
-    ("e", "Events", "recording timeline per camera, events with thumbnails; x exports the clip"),
+    ("e", "Events", "timelines, events with label and snapshot; o filters by label; x exports the clip"),
     ("s", "Search", "segments or events by camera and time; x exports the selected row"),
     ("c", "Settings", "per-camera recording mode, motion sensitivity, retention; history of changes"),
     ("?", "Help", "this page"),

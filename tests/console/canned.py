@@ -7,10 +7,11 @@ import io
 from collections.abc import Callable
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from console.link import FleetUpdated, Post, StoreConnected, StoreLink
 from shared.protocol.fleet import FleetReport
+from shared.query_client import StoreError
 from shared.settings import SETTINGS as SETTING_SPECS
 
 NOW_US = 1_795_700_000_000_000  # a fixed "now" (UTC 2026-11-26 10:13:20)
@@ -28,6 +29,15 @@ def gradient(width: int = 160, height: int = 120, tint: tuple[int, int, int] = (
             inside = width // 3 <= x < width // 2 and height // 3 <= y < height * 2 // 3
             pixels[x, y] = (250, 230, 60) if inside else (tint[0] * x // width, tint[1] * y // height, tint[2])
     return image
+
+
+def boxed(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    """The picture with a red box drawn on it, as the store draws a snapshot's object."""
+    out = image.copy()
+    x, y, w, h = box
+    ImageDraw.Draw(out).rectangle((x * out.width, y * out.height, (x + w) * out.width, (y + h) * out.height),
+                                  outline=(255, 0, 0), width=max(2, out.width // 25))  # thick: seen in half blocks
+    return out
 
 
 def jpeg(image: Image.Image) -> bytes:
@@ -92,9 +102,14 @@ FLEET: dict[str, Any] = {
 EVENTS = [
     {"id": 7, "camera": "cam0", "node": "node0", "start_us": NOW_US - 40 * MINUTE, "end_us": NOW_US - 40 * MINUTE
      + 12 * SECOND, "kind": "motion", "score": 0.91, "bbox": [0.1, 0.2, 0.3, 0.4], "thumb_us": None,
-     "locked": True},
+     "locked": True, "open": False, "label": "person", "label_score": 0.86, "label_box": [0.33, 0.33, 0.17, 0.34],
+     "labels": {"person": 2, "car": 1}, "snapshot": True},
     {"id": 9, "camera": "cam1", "node": "node0", "start_us": NOW_US - 12 * MINUTE, "end_us": NOW_US - 12 * MINUTE
-     + 5 * SECOND, "kind": "motion", "score": 0.42, "bbox": None, "thumb_us": None, "locked": False},
+     + 5 * SECOND, "kind": "motion", "score": 0.42, "bbox": None, "thumb_us": None, "locked": False,
+     "open": False, "label": None, "label_score": None, "label_box": None, "labels": {}, "snapshot": False},
+    {"id": 11, "camera": "cam0", "node": "node0", "start_us": NOW_US - 20 * SECOND, "end_us": NOW_US - 2 * SECOND,
+     "kind": "motion", "score": 0.55, "bbox": [0.5, 0.5, 0.2, 0.2], "thumb_us": None, "locked": False,
+     "open": True, "label": None, "label_score": None, "label_box": None, "labels": None, "snapshot": False},
 ]
 
 TIMELINES = {
@@ -118,10 +133,12 @@ HISTORY = [
 class CannedStore(StoreLink):
     """A ``StoreLink`` that is connected at once, sends one fleet, and answers from the tables above."""
 
-    def __init__(self, fleet: dict[str, Any] | None = None) -> None:
+    def __init__(self, fleet: dict[str, Any] | None = None, events: list[dict[str, Any]] | None = None) -> None:
         super().__init__("http://127.0.0.1:8100")
         self.fleet = fleet or FLEET
+        self.events = EVENTS if events is None else events  # a test may change them between calls
         self.thumbnail = jpeg(gradient(320, 240))
+        self.snapshot = jpeg(boxed(gradient(320, 240), tuple(EVENTS[0]["label_box"])))  # type: ignore[arg-type]
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
     @property
@@ -137,7 +154,8 @@ class CannedStore(StoreLink):
                    on_progress: Callable[[int, int], None] | None = None, **params: Any) -> Any:
         self.calls.append((method, params))
         if method == "events":
-            return {"items": EVENTS, "next": None}
+            wanted = set(params.get("labels") or ())
+            return {"items": [e for e in self.events if not wanted or wanted & set(e["labels"] or {})], "next": None}
         if method == "segments":
             return {"items": SEGMENTS, "next": None}
         if method == "timeline":
@@ -149,6 +167,14 @@ class CannedStore(StoreLink):
             on_chunk(self.thumbnail)
             return {"content_type": "image/jpeg", "frame_us": params["at_us"], "width": 320, "height": 240,
                     "bytes": len(self.thumbnail)}
+        if method == "snapshot":
+            event = next((e for e in self.events if e["id"] == params["event"]), None)
+            if event is None or not event["snapshot"]:
+                raise StoreError("not-found", f"event {params['event']} has no snapshot: no label yet")
+            assert on_chunk is not None
+            on_chunk(self.snapshot)
+            return {"content_type": "image/jpeg", "frame_us": event["start_us"] + 3 * SECOND, "width": 320,
+                    "height": 240, "bytes": len(self.snapshot)}
         if method == "settings":
             return {"settings": SETTINGS, "descriptions": {k: s.description for k, s in SETTING_SPECS.items()}}
         if method == "settings_history":

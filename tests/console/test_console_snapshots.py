@@ -96,6 +96,20 @@ def test_events(snap_compare: Any) -> None:
     assert snap_compare(canned_app(), terminal_size=SIZE, run_before=on("e", thumbnail_shown))
 
 
+def test_events_filtered_by_label(snap_compare: Any) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await on("e", lambda p: isinstance(p.app.screen, EventsScreen) and len(p.app.screen.events) == 3)(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, EventsScreen)
+        await pilot.press("o", "o")  # all → car → person
+        await wait_until(lambda: screen.label == "person" and len(screen.events) == 1
+                         and screen.query_one("#event-thumb").image is not None,  # type: ignore[attr-defined]
+                         what="the person events")
+        await pilot.pause()
+
+    assert snap_compare(canned_app(), terminal_size=SIZE, run_before=run_before)
+
+
 def test_search(snap_compare: Any) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await on("s")(pilot)
