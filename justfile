@@ -14,7 +14,7 @@ test *ARGS:
 # run a benchmark; prints a table and writes docs/benchmarks.md. `just bench` is the
 # six-camera system benchmark (bench/run.py); `just bench motion` the detectors (bench/motion.py); `just bench store` the store (bench/store.py);
 # `just bench abuse` the attacks of issue 14 against a store with a node recording (bench/abuse.py)
-# `just bench objects` the person detector on OpenCV's sample videos (bench/objects.py; needs `apt-get install opencv-doc`)
+# `just bench objects` the person detector on OpenCV's sample videos, frame by frame and as events through a real store and node (bench/objects.py; needs `apt-get install opencv-doc`; `--minutes N` per device)
 bench *ARGS:
     python3 -m bench {{ARGS}}
 

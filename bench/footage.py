@@ -18,6 +18,7 @@ Two shapes, both made here with PyAV:
 from __future__ import annotations
 
 import gzip
+import math
 import shutil
 import statistics
 from collections.abc import Iterator, Sequence
@@ -155,10 +156,10 @@ def transcode(src: Path, dst: Path, pieces: Sequence[tuple[float, float]], gap_s
         interval = statistics.median(deltas) if deltas else 1.0 / rate
         cursor += last_t - first_t + interval
         if gap_s > 0:
-            gap_end = cursor + gap_s
-            while cursor < gap_end:
-                writer.write(cursor, last)
-                cursor += interval
+            stills = max(1, math.ceil(gap_s / interval - 1e-6))  # counted, not summed: no float drift
+            for k in range(stills):
+                writer.write(cursor + k * interval, last)
+            cursor += stills * interval
 
     try:
         for t, frame in source_frames(src):

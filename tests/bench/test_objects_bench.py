@@ -41,7 +41,7 @@ def test_table_counts_thresholds_windows_and_verdicts(tmp_path: Path) -> None:
     bo.replace_section(page, bo.SECTION, bo.markdown_section(list(rows.values()), {"cpu": "test"}, step=1))
     out = page.read_text()
     assert out.count("## Objects\n") == 1 and "system" in out and "store" in out
-    assert "Detector-level numbers, not yet the event-level ones" in out
+    assert "Detector-level numbers" in out and "Objects: events" in out
 
 
 def test_missing_clip_shows_a_dash_and_main_names_the_package(tmp_path: Path,
