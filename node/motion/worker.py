@@ -31,7 +31,7 @@ QUEUE_SECONDS = 2.0
 
 class MotionWorker(threading.Thread):
     def __init__(self, camera: str, node: str, config: DetectorConfig, width: int, height: int, fps: float,
-                 loop: asyncio.AbstractEventLoop, on_started: Callable[[str, int], None],
+                 loop: asyncio.AbstractEventLoop, on_started: Callable[[str, int, EventRecord], None],
                  on_finished: Callable[[EventRecord], None]) -> None:
         super().__init__(name=f"motion-{camera}", daemon=True)
         self.camera, self.config = camera, config
@@ -99,7 +99,8 @@ class MotionWorker(threading.Thread):
         ongoing = self.tracker.ongoing()
         self.active = ongoing is not None
         if ongoing is not None and (not was_open or finished):
-            self._loop.call_soon_threadsafe(self._on_started, self.camera, ongoing.start_us)
+            # With the event as known so far (score, box): the node sends it to the store open at once.
+            self._loop.call_soon_threadsafe(self._on_started, self.camera, ongoing.start_us, ongoing)
 
     def health(self) -> MotionHealth:
         return MotionHealth(detector=self.config.kind, sensitivity=self.detector.sensitivity, frames=self.frames,

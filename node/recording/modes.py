@@ -77,9 +77,12 @@ class RecordingModes:
         else:
             await self.uploads.add_and_enforce(item)
 
-    def motion_started(self, camera: str, start_us: int) -> None:
-        """From the motion worker, on the event loop."""
+    def motion_started(self, camera: str, start_us: int, ongoing: EventRecord | None = None) -> None:
+        """From the motion worker, on the event loop. ``ongoing``: the event as known so far, which goes to the
+        store at once, open (the store's object detection starts on it); spooled in a task."""
         self.gates[camera].event_started(start_us)
+        if ongoing is not None:
+            self._spool_event(dataclasses.replace(ongoing, open=True))
 
     def motion_finished_soon(self, record: EventRecord) -> None:
         """From the motion worker, on the event loop: the gate hears of the end now, in order with the next
@@ -90,11 +93,20 @@ class RecordingModes:
         task.add_done_callback(self._event_tasks.discard)
 
     async def motion_finished(self, record: EventRecord) -> None:
+        await self._put_event(record)
+        await self.decide(record.camera)
+
+    def _spool_event(self, record: EventRecord) -> None:
+        task = asyncio.create_task(self._put_event(record))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
+    async def _put_event(self, record: EventRecord) -> None:
         try:
             self.uploads.add(await asyncio.to_thread(self.spool.put_event, record))
         except OSError as exc:
-            log.error("could not spool motion event %s: %s", record.record_id, exc)
-        await self.decide(record.camera)
+            log.error("could not spool %smotion event %s: %s", "open " if record.open else "", record.record_id,
+                      exc)
 
     async def decide(self, camera: str) -> None:
         """Upload the held segments an event wants; drop those none can want."""

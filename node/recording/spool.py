@@ -9,7 +9,9 @@ Layout:
 - ``SPOOL/CAMERA/time-floor``: the end of the latest segment ever spooled for the camera, kept after
   the segment has gone to the store: the next run stamps frames after it (node/capture/timebase.py),
   whatever the wall clock says at boot (docs/time.md).
-- ``SPOOL/.events/<camera>-<kind>-<start_us>.json``: events waiting for the store.
+- ``SPOOL/.events/<camera>-<kind>-<start_us>.json``: events waiting for the store; ``….open.json``: an
+  event sent at its start, still going on (its closed version comes later under the first name). One left by
+  an earlier run is closed at scan: that run can no longer finish it.
 - ``SPOOL/.refused/``: what the store refused for good, kept for a human.
 
 Nothing is deleted before the store has acknowledged it, except by the spool
@@ -19,6 +21,7 @@ All methods block: call them from a worker thread.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from shared.protocol.ingest import EventRecord, SegmentHeader
 
 log = logging.getLogger(__name__)
 EVENTS_DIR = ".events"
+OPEN_TAG = ".open"  # an open event's spool file: <camera>-<kind>-<start_us>.open.json
 TIME_FLOOR = "time-floor"
 
 
@@ -104,9 +108,13 @@ class Spool:
         return self._floors[camera]
 
     def put_event(self, record: EventRecord) -> SpooledEvent:
-        path = self.root / EVENTS_DIR / f"{record.record_id}.json"
+        path = self._event_path(record)
         write_atomic(path, record.serialize().encode())
         return SpooledEvent(record, path)
+
+    def _event_path(self, record: EventRecord) -> Path:
+        # An open event has its own name: removing it once sent must never remove its closed version.
+        return self.root / EVENTS_DIR / f"{record.record_id}{OPEN_TAG if record.open else ''}.json"
 
     def remove(self, item: SpooledItem) -> None:
         if isinstance(item, SpooledEvent):
@@ -156,11 +164,31 @@ class Spool:
         events_dir = self.root / EVENTS_DIR
         for path in sorted(events_dir.glob("*.json")) if events_dir.exists() else []:
             try:
-                found.append(SpooledEvent(EventRecord.from_json(json.loads(path.read_text())), path))
+                record = EventRecord.from_json(json.loads(path.read_text()))
+                if record.open:
+                    record, path = self._close_left_open(record, path)
+                    if path is None:
+                        continue
+                found.append(SpooledEvent(record, path))
             except (OSError, ValueError, ProtocolError) as exc:
                 log.error("spool: unreadable event %s (%s); left in place", path, exc)
         found.sort(key=lambda s: (s.start_us, isinstance(s, SpooledEvent)))
         return found
+
+    def _close_left_open(self, record: EventRecord, path: Path) -> tuple[EventRecord, Path | None]:
+        """An open event an earlier run left: closed as far as it was known, so the store does not keep it
+        open forever (its closed version, if spooled, wins). Returns the event to send, or a None path."""
+        closed = dataclasses.replace(record, open=False)
+        closed_path = self._event_path(closed)
+        if closed_path.exists():
+            path.unlink()
+            return closed, None  # the closed version is read from its own file
+        log.warning("spool: motion event %s was still open when the node stopped; closing it at %d",
+                    record.record_id, record.end_us)
+        write_atomic(closed_path, closed.serialize().encode())
+        path.unlink()
+        fsync_dir(path.parent)
+        return closed, closed_path
 
     def _recover(self, journal: Path) -> None:
         """Turn a journal left by a crash into a spooled segment, or discard it saying why."""

@@ -5,6 +5,11 @@ in flight at a time: the store's ack means durable and indexed, so the spool
 never forgets anything the store does not hold. The one exception is the spool
 limit: when the backlog outgrows it, the oldest unsent segments are dropped,
 and each drop is counted, logged and reported to the store as a ``loss`` event.
+
+Open events (a motion event sent at its start, ``EventRecord.open``) jump the queue: they go right behind
+the item in flight, since the store starts object detection on them. Only a store whose handshake says it
+takes them (``X-Sht-Ingest: 3`` or more) gets them; for an older one they are dropped unsent (it would keep
+the open event as the whole event and refuse the closed one as a duplicate); the closed event still goes.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from shared.clock import now_us
 from shared.protocol.errors import ProtocolError
 from shared.protocol.health import SpoolHealth
 from shared.protocol.ingest import (
+    INGEST_VERSION_HEADER,
     MAX_FRAGMENT_BYTES,
     MAX_SEGMENT_BYTES,
+    OPEN_EVENTS_VERSION,
     Ack,
     EventRecord,
     IngestSender,
@@ -56,9 +63,20 @@ class Uploader:
         self.lost_segments: Counter[str] = Counter()  # camera -> segments dropped or never spooled
         self.lost_frames: Counter[str] = Counter()
         self.lost_bytes = 0
+        self.store_version: int | None = None  # the connected store's /ingest version (2: before it said)
+        self.open_events_dropped = 0  # open events an older store could not take
+        self._said_old_store = False
 
     def add(self, item: SpooledItem) -> None:
-        self.pending.append(item)
+        if _is_open(item):
+            # Right behind the item in flight and the open events already waiting: they are tiny and late
+            # ones are worth little.
+            at = 1 if self.pending and self.pending[0] is self._in_flight else 0
+            while at < len(self.pending) and _is_open(self.pending[at]):
+                at += 1
+            self.pending.insert(at, item)
+        else:
+            self.pending.append(item)
         self.pending_bytes += item.size
         self._wake.set()
 
@@ -119,6 +137,7 @@ class Uploader:
                                    additional_headers=self.headers, ssl=self.ssl_context) as ws:
                     self.link = "connected"
                     self.last_error = None
+                    self.store_version = _ingest_version(ws)
                     backoff.reset()
                     await self._drain(ws)
             except Exception as exc:  # network trouble, or a bug: the spool keeps everything; try again
@@ -140,6 +159,9 @@ class Uploader:
                 self._wake.clear()
                 await self._wake.wait()
             item = self._in_flight = self.pending[0]
+            if isinstance(item, SpooledEvent) and item.record.open and not self.takes_open_events:
+                await self._drop_open_event(item)
+                continue
             if isinstance(item, SpooledEvent):
                 sender.send_event(item.record)
             else:
@@ -170,6 +192,20 @@ class Uploader:
                 # A conflict means the store holds another version of it (e.g. the untrimmed one): not a loss.
                 await self._set_aside(item, f"the store refused it: {reply.code}", lost=reply.code != "conflict")
 
+    @property
+    def takes_open_events(self) -> bool:
+        return (self.store_version or 0) >= OPEN_EVENTS_VERSION
+
+    async def _drop_open_event(self, item: SpooledEvent) -> None:
+        if not self._said_old_store:
+            self._said_old_store = True
+            log.info("store %s speaks ingest version %s, before open events (%d): motion events go to it when "
+                     "they end, not when they start; upgrade the store for object detection to start at once",
+                     self.url, self.store_version, OPEN_EVENTS_VERSION)
+        await asyncio.to_thread(self.spool.remove, item)
+        self._finish(item)
+        self.open_events_dropped += 1
+
     def _finish(self, item: SpooledItem) -> None:
         self._in_flight = None
         if self.pending and self.pending[0] is item:
@@ -194,6 +230,20 @@ class Uploader:
                 break
             await asyncio.sleep(0.05)  # noqa: ASYNC110 - polls two conditions and a deadline
         return not self.pending
+
+
+def _is_open(item: SpooledItem) -> bool:
+    return isinstance(item, SpooledEvent) and item.record.open
+
+
+def _ingest_version(ws: ClientConnection) -> int:
+    """The store's /ingest version from its handshake response; 2 when it does not say (a store before v3)."""
+    value = ws.response.headers.get(INGEST_VERSION_HEADER) if ws.response is not None else None
+    try:
+        return int(value) if value is not None else 2
+    except ValueError:
+        log.warning("store sent %s: %r, not a number; taking it for version 2", INGEST_VERSION_HEADER, value)
+        return 2
 
 
 def _name(item: SpooledItem) -> str:
