@@ -7,6 +7,8 @@ last test kills the store and starts it again on the same port.
 from __future__ import annotations
 
 import copy
+import io
+import json
 import os
 import sqlite3
 import subprocess
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import av
 import pytest
+from PIL import Image
 from textual.widgets import DataTable, Input, Select, Static
 
 from console.app import ConsoleApp
@@ -128,11 +131,11 @@ def test_it_runs_under_textual_serve(recorded: RecordedSystem) -> None:
     assert b"connected" in out and b"node0" in out
 
 
-def insert_event(root: Path, camera: str) -> int:
-    """Nodes do not detect events yet: put one in the index, over recorded footage."""
+def insert_event(root: Path, camera: str, offset: int = 1) -> int:
+    """An event in the index over recorded footage (the ``offset``-th segment), as if a node had sent it."""
     with sqlite3.connect(root / "index.sqlite3", timeout=10) as db:
-        (start,) = db.execute("SELECT start_us FROM segments WHERE camera = ? ORDER BY start_us LIMIT 1 OFFSET 1",
-                              (camera,)).fetchone()
+        (start,) = db.execute("SELECT start_us FROM segments WHERE camera = ? ORDER BY start_us LIMIT 1 OFFSET ?",
+                              (camera, offset)).fetchone()
         cur = db.execute("INSERT INTO events (camera, node, start_us, end_us, kind, score, bbox_x, bbox_y, bbox_w, "
                          "bbox_h, thumb_us) VALUES (?, 'node0', ?, ?, 'motion', 0.87, 0.1, 0.2, 0.3, 0.4, ?)",
                          (camera, start + 500_000, start + 1_500_000, start + 1_000_000))
@@ -159,6 +162,47 @@ async def test_an_event_shows_its_thumbnail_and_exports_a_clip_that_decodes(
         await wait_until(lambda: "saved" in str(screen.query_one("#event-export .export-label").render()),
                          15, "the export")
     assert decoded_frames(tmp_path, "cam0") >= 10  # 1 s of event, 2 s before and after, at 5 fps
+
+
+def insert_labelled_event(root: Path, camera: str, offset: int, labels: dict[str, int], snapshot: bytes | None) -> int:
+    """An event as the store's object detection leaves it: label columns, event_labels rows, maybe a snapshot."""
+    event_id = insert_event(root, camera, offset)
+    label = max(labels, key=lambda k: labels[k])
+    with sqlite3.connect(root / "index.sqlite3", timeout=10) as db:
+        db.execute("UPDATE events SET label = ?, label_score = 0.93, label_x = 0.25, label_y = 0.25, label_w = 0.5, "
+                   "label_h = 0.5, labels = ? WHERE id = ?", (label, json.dumps(labels), event_id))
+        db.executemany("INSERT INTO event_labels (label, event_id, count) VALUES (?, ?, ?)",
+                       [(name, event_id, n) for name, n in labels.items()])
+        if snapshot is not None:
+            db.execute("INSERT INTO event_snapshots (event_id, frame_us, width, height, jpeg) "
+                       "SELECT id, start_us, 64, 48, ? FROM events WHERE id = ?", (snapshot, event_id))
+    return event_id
+
+
+async def test_labelled_events_show_their_label_filter_by_it_in_the_store_and_show_their_snapshot(
+        recorded: RecordedSystem) -> None:
+    """Issue 15: what the store's object detection writes to the index, through the real store's API."""
+    red = Image.new("RGB", (64, 48), (220, 30, 30))
+    buffer = io.BytesIO()
+    red.save(buffer, "JPEG")
+    person = insert_labelled_event(recorded.root, "cam1", 1, {"person": 2}, buffer.getvalue())
+    car = insert_labelled_event(recorded.root, "cam1", 2, {"car": 1}, None)
+    app = ConsoleApp(recorded.store_url, live_video=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(app)
+        await pilot.press("e")
+        screen = app.screen
+        assert isinstance(screen, EventsScreen)
+        await wait_until(lambda: {person, car} <= {e.id for e in screen.events}, 20, "the labelled events")
+        assert sorted(r[4] for r in table_rows(app, "#events-table") if r[1] == "cam1") == ["car 0.93", "person 0.93"]
+        for key in ("o", "o"):  # all → car → person (events' labels and cam settings' default objects)
+            await pilot.press(key)
+        await wait_until(lambda: screen.label == "person" and [e.id for e in screen.events] == [person], 20,
+                         "the store to list only the person event")
+        await wait_until(lambda: "snapshot at" in static_text(app, "#event-text"), 20, "the person event's snapshot")
+        assert screen.query_one("#event-thumb").image.size == (64, 48)  # type: ignore[attr-defined]  # the snapshot
+        await pilot.press("o")  # → all
+        await wait_until(lambda: screen.label is None and car in {e.id for e in screen.events}, 20, "every event")
 
 
 def decoded_frames(directory: Path, camera: str) -> int:
