@@ -70,8 +70,14 @@ class Node:
             camera.id: camera.timebase.now_us for camera in self.master.cameras.values()})
         self.settings = SettingsApplier(self.master.cameras, self.recording)
         self.control = (ControlLink(config.store_url, self._hello, self.health, self.settings.apply,
-                                    self._revoked, headers=bearer(security.token), ssl_context=client_ssl_context)
+                                    self._revoked, headers=bearer(security.token), ssl_context=client_ssl_context,
+                                    on_event_label=lambda m: self.recording.event_label(m.camera, m.start_us,
+                                                                                         m.label))
                         if config.store_url else None)
+        # objects mode waits for labels only while the store can hear of events and answer: the control link up
+        # and the upload link not failing (idle counts as up: it connects with the event); else as motion mode
+        self.recording.store_reachable = lambda: (self.control is not None and self.control.state == "connected"
+                                                  and self.uploader.last_error is None)
         self.motion_configs = {c.id: motion_config(c, i) for i, c in enumerate(config.cameras)}
 
     def _hello(self) -> Hello:

@@ -6,6 +6,12 @@ whether an event wants it: wanted ones are trimmed to the keyframe intervals the
 events want (node/recording/trim.py) and handed over, the rest are removed from
 the spool (not a loss: that is the mode). Held segments are already durable, so
 a crash loses no decision that matters: they are uploaded whole on the next start.
+
+``objects`` is ``motion`` where only events the store labelled want footage (it
+says so over the control link: ``event_label``); an event without a label within
+a grace period after its end lets its footage go like quiet footage, and while
+the store is out of reach every event keeps its footage as in ``motion``
+(node/recording/roll.py).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from node.recording.trim import trim_segment
 from shared.clock import now_us
 from shared.protocol.health import RecordingHealth
 from shared.protocol.ingest import EventRecord
-from shared.settings import CONTINUOUS, MOTION
+from shared.settings import CONTINUOUS, MOTION, OBJECTS_MODE
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +66,29 @@ class RecordingModes:
         self.discarded_quiet: dict[str, int] = {c: 0 for c in cameras}
         self.trimmed_bytes: dict[str, int] = {c: 0 for c in cameras}
         self._event_tasks: set[asyncio.Task] = set()
+        # objects mode: can a label come now? (the node's links to the store are up); False: as motion mode
+        self.store_reachable: Callable[[], bool] = lambda: False
+        self.labels_heard: dict[str, int] = {c: 0 for c in cameras}
 
     def set_mode(self, camera: str, mode: str) -> None:
         """Takes effect at the next decision (within a second): a switch to continuous releases what is held."""
         self.modes[camera] = mode
+        if camera in self.gates:
+            self.gates[camera].require_label = mode == OBJECTS_MODE
 
     def motion_mode(self, camera: str) -> bool:
-        return self.modes.get(camera) == MOTION
+        """Are segments held in the gate (``motion`` and ``objects`` modes)?"""
+        return self.modes.get(camera) in (MOTION, OBJECTS_MODE)
+
+    def event_label(self, camera: str, start_us: int, label: str) -> None:
+        """The store found ``label`` in the event of ``camera`` that started at ``start_us`` (control link,
+        on the event loop); in objects mode its footage is kept from the next decision on (within a second)."""
+        gate = self.gates.get(camera)
+        if gate is None:
+            log.warning("store sent a label for %s, which is not on this node", camera)
+            return
+        gate.event_labelled(start_us, label)
+        self.labels_heard[camera] += 1
 
     async def segment_spooled(self, item: SpooledSegment) -> None:
         """The recorder's hand-off of each finished, durable segment."""
@@ -112,6 +134,7 @@ class RecordingModes:
         """Upload the held segments an event wants; drop those none can want."""
         gate = self.gates[camera]
         if self.motion_mode(camera):
+            gate.verdicts_expected = self.store_reachable()
             await self._settle(camera, *gate.decide_spans(self.camera_clocks.get(camera, self.clock)()))
         else:
             await self._settle(camera, [(item, None) for item in gate.release_all()], [])
@@ -130,8 +153,8 @@ class RecordingModes:
         """At a clean stop, once the recorders and detectors are done: every held segment's fate is known."""
         await asyncio.gather(*self._event_tasks)  # events closed by the stop are spooled too
         for camera, gate in self.gates.items():
-            if self.motion_mode(camera):
-                await self._settle(camera, *gate.finish_spans())
+            if self.motion_mode(camera):  # an event still waiting for its label keeps its footage
+                await self._settle(camera, *gate.finish_spans(self.camera_clocks.get(camera, self.clock)()))
             else:
                 await self._settle(camera, [(item, None) for item in gate.release_all()], [])
 

@@ -1,4 +1,4 @@
-"""The node's end of the ``/control`` link: hello, heartbeats, and settings from the store.
+"""The node's end of the ``/control`` link: hello, heartbeats, and settings and event labels from the store.
 
 Reconnects with backoff for as long as the node runs; while the link is down
 the node goes on recording and spooling as before.
@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 from shared.backoff import Backoff
 from shared.protocol.control import (
     HEARTBEAT_INTERVAL_S,
+    EventLabel,
     Heartbeat,
     Hello,
     Revocations,
@@ -34,9 +35,11 @@ log = logging.getLogger(__name__)
 class ControlLink:
     def __init__(self, store_url: str, hello: Callable[[], Hello], health: Callable[[], NodeHealth],
                  on_settings: Callable[[SettingsPush], None], on_revoked: Callable[[tuple[str, ...]], None],
-                 headers: dict[str, str] | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+                 headers: dict[str, str] | None = None, ssl_context: ssl.SSLContext | None = None,
+                 on_event_label: Callable[[EventLabel], None] | None = None) -> None:
         self.url = ws_url(store_url) + "/control"
         self.hello, self.health, self.on_settings, self.on_revoked = hello, health, on_settings, on_revoked
+        self.on_event_label = on_event_label
         self.headers, self.ssl_context = headers or {}, ssl_context
         self.state = "disconnected"
         self.last_error: str | None = None
@@ -77,3 +80,5 @@ class ControlLink:
                 self.on_settings(event)
             elif isinstance(event, Revocations):
                 self.on_revoked(event.token_ids)
+            elif isinstance(event, EventLabel) and self.on_event_label is not None:
+                self.on_event_label(event)

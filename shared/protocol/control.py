@@ -1,9 +1,12 @@
-"""The node ↔ store control link at ``/control``: announcements, heartbeats, settings.
+"""The node ↔ store control link at ``/control``: announcements, heartbeats, settings, event labels.
 
 A node opens the link, says ``hello`` (its id, port and cameras), then sends a
 ``heartbeat`` with its health every few seconds. The store answers a hello with
 the runtime settings of each of the node's cameras and pushes a ``settings``
-message whenever one changes. All JSON text messages; sans-I/O like the rest.
+message whenever one changes, and an ``event_label`` when its object detection
+finds a label in one of the node's events (the ``objects`` recording mode keeps
+only footage of such events; nodes of hello version 2 and later understand it).
+All JSON text messages; sans-I/O like the rest.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from dataclasses import dataclass, field
 from shared.ids import InvalidId, check_id
 from shared.protocol.errors import ProtocolError, parse_json_object
 from shared.protocol.health import NodeHealth
-from shared.settings import CameraSettings, SettingError
+from shared.protocol.times import time_in_range
+from shared.settings import CameraSettings, SettingError, label_problem
 
 HEARTBEAT_INTERVAL_S = 2.0
 MISSED_HEARTBEATS_DOWN = 3  # a node is down after this many intervals of silence
 MAX_CONTROL_BYTES = 256 * 1024
+CONTROL_VERSION = 2  # 2: the node understands event_label; a hello without a version is 1
+EVENT_LABEL_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,7 @@ class Hello:
     node: str
     port: int
     cameras: tuple[str, ...]
-    version: int = 1
+    version: int = CONTROL_VERSION
     tls: bool = False  # the node serves wss:// and https:// (its fleet URL says https, so the relay uses wss)
 
     def serialize(self) -> str:
@@ -63,7 +69,21 @@ class Revocations:
         return json.dumps({"type": "revoked", "token_ids": list(self.token_ids)})
 
 
-ControlMessage = Hello | Heartbeat | SettingsPush | Revocations
+@dataclass(frozen=True)
+class EventLabel:
+    """The store found ``label`` in the event of ``camera`` that started at ``start_us`` (the node's own stamp,
+    as its EventRecord said)."""
+
+    camera: str
+    start_us: int
+    label: str
+
+    def serialize(self) -> str:
+        return json.dumps({"type": "event_label", "camera": self.camera, "start_us": self.start_us,
+                           "label": self.label})
+
+
+ControlMessage = Hello | Heartbeat | SettingsPush | Revocations | EventLabel
 
 
 def parse_control(message: str | bytes) -> ControlMessage:
@@ -101,6 +121,14 @@ def parse_control(message: str | bytes) -> ControlMessage:
             if not isinstance(ids, list) or not all(isinstance(i, str) and len(i) <= 64 for i in ids):
                 raise ProtocolError("bad-field", "token_ids must be an array of strings")
             return Revocations(tuple(ids))
+        if kind == "event_label":
+            start_us, label = obj["start_us"], obj["label"]
+            if isinstance(start_us, bool) or not isinstance(start_us, int) or not time_in_range(start_us):
+                raise ProtocolError("bad-field", f"event_label start_us must be a time in µs, got {start_us!r}",
+                                    "start_us")
+            if (problem := label_problem(label)) is not None:
+                raise ProtocolError("bad-field", f"event_label: {problem}", "label")
+            return EventLabel(check_id(obj["camera"], "camera id"), start_us, label)
     except KeyError as exc:
         raise ProtocolError("missing-field", f"{kind} message lacks field {exc.args[0]!r}") from None
     except InvalidId as exc:

@@ -4,7 +4,9 @@ A node opens the link with a hello (its cameras, its live URL); the store
 answers with each camera's settings and the revoked token ids, then takes
 heartbeats (the node's health) into the ``Fleet``. The watchdog marks nodes
 down when their heartbeats stop, and sends a new revoked list to every node as
-soon as ``sht token revoke`` changes it.
+soon as ``sht token revoke`` changes it. Object detection tells a node which of
+its events got a label (``push_event_label``): its ``objects`` recording mode
+keeps only their footage.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ import websockets
 from websockets.asyncio.server import ServerConnection
 
 from shared.auth import Claims
-from shared.protocol.control import HEARTBEAT_INTERVAL_S, Heartbeat, Hello, Revocations, SettingsPush, parse_control
+from shared.protocol.control import (
+    EVENT_LABEL_VERSION,
+    HEARTBEAT_INTERVAL_S,
+    EventLabel,
+    Heartbeat,
+    Hello,
+    Revocations,
+    SettingsPush,
+    parse_control,
+)
 from shared.protocol.errors import ProtocolError
 from store.index import settings
 from store.index.db import Index
@@ -38,6 +49,7 @@ class ControlLinks:
         self.revoked = revoked
         self.close_revoked = close_revoked
         self._revoked_sent: frozenset[str] = frozenset()
+        self.versions: dict[str, int] = {}  # each node's hello version, as of its latest link
 
     async def serve(self, connection: ServerConnection, claims: Claims | None) -> None:
         """One node's link, from its hello until it closes."""
@@ -54,6 +66,7 @@ class ControlLinks:
             await connection.close(1008, f"token is for node {claims.subject}, not {first.node}"[:120])
             return
         host = connection.remote_address[0]
+        self.versions[first.node] = first.version
         await self.fleet.hello(first, host, connection)
         log.info("node %s is up (%s, cameras %s)", first.node, host, ", ".join(first.cameras))
         for camera in first.cameras:
@@ -81,6 +94,19 @@ class ControlLinks:
         values = await settings.load(self.index.conn, camera)
         with contextlib.suppress(websockets.ConnectionClosed):
             await link.send(SettingsPush(camera, values).serialize())
+
+    async def push_event_label(self, node: str, camera: str, start_us: int, label: str) -> bool:
+        """Tell ``node`` that its event of ``camera`` starting at ``start_us`` (the node's stamp) got ``label``.
+        False when it was not sent: the node is not connected, or too old to understand it (a node without
+        the ``objects`` recording mode, which needs no labels)."""
+        link: Any = self.fleet.links.get(node)
+        if link is None or self.versions.get(node, 1) < EVENT_LABEL_VERSION:
+            return False
+        try:
+            await link.send(EventLabel(camera, start_us, label).serialize())
+        except websockets.ConnectionClosed:
+            return False
+        return True
 
     async def watch(self) -> None:
         """Forever: nodes whose heartbeats stopped are marked down; a changed revoked list goes out at once."""

@@ -1,0 +1,75 @@
+"""The ``objects`` recording mode end to end: a real node and a real store (in this process, so the test can play
+the store's object detection and push the label itself over the real control link)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from node.app import Node, NodeSecurity
+from shared.clock import now_us
+from shared.config import CameraConfig, NodeConfig
+from shared.security import SecurityOptions
+from shared.settings import OBJECTS_MODE, RECORDING_MODE
+from store.app import Store
+from store.index import settings
+from tests.system.test_motion import scenario, walker
+
+S = 1_000_000
+POST_ROLL = 4 * S  # shorter than in use (10 s), so that the two events' windows stay apart in a short test
+
+
+async def until(condition: Callable[[], object], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {seconds:.0f} s waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def rows(root: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(root / "index.sqlite3") as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def test_objects_mode_keeps_the_labelled_events_footage_and_drops_the_unlabelled_ones(tmp_path):
+    # Two people walk by: the store labels the first event, not the second.
+    scene = scenario(tmp_path / "two.json", [walker(3.0, 5.0), walker(17.0, 19.0)])
+    root = tmp_path / "store"
+    store = Store(root, security=SecurityOptions(auth=False))
+    await store.start("127.0.0.1", 0)
+    assert store.index is not None and store.server is not None
+    await settings.set_setting(store.index.conn, "cam0", RECORDING_MODE, OBJECTS_MODE, "test", now_us())
+    node = Node(NodeConfig(id="node0", store_url=f"ws://127.0.0.1:{store.port}", host="127.0.0.1", port=0,
+                           spool_dir=str(tmp_path / "spool"), segment_seconds=1.0,
+                           cameras=(CameraConfig(id="cam0", source=f"synthetic:{scene}", width=320, height=180,
+                                                 fps=10),)),
+                NodeSecurity(listen=SecurityOptions(auth=False)))
+    await node.start()
+    gate = node.recording.gates["cam0"]
+    gate.label_grace_us, gate.post_roll_us = 2 * S, POST_ROLL  # the test's patience; 10 s each in use
+    try:
+        await until(lambda: node.recording.modes["cam0"] == OBJECTS_MODE, 5, "the store's settings")
+        await until(lambda: rows(root, "SELECT start_us FROM events"), 15, "the first event, open, in the store")
+        (first,), = rows(root, "SELECT start_us FROM events")
+        assert gate.open_since_us == first and node.recording.store_reachable()
+        assert await store.server.control.push_event_label("node0", "cam0", first, "person")
+        await until(lambda: gate.labels.get(first) == "person", 5, "the label at the node")
+        await until(lambda: len(rows(root, "SELECT start_us FROM events")) == 2, 20, "the second event")
+        (second,) = (start for (start,) in rows(root, "SELECT start_us FROM events") if start != first)
+        await until(lambda: gate.open_since_us is None, 10, "the second event to end")
+        await until(lambda: node.recording.discarded_quiet["cam0"] >= 5, 15, "the unlabelled event's footage to go")
+    finally:
+        await node.stop()  # uploads what is left
+        await store.stop()
+    (first_end,), = rows(root, f"SELECT end_us FROM events WHERE start_us = {first}")
+    kept = rows(root, "SELECT start_us, end_us FROM segments WHERE camera = 'cam0' ORDER BY start_us")
+    assert kept, "the labelled event's footage reached the store"
+    # All of the labelled event, with its post-roll, in one continuous run of segments ...
+    assert kept[0][0] <= first and kept[-1][1] >= first_end + POST_ROLL
+    assert all(abs(b[0] - a[1]) < S // 5 for a, b in zip(kept, kept[1:], strict=False))
+    # ... and nothing of the unlabelled one beyond it (motion mode would keep it, from its 5 s of pre-roll on).
+    assert second - 5 * S > first_end + POST_ROLL + S, "the scene must keep the two events' footage apart"
+    assert kept[-1][1] <= first_end + POST_ROLL + 2 * S, "only up to the keyframe after the post-roll"
