@@ -32,6 +32,7 @@ from shared.protocol.control import (
     parse_control,
 )
 from shared.protocol.errors import ProtocolError
+from shared.settings import MOTION, OBJECTS_MODE, RECORDING_MODE, CameraSettings
 from store.index import settings
 from store.index.db import Index
 from store.nodes.fleet import Fleet
@@ -92,6 +93,12 @@ class ControlLinks:
         if link is None:
             return
         values = await settings.load(self.index.conn, camera)
+        if values.recording_mode == OBJECTS_MODE and self.versions.get(node or "", 1) < EVENT_LABEL_VERSION:
+            # A node older than the objects mode would refuse the whole message; motion keeps (more than) all
+            # the footage objects mode would.
+            log.warning("node %s is too old for recording_mode objects on %s; it records in motion mode",
+                        node, camera)
+            values = CameraSettings({**values.to_json(), RECORDING_MODE: MOTION})
         with contextlib.suppress(websockets.ConnectionClosed):
             await link.send(SettingsPush(camera, values).serialize())
 
