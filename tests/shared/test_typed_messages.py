@@ -131,7 +131,13 @@ FLEET = {"nodes": [{"node": "node0", "state": "up", "url": "http://10.0.0.5:8000
                     "state_changed_us": None, "health": None, "history": []}],
          "cameras": {"cam0": {"node": "node0", "state": "up", "settings": {"recording_mode": "motion"}},
                      "old9": {"node": None, "state": "unknown", "settings": {}}},
-         "now_us": T0 + 1}
+         "now_us": T0 + 1,
+         "detector": {"mode": "local", "state": "running", "device": "cpu", "provider": "CPUExecutionProvider",
+                      "model": "person-ssdlite.onnx", "workers": 0, "inference_ms_p50": 8.9, "inference_ms_p99": 10.2,
+                      "queue": 0, "queue_limit": 20, "frames": 120, "dropped": 1, "errors": 0, "restarts": 0,
+                      "labelled": 3, "last_error": None,
+                      "cameras": {"cam0": {"active": True, "frames": 120, "dropped": 1, "labelled": 3,
+                                           "stream": "sub"}}}}
 
 
 @pytest.mark.parametrize("cls, data", [
