@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from shared.label_zones import LabelZones, bottom_centre, point_in_polygon
 from shared.protocol.errors import ProtocolError
 from shared.protocol.health import CameraHealth, LabelZone, NodeHealth
 
-unit = st.floats(min_value=0, max_value=1, allow_nan=False)
+unit = st.integers(0, 1000).map(lambda i: i / 1000)  # a zone drawn on a picture: no subnormal coordinates
 points = st.tuples(unit, unit)
 polygons = st.lists(points, min_size=3, max_size=12)
 
@@ -82,9 +83,21 @@ def test_a_rectangle_contains_exactly_the_points_strictly_inside_it(x: float, y:
     assert point_in_polygon(px, py, rect) == (x < px < x + w and y < py < y + h)
 
 
+def distance_to_edges(p: tuple[float, float], polygon: list[tuple[float, float]]) -> float:
+    px, py = p
+    nearest = math.inf
+    for (x1, y1), (x2, y2) in zip(polygon, [*polygon[1:], polygon[0]], strict=True):
+        dx, dy = x2 - x1, y2 - y1
+        length2 = dx * dx + dy * dy
+        k = 0.0 if length2 == 0 else max(0.0, min(1.0, ((px - x1) * dx + (py - y1) * dy) / length2))
+        nearest = min(nearest, math.hypot(px - x1 - k * dx, py - y1 - k * dy))
+    return nearest
+
+
 @given(polygons, points, st.integers(0, 11))
 def test_the_answer_does_not_depend_on_the_first_vertex_or_the_winding(polygon: list[tuple[float, float]],
                                                                         p: tuple[float, float], shift: int) -> None:
+    assume(distance_to_edges(p, polygon) > 1e-6)  # on an edge it may fall either way (documented)
     shift %= len(polygon)
     inside = point_in_polygon(*p, polygon)
     assert point_in_polygon(*p, polygon[shift:] + polygon[:shift]) == inside
