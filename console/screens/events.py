@@ -174,7 +174,9 @@ class EventsScreen(ConsoleScreen):
 
     def _show_events(self, truncated: bool) -> None:
         table = self.query_one("#events-table", DataTable)
-        selected = self._shown.id if self._shown is not None else None
+        selected = None  # the highlighted row's event id (its row key), to keep the operator's place
+        if table.row_count and table.is_valid_coordinate(table.cursor_coordinate):
+            selected = int(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or 0)
         table.clear()
         for e in self.events:
             length = Text(length_cell(e), style="bold yellow") if e.open else length_cell(e)
