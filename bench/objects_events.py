@@ -122,7 +122,8 @@ class CpuMeter:
             for child in self.store.children(recursive=True):
                 with contextlib.suppress(psutil.Error):
                     cmd = " ".join(child.cmdline())
-                    if "resource_tracker" not in cmd:  # multiprocessing's bookkeeper, not a detector
+                    # The detector: a multiprocessing child; not multiprocessing's bookkeeper, nor anything else.
+                    if "multiprocessing" in cmd and "resource_tracker" not in cmd:
                         self.children[child.pid] = self._cpu(child)
 
     def mark(self) -> None:
