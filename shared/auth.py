@@ -3,7 +3,7 @@
 Tokens are JWTs signed by the store with Ed25519 (``EdDSA``); anyone holding
 the store's public key (every node) verifies them offline, so a viewer can
 watch a node directly without the node asking the store. Claims: ``sub``
-(who), ``role`` (node | viewer | admin), ``exp``, ``iat``, ``jti`` (for
+(who), ``role`` (node | viewer | admin | detector), ``exp``, ``iat``, ``jti`` (for
 revocation), ``iss`` = ``sht-store``.
 """
 
@@ -26,7 +26,7 @@ from shared.request_target import query_values
 
 ISSUER = "sht-store"
 ALGORITHM = "EdDSA"
-ROLES = ("node", "viewer", "admin")
+ROLES = ("node", "viewer", "admin", "detector")
 ADMIN_METHODS = frozenset({"set_setting", "lock_event"})  # /api methods that change things
 
 
@@ -61,7 +61,8 @@ class Audience:
 OPEN = Audience(tokenless="always")
 MONITORING = Audience(tokenless="monitoring")
 NODES = Audience(("node",))
-VIEWERS = Audience(("viewer", "admin"))  # admin may do everything a viewer may
+VIEWERS = Audience(("viewer", "admin", "detector"))  # admin and detector may do everything a viewer may
+DETECTORS = Audience(("detector",))  # ``sht detect --store`` workers: /detect on the store
 
 
 def load_public_key(pem: bytes) -> Ed25519PublicKey:

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.auth import (
+    DETECTORS,
     MONITORING,
     NODES,
     OPEN,
@@ -61,6 +62,8 @@ def test_any_string_is_a_clear_auth_error_or_a_valid_token(text):
     ("node", NODES, True), ("node", VIEWERS, False),
     ("viewer", VIEWERS, True), ("viewer", NODES, False),
     ("admin", VIEWERS, True), ("admin", NODES, False),
+    ("detector", VIEWERS, True), ("detector", DETECTORS, True), ("detector", NODES, False),
+    ("viewer", DETECTORS, False), ("admin", DETECTORS, False), ("node", DETECTORS, False),
 ])
 def test_roles(role, audience, ok):
     key = Ed25519PrivateKey.generate()
