@@ -1,16 +1,19 @@
-"""``sht detect``: the object detector on this machine. Today ``--probe``; the worker (``--store URL``) is
-issue 15's next step. onnxruntime is loaded only when the command runs."""
+"""``sht detect``: the object detector on this machine. ``--probe`` prints what it would run; ``--store URL`` runs
+it as a worker of the store (sht/detect_worker.py). onnxruntime is loaded only when the command runs."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import sys
 from typing import Any
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("detect", help="object detection: --probe prints providers, the model and a timed run")
+    p = sub.add_parser("detect", help="object detection: --probe prints providers, the model and a timed run; "
+                       "--store URL works for a store")
     p.add_argument("--probe", action="store_true",
                    help="print onnxruntime's providers, the one used, the model, its layout, input size and the "
                    "p50 of 20 inferences on a blank frame, then exit")
@@ -21,6 +24,11 @@ def add_parsers(sub: Any) -> None:
                    help="execution provider (default cpu); an error if this onnxruntime lacks it")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     p.add_argument("--json", action="store_true", help="with --probe: print JSON")
+    p.add_argument("--store", metavar="URL", help="work for this store (e.g. ws://nas:8100): it sends frames of "
+                   "cameras in motion, this machine finds the objects; reconnects when the store goes away")
+    p.add_argument("--token", default=os.environ.get("SHT_TOKEN"), help="with --store: a detector token (default "
+                   "$SHT_TOKEN; `sht token create --role detector` on the store makes one)")
+    p.add_argument("--ca", help="with --store: CA certificate to verify a wss:// store with")
     p.set_defaults(func=cmd_detect)
 
 
@@ -44,19 +52,51 @@ def _print(result: dict[str, Any]) -> None:
         print(f"{key:<12}{value}")
 
 
+def _fail(message: str) -> int:
+    print(f"sht: error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from shared.detect import DetectorError
+    from shared.detect.detector import Detector
+    from sht.detect_worker import DetectWorker, WorkerFatal, say, worker_hello
+
+    if args.threads < 1:
+        return _fail(f"--threads must be 1 or more, got {args.threads}")
+    if not args.token:
+        return _fail("sht detect --store needs a detector token: give --token or set SHT_TOKEN (make one on the "
+                     "store with `sht token create --role detector`)")
+    try:
+        detector = Detector(args.model, args.labels, device=args.device, threads=args.threads)
+        hello = worker_hello(detector, args.device)
+        worker = DetectWorker(args.store, args.token, args.ca, detector, hello)
+    except (DetectorError, ValueError, OSError) as exc:  # ValueError: a bad URL; OSError: an unreadable CA file
+        return _fail(str(exc))
+    say(f"{hello.model} on {args.device} ({detector.info.provider}, {args.threads} thread(s)), labels "
+        f"{', '.join(hello.labels[:8])}{' ...' if len(hello.labels) > 8 else ''}")
+    try:
+        asyncio.run(worker.run())
+    except WorkerFatal as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
-    if not args.probe:
-        print("sht: error: sht detect: only --probe exists yet (the worker, --store URL, is not built)",
-              file=sys.stderr)
-        return 2
+    if args.probe == bool(args.store):
+        return _fail("sht detect: give --probe (print what this machine would run) or --store URL (work for a "
+                     "store)")
+    if args.store:
+        return cmd_worker(args)
     from shared.detect import DetectorError
     from shared.detect.detector import probe
 
     try:
         result = probe(args.model, args.labels, device=args.device, threads=args.threads)
     except DetectorError as exc:
-        print(f"sht: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
