@@ -68,8 +68,11 @@ class EventsScreen(ConsoleScreen):
         self.events: list[Event] = []
         self._labels_seen: set[str] = set()  # over every load: a filtered list no longer shows the others
         self._range = (0, 0)
-        self._loading = False
-        self._shown: Event | None = None  # the event whose details and picture are on screen
+        self._bars: dict[str, tuple[TimelineBar, Label]] = {}  # camera -> its timeline bar, recorded total
+        self._loading = 0  # loads running
+        # The picture on screen (``picture_key``), set once it is drawn: a fetch cancelled by a newer highlight
+        # or a reload's redraw leaves it as it was, so the next try fetches again.
+        self._picture_for: tuple[object, ...] | None = None
         self._picture_line = ""
 
     def compose_body(self) -> ComposeResult:
@@ -78,7 +81,8 @@ class EventsScreen(ConsoleScreen):
                 yield Label("", id="window-label")
                 yield VerticalScroll(id="timelines")
                 table: DataTable[str | Text] = DataTable(id="events-table", cursor_type="row")
-                table.add_columns("start", "camera", "kind", "score", "label", "length", "locked")
+                # What an operator looks for first (what was seen, is it still going on) before the motion figures.
+                table.add_columns("start", "camera", "label", "length", "kind", "score", "locked")
                 yield table
                 yield Static("", id="events-note", classes="note-line")
             with Vertical(id="event-detail"):
@@ -122,51 +126,70 @@ class EventsScreen(ConsoleScreen):
 
     def _reload_while_open(self) -> None:
         if self.is_current and not self._loading and any(e.open for e in self.events):
-            self._load()
+            self._load(timelines=False)
 
     @work(exclusive=True, group="load", exit_on_error=False)
-    async def _load(self) -> None:
+    async def _load(self, timelines: bool = True) -> None:
+        """Events and, unless ``timelines`` is False (the open events' reload), each camera's timeline."""
+        self._loading += 1  # the open events' reload waits for this one rather than cancel it
+        try:
+            await self._load_now(timelines)
+        finally:
+            self._loading -= 1  # a count: a load cancelled by the next one ends after that one began
+
+    async def _load_now(self, timelines: bool) -> None:
         span_s, bucket = WINDOWS[self.window]
         to_us = self.console.now_us()
-        from_us = to_us - span_s * 1_000_000
-        self._range = (from_us, to_us)
+        from_us = to_us - span_s * 1_000_000 if timelines else self._range[0]
         label = self.label
-        self.query_one("#window-label", Label).update(
-            Text.assemble(("last " + self.window, "bold"), f" {clock(from_us)}→{clock(to_us)} ",
-                          ("█ recorded ▄ partly · gap ◆ event", "dim")))
+        if timelines:
+            self._range = (from_us, to_us)
+            self.query_one("#window-label", Label).update(
+                Text.assemble(("last " + self.window, "bold"), f" {clock(from_us)}→{clock(to_us)} ",
+                              ("█ recorded ▄ partly · gap ◆ event", "dim")))
         self.query_one("#events-table", DataTable).border_title = f" label: {label} " if label else None
         note = self.query_one("#events-note", Static)
         # Only a filtered request names labels: a store from before object detection still lists the rest.
         by_label = {"labels": [label]} if label else {}
-        self._loading = True
         try:
             listing = EventPage.from_json(
                 await self.store.call("events", from_us=from_us, to_us=to_us, limit=MAX_EVENTS, **by_label))
             fleet = self.console.fleet
             cameras = sorted(set(fleet.camera_ids() if fleet else []) | {e.camera for e in listing.items})
-            timelines = [Timeline.from_json(t) for t in await asyncio.gather(*(
-                self.store.call("timeline", camera=cam, from_us=from_us, to_us=to_us, bucket=bucket,
-                                utc_offset_s=local_utc_offset_s(to_us)) for cam in cameras))]
+            if timelines or cameras != list(self._bars):
+                found = [Timeline.from_json(t) for t in await asyncio.gather(*(
+                    self.store.call("timeline", camera=cam, from_us=from_us, to_us=to_us, bucket=bucket,
+                                    utc_offset_s=local_utc_offset_s(to_us)) for cam in cameras))]
+            else:
+                found = None
         except (StoreError, ProtocolError) as exc:
             note.update(Text(f"cannot load events: {exc.message}", style="red"))
             return
-        finally:
-            self._loading = False
         self.events = list(listing.items)
         self._labels_seen |= known_labels(self.events)
-        await self._show_timelines(cameras, timelines)
+        if found is not None:
+            await self._show_timelines(cameras, found)
+        for cam, (bar, _) in self._bars.items():
+            bar.events_us = tuple(e.start_us for e in self.events if e.camera == cam)
         self._show_events(listing.next is not None)
 
     async def _show_timelines(self, cameras: list[str], timelines: list[Timeline]) -> None:
+        """Each camera's bar; the same cameras as before are updated in place (no remount, no flicker)."""
+        if cameras and cameras == list(self._bars):
+            for (bar, recorded), timeline in zip(self._bars.values(), timelines, strict=True):
+                bar.window, bar.intervals = self._range, timeline.intervals
+                recorded.update(seconds(timeline.recorded_us / 1e6))
+            return
         box = self.query_one("#timelines", VerticalScroll)
         await box.remove_children()
+        self._bars = {}
         rows = []
         for cam, timeline in zip(cameras, timelines, strict=True):
             bar = TimelineBar()
             bar.window = self._range
             bar.intervals = timeline.intervals
-            bar.events_us = tuple(e.start_us for e in self.events if e.camera == cam)
             recorded = Label(seconds(timeline.recorded_us / 1e6), classes="timeline-recorded")
+            self._bars[cam] = (bar, recorded)
             rows.append(Horizontal(Label(cam, classes="timeline-camera"), bar, recorded, classes="timeline-row"))
         await box.mount_all(rows)
         if not cameras:
@@ -180,7 +203,7 @@ class EventsScreen(ConsoleScreen):
         table.clear()
         for e in self.events:
             length = Text(length_cell(e), style="bold yellow") if e.open else length_cell(e)
-            table.add_row(start_cell(e, self.window), e.camera, e.kind, f"{e.score:.2f}", label_cell(e), length,
+            table.add_row(start_cell(e, self.window), e.camera, label_cell(e), length, e.kind, f"{e.score:.2f}",
                           "yes" if e.locked else "", key=str(e.id))
         row = next((i for i, e in enumerate(self.events) if e.id == selected), None)
         if row is not None:
@@ -204,7 +227,7 @@ class EventsScreen(ConsoleScreen):
 
     def _clear_detail(self) -> None:
         self.workers.cancel_group(self, "detail")
-        self._shown = None
+        self._picture_for = None
         self.query_one("#event-thumb").image = None  # type: ignore[attr-defined]  # textual-image's Image
         self.query_one("#event-text", Static).update("select an event")
 
@@ -214,23 +237,20 @@ class EventsScreen(ConsoleScreen):
 
     @work(exclusive=True, group="detail", exit_on_error=False)
     async def _show_detail(self, event: Event) -> None:
-        shown, self._shown = self._shown, event
-        if event == shown:
-            return  # a reload that changed nothing about it: keep the picture
         text = self.query_one("#event-text", Static)
         details = detail_text(event)
-        if shown is not None and picture_key(shown) == picture_key(event):
+        if picture_key(event) == self._picture_for:
             text.update(details + self._picture_line)
-            return  # the same event, grown longer, with the same picture
+            return  # the same event (reloaded, maybe grown longer or relabelled) with the same picture
         picture = "snapshot" if event.snapshot else "thumbnail"
         text.update(details + f"\nloading {picture}…")
         try:
             image, info, picture = await self._fetch_picture(event)
         except (StoreError, ProtocolError) as exc:
-            self._shown = None  # try again on the next highlight or reload
             text.update(details + f"\nno {picture}: {exc.message}")
             return
         self.query_one("#event-thumb").image = image  # type: ignore[attr-defined]  # textual-image's Image
+        self._picture_for = picture_key(event)
         self._picture_line = f"\n{picture} at {clock(info.frame_us)}"
         text.update(details + self._picture_line)
 

@@ -80,7 +80,7 @@ async def test_every_screen_by_its_key_and_q_quits_promptly(recorded: RecordedSy
         events = app.screen.events
         await wait_until(lambda: {e.camera for e in events if e.open} == {"cam0", "cam1"}, 20,
                          "the cameras' open motion events")
-        assert {r[1]: r[5] for r in table_rows(app, "#events-table")} == {"cam0": "ongoing", "cam1": "ongoing"}
+        assert {r[1]: r[3] for r in table_rows(app, "#events-table")} == {"cam0": "ongoing", "cam1": "ongoing"}
         await pilot.press("s")
         assert isinstance(app.screen, SearchScreen)
         await pilot.press("c")
@@ -158,7 +158,7 @@ async def test_an_event_shows_its_thumbnail_and_exports_a_clip_that_decodes(
         # Beside the cameras' own open motion events; a loaded 2-core CI is slow.
         await wait_until(lambda: event_id in [e.id for e in screen.events], 20, "the event")
         row = [e.id for e in screen.events].index(event_id)
-        assert table_rows(app, "#events-table")[row][1:4] == ["cam0", "motion", "0.87"]
+        assert table_rows(app, "#events-table")[row][1:6] == ["cam0", "", "1s", "motion", "0.87"]
         screen.query_one("#events-table", DataTable).move_cursor(row=row)
         await wait_until(lambda: f"#{event_id} motion" in static_text(app, "#event-text")
                          and "thumbnail at" in static_text(app, "#event-text"), what="the event's thumbnail")
@@ -199,7 +199,7 @@ async def test_labelled_events_show_their_label_filter_by_it_in_the_store_and_sh
         screen = app.screen
         assert isinstance(screen, EventsScreen)
         await wait_until(lambda: {person, car} <= {e.id for e in screen.events}, 20, "the labelled events")
-        labels = {e.id: row[4] for e, row in zip(screen.events, table_rows(app, "#events-table"), strict=True)}
+        labels = {e.id: row[2] for e, row in zip(screen.events, table_rows(app, "#events-table"), strict=True)}
         assert (labels[person], labels[car]) == ("person 0.93", "car 0.93")
         assert all(labels[e.id] == "" for e in screen.events if e.open)  # the cameras' own: no detector here
         for key in ("o", "o"):  # all → car → person (events' labels and cam settings' default objects)

@@ -161,9 +161,9 @@ async def test_events_show_labels_ongoing_and_the_snapshot_with_its_box() -> Non
     app = canned_app(store=store)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_events(app, pilot)
-        assert [r[1:6] for r in table_rows(app)] == [["cam0", "motion", "0.91", "person 0.86", "12s"],
-                                                     ["cam1", "motion", "0.42", "", "5s"],
-                                                     ["cam0", "motion", "0.55", "", "ongoing"]]
+        assert [r[1:6] for r in table_rows(app)] == [["cam0", "person 0.86", "12s", "motion", "0.91"],
+                                                     ["cam1", "", "5s", "motion", "0.42"],
+                                                     ["cam0", "", "ongoing", "motion", "0.55"]]
         await wait_until(lambda: "snapshot at" in event_text(app), what="the first event's snapshot")
         assert ("snapshot", {"event": 7}) in store.calls and not any(m == "thumbnail" for m, _ in store.calls)
         assert screen.query_one("#event-thumb").image is not None  # type: ignore[attr-defined]
@@ -216,7 +216,7 @@ async def test_o_without_any_label_known_says_how_to_get_one() -> None:
 
 async def test_an_open_event_reloads_until_it_closes_and_keeps_the_selection(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(console.screens.events, "OPEN_RELOAD_S", 0.1)
+    monkeypatch.setattr(console.screens.events, "OPEN_RELOAD_S", 0.3)
     events = copy.deepcopy(EVENTS)
     store = CannedStore(events=events)
     app = canned_app(store=store)
@@ -225,17 +225,20 @@ async def test_an_open_event_reloads_until_it_closes_and_keeps_the_selection(
         await pilot.press("down", "down")  # the open one
         await wait_until(lambda: "not analysed yet" in event_text(app), what="the open event's details")
         await wait_until(lambda: "thumbnail at" in event_text(app), what="its thumbnail")
+        timelines = sum(m == "timeline" for m, _ in store.calls)
         # The store labels it, then the event ends.
         events[2].update(label="person", label_score=0.91, label_box=[0.4, 0.3, 0.1, 0.3], labels={"person": 1},
                          snapshot=True)
-        await wait_until(lambda: table_rows(app)[2][4] == "person 0.91", what="the label to show up")
+        await wait_until(lambda: table_rows(app)[2][2] == "person 0.91", what="the label to show up")
         assert screen.query_one("#events-table", DataTable).cursor_row == 2
         await wait_until(lambda: ("snapshot", {"event": 11}) in store.calls, what="its new snapshot")
         events[2].update(open=False, end_us=events[2]["end_us"] + SECOND)
-        await wait_until(lambda: table_rows(app)[2][5] == "19s", what="the event to close")
+        await wait_until(lambda: table_rows(app)[2][3] == "19s", what="the event to close")
         loads = sum(m == "events" for m, _ in store.calls)
-        await pilot.pause(0.5)
+        await pilot.pause(1.0)
         assert sum(m == "events" for m, _ in store.calls) == loads  # nothing open: no more reloading
+        assert sum(m == "timeline" for m, _ in store.calls) == timelines  # those reloads asked for events only
+        assert len(screen.query(".timeline-row")) == 3
 
 
 class GoneSnapshots(CannedStore):
