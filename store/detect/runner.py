@@ -303,9 +303,11 @@ class LocalDetector:
             self._shared = SharedMemory(create=True, size=max(nbytes, MIN_SHARED_BYTES))
         return self._shared
 
-    async def detect(self, frame: np.ndarray, min_score: float | None = None) -> list[Detection]:
+    async def detect(self, frame: np.ndarray, min_score: float | None = None, *, camera: str = "unknown",
+                     capture_us: int = 0) -> list[Detection]:
         """The objects in an RGB uint8 (H, W, 3) frame, best score first; DetectFailed when this frame cannot be
-        analysed (the detector is busy or restarting, raised on it, died, or hung and was killed)."""
+        analysed (the detector is busy or restarting, raised on it, died, or hung and was killed). ``camera`` and
+        ``capture_us`` are for the same call shape as RemoteDetectors (workers are told them)."""
         if self.state != "ready" or self._conn is None:
             raise DetectFailed(f"the detector is {self.state}" + (f" ({self.last_error})" if self.last_error else ""))
         if self._in_flight is not None:
