@@ -9,7 +9,8 @@ import io
 from PIL import Image
 
 from console.export_file import Caller
-from shared.protocol.results import Thumbnail
+from shared.protocol.results import Event, Thumbnail
+from shared.query_client import StoreError
 
 THUMB_WIDTH = 320
 
@@ -33,3 +34,15 @@ async def fetch_snapshot(store: Caller, event_id: int) -> tuple[Image.Image, Thu
     chunks: list[bytes] = []
     info = await store.call("snapshot", event=event_id, on_chunk=chunks.append)
     return await asyncio.to_thread(open_jpeg, b"".join(chunks)), Thumbnail.from_json(info)
+
+
+async def fetch_event_picture(store: Caller, event: Event) -> tuple[Image.Image, Thumbnail, str]:
+    """The event's snapshot (its object boxed) where it has one, else the frame nearest its thumbnail time;
+    and which of the two it is (``snapshot`` or ``thumbnail``)."""
+    if event.snapshot:
+        try:
+            return (*await fetch_snapshot(store, event.id), "snapshot")
+        except StoreError as exc:
+            if exc.code != "not-found":  # gone since the list was loaded (retention): the thumbnail will do
+                raise
+    return (*await fetch_thumbnail(store, event.camera, event.thumb_us or event.start_us), "thumbnail")

@@ -17,7 +17,6 @@ import asyncio
 from collections.abc import Iterable
 from pathlib import Path
 
-from PIL import Image
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult, SystemCommand
@@ -29,12 +28,12 @@ from console.event_view import detail_text, known_labels, label_cell, length_cel
 from console.export_file import clip_path, export_clip
 from console.formatting import clock, local_utc_offset_s, nbytes, seconds
 from console.screens.base import ConsoleScreen
-from console.thumbnails import fetch_snapshot, fetch_thumbnail
+from console.thumbnails import fetch_event_picture
 from console.widgets.export_progress import ExportProgress
 from console.widgets.picture import make_picture
 from console.widgets.timeline_bar import TimelineBar
 from shared.protocol.errors import ProtocolError
-from shared.protocol.results import Event, EventPage, Thumbnail, Timeline
+from shared.protocol.results import Event, EventPage, Timeline
 from shared.query_client import StoreError
 
 WINDOWS = {"hour": (3600, "minute"), "day": (86400, "hour")}  # window: (seconds, timeline bucket)
@@ -245,7 +244,7 @@ class EventsScreen(ConsoleScreen):
         picture = "snapshot" if event.snapshot else "thumbnail"
         text.update(details + f"\nloading {picture}…")
         try:
-            image, info, picture = await self._fetch_picture(event)
+            image, info, picture = await fetch_event_picture(self.store, event)
         except (StoreError, ProtocolError) as exc:
             text.update(details + f"\nno {picture}: {exc.message}")
             return
@@ -254,15 +253,6 @@ class EventsScreen(ConsoleScreen):
         self._picture_line = f"\n{picture} at {clock(info.frame_us)}"
         text.update(details + self._picture_line)
 
-    async def _fetch_picture(self, event: Event) -> tuple[Image.Image, Thumbnail, str]:
-        """The event's snapshot (its box drawn) where it has one, else the frame nearest its thumbnail time."""
-        if event.snapshot:
-            try:
-                return (*await fetch_snapshot(self.store, event.id), "snapshot")
-            except StoreError as exc:
-                if exc.code != "not-found":  # gone since the list was loaded (retention): the thumbnail will do
-                    raise
-        return (*await fetch_thumbnail(self.store, event.camera, event.thumb_us or event.start_us), "thumbnail")
 
     def action_export(self) -> None:
         if (event := self._selected()) is None:

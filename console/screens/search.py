@@ -1,4 +1,5 @@
-"""Search: segments or events by camera(s) and time, a thumbnail of the selected row, clip export.
+"""Search: segments or events by camera(s) and time, a picture of the selected row (an event's snapshot where
+it has one), events' labels, clip export.
 
 Times take the CLI's forms (``shared.timespec.parse_time``: ISO 8601, ``10m ago``,
 ``today 08:00``, ``now`` …); a time that does not parse is reported under the
@@ -21,11 +22,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
+from console.event_view import label_cell, length_cell
 from console.export_file import clip_path, export_clip
-from console.formatting import clock, nbytes, seconds, stamp
+from console.formatting import clock, nbytes, stamp
 from console.screens.base import ConsoleScreen
 from console.screens.events import POST_ROLL_US, PRE_ROLL_US
-from console.thumbnails import fetch_thumbnail
+from console.thumbnails import fetch_event_picture, fetch_thumbnail
 from console.widgets.export_progress import ExportProgress
 from console.widgets.picture import make_picture
 from shared.protocol.errors import ProtocolError
@@ -150,13 +152,13 @@ class SearchScreen(ConsoleScreen):
         table = self.query_one("#results", DataTable)
         table.clear(columns=True)
         if self.method == "events":
-            table.add_columns("start", "camera", "kind", "score", "length")
+            table.add_columns("start", "camera", "label", "length", "kind", "score")
         else:
             table.add_columns("start", "camera", "length", "frames", "size", "node")
         for item in self.results:
             if isinstance(item, Event):
-                table.add_row(stamp(item.start_us), item.camera, item.kind, f"{item.score:.2f}",
-                              seconds((item.end_us - item.start_us) / 1e6))
+                table.add_row(stamp(item.start_us), item.camera, label_cell(item), length_cell(item), item.kind,
+                              f"{item.score:.2f}")
             else:
                 table.add_row(stamp(item.start_us), item.camera, f"{(item.end_us - item.start_us) / 1e6:.1f}s",
                               str(item.frames), nbytes(item.bytes), item.node)
@@ -181,20 +183,23 @@ class SearchScreen(ConsoleScreen):
     async def _preview(self, item: Segment | Event) -> None:
         text = self.query_one("#search-text", Static)
         if isinstance(item, Event):
-            at = item.thumb_us or item.start_us
-            details = f"#{item.id} {item.kind} {item.score:.2f} on {item.camera}"
+            label = f" · {label_cell(item)}" if item.label else ""
+            details = f"#{item.id} {item.kind} {item.score:.2f} on {item.camera}{label}"
         else:
-            at = (item.start_us + item.end_us) // 2
             details = f"{item.camera} segment, {item.frames} frames from {item.node}"
         details += f"\n{stamp(item.start_us)} → {clock(item.end_us)}"
         text.update(details)
         try:
-            image, info = await fetch_thumbnail(self.store, item.camera, at)
+            if isinstance(item, Event):
+                image, info, picture = await fetch_event_picture(self.store, item)
+            else:
+                image, info = await fetch_thumbnail(self.store, item.camera, (item.start_us + item.end_us) // 2)
+                picture = "frame"
         except (StoreError, ProtocolError) as exc:
-            text.update(details + f"\nno thumbnail: {exc.message}")
+            text.update(details + f"\nno picture: {exc.message}")
             return
         self.query_one("#search-thumb").image = image  # type: ignore[attr-defined]  # textual-image's Image
-        text.update(details + f"\nframe at {clock(info.frame_us)} · x: export")
+        text.update(details + f"\n{picture} at {clock(info.frame_us)} · x: export")
 
     def action_export_row(self) -> None:
         if (item := self._selected()) is None:

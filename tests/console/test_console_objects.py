@@ -8,7 +8,7 @@ import dataclasses
 from typing import Any
 
 import pytest
-from textual.widgets import DataTable, RichLog, Static
+from textual.widgets import DataTable, RichLog, Select, Static
 
 import console.screens.events
 from console.alerts import AlertTracker
@@ -18,6 +18,7 @@ from console.fleet_model import FleetSnapshot
 from console.link import FleetUpdated
 from console.screens.events import EventsScreen
 from console.screens.fleet import FleetScreen
+from console.screens.search import SearchScreen
 from console.widgets.detector_line import DetectorLine, detector_text
 from shared.protocol.detector_health import DetectorHealth
 from shared.protocol.errors import read_message
@@ -256,3 +257,22 @@ async def test_a_snapshot_gone_from_the_store_falls_back_to_the_thumbnail() -> N
         await open_events(app, pilot)
         await wait_until(lambda: "thumbnail at" in event_text(app), what="the thumbnail instead")
         assert [m for m, _ in store.calls if m in ("snapshot", "thumbnail")] == ["snapshot", "thumbnail"]
+
+
+async def test_search_lists_events_with_their_label_and_previews_the_snapshot() -> None:
+    store = CannedStore()
+    app = canned_app(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: app.fleet is not None, what="the canned fleet")
+        await pilot.press("s")
+        screen = app.screen
+        assert isinstance(screen, SearchScreen)
+        screen.query_one("#kind", Select).value = "events"
+        screen.action_search()
+        await wait_until(lambda: len(screen.results) == 3, what="the events")
+        rows = [[str(c) for c in screen.query_one("#results", DataTable).get_row_at(i)] for i in range(3)]
+        assert [r[1:4] for r in rows] == [["cam0", "person 0.86", "12s"], ["cam1", "", "5s"],
+                                          ["cam0", "", "ongoing"]]
+        text = screen.query_one("#search-text", Static)
+        await wait_until(lambda: "snapshot at" in str(text.render()), what="the snapshot preview")
+        assert "person 0.86" in str(text.render()) and ("snapshot", {"event": 7}) in store.calls
