@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -149,7 +150,7 @@ class EventsScreen(ConsoleScreen):
         self.query_one("#events-table", DataTable).border_title = f" label: {label} " if label else None
         note = self.query_one("#events-note", Static)
         # Only a filtered request names labels: a store from before object detection still lists the rest.
-        by_label = {"labels": [label]} if label else {}
+        by_label: dict[str, Any] = {"labels": [label]} if label else {}
         try:
             listing = EventPage.from_json(
                 await self.store.call("events", from_us=from_us, to_us=to_us, limit=MAX_EVENTS, **by_label))

@@ -132,7 +132,7 @@ def test_an_event_says_what_was_seen_in_it() -> None:
 def test_the_label_filter_steps_through_the_labels_then_all() -> None:
     labels = known_labels([event(), event(label=None, labels={})], [{"objects": ["person", "bicycle"]}, {}])
     assert labels == {"person", "car", "bicycle"}
-    steps = [None]
+    steps: list[str | None] = [None]
     for _ in range(4):
         steps.append(next_label(steps[-1], labels))
     assert steps == [None, "bicycle", "car", "person", None]
@@ -233,7 +233,7 @@ async def test_an_open_event_reloads_until_it_closes_and_keeps_the_selection(
         await wait_until(lambda: table_rows(app)[2][2] == "person 0.91", what="the label to show up")
         assert screen.query_one("#events-table", DataTable).cursor_row == 2
         await wait_until(lambda: ("snapshot", {"event": 11}) in store.calls, what="its new snapshot")
-        events[2].update(open=False, end_us=events[2]["end_us"] + SECOND)
+        events[2].update(open=False, end_us=int(events[2]["end_us"]) + SECOND)  # type: ignore[call-overload]
         await wait_until(lambda: table_rows(app)[2][3] == "19s", what="the event to close")
         loads = sum(m == "events" for m, _ in store.calls)
         await pilot.pause(1.0)
