@@ -137,6 +137,32 @@ def cmd_node(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_detect_flags(store: argparse.ArgumentParser) -> None:
+    group = store.add_argument_group("object detection (docs/objects.md)")
+    group.add_argument("--detect", choices=("off", "local"), default="local",
+                       help="local (default): the store runs the person detector on frames of cameras while a motion "
+                       "event is open; `sht detect --store URL` workers take the work over while connected. off: none")
+    group.add_argument("--detect-model", metavar="PATH.onnx", help="an SSD- or YOLO-layout ONNX model (default: the "
+                       "built-in person model)")
+    group.add_argument("--detect-labels", metavar="PATH.txt", help="the model's labels, one a line in class order")
+    group.add_argument("--detect-device", default="cpu", choices=("cpu", "cuda", "openvino", "tensorrt"),
+                       help="execution provider of the store's own detector (default cpu)")
+    group.add_argument("--detect-threads", type=int, default=1, help="intra-op threads of the store's detector")
+    group.add_argument("--detect-fps", type=float, default=5.0, help="frames a second analysed per camera while a "
+                       "motion event is open (default 5)")
+
+
+def detect_options_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from store.detect.service import DetectOptions
+
+    if not 0.2 <= args.detect_fps <= 30:
+        raise ValueError(f"--detect-fps must be between 0.2 and 30, got {args.detect_fps}")
+    if args.detect_threads < 1:
+        raise ValueError(f"--detect-threads must be 1 or more, got {args.detect_threads}")
+    return DetectOptions(args.detect, args.detect_fps, args.detect_model, args.detect_labels, args.detect_device,
+                         args.detect_threads)
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     from store.admin.commands import media_limits_from_args, policy_from_args
 
@@ -145,15 +171,19 @@ def cmd_store(args: argparse.Namespace) -> int:
         media = media_limits_from_args(args)
         security = security_from_args(args)
         check_node_ca(args.node_ca)
+        detect = detect_options_from_args(args)
     except ValueError as exc:
         return _fail(str(exc))
     _setup_logging(args.log_level)
+    from shared.detect.result import DetectorError
     from store.app import run_store
 
     try:
-        asyncio.run(run_store(Path(args.root), args.host, args.port, policy, security, args.node_ca, media))
+        asyncio.run(run_store(Path(args.root), args.host, args.port, policy, security, args.node_ca, media, detect))
     except OSError as exc:
         return _fail(f"store: {exc}")
+    except DetectorError as exc:
+        return _fail(f"store: object detection cannot start: {exc} (or run with --detect off)")
     return 0
 
 
@@ -235,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--log-level", default="info")
     add_node_ca(store)
     add_listener_security(store)
+    add_detect_flags(store)
     store.set_defaults(func=cmd_store)
     from store.admin.commands import add_store_commands  # --max-age/--max-bytes/--min-free; prune, check, ...
 

@@ -9,10 +9,14 @@ import signal
 from pathlib import Path
 
 from shared.fsutil import remove_temporaries
+from shared.label_zones import LabelZones
 from shared.security import SecurityOptions
 from store.admin.keys import KeyStore
+from store.detect.labelling import ZoneCheck
+from store.detect.service import DetectionService, DetectOptions
 from store.index import index_path
 from store.index.db import Index
+from store.index.settings import load as load_settings
 from store.ingest.writer import Ingestor
 from store.maintenance.coverage import CoverageTask
 from store.maintenance.janitor import CacheJanitor
@@ -27,8 +31,11 @@ log = logging.getLogger(__name__)
 class Store:
     def __init__(self, root: Path, policy: RetentionPolicy | None = None,
                  security: SecurityOptions | None = None, node_ca: str | None = None,
-                 media: MediaLimits | None = None) -> None:
+                 media: MediaLimits | None = None, detect: DetectOptions | None = None) -> None:
+        """``detect``: object detection (``sht store`` turns it on by default); None or mode off: none."""
         self.root = root
+        self.detect_options = detect or DetectOptions(mode="off")
+        self.detection: DetectionService | None = None
         self.media = media or MediaLimits()  # temporary budgets and the thumbnail cache's size
         self.janitor: CacheJanitor | None = None
         self.node_ca = node_ca  # CA file for nodes' TLS certificates (the relay connects to them)
@@ -69,10 +76,44 @@ class Store:
         # While running, what abandoned work left in ROOT/cache goes after a few minutes.
         self.janitor = CacheJanitor(media.exports_dir, media.thumbs.root, lambda: media.active)
         self.janitor.start()
+        await self._start_detection()
         self.port = await self.server.start(host, port)
         log.info("store serving on port %d, root %s", self.port, self.root)
 
+    async def _start_detection(self) -> None:
+        """The detector starts before the server listens: a model that does not load stops the store at once."""
+        assert self.server is not None and self.index is not None
+        options, server = self.detect_options, self.server
+        local = None
+        if options.mode == "local":
+            from store.detect.runner import LocalDetector
+
+            def local() -> LocalDetector:
+                return LocalDetector(options.model, options.labels, device=options.device, threads=options.threads)
+        self.detection = DetectionService(
+            self.index.conn, server.relay, lambda camera: load_settings(self.index.conn, camera), local,  # type: ignore[union-attr]
+            options, substream=lambda camera: server.locate(camera).substream, zones=self._label_zones,
+            on_label=lambda event_id, camera, start_us, label: server.event_labelled(camera, start_us, label))
+        self.detection.observe = lambda camera, device, s: server.metrics.detect_seconds.labels(camera,
+                                                                                                  device).observe(s)
+        if options.mode == "off":
+            return
+        self.detection.remote = server.detect_workers
+        await self.detection.start(server.fleet.cameras)
+        server.ingest.on_event = self.detection.event_changed
+        server.detection = self.detection
+
+    def _label_zones(self, camera: str) -> ZoneCheck:
+        """The camera's zones that require labels, from its node's latest health."""
+        assert self.server is not None
+        fleet = self.server.fleet
+        node = fleet.node_of(camera)
+        health = fleet.nodes[node].health if node is not None and node in fleet.nodes else None
+        return LabelZones.from_health(health.cameras.get(camera) if health is not None else None).allows
+
     async def stop(self) -> None:
+        if self.detection is not None:
+            await self.detection.close()
         if self.janitor is not None:
             await self.janitor.stop()
         if self.server is not None:
@@ -89,8 +130,8 @@ class Store:
 
 async def run_store(root: Path, host: str, port: int, policy: RetentionPolicy | None = None,
                     security: SecurityOptions | None = None, node_ca: str | None = None,
-                    media: MediaLimits | None = None) -> None:
-    store = Store(root, policy, security, node_ca, media)
+                    media: MediaLimits | None = None, detect: DetectOptions | None = None) -> None:
+    store = Store(root, policy, security, node_ca, media, detect)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

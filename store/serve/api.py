@@ -17,6 +17,7 @@ from websockets.asyncio.server import ServerConnection
 
 from shared.auth import ADMIN_METHODS, Claims
 from shared.clock import now_us
+from shared.protocol.detector_health import DetectorHealth
 from shared.protocol.fleet import FleetCamera, FleetReport
 from shared.protocol.query import (
     ExportParams,
@@ -66,6 +67,7 @@ class Api:
         self.on_setting = on_setting  # pushes a camera's settings to its node
         self.revoked = revoked  # ids of revoked tokens (store/admin/keys.py)
         self.in_flight = InFlight()  # requests in flight per connection and per token (store/serve/in_flight.py)
+        self.detector_health: Callable[[], DetectorHealth | None] = lambda: None  # the store's detector, for ``fleet``
 
     @property
     def conn(self):  # type: ignore[no-untyped-def]
@@ -138,7 +140,7 @@ class Api:
             state = self.fleet.nodes[node].state if node else "unknown"
             cameras[cam] = FleetCamera(node, state, await settings.camera_settings(self.conn, cam))
         return FleetReport(tuple(s.summary() for s in sorted(self.fleet.nodes.values(), key=lambda s: s.node)),
-                           cameras, now_us()).to_json()
+                           cameras, now_us(), self.detector_health()).to_json()
 
     async def _revoked(self, p: Any, *_: Any) -> dict[str, Any]:
         """Relay-only processes poll this to close and refuse revoked viewers (nodes hear it over /control)."""

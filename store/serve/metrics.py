@@ -28,6 +28,9 @@ class StoreMetrics:
                                         "durable write, index commit)")
         self.query_seconds = histogram(self.registry, "sht_query_seconds", "Time to answer one /api request",
                                        ("method",), buckets=SLOW_BUCKETS)
+        self.detect_seconds = histogram(self.registry, "sht_detect_inference_seconds",
+                                        "Time the object detector took for one frame (the round trip to a worker "
+                                        "for ``sht detect`` workers)", ("camera", "device"))
 
     async def timed_query(self, method: str, work: Awaitable[Any]) -> None:
         started = time.perf_counter()
@@ -79,6 +82,9 @@ class StoreMetrics:
         relay = getattr(server, "relay", None)
         if relay is not None:
             yield from relay_families(relay)
+        detection = getattr(server, "detection", None)
+        if detection is not None:
+            yield from detection.metric_families()
 
 
 def relay_families(relay: Relay) -> Iterator[Family]:

@@ -11,6 +11,7 @@ import asyncio
 import ssl
 import time
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
@@ -32,6 +33,7 @@ from shared.protocol.query import MAX_REQUEST_BYTES
 from shared.server.routes import RouteTable, http_route, websocket_route
 from shared.server.shell import ServerShell
 from store.admin.keys import KeyStore
+from store.detect.remote import RemoteDetectors
 from store.index.db import Index
 from store.ingest.session import IngestSessions
 from store.ingest.writer import Ingestor
@@ -41,6 +43,9 @@ from store.nodes.control_link import ControlLinks
 from store.nodes.fleet import Fleet
 from store.serve.api import Api
 from store.serve.metrics import StoreMetrics
+
+if TYPE_CHECKING:
+    from store.detect.service import DetectionService
 
 TOTALS_TTL_S = 30.0
 MAX_VIEWER_MESSAGE_BYTES = 64 * 1024  # viewers send us nothing of size
@@ -58,6 +63,8 @@ class StoreServer:
         self._totals_ttl_s = 0.0
         self.started = time.monotonic()
         self.fleet = Fleet(index.conn, now_us)
+        # /detect: ``sht detect --store`` workers; they get frames only while the store's detection is on
+        self.detect_workers = RemoteDetectors()
         self.shell = ServerShell(self._routes(), access or AccessControl(None))
         self.control = ControlLinks(self.fleet, index, self.revoked, self.shell.close_revoked)
         self.api = Api(ingestor.root, index, self.fleet, on_setting=self.control.push_settings, revoked=self.revoked,
@@ -68,6 +75,9 @@ class StoreServer:
         self.relay = Relay(self._locate, self._relay_token, node_ca=node_ca)
         self._token: tuple[str, int] | None = None
         self._watch: asyncio.Task | None = None
+        self._pushes: set[asyncio.Task] = set()
+        self.detection: DetectionService | None = None  # set by the Store when detection is on
+        self.api.detector_health = lambda: self.detection.health() if self.detection is not None else None
 
     def _routes(self) -> RouteTable:
         # The server's max_size fits a whole segment (/ingest, in frames of at most MAX_FRAGMENT_BYTES); the
@@ -84,6 +94,7 @@ class StoreServer:
                             response_headers={INGEST_VERSION_HEADER: str(INGEST_VERSION)}),
             websocket_route("/control", NODES, lambda c, claims: self.control.serve(c, claims), MAX_CONTROL_BYTES),
             websocket_route("/live/{camera}", VIEWERS, self._live, MAX_VIEWER_MESSAGE_BYTES, check=self._live_check),
+            self.detect_workers.route(),
         ])
 
     async def start(self, host: str, port: int) -> int:
@@ -95,7 +106,20 @@ class StoreServer:
         if self._watch is not None:
             self._watch.cancel()
         self.relay.close()
+        await self.detect_workers.close()
         await self.shell.close()
+
+    def event_labelled(self, camera: str, start_us: int, label: str) -> None:
+        """Tell the camera's node that an event got a label (its ``objects`` recording mode keeps footage by it)."""
+        node = self.fleet.node_of(camera)
+        if node is None:
+            return
+        task = asyncio.create_task(self.control.push_event_label(node, camera, start_us, label))
+        self._pushes.add(task)
+        task.add_done_callback(self._pushes.discard)
+
+    def locate(self, camera: str) -> Location:
+        return self._locate(camera)
 
     def _locate(self, camera: str) -> Location:
         node = self.fleet.node_of(camera)
@@ -153,4 +177,5 @@ class StoreServer:
             "cameras": self._totals[1],
             "cameras_as_of_s_ago": round(now - self._totals[0], 1),
             "nodes": {n: s.state for n, s in sorted(self.fleet.nodes.items())},
+            "detect": self.detection.health().to_json() if self.detection is not None else {"mode": "off"},
         }
