@@ -254,7 +254,7 @@ async def sample(system: EventSystem, run: DeviceRun, cpu: CpuMeter, base: dict[
             if (q := _int(health, "queue")) is not None:
                 run.queue.append(q)
             run.queue_limit = _int(health, "queue_limit")
-            for key in ("frames", "dropped"):
+            for key in ("frames", "dropped", "errors", "restarts"):
                 if (v := _int(health, key)) is not None:
                     setattr(run, key, v - (_int(base, key) or 0))
         cpu.sample()
@@ -309,12 +309,12 @@ def run_device(device: str, files: dict[str, Path], tmp: Path, minutes: float, w
 
 
 def devices_to_run(asked: str) -> list[tuple[str, str | None]]:
-    """(device, why it cannot run or None) for ``--devices``: ``auto`` is cpu, and cuda where offered."""
+    """(device, why it cannot run or None) for ``--devices``: ``auto`` is cpu and cuda; cuda runs where onnxruntime
+    offers it, and elsewhere its column says why not (the issue asks for CUDA beside CPU wherever there is one)."""
     import onnxruntime
 
     offered = onnxruntime.get_available_providers()
-    has_cuda = "CUDAExecutionProvider" in offered
-    names = ["cpu", *(["cuda"] if has_cuda else [])] if asked == "auto" else [d.strip() for d in asked.split(",")]
+    names = ["cpu", "cuda"] if asked == "auto" else [d.strip() for d in asked.split(",")]
     out: list[tuple[str, str | None]] = []
     for name in names:
         provider = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}.get(name)

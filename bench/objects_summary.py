@@ -108,6 +108,8 @@ class DeviceRun:
     labels_seen: bool = False  # any events item carried a "label" key (a store with issue 15's labels)
     frames: int | None = None  # analysed in the window (/health detect.frames)
     dropped: int | None = None
+    errors: int | None = None  # frames the detector failed on, in the window
+    restarts: int | None = None  # detector processes restarted, in the window
     detector_cpu_s: float | None = None  # the store's detector process(es); None: none found
     store_cpu_s: float = 0.0  # the store's own process (relay, decoding for the detector, index, API)
     queue: list[int] = field(default_factory=list)  # /health detect.queue, once a second
@@ -147,6 +149,14 @@ def _queue(r: DeviceRun) -> str:
             f"({r.queue_limit if r.queue_limit is not None else '?'})")
 
 
+def _failures(r: DeviceRun) -> str:
+    if r.errors is None and r.restarts is None:
+        return "-"
+    last = r.health.get("last_error")
+    text = f"{r.errors if r.errors is not None else '?'} / {r.restarts if r.restarts is not None else '?'}"
+    return text + (f" (last: {str(last)[:80]})" if last and (r.errors or r.restarts) else "")
+
+
 def _per_s(n: float | None, seconds: float | None, digits: int = 1) -> str:
     return "-" if n is None or not seconds else f"{n / seconds:.{digits}f}"
 
@@ -161,10 +171,10 @@ class _Cells:
     def ran(self) -> bool:
         return self.run.problem is None or bool(self.run.sightings)
 
-    def verdicts(self) -> tuple[bool | None, bool | None, bool | None, bool | None]:
-        """vtest share, tree zero, latency, backlog: None when the run did not happen."""
+    def verdicts(self) -> tuple[bool | None, ...]:
+        """vtest share, tree zero, latency, backlog, failures: None when the run did not happen."""
         if not self.ran:
-            return None, None, None, None
+            return None, None, None, None, None
         r, v, t = self.run, self.run.clip("vtest"), self.run.clip("tree")
         vt = r.labels_seen and v.events > 0 and v.labelled / v.events >= VTEST_TARGET
         tr = r.labels_seen and t.events > 0 and t.labelled == 0
@@ -172,13 +182,14 @@ class _Cells:
                                            and percentile(v.label_latency_s, 99) <= P99_TARGET_S)
         backlog = None if not r.queue and r.dropped is None else (
             not backlog_grows(r.queue) and (r.dropped or 0) <= 0.01 * max(1, r.frames or 0))
-        return vt, tr, lat, backlog
+        failures = None if r.errors is None and r.restarts is None else not (r.errors or r.restarts)
+        return vt, tr, lat, backlog, failures
 
     def values(self) -> list[str]:
         r, h = self.run, self.run.health
         head = f"{r.device} / {h.get('provider') or '?'}" if r.problem is None else f"{r.device}: {r.problem}"
         if not self.ran:
-            return [head] + ["-"] * 13
+            return [head] + ["-"] * (len(METRICS) - 1)
         v, t = r.clip("vtest"), r.clip("tree")
         cpu_total = r.store_cpu_s + (r.detector_cpu_s or 0.0)
         frames = "-" if r.frames is None else f"{r.frames} ({_per_s(r.frames, r.elapsed_s)}/s)"
@@ -189,7 +200,7 @@ class _Cells:
                 _latency(v.known_latency_s + t.known_latency_s), str(v.open_at_end + t.open_at_end), frames,
                 _per_s(r.frames, r.detector_cpu_s, 0), _per_s(r.frames, cpu_total, 0),
                 f"{_per_s(r.detector_cpu_s, r.elapsed_s, 2)} / {_per_s(r.store_cpu_s, r.elapsed_s, 2)}", inference,
-                _queue(r), dropped]
+                _queue(r), dropped, _failures(r)]
 
 
 METRICS: list[tuple[str, str, int | None]] = [  # metric, target, which verdict (index into _Cells.verdicts)
@@ -208,6 +219,7 @@ METRICS: list[tuple[str, str, int | None]] = [  # metric, target, which verdict 
     ("inference p50 / p99 (store /health)", "", None),
     ("detector queue: max, mean first / last third (limit)", "", None),
     ("frames dropped (detector busy)", "no growing backlog", 3),
+    ("detector errors / restarts", "0 / 0", 4),
 ]
 
 

@@ -79,7 +79,8 @@ def test_backlog_grows_only_when_the_last_third_is_clearly_above_the_first() -> 
 
 def made_run(vtest_labelled: int, vtest_events: int, tree_labelled: int, latency_s: float) -> osum.DeviceRun:
     run = osum.DeviceRun("cpu", clip_of=dict(CLIP_OF), window=(0, 1000 * S), elapsed_s=120.0, labels_seen=True,
-                         frames=1200, dropped=6, detector_cpu_s=12.0, store_cpu_s=6.0, queue=[0, 1, 0, 2, 1, 0],
+                         frames=1200, dropped=6, errors=0, restarts=0, detector_cpu_s=12.0, store_cpu_s=6.0,
+                         queue=[0, 1, 0, 2, 1, 0],
                          queue_limit=30, health={"provider": "CPUExecutionProvider", "inference_ms_p50": 8.9,
                                                   "inference_ms_p99": 11.0})
     for i in range(vtest_events):
@@ -109,12 +110,19 @@ def test_event_rows_give_values_per_device_and_verdicts_against_the_targets(tmp_
     assert rows["frames analysed per second per core (store + detector)"][0][0] == "67"
     assert rows["CPU, cores busy: detector / store"][0][0] == "0.10 / 0.05"
     assert rows["frames dropped (detector busy)"][0][0] == "6 / 1206 (0%)" and rows["frames dropped (detector busy)"][2]
+    assert rows["detector errors / restarts"] == (["0 / 0", "-"], "0 / 0", True)
 
     bad = made_run(18, 20, 1, 1.5)
     rows = {m: (values, ok) for m, values, _, ok in osum.event_rows([bad])}
     assert rows["vtest motion events labelled person"] == (["18 / 20 (90%)"], False)
     assert rows["tree motion events labelled (any label)"] == (["1 / 10 (10%)"], False)
     assert rows["event start -> label queryable, p50 / p99 (vtest)"][1] is False
+
+    broken = made_run(0, 20, 0, 0.0)
+    broken.errors, broken.health["last_error"] = 3199, "TypeError: detect() got an unexpected keyword argument"
+    rows = {m: (values, ok) for m, values, _, ok in osum.event_rows([broken])}
+    assert rows["detector errors / restarts"] == (["3199 / 0 (last: TypeError: detect() got an unexpected keyword "
+                                                   "argument)"], False)
 
     unlabelled = made_run(0, 20, 0, 0.0)
     unlabelled.labels_seen = False  # a store without labels passes nothing, the tree's 0 included
@@ -130,13 +138,13 @@ def test_event_rows_give_values_per_device_and_verdicts_against_the_targets(tmp_
     assert "| metric | cpu | cuda | target | result |" in text and "| pass |" in text
 
 
-def test_devices_auto_is_cpu_plus_cuda_where_offered(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_devices_auto_is_cpu_and_cuda_which_runs_where_offered(monkeypatch: pytest.MonkeyPatch) -> None:
     import onnxruntime
 
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    assert oe.devices_to_run("auto") == [("cpu", None)]
-    (cuda, why), = oe.devices_to_run("cuda")
-    assert cuda == "cuda" and why is not None and "onnxruntime-gpu" in why
+    (cpu, no_reason), (cuda, why) = oe.devices_to_run("auto")  # cuda's column says why it did not run
+    assert (cpu, no_reason, cuda) == ("cpu", None, "cuda") and why is not None and "onnxruntime-gpu" in why
+    assert oe.devices_to_run("cpu") == [("cpu", None)]
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert oe.devices_to_run("auto") == [("cpu", None), ("cuda", None)]
