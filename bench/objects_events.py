@@ -301,9 +301,8 @@ def run_device(device: str, files: dict[str, Path], tmp: Path, minutes: float, w
         system.stop()
     if run.problem is None and not run.labels_seen:
         run.problem = "the store's events carry no label (a store without issue 15's detection)"
-    # TODO(issue 15): nothing else here reads labels; the fields used are events items' "open" and "label"
-    # (bench/objects_summary.py observe) and /health "detect" (queue, queue_limit, frames, dropped,
-    # inference_ms_p50/p99, provider).
+    # What the bench reads of the store: events items' "open" and "label" (bench/objects_summary.py observe) and
+    # /health "detect" (queue, queue_limit, frames, dropped, errors, restarts, inference_ms_p50/p99, provider).
     print(f"bench objects ({device}): /health detect at the end: {json.dumps(run.health)}", file=sys.stderr)
     return run
 
