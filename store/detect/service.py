@@ -119,6 +119,7 @@ class DetectionService:
         self._tasks: set[asyncio.Task] = set()
         self._runner: asyncio.Task | None = None
         self._known: Callable[[], list[str]] = list  # the cameras the store knows (set by ``start``)
+        self._in_flight = 0  # pictures with the backend now
 
     @property
     def enabled(self) -> bool:
@@ -297,9 +298,10 @@ class DetectionService:
                     self.dropped += len(cam.queue)
                     cam.queue.clear()
                     continue
-                if backend.busy:
-                    break
+                if backend.busy or self._in_flight >= max(1, getattr(backend, "capacity", 1)):
+                    break  # counted here too: a backend marks itself busy only once its detect() has run
                 cam.in_flight = True
+                self._in_flight += 1
                 turn = (turn + i + 1) % len(names)
                 self._spawn(self._analyse(camera, cam, cam.queue.popleft(), backend))
             self._ready.clear()
@@ -321,6 +323,7 @@ class DetectionService:
             return
         finally:
             cam.in_flight = False
+            self._in_flight -= 1
             self._ready.set()
         elapsed = time.perf_counter() - started
         self.inference_ms.append(elapsed * 1000)

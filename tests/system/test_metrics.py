@@ -55,7 +55,9 @@ def test_node_and_store_metrics_pass_promtool(processes, tmp_path: Path):
     assert value(node_text, 'sht_camera_frames_encoded_total{camera="cam0"}') > 10
     assert value(node_text, 'sht_camera_encode_seconds_count{camera="cam0"}') > 10
     assert value(node_text, 'sht_camera_up{camera="cam0"}') == 1
-    assert value(node_text, 'sht_camera_viewers{camera="cam0"}') == 0
+    # One viewer: the store's object detection holds each camera's stream (docs/objects.md), so an event's
+    # first frames are there the moment it opens.
+    assert value(node_text, 'sht_camera_viewers{camera="cam0"}') == 1
     assert value(node_text, "sht_store_link_up") == 1
     assert value(node_text, 'sht_upload_items_total{result="acknowledged"}') >= 2
     for name in ("sht_spool_bytes", "sht_spool_oldest_age_seconds", "process_cpu_seconds_total",
@@ -66,6 +68,8 @@ def test_node_and_store_metrics_pass_promtool(processes, tmp_path: Path):
     assert value(store_text, 'sht_ingest_seconds_count') >= 2
     assert value(store_text, 'sht_retention_deleted_segments_total{reason="age"}') == 0
     assert value(store_text, "sht_store_segments") >= 2
+    assert value(store_text, 'sht_detect_frames_total{camera="cam0"}') >= 0
+    assert value(store_text, "sht_detect_queue") == 0
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(node + "/metricsx", timeout=5)
 

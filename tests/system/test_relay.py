@@ -18,7 +18,9 @@ def node_viewers(node_url: str, camera: str) -> int:
 
 def test_relay_fans_out_one_upstream_and_survives_the_node(processes, tmp_path):
     node_args = ("--camera", "cam1=synthetic", "--fps", "10")
-    store_port, node_port, root, toks = start_system(processes, tmp_path, node_args=node_args)
+    # Detection off: the store's detector would hold the camera's stream too (its feed shares the relay's
+    # upstream); this test counts what viewers alone cost the node.
+    store_port, node_port, root, toks = start_system(processes, tmp_path, "--detect", "off", node_args=node_args)
     store, node = f"127.0.0.1:{store_port}", f"http://127.0.0.1:{node_port}"
     live = f"ws://{store}/live/cam0"
     deadline = time.monotonic() + 15
