@@ -93,7 +93,8 @@ class Store:
         self.detection = DetectionService(
             self.index.conn, server.relay, lambda camera: load_settings(self.index.conn, camera), local,  # type: ignore[union-attr]
             options, substream=lambda camera: server.locate(camera).substream, zones=self._label_zones,
-            on_label=lambda event_id, camera, start_us, label: server.event_labelled(camera, start_us, label))
+            on_label=lambda event_id, camera, start_us, label: server.event_labelled(camera, start_us, label),
+            root=self.root)
         self.detection.observe = lambda camera, device, s: server.metrics.detect_seconds.labels(camera,
                                                                                                   device).observe(s)
         if options.mode == "off":

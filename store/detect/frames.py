@@ -171,8 +171,13 @@ class CameraFeed:
         return out
 
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        width, height = frame.width, frame.height
-        if width > self.max_width:
-            height = max(2, round(height * self.max_width / width / 2) * 2)
-            width = self.max_width
-        return frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+        return to_rgb(frame, self.max_width)
+
+
+def to_rgb(frame: av.VideoFrame, max_width: int = MAX_WIDTH) -> np.ndarray:
+    """The frame as RGB, scaled to at most ``max_width`` across (blocking: call it from a worker thread)."""
+    width, height = frame.width, frame.height
+    if width > max_width:
+        height = max(2, round(height * max_width / width / 2) * 2)
+        width = max_width
+    return frame.reformat(width=width, height=height, format="rgb24").to_ndarray()

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiosqlite
@@ -33,15 +34,18 @@ from shared.detect.result import Detection, DetectorError
 from shared.metrics import Family, counter, gauge
 from shared.protocol.detector_health import CameraDetection, DetectorHealth
 from shared.settings import CameraSettings
-from store.detect.frames import CameraFeed, Picture
+from store.detect.frames import CameraFeed, Picture, to_rgb
 from store.detect.labelling import EventAnalysis, ZoneCheck
 from store.detect.remote import RemoteDetectors
 from store.detect.runner import DetectFailed
 from store.detect.snapshot import snapshot_jpeg
 from store.detect.tracker import StationaryMemory
 from store.index.event_labels import set_event_labelling, set_event_snapshot
+from store.index.query import segment_near
 from store.ingest.events import EventNotice
 from store.live.relay import Relay
+from store.media.segment_file import SegmentFileError
+from store.media.thumbs import decode_frame_near
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ QUEUE_PER_CAMERA = 10  # pictures waiting per camera (2 s at 5 fps): the replay 
 SNAPSHOT_EVERY_S = 2.0
 MAX_ANALYSIS_S = 600.0  # an event left open longer (a node that died mid-event) is finished here
 CLOSE_GRACE_S = 1.0  # after an event closes, this long for its last frames to be analysed
+BEST_FRAME_WAIT_S = 60.0  # for the segment that holds an event's best frame to arrive
 
 
 class Backend(Protocol):
@@ -97,7 +102,7 @@ class DetectionService:
                  local: Callable[[], Backend] | None, options: DetectOptions | None = None,
                  substream: Callable[[str], bool | None] = lambda camera: None,
                  zones: Callable[[str], ZoneCheck] = lambda camera: (lambda label, box: True),
-                 on_label: Callable[[int, str, int, str], None] | None = None) -> None:
+                 on_label: Callable[[int, str, int, str], None] | None = None, root: Path | None = None) -> None:
         """``settings(camera)``: an awaitable of the camera's CameraSettings. ``local()`` makes the store's own
         detector (None with ``--detect off``). ``on_label(event_id, camera, start_us, label)``: the first label
         of an event (the node keeps ``objects``-mode footage by it)."""
@@ -105,6 +110,7 @@ class DetectionService:
         self.settings, self.make_local = settings, local
         self.options = options or DetectOptions()
         self.substream, self.zones, self.on_label = substream, zones, on_label
+        self.root = root  # the store's root: segments hold the best frames of events seen only once ended
         self.cameras: dict[str, CameraState] = {}
         self.analyses: dict[int, EventAnalysis] = {}
         self.memory: dict[str, StationaryMemory] = {}
@@ -168,7 +174,13 @@ class DetectionService:
             self._spawn(self._open(notice.event_id, record.camera, record.start_us))
         elif analysis is not None and not record.open:
             analysis.end_us = record.end_us
+            analysis.best_frame_us = record.thumb_us
             self._spawn(self._close_later(analysis))
+        elif analysis is None and notice.new and record.thumb_us is not None and self.root is not None:
+            # Heard of only once it had ended (a node older than open events, or the store was away when it
+            # opened): its best frame from the recording is all there is to look at.
+            self._spawn(self._best_frame(notice.event_id, record.camera, record.start_us, record.end_us,
+                                         record.thumb_us))
 
     def _spawn(self, work: object) -> None:
         task = asyncio.ensure_future(work)  # type: ignore[arg-type]
@@ -222,8 +234,42 @@ class DetectionService:
         if not cam.analyses and cam.feed is not None:
             cam.feed.set_decoding(False)
         analysis.finish()
-        if analysis.frames:  # never analysed (no stream, detector down): labels stay "not analysed"
+        if analysis.frames:
             await self._write(analysis, final=True)
+        elif analysis.best_frame_us is not None and not analysis.single_frame and self.root is not None:
+            # No live frame was analysed (no stream, the detector down): the recording's best frame then.
+            await self._best_frame(analysis.event_id, analysis.camera, analysis.start_us, analysis.end_us or
+                                   analysis.start_us, analysis.best_frame_us)
+
+    async def _best_frame(self, event_id: int, camera: str, start_us: int, end_us: int, at_us: int) -> None:
+        """Analyse the frame nearest ``at_us`` from the stored segment holding it (waiting for that segment up
+        to ``BEST_FRAME_WAIT_S``: segments arrive after their events)."""
+        assert self.root is not None
+        settings = await self.settings(camera)  # type: ignore[misc]
+        if not settings.objects:
+            return
+        deadline = time.monotonic() + BEST_FRAME_WAIT_S
+        while (found := await segment_near(self.conn, camera, at_us)) is None or not found[1] <= at_us < found[2]:
+            if time.monotonic() > deadline:
+                log.info("event %d on %s: no segment holds its best frame; left unanalysed", event_id, camera)
+                return
+            await asyncio.sleep(2.0)
+        try:
+            frame, frame_us = await asyncio.to_thread(decode_frame_near, self.root / found[0], found[1], at_us)
+            rgb = await asyncio.to_thread(to_rgb, frame)
+        except SegmentFileError as exc:
+            log.warning("event %d on %s: cannot read its best frame: %s", event_id, camera, exc)
+            return
+        analysis = EventAnalysis(event_id, camera, frame_us, objects=settings.objects,
+                                 min_score=settings.min_score, threshold=settings.threshold,
+                                 stationary=self.memory.setdefault(camera, StationaryMemory()),
+                                 allows=self.zones(camera), single_frame=True)
+        analysis.end_us = frame_us + 1
+        self.analyses[event_id] = analysis
+        cam = self._camera(camera)
+        cam.analyses.append(analysis)
+        self._deliver(Picture(camera, frame_us, rgb))
+        await self._close_later(analysis)
 
     # ---- feeds ----
 

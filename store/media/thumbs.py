@@ -59,6 +59,13 @@ def make_thumbnail(path: Path, segment_start_us: int, at_us: int, width: int) ->
     ``SegmentFileError`` if the file cannot be read or decoded.
     """
     check_width(width)
+    best, frame_us = decode_frame_near(path, segment_start_us, at_us)
+    height = scaled_height(width, best.width, best.height)
+    return Thumbnail(encode_jpeg(best, width, height), frame_us, width, height)
+
+
+def decode_frame_near(path: Path, segment_start_us: int, at_us: int) -> tuple[av.VideoFrame, int]:
+    """The decoded frame of ``path`` nearest ``at_us`` and its capture time; ``SegmentFileError`` if none."""
     try:
         with av.open(str(path), "r") as container:
             if not container.streams.video:
@@ -84,10 +91,7 @@ def make_thumbnail(path: Path, segment_start_us: int, at_us: int, width: int) ->
         raise SegmentFileError(f"{path}: cannot decode a thumbnail: {exc}") from exc
     if best is None or best.pts is None:
         raise SegmentFileError(f"{path}: no decodable video frame")
-    height = scaled_height(width, best.width, best.height)
-    jpeg = encode_jpeg(best, width, height)
-    frame_us = segment_start_us + round(best.pts * tb * 1_000_000)
-    return Thumbnail(jpeg, frame_us, width, height)
+    return best, segment_start_us + round(best.pts * tb * 1_000_000)
 
 
 def encode_jpeg(frame: av.VideoFrame, width: int, height: int) -> bytes:
