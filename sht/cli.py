@@ -31,7 +31,7 @@ def add_listener_security(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-key", help="the certificate's private key (PEM)")
     p.add_argument("--tls-min", default="1.3", choices=("1.2", "1.3"), help="oldest TLS version (default 1.3)")
     p.add_argument("--allow", action="append", default=[], metavar="ROLE=CIDR[,CIDR]",
-                   help="only these addresses may use ROLE (node, viewer, admin); repeat per role")
+                   help="only these addresses may use ROLE (node, viewer, admin, detector); repeat per role")
     p.add_argument("--closed-health", action="store_true", help="require a token for /health and /metrics too")
 
 
