@@ -40,6 +40,8 @@ class DetectorHealth:
     queue: int | None = None  # frames waiting for the detector now
     queue_limit: int | None = None
     frames: int | None = None  # frames analysed since start
+    local_frames: int | None = None  # of them, by the store's own detector process
+    worker_frames: int | None = None  # of them, by ``sht detect`` workers
     dropped: int | None = None  # frames dropped since start (busy detector, queue full)
     errors: int | None = None  # frames the detector failed on
     restarts: int | None = None  # detector processes restarted after a crash or a hang

@@ -19,7 +19,7 @@ cameras = st.dictionaries(st.from_regex(r"[a-z][a-z0-9]{0,7}", fullmatch=True),
 
 @given(st.builds(DetectorHealth, texts, texts, texts, texts, texts, counts,
                  st.none() | st.floats(0, 1e4), st.none() | st.floats(0, 1e4), counts, counts, counts, counts,
-                 counts, counts, counts, texts, cameras))
+                 counts, counts, counts, counts, counts, texts, cameras))
 def test_round_trip(health: DetectorHealth) -> None:
     assert DetectorHealth.from_json(health.to_json()) == health
 
