@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from node.app import Node, NodeSecurity
-from shared.clock import now_us
 from shared.config import CameraConfig, NodeConfig
 from shared.security import SecurityOptions
-from shared.settings import OBJECTS_MODE, RECORDING_MODE
+from shared.settings import OBJECTS_MODE
 from store.app import Store
 from store.index import settings
 from tests.system.test_motion import scenario, walker
@@ -36,12 +36,12 @@ def rows(root: Path, sql: str) -> list[tuple]:
 
 async def test_objects_mode_keeps_the_labelled_events_footage_and_drops_the_unlabelled_ones(tmp_path):
     # Two people walk by: the store labels the first event, not the second.
-    scene = scenario(tmp_path / "two.json", [walker(3.0, 5.0), walker(17.0, 19.0)])
+    scene = scenario(tmp_path / "two.json", [walker(5.0, 7.0), walker(19.0, 21.0)])
     root = tmp_path / "store"
     store = Store(root, security=SecurityOptions(auth=False))
     await store.start("127.0.0.1", 0)
     assert store.index is not None and store.server is not None
-    await settings.set_setting(store.index.conn, "cam0", RECORDING_MODE, OBJECTS_MODE, "test", now_us())
+    server = store.server
     node = Node(NodeConfig(id="node0", store_url=f"ws://127.0.0.1:{store.port}", host="127.0.0.1", port=0,
                            spool_dir=str(tmp_path / "spool"), segment_seconds=1.0,
                            cameras=(CameraConfig(id="cam0", source=f"synthetic:{scene}", width=320, height=180,
@@ -51,11 +51,21 @@ async def test_objects_mode_keeps_the_labelled_events_footage_and_drops_the_unla
     gate = node.recording.gates["cam0"]
     gate.label_grace_us, gate.post_roll_us = 2 * S, POST_ROLL  # the test's patience; 10 s each in use
     try:
+        await until(lambda: server.fleet.node_of("cam0") == "node0", 5, "the node's hello")
+        # As an operator types it (a labels list as comma-separated text), once the store knows the camera.
+        sht = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sht", "settings", "--store", f"http://127.0.0.1:{store.port}", "--camera", "cam0",
+            "recording_mode=objects", "objects=person, car", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(sht.communicate(), 60)
+        assert sht.returncode == 0, err.decode()
+        assert 'objects ["person"] → ["person", "car"]' in out.decode()
+        assert (await settings.load(store.index.conn, "cam0")).objects == ("person", "car")
         await until(lambda: node.recording.modes["cam0"] == OBJECTS_MODE, 5, "the store's settings")
         await until(lambda: rows(root, "SELECT start_us FROM events"), 15, "the first event, open, in the store")
         (first,), = rows(root, "SELECT start_us FROM events")
         assert gate.open_since_us == first and node.recording.store_reachable()
-        assert await store.server.control.push_event_label("node0", "cam0", first, "person")
+        assert await server.control.push_event_label("node0", "cam0", first, "person")
         await until(lambda: gate.labels.get(first) == "person", 5, "the label at the node")
         await until(lambda: len(rows(root, "SELECT start_us FROM events")) == 2, 20, "the second event")
         (second,) = (start for (start,) in rows(root, "SELECT start_us FROM events") if start != first)
