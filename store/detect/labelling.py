@@ -58,6 +58,7 @@ class EventAnalysis:
         self.label_score: float | None = None
         self.best: BestFrame | None = None
         self._track_best: dict[int, BestFrame] = {}  # track id -> its best frame
+        self._leader: int | None = None  # the id of the track that gives the label
         self.snapshot_written_us: int | None = None  # capture time of the best frame last written as snapshot
         self.snapshot_at = 0.0  # monotonic time of that write
         self.announced = False  # the first label was counted and told (objects-mode nodes keep footage by it)
@@ -87,6 +88,7 @@ class EventAnalysis:
         leader = max(self._counting(), key=lambda t: t.median_score, default=None)
         if leader is not None:
             self.label, self.label_score = leader.label, round(leader.median_score, 4)
+            self._leader = leader.id
             self.best = self._track_best.get(leader.id, self.best)
         return (self.label, self.label_score, self.at_once) != before
 
@@ -102,15 +104,17 @@ class EventAnalysis:
         return True
 
     def _note_best_frames(self, capture_us: int, rgb: np.ndarray) -> None:
-        """Each track's best-scoring frame so far, so a snapshot may show a hit from before it confirmed. Only
-        live or confirmed tracks keep one: a bounded number of frames."""
+        """Each live track's best-scoring frame so far, so a snapshot may show a hit from before it confirmed.
+        Only live tracks and the label's track keep one: a long, busy event holds a bounded number of frames."""
         keep: dict[int, BestFrame] = {}
-        for track in [*self.tracker.tracks, *self.tracker.confirmed()]:
+        for track in self.tracker.tracks:
             best = self._track_best.get(track.id)
             if track.last_us == capture_us and (best is None or track.scores[-1] > best.score):
                 best = BestFrame(capture_us, rgb, track.label, track.scores[-1], track.boxes[-1])
             if best is not None:
                 keep[track.id] = best
+        if self._leader is not None and self._leader not in keep and self._leader in self._track_best:
+            keep[self._leader] = self._track_best[self._leader]
         self._track_best = keep
 
     def _counting(self) -> list[Track]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ import numpy as np
 from shared.detect.result import Detection, DetectorError
 from shared.metrics import Family, counter, gauge
 from shared.protocol.detector_health import CameraDetection, DetectorHealth
+from shared.protocol.ingest import EventRecord
 from shared.settings import CameraSettings
 from store.detect.frames import CameraFeed, Picture, to_rgb
 from store.detect.labelling import EventAnalysis, ZoneCheck
@@ -55,6 +56,7 @@ SNAPSHOT_EVERY_S = 2.0
 MAX_ANALYSIS_S = 600.0  # an event left open longer (a node that died mid-event) is finished here
 CLOSE_GRACE_S = 1.0  # after an event closes, this long for its last frames to be analysed
 BEST_FRAME_WAIT_S = 60.0  # for the segment that holds an event's best frame to arrive
+FINISHED_REMEMBERED = 10_000
 
 
 class Backend(Protocol):
@@ -102,10 +104,11 @@ class DetectionService:
                  local: Callable[[], Backend] | None, options: DetectOptions | None = None,
                  substream: Callable[[str], bool | None] = lambda camera: None,
                  zones: Callable[[str], ZoneCheck] = lambda camera: (lambda label, box: True),
-                 on_label: Callable[[int, str, int, str], None] | None = None, root: Path | None = None) -> None:
+                 on_label: Callable[[int, str, int, str | None], None] | None = None,
+                 root: Path | None = None) -> None:
         """``settings(camera)``: an awaitable of the camera's CameraSettings. ``local()`` makes the store's own
         detector (None with ``--detect off``). ``on_label(event_id, camera, start_us, label)``: the first label
-        of an event (the node keeps ``objects``-mode footage by it)."""
+        of an event, or None once an analysed event ended with none (``objects``-mode nodes decide by it)."""
         self.conn, self.relay = conn, relay
         self.settings, self.make_local = settings, local
         self.options = options or DetectOptions()
@@ -126,6 +129,8 @@ class DetectionService:
         self._runner: asyncio.Task | None = None
         self._known: Callable[[], list[str]] = list  # the cameras the store knows (set by ``start``)
         self._in_flight = 0  # pictures with the backend now
+        self._opening: dict[int, EventRecord | None] = {}  # event id -> its close, if it came while opening
+        self._finished: OrderedDict[int, None] = OrderedDict()  # events analysed lately: a late close is not news
 
     @property
     def enabled(self) -> bool:
@@ -170,13 +175,18 @@ class DetectionService:
         if record.kind != "motion" or not self.enabled:
             return
         analysis = self.analyses.get(notice.event_id)
-        if analysis is None and record.open:
+        if notice.event_id in self._opening:  # its analysis is being set up (reading the camera's settings)
+            if not record.open:
+                self._opening[notice.event_id] = record
+        elif analysis is None and record.open:
+            self._opening[notice.event_id] = None
             self._spawn(self._open(notice.event_id, record.camera, record.start_us))
         elif analysis is not None and not record.open:
             analysis.end_us = record.end_us
             analysis.best_frame_us = record.thumb_us
             self._spawn(self._close_later(analysis))
-        elif analysis is None and notice.new and record.thumb_us is not None and self.root is not None:
+        elif (analysis is None and not record.open and record.thumb_us is not None and self.root is not None
+              and notice.event_id not in self._finished):
             # Heard of only once it had ended (a node older than open events, or the store was away when it
             # opened): its best frame from the recording is all there is to look at.
             self._spawn(self._best_frame(notice.event_id, record.camera, record.start_us, record.end_us,
@@ -185,10 +195,19 @@ class DetectionService:
     def _spawn(self, work: object) -> None:
         task = asyncio.ensure_future(work)  # type: ignore[arg-type]
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.last_error = f"{type(task.exception()).__name__}: {task.exception()}"
+            log.error("object detection: %s failed", task.get_name(), exc_info=task.exception())
 
     async def _open(self, event_id: int, camera: str, start_us: int) -> None:
-        settings = await self.settings(camera)  # type: ignore[misc]
+        try:
+            settings = await self.settings(camera)  # type: ignore[misc]
+        finally:
+            closed = self._opening.pop(event_id, None)  # its close, if it came meanwhile
         assert isinstance(settings, CameraSettings)
         objects = settings.objects
         if not objects or event_id in self.analyses:
@@ -205,6 +224,9 @@ class DetectionService:
         assert cam.feed is not None
         cam.feed.set_decoding(True)
         self._spawn(self._expire(analysis))
+        if closed is not None:
+            analysis.end_us, analysis.best_frame_us = closed.end_us, closed.thumb_us
+            self._spawn(self._close_later(analysis))
 
     async def _close_later(self, analysis: EventAnalysis) -> None:
         await asyncio.sleep(CLOSE_GRACE_S)  # frames up to its end are decoded and queued by now, or never come
@@ -216,7 +238,7 @@ class DetectionService:
         if analysis.event_id in self.analyses:
             log.warning("event %d on %s still open after %.0f s: detection stops for it", analysis.event_id,
                         analysis.camera, MAX_ANALYSIS_S)
-            await self._finish(analysis)
+            await self._finish(analysis, expired=True)
 
     async def _drain(self, camera: str, timeout_s: float = 5.0) -> None:
         """Wait (bounded) until the camera's queued pictures are analysed."""
@@ -226,9 +248,13 @@ class DetectionService:
         while cam is not None and (cam.queue or cam.in_flight) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
-    async def _finish(self, analysis: EventAnalysis) -> None:
+    async def _finish(self, analysis: EventAnalysis, expired: bool = False) -> None:
+        """``expired``: the event is still open on its node; its label may come, but no verdict of "none" does."""
         if self.analyses.pop(analysis.event_id, None) is None:
             return
+        self._finished[analysis.event_id] = None
+        while len(self._finished) > FINISHED_REMEMBERED:
+            self._finished.popitem(last=False)
         cam = self.cameras[analysis.camera]
         cam.analyses.remove(analysis)
         if not cam.analyses and cam.feed is not None:
@@ -236,6 +262,10 @@ class DetectionService:
         analysis.finish()
         if analysis.frames:
             await self._write(analysis, final=True)
+            if analysis.label is None and not expired and self.on_label is not None:
+                # The verdict "analysed, none of the camera's objects": an objects-mode node lets the footage go
+                # only on this, never on silence (docs/objects.md).
+                self.on_label(analysis.event_id, analysis.camera, analysis.start_us, None)
         elif analysis.best_frame_us is not None and not analysis.single_frame and self.root is not None:
             # No live frame was analysed (no stream, the detector down): the recording's best frame then.
             await self._best_frame(analysis.event_id, analysis.camera, analysis.start_us, analysis.end_us or
