@@ -5,7 +5,9 @@ A worker connects with a ``detector`` token and says hello (model, device, label
 shared/protocol/detect.py). Each frame goes to the next idle worker (round robin), as a JPEG scaled to at most
 twice the worker's model input (the model sees no more than that, and a 1080p frame is then ~60 KB, not 6 MB).
 Each worker has one frame in flight. A worker that answers an error costs that frame; one that does not answer
-within ``timeout_s`` costs the frame and is disconnected (it reconnects); one that disconnects fails its frame.
+within ``timeout_s`` costs the frame and is dropped at once (the next frame goes to another worker or to the
+store's own detector, not to it) while its connection is closed behind (a stopped process cannot answer the
+close handshake: that takes the server's close timeout); one that disconnects fails its frame.
 """
 
 from __future__ import annotations
@@ -176,12 +178,11 @@ class RemoteDetectors:
                 if waiter is not None and not waiter.done():
                     waiter.set_result(reply)
         finally:
-            self.workers.remove(worker)
             for waiter in worker.pending.values():
                 if not waiter.done():
                     waiter.set_result(None)
-            log.info("detect worker %s disconnected", worker.name)
-            self._changed()
+            if self._drop(worker):  # not already dropped for a timeout
+                log.info("detect worker %s disconnected", worker.name)
 
     # ---- frames ----
 
@@ -239,7 +240,17 @@ class RemoteDetectors:
         self.inference_ms.append(reply.ms)
         return list(reply.detections)
 
+    def _drop(self, worker: Worker) -> bool:
+        """Take ``worker`` off the list (it gets no more frames); False if it was off already."""
+        if worker not in self.workers:
+            return False
+        self.workers.remove(worker)
+        self._changed()
+        return True
+
     def _disconnect(self, worker: Worker, reason: str) -> None:
+        if self._drop(worker):
+            log.warning("detect worker %s: %s; disconnecting it", worker.name, reason)
         task = asyncio.get_running_loop().create_task(worker.connection.close(CLOSE_TIMEOUT, reason))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)

@@ -230,6 +230,8 @@ async def test_a_worker_error_fails_the_frame_and_a_silent_worker_is_disconnecte
         await mini.wait_workers(1, 10)
         with pytest.raises(DetectFailed, match="did not answer within 0.5 s; disconnected it"):
             await mini.remote.detect(BLANK)
+        # Dropped at once, not once the close handshake is over (a stopped process never answers it).
+        assert mini.remote.connected == 0 and mini.changes == [1, 0, 1, 0]
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(silent, 5)
         assert closed.value.rcvd.code == 1011
