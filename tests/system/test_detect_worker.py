@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -34,6 +35,7 @@ from shared.auth import issue_token
 from tests.system.conftest import free_port, get_json, processes, tokens, wait_for_health  # noqa: F401
 
 DATA = Path(__file__).resolve().parent.parent / "data"
+T = TypeVar("T")
 
 
 def sht(*args: str, token: str | None = None) -> subprocess.CompletedProcess:
@@ -50,7 +52,7 @@ def person_events(store: str, token: str) -> list[dict]:
     return json.loads(done.stdout)
 
 
-def wait_until(what: str, check: Callable[[], object], timeout_s: float, show: Callable[[], object]) -> object:
+def wait_until(what: str, check: Callable[[], T], timeout_s: float, show: Callable[[], object]) -> T:
     """``check()``'s first truthy answer, polled; a failure says what was awaited and ``show()``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -123,7 +125,11 @@ def test_a_worker_detects_for_the_store_and_the_store_takes_over_when_it_dies_or
     stopped = time.monotonic()
     before = detect()
     # The store's timeout (10 s) and a little: not its close handshake's 10 s more, and no frames thrown at it.
-    after = wait_until("fallback from the hung worker", lambda: (h := detect())["mode"] == "local" and h, 16, detect)
+    def local_health() -> dict:
+        health = detect()
+        return health if health["mode"] == "local" else {}
+
+    after = wait_until("fallback from the hung worker", local_health, 16, detect)
     assert after["workers"] == 0 and time.monotonic() - stopped >= 9, after
     assert after["errors"] == before["errors"] + 1, f"frames sent to the hung worker after its timeout: {after}"
     assert "did not answer within 10 s" in after["last_error"], after
