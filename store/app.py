@@ -49,6 +49,29 @@ class Store:
         self._lock: StoreLock | None = None
 
     async def start(self, host: str, port: int) -> None:
+        # First, before anything is opened: a model that does not load stops the store with nothing to undo.
+        local = await self._start_local_detector()
+        try:
+            await self._start(host, port, local)
+        except BaseException:
+            # A port in use, an index from a newer store...: undo what started (its threads would keep the
+            # process from exiting), then say what went wrong.
+            if local is not None and self.detection is None:
+                await local.close()
+            await self.stop()
+            raise
+
+    async def _start_local_detector(self):  # type: ignore[no-untyped-def]
+        if self.detect_options.mode != "local":
+            return None
+        from store.detect.runner import LocalDetector
+
+        options = self.detect_options
+        local = LocalDetector(options.model, options.labels, device=options.device, threads=options.threads)
+        await local.start()  # DetectorError with the model's one-line fault
+        return local
+
+    async def _start(self, host: str, port: int, local: object) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         # One store per root; rebuild-index and check --repair refuse while it is held.
         self._lock = StoreLock.acquire(self.root)
@@ -76,22 +99,17 @@ class Store:
         # While running, what abandoned work left in ROOT/cache goes after a few minutes.
         self.janitor = CacheJanitor(media.exports_dir, media.thumbs.root, lambda: media.active)
         self.janitor.start()
-        await self._start_detection()
+        self._start_detection(local)
         self.port = await self.server.start(host, port)
         log.info("store serving on port %d, root %s", self.port, self.root)
 
-    async def _start_detection(self) -> None:
-        """The detector starts before the server listens: a model that does not load stops the store at once."""
+    def _start_detection(self, local: object) -> None:
+        """Detection wired to ingest, the relay, the index and the control links (nothing with --detect off)."""
         assert self.server is not None and self.index is not None
         options, server = self.detect_options, self.server
-        local = None
-        if options.mode == "local":
-            from store.detect.runner import LocalDetector
-
-            def local() -> LocalDetector:
-                return LocalDetector(options.model, options.labels, device=options.device, threads=options.threads)
         self.detection = DetectionService(
-            self.index.conn, server.relay, lambda camera: load_settings(self.index.conn, camera), local,  # type: ignore[union-attr]
+            self.index.conn, server.relay, lambda camera: load_settings(self.index.conn, camera),  # type: ignore[union-attr]
+            local,  # type: ignore[arg-type]
             options, substream=lambda camera: server.locate(camera).substream, zones=self._label_zones,
             on_label=lambda event_id, camera, start_us, label: server.event_labelled(camera, start_us, label),
             root=self.root)
@@ -100,7 +118,7 @@ class Store:
         if options.mode == "off":
             return
         self.detection.remote = server.detect_workers
-        await self.detection.start(server.fleet.cameras)
+        self.detection.start(server.fleet.cameras)
         server.ingest.on_event = self.detection.event_changed
         server.detection = self.detection
 
@@ -127,6 +145,7 @@ class Store:
             await self.index.close()
         if self._lock is not None:
             self._lock.release()
+            self._lock = None
 
 
 async def run_store(root: Path, host: str, port: int, policy: RetentionPolicy | None = None,

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import aiosqlite
 import numpy as np
 
-from shared.detect.result import Detection, DetectorError
+from shared.detect.result import Detection
 from shared.metrics import Family, counter, gauge
 from shared.protocol.detector_health import CameraDetection, DetectorHealth
 from shared.protocol.ingest import EventRecord
@@ -101,23 +101,23 @@ class CameraState:
 
 class DetectionService:
     def __init__(self, conn: aiosqlite.Connection, relay: Relay, settings: Callable[[str], object],
-                 local: Callable[[], Backend] | None, options: DetectOptions | None = None,
+                 local: Backend | None, options: DetectOptions | None = None,
                  substream: Callable[[str], bool | None] = lambda camera: None,
                  zones: Callable[[str], ZoneCheck] = lambda camera: (lambda label, box: True),
                  on_label: Callable[[int, str, int, str | None], None] | None = None,
                  root: Path | None = None) -> None:
-        """``settings(camera)``: an awaitable of the camera's CameraSettings. ``local()`` makes the store's own
-        detector (None with ``--detect off``). ``on_label(event_id, camera, start_us, label)``: the first label
+        """``settings(camera)``: an awaitable of the camera's CameraSettings. ``local``: the store's own detector,
+        started (None with ``--detect off``). ``on_label(event_id, camera, start_us, label)``: the first label
         of an event, or None once an analysed event ended with none (``objects``-mode nodes decide by it)."""
         self.conn, self.relay = conn, relay
-        self.settings, self.make_local = settings, local
+        self.settings = settings
         self.options = options or DetectOptions()
         self.substream, self.zones, self.on_label = substream, zones, on_label
         self.root = root  # the store's root: segments hold the best frames of events seen only once ended
         self.cameras: dict[str, CameraState] = {}
         self.analyses: dict[int, EventAnalysis] = {}
         self.memory: dict[str, StationaryMemory] = {}
-        self.local: Backend | None = None
+        self.local = local  # the store's own detector, started (None with --detect off)
         self.remote: RemoteDetectors | None = None  # ``sht detect`` workers: they take the work while connected
         self.state = "off" if local is None else "starting"
         self.last_error: str | None = None
@@ -134,24 +134,17 @@ class DetectionService:
 
     @property
     def enabled(self) -> bool:
-        return self.make_local is not None or self.remote is not None
+        return self.local is not None or self.remote is not None
 
-    async def start(self, cameras: Callable[[], list[str]] | None = None) -> None:
-        """Start the store's detector (a model that does not load raises DetectorError) and, with ``cameras``,
-        keep a feed open for every known camera that looks for objects."""
+    def start(self, cameras: Callable[[], list[str]] | None = None) -> None:
+        """Start handing out frames and, with ``cameras``, keep a feed open for every known camera that looks for
+        objects. The store's own detector comes started (``local``): a model that does not load stops the store
+        before anything else is opened."""
         if cameras is not None:
             self._known = cameras
             self._spawn(self._watch_cameras())
-        if self.make_local is not None:
-            try:
-                self.local = self.make_local()
-                start = getattr(self.local, "start", None)
-                if start is not None:
-                    await start()
-                self.state = "running"
-            except DetectorError as exc:
-                self.state, self.last_error = "failed", str(exc)
-                raise
+        if self.local is not None:
+            self.state = "running"
         self._runner = asyncio.create_task(self._run(), name="detect-runner")
 
     async def close(self) -> None:
