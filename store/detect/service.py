@@ -449,7 +449,8 @@ class DetectionService:
         return DetectorHealth(
             mode="off" if not self.enabled else "workers" if backend is self.remote and backend is not None
             else "local",
-            state=state, device=info.get("device"), provider=info.get("provider"), model=Path(str(info["model"])).name if info.get("model") else None,
+            state=state, device=info.get("device"), provider=info.get("provider"),
+            model=Path(str(info["model"])).name if info.get("model") else None,
             workers=self.remote.connected if self.remote is not None else 0,
             inference_ms_p50=p50, inference_ms_p99=p99,
             queue=sum(len(c.queue) for c in self.cameras.values()),

@@ -39,7 +39,7 @@ def test_the_404_text_lists_every_declared_endpoint():
 
 def test_the_role_table_is_the_declarations():
     roles = store_like().roles()
-    assert roles["/ingest"].roles == ("node",) and roles["/api"].roles == ("viewer", "admin")
+    assert roles["/ingest"].roles == ("node",) and roles["/api"].roles == ("viewer", "admin", "detector")
     assert roles["/live/{camera}"] == VIEWERS and roles["/key"].tokenless == "always"
     assert list(roles) == ["/health", "/key", "/", "/api", "/ingest", "/live/{camera}"]
 
