@@ -3,9 +3,11 @@
 A node opens the link, says ``hello`` (its id, port and cameras), then sends a
 ``heartbeat`` with its health every few seconds. The store answers a hello with
 the runtime settings of each of the node's cameras and pushes a ``settings``
-message whenever one changes, and an ``event_label`` when its object detection
-finds a label in one of the node's events (the ``objects`` recording mode keeps
-only footage of such events; nodes of hello version 2 and later understand it).
+message whenever one changes, and an ``event_label`` with its object detection's
+verdict on one of the node's events: a label found, or null once the event is
+over and analysed with none of the camera's objects in it (the ``objects``
+recording mode keeps footage unless the verdict is null; nodes of hello version
+2 and later understand it).
 All JSON text messages; sans-I/O like the rest.
 """
 
@@ -71,12 +73,13 @@ class Revocations:
 
 @dataclass(frozen=True)
 class EventLabel:
-    """The store found ``label`` in the event of ``camera`` that started at ``start_us`` (the node's own stamp,
-    as its EventRecord said)."""
+    """The store's verdict on the event of ``camera`` that started at ``start_us`` (the node's own stamp, as its
+    EventRecord said): it found ``label`` there, or (None, JSON null) it analysed the finished event and found
+    none of the camera's objects. Silence is no verdict: the node never reads it as None."""
 
     camera: str
     start_us: int
-    label: str
+    label: str | None
 
     def serialize(self) -> str:
         return json.dumps({"type": "event_label", "camera": self.camera, "start_us": self.start_us,
@@ -126,8 +129,8 @@ def parse_control(message: str | bytes) -> ControlMessage:
             if isinstance(start_us, bool) or not isinstance(start_us, int) or not time_in_range(start_us):
                 raise ProtocolError("bad-field", f"event_label start_us must be a time in µs, got {start_us!r}",
                                     "start_us")
-            if (problem := label_problem(label)) is not None:
-                raise ProtocolError("bad-field", f"event_label: {problem}", "label")
+            if label is not None and (problem := label_problem(label)) is not None:  # null: analysed, none found
+                raise ProtocolError("bad-field", f"event_label: {problem} (or null: analysed, none found)", "label")
             return EventLabel(check_id(obj["camera"], "camera id"), start_us, label)
     except KeyError as exc:
         raise ProtocolError("missing-field", f"{kind} message lacks field {exc.args[0]!r}") from None

@@ -4,9 +4,10 @@ A node opens the link with a hello (its cameras, its live URL); the store
 answers with each camera's settings and the revoked token ids, then takes
 heartbeats (the node's health) into the ``Fleet``. The watchdog marks nodes
 down when their heartbeats stop, and sends a new revoked list to every node as
-soon as ``sht token revoke`` changes it. Object detection tells a node which of
-its events got a label (``push_event_label``): its ``objects`` recording mode
-keeps only their footage.
+soon as ``sht token revoke`` changes it. Object detection tells a node its
+verdict on each of its events (``push_event_label``): a label, or null once the
+event is over and analysed with nothing found, the one verdict on which its
+``objects`` recording mode lets footage go.
 """
 
 from __future__ import annotations
@@ -102,10 +103,11 @@ class ControlLinks:
         with contextlib.suppress(websockets.ConnectionClosed):
             await link.send(SettingsPush(camera, values).serialize())
 
-    async def push_event_label(self, node: str, camera: str, start_us: int, label: str) -> bool:
-        """Tell ``node`` that its event of ``camera`` starting at ``start_us`` (the node's stamp) got ``label``.
-        False when it was not sent: the node is not connected, or too old to understand it (a node without
-        the ``objects`` recording mode, which needs no labels)."""
+    async def push_event_label(self, node: str, camera: str, start_us: int, label: str | None) -> bool:
+        """Tell ``node`` the verdict on its event of ``camera`` starting at ``start_us`` (the node's stamp): it got
+        ``label``, or (None) it is over and was analysed with none of the camera's objects found. False when it
+        was not sent: the node is not connected, or too old to understand it (a node without the ``objects``
+        recording mode, which needs no verdicts)."""
         link: Any = self.fleet.links.get(node)
         if link is None or self.versions.get(node, 1) < EVENT_LABEL_VERSION:
             return False

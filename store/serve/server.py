@@ -109,8 +109,9 @@ class StoreServer:
         await self.detect_workers.close()
         await self.shell.close()
 
-    def event_labelled(self, camera: str, start_us: int, label: str) -> None:
-        """Tell the camera's node that an event got a label (its ``objects`` recording mode keeps footage by it)."""
+    def event_labelled(self, camera: str, start_us: int, label: str | None) -> None:
+        """Tell the camera's node the verdict on an event: a label, or None for "analysed, none found" (its
+        ``objects`` recording mode keeps footage unless the verdict is None)."""
         node = self.fleet.node_of(camera)
         if node is None:
             return

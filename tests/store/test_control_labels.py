@@ -55,6 +55,12 @@ async def test_a_label_goes_to_the_node_of_the_event(links: ControlLinks) -> Non
     assert json.loads(EventLabel("cam0", 1, "person").serialize())["type"] == "event_label"
 
 
+async def test_the_verdict_none_found_goes_as_null(links: ControlLinks) -> None:
+    link = await connect(links, Hello("node0", 8000, ("cam0",)))
+    assert await links.push_event_label("node0", "cam0", 1_700_000_000_000_000, None)
+    assert link.sent == [EventLabel("cam0", 1_700_000_000_000_000, None)]
+
+
 async def test_no_label_for_a_node_that_is_gone_or_too_old(links: ControlLinks) -> None:
     assert not await links.push_event_label("node9", "cam9", 1, "person")  # never connected
     old = await connect(links, Hello("node1", 8000, ("cam1",), version=1))
