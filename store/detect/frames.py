@@ -28,6 +28,7 @@ from store.live.relay import Relay, Upstream
 log = logging.getLogger(__name__)
 MAX_WIDTH = 640  # pictures are scaled to at most this wide before detection (boxes are fractions anyway)
 MAX_GOP_UNITS = 600  # a GOP longer than this (40 s at 15 fps) is not buffered whole: decoding waits for a keyframe
+DECODERS = {"h265": "hevc"}  # the node's codec names that FFmpeg spells otherwise
 SUBSCRIPTION_CAPACITY = 120  # access units queued for this feed before the fan-out drops its backlog
 
 
@@ -53,7 +54,9 @@ class CameraFeed:
         self.decoding = False  # set_decoding(True) while an event of this camera is open
         self.gop: list[AccessUnit] = []
         self._decoded_upto: int = -1  # index into ``gop`` of the last unit fed to the decoder
-        self._decoder: av.CodecContext | None = None
+        self._decoder: av.CodecContext | None = None  # the loop's; a decode in flight has its own reference
+        self._generation = 0  # bumped whenever the decoder is forgotten
+        self.codec = "h264"  # FFmpeg's decoder for the stream (from its init)
         self._upstream: Upstream | None = None
         self._task: asyncio.Task | None = None
         self._kick = asyncio.Event()
@@ -75,6 +78,7 @@ class CameraFeed:
             self._upstream = None
 
     async def _run(self) -> None:
+        """Follow the upstream for good: a failure costs what was buffered, never the feed."""
         assert self._upstream is not None
         up = self._upstream
         while True:
@@ -82,10 +86,15 @@ class CameraFeed:
                 change = up.changed()
                 if up.init is None:
                     await change.wait()
+            self.codec = DECODERS.get(up.init.codec, up.init.codec)
             sub = up.fanout.subscribe(f"detector {self.camera}", SUBSCRIPTION_CAPACITY)
             self._reset()
             try:
                 await self._pump(sub)
+            except Exception:  # a bug or a picture FFmpeg cannot convert: start over on the next keyframe
+                self.decode_errors += 1
+                log.exception("camera %s: detection's feed failed; starting over", self.camera)
+                await asyncio.sleep(1.0)
             finally:
                 up.fanout.unsubscribe(sub)
 
@@ -97,14 +106,15 @@ class CameraFeed:
                 await asyncio.wait((get, kick), return_when=asyncio.FIRST_COMPLETED)
             finally:
                 kick.cancel()
+                got = get.done()
+                if not got:
+                    get.cancel()  # nothing is lost: a unit leaves the subscription only when get() returns it
             self._kick.clear()
-            if get.done():
+            if got:
                 unit = get.result()
                 if unit is None:
                     return  # the stream ended (node gone, or a new init): start over on the next one
                 self._buffer(unit, sub)
-            else:
-                get.cancel()
             if self.decoding:
                 await self._decode_pending()
 
@@ -127,48 +137,57 @@ class CameraFeed:
         if on and not self.decoding:
             self._kick.set()
         if not on:
-            self._decoded_upto = -1
-            self._decoder = None
+            self._forget_decoder()
         self.decoding = on
+
+    def _forget_decoder(self) -> None:
+        """The loop's side only: a decode in flight keeps its own decoder and its result is not taken."""
+        self._generation += 1
+        self._decoded_upto = -1
+        self._decoder = None
 
     def _reset(self) -> None:
         self.gop = []
-        self._decoded_upto = -1
-        self._decoder = None
+        self._forget_decoder()
 
     async def _decode_pending(self) -> None:
         start = self._decoded_upto + 1
         units = self.gop[start:]
         if not units:
             return
-        fresh = start == 0
+        generation = self._generation
+        decoder = None if start == 0 else self._decoder  # from the keyframe: a fresh decoder
         self._decoded_upto = len(self.gop) - 1
-        pictures = await asyncio.to_thread(self._decode, units, fresh)
+        pictures, decoder = await asyncio.to_thread(self._decode, units, decoder)
+        if generation != self._generation:
+            return  # decoding was switched off (or the stream reset) meanwhile
+        self._decoder = decoder
         for picture in pictures:
             self.deliver(picture)
 
-    def _decode(self, units: list[AccessUnit], fresh: bool) -> list[Picture]:
-        """Blocking (a worker thread): feed the units in order, convert the wanted frames to RGB."""
-        if fresh or self._decoder is None:
-            self._decoder = av.CodecContext.create("h264", "r")
-            self._decoder.thread_count = 1  # one camera a core at most; the store has other work
+    def _decode(self, units: list[AccessUnit], decoder: av.CodecContext | None
+                ) -> tuple[list[Picture], av.CodecContext | None]:
+        """Blocking (a worker thread): feed the units in order, convert the wanted frames to RGB. Touches no
+        decoder but the one it is given (or makes); returns it, None after a decoding error."""
+        if decoder is None:
+            decoder = av.CodecContext.create(self.codec, "r")
+            decoder.thread_count = 1  # one camera a core at most; the store has other work
         out: list[Picture] = []
         for unit in units:
             try:
                 packet = av.Packet(bytes(unit.data))
                 packet.pts = unit.capture_us
-                frames = self._decoder.decode(packet)
+                frames = decoder.decode(packet)
             except av.FFmpegError as exc:
                 self.decode_errors += 1
                 log.warning("camera %s: cannot decode an access unit for detection: %s", self.camera, exc)
-                self._decoder = None
-                return out
+                return out, None
             for frame in frames:
                 self.decoded += 1
                 capture_us = frame.pts if frame.pts is not None else unit.capture_us
                 if self.wanted(capture_us):
                     out.append(Picture(self.camera, capture_us, self._rgb(frame)))
-        return out
+        return out, decoder
 
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
         return to_rgb(frame, self.max_width)

@@ -38,7 +38,7 @@ CAMERA: dict[str, Any] = {
     "mode": "passthrough", "reconnects": 1, "source_error": None, "thread_cpu_s": 1.25, "keyframes_completed": 0,
     "clock": {"offset_us": 0, "steps_forward": 0, "steps_back": 1},
     "recording": {"segments_spooled": 80, "segments_failed": 0, "frames_skipped": 0, "journal_errors": 0,
-                  "held": 0, "discarded_quiet": 0, "trimmed_bytes": 0},
+                  "held": 0, "discarded_quiet": 0, "trimmed_bytes": 0, "kept_without_verdict": 0},
 }
 HEALTH: dict[str, Any] = {
     "node": "node0", "uptime_s": 812.4, "cpu_percent": 23.5, "process_cpu_percent": 11.0, "memory_percent": 41.2,
@@ -55,8 +55,9 @@ HEALTH: dict[str, Any] = {
                          "source": "synthetic", "substream": None, "substream_frames": None, "motion": None}},
     "spool": {"segments": 1, "events": 0, "bytes": 1843210, "limit_bytes": 1000000000, "oldest_start_us": T0,
               "oldest_age_s": 3.2, "lost_segments": 0, "lost_frames": 0, "lost_bytes": 0, "lost_by_camera": {}},
-    "store": {"url": "ws://nas:8100", "link": "connected", "last_error": None, "uploaded": 80, "refused": 0,
-              "control": "connected"},
+    "store": {"url": "ws://nas2:8100", "link": "connected", "last_error": None, "uploaded": 80, "refused": 0,
+              "control": "connected", "stores": "ws://nas1:8100,ws://nas2:8100", "control_url": "ws://nas2:8100",
+              "failovers": 1, "resent": 1},
 }
 
 
@@ -134,7 +135,8 @@ FLEET = {"nodes": [{"node": "node0", "state": "up", "url": "http://10.0.0.5:8000
          "now_us": T0 + 1,
          "detector": {"mode": "local", "state": "running", "device": "cpu", "provider": "CPUExecutionProvider",
                       "model": "person-ssdlite.onnx", "workers": 0, "inference_ms_p50": 8.9, "inference_ms_p99": 10.2,
-                      "queue": 0, "queue_limit": 20, "frames": 120, "dropped": 1, "errors": 0, "restarts": 0,
+                      "queue": 0, "queue_limit": 20, "frames": 120, "local_frames": 120,
+                      "worker_frames": 0, "dropped": 1, "errors": 0, "restarts": 0,
                       "labelled": 3, "last_error": None,
                       "cameras": {"cam0": {"active": True, "frames": 120, "dropped": 1, "labelled": 3,
                                            "stream": "sub"}}}}
