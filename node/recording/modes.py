@@ -7,11 +7,12 @@ events want (node/recording/trim.py) and handed over, the rest are removed from
 the spool (not a loss: that is the mode). Held segments are already durable, so
 a crash loses no decision that matters: they are uploaded whole on the next start.
 
-``objects`` is ``motion`` where only events the store labelled want footage (it
-says so over the control link: ``event_label``); an event without a label within
-a grace period after its end lets its footage go like quiet footage, and while
-the store is out of reach every event keeps its footage as in ``motion``
-(node/recording/roll.py).
+``objects`` is ``motion`` where the store's verdict on each event (over the
+control link: ``event_label``) decides: an event it analysed and found none of
+the camera's objects in (label null) lets its footage go like quiet footage;
+one with a label, one with no verdict by the end of a grace period after its
+end (counted: ``kept_without_verdict``), and every event while the store is out
+of reach keep their footage as in ``motion`` (node/recording/roll.py).
 """
 
 from __future__ import annotations
@@ -66,9 +67,10 @@ class RecordingModes:
         self.discarded_quiet: dict[str, int] = {c: 0 for c in cameras}
         self.trimmed_bytes: dict[str, int] = {c: 0 for c in cameras}
         self._event_tasks: set[asyncio.Task] = set()
-        # objects mode: can a label come now? (the node's links to the store are up); False: as motion mode
+        # objects mode: can a verdict come now? (the node's links to the store are up); False: as motion mode
         self.store_reachable: Callable[[], bool] = lambda: False
-        self.labels_heard: dict[str, int] = {c: 0 for c in cameras}
+        self.verdicts_heard: dict[str, int] = {c: 0 for c in cameras}
+        self._missed_logged: set[str] = set()
 
     def set_mode(self, camera: str, mode: str) -> None:
         """Takes effect at the next decision (within a second): a switch to continuous releases what is held."""
@@ -80,15 +82,18 @@ class RecordingModes:
         """Are segments held in the gate (``motion`` and ``objects`` modes)?"""
         return self.modes.get(camera) in (MOTION, OBJECTS_MODE)
 
-    def event_label(self, camera: str, start_us: int, label: str) -> None:
-        """The store found ``label`` in the event of ``camera`` that started at ``start_us`` (control link,
-        on the event loop); in objects mode its footage is kept from the next decision on (within a second)."""
+    def event_label(self, camera: str, start_us: int, label: str | None) -> None:
+        """The store's verdict on the event of ``camera`` that started at ``start_us`` (control link, on the event
+        loop): ``label`` found, or None (analysed once over, none found). In objects mode it takes effect at the
+        next decision (within a second): a label keeps the event's footage, None lets it go."""
         gate = self.gates.get(camera)
         if gate is None:
-            log.warning("store sent a label for %s, which is not on this node", camera)
+            log.warning("store sent a verdict for %s, which is not on this node", camera)
             return
-        gate.event_labelled(start_us, label)
-        self.labels_heard[camera] += 1
+        self.verdicts_heard[camera] += 1
+        if not gate.event_labelled(start_us, label):
+            log.info("camera %s: verdict 'none found' on the event at %d not taken (the event is still open, "
+                     "already decided, or kept without a verdict): its footage stays", camera, start_us)
 
     async def segment_spooled(self, item: SpooledSegment) -> None:
         """The recorder's hand-off of each finished, durable segment."""
@@ -135,7 +140,10 @@ class RecordingModes:
         gate = self.gates[camera]
         if self.motion_mode(camera):
             gate.verdicts_expected = self.store_reachable()
+            missed = gate.kept_without_verdict
             await self._settle(camera, *gate.decide_spans(self.camera_clocks.get(camera, self.clock)()))
+            if gate.kept_without_verdict > missed:
+                self._log_missed(camera, gate.label_grace_us)
         else:
             await self._settle(camera, [(item, None) for item in gate.release_all()], [])
 
@@ -157,6 +165,14 @@ class RecordingModes:
                 await self._settle(camera, *gate.finish_spans(self.camera_clocks.get(camera, self.clock)()))
             else:
                 await self._settle(camera, [(item, None) for item in gate.release_all()], [])
+
+    def _log_missed(self, camera: str, grace_us: int) -> None:
+        level = logging.DEBUG if camera in self._missed_logged else logging.WARNING  # once a camera, not each event
+        self._missed_logged.add(camera)
+        log.log(level, "camera %s (objects mode): no verdict from the store's object detection within %.0f s of an "
+                "event's end, so its footage is kept as in motion mode (counted in recording.kept_without_verdict; "
+                "is detection on in the store, and the camera's objects setting not empty? docs/objects.md)",
+                camera, grace_us / 1e6)
 
     async def _settle(self, camera: str, keep: Sequence[tuple[SpooledSegment, Span | None]],
                       discard: Sequence[SpooledSegment]) -> None:
@@ -194,6 +210,8 @@ class RecordingModes:
 
     def health(self, camera: str, recorder: RecordingHealth | None = None) -> RecordingHealth:
         """The camera's ``recording`` in the node's /health: its recorder's counts and this gate's."""
-        return dataclasses.replace(recorder or RecordingHealth(), held=len(self.gates[camera].held),
+        gate = self.gates[camera]
+        return dataclasses.replace(recorder or RecordingHealth(), held=len(gate.held),
                                    discarded_quiet=self.discarded_quiet[camera],
-                                   trimmed_bytes=self.trimmed_bytes[camera])
+                                   trimmed_bytes=self.trimmed_bytes[camera],
+                                   kept_without_verdict=gate.kept_without_verdict)

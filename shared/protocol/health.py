@@ -184,6 +184,8 @@ class RecordingHealth:
     held: int | None = None
     discarded_quiet: int | None = None
     trimmed_bytes: int | None = None
+    # objects mode: events whose footage was kept because no verdict came within the grace (older nodes: absent)
+    kept_without_verdict: int | None = None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ CLOCK = {"offset_us": "int", "steps_forward": "int", "steps_back": "int"}
 MOTION = {"detector": "str", "sensitivity": "float", "frames": "int", "dropped": "int", "events": "int",
           "active": "bool", "cpu_ms_per_frame": "float", "error": "None"}
 RECORDING = {"segments_spooled": "int", "segments_failed": "int", "frames_skipped": "int", "journal_errors": "int",
-             "held": "int", "discarded_quiet": "int", "trimmed_bytes": "int"}
+             "held": "int", "discarded_quiet": "int", "trimmed_bytes": "int", "kept_without_verdict": "int"}
 
 
 def camera_shape(sub_subscribers: str, substream: str, substream_frames: Any,

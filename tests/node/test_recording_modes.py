@@ -59,7 +59,7 @@ async def test_continuous_mode_hands_every_segment_over_at_once(tmp_path, ten_se
     for item in spooled:
         await modes.segment_spooled(item)
     assert uploads.calls == [("add_and_enforce", item) for item in spooled]
-    assert modes.health("cam0") == RecordingHealth(held=0, discarded_quiet=0, trimmed_bytes=0)
+    assert modes.health("cam0") == RecordingHealth(held=0, discarded_quiet=0, trimmed_bytes=0, kept_without_verdict=0)
     assert len(spool.scan()) == 3
 
 
@@ -82,7 +82,8 @@ async def test_motion_mode_drops_quiet_segments_and_trims_the_one_an_event_wants
     with av.open(str(kept.media_path)) as container:
         assert len(list(container.decode(video=0))) == kept.header.frames == 80
     health = modes.health("cam0")
-    assert health == RecordingHealth(held=0, discarded_quiet=2, trimmed_bytes=whole.bytes - kept.header.bytes)
+    assert health == RecordingHealth(held=0, discarded_quiet=2, trimmed_bytes=whole.bytes - kept.header.bytes,
+                                     kept_without_verdict=0)
     assert health.trimmed_bytes > 0
     left = spool.scan()  # the quiet ones and the untrimmed original are gone; the trimmed one and the event wait
     assert {i.header.segment_id for i in left if isinstance(i, SpooledSegment)} == {kept.header.segment_id}
@@ -96,7 +97,7 @@ async def test_quiet_segments_wait_until_no_event_can_want_them(tmp_path, ten_se
     assert modes.health("cam0").held == 1  # an event reported late may still want its pre-roll
     clock.now_us = spooled[0].header.end_us + 7 * S  # detection delay + pre-roll later: nothing can
     await modes.decide("cam0")
-    assert modes.health("cam0") == RecordingHealth(held=0, discarded_quiet=1, trimmed_bytes=0)
+    assert modes.health("cam0") == RecordingHealth(held=0, discarded_quiet=1, trimmed_bytes=0, kept_without_verdict=0)
     assert uploads.calls == [] and not spooled[0].media_path.exists()
 
 

@@ -36,6 +36,17 @@ def test_event_keeps_its_segments_with_pre_and_post_roll():
     assert discard == ["seg6"] and not g.events  # the old event is forgotten
 
 
+def test_the_post_roll_reaches_into_the_segment_being_recorded_when_nothing_is_held():
+    g = gate()
+    g.hold(30 * S, 40 * S, "seg3")
+    g.event_started(23 * S)
+    g.event_finished(23 * S, 38 * S)  # post-roll to 48 s
+    assert g.decide(now_us=41 * S) == (["seg3"], [])  # nothing held now, but 40-50 s is being recorded
+    assert g.decide(now_us=48 * S) == ([], [])
+    g.hold(40 * S, 50 * S, "seg4")
+    assert g.decide_spans(now_us=60 * S) == ([("seg4", (40 * S, 48 * S))], [])
+
+
 def test_pre_roll_reaches_back_into_an_earlier_segment():
     g = gate()
     segments(g, 2)  # 0-10, 10-20

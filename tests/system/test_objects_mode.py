@@ -1,5 +1,6 @@
 """The ``objects`` recording mode end to end: a real node and a real store (in this process, so the test can play
-the store's object detection and push the label itself over the real control link)."""
+the store's object detection and push the verdicts itself over the real control link: a label for one event,
+"none found" for the other)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ def rows(root: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
-async def test_objects_mode_keeps_the_labelled_events_footage_and_drops_the_unlabelled_ones(tmp_path):
-    # Two people walk by: the store labels the first event, not the second.
+async def test_objects_mode_keeps_the_labelled_events_footage_and_drops_the_one_found_empty(tmp_path):
+    # Two people walk by: the store labels the first event and finds nothing in the second.
     scene = scenario(tmp_path / "two.json", [walker(5.0, 7.0), walker(19.0, 21.0)])
     root = tmp_path / "store"
     store = Store(root, security=SecurityOptions(auth=False))
@@ -49,7 +50,7 @@ async def test_objects_mode_keeps_the_labelled_events_footage_and_drops_the_unla
                 NodeSecurity(listen=SecurityOptions(auth=False)))
     await node.start()
     gate = node.recording.gates["cam0"]
-    gate.label_grace_us, gate.post_roll_us = 2 * S, POST_ROLL  # the test's patience; 10 s each in use
+    gate.post_roll_us = POST_ROLL  # the grace stays as in use: only the verdict may let footage go
     try:
         await until(lambda: server.fleet.node_of("cam0") == "node0", 5, "the node's hello")
         # As an operator types it (a labels list as comma-separated text), once the store knows the camera.
@@ -70,7 +71,10 @@ async def test_objects_mode_keeps_the_labelled_events_footage_and_drops_the_unla
         await until(lambda: len(rows(root, "SELECT start_us FROM events")) == 2, 20, "the second event")
         (second,) = (start for (start,) in rows(root, "SELECT start_us FROM events") if start != first)
         await until(lambda: gate.open_since_us is None, 10, "the second event to end")
-        await until(lambda: node.recording.discarded_quiet["cam0"] >= 5, 15, "the unlabelled event's footage to go")
+        assert await server.control.push_event_label("node0", "cam0", second, None)  # analysed: none found
+        await until(lambda: gate.labels.get(second, "") is None, 5, "the verdict at the node")
+        await until(lambda: node.recording.discarded_quiet["cam0"] >= 5, 15, "the empty event's footage to go")
+        assert node.recording.health("cam0").kept_without_verdict == 0
     finally:
         await node.stop()  # uploads what is left
         await store.stop()
@@ -80,6 +84,6 @@ async def test_objects_mode_keeps_the_labelled_events_footage_and_drops_the_unla
     # All of the labelled event, with its post-roll, in one continuous run of segments ...
     assert kept[0][0] <= first and kept[-1][1] >= first_end + POST_ROLL
     assert all(abs(b[0] - a[1]) < S // 5 for a, b in zip(kept, kept[1:], strict=False))
-    # ... and nothing of the unlabelled one beyond it (motion mode would keep it, from its 5 s of pre-roll on).
+    # ... and nothing of the empty one beyond it (motion mode would keep it, from its 5 s of pre-roll on).
     assert second - 5 * S > first_end + POST_ROLL + S, "the scene must keep the two events' footage apart"
     assert kept[-1][1] <= first_end + POST_ROLL + 2 * S, "only up to the keyframe after the post-roll"
