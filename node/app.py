@@ -26,6 +26,7 @@ from shared.protocol.control import Hello
 from shared.protocol.health import NodeHealth, StoreLinkHealth
 from shared.security import SecurityOptions, bearer, client_ssl
 from shared.soc import SocMonitor
+from shared.store_list import StoreRotation, is_tls
 
 log = logging.getLogger(__name__)
 SHUTDOWN_UPLOAD_S = 15.0
@@ -50,12 +51,16 @@ class Node:
     def __init__(self, config: NodeConfig, security: NodeSecurity | None = None) -> None:
         self.config = config
         self.security = security = security or NodeSecurity()
-        client_ssl_context = client_ssl(config.store_url or "", security.ca)
+        stores = config.stores
+        # One rotation for the upload and control links: both follow the store that answers (docs/cluster.md).
+        self.rotation = StoreRotation(stores) if stores else None
+        client_ssl_context = client_ssl("wss://", security.ca) if any(map(is_tls, stores)) else None
         self.started = time.monotonic()
         self.master = CameraMaster(config.cameras)
         self.spool = Spool(config.spool_path)
         self.uploader = Uploader(config.store_url, self.spool, config.id, config.spool_limit_bytes,
-                                 headers=bearer(security.token), ssl_context=client_ssl_context)
+                                 headers=bearer(security.token), ssl_context=client_ssl_context,
+                                 rotation=self.rotation)
         self.recorders: list[Recorder] = []
         self.keyring = (StoreKeyring(config.store_url, security.store_key, config.spool_path / "store-key.pub",
                                      client_ssl_context) if security.listen.auth else None)
@@ -72,7 +77,8 @@ class Node:
         self.control = (ControlLink(config.store_url, self._hello, self.health, self.settings.apply,
                                     self._revoked, headers=bearer(security.token), ssl_context=client_ssl_context,
                                     on_event_label=lambda m: self.recording.event_label(m.camera, m.start_us,
-                                                                                         m.label))
+                                                                                         m.label),
+                                    rotation=self.rotation)
                         if config.store_url else None)
         # objects mode waits for labels only while the store can hear of events and answer: the control link up
         # and the upload link not failing (idle counts as up: it connects with the event); else as motion mode
@@ -150,12 +156,16 @@ class Node:
             },
             spool=self.uploader.backlog(),  # in memory: /health never walks the disk
             store=StoreLinkHealth(
-                url=self.config.store_url,
+                url=self.uploader.store,
                 link=self.uploader.link,
                 last_error=self.uploader.last_error,
                 uploaded=self.uploader.uploaded,
                 refused=self.uploader.rejected,
                 control=self.control.state if self.control else "not configured",
+                stores=self.config.store_url,
+                control_url=self.control.store if self.control else None,
+                failovers=self.rotation.switches if self.rotation else None,
+                resent=self.uploader.resent,
             ),
         )
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from shared.fields import FieldError, FieldReader
 from shared.ids import check_id
+from shared.store_list import StoreListError, joined, parse_store_list
 
 
 class ConfigError(FieldError):
@@ -78,7 +79,7 @@ class CameraConfig:
 @dataclass(frozen=True)
 class NodeConfig:
     id: str
-    store_url: str | None = None
+    store_url: str | None = None  # one store URL, or several separated by commas (shared/store_list.py)
     host: str = "0.0.0.0"
     port: int = 8000
     cameras: tuple[CameraConfig, ...] = field(default_factory=tuple)
@@ -86,6 +87,11 @@ class NodeConfig:
     spool_dir: str | None = None
     spool_max_bytes: int | None = None  # wins over spool_max_minutes
     spool_max_minutes: float = 30.0  # of all cameras at their bitrate cap
+
+    @property
+    def stores(self) -> tuple[str, ...]:
+        """The stores to upload to, in the order to try them; () for none. ``StoreListError`` for a bad list."""
+        return parse_store_list(self.store_url) if self.store_url else ()
 
     @property
     def spool_path(self) -> Path:
@@ -159,6 +165,20 @@ def camera_from_reader(r: FieldReader) -> CameraConfig:
     )
 
 
+def stores_from_reader(r: FieldReader) -> str | None:
+    """``store``: one URL, URLs separated by commas, or a list of URLs (tried in order, failing over); as the
+    comma-separated text ``--store`` takes."""
+    if not r.has("store") or r.data["store"] in (None, ""):
+        return None
+    value = r.data["store"]
+    if not isinstance(value, (str, list)):
+        raise r.error("store", f"must be a URL, URLs separated by commas, or a list of URLs, got {value!r}")
+    try:
+        return joined(parse_store_list(value, "the list"))
+    except StoreListError as exc:
+        raise r.error("store", str(exc)) from None
+
+
 def node_config_from_json(data: object, source: str) -> NodeConfig:
     r = FieldReader(data, source)
     r.reject_unknown(NODE_KEYS)
@@ -169,7 +189,7 @@ def node_config_from_json(data: object, source: str) -> NodeConfig:
             raise ConfigError(f"camera id {cam.id!r} is used twice", source=source,
                               field=f"cameras[{i}].id")
         seen.add(cam.id)
-    store = r.string("store", "") if r.has("store") else None
+    store = stores_from_reader(r)
     return NodeConfig(
         id=r.ident("id"),
         store_url=store or None,

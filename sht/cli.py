@@ -107,6 +107,10 @@ def cmd_node(args: argparse.Namespace) -> int:
             spool_dir=args.spool, cameras=cams, spool_max_bytes=spool_max_bytes,
             spool_max_minutes=args.spool_max_minutes,
         )
+        if config.store_url:  # one store or several, comma-separated: checked and tidied here, not at connect time
+            from shared.store_list import joined, parse_store_list
+
+            config = replace(config, store_url=joined(parse_store_list(config.store_url)))
     except (FieldError, InvalidId, ValueError) as exc:
         return _fail(str(exc))
     if not config.cameras:
@@ -230,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--id", help="node id, e.g. node0")
     node.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     node.add_argument("--port", type=int, help="port for /live and /health (default 8000)")
-    node.add_argument("--store", help="store URL, e.g. ws://nas:8100")
+    node.add_argument("--store", help="store URL, e.g. ws://nas:8100; or several, comma-separated "
+                      "(ws://nas1:8100,ws://nas2:8100): the first that answers, the next when it fails")
     node.add_argument("--camera", action="append", metavar="ID=SOURCE",
                       help="a camera: SOURCE is synthetic[:scenario.json], file:PATH[?loop=1], url:rtsp://..., "
                       "v4l2:/dev/videoN or picamera2[:N]; repeat for more")
@@ -272,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_commands(store)
 
     relay = sub.add_parser("relay", help="a relay-only process: /live for many viewers, cameras found via a store")
-    relay.add_argument("--store", required=True, help="the store's URL, e.g. http://nas:8100 (for fleet and key)")
+    relay.add_argument("--store", required=True, help="the store's URL, e.g. http://nas:8100 (for fleet and key); "
+                       "or several, comma-separated: the next is asked when one fails")
     relay.add_argument("--host", default="0.0.0.0")
     relay.add_argument("--port", type=int, default=8200)
     relay.add_argument("--token", default=os.environ.get("SHT_TOKEN"), help="viewer token for the store and the "

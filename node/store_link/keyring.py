@@ -19,7 +19,6 @@ from shared.auth import Verifier, load_public_key
 from shared.backoff import Backoff
 from shared.fsutil import write_atomic
 from shared.store_key import fetch_store_key
-from shared.urls import http_url
 
 log = logging.getLogger(__name__)
 
@@ -70,4 +69,4 @@ class StoreKeyring:
             await asyncio.to_thread(write_atomic, self.cache, pem)
         except OSError as exc:  # the key still works; it is fetched again after a restart
             log.warning("could not cache the store's key in %s: %s", self.cache, exc)
-        self._use(public_key, http_url(self.store_url) + "/key")
+        self._use(public_key, f"GET /key of {self.store_url}")

@@ -10,6 +10,12 @@ Open events (a motion event sent at its start, ``EventRecord.open``) jump the qu
 the item in flight, since the store starts object detection on them. Only a store whose handshake says it
 takes them (``X-Sht-Ingest: 3`` or more) gets them; for an older one they are dropped unsent (it would keep
 the open event as the whole event and refuse the closed one as a duplicate); the closed event still goes.
+
+Several stores (``--store ws://A:8100,ws://B:8100``, docs/cluster.md): the link is on the first that answers
+and stays there while it works. When it fails (refused, closed, a retry answer, no ack in ``ACK_TIMEOUT_S``),
+``shared.store_list.StoreRotation`` names the next store and the link is there at once; the item that was in
+flight is still first in the queue (it leaves the spool only on an ack), so it is sent again, to the new store.
+The link stays open while idle, so a store that dies is left before the next segment is ready.
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from node.recording.spool import Spool, SpooledEvent, SpooledItem, SpooledSegment
-from shared.backoff import Backoff
 from shared.clock import now_us
 from shared.protocol.errors import ProtocolError
 from shared.protocol.health import SpoolHealth
@@ -38,6 +43,7 @@ from shared.protocol.ingest import (
     fragments,
     sha256_hex,
 )
+from shared.store_list import StoreRotation, is_tls, parse_store_list
 from shared.urls import ws_url
 
 log = logging.getLogger(__name__)
@@ -45,9 +51,14 @@ ACK_TIMEOUT_S = 30.0
 
 
 class Uploader:
+    """``store_url``: one store or several (``ws://A:8100,ws://B:8100``); with several, ``rotation`` (shared with
+    the control link) says which one to use, and a store that fails is left for the next at once."""
+
     def __init__(self, store_url: str | None, spool: Spool, node_id: str, limit_bytes: int,
-                 headers: dict[str, str] | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.url = ws_url(store_url) + "/ingest" if store_url else None
+                 headers: dict[str, str] | None = None, ssl_context: ssl.SSLContext | None = None,
+                 rotation: StoreRotation | None = None) -> None:
+        self.rotation = rotation or (StoreRotation(parse_store_list(store_url)) if store_url else None)
+        self.store: str | None = self.rotation.current if self.rotation else None  # the store of the link now
         self.headers, self.ssl_context = headers or {}, ssl_context
         self.spool = spool
         self.node_id = node_id
@@ -60,12 +71,18 @@ class Uploader:
         self.last_error: str | None = None
         self.uploaded = 0
         self.rejected = 0
+        self.resent = 0  # items that were in flight to a store that failed, sent again (to the next store)
         self.lost_segments: Counter[str] = Counter()  # camera -> segments dropped or never spooled
         self.lost_frames: Counter[str] = Counter()
         self.lost_bytes = 0
         self.store_version: int | None = None  # the connected store's /ingest version (2: before it said)
         self.open_events_dropped = 0  # open events an older store could not take
         self._said_old_store = False
+
+    @property
+    def url(self) -> str | None:
+        """The /ingest URL of the store the link is on (or tries next)."""
+        return ws_url(self.store) + "/ingest" if self.store else None
 
     def add(self, item: SpooledItem) -> None:
         if _is_open(item):
@@ -125,29 +142,37 @@ class Uploader:
                            lost_bytes=self.lost_bytes, lost_by_camera=dict(self.lost_segments))
 
     async def run(self) -> None:
-        if self.url is None:
+        if self.rotation is None:
             return
-        backoff = Backoff()
-        while True:
-            if not self.pending:
-                self._wake.clear()
-                await self._wake.wait()
+        loop = asyncio.get_running_loop()
+        while True:  # connected even while there is nothing to send: a store that goes away is left at once
+            store, delay = self.rotation.choose(loop.time())
+            if delay > 0:  # every store failed lately: the spool keeps everything meanwhile
+                await asyncio.sleep(delay)
+                continue
+            self.store = store
             try:
-                async with connect(self.url, max_size=2**20, open_timeout=10, write_limit=2**20,
-                                   additional_headers=self.headers, ssl=self.ssl_context) as ws:
+                async with connect(ws_url(store) + "/ingest", max_size=2**20, open_timeout=10, write_limit=2**20,
+                                   additional_headers=self.headers,
+                                   ssl=self.ssl_context if is_tls(store) else None) as ws:
                     self.link = "connected"
                     self.last_error = None
                     self.store_version = _ingest_version(ws)
-                    backoff.reset()
+                    self.rotation.succeeded(store)
                     await self._drain(ws)
             except Exception as exc:  # network trouble, or a bug: the spool keeps everything; try again
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                delay = backoff.next_delay()
+                self.last_error = f"{store}: {type(exc).__name__}: {exc}"
+                self.rotation.failed(store, loop.time(), self.last_error)
                 expected = isinstance(exc, (OSError, TimeoutError, websockets.WebSocketException, ProtocolError))
-                log.log(logging.WARNING if expected else logging.ERROR, "store link %s down (%s); retrying in "
-                        "%.1f s", self.url, self.last_error, delay, exc_info=not expected)
+                next_store, delay = self.rotation.choose(loop.time())
+                log.log(logging.WARNING if expected else logging.ERROR, "store link %s down (%s); %s",
+                        store, self.last_error, f"trying {next_store} now" if delay == 0 and next_store != store
+                        else f"retrying {next_store} in {delay:.1f} s", exc_info=not expected)
+                if self._in_flight is not None:  # still first in the queue: it goes again, to the next store
+                    self.resent += 1
+                    log.info("%s was sent to %s without an ack: it is sent again, first", _name(self._in_flight),
+                             store)
                 self.link = "disconnected"
-                await asyncio.sleep(delay)
             finally:
                 self._in_flight = None
                 self.link = "disconnected"
@@ -157,7 +182,7 @@ class Uploader:
         while True:
             if not self.pending:
                 self._wake.clear()
-                await self._wake.wait()
+                await _work_or_close(self._wake, ws)
             item = self._in_flight = self.pending[0]
             if isinstance(item, SpooledEvent) and item.record.open and not self.takes_open_events:
                 await self._drop_open_event(item)
@@ -225,11 +250,25 @@ class Uploader:
         """Wait until everything pending is uploaded, or ``seconds`` pass, or the store is
         unreachable (the spool keeps the rest for the next start)."""
         deadline = asyncio.get_running_loop().time() + seconds
-        while self.pending and self.url and asyncio.get_running_loop().time() < deadline:
-            if self.link != "connected" and self.last_error is not None:
+        while self.pending and self.rotation and asyncio.get_running_loop().time() < deadline:
+            if self.link != "connected" and self.rotation.all_failing:
                 break
             await asyncio.sleep(0.05)  # noqa: ASYNC110 - polls two conditions and a deadline
         return not self.pending
+
+
+async def _work_or_close(wake: asyncio.Event, ws: ClientConnection) -> None:
+    """Wait for something to send; a store that goes away meanwhile raises at once (not at the next segment), so
+    the node is on the next store before it has anything to send."""
+    work = asyncio.ensure_future(wake.wait())
+    closed = asyncio.ensure_future(ws.wait_closed())
+    try:
+        await asyncio.wait((work, closed), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        work.cancel()
+        closed.cancel()
+    if not wake.is_set():
+        raise ConnectionError(f"the store closed the connection while idle ({ws.close_code or 'no close frame'})")
 
 
 def _is_open(item: SpooledItem) -> bool:

@@ -346,7 +346,8 @@ _SPOOL_NUMBERS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class StoreLinkHealth:
-    """The node's links to the store: uploads and the control link."""
+    """The node's links to the store: uploads and the control link. With several stores (docs/cluster.md)
+    ``url`` is the one the upload link is on (or tries next) and ``stores`` the whole list."""
 
     url: str | None = None
     link: str | None = None  # the upload link: connected, connecting, …
@@ -354,6 +355,10 @@ class StoreLinkHealth:
     uploaded: int | None = None
     refused: int | None = None
     control: str | None = None  # the control link's state, or "not configured"
+    stores: str | None = None  # every store the node may use, comma-separated in the order tried
+    control_url: str | None = None  # the store the control link is on (or tries next)
+    failovers: int | None = None  # times the node moved to another store (one store: its reconnects elsewhere)
+    resent: int | None = None  # items in flight to a store that failed before its ack, sent again
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ EXPECTED = {
               "oldest_age_s": "float", "lost_segments": "int", "lost_frames": "int", "lost_bytes": "int",
               "lost_by_camera": {}},
     "store": {"url": "None", "link": "str", "last_error": "None", "uploaded": "int", "refused": "int",
-              "control": "str"},
+              "control": "str", "stores": "None", "control_url": "None", "failovers": "None", "resent": "int"},
 }
 
 

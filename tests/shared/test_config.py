@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -58,3 +59,23 @@ def test_flags():
 def test_bad_ids(bad):
     with pytest.raises(InvalidId):
         check_id(bad)
+
+
+@pytest.mark.parametrize("store", ["ws://nas1:8100,ws://nas2:8100", ["ws://nas1:8100", "ws://nas2:8100/"],
+                                   " ws://nas1:8100 , ws://nas2:8100"])
+def test_store_may_be_a_list_or_comma_separated(store):
+    cfg = node_config_from_json({"id": "n", "store": store}, "node.json")
+    assert cfg.store_url == "ws://nas1:8100,ws://nas2:8100"
+    assert cfg.stores == ("ws://nas1:8100", "ws://nas2:8100")
+
+
+@pytest.mark.parametrize("store, says", [
+    (["ws://nas1:8100", "ws://nas1:8100"], "item 2 ('ws://nas1:8100') is the same store as item 1"),
+    ("ws://nas1:8100,,ws://nas2:8100", "item 2 of 3 is empty"),
+    (["ws://nas1:8100", 8100], "item 2 is 8100, not a URL string"),
+    (8100, "must be a URL, URLs separated by commas, or a list of URLs"),
+])
+def test_a_bad_store_list_names_the_field(store, says):
+    with pytest.raises(FieldError, match=re.escape(says)) as err:
+        node_config_from_json({"id": "n", "store": store}, "node.json")
+    assert err.value.field == "store"
