@@ -32,7 +32,9 @@ async def two_events(tmp_path, segments, mode: str, reachable: bool, first: str 
     modes.store_reachable = lambda: reachable
     spooled = [spool.put(header, data) for header, data in segments]
     # Reported as they happen: the first event before 0-10 s is spooled, the second between 10-20 and 20-30.
-    for step in [(2, 4, first), spooled[0], spooled[1], (22, 23, second), spooled[2]]:
+    steps: list[SpooledSegment | tuple[int, int, str | None]] = [(2, 4, first), spooled[0], spooled[1],
+                                                                  (22, 23, second), spooled[2]]
+    for step in steps:
         if isinstance(step, SpooledSegment):
             clock.now_us = step.header.end_us
             await modes.segment_spooled(step)
