@@ -70,7 +70,7 @@ def _event(row: Sequence[Any]) -> Event:
     (i, cam, node, s, e, kind, score, bx, by, bw, bh, thumb, locked, detail,
      is_open, label, label_score, lx, ly, lw, lh, labels, snapshot) = row
     return Event(i, cam, node, s, e, kind, score, (bx, by, bw, bh) if bx is not None else None, thumb,
-                 bool(locked), detail, bool(is_open), label, label_score,
+                 bool(locked), detail, is_open == 1, label, label_score,
                  (lx, ly, lw, lh) if lx is not None else None, json.loads(labels) if labels is not None else None,
                  bool(snapshot))
 

@@ -84,7 +84,9 @@ CREATE TABLE IF NOT EXISTS events (
     -- Version 3 (object detection). An index upgraded from version 2 gets these by ALTER TABLE, at the end
     -- as here (store/index/migrations.py EVENT_COLUMNS_3), so both have the same column order.
     open INTEGER NOT NULL DEFAULT 0,  -- 1: still going on (a v3 node sent it at its start); end_us is the
-                                      --   latest known. 0: over, for good
+                                      --   latest known. 0: over, for good. 2: over as far as the store knows
+                                      --   (a newer event of its camera came; its node restarted?), but the
+                                      --   node's own close is still taken if it comes
     label TEXT,                       -- what the store's detector confirmed in it (e.g. 'person'), its best
                                       --   object; NULL: nothing confirmed (or never analysed: see labels)
     label_score REAL,                 -- that object's median score, 0..1; NULL without a label

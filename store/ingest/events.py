@@ -8,6 +8,11 @@ end. So an event's row is an upsert:
   and ``open`` is the message's (closing it, for good, or keeping it open);
 - a closed row: the message is a duplicate (a resend, or an open event that arrived late) and changes nothing.
 
+A camera has one motion event going at a time, so a newer one ends any older row of the camera still open
+(``open = 2``, "ended as far as the store knows"): the node that opened it crashed or restarted and will never
+close it. Such a row still takes its node's own close if that comes after all (open events overtake the
+upload queue, so the next event's start can arrive before the previous one's end).
+
 Every change is reported to an observer (``EventNotice``) after its commit: the store's object detection
 starts watching a camera when one of its motion events opens.
 """
@@ -20,6 +25,8 @@ import aiosqlite
 
 from shared.protocol.ingest import Ack, EventRecord
 from store.index.db import transaction
+
+CLOSED, OPEN, ENDED_BY_STORE = 0, 1, 2  # events.open (store/index/schema.sql)
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,9 @@ async def ingest_event(conn: aiosqlite.Connection, record: EventRecord) -> Event
                                 (record.camera, record.start_us, record.kind)) as cur:
             row = await cur.fetchone()
         if row is None:
+            if record.kind == "motion":
+                await conn.execute("UPDATE events SET open = ? WHERE camera = ? AND kind = 'motion' AND open = ? "
+                                   "AND start_us < ?", (ENDED_BY_STORE, record.camera, OPEN, record.start_us))
             cur = await conn.execute(
                 "INSERT INTO events (camera, node, start_us, end_us, kind, score, bbox_x, bbox_y, bbox_w, bbox_h, "
                 "thumb_us, detail, open) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -55,8 +65,8 @@ async def ingest_event(conn: aiosqlite.Connection, record: EventRecord) -> Event
             )
             assert cur.lastrowid is not None
             return EventIngest(Ack(record.record_id), cur.lastrowid, changed=True, new=True)
-        event_id, is_open = int(row[0]), bool(row[1])
-        if not is_open:
+        event_id, state = int(row[0]), int(row[1])
+        if state == CLOSED or (state == ENDED_BY_STORE and record.open):
             return EventIngest(Ack(record.record_id, duplicate=True), event_id, changed=False, new=False)
         # A message without a bbox or thumb (an early open one) keeps what the row has.
         await conn.execute(

@@ -182,7 +182,7 @@ class Api:
         if kind != "motion":
             return f"event {event_id} is a {kind} event: the detector never looks at those"
         if labels is None:
-            going = "is still going on and has no label yet" if is_open else "was never analysed"
+            going = "is still going on and has no label yet" if is_open == 1 else "was never analysed"
             return (f"event {event_id} {going}: no snapshot (is object detection off on the store, "
                     "`sht store --detect off`?)")
         if labels == "{}":

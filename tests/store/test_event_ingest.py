@@ -110,3 +110,19 @@ async def test_an_observer_that_fails_costs_nothing_but_a_log_line(store, caplog
         await ws.send(OPENED.serialize())
         assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "ack"
     assert "event observer failed" in caplog.text
+
+
+async def test_a_newer_event_ends_an_older_one_left_open_whose_own_close_is_still_taken(index):
+    await ingest_event(index.conn, OPENED)  # its node then crashed, or its close is still queued behind segments
+    other = replace(OPENED, camera="cam1", start_us=T + 10)
+    await ingest_event(index.conn, other)
+    newer = replace(OPENED, start_us=T + 5_000_000, end_us=T + 5_000_000)
+    await ingest_event(index.conn, newer)
+    async with index.conn.execute("SELECT camera, start_us, open FROM events ORDER BY id") as cur:
+        assert list(await cur.fetchall()) == [("cam0", T, 2), ("cam1", T + 10, 1), ("cam0", T + 5_000_000, 1)]
+    late_open = await ingest_event(index.conn, OPENED)
+    assert late_open.ack.duplicate and not late_open.changed
+    close = await ingest_event(index.conn, replace(OPENED, end_us=T + 2_000_000, open=False))
+    assert close.changed and not close.ack.duplicate
+    async with index.conn.execute("SELECT end_us, open FROM events WHERE start_us = ?", (T,)) as cur:
+        assert await cur.fetchone() == (T + 2_000_000, 0)
