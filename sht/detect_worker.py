@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from shared.protocol.errors import ProtocolError
 from shared.security import bearer, client_ssl
 from shared.urls import ws_url
 
+HANG_S = 30.0  # a frame the detector has not answered in this long: it hangs (the store gave up at 10 s)
 FATAL_STATUSES = {401: "the store refused the token", 403: "the store refused the token",
                   404: "the store has no /detect endpoint (is it older than this sht?)"}
 
@@ -138,7 +140,15 @@ class DetectWorker:
                 except ProtocolError as exc:  # no id to answer: say so, go on
                     self.report(f"a frame request the worker cannot read: {exc}")
                     continue
-                reply = await loop.run_in_executor(self._executor, analyse, self.detector, request)
+                try:
+                    reply = await asyncio.wait_for(
+                        loop.run_in_executor(self._executor, analyse, self.detector, request), HANG_S)
+                except TimeoutError:
+                    # A hung onnxruntime call cannot be interrupted from Python: end the process so that its
+                    # supervisor (systemd, the container) starts a fresh one; the store has moved on already.
+                    self.report(f"the detector did not answer within {HANG_S:g} s: it hangs; exiting (status 3) "
+                                "to be restarted")
+                    os._exit(3)
                 if isinstance(reply, FrameError):
                     self.errors += 1
                 else:

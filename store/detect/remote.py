@@ -220,9 +220,12 @@ class RemoteDetectors:
                                        self.min_score if min_score is None else min_score, jpeg).encode()
             except (ValueError, av.FFmpegError) as exc:
                 raise self._fail(f"cannot send this frame to a worker: {exc}") from None
+            async def send_and_wait() -> FrameResult | FrameError | None:
+                await worker.connection.send(message)  # a stalled worker's full socket must not outlast the timeout
+                return await asyncio.shield(waiter)
+
             try:
-                await worker.connection.send(message)
-                reply = await asyncio.wait_for(asyncio.shield(waiter), self.timeout_s)
+                reply = await asyncio.wait_for(send_and_wait(), self.timeout_s)
             except ConnectionClosed:
                 reply = None
             except TimeoutError:
