@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared.protocol.labels import MAX_LABEL_CHARS
+
 RECORDING_MODE = "recording_mode"
 MOTION_SENSITIVITY = "motion_sensitivity"
 RETENTION_DAYS = "retention_days"
@@ -31,7 +33,6 @@ OBJECTS_MODE = "objects"  # as motion, but only near events the store labelled (
 RECORDING_MODES = (CONTINUOUS, MOTION, OBJECTS_MODE)
 
 # An object label ("person", "traffic light"): what a detector's labels file names.
-LABEL_MAX_CHARS = 64
 MAX_LABELS = 32  # in one ``objects`` setting or one zone
 
 AppliedBy = Literal["node", "store"]
@@ -46,14 +47,15 @@ class SettingError(ValueError):
 
 
 def label_problem(label: object) -> str | None:
-    """Why ``label`` is not an object label, or None when it is one: 1..64 printable characters, no comma
-    (a comma separates labels where an operator types them) and no space at either end."""
+    """Why ``label`` is not an object label a camera can look for, or None when it is one: a wire label
+    (shared/protocol/labels.py), without a comma (a comma separates labels where an operator types them) and
+    without a space at either end."""
     if not isinstance(label, str):
         return f"a label must be a string, got {label!r}"
     if not label:
         return "a label cannot be empty"
-    if len(label) > LABEL_MAX_CHARS:
-        return f"a label must be 1 to {LABEL_MAX_CHARS} characters, got {len(label)}: {label[:80]!r}..."
+    if len(label) > MAX_LABEL_CHARS:
+        return f"a label must be 1 to {MAX_LABEL_CHARS} characters, got {len(label)}: {label[:80]!r}..."
     if not label.isprintable() or "," in label or label != label.strip():
         return f"a label must be printable characters without a comma or a space at either end, got {label!r}"
     return None

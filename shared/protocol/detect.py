@@ -18,6 +18,7 @@ from shared.detect.result import Detection
 from shared.fields import FieldReader
 from shared.ids import check_id
 from shared.protocol.errors import ProtocolError, parse_json_object, read_message
+from shared.protocol.labels import label_problem
 
 DETECT_PATH = "/detect"
 HEADER_LENGTH = struct.Struct(">I")
@@ -27,17 +28,9 @@ MAX_FRAME_MESSAGE_BYTES = HEADER_LENGTH.size + MAX_HEADER_BYTES + MAX_JPEG_BYTES
 MAX_TEXT_BYTES = 256 * 1024  # a hello with a few thousand labels, a result with 1000 detections
 MAX_DETECTIONS = 1000
 MAX_LABELS = 10_000
-LABEL_MAX_CHARS = 64
 MAX_INPUT_SIDE = 16_384
 MAX_ID = 2**63 - 1
 MAX_MESSAGE_CHARS = 1000  # an error message's text; a longer one is cut, not refused
-
-
-def label_problem(label: object) -> str | None:
-    """Why ``label`` cannot be an object label on the wire (1..64 printable characters), or None."""
-    if not isinstance(label, str) or not 1 <= len(label) <= LABEL_MAX_CHARS or not label.isprintable():
-        return f"a label must be 1 to {LABEL_MAX_CHARS} printable characters, got {str(label)[:80]!r}"
-    return None
 
 
 @dataclass(frozen=True, slots=True)
