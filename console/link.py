@@ -4,6 +4,9 @@
 every ``poll_interval`` seconds and reports what happens as messages to the app
 (``StoreConnected``, ``StoreLost``, ``FleetUpdated``); when the store goes away it
 backs off (``shared.backoff``) and tries again, for as long as the console runs.
+Given several stores (``--store A,B``), each connection tries the whole list, the
+store that answered last first and one that just failed last
+(``shared.store_list.StoreRotation``).
 Screens ask the store through ``StoreLink.call``, which fails at once with
 ``StoreUnavailable`` while there is no connection.
 """
@@ -21,7 +24,8 @@ from textual.message import Message
 from shared.backoff import Backoff
 from shared.protocol.errors import ProtocolError
 from shared.protocol.fleet import FleetReport
-from shared.query_client import StoreClient, StoreError
+from shared.query_client import NoStoreAnswers, StoreClient, StoreError
+from shared.store_list import StoreRotation, parse_store_list
 
 POLL_INTERVAL_S = 1.5
 FLEET_TIMEOUT_S = 8.0  # a store that does not answer `fleet` in this long counts as lost
@@ -72,7 +76,8 @@ Post = Callable[[Message], object]
 class StoreLink:
     def __init__(self, url: str, poll_interval: float = POLL_INTERVAL_S, backoff: Backoff | None = None,
                  token: str | None = None, ca: str | None = None) -> None:
-        self.url = url
+        self.url = url  # one store, or several separated by commas
+        self.rotation = StoreRotation(parse_store_list(url))
         self.token = token  # a viewer (or admin, to change settings) token for a store that wants one
         self.ca = ca  # CA file to verify a wss:// store with
         self.poll_interval = poll_interval
@@ -105,14 +110,21 @@ class StoreLink:
     async def run(self, post: Post) -> None:
         """Connect, poll, reconnect; until cancelled."""
         was_connected = False
+        loop = asyncio.get_running_loop()
         while True:
+            store: str | None = None  # the store that answered, if one did
             try:
-                async with StoreClient(self.url, open_timeout=OPEN_TIMEOUT_S, token=self.token, ca=self.ca) as client:
+                async with StoreClient(self.rotation.order(loop.time()), open_timeout=OPEN_TIMEOUT_S,
+                                       token=self.token, ca=self.ca) as client:
+                    store = client.store
+                    for skipped, error in client.skipped:
+                        self.rotation.failed(skipped, loop.time(), error.message)
                     self._client = client
                     first = await self._fleet(client)
+                    self.rotation.succeeded(store)
                     self.backoff.reset()
                     was_connected = True
-                    post(StoreConnected(self.url))
+                    post(StoreConnected(store))
                     post(FleetUpdated(first))
                     while True:
                         await asyncio.sleep(self.poll_interval)
@@ -123,6 +135,10 @@ class StoreLink:
                                 raise
                             # Other clients with this token fill the store's cap: the store is there, so
                             # skip this poll rather than call it lost.
+            except NoStoreAnswers as exc:
+                reason = exc.message
+                for failed, error in exc.failures:
+                    self.rotation.failed(failed, loop.time(), error.message)
             except StoreError as exc:
                 reason = exc.message
             except ProtocolError as exc:
@@ -133,7 +149,9 @@ class StoreLink:
                 reason = str(exc) or type(exc).__name__
             finally:
                 self._client = None
+            if store is not None:  # it answered, then failed: with several stores, the next one goes first
+                self.rotation.failed(store, loop.time(), reason)
             delay = self.backoff.next_delay()
-            post(StoreLost(self.url, reason, self.backoff.attempts, delay, was_connected))
+            post(StoreLost(store or self.url, reason, self.backoff.attempts, delay, was_connected))
             was_connected = False
             await asyncio.sleep(delay)

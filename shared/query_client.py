@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import websockets
@@ -22,6 +22,7 @@ from shared.protocol.errors import ProtocolError
 from shared.protocol.query import MAX_IN_FLIGHT_PER_CONNECTION, Chunk, Failure, Progress, QueryClient, Result
 from shared.protocol.results import Thumbnail
 from shared.security import bearer, client_ssl
+from shared.store_list import is_tls, parse_store_list
 from shared.urls import ws_url
 
 MAX_REPLY_BYTES = 8 * 1024 * 1024
@@ -42,6 +43,28 @@ class StoreUnreachable(StoreError):
                          "there, and is the URL right?")
 
 
+class NoStoreAnswers(StoreUnreachable):
+    """Every store of a list failed to connect; ``failures`` says how each did."""
+
+    def __init__(self, failures: list[tuple[str, StoreError]]) -> None:
+        self.failures = failures  # (store, why), in the order tried
+        StoreError.__init__(self, "unreachable", f"none of the {len(failures)} stores answered: " + "; ".join(
+            f"{ws_url(store)}/api: {_reason(error)}" for store, error in failures) + "; is `sht store` running "
+            "there, and are the URLs right?")
+
+
+def _reason(error: StoreError) -> str:
+    return error.reason if isinstance(error, _ConnectFailed) else error.message
+
+
+class _ConnectFailed(StoreUnreachable):
+    """One store's connection failed (one reason, not yet the message for the user)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason)
+        self.reason = reason
+
+
 class _Call:
     def __init__(self, on_chunk: Callable[[bytes], object] | None,
                  on_progress: Callable[[int, int], None] | None) -> None:
@@ -50,12 +73,18 @@ class _Call:
 
 
 class StoreClient:
-    def __init__(self, url: str, open_timeout: float = 5.0, close_timeout: float = 2.0,
+    def __init__(self, url: str | Sequence[str], open_timeout: float = 5.0, close_timeout: float = 2.0,
                  token: str | None = None, ca: str | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
-        """``ca``: a CA file to verify a wss:// store with; or ``ssl_context``, one the caller made already."""
-        self.url = ws_url(url) + "/api"
+        """``url``: a store, or several (``ws://A:8100,ws://B:8100`` or a sequence, docs/cluster.md): they are
+        tried in that order and the first that answers serves this client (``store``, ``url``); ``skipped``
+        says why the ones before it did not, as (store, error). ``StoreListError`` (a ``ValueError``) for a bad list.
+        ``ca``: a CA file to verify a wss:// store with; or ``ssl_context``, one the caller made already."""
+        self.stores = parse_store_list(url) if isinstance(url, str) else tuple(url)
+        self.store = self.stores[0]
+        self.url = ws_url(self.store) + "/api"
+        self.skipped: list[tuple[str, StoreError]] = []
         self.headers = bearer(token)
-        self.ssl_context = ssl_context or client_ssl(self.url, ca)
+        self.ca, self._given_ssl = ca, ssl_context
         self.open_timeout, self.close_timeout = open_timeout, close_timeout
         self._protocol = QueryClient()
         self._ws: ClientConnection | None = None
@@ -65,18 +94,33 @@ class StoreClient:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT_PER_CONNECTION)
 
     async def __aenter__(self) -> StoreClient:
+        failures: list[tuple[str, StoreError]] = []
+        for store in self.stores:
+            url = ws_url(store) + "/api"
+            try:
+                self._ws = await self._connect(url, store)
+            except StoreError as exc:
+                failures.append((store, exc))
+                continue
+            self.store, self.url, self.skipped = store, url, failures
+            self._reader = asyncio.create_task(self._read())
+            return self
+        if len(failures) == 1:  # one store: its own error, as before there were lists
+            raise failures[0][1]
+        raise NoStoreAnswers(failures)
+
+    async def _connect(self, url: str, store: str) -> ClientConnection:
+        context = (self._given_ssl or client_ssl(url, self.ca)) if is_tls(store) else None
         try:
-            self._ws = await connect(self.url, open_timeout=self.open_timeout, close_timeout=self.close_timeout,
-                                     additional_headers=self.headers, ssl=self.ssl_context,
-                                     max_size=MAX_REPLY_BYTES, compression=None)
+            return await connect(url, open_timeout=self.open_timeout, close_timeout=self.close_timeout,
+                                 additional_headers=self.headers, ssl=context, max_size=MAX_REPLY_BYTES,
+                                 compression=None)
         except websockets.InvalidStatus as exc:
             reason = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
             raise StoreError("refused", f"the store refused the connection ({exc.response.status_code}): "
                              f"{reason or 'no reason given'}") from None
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-            raise StoreUnreachable(self.url, str(exc) or type(exc).__name__) from None
-        self._reader = asyncio.create_task(self._read())
-        return self
+            raise _ConnectFailed(url, str(exc) or type(exc).__name__) from None
 
     async def __aexit__(self, *exc: object) -> None:
         if self._reader is not None:

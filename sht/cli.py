@@ -192,9 +192,12 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
+    from shared.store_list import parse_store_list
+
     try:
         security = security_from_args(args)
         check_node_ca(args.node_ca)
+        parse_store_list(args.store)
     except ValueError as exc:
         return _fail(str(exc))
     if security.auth and not args.token:
@@ -210,6 +213,12 @@ def cmd_relay(args: argparse.Namespace) -> int:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
+    from shared.store_list import StoreListError, parse_store_list
+
+    try:
+        parse_store_list(args.store)
+    except StoreListError as exc:
+        return _fail(str(exc))
     from console.app import run_console
 
     return run_console(args.store, token=args.token, ca=args.ca)

@@ -21,6 +21,7 @@ from shared.protocol.errors import ProtocolError
 from shared.protocol.results import Event, EventPage, ExportResult, Segment, SegmentPage, Thumbnail
 from shared.query_client import StoreClient, StoreError
 from shared.settings import SETTINGS, SettingError, value_from_text
+from shared.store_list import StoreListError
 from shared.timespec import TimeSpecError, format_local, parse_time
 
 DEFAULT_STORE = "http://127.0.0.1:8100"
@@ -29,7 +30,8 @@ PAGE = 5000
 
 def add_store_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=os.environ.get("SHT_STORE", DEFAULT_STORE),
-                   help=f"store URL (default $SHT_STORE or {DEFAULT_STORE})")
+                   help=f"store URL (default $SHT_STORE or {DEFAULT_STORE}); or several, comma-separated "
+                   "(http://nas1:8100,http://nas2:8100): the first that answers")
     p.add_argument("--token", default=os.environ.get("SHT_TOKEN"),
                    help="viewer or admin token (default $SHT_TOKEN; `sht token create` makes one)")
     p.add_argument("--ca", help="CA certificate to verify a wss:// or https:// store with")
@@ -105,7 +107,7 @@ def _fail(message: str) -> int:
 def _run(command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
     try:
         return asyncio.run(command(args))
-    except TimeSpecError as exc:
+    except (TimeSpecError, StoreListError) as exc:
         return _fail(str(exc))
     except (StoreError, ProtocolError) as exc:
         where = f" ({exc.field})" if exc.field else ""

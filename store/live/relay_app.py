@@ -7,7 +7,8 @@ token ids from its ``revoked`` method (both every ``FLEET_POLL_S``), verifies
 viewers' tokens offline with the store's public key (``GET /key``) against
 that list, and closes the streams of tokens revoked while they watch, as a
 node does. Its own token (a viewer token) is what it shows the store and the
-nodes.
+nodes. Given several stores (``--store A,B``), it asks the one that answered last,
+and the next one at once when that one fails (``shared.store_list``).
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from shared.metrics import metrics_response, new_registry
 from shared.protocol.errors import ProtocolError
 from shared.protocol.fleet import FleetReport
 from shared.protocol.results import Revoked
-from shared.query_client import StoreClient, StoreError, StoreUnreachable
+from shared.query_client import NoStoreAnswers, StoreClient, StoreError, StoreUnreachable
 from shared.security import SecurityOptions, client_ssl
 from shared.server.routes import RouteTable, http_route, websocket_route
 from shared.server.shell import ServerShell
 from shared.store_key import fetch_store_key
-from shared.urls import http_url, ws_url
+from shared.store_list import StoreRotation, is_tls, parse_store_list
 from store.live.relay import Location, Relay, substream_of
 from store.serve.metrics import relay_families
 
@@ -47,7 +48,9 @@ class RelayProcess:
     def __init__(self, store_url: str, token: str | None, security: SecurityOptions, ca: str | None = None,
                  node_ca: str | None = None) -> None:
         self.store_url, self.token, self.security = store_url, token, security
-        self.client_ssl = client_ssl(ws_url(store_url), ca)
+        self.rotation = StoreRotation(parse_store_list(store_url))
+        self.store: str | None = None  # the store the fleet is read from now
+        self.client_ssl = client_ssl("wss://", ca) if any(map(is_tls, self.rotation.stores)) else None
         self.cameras: dict[str, tuple[str | None, str, bool | None]] = {}  # camera -> (node URL, state, has sub?)
         self.fleet_error: str | None = "not asked yet"
         self.relay = Relay(self._locate, lambda: self.token, node_ca=node_ca)
@@ -73,7 +76,7 @@ class RelayProcess:
     async def start(self, host: str, port: int) -> int:
         if self.security.auth:
             _, public_key = await fetch_store_key(self.store_url, self.client_ssl, Backoff(0.5, 10.0))
-            log.info("verifying viewer tokens with the store's key from %s", http_url(self.store_url) + "/key")
+            log.info("verifying viewer tokens with the store's key (GET /key of %s)", self.store_url)
             self.access.verifier = Verifier(public_key, lambda: self.revoked)
         self._tasks.append(asyncio.create_task(self._poll_fleet(), name="fleet-poll"))
         return await self.shell.start(host, port, self.security.server_ssl())
@@ -86,10 +89,16 @@ class RelayProcess:
 
     async def _poll_fleet(self) -> None:
         backoff = Backoff(0.5, 10.0)
+        loop = asyncio.get_running_loop()
         while True:
+            answered: str | None = None
             try:
-                async with StoreClient(self.store_url, open_timeout=5, token=self.token,
+                async with StoreClient(self.rotation.order(loop.time()), open_timeout=5, token=self.token,
                                        ssl_context=self.client_ssl) as store:
+                    answered = self.store = store.store
+                    for skipped, error in store.skipped:
+                        self.rotation.failed(skipped, loop.time(), error.message)
+                    self.rotation.succeeded(answered)
                     while True:
                         fleet = FleetReport.from_json(await asyncio.wait_for(store.call("fleet"), 10))
                         self.cameras = {cam: (node.url, node.state, substream_of(node.health, cam))
@@ -100,8 +109,14 @@ class RelayProcess:
                         await asyncio.sleep(FLEET_POLL_S)
             except (StoreError, TimeoutError, ProtocolError) as exc:
                 self.fleet_error = f"{type(exc).__name__}: {exc}"
+                for failed, error in exc.failures if isinstance(exc, NoStoreAnswers) else ():
+                    self.rotation.failed(failed, loop.time(), error.message)
+                if answered is not None:  # it answered, then failed: with several stores, the next goes first
+                    self.rotation.failed(answered, loop.time(), self.fleet_error)
+                    self.store = None
                 delay = backoff.next_delay()
-                log.warning("cannot read the fleet from %s (%s); retrying in %.1f s", self.store_url, exc, delay)
+                log.warning("cannot read the fleet from %s (%s); retrying in %.1f s", answered or self.store_url,
+                            exc, delay)
                 await asyncio.sleep(delay)
 
     async def _poll_revoked(self, store: StoreClient) -> None:
@@ -127,7 +142,8 @@ class RelayProcess:
         self.shell.close_revoked(token_ids)
 
     def health(self) -> dict:
-        return {"service": "relay", "store": self.store_url, "uptime_s": round(time.monotonic() - self.started, 1),
+        return {"service": "relay", "store": self.store_url, "store_now": self.store,
+                "uptime_s": round(time.monotonic() - self.started, 1),
                 "fleet_error": self.fleet_error, "cameras": sorted(self.cameras),
                 "revoked_tokens": len(self.revoked), "revoked_error": self.revoked_error,
                 "upstreams": {u.key: {"viewers": u.viewers, "streaming": u.streaming, "frames": u.frames}

@@ -47,6 +47,7 @@ class BusyFleetClient:
 
     def __init__(self) -> None:
         self.polls = 0
+        self.store, self.skipped = "http://127.0.0.1:8100", []  # as StoreClient: the store that answered
 
     async def __aenter__(self) -> BusyFleetClient:
         return self
