@@ -23,6 +23,8 @@ from store.maintenance.janitor import CacheJanitor
 from store.maintenance.lockfile import StoreLock
 from store.maintenance.retention import RetentionPolicy, RetentionTask
 from store.media.budget import MediaLimits
+from store.segments import SegmentStore
+from store.segments.files import FileSegments
 from store.serve.server import StoreServer
 
 log = logging.getLogger(__name__)
@@ -31,9 +33,12 @@ log = logging.getLogger(__name__)
 class Store:
     def __init__(self, root: Path, policy: RetentionPolicy | None = None,
                  security: SecurityOptions | None = None, node_ca: str | None = None,
-                 media: MediaLimits | None = None, detect: DetectOptions | None = None) -> None:
-        """``detect``: object detection (``sht store`` turns it on by default); None or mode off: none."""
+                 media: MediaLimits | None = None, detect: DetectOptions | None = None,
+                 segments: SegmentStore | None = None) -> None:
+        """``detect``: object detection (``sht store`` turns it on by default); None or mode off: none.
+        ``segments``: where segments are stored (``sht store --segments``; default files under ROOT/segments)."""
         self.root = root
+        self.segments: SegmentStore = segments if segments is not None else FileSegments(root)
         self.detect_options = detect or DetectOptions(mode="off")
         self.detection: DetectionService | None = None
         self.media = media or MediaLimits()  # temporary budgets and the thumbnail cache's size
@@ -75,15 +80,17 @@ class Store:
         self.root.mkdir(parents=True, exist_ok=True)
         # One store per root; rebuild-index and check --repair refuse while it is held.
         self._lock = StoreLock.acquire(self.root)
-        for leftover in await asyncio.to_thread(remove_temporaries, self.root / "segments"):
+        # An S3 endpoint that does not answer, or no such bucket: SegmentStoreError, one line, before serving.
+        await self.segments.start()
+        for leftover in await self.segments.remove_temporaries():
             log.warning("removed a half-written file left by a crash: %s", leftover)
         # Clips left by exports that never finished (a crash, a client gone mid-export) are only cache.
         await asyncio.to_thread(shutil.rmtree, self.root / "cache" / "exports", True)
         await asyncio.to_thread(remove_temporaries, self.root / "cache" / "thumbs")
         self.index = await Index.open(index_path(self.root))
-        ingestor = Ingestor(self.root, self.index)
+        ingestor = Ingestor(self.root, self.index, segments=self.segments)
         # Its own connection; holds the Ingestor's per-segment locks while deleting.
-        self.retention = RetentionTask(self.root, self.policy, locks=ingestor.segment_locks)
+        self.retention = RetentionTask(self.root, self.policy, locks=ingestor.segment_locks, segments=self.segments)
         await self.retention.start()
         self.coverage = CoverageTask(self.root)  # timeline summaries, on its own connection
         await self.coverage.start()
@@ -95,13 +102,14 @@ class Store:
         self.server = StoreServer(ingestor, self.index, self.security.access(verifier), keys,
                                   self.security.server_ssl(), self.node_ca, self.media)
         media = self.server.api.media
+        media.segments = self.segments  # thumbnails and exports read where ingest wrote
         await asyncio.to_thread(media.thumbs.trim)  # a --thumb-cache smaller than what the disk holds
         # While running, what abandoned work left in ROOT/cache goes after a few minutes.
         self.janitor = CacheJanitor(media.exports_dir, media.thumbs.root, lambda: media.active)
         self.janitor.start()
         self._start_detection(local)
         self.port = await self.server.start(host, port)
-        log.info("store serving on port %d, root %s", self.port, self.root)
+        log.info("store serving on port %d, root %s, segments in %s", self.port, self.root, self.segments.description)
 
     def _start_detection(self, local: object) -> None:
         """Detection wired to ingest, the relay, the index and the control links (nothing with --detect off)."""
@@ -143,6 +151,7 @@ class Store:
             await self.coverage.stop()
         if self.index is not None:
             await self.index.close()
+        await self.segments.close()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -150,8 +159,9 @@ class Store:
 
 async def run_store(root: Path, host: str, port: int, policy: RetentionPolicy | None = None,
                     security: SecurityOptions | None = None, node_ca: str | None = None,
-                    media: MediaLimits | None = None, detect: DetectOptions | None = None) -> None:
-    store = Store(root, policy, security, node_ca, media, detect)
+                    media: MediaLimits | None = None, detect: DetectOptions | None = None,
+                    segments: SegmentStore | None = None) -> None:
+    store = Store(root, policy, security, node_ca, media, detect, segments)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

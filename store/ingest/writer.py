@@ -1,9 +1,9 @@
 """Taking in a segment: verify, write durably, index, and only then acknowledge.
 
-Order (docs/storage.md): write to a temporary name → fsync → rename → fsync the
-directory → insert the index row → commit → ack. A crash anywhere before the
-commit leaves at most an unindexed file or a temporary, never a row without
-its complete file.
+Order (docs/storage.md): store the bytes durably (the file backend: a temporary name → fsync → rename → fsync
+the directory; S3: a PUT the server verified against the SHA-256) → insert the index row → commit → ack. A
+crash anywhere before the commit leaves at most an unindexed segment or a temporary, never a row without its
+complete segment.
 """
 
 from __future__ import annotations
@@ -24,17 +24,19 @@ from typing import Protocol, TypeVar
 import av
 
 from shared.clock import now_us
-from shared.fsutil import write_atomic
 from shared.ids import check_id
 from shared.protocol.ingest import Ack, Refusal, SegmentHeader, sha256_hex
 from store.index.db import Index
+from store.segments import SegmentStore, SegmentStoreError, segment_name
+from store.segments.files import FileSegments
 
 log = logging.getLogger(__name__)
 MIN_FREE_BYTES = 64 * 1024 * 1024  # refuse ingest rather than fill the disk to the last byte
 
 
 def segment_relpath(camera: str, start_us: int) -> Path:
-    """``segments/CAMERA/YYYY-MM-DD/HH/<start_us>.mp4``, in UTC, from validated parts only."""
+    """``segments/CAMERA/YYYY-MM-DD/HH/<start_us>.mp4``, in UTC, from validated parts only: the index row's
+    ``path`` (``store.segments.row_path`` of ``segment_name``), whatever the segment storage."""
     when = datetime.fromtimestamp(start_us / 1e6, tz=UTC)
     return (Path("segments") / check_id(camera, "camera id") / when.strftime("%Y-%m-%d")
             / when.strftime("%H") / f"{int(start_us)}.mp4")
@@ -77,10 +79,13 @@ class IngestHooks(Protocol):
 
 
 class Ingestor:
-    def __init__(self, root: Path, index: Index, hooks: IngestHooks | None = None) -> None:
+    def __init__(self, root: Path, index: Index, hooks: IngestHooks | None = None, *,
+                 segments: SegmentStore | None = None) -> None:
+        """``segments``: where the bytes go (default: files under ROOT/segments)."""
         self.root = root
         self.index = index
         self.hooks = hooks
+        self.segments: SegmentStore = segments if segments is not None else FileSegments(root)
         self.stats = IngestStats()
         self._segment_locks = KeyedLocks()
 
@@ -112,16 +117,24 @@ class Ingestor:
             return Refusal("bad-media", f"segment {sid} is not a valid segment: {problem}; not stored", sid,
                            retry=False)
         relpath = segment_relpath(header.camera, header.start_us)
-        free = await _in_ingest_pool(_free_bytes, self.root)
-        if self.hooks is not None:
-            self.hooks.note_free_bytes(free)  # under retention's min-free: sweep now, not in a minute
-        if free - len(payload) < MIN_FREE_BYTES:
-            self.stats.refused += 1
-            return Refusal("disk-full", f"store disk at {self.root} has {free} bytes free, below "
-                           f"the {MIN_FREE_BYTES}-byte floor; free space or lower retention. "
-                           "The node keeps the segment and retries.", sid, retry=True)
+        disk = self.segments.disk_path  # None: not on a local disk (S3), nothing here fills up
+        if disk is not None:
+            free = await _in_ingest_pool(_free_bytes, disk)
+            if self.hooks is not None:
+                self.hooks.note_free_bytes(free)  # under retention's min-free: sweep now, not in a minute
+            if free - len(payload) < MIN_FREE_BYTES:
+                self.stats.refused += 1
+                return Refusal("disk-full", f"store disk at {disk} has {free} bytes free, below "
+                               f"the {MIN_FREE_BYTES}-byte floor; free space or lower retention. "
+                               "The node keeps the segment and retries.", sid, retry=True)
         try:
-            await _in_ingest_pool(write_atomic, self.root / relpath, payload)
+            # Durable (and for S3 verified by the server) when it returns; only then the row.
+            await self.segments.put(segment_name(header.camera, header.start_us), payload, header.sha256)
+        except SegmentStoreError as exc:
+            self.stats.refused += 1
+            log.error("could not store %s: %s", relpath, exc)
+            return Refusal("storage-unavailable" if exc.retry else "write-failed",
+                           f"store could not store segment {sid}: {exc}", sid, retry=True)
         except OSError as exc:
             self.stats.refused += 1
             log.error("could not write %s: %s", relpath, exc)

@@ -1,4 +1,4 @@
-"""``sht store check``: does the index agree with the files under ROOT/segments?
+"""``sht store check``: does the index agree with the segments (files under ROOT/segments, or S3 objects)?
 
 Finds rows whose file is missing, ``.mp4`` files no row points at (orphans), size and
 (with ``deep``) SHA-256 mismatches, and temporaries a crash left. ``repair``:
@@ -10,6 +10,10 @@ Finds rows whose file is missing, ``.mp4`` files no row points at (orphans), siz
   quarantined if it cannot be read or does not belong at its path;
 - a temporary: deleted.
 
+The segments are read through the store's ``SegmentStore`` (store/segments): one listing of them all (the
+file backend walks the directory, S3 lists the bucket's prefix), then the rows in batches against it.
+Quarantine is ROOT/quarantine/ for files, the ``_quarantine/`` prefix for S3.
+
 Repairs keep the store's invariant: a row is only ever inserted for a complete file and
 deleted before its file is moved.
 """
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,9 +32,10 @@ import aiosqlite
 
 from store.index import coverage_marks
 from store.index.db import Index
-from store.ingest.writer import segment_relpath
 from store.maintenance.garbage import Ranges, collect, pending_ranges
-from store.media.files import is_temporary, quarantine, safe_relpath, walk_segment_files
+from store.media.files import is_temporary
+from store.segments import SegmentStore, StoredSegment, name_of, row_path, segment_name
+from store.segments.files import FileSegments
 
 BATCH_ROWS = 2000
 UNKNOWN_NODE = "unknown"  # node of a file re-indexed without its embedded metadata
@@ -75,31 +79,55 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check_rows(root: Path, rows: list[tuple[int, str, int, str]], deep: bool) -> list[Problem]:
-    """Worker thread: stat (and hash) one batch of rows' files."""
+async def _check_rows(segments: SegmentStore, listed: dict[str, StoredSegment],
+                      rows: list[tuple[int, str, int, str]], deep: bool) -> list[Problem]:
+    """One batch of rows against the listing (and with ``deep``, their bytes' hashes)."""
     problems = []
+    hash_these: list[tuple[int, str, str]] = []
     for row_id, rel, size, sha in rows:
-        if not safe_relpath(rel):
+        name = name_of(rel)
+        if name is None:
             problems.append(Problem("missing", rel, "the row's path is outside ROOT/segments", row_id))
             continue
-        path = root / rel
+        found = listed.get(name)
+        # Not listed: gone, or written after the listing while a store runs (it is there now: not missing).
+        if found is None and not await segments.exists(name):
+            problems.append(Problem("missing", rel, "the row's file does not exist", row_id))
+            continue
+        if found is not None and found.size != size:
+            problems.append(Problem("size", rel, f"file has {found.size} bytes, the row says {size}", row_id))
+        elif deep:
+            hash_these.append((row_id, rel, sha))
+    if hash_these:
+        problems += await asyncio.to_thread(_hash_rows, segments, hash_these)
+    return problems
+
+
+def _hash_rows(segments: SegmentStore, rows: list[tuple[int, str, str]]) -> list[Problem]:
+    """Worker thread: the SHA-256 of each row's segment against the row's."""
+    problems = []
+    for row_id, rel, sha in rows:
         try:
-            actual = path.stat().st_size
+            with segments.open_local(str(name_of(rel))) as path:
+                digest = file_sha256(path)
         except FileNotFoundError:
             problems.append(Problem("missing", rel, "the row's file does not exist", row_id))
             continue
-        if actual != size:
-            problems.append(Problem("size", rel, f"file has {actual} bytes, the row says {size}", row_id))
-        elif deep and (digest := file_sha256(path)) != sha:
+        if digest != sha:
             problems.append(Problem("sha256", rel, f"file hashes to {digest[:16]}…, the row says {sha[:16]}…",
                                     row_id))
     return problems
 
 
-async def check_store(root: Path, index: Index, *, deep: bool = False, repair: bool = False) -> CheckReport:
-    """Compare the index with the files; with ``repair``, fix what was found (run with the store stopped)."""
+async def check_store(root: Path, index: Index, *, deep: bool = False, repair: bool = False,
+                      segments: SegmentStore | None = None) -> CheckReport:
+    """Compare the index with the segments; with ``repair``, fix what was found (run with the store stopped).
+    ``segments``: where they are (default: files under ROOT/segments)."""
+    store: SegmentStore = segments if segments is not None else FileSegments(root)
     started = time.monotonic()
     report = CheckReport(deep=deep)
+    # The one full pass over the storage; fine for an admin command.
+    listed = {entry.name: entry async for entry in store.list_all()}
     indexed: set[str] = set()
     after = 0
     while True:
@@ -111,13 +139,11 @@ async def check_store(root: Path, index: Index, *, deep: bool = False, repair: b
             break
         report.rows += len(rows)
         indexed.update(r[1] for r in rows)
-        report.problems += await asyncio.to_thread(_check_rows, root, rows, deep)
+        report.problems += await _check_rows(store, listed, rows, deep)
         after = rows[-1][0]
     # Files retention still has to delete are neither orphans nor to be re-indexed.
     garbage = await pending_ranges(index.conn)
-    # The walk is the one full pass over the disk; fine for an admin command.
-    files = await asyncio.to_thread(lambda: list(walk_segment_files(root)))
-    for rel, _size in sorted(files):
+    for rel in sorted(row_path(name) for name in listed):
         if is_temporary(rel):
             report.problems.append(Problem("temporary", rel, "a half-written file left by a crash"))
         elif not rel.endswith(".mp4"):
@@ -131,9 +157,9 @@ async def check_store(root: Path, index: Index, *, deep: bool = False, repair: b
             else:
                 report.problems.append(Problem("orphan", rel, "no row points at this file"))
     if repair and report.problems:
-        await _repair(root, index.conn, report)
+        await _repair(store, index.conn, report, listed)
     if repair and report.pending_deletion:
-        collected = await collect(index.conn, root)
+        collected = await collect(index.conn, root, segments=store)
         report.repaired.append(f"deleted {collected.files} files retention had left to delete")
         if collected.errors:
             report.unrepaired.append(f"{collected.errors} files or directories retention is deleting could not be "
@@ -152,7 +178,8 @@ def _is_garbage(rel: str, garbage: dict[str, Ranges]) -> bool:
     return ranges is not None and int(stem) in ranges
 
 
-async def _repair(root: Path, conn: aiosqlite.Connection, report: CheckReport) -> None:
+async def _repair(segments: SegmentStore, conn: aiosqlite.Connection, report: CheckReport,
+                  listed: dict[str, StoredSegment]) -> None:
     by_kind: dict[str, list[Problem]] = {k: [p for p in report.problems if p.kind == k] for k in KINDS}
     # Rows first, committed, and only then their files: never a row without its file.
     doomed = by_kind["missing"] + by_kind["size"] + by_kind["sha256"]
@@ -163,59 +190,61 @@ async def _repair(root: Path, conn: aiosqlite.Connection, report: CheckReport) -
         await conn.commit()
     report.repaired += [f"removed the row of missing {p.path}" for p in by_kind["missing"]]
     for p in by_kind["size"] + by_kind["sha256"]:
-        await _quarantine(root, p.path, f"{p.kind} mismatch", report)
+        await _quarantine(segments, p.path, f"{p.kind} mismatch", report)
     for p in by_kind["temporary"]:
-        try:
-            await asyncio.to_thread((root / p.path).unlink, missing_ok=True)
+        if await segments.delete_many([str(name_of(p.path))]):
+            report.unrepaired.append(f"could not delete temporary {p.path} (see the log)")
+        else:
             report.repaired.append(f"deleted temporary {p.path}")
-        except OSError as exc:
-            report.unrepaired.append(f"could not delete temporary {p.path}: {exc}")
     for p in by_kind["orphan"]:
-        await _reindex(root, conn, p.path, report)
+        await _reindex(segments, conn, listed[str(name_of(p.path))], report)
 
 
-async def _quarantine(root: Path, rel: str, why: str, report: CheckReport) -> None:
+async def _quarantine(segments: SegmentStore, rel: str, why: str, report: CheckReport) -> None:
     try:
-        dest = await asyncio.to_thread(quarantine, root, rel)
-        report.repaired.append(f"{why}: moved {rel} to {dest.relative_to(root)} and removed its row")
+        dest = await segments.quarantine(str(name_of(rel)))
+        report.repaired.append(f"{why}: moved {rel} to {dest} and removed its row")
     except OSError as exc:
         report.unrepaired.append(f"{why}: could not move {rel} to quarantine: {exc}")
 
 
-async def _reindex(root: Path, conn: aiosqlite.Connection, rel: str, report: CheckReport) -> None:
+async def _reindex(segments: SegmentStore, conn: aiosqlite.Connection, entry: StoredSegment,
+                   report: CheckReport) -> None:
+    rel = row_path(entry.name)
     try:
-        row = await asyncio.to_thread(describe_file, root, rel)
-    except ValueError as exc:  # SegmentFileError, or metadata that disagrees with the path
-        await _quarantine(root, rel, f"not re-indexable ({exc})", report)
+        row = await asyncio.to_thread(describe_segment, segments, entry)
+    except (ValueError, FileNotFoundError) as exc:  # SegmentFileError, or metadata that disagrees with the path
+        await _quarantine(segments, rel, f"not re-indexable ({exc})", report)
         return
     async with conn.execute("SELECT path FROM segments WHERE camera = ? AND start_us = ?",
                             (row["camera"], row["start_us"])) as cur:
         clash = await cur.fetchone()
     if clash is not None:
-        await _quarantine(root, rel, f"the index already has {row['camera']}-{row['start_us']} at {clash[0]}", report)
+        await _quarantine(segments, rel, f"the index already has {row['camera']}-{row['start_us']} at {clash[0]}",
+                          report)
         return
     await insert_row(conn, row)
     await conn.commit()
     report.repaired.append(f"re-indexed orphan {rel} ({row['camera']}, {row['frames']} frames)")
 
 
-def describe_file(root: Path, rel: str) -> dict[str, Any]:
-    """Worker thread: a ``segments`` row for the file at ROOT/<rel>, from the MP4's own metadata.
+def describe_segment(segments: SegmentStore, entry: StoredSegment) -> dict[str, Any]:
+    """Worker thread: a ``segments`` row for a stored segment, from the MP4's own metadata.
 
     Raises ValueError (``SegmentFileError`` among them) if it cannot be read or belongs elsewhere.
     """
     from store.media.segment_file import read_segment_metadata  # loads PyAV: only when re-indexing
 
-    path = root / rel
-    info = read_segment_metadata(path)
-    expected = segment_relpath(info.camera, info.start_us).as_posix()
-    if expected != rel:
-        raise ValueError(f"it says it is {info.camera}-{info.start_us}, which belongs at {expected}")
-    st = os.stat(path)
+    with segments.open_local(entry.name) as path:
+        info = read_segment_metadata(path)
+        expected = segment_name(info.camera, info.start_us)
+        if expected != entry.name:
+            raise ValueError(f"it says it is {info.camera}-{info.start_us}, which belongs at {row_path(expected)}")
+        sha256 = file_sha256(path)
     return {"camera": info.camera, "node": info.node or UNKNOWN_NODE, "start_us": info.start_us,
-            "end_us": info.end_us, "frames": info.frames, "size_bytes": st.st_size, "sha256": file_sha256(path),
-            "codec": "h264", "width_px": info.width, "height_px": info.height, "path": rel,
-            "received_us": st.st_mtime_ns // 1000}  # when the store wrote it: the nearest to "indexed at"
+            "end_us": info.end_us, "frames": info.frames, "size_bytes": entry.size, "sha256": sha256,
+            "codec": "h264", "width_px": info.width, "height_px": info.height, "path": row_path(entry.name),
+            "received_us": entry.written_us}  # when the store wrote it: the nearest to "indexed at"
 
 
 async def insert_row(conn: aiosqlite.Connection, row: dict[str, Any]) -> None:

@@ -9,11 +9,14 @@ leaves garbage rows that the next collection finishes, never a forgotten file. A
 row is deleted only after every file in its range is gone and its directory synced; a range
 that cannot be finished stays, marked failed, and does not hold up the others.
 
-Which files: those in the store's own layout (``store.ingest.writer.segment_relpath``, the only
-paths rows ever have) of that camera, with a start time inside a range, and no
+Which files: those in the store's own layout (``store.segments.segment_name``, the only
+names rows ever have) of that camera, with a start time inside a range, and no
 ``segments`` row. A range can hold segments that stay (a locked event kept them; a node
 sent one again after its row went): the row check, made under the Ingestor's per-segment
 locks, keeps them (docs/storage.md, "Retention").
+
+The segments go through the store's ``SegmentStore`` (store/segments): files are unlinked and their
+directories fsynced; S3 objects go by ``DeleteObjects``, up to 1000 a request.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import aiosqlite
 
 from store.index.db import transaction
 from store.ingest.writer import KeyedLocks
-from store.media.files import hour_dirs_between, list_segment_starts, sync_directories, unlink_segments
+from store.segments import SegmentStore
+from store.segments.files import FileSegments
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +90,15 @@ async def pending_ranges(conn: aiosqlite.Connection) -> dict[str, Ranges]:
     return {camera: Ranges(s) for camera, s in spans.items()}
 
 
-async def collect(conn: aiosqlite.Connection, root: Path, *, locks: KeyedLocks | None = None) -> CollectReport:
+async def collect(conn: aiosqlite.Connection, root: Path, *, locks: KeyedLocks | None = None,
+                  segments: SegmentStore | None = None) -> CollectReport:
     """Delete the files of every garbage range, then the ranges.
 
     ``conn`` should be a connection of its own. ``locks``: the running store's Ingestor locks;
-    without them (an admin command) the store must be stopped.
+    without them (an admin command) the store must be stopped. ``segments``: where they are (default:
+    files under ROOT/segments).
     """
+    store: SegmentStore = segments if segments is not None else FileSegments(root)
     started = time.monotonic()
     report = CollectReport()
     by_camera: dict[str, list[tuple[int, int, int, int]]] = defaultdict(list)
@@ -102,7 +109,7 @@ async def collect(conn: aiosqlite.Connection, root: Path, *, locks: KeyedLocks |
 
     async def worker(names: list[str]) -> None:
         for camera in names:
-            await _collect_camera(conn, root, camera, by_camera[camera], locks, report)
+            await _collect_camera(conn, store, camera, by_camera[camera], locks, report)
 
     # Two cameras at a time: unlinks release the GIL, and each directory is emptied by one thread. A task
     # group: if one fails, the other is stopped too, not left running on the connection unsupervised.
@@ -116,18 +123,18 @@ async def collect(conn: aiosqlite.Connection, root: Path, *, locks: KeyedLocks |
     return report
 
 
-async def _collect_camera(conn: aiosqlite.Connection, root: Path, camera: str,
+async def _collect_camera(conn: aiosqlite.Connection, store: SegmentStore, camera: str,
                           entries: list[tuple[int, int, int, int]], locks: KeyedLocks | None,
                           report: CollectReport) -> None:
     """Each hour directory once; a merged range whose directories could not all be handled keeps its rows
     (marked failed) while the others go, in one transaction for the camera."""
     ranges = Ranges([(lo, hi) for _, lo, hi, _ in entries])
     spans = list(ranges)
-    directories = await asyncio.to_thread(hour_dirs_between, root, camera, spans)
+    directories = await store.hours_between(camera, spans)
     failed: set[int] = set()  # indexes into spans
     for directory, owners in directories.items():
         try:
-            names = await asyncio.to_thread(list_segment_starts, root / directory)
+            names = await store.starts_in_hour(directory)
         except OSError as exc:
             log.error("cannot list %s to delete what retention removed (retried at the next collection): %s",
                       directory, exc)
@@ -147,15 +154,15 @@ async def _collect_camera(conn: aiosqlite.Connection, root: Path, camera: str,
                                     (camera, min(starts), max(starts))) as cur:
                 live = {int(s) for (s,) in await cur.fetchall()}
             doomed = [f"{directory}/{s}.mp4" for s in starts if s not in live]
-            errors = await asyncio.to_thread(unlink_segments, root, doomed)
+            errors = await store.delete_many(doomed)
         report.kept += len(starts) - len(doomed)
         report.files += len(doomed) - errors
-        if errors:  # logged by unlink_segments; the ranges stay, to be tried again
+        if errors:  # logged by delete_many; the ranges stay, to be tried again
             failed.update(owners)
             report.errors += errors
     # The unlinks reach the disk before the rows that list them go: else a power cut could keep the files
     # and lose the rows, leaving files nobody deletes (and check --repair would index them again).
-    await asyncio.to_thread(sync_directories, root, list(directories))
+    await store.sync_deleted(list(directories))
     done: list[int] = []
     stuck: list[int] = []
     for row_id, lo, _, size in entries:

@@ -27,9 +27,11 @@ from shared.fsutil import TEMP_MARK, fsync_dir
 from store.index import INDEX_FILE
 from store.index.db import Index
 from store.index.migrations import SCHEMA_VERSION
-from store.maintenance.check import describe_file, insert_row
+from store.maintenance.check import describe_segment, insert_row
 from store.maintenance.garbage import collect
-from store.media.files import is_temporary, walk_segment_files
+from store.media.files import is_temporary
+from store.segments import SegmentStore, row_path
+from store.segments.files import FileSegments
 
 BATCH_ROWS = 2000
 # What files cannot tell. event_labels and event_snapshots exist from version 3 on; events keep their ids,
@@ -61,24 +63,25 @@ def _remove_db(db: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-async def rebuild_index(root: Path) -> RebuildReport:
-    """Index every segment file under ROOT/segments into a new file and swap it in."""
+async def rebuild_index(root: Path, segments: SegmentStore | None = None) -> RebuildReport:
+    """Index every segment (files under ROOT/segments, or ``segments``) into a new file and swap it in."""
+    store: SegmentStore = segments if segments is not None else FileSegments(root)
     started = time.monotonic()
     report = RebuildReport()
     old = root / INDEX_FILE
     new = root / f"{INDEX_FILE}.rebuild"
     await asyncio.to_thread(_remove_db, new)  # a rebuild that crashed earlier
     if old.exists():
-        await _collect_old_garbage(root, old, report)
+        await _collect_old_garbage(root, old, report, store)
     index = await Index.open(new)
     try:
-        files = sorted(rel for rel, _ in await asyncio.to_thread(lambda: list(walk_segment_files(root)))
-                       if rel.endswith(".mp4") and not is_temporary(rel))
-        for i, rel in enumerate(files, 1):
+        entries = sorted([entry async for entry in store.list_all()
+                          if entry.name.endswith(".mp4") and not is_temporary(entry.name)], key=lambda e: e.name)
+        for i, entry in enumerate(entries, 1):
             try:
-                row = await asyncio.to_thread(describe_file, root, rel)
-            except ValueError as exc:
-                report.skipped.append(f"{rel}: {exc}")
+                row = await asyncio.to_thread(describe_segment, store, entry)
+            except (ValueError, FileNotFoundError) as exc:
+                report.skipped.append(f"{row_path(entry.name)}: {exc}")
                 continue
             await insert_row(index.conn, row)
             report.indexed += 1
@@ -95,7 +98,7 @@ async def rebuild_index(root: Path) -> RebuildReport:
     return report
 
 
-async def _collect_old_garbage(root: Path, old: Path, report: RebuildReport) -> None:
+async def _collect_old_garbage(root: Path, old: Path, report: RebuildReport, segments: SegmentStore) -> None:
     """Finish the old index's pending file deletions first, or the rebuild would index them again."""
     try:
         conn = await aiosqlite.connect(old)
@@ -106,7 +109,7 @@ async def _collect_old_garbage(root: Path, old: Path, report: RebuildReport) -> 
         async with conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'garbage'") as cur:
             if await cur.fetchone() is None:
                 return  # an index from before the garbage table: retention deleted its files itself
-        collected = await collect(conn, root)
+        collected = await collect(conn, root, segments=segments)
         report.garbage_collected = collected.files
         if collected.errors:
             report.notes.append(f"{collected.errors} files the old index was deleting could not be deleted (see "

@@ -5,7 +5,8 @@ Rules (docs/storage.md, "Retention"):
 - age: a segment whose ``end_us`` is older than its camera's limit goes (the
   ``retention_days`` runtime setting overrides ``max_age_us`` per camera);
 - size: while all segments together exceed ``max_bytes``, the oldest go, across cameras;
-- free space: while the file system has less than the min-free floor, the oldest go;
+- free space: while the file system has less than the min-free floor, the oldest go (only where the
+  segments are on a local disk: deleting S3 objects frees nothing here);
 - never a segment overlapping a locked event (same camera, time overlap);
 - per batch, one transaction: the rows move from ``segments`` to ``garbage``; their files
   are deleted afterwards by ``store.maintenance.garbage.collect`` (the running store right after each
@@ -24,7 +25,7 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -37,6 +38,8 @@ from store.index.db import Index
 from store.index.timeline import HOUR_US
 from store.ingest.writer import KeyedLocks
 from store.maintenance import garbage
+from store.segments import SegmentStore
+from store.segments.files import FileSegments
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +133,10 @@ def _disk_usage(root: Path) -> tuple[int, int]:
 
 
 async def sweep(index: Index, root: Path, policy: RetentionPolicy, now_us: int, dry_run: bool = False, *,
-                usage: StoreUsage | None = None) -> SweepReport:
+                usage: StoreUsage | None = None, segments: SegmentStore | None = None) -> SweepReport:
     """Apply ``policy`` once: rows move to ``garbage``; ``garbage.collect`` deletes their files after.
-    ``usage`` (kept up to date by the caller) saves a ``SUM``.
+    ``usage`` (kept up to date by the caller) saves a ``SUM``. ``segments``: where the files are (default:
+    files under ROOT/segments); the free-space floor applies only where that is a local disk.
 
     ``index`` should be a connection of its own: a batch that fails is rolled back."""
     started = time.monotonic()
@@ -140,9 +144,12 @@ async def sweep(index: Index, root: Path, policy: RetentionPolicy, now_us: int, 
     if usage is None:
         usage = await StoreUsage.load(index)
     disk_total = free = 0
-    if policy.min_free_bytes is not None or policy.min_free_percent is not None:
+    disk = (segments if segments is not None else FileSegments(root)).disk_path
+    if disk is None:  # not on a local disk (S3): deleting footage frees nothing here
+        policy = replace(policy, min_free_bytes=None, min_free_percent=None)
+    if disk is not None and (policy.min_free_bytes is not None or policy.min_free_percent is not None):
         # Read once, before deleting anything: what this sweep frees is counted, not re-read.
-        disk_total, free = await asyncio.to_thread(_disk_usage, root)
+        disk_total, free = await asyncio.to_thread(_disk_usage, disk)
         # Files already on their way out count as free: or each sweep would delete again what the
         # collector has not reached yet.
         free += (await garbage.pending(index.conn, failed=False))[1]
@@ -177,8 +184,10 @@ class RetentionTask:
     """Runs ``sweep`` every ``interval_s`` and soon after ``poke()``, on a connection of its own."""
 
     def __init__(self, root: Path, policy: RetentionPolicy, *, interval_s: float = 60.0,
-                 min_gap_s: float = 1.0, locks: KeyedLocks | None = None) -> None:
+                 min_gap_s: float = 1.0, locks: KeyedLocks | None = None,
+                 segments: SegmentStore | None = None) -> None:
         self.root, self.policy, self.locks = root, policy, locks
+        self.segments: SegmentStore = segments if segments is not None else FileSegments(root)
         self.interval_s, self.min_gap_s = interval_s, min_gap_s  # min gap: pokes cannot make it spin
         self.usage = StoreUsage()
         self.last_report: SweepReport | None = None
@@ -196,7 +205,9 @@ class RetentionTask:
     async def start(self) -> None:
         self._index = await open_index(index_path(self.root))
         self.usage = await StoreUsage.load(self._index)  # the one SUM; ingest and sweeps keep it current
-        self._disk_total, _ = await asyncio.to_thread(_disk_usage, self.root)
+        disk = self.segments.disk_path
+        if disk is not None:
+            self._disk_total, _ = await asyncio.to_thread(_disk_usage, disk)
         self._task = asyncio.create_task(self._run(), name="retention")
 
     async def stop(self) -> None:
@@ -228,7 +239,8 @@ class RetentionTask:
     async def sweep_now(self) -> SweepReport:
         assert self._index is not None, "start() first"
         async with self._sweeping:
-            report = await sweep(self._index, self.root, self.policy, now_us(), usage=self.usage)
+            report = await sweep(self._index, self.root, self.policy, now_us(), usage=self.usage,
+                                 segments=self.segments)
         self.last_report = report
         self.sweeps += 1
         for reason, count in report.by_reason.items():
@@ -249,7 +261,7 @@ class RetentionTask:
         """Delete the files of the rows sweeps have removed (also those a crash left pending)."""
         assert self._index is not None, "start() first"
         async with self._sweeping:
-            report = await garbage.collect(self._index.conn, self.root, locks=self.locks)
+            report = await garbage.collect(self._index.conn, self.root, locks=self.locks, segments=self.segments)
         self.collected_files_total += report.files
         if report.files or report.errors:
             log.info("retention deleted %d files (%d bytes) in %.2f s%s", report.files, report.bytes,

@@ -11,9 +11,11 @@ worker thread; a ``cancel`` event set from elsewhere stops it between packets
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -26,6 +28,11 @@ from av.video.stream import VideoStream
 from shared.fsutil import atomic_file
 
 MICROSECONDS = Fraction(1, 1_000_000)
+
+
+# A segment to read: its file, or (storage that is not a local disk: S3) what yields a local copy of it for
+# as long as it is read, called once its turn comes (a long export never holds every segment at once).
+SegmentSource = Path | Callable[[], AbstractContextManager[Path]]
 
 
 class ExportError(ValueError):
@@ -46,7 +53,7 @@ class ExportResult:
 
 
 def export_clip(
-    segments: Sequence[tuple[Path, int]],
+    segments: Sequence[tuple[SegmentSource, int]],
     from_us: int,
     to_us: int,
     out: BinaryIO | Path,
@@ -72,7 +79,7 @@ def export_clip(
     return writer.result(from_us, to_us)
 
 
-def _export_to_path(segments: Sequence[tuple[Path, int]], from_us: int, to_us: int, path: Path,
+def _export_to_path(segments: Sequence[tuple[SegmentSource, int]], from_us: int, to_us: int, path: Path,
                     progress: Callable[[int, int], None] | None, cancel: threading.Event) -> ExportResult:
     with atomic_file(path) as f:  # any exception (ExportCancelled too) removes the temporary
         writer = _Remuxer(f, seekable=True)
@@ -164,19 +171,33 @@ class _CountingWriter:
         return n
 
 
-def _run(writer: _Remuxer, segments: Sequence[tuple[Path, int]], from_us: int, to_us: int,
+def _run(writer: _Remuxer, segments: Sequence[tuple[SegmentSource, int]], from_us: int, to_us: int,
          progress: Callable[[int, int], None] | None, cancel: threading.Event) -> None:
     total = len(segments)
     # Until the clip starts, the current GOP (keyframe first) is held back: once a frame
     # reaches from_us, the clip starts at that GOP's keyframe.
     gop: list[tuple[av.Packet, int, int, int]] = []
-    for done, (path, seg_start) in enumerate(segments, start=1):
+    for done, (source, seg_start) in enumerate(segments, start=1):
         _check_cancel(cancel)
         if seg_start < to_us:
-            if _copy_segment(writer, Path(path), seg_start, from_us, to_us, gop, cancel):
-                writer.used += 1
+            with _local(source) as path:
+                if _copy_segment(writer, path, seg_start, from_us, to_us, gop, cancel):
+                    writer.used += 1
         if progress is not None:
             progress(done, total)
+
+
+@contextlib.contextmanager
+def _local(source: SegmentSource) -> Iterator[Path]:
+    if isinstance(source, (str, Path)):
+        yield Path(source)
+        return
+    with contextlib.ExitStack() as held:
+        try:
+            path = held.enter_context(source())
+        except OSError as exc:  # the storage did not give it (missing, S3 down): the export cannot go on
+            raise ExportError(f"cannot read segment for export: {exc}") from exc
+        yield path
 
 
 def _copy_segment(writer: _Remuxer, path: Path, seg_start: int, from_us: int, to_us: int,

@@ -17,39 +17,41 @@ from shared.fsutil import TEMP_MARK, ensure_dir, fsync_dir
 log = logging.getLogger(__name__)
 
 SEGMENTS_DIR = "segments"
-# segments/CAMERA/YYYY-MM-DD/HH/<start_us>.mp4 with a valid camera id: always a safe_relpath.
-_STORE_NAME = re.compile(r"segments/[a-z0-9][a-z0-9_-]{0,31}/[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9]{2}/[0-9]+\.mp4")
+# CAMERA/YYYY-MM-DD/HH/<start_us>.mp4 with a valid camera id, below the segments directory: always a safe_relpath.
+_STORE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}/[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9]{2}/[0-9]+\.mp4")
 QUARANTINE_DIR = "quarantine"
 
 
-def safe_relpath(path: str) -> bool:
-    """True if ``path`` (as stored in a row) stays below ROOT/segments: only such files are ever touched."""
+def safe_relpath(path: str, base: str = SEGMENTS_DIR) -> bool:
+    """True if ``path`` (as stored in a row) stays below ROOT/``base``: only such files are ever touched."""
     p = PurePosixPath(path)
-    return not p.is_absolute() and ".." not in p.parts and len(p.parts) > 1 and p.parts[0] == SEGMENTS_DIR
+    return not p.is_absolute() and ".." not in p.parts and len(p.parts) > 1 and p.parts[0] == base
 
 
-def unlink_segments(root: Path, paths: list[str]) -> int:
-    """Delete these segment files and the hour/day directories they leave empty.
+def unlink_segments(root: Path, paths: list[str], base: str = SEGMENTS_DIR) -> int:
+    """Delete these segment files (paths relative to ``root``, below ``root/base``) and the hour/day directories
+    they leave empty.
 
     Returns how many could not be removed. A file already gone is fine: its row is what mattered.
     No fsync here: the caller syncs the directories before it forgets the files (store/maintenance/garbage.py).
     """
     errors = 0
-    base = os.fspath(root).rstrip("/")  # a root of "/" must not give "//segments"
+    root_text = os.fspath(root).rstrip("/")  # a root of "/" must not give "//segments"
     parents: set[Path] = set()
     hour_dirs: set[str] = set()
+    prefix = base + "/"
     for rel in paths:
         path: str | Path
-        if _STORE_NAME.fullmatch(rel):
+        if rel.startswith(prefix) and _STORE_NAME.fullmatch(rel, len(prefix)):
             # The store's own names (store.ingest.writer.segment_relpath), the usual case: plain strings,
             # as a Path per file costs more than the unlink itself (a day at 100 cameras is 864,000).
-            path = f"{base}/{rel}"
+            path = f"{root_text}/{rel}"
             hour_dirs.add(path.rpartition("/")[0])
-        elif safe_relpath(rel):
+        elif safe_relpath(rel, base):
             path = root / rel
             parents.add(path.parent)
         else:
-            log.error("not deleting %r: the index row points outside ROOT/segments", rel)
+            log.error("not deleting %r: the index row points outside ROOT/%s", rel, base)
             errors += 1
             continue
         try:
@@ -61,24 +63,25 @@ def unlink_segments(root: Path, paths: list[str]) -> int:
                       "at the next collection): %s", path, exc)
             errors += 1
     parents.update(Path(d) for d in hour_dirs)
-    remove_empty_dirs(root, parents)
+    remove_empty_dirs(root, parents, base)
     return errors
 
 
-def hour_dirs_between(root: Path, camera: str, spans: list[tuple[int, int]]) -> dict[str, list[int]]:
+def hour_dirs_between(root: Path, camera: str, spans: list[tuple[int, int]],
+                      base: str = SEGMENTS_DIR) -> dict[str, list[int]]:
     """The hour directories (relative to ROOT) of one camera that exist and may hold start times in the
     spans [from_us, to_us] (UTC), each with the indexes of the spans it touches: the camera's directory
     listed once, a day's only if a span reaches it; never a walk of the camera."""
     keys = [(_hour_key(lo), _hour_key(hi)) for lo, hi in spans]
-    base = f"{SEGMENTS_DIR}/{camera}"
+    below = f"{base}/{camera}"
     found: dict[str, list[int]] = {}
-    for day in _sorted_names(root / base):
+    for day in _sorted_names(root / below):
         if not any(lo[:10] <= day <= hi[:10] for lo, hi in keys):
             continue
-        for hour in _sorted_names(root / base / day):
+        for hour in _sorted_names(root / below / day):
             owners = [k for k, (lo, hi) in enumerate(keys) if lo <= f"{day}/{hour}" <= hi]
             if owners:
-                found[f"{base}/{day}/{hour}"] = owners
+                found[f"{below}/{day}/{hour}"] = owners
     return found
 
 
@@ -100,13 +103,13 @@ def _is_decimal(text: str) -> bool:
     return text.isascii() and text.isdigit()  # str.isdigit alone takes "²", which int() refuses
 
 
-def sync_directories(root: Path, hour_dirs: list[str]) -> None:
+def sync_directories(root: Path, hour_dirs: list[str], base: str = SEGMENTS_DIR) -> None:
     """fsync each hour directory, or the day or camera directory above it once it is gone, so unlinks and
     rmdirs in them are on disk."""
     done: set[Path] = set()
     for rel in hour_dirs:
         d = root / rel
-        while not d.is_dir() and d.parent != root / SEGMENTS_DIR:
+        while not d.is_dir() and d.parent != root / base:
             d = d.parent
         if d not in done and d.is_dir():
             fsync_dir(d)
@@ -120,9 +123,9 @@ def _sorted_names(directory: Path) -> list[str]:
         return []
 
 
-def remove_empty_dirs(root: Path, hour_dirs: set[Path]) -> None:
+def remove_empty_dirs(root: Path, hour_dirs: set[Path], base: str = SEGMENTS_DIR) -> None:
     """rmdir each hour directory, then its day directory, if empty; never the camera directory."""
-    segments = root / SEGMENTS_DIR
+    segments = root / base
     for hour in sorted(hour_dirs):
         # segments/CAMERA/DAY/HOUR: only the last two levels go.
         if hour.parent.parent.parent != segments:
@@ -134,10 +137,10 @@ def remove_empty_dirs(root: Path, hour_dirs: set[Path]) -> None:
                 break  # not empty (or already gone): leave it and its parent
 
 
-def quarantine(root: Path, rel: str) -> Path:
-    """Move ROOT/<rel> to ROOT/quarantine/<rel> (never overwriting), durably; returns the new path."""
+def quarantine(root: Path, rel: str, base: str = SEGMENTS_DIR) -> Path:
+    """Move ROOT/<rel> to ROOT/quarantine/<rel below base> (never overwriting), durably; returns the new path."""
     src = root / rel
-    dest = root / QUARANTINE_DIR / PurePosixPath(rel).relative_to(SEGMENTS_DIR)
+    dest = root / QUARANTINE_DIR / PurePosixPath(rel).relative_to(base)
     n = 0
     while dest.exists():
         n += 1
@@ -149,9 +152,9 @@ def quarantine(root: Path, rel: str) -> Path:
     return dest
 
 
-def walk_segment_files(root: Path) -> Iterator[tuple[str, int]]:
-    """Every regular file under ROOT/segments as (path relative to ROOT, size), in no set order."""
-    segments = root / SEGMENTS_DIR
+def walk_segment_files(root: Path, base: str = SEGMENTS_DIR) -> Iterator[tuple[str, int, int]]:
+    """Every regular file under ROOT/``base`` as (path relative to ROOT, size, mtime in µs), in no set order."""
+    segments = root / base
     stack = [segments]
     while stack:
         d = stack.pop()
@@ -164,7 +167,8 @@ def walk_segment_files(root: Path) -> Iterator[tuple[str, int]]:
                 stack.append(Path(entry.path))
             elif entry.is_file(follow_symlinks=False):
                 rel = Path(entry.path).relative_to(root).as_posix()
-                yield rel, entry.stat(follow_symlinks=False).st_size
+                st = entry.stat(follow_symlinks=False)
+                yield rel, st.st_size, st.st_mtime_ns // 1000
 
 
 def is_temporary(rel: str) -> bool:

@@ -15,6 +15,7 @@ import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -159,10 +160,22 @@ class ThumbnailCache:
         digest = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:20]
         return self.root / "_" / f"{digest}-{int(segment_start_us)}"
 
-    def get_or_make(self, path: Path, segment_start_us: int, at_us: int, width: int) -> Thumbnail:
-        """The thumbnail at ``at_us`` at the snapped width nearest ``width`` (``snap_width``)."""
+    def get_or_make(self, path: Path, segment_start_us: int, at_us: int, width: int,
+                    fetch: Callable[[], AbstractContextManager[Path]] | None = None) -> Thumbnail:
+        """The thumbnail at ``at_us`` at the snapped width nearest ``width`` (``snap_width``).
+
+        ``fetch``: where the segment is not a local file at ``path`` (S3), what yields a local copy; ``path``
+        then only names the segment (``.../CAMERA/DAY/HOUR/<start>.mp4``), and a hit fetches nothing."""
+        with contextlib.ExitStack() as held:
+            def local() -> Path:
+                return path if fetch is None else held.enter_context(fetch())
+
+            return self._get_or_make(path, segment_start_us, at_us, width, _Once(local))
+
+    def _get_or_make(self, path: Path, segment_start_us: int, at_us: int, width: int,
+                     local: _Once) -> Thumbnail:
         check_width(width)
-        stamps, source = self._segment_index(path)
+        stamps, source = self._segment_index(path, local)
         offset_us = nearest_frame(stamps, max(0, at_us - segment_start_us))
         width = snap_width(width, source[0])
         height = scaled_height(width, *source)
@@ -172,7 +185,7 @@ class ThumbnailCache:
                 return Thumbnail(entry.read_bytes(), segment_start_us + offset_us, width, height)
             except FileNotFoundError:
                 self._drop(entry)  # removed behind our back (retention, an admin): make it again
-        thumb = make_thumbnail(path, segment_start_us, segment_start_us + offset_us, width)
+        thumb = make_thumbnail(local(), segment_start_us, segment_start_us + offset_us, width)
         if thumb.frame_us - segment_start_us == offset_us and len(thumb.jpeg) <= self.max_bytes:
             write_atomic(entry, thumb.jpeg)
             self._add(entry, len(thumb.jpeg))
@@ -188,7 +201,7 @@ class ThumbnailCache:
                 self._bytes -= entries.pop(entry)
         shutil.rmtree(directory, ignore_errors=True)
 
-    def _segment_index(self, path: Path) -> tuple[tuple[int, ...], tuple[int, int]]:
+    def _segment_index(self, path: Path, local: Callable[[], Path]) -> tuple[tuple[int, ...], tuple[int, int]]:
         """A segment's frame offsets and size, remembered for the last ``SEGMENT_INDEXES`` segments asked about,
         so a hit opens no MP4 (segment files never change under their name)."""
         key = Path(path)
@@ -197,7 +210,7 @@ class ThumbnailCache:
             if known is not None:
                 self._segments.move_to_end(key)
                 return known
-        known = _frame_index(key)
+        known = _frame_index(local())
         with self._lock:
             self._segments[key] = known
             while len(self._segments) > SEGMENT_INDEXES:
@@ -263,6 +276,19 @@ class ThumbnailCache:
             with contextlib.suppress(OSError):
                 old.parent.rmdir()
         return len(evicted)
+
+
+class _Once:
+    """The segment's local path, fetched on first use only (a thumbnail the cache has fetches nothing)."""
+
+    def __init__(self, get: Callable[[], Path]) -> None:
+        self._get = get
+        self._path: Path | None = None
+
+    def __call__(self) -> Path:
+        if self._path is None:
+            self._path = self._get()
+        return self._path
 
 
 def snap_width(requested: int, source_width: int) -> int:

@@ -17,6 +17,7 @@ import functools
 import secrets
 import threading
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,8 +26,10 @@ from shared.protocol.results import ExportResult, Thumbnail
 from store.index import query
 from store.index.db import Index
 from store.media.budget import THUMBNAIL_WORK_BYTES, BudgetRefused, MediaLimits, TempBudget, default_thumb_cache_bytes
-from store.media.export import ExportError, export_clip
+from store.media.export import ExportError, SegmentSource, export_clip
 from store.media.thumbs import ThumbnailCache
+from store.segments import SegmentStore, SegmentStoreError, name_of
+from store.segments.files import FileSegments
 
 CHUNK_BYTES = 256 * 1024
 EXPORTS_DIR = ("cache", "exports")
@@ -69,9 +72,12 @@ async def in_worker(fn: Callable[[], T], cancel: threading.Event | None = None) 
 
 
 class MediaRequests:
-    def __init__(self, root: Path, index: Index, limits: MediaLimits | None = None) -> None:
+    def __init__(self, root: Path, index: Index, limits: MediaLimits | None = None,
+                 segments: SegmentStore | None = None) -> None:
         self.root = root
         self.index = index
+        # Where segments are read from (default: files under ROOT/segments); the store sets its own.
+        self.segments: SegmentStore = segments if segments is not None else FileSegments(root)
         self.limits = limits or MediaLimits()
         self.budget = TempBudget(self.limits.temp_per_token, self.limits.temp_total)
         percent = self.limits.thumb_cache_percent
@@ -86,8 +92,11 @@ class MediaRequests:
             raise MediaRefused("no-footage", f"camera {p.camera} has no recorded footage", "at_us")
         path, start, _end = found
         with _reserve(self.budget, THUMBNAIL_WORK_BYTES, "a thumbnail", "width"):
-            thumb = await in_worker(functools.partial(self.thumbs.get_or_make, self.root / path, start, p.at_us,
-                                                      p.width))
+            try:
+                thumb = await in_worker(functools.partial(self.thumbs.get_or_make, self.root / path, start, p.at_us,
+                                                          p.width, self._fetch(path)))
+            except SegmentStoreError as exc:
+                raise MediaRefused("unavailable", f"the segment storage cannot be read now: {exc}", "at_us") from exc
         server.chunk(rid, thumb.jpeg)
         return Thumbnail(thumb.frame_us, thumb.width, thumb.height, len(thumb.jpeg)).to_json()
 
@@ -106,7 +115,7 @@ class MediaRequests:
             try:
                 try:
                     result = await in_worker(functools.partial(
-                        export_clip, [(self.root / path, start) for path, start, _ in rows],
+                        export_clip, [(self._source(path), start) for path, start, _ in rows],
                         p.range.from_us, p.range.to_us, out, None, cancel), cancel)
                 except ExportError as exc:
                     raise MediaRefused("no-footage", str(exc), "from_us") from exc
@@ -125,6 +134,18 @@ class MediaRequests:
                 self.active.discard(out.name)
         return ExportResult(p.camera, result.start_us, result.end_us, result.frames, result.segments_used,
                             total).to_json()
+
+
+    def _fetch(self, path: str) -> Callable[[], AbstractContextManager[Path]] | None:
+        """What yields the segment as a local file (the file itself, or an S3 object's cached copy)."""
+        name = name_of(path)
+        if name is None:
+            return None  # a path the store never writes: read where it says, as always (and failing there)
+        return functools.partial(self.segments.open_local, name)
+
+    def _source(self, path: str) -> SegmentSource:
+        fetch = self._fetch(path)
+        return self.root / path if fetch is None else fetch
 
 
 class _reserve:

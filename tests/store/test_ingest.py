@@ -7,6 +7,7 @@ from store.app import Store
 from store.index.db import Index
 from store.ingest import writer as ingest_module
 from store.ingest.writer import Ingestor, segment_relpath
+from store.segments import files as segment_files
 from tests.store.real_segments import real_mp4
 
 START = 1_764_165_166_000_000  # 2025-11-26T13:52:46Z
@@ -79,7 +80,7 @@ async def test_full_disk_is_refused_with_the_cause(ingestor, tmp_path, monkeypat
 async def test_failed_write_leaves_no_row(ingestor, tmp_path, monkeypatch):
     def broken(path, data):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(ingest_module, "write_atomic", broken)
+    monkeypatch.setattr(segment_files, "write_atomic", broken)  # the file backend's durable write
     reply = await ingestor.ingest(header(real_mp4()), memoryview(real_mp4()))
     assert isinstance(reply, Refusal) and reply.code == "write-failed"
     assert "No space left" in reply.message

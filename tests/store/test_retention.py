@@ -18,6 +18,7 @@ from store.maintenance import garbage, retention
 from store.maintenance.check import check_store
 from store.maintenance.lockfile import StoreBusy
 from store.maintenance.retention import DAY_US, RetentionPolicy, RetentionTask, StoreUsage, sweep
+from store.media import files as media_files  # the file backend's helpers: tests put failures in their place
 from tests.store.real_segments import real_mp4
 
 NOW = 1_795_000_000_000_000  # 2026-11-18
@@ -191,7 +192,7 @@ async def test_a_crash_before_the_files_go_leaves_them_listed_and_the_next_start
     def crash(root, paths):
         raise PowerCut  # the rows are in garbage, no file unlinked yet
 
-    monkeypatch.setattr(garbage, "unlink_segments", crash)
+    monkeypatch.setattr(media_files, "unlink_segments", crash)
     await sweep(index, tmp_path, RetentionPolicy(max_bytes=2000), NOW)
     with pytest.raises(PowerCut):
         await garbage.collect(index.conn, tmp_path)
@@ -385,13 +386,13 @@ async def test_a_range_that_cannot_be_finished_keeps_its_rows_and_does_not_hold_
         index, tmp_path, monkeypatch):
     old = [await add(index, tmp_path, "cam0", NOW - 60 * DAY_US + i * 10_000_000) for i in range(2)]
     newer = [await add(index, tmp_path, "cam0", NOW - 40 * DAY_US + i * 10_000_000) for i in range(3)]
-    real = garbage.unlink_segments
+    real = media_files.unlink_segments
 
     def unlink(root, paths):  # the old day's files cannot be deleted (a read-only mount, an I/O error)
         keep = [p for p in paths if str(old[0].parent.relative_to(root)) in p]
         return real(root, [p for p in paths if p not in keep]) + len(keep)
 
-    monkeypatch.setattr(garbage, "unlink_segments", unlink)
+    monkeypatch.setattr(media_files, "unlink_segments", unlink)
     report = await sweep(index, tmp_path, RetentionPolicy(), NOW)
     assert report.deleted == 5
     collected = await garbage.collect(index.conn, tmp_path)
@@ -425,7 +426,7 @@ async def test_the_garbage_rows_go_only_after_the_directories_are_synced(index, 
     def power_cut(root, directories):
         raise PowerCut  # the unlinks done, not yet on disk
 
-    monkeypatch.setattr(garbage, "sync_directories", power_cut)
+    monkeypatch.setattr(media_files, "sync_directories", power_cut)
     with pytest.raises(PowerCut):
         await garbage.collect(index.conn, tmp_path)
     assert not path.exists() and await garbage.pending(index.conn) == (1, SIZE)  # still listed
