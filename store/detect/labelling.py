@@ -37,15 +37,12 @@ class BestFrame:
 
 class EventAnalysis:
     def __init__(self, event_id: int, camera: str, start_us: int, *, objects: Collection[str], min_score: float,
-                 threshold: float, stationary: StationaryMemory, allows: ZoneCheck = lambda label, box: True,
-                 single_frame: bool = False) -> None:
-        """``single_frame``: the event's best frame is all there is (an event the store heard of only once it had
-        ended): a detection at ``threshold`` labels it on its own word, without a track."""
+                 threshold: float, stationary: StationaryMemory, allows: ZoneCheck = lambda label, box: True) -> None:
         self.event_id, self.camera, self.start_us = event_id, camera, start_us
-        self.single_frame = single_frame
-        self.threshold = threshold
         self.end_us: int | None = None  # known once the event closed
-        self.best_frame_us: int | None = None  # the node's best frame (peak motion), known once it closed
+        self.from_recording = False  # analysed from its stored segments, not live
+        self.missed_at_start = 0  # its camera's lost pictures when it began: more at its end, and it was not whole
+        self.touched = 0.0  # monotonic time of its last picture (or its start): an event long untouched is stale
         self.objects = frozenset(objects)
         self.min_score = min_score
         self.allows = allows
@@ -74,8 +71,6 @@ class EventAnalysis:
         self.frames += 1
         kept = [d for d in detections
                 if d.label in self.objects and d.score >= self.min_score and self.allows(d.label, d.box)]
-        if self.single_frame:
-            return self._add_single(capture_us, rgb, kept)
         self.tracker.update(capture_us, kept)
         self._note_best_frames(capture_us, rgb)
         before = (self.label, self.label_score, dict(self.at_once))
@@ -91,17 +86,6 @@ class EventAnalysis:
             self._leader = leader.id
             self.best = self._track_best.get(leader.id, self.best)
         return (self.label, self.label_score, self.at_once) != before
-
-    def _add_single(self, capture_us: int, rgb: np.ndarray, kept: list[Detection]) -> bool:
-        sure = [d for d in kept if d.score >= self.threshold]
-        for label in {d.label for d in sure}:
-            self.at_once[label] = max(self.at_once.get(label, 0), sum(d.label == label for d in sure))
-        top = max(sure, key=lambda d: d.score, default=None)
-        if top is None or (self.best is not None and top.score <= self.best.score):
-            return bool(sure)
-        self.label, self.label_score = top.label, round(top.score, 4)
-        self.best = BestFrame(capture_us, rgb, top.label, top.score, top.box)
-        return True
 
     def _note_best_frames(self, capture_us: int, rgb: np.ndarray) -> None:
         """Each live track's best-scoring frame so far, so a snapshot may show a hit from before it confirmed.
@@ -125,6 +109,13 @@ class EventAnalysis:
     def labelling(self) -> EventLabelling:
         box = self.best.box if self.best is not None else None
         return EventLabelling(self.label, self.label_score, box, dict(self.at_once))
+
+    def forget_frames(self) -> None:
+        """Once its snapshot is written: the pictures it held go (the label, counts and box stay)."""
+        if self.best is not None:
+            self.best = BestFrame(self.best.capture_us, np.zeros((0, 0, 3), np.uint8), self.best.label,
+                                  self.best.score, self.best.box)
+        self._track_best = {}
 
     def finish(self) -> None:
         """The event is over: remember its stationary objects so they label no later event."""

@@ -1,15 +1,20 @@
-"""Object detection in the store: which frames are analysed, by whom, and what the events learn.
+"""Object detection in the store: which events are analysed, from which frames, and what they learn.
 
 While a motion event of a camera is open (the node tells the store when it
 opens: docs/protocol.md), the camera's feed (store/detect/frames.py) decodes
 its live stream from the last keyframe on and hands over one picture every
-1/``fps`` seconds of capture time from the event's start. Pictures wait in a
-small queue per camera (oldest dropped and counted when it is full; the
-detector never makes the stream wait), are analysed one at a time by the
-backend (a detector process of the store's own, or ``sht detect`` workers
-while any is connected), and the detections go to the event's analysis
-(store/detect/labelling.py). A new or better label is written to the index at
-once; the snapshot follows (at most every ``SNAPSHOT_EVERY_S``, and at the end).
+1/``fps`` seconds of capture time from the event's start; the scheduler
+(store/detect/scheduler.py) gives them to a detector; the detections go to the
+event's analysis (store/detect/labelling.py). A new or better label is written
+to the index at once; the snapshot follows (at most every ``SNAPSHOT_EVERY_S``,
+and at the end). An event the store could not watch live (it heard of it only
+once it had ended, or no live frame could be had) is analysed from its stored
+segments instead, the same way.
+
+At an event's end the node of an ``objects``-mode camera is told the verdict:
+its label, or "none" only when the event was watched whole (no frame of it
+lost, the model knows every label the camera looks for): a verdict of "none"
+lets the node drop the footage, so silence is the answer whenever in doubt.
 
 A detector that fails on a frame, crashes or hangs costs that frame (counted,
 shown in /health); recording, live video and the event's motion meaning are
@@ -21,56 +26,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiosqlite
+import av
 import numpy as np
 
 from shared.detect.result import Detection
-from shared.metrics import Family, counter, gauge
-from shared.protocol.detector_health import CameraDetection, DetectorHealth
+from shared.metrics import Family
+from shared.protocol.detector_health import DetectorHealth
 from shared.protocol.ingest import EventRecord
 from shared.settings import CameraSettings
 from store.detect.frames import CameraFeed, Picture, to_rgb
 from store.detect.labelling import EventAnalysis, ZoneCheck
-from store.detect.remote import RemoteDetectors
-from store.detect.runner import DetectFailed
+from store.detect.reports import detector_health, metric_families
+from store.detect.scheduler import Backend, FrameScheduler
 from store.detect.snapshot import snapshot_jpeg
 from store.detect.tracker import StationaryMemory
 from store.index.event_labels import set_event_labelling, set_event_snapshot
-from store.index.query import segment_near
+from store.index.query import segments_for_range
 from store.ingest.events import EventNotice
 from store.live.relay import Relay
 from store.media.segment_file import SegmentFileError
-from store.media.thumbs import decode_frame_near
+from store.segments import SegmentStore, name_of
+from store.segments.files import FileSegments
 
 log = logging.getLogger(__name__)
 
 DETECT_FPS = 5.0
-QUEUE_PER_CAMERA = 10  # pictures waiting per camera (2 s at 5 fps): the replay of an event's first GOP fits
 SNAPSHOT_EVERY_S = 2.0
-MAX_ANALYSIS_S = 600.0  # an event left open longer (a node that died mid-event) is finished here
-CLOSE_GRACE_S = 1.0  # after an event closes, this long for its last frames to be analysed
-BEST_FRAME_WAIT_S = 60.0  # for the segment that holds an event's best frame to arrive
+STALE_S = 120.0  # an open event whose camera gave no picture this long (its node died mid-event) is finished
+CLOSE_GRACE_S = 1.0  # after an event closes, this long for its last frames to be decoded and queued
+RECORDING_WAIT_S = 60.0  # for the segments of an event analysed from its recording to arrive
+RECORDING_MAX_S = 30.0  # of an event's recording, at most this much from its start is analysed
 FINISHED_REMEMBERED = 10_000
-
-
-class Backend(Protocol):
-    """What analyses a picture: store/detect/runner.py LocalDetector, store/detect/remote.py RemoteDetectors."""
-
-    busy: bool  # no room for another frame now
-    info: dict[str, Any]  # device, provider, model: for health
-
-    async def detect(self, frame: np.ndarray, min_score: float | None = None, *, camera: str = "unknown",
-                     capture_us: int = 0) -> list[Detection]: ...
-
-
+WATCH_EVERY_S = 1.0  # how often the cameras the store knows are looked at (feeds to open or close; stale events)
 DETECT_MODES = ("off", "local")
-WATCH_EVERY_S = 1.0  # how often the cameras the store knows are looked at for feeds to open (cheap)
 
 
 @dataclass(frozen=True)
@@ -86,51 +81,64 @@ class DetectOptions:
 
 
 @dataclass
-class CameraState:
+class WatchedCamera:
+    """A camera the store detects on: its feed and its events being analysed."""
+
     feed: CameraFeed | None = None
-    queue: deque[Picture] = field(default_factory=lambda: deque(maxlen=QUEUE_PER_CAMERA))
+    stream: str | None = None  # main or sub: the stream the feed holds
     analyses: list[EventAnalysis] = field(default_factory=list)
-    next_us: int = 0  # capture time of the next picture wanted
-    min_score: float = 0.5  # of its latest event's settings: the detector leaves out what scores less
-    in_flight: bool = False  # one of its pictures is with the backend
-    frames: int = 0
-    dropped: int = 0
+    next_us: int = 0  # capture time of the next live picture wanted
     labelled: int = 0
-    stream: str | None = None
+
+
+Settings = Callable[[str], Awaitable[CameraSettings]]
 
 
 class DetectionService:
-    def __init__(self, conn: aiosqlite.Connection, relay: Relay, settings: Callable[[str], object],
-                 local: Backend | None, options: DetectOptions | None = None,
+    def __init__(self, conn: aiosqlite.Connection, relay: Relay, settings: Settings, local: Backend | None,
+                 options: DetectOptions | None = None,
                  substream: Callable[[str], bool | None] = lambda camera: None,
                  zones: Callable[[str], ZoneCheck] = lambda camera: (lambda label, box: True),
                  on_label: Callable[[int, str, int, str | None], None] | None = None,
-                 root: Path | None = None) -> None:
-        """``settings(camera)``: an awaitable of the camera's CameraSettings. ``local``: the store's own detector,
-        started (None with ``--detect off``). ``on_label(event_id, camera, start_us, label)``: the first label
-        of an event, or None once an analysed event ended with none (``objects``-mode nodes decide by it)."""
-        self.conn, self.relay = conn, relay
-        self.settings = settings
+                 root: Path | None = None, segments: SegmentStore | None = None) -> None:
+        """``settings(camera)``: the camera's CameraSettings. ``local``: the store's own detector, started (None
+        with ``--detect off``). ``on_label(event_id, camera, start_us, label)``: an event's first label, or None
+        once a fully watched event ended with none (``objects``-mode nodes decide by it)."""
+        self.conn, self.relay, self.settings = conn, relay, settings
         self.options = options or DetectOptions()
         self.substream, self.zones, self.on_label = substream, zones, on_label
-        self.root = root  # the store's root: segments hold the best frames of events seen only once ended
-        self.cameras: dict[str, CameraState] = {}
+        # Where recordings are read from (default: files under ROOT/segments); None: none are.
+        self.segments = segments if segments is not None else FileSegments(root) if root is not None else None
+        self.scheduler = FrameScheduler(local, self._result)
+        self.cameras: dict[str, WatchedCamera] = {}
         self.analyses: dict[int, EventAnalysis] = {}
         self.memory: dict[str, StationaryMemory] = {}
-        self.local = local  # the store's own detector, started (None with --detect off)
-        self.remote: RemoteDetectors | None = None  # ``sht detect`` workers: they take the work while connected
-        self.state = "off" if local is None else "starting"
         self.last_error: str | None = None
-        self.frames = self.dropped = self.errors = self.labelled = 0
-        self.inference_ms: deque[float] = deque(maxlen=200)
-        self.observe: Callable[[str, str, float], None] | None = None  # (camera, device, seconds): /metrics
-        self._ready = asyncio.Event()  # a picture is queued
+        self.closed = False
         self._tasks: set[asyncio.Task] = set()
-        self._runner: asyncio.Task | None = None
         self._known: Callable[[], list[str]] = list  # the cameras the store knows (set by ``start``)
-        self._in_flight = 0  # pictures with the backend now
         self._opening: dict[int, EventRecord | None] = {}  # event id -> its close, if it came while opening
         self._finished: OrderedDict[int, None] = OrderedDict()  # events analysed lately: a late close is not news
+
+    @property
+    def local(self) -> Backend | None:
+        return self.scheduler.local
+
+    @property
+    def remote(self) -> Any:
+        return self.scheduler.remote
+
+    @remote.setter
+    def remote(self, workers: Any) -> None:
+        self.scheduler.remote = workers
+
+    @property
+    def observe(self) -> Callable[[str, str, float], None] | None:
+        return self.scheduler.observe
+
+    @observe.setter
+    def observe(self, callback: Callable[[str, str, float], None] | None) -> None:
+        self.scheduler.observe = callback
 
     @property
     def enabled(self) -> bool:
@@ -142,16 +150,15 @@ class DetectionService:
         before anything else is opened."""
         if cameras is not None:
             self._known = cameras
-            self._spawn(self._watch_cameras())
-        if self.local is not None:
-            self.state = "running"
-        self._runner = asyncio.create_task(self._run(), name="detect-runner")
+        self._spawn(self._watch_cameras())
+        self._spawn(self.scheduler.run())
 
     async def close(self) -> None:
-        for task in [self._runner, *self._tasks]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in [self._runner, *self._tasks] if t is not None), return_exceptions=True)
+        self.closed = True  # no new work from here: ingest may still be running
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.scheduler.close()
         for cam in self.cameras.values():
             if cam.feed is not None:
                 await cam.feed.stop()
@@ -161,32 +168,8 @@ class DetectionService:
             if asyncio.iscoroutine(result):
                 await result
 
-    # ---- events, from ingest (synchronous: the work goes to tasks) ----
-
-    def event_changed(self, notice: EventNotice) -> None:
-        record = notice.record
-        if record.kind != "motion" or not self.enabled:
-            return
-        analysis = self.analyses.get(notice.event_id)
-        if notice.event_id in self._opening:  # its analysis is being set up (reading the camera's settings)
-            if not record.open:
-                self._opening[notice.event_id] = record
-        elif analysis is None and record.open:
-            self._opening[notice.event_id] = None
-            self._spawn(self._open(notice.event_id, record.camera, record.start_us))
-        elif analysis is not None and not record.open:
-            analysis.end_us = record.end_us
-            analysis.best_frame_us = record.thumb_us
-            self._spawn(self._close_later(analysis))
-        elif (analysis is None and not record.open and record.thumb_us is not None and self.root is not None
-              and notice.event_id not in self._finished):
-            # Heard of only once it had ended (a node older than open events, or the store was away when it
-            # opened): its best frame from the recording is all there is to look at.
-            self._spawn(self._best_frame(notice.event_id, record.camera, record.start_us, record.end_us,
-                                         record.thumb_us))
-
-    def _spawn(self, work: object) -> None:
-        task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -196,220 +179,204 @@ class DetectionService:
             self.last_error = f"{type(task.exception()).__name__}: {task.exception()}"
             log.error("object detection: %s failed", task.get_name(), exc_info=task.exception())
 
+    # ---- events, from ingest (synchronous: the work goes to tasks) ----
+
+    def event_changed(self, notice: EventNotice) -> None:
+        record, event_id = notice.record, notice.event_id
+        if record.kind != "motion" or not self.enabled or self.closed:
+            return
+        analysis = self.analyses.get(event_id)
+        if event_id in self._opening:  # its analysis is being set up (reading the camera's settings)
+            if not record.open:
+                self._opening[event_id] = record
+        elif analysis is None and record.open:
+            self._opening[event_id] = None
+            self._spawn(self._open(event_id, record.camera, record.start_us))
+        elif analysis is not None and not record.open:
+            analysis.end_us = record.end_us
+            self._spawn(self._close_later(analysis))
+        elif analysis is None and not record.open and event_id not in self._finished:
+            # Heard of only once it had ended (a node older than open events, or the store was away when it
+            # opened): its recording is what there is to look at.
+            self._spawn(self._from_recording(event_id, record.camera, record.start_us, record.end_us))
+
+    async def _new_analysis(self, event_id: int, camera: str, start_us: int) -> EventAnalysis | None:
+        settings = await self.settings(camera)
+        if not settings.objects or event_id in self.analyses or self.closed:
+            return None
+        analysis = EventAnalysis(event_id, camera, start_us, objects=settings.objects,
+                                 min_score=settings.min_score, threshold=settings.threshold,
+                                 stationary=self.memory.setdefault(camera, StationaryMemory()),
+                                 allows=self.zones(camera))
+        analysis.missed_at_start = self.scheduler.camera(camera).missed
+        analysis.touched = time.monotonic()
+        self.analyses[event_id] = analysis
+        self.scheduler.camera(camera).min_score = settings.min_score
+        return analysis
+
     async def _open(self, event_id: int, camera: str, start_us: int) -> None:
         try:
-            settings = await self.settings(camera)  # type: ignore[misc]
+            analysis = await self._new_analysis(event_id, camera, start_us)
         finally:
             closed = self._opening.pop(event_id, None)  # its close, if it came meanwhile
-        assert isinstance(settings, CameraSettings)
-        objects = settings.objects
-        if not objects or event_id in self.analyses:
+        if analysis is None:
             return
-        analysis = EventAnalysis(event_id, camera, start_us, objects=objects, min_score=settings.min_score,
-                                 threshold=settings.threshold, stationary=self.memory.setdefault(camera,
-                                                                                                StationaryMemory()),
-                                 allows=self.zones(camera))
-        self.analyses[event_id] = analysis
-        cam = self._camera(camera)
-        cam.min_score = settings.min_score
+        cam = self._watch(camera)
+        for older in [a for a in cam.analyses if a.end_us is None and a.start_us < start_us]:
+            # Left open by its node (crashed, restarted): the store ended it too (store/ingest/events.py).
+            older.end_us = start_us
+            await self._finish(older, still_open=True)
+        cam.next_us = min(cam.next_us, start_us) if cam.analyses else start_us
         cam.analyses.append(analysis)
-        cam.next_us = min(cam.next_us, start_us) if cam.analyses[:-1] else start_us
         assert cam.feed is not None
         cam.feed.set_decoding(True)
-        self._spawn(self._expire(analysis))
         if closed is not None:
-            analysis.end_us, analysis.best_frame_us = closed.end_us, closed.thumb_us
+            analysis.end_us = closed.end_us
             self._spawn(self._close_later(analysis))
 
     async def _close_later(self, analysis: EventAnalysis) -> None:
         await asyncio.sleep(CLOSE_GRACE_S)  # frames up to its end are decoded and queued by now, or never come
-        await self._drain(analysis.camera)
-        await self._finish(analysis)
+        drained = await self.scheduler.drain(analysis.camera)
+        await self._finish(analysis, whole=drained)
 
-    async def _expire(self, analysis: EventAnalysis) -> None:
-        await asyncio.sleep(MAX_ANALYSIS_S)
-        if analysis.event_id in self.analyses:
-            log.warning("event %d on %s still open after %.0f s: detection stops for it", analysis.event_id,
-                        analysis.camera, MAX_ANALYSIS_S)
-            await self._finish(analysis, expired=True)
-
-    async def _drain(self, camera: str, timeout_s: float = 5.0) -> None:
-        """Wait (bounded) until the camera's queued pictures are analysed."""
-        cam = self.cameras.get(camera)
-        deadline = time.monotonic() + timeout_s
-        # Polls a queue, the frame in flight and a deadline: one Event would not say all three.
-        while cam is not None and (cam.queue or cam.in_flight) and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-
-    async def _finish(self, analysis: EventAnalysis, expired: bool = False) -> None:
-        """``expired``: the event is still open on its node; its label may come, but no verdict of "none" does."""
+    async def _finish(self, analysis: EventAnalysis, whole: bool = True, still_open: bool = False) -> None:
+        """``whole``: every picture of it that was queued got analysed. ``still_open``: it is still open on its
+        node (stale here): its label may come, but no verdict of "none" does."""
         if self.analyses.pop(analysis.event_id, None) is None:
             return
         self._finished[analysis.event_id] = None
         while len(self._finished) > FINISHED_REMEMBERED:
             self._finished.popitem(last=False)
-        cam = self.cameras[analysis.camera]
-        cam.analyses.remove(analysis)
-        if not cam.analyses and cam.feed is not None:
-            cam.feed.set_decoding(False)
+        cam = self.cameras.get(analysis.camera)
+        if cam is not None and analysis in cam.analyses:
+            cam.analyses.remove(analysis)
+            if not cam.analyses and cam.feed is not None:
+                cam.feed.set_decoding(False)
         analysis.finish()
-        if analysis.frames:
-            await self._write(analysis, final=True)
-            if analysis.label is None and not expired and self.on_label is not None:
-                # The verdict "analysed, none of the camera's objects": an objects-mode node lets the footage go
-                # only on this, never on silence (docs/objects.md).
+        if not analysis.frames:
+            if not analysis.from_recording and not still_open and analysis.end_us is not None:
+                # No live frame could be had (the node's stream away, the detector down): its recording then.
+                await self._from_recording(analysis.event_id, analysis.camera, analysis.start_us, analysis.end_us)
+            return
+        await self._write(analysis, final=True)
+        analysis.forget_frames()  # the snapshot is written: the pictures need not stay in memory
+        if analysis.label is None and not still_open and whole and self._watched_whole(analysis):
+            if self.on_label is not None:
                 self.on_label(analysis.event_id, analysis.camera, analysis.start_us, None)
-        elif analysis.best_frame_us is not None and not analysis.single_frame and self.root is not None:
-            # No live frame was analysed (no stream, the detector down): the recording's best frame then.
-            await self._best_frame(analysis.event_id, analysis.camera, analysis.start_us, analysis.end_us or
-                                   analysis.start_us, analysis.best_frame_us)
 
-    async def _best_frame(self, event_id: int, camera: str, start_us: int, end_us: int, at_us: int) -> None:
-        """Analyse the frame nearest ``at_us`` from the stored segment holding it (waiting for that segment up
-        to ``BEST_FRAME_WAIT_S``: segments arrive after their events)."""
-        assert self.root is not None
-        settings = await self.settings(camera)  # type: ignore[misc]
-        if not settings.objects:
-            return
-        deadline = time.monotonic() + BEST_FRAME_WAIT_S
-        while (found := await segment_near(self.conn, camera, at_us)) is None or not found[1] <= at_us < found[2]:
+    def _watched_whole(self, analysis: EventAnalysis) -> bool:
+        """Enough to say "none of the camera's objects": no picture of the camera lost while it ran, at least
+        half the pictures its length calls for (and 3), and a model that knows every label looked for."""
+        if self.scheduler.camera(analysis.camera).missed != analysis.missed_at_start:
+            return False
+        length_s = max(0, (analysis.end_us or analysis.start_us) - analysis.start_us) / 1e6
+        if analysis.frames < min(3, max(1, int(length_s * self.options.fps))) or \
+                analysis.frames < 0.5 * length_s * self.options.fps:
+            return False
+        backend = self.scheduler.backend()
+        known = set((backend.info if backend is not None else {}).get("labels") or ())
+        return bool(known) and analysis.objects <= known
+
+    async def _from_recording(self, event_id: int, camera: str, start_us: int, end_us: int) -> None:
+        """Analyse the event from its stored segments (at most ``RECORDING_MAX_S`` from its start), through the
+        tracker as live frames are; segments arrive after their events, so wait for them a while."""
+        if self.segments is None or self.closed or await self._labelled_already(event_id):
+            return  # e.g. the store restarted mid-event: what it wrote before stays
+        to_us = min(end_us, start_us + int(RECORDING_MAX_S * 1e6))
+        deadline = time.monotonic() + RECORDING_WAIT_S
+        while not _covers(rows := await segments_for_range(self.conn, camera, start_us, to_us), start_us, to_us):
             if time.monotonic() > deadline:
-                log.info("event %d on %s: no segment holds its best frame; left unanalysed", event_id, camera)
-                return
+                break  # analyse what there is
             await asyncio.sleep(2.0)
-        try:
-            frame, frame_us = await asyncio.to_thread(decode_frame_near, self.root / found[0], found[1], at_us)
-            rgb = await asyncio.to_thread(to_rgb, frame)
-        except SegmentFileError as exc:
-            log.warning("event %d on %s: cannot read its best frame: %s", event_id, camera, exc)
+        analysis = await self._new_analysis(event_id, camera, start_us)
+        if analysis is None:
             return
-        analysis = EventAnalysis(event_id, camera, frame_us, objects=settings.objects,
-                                 min_score=settings.min_score, threshold=settings.threshold,
-                                 stationary=self.memory.setdefault(camera, StationaryMemory()),
-                                 allows=self.zones(camera), single_frame=True)
-        analysis.end_us = frame_us + 1
-        self.analyses[event_id] = analysis
-        cam = self._camera(camera)
-        cam.analyses.append(analysis)
-        self._deliver(Picture(camera, frame_us, rgb))
-        await self._close_later(analysis)
+        analysis.end_us, analysis.from_recording = end_us, True
+        step_us = int(1_000_000 / self.options.fps)
+        try:
+            for path, seg_start, _ in rows:
+                name = name_of(path)
+                if name is None:
+                    continue
+                frames = await asyncio.to_thread(_decode_recorded, self.segments, name, seg_start,
+                                                 start_us, to_us, step_us)
+                for capture_us, rgb in frames:
+                    await self.scheduler.put(Picture(camera, capture_us, rgb))
+        except (SegmentFileError, OSError, av.FFmpegError) as exc:  # OSError: the storage could not give it
+            log.warning("event %d on %s: cannot read its recording: %s", event_id, camera, exc)
+        drained = await self.scheduler.drain(camera)
+        await self._finish(analysis, whole=drained)
+
+    async def _labelled_already(self, event_id: int) -> bool:
+        async with self.conn.execute("SELECT labels IS NOT NULL FROM events WHERE id = ?", (event_id,)) as cur:
+            row = await cur.fetchone()
+        return bool(row and row[0])
 
     # ---- feeds ----
 
-    def _camera(self, camera: str) -> CameraState:
-        cam = self.cameras.get(camera)
-        if cam is None:
-            cam = self.cameras[camera] = CameraState()
+    def _watch(self, camera: str) -> WatchedCamera:
+        """Hold the camera's stream from now on, so its next event finds it flowing (and its GOP buffered)."""
+        cam = self.cameras.setdefault(camera, WatchedCamera())
         if cam.feed is None:
             cam.stream = "sub" if self.substream(camera) else "main"
             cam.feed = CameraFeed(self.relay, camera, cam.stream, lambda t, c=camera: self._wanted(c, t),
-                                  self._deliver)
+                                  self.scheduler.deliver)
             cam.feed.start()
         return cam
 
     async def _watch_cameras(self) -> None:
+        """Feeds for the cameras that look for objects, none for the others; stale events finished."""
         while True:
-            for camera in self._known():
-                if camera in self.cameras and self.cameras[camera].feed is not None:
-                    continue
+            known = set(self._known())
+            for camera in sorted(known | set(self.cameras)):
                 try:
-                    settings = await self.settings(camera)  # type: ignore[misc]
+                    wanted = camera in known and bool((await self.settings(camera)).objects)
                 except Exception:
                     log.exception("camera %s: cannot read its settings", camera)
                     continue
-                if settings.objects:
-                    self.watch(camera)
+                await self._keep_feed(camera, wanted)
+            now = time.monotonic()
+            for analysis in list(self.analyses.values()):
+                if not analysis.from_recording and analysis.end_us is None and now - analysis.touched > STALE_S:
+                    log.warning("event %d on %s: no picture for %.0f s (its node away?); analysis ends there",
+                                analysis.event_id, analysis.camera, STALE_S)
+                    await self._finish(analysis, still_open=True)
             await asyncio.sleep(WATCH_EVERY_S)
 
-    def watch(self, camera: str) -> None:
-        """Hold the camera's stream from now on, so its next event finds it flowing (and its GOP buffered)."""
-        if self.enabled:
-            self._camera(camera)
+    async def _keep_feed(self, camera: str, wanted: bool) -> None:
+        cam = self.cameras.get(camera)
+        if not wanted:
+            if cam is not None and cam.feed is not None and not cam.analyses:
+                await cam.feed.stop()  # no longer looked at: the node's stream is let go
+                cam.feed = None
+            return
+        stream = "sub" if self.substream(camera) else "main"
+        if cam is not None and cam.feed is not None and cam.stream != stream and not cam.analyses:
+            await cam.feed.stop()  # the camera gained or lost its sub stream: follow it
+            cam.feed = None
+        self._watch(camera)
 
     def _wanted(self, camera: str, capture_us: int) -> bool:
         """From the decode thread: is this frame one to analyse? (Sampling at ``fps`` of capture time.)"""
-        cam = self.cameras[camera]
-        if capture_us < cam.next_us or not any(a.wants(capture_us) for a in list(cam.analyses)):
+        cam = self.cameras.get(camera)
+        if cam is None or capture_us < cam.next_us or not any(a.wants(capture_us) for a in list(cam.analyses)):
             return False
         cam.next_us = capture_us + int(1_000_000 / self.options.fps)
         return True
 
-    def _deliver(self, picture: Picture) -> None:
-        cam = self.cameras[picture.camera]
-        if len(cam.queue) == cam.queue.maxlen:
-            cam.dropped += 1
-            self.dropped += 1
-        cam.queue.append(picture)
-        self._ready.set()
+    # ---- results ----
 
-    # ---- the detector loop ----
-
-    def backend(self) -> Backend | None:
-        """Connected workers take the work; the store's own detector otherwise."""
-        if self.remote is not None and self.remote.connected:
-            return self.remote
-        return self.local
-
-    async def _run(self) -> None:
-        """Hand pictures to the backend while it has room: cameras in turn, one picture of a camera at a time (its
-        tracker takes frames in order), several cameras at once where the backend can (one per worker)."""
-        turn = 0
-        while True:
-            backend = self.backend()
-            names = list(self.cameras)
-            for i in range(len(names)):
-                camera = names[(turn + i) % len(names)]
-                cam = self.cameras[camera]
-                if cam.in_flight or not cam.queue:
-                    continue
-                if backend is None:  # detection failed to start and no worker is connected
-                    cam.dropped += len(cam.queue)
-                    self.dropped += len(cam.queue)
-                    cam.queue.clear()
-                    continue
-                if backend.busy or self._in_flight >= max(1, getattr(backend, "capacity", 1)):
-                    break  # counted here too: a backend marks itself busy only once its detect() has run
-                cam.in_flight = True
-                self._in_flight += 1
-                turn = (turn + i + 1) % len(names)
-                self._spawn(self._analyse(camera, cam, cam.queue.popleft(), backend))
-            self._ready.clear()
-            await self._ready.wait()
-
-    async def _analyse(self, camera: str, cam: CameraState, picture: Picture, backend: Backend) -> None:
-        started = time.perf_counter()
-        try:
-            detections = await backend.detect(picture.rgb, cam.min_score, camera=camera,
-                                              capture_us=picture.capture_us)
-        except DetectFailed as exc:
-            self.errors += 1
-            self.last_error = str(exc)
-            return
-        except Exception as exc:  # a backend bug must not end detection for good
-            self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.exception("detector failed on a frame of %s", camera)
-            return
-        finally:
-            cam.in_flight = False
-            self._in_flight -= 1
-            self._ready.set()
-        elapsed = time.perf_counter() - started
-        self.inference_ms.append(elapsed * 1000)
-        if self.observe is not None:
-            self.observe(camera, str(backend.info.get("device") or "cpu"), elapsed)
-        self.frames += 1
-        cam.frames += 1
-        for analysis in list(cam.analyses):
+    async def _result(self, camera: str, picture: Picture, detections: list[Detection]) -> None:
+        for analysis in [a for a in self.analyses.values() if a.camera == camera]:
             if not analysis.wants(picture.capture_us):
                 continue
+            analysis.touched = time.monotonic()
             changed = analysis.add(picture.capture_us, picture.rgb, detections)
             if changed or analysis.frames == 1:  # the first frame: from now on it reads "analysed" ({} until a label)
                 await self._write(analysis, final=False)
                 if analysis.label is not None and not analysis.announced:
                     analysis.announced = True
-                    cam.labelled += 1
-                    self.labelled += 1
+                    self.cameras.setdefault(camera, WatchedCamera()).labelled += 1
                     if self.on_label is not None:
                         self.on_label(analysis.event_id, camera, analysis.start_us, analysis.label)
 
@@ -435,48 +402,40 @@ class DetectionService:
     # ---- reports ----
 
     def health(self) -> DetectorHealth:
-        ms = sorted(self.inference_ms)
-        p50 = round(ms[len(ms) // 2], 2) if ms else None
-        p99 = round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 2) if ms else None
-        backend = self.backend()
-        info = backend.info if backend is not None else {}
-        state = self.state
-        if backend is not None and backend is self.local and state != "failed":
-            local_state = getattr(self.local, "state", "ready")
-            state = "running" if local_state == "ready" else local_state
-        elif backend is not None:
-            state = "running"
-        return DetectorHealth(
-            mode="off" if not self.enabled else "workers" if backend is self.remote and backend is not None
-            else "local",
-            state=state, device=info.get("device"), provider=info.get("provider"),
-            model=Path(str(info["model"])).name if info.get("model") else None,
-            workers=self.remote.connected if self.remote is not None else 0,
-            inference_ms_p50=p50, inference_ms_p99=p99,
-            queue=sum(len(c.queue) for c in self.cameras.values()),
-            queue_limit=QUEUE_PER_CAMERA * max(1, len(self.cameras)), frames=self.frames,
-            local_frames=getattr(self.local, "frames", 0),
-            worker_frames=self.remote.frames if self.remote is not None else 0, dropped=self.dropped,
-            errors=self.errors, restarts=getattr(self.local, "restarts", 0), labelled=self.labelled,
-            last_error=self.last_error,
-            cameras={name: CameraDetection(active=bool(c.analyses), frames=c.frames, dropped=c.dropped,
-                                           labelled=c.labelled, stream=c.stream)
-                     for name, c in sorted(self.cameras.items())})
+        active = {name: bool(c.analyses) for name, c in self.cameras.items()}
+        labelled = {name: c.labelled for name, c in self.cameras.items()}
+        streams = {name: c.stream for name, c in self.cameras.items()}
+        return detector_health(self.scheduler, self.enabled, active, labelled, streams, self.last_error)
 
     def metric_families(self) -> Iterator[Family]:
-        frames = counter("sht_detect_frames", "Frames analysed by the object detector", ("camera",))
-        dropped = counter("sht_detect_dropped_frames", "Frames not analysed: the detector was busy", ("camera",))
-        labelled = counter("sht_detect_events_labelled", "Motion events that got a label", ("camera",))
-        for name, c in sorted(self.cameras.items()):
-            frames.add_metric([name], c.frames)
-            dropped.add_metric([name], c.dropped)
-            labelled.add_metric([name], c.labelled)
-        yield frames
-        yield dropped
-        yield labelled
-        errors = counter("sht_detect_errors", "Frames the detector failed on (crash, hang or bad frame)")
-        errors.add_metric([], self.errors)
-        yield errors
-        queue = gauge("sht_detect_queue", "Frames waiting for the detector")
-        queue.add_metric([], sum(len(c.queue) for c in self.cameras.values()))
-        yield queue
+        return metric_families(self.scheduler, {name: c.labelled for name, c in self.cameras.items()})
+
+
+def _covers(rows: list[tuple[str, int, int]], from_us: int, to_us: int) -> bool:
+    """Do the segments cover [from_us, to_us) without a gap (of more than a frame or so)?"""
+    at = from_us
+    for _, start, end in rows:
+        if start > at + 200_000:
+            return False
+        at = max(at, end)
+    return at >= to_us - 200_000
+
+
+def _decode_recorded(segments: SegmentStore, name: str, segment_start_us: int, from_us: int, to_us: int,
+                     step_us: int) -> list[tuple[int, np.ndarray]]:
+    """Worker thread: one picture every ``step_us`` of capture time in [from_us, to_us) of a stored segment."""
+    out: list[tuple[int, np.ndarray]] = []
+    next_us = from_us
+    with segments.open_local(name) as path, av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        for frame in container.decode(stream):
+            if frame.pts is None or frame.time_base is None:
+                continue
+            capture_us = segment_start_us + round(frame.pts * frame.time_base * 1_000_000)
+            if capture_us >= to_us:
+                break
+            if capture_us >= next_us:
+                out.append((capture_us, to_rgb(frame)))
+                next_us = capture_us + step_us
+    return out

@@ -96,13 +96,3 @@ def test_the_snapshot_shows_the_box() -> None:
     assert (rgb == 40).all()  # the frame itself is not drawn on
     jpeg, width, height = snapshot_jpeg(np.full((71, 129, 3), 90, dtype=np.uint8), (0.1, 0.1, 0.2, 0.2))
     assert jpeg[:2] == b"\xff\xd8" and (width, height) == (128, 70)
-
-
-def test_a_best_frame_alone_labels_only_at_the_threshold() -> None:
-    a = analysis(single_frame=True)
-    assert not a.add(0, FRAME, [walker(0, 0.65)])
-    assert a.label is None and a.labelling().labels == {}
-    b = analysis(single_frame=True)
-    assert b.add(0, FRAME, [walker(0, 0.75), Detection("person", 0.9, (0.6, 0.1, 0.1, 0.3)), walker(3, 0.4)])
-    assert (b.label, b.label_score, b.labelling().labels) == ("person", 0.9, {"person": 2})
-    assert b.labelling().box == (0.6, 0.1, 0.1, 0.3)

@@ -68,7 +68,7 @@ def test_node_and_store_metrics_pass_promtool(processes, tmp_path: Path):
     assert value(store_text, 'sht_ingest_seconds_count') >= 2
     assert value(store_text, 'sht_retention_deleted_segments_total{reason="age"}') == 0
     assert value(store_text, "sht_store_segments") >= 2
-    assert value(store_text, 'sht_detect_frames_total{camera="cam0"}') >= 0
+    assert value(store_text, 'sht_detect_dropped_frames_total{camera="cam0",device="cpu"}') >= 0
     assert value(store_text, "sht_detect_queue") == 0
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(node + "/metricsx", timeout=5)
