@@ -169,6 +169,7 @@ def detect_options_from_args(args: argparse.Namespace):  # type: ignore[no-untyp
 
 def cmd_store(args: argparse.Namespace) -> int:
     from store.admin.commands import media_limits_from_args, policy_from_args
+    from store.segments.options import segments_from_args
 
     try:
         policy = policy_from_args(args)
@@ -176,6 +177,7 @@ def cmd_store(args: argparse.Namespace) -> int:
         security = security_from_args(args)
         check_node_ca(args.node_ca)
         detect = detect_options_from_args(args)
+        segments = segments_from_args(args)  # --segments: files (default) or S3
     except ValueError as exc:
         return _fail(str(exc))
     _setup_logging(args.log_level)
@@ -183,8 +185,9 @@ def cmd_store(args: argparse.Namespace) -> int:
     from store.app import run_store
 
     try:
-        asyncio.run(run_store(Path(args.root), args.host, args.port, policy, security, args.node_ca, media, detect))
-    except OSError as exc:
+        asyncio.run(run_store(Path(args.root), args.host, args.port, policy, security, args.node_ca, media, detect,
+                              segments))
+    except OSError as exc:  # a port in use; SegmentStoreError: the S3 endpoint down, no bucket, bad credentials
         return _fail(f"store: {exc}")
     except DetectorError as exc:
         return _fail(f"store: object detection cannot start: {exc} (or run with --detect off)")

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from store.index import index_path
+from store.segments.options import add_segments_flag, opened, segments_from_args
 
 if TYPE_CHECKING:
     from store.maintenance.check import CheckReport
     from store.maintenance.garbage import CollectReport
+    from store.maintenance.rebuild import RebuildReport
     from store.maintenance.retention import RetentionPolicy, SweepReport
     from store.media.budget import MediaLimits
+    from store.segments import SegmentStore
 
 
 SHOW_PER_KIND = 20  # problems listed per kind before "... and N more"
@@ -52,16 +55,19 @@ def add_store_commands(store: argparse.ArgumentParser) -> None:
     serves)."""
     add_limit_flags(store)
     add_media_flags(store)
+    add_segments_flag(store)
     sub = store.add_subparsers(dest="store_command", metavar="{prune,check,rebuild-index,backup}")
 
     prune = sub.add_parser("prune", help="apply retention limits now and print what went")
     _add_root(prune)
+    add_segments_flag(prune)
     add_limit_flags(prune)
     prune.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
     prune.set_defaults(func=cmd_prune)
 
     check = sub.add_parser("check", help="verify the index against the files (exit 1 if anything is wrong)")
     _add_root(check)
+    add_segments_flag(check)
     check.add_argument("--deep", action="store_true", help="also verify every file's SHA-256 (reads everything)")
     check.add_argument("--repair", action="store_true",
                        help="fix what was found (store must be stopped): drop rows of missing files, "
@@ -70,6 +76,7 @@ def add_store_commands(store: argparse.ArgumentParser) -> None:
 
     rebuild = sub.add_parser("rebuild-index", help="build a fresh index from the files (store must be stopped)")
     _add_root(rebuild)
+    add_segments_flag(rebuild)
     rebuild.set_defaults(func=cmd_rebuild)
 
     backup = sub.add_parser("backup", help="consistent copy of the index, safe while the store runs")
@@ -183,6 +190,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     _setup(args)
     try:
         policy = policy_from_args(args)
+        segments = segments_from_args(args)
     except ValueError as exc:
         return _error("prune", str(exc))
     root = Path(args.root)
@@ -191,25 +199,29 @@ def cmd_prune(args: argparse.Namespace) -> int:
     try:
         # A running store keeps its own running total and applies its own limits: not both at once.
         with StoreLock.acquire(root, "sht store prune"):
-            report, collected = asyncio.run(_prune(root, policy, args.dry_run))
+            report, collected = asyncio.run(_prune(root, policy, args.dry_run, segments))
     except StoreBusy as exc:
         return _error("prune", f"{exc}, or give it --max-age/--max-bytes/--min-free and let it prune")
+    except OSError as exc:  # SegmentStoreError among them: S3 down, no bucket
+        return _error("prune", str(exc))
     _print_sweep(report, collected)
     return 1 if collected is not None and collected.errors else 0
 
 
-async def _prune(root: Path, policy: RetentionPolicy, dry_run: bool) -> tuple[SweepReport, CollectReport | None]:
+async def _prune(root: Path, policy: RetentionPolicy, dry_run: bool,
+                 segments: SegmentStore | None) -> tuple[SweepReport, CollectReport | None]:
     from shared.clock import now_us
     from store.maintenance.garbage import collect
     from store.maintenance.retention import open_index, sweep
 
-    index = await open_index(index_path(root))
-    try:
-        report = await sweep(index, root, policy, now_us(), dry_run=dry_run)
-        # Also the files an earlier prune or a stopped store left to delete.
-        return report, None if dry_run else await collect(index.conn, root)
-    finally:
-        await index.close()
+    async with opened(segments):
+        index = await open_index(index_path(root))
+        try:
+            report = await sweep(index, root, policy, now_us(), dry_run=dry_run, segments=segments)
+            # Also the files an earlier prune or a stopped store left to delete.
+            return report, None if dry_run else await collect(index.conn, root, segments=segments)
+        finally:
+            await index.close()
 
 
 def _print_sweep(report: SweepReport, collected: CollectReport | None) -> None:
@@ -247,28 +259,32 @@ def cmd_check(args: argparse.Namespace) -> int:
     root = Path(args.root)
     if _index_path(args) is None:
         return _error("check", f"no index at {index_path(root)}: is --root right?")
-    if not args.repair:
-        report = asyncio.run(_check(root, args.deep, False))
-        _print_check(report, running=_store_pid(root))
-        return 0 if report.ok else 1
     try:
+        segments = segments_from_args(args)
+        if not args.repair:
+            report = asyncio.run(_check(root, args.deep, False, segments))
+            _print_check(report, running=_store_pid(root))
+            return 0 if report.ok else 1
         with StoreLock.acquire(root, "sht store check --repair"):
-            report = asyncio.run(_check(root, args.deep, True))
-    except StoreBusy as exc:
+            report = asyncio.run(_check(root, args.deep, True, segments))
+    except (StoreBusy, ValueError) as exc:
+        return _error("check", str(exc))
+    except OSError as exc:  # SegmentStoreError among them: S3 down, no bucket
         return _error("check", str(exc))
     _print_check(report, running=None)
     return 0 if report.ok else 1
 
 
-async def _check(root: Path, deep: bool, repair: bool) -> CheckReport:
+async def _check(root: Path, deep: bool, repair: bool, segments: SegmentStore | None) -> CheckReport:
     from store.index.db import Index
     from store.maintenance.check import check_store
 
-    index = await Index.open(index_path(root))
-    try:
-        return await check_store(root, index, deep=deep, repair=repair)
-    finally:
-        await index.close()
+    async with opened(segments):
+        index = await Index.open(index_path(root))
+        try:
+            return await check_store(root, index, deep=deep, repair=repair, segments=segments)
+        finally:
+            await index.close()
 
 
 def _store_pid(root: Path) -> int | None:
@@ -324,18 +340,24 @@ def _print_check(report: CheckReport, running: int | None) -> None:
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from store.maintenance.lockfile import StoreBusy, StoreLock
-    from store.maintenance.rebuild import rebuild_index
 
     _setup(args)
     root = Path(args.root)
-    if not (root / "segments").is_dir():
+    try:
+        segments = segments_from_args(args)
+    except ValueError as exc:
+        return _error("rebuild-index", str(exc))
+    where = root / "segments" if segments is None else segments.description
+    if segments is None and not (root / "segments").is_dir():
         return _error("rebuild-index", f"no {root / 'segments'} directory: is --root right?")
     try:
         with StoreLock.acquire(root, "sht store rebuild-index"):
-            report = asyncio.run(rebuild_index(root))
+            report = asyncio.run(_rebuild(root, segments))
     except StoreBusy as exc:
         return _error("rebuild-index", str(exc))
-    print(f"indexed {report.indexed} segments ({_size(report.bytes)}) from {root / 'segments'} "
+    except OSError as exc:  # SegmentStoreError among them: S3 down, no bucket
+        return _error("rebuild-index", str(exc))
+    print(f"indexed {report.indexed} segments ({_size(report.bytes)}) from {where} "
           f"in {report.duration_s:.2f} s")
     if report.carried:
         print("carried over from the old index: " + ", ".join(f"{n} {t} rows" for t, n in report.carried.items()))
@@ -346,6 +368,13 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     for line in report.skipped:
         print(f"skipped (left in place): {line}")
     return 0
+
+
+async def _rebuild(root: Path, segments: SegmentStore | None) -> RebuildReport:
+    from store.maintenance.rebuild import rebuild_index
+
+    async with opened(segments):
+        return await rebuild_index(root, segments)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:

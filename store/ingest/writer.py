@@ -133,8 +133,9 @@ class Ingestor:
         except SegmentStoreError as exc:
             self.stats.refused += 1
             log.error("could not store %s: %s", relpath, exc)
-            return Refusal("storage-unavailable" if exc.retry else "write-failed",
-                           f"store could not store segment {sid}: {exc}", sid, retry=True)
+            return Refusal(exc.code,
+                           f"store could not store segment {sid}: {exc}. The node keeps it and resends it.", sid,
+                           retry=True)
         except OSError as exc:
             self.stats.refused += 1
             log.error("could not write %s: %s", relpath, exc)

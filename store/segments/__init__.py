@@ -34,13 +34,15 @@ class SegmentStoreError(OSError):
 
     An ``OSError``: it is an I/O failure of the store's storage, and the places that handled a failed disk
     (ingest's refusal, ``sht store``'s one-line exit) handle it the same way. ``retry``: whether asking again
-    later can succeed (the endpoint is down) or not (the bytes were refused).
+    later can succeed. ``code``: ingest's refusal code for it: ``storage-unavailable`` (the storage cannot be
+    reached or used now) or ``write-failed`` (it was reached and refused these bytes, e.g. their checksum).
     """
 
-    def __init__(self, message: str, *, retry: bool = True) -> None:
+    def __init__(self, message: str, *, retry: bool = True, code: str = "storage-unavailable") -> None:
         super().__init__(message)
         self.message = message
         self.retry = retry
+        self.code = code
 
     def __str__(self) -> str:
         return self.message

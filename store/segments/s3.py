@@ -1,0 +1,265 @@
+"""The S3 backend: segments as objects in a bucket of any S3-compatible store (AWS S3, MinIO, Ceph RGW,
+SeaweedFS), through aiobotocore (the ``cluster`` extra).
+
+- Keys: the bucket's prefix + the segment name (``CAMERA/YYYY-MM-DD/HH/<start_us>.mp4``).
+- Durability: every PUT carries ``x-amz-checksum-sha256``, the SHA-256 the node sent and the store checked;
+  the server recomputes it and refuses the object (``BadDigest``) when the bytes it got differ, so the index
+  row, written only after ``put`` returns, always names an object that holds exactly those bytes.
+- Reads: whole objects (a 10 s segment is a few MB) into a bounded local cache (``SegmentCache``), for the
+  worker threads that decode or remux them.
+- Deletes: ``DeleteObjects``, up to 1000 keys a request. Quarantine: a copy under ``PREFIX_quarantine/``, then
+  the original deleted.
+
+Credentials come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (or ``AWS_SHARED_CREDENTIALS_FILE``),
+as for every AWS tool. Every failure becomes a ``SegmentStoreError`` naming the endpoint and what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from store.segments import SegmentStoreError, StoredSegment, days_wanted, owners_of, spans_hours, start_of
+from store.segments.cache import DEFAULT_CACHE_BYTES, SegmentCache
+from store.segments.url import S3Location
+
+log = logging.getLogger(__name__)
+
+DELETE_BATCH = 1000  # the most keys DeleteObjects takes
+QUARANTINE = "_quarantine/"  # below the prefix; no camera id starts with "_"
+FETCH_TIMEOUT_S = 120.0
+_CREDENTIALS = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_SHARED_CREDENTIALS_FILE)"
+_BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
+                    "ExpiredToken", "403"}
+_BAD_DIGEST = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "XAmzContentChecksumMismatch"}
+
+
+class S3Segments:
+    def __init__(self, location: S3Location, cache_dir: Path, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.location = location
+        self.bucket, self.prefix = location.bucket, location.prefix
+        self.cache = SegmentCache(cache_dir, cache_bytes)
+        self._client: Any = None
+        self._exit: contextlib.AsyncExitStack | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def description(self) -> str:
+        return self.location.describe()
+
+    @property
+    def disk_path(self) -> None:
+        return None
+
+    async def start(self) -> None:
+        try:
+            from aiobotocore.session import get_session
+            from botocore.config import Config
+        except ImportError as exc:
+            raise SegmentStoreError(f"--segments s3:// needs aiobotocore ({exc}): pip install 'sht-cctv[cluster]'",
+                                    retry=False) from exc
+        config = Config(s3={"addressing_style": "path"},  # what S3-compatible stores all take
+                        retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=10,
+                        # Checksums only where we give them (PUT) or S3 requires them (DeleteObjects).
+                        request_checksum_calculation="when_required", response_checksum_validation="when_required")
+        for noisy in ("aiobotocore.credentials", "botocore.credentials"):  # "Found credentials in ...": each start
+            logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger(noisy).getEffectiveLevel()))
+        self._loop = asyncio.get_running_loop()
+        self._exit = contextlib.AsyncExitStack()
+        self._client = await self._exit.enter_async_context(get_session().create_client(
+            "s3", endpoint_url=self.location.endpoint, region_name=self.location.region, config=config))
+        await asyncio.to_thread(self.cache.clear)
+        try:
+            await self._client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            await self.close()
+            raise self._explain(exc, f"open bucket {self.bucket}") from exc
+
+    async def close(self) -> None:
+        if self._exit is not None:
+            exit_stack, self._exit, self._client = self._exit, None, None
+            await exit_stack.aclose()
+
+    async def remove_temporaries(self) -> list[str]:
+        return []  # a PUT is all or nothing: nothing half-written to clear
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    async def put(self, name: str, data: memoryview | bytes, sha256_hex: str) -> None:
+        checksum = base64.b64encode(bytes.fromhex(sha256_hex)).decode()
+        try:
+            reply = await self._s3().put_object(Bucket=self.bucket, Key=self.key(name), Body=bytes(data),
+                                                ChecksumSHA256=checksum, ContentType="video/mp4")
+        except Exception as exc:
+            raise self._explain(exc, f"store {name}") from exc
+        echoed = reply.get("ChecksumSHA256")
+        if echoed is not None and echoed != checksum:  # it verified something else: do not trust the object
+            raise SegmentStoreError(f"S3 at {self._where()} stored {name} with SHA-256 {echoed}, not the {checksum} "
+                                    "that was sent", code="write-failed")
+
+    async def exists(self, name: str) -> bool:
+        try:
+            await self._s3().head_object(Bucket=self.bucket, Key=self.key(name))
+            return True
+        except Exception as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise self._explain(exc, f"look for {name}") from exc
+
+    @contextlib.contextmanager
+    def open_local(self, name: str) -> Iterator[Path]:
+        loop = self._loop
+        if loop is None:
+            raise SegmentStoreError(f"{self.description} is not open (start() first)", retry=False)
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is loop:
+                raise AssertionError("open_local blocks: call it from a worker thread, not the event loop")
+
+        def fetch() -> bytes:
+            return asyncio.run_coroutine_threadsafe(self._get(name), loop).result(FETCH_TIMEOUT_S)
+
+        with self.cache.hold(name, fetch) as path:
+            yield path
+
+    async def _get(self, name: str) -> bytes:
+        try:
+            reply = await self._s3().get_object(Bucket=self.bucket, Key=self.key(name))
+            async with reply["Body"] as body:
+                return bytes(await body.read())
+        except Exception as exc:
+            if _code(exc) in ("404", "NoSuchKey"):
+                raise FileNotFoundError(f"{self.description}: no object {self.key(name)}") from exc
+            raise self._explain(exc, f"read {name}") from exc
+
+    async def delete_many(self, names: list[str]) -> int:
+        errors = 0
+        for i in range(0, len(names), DELETE_BATCH):
+            batch = names[i:i + DELETE_BATCH]
+            try:
+                reply = await self._s3().delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": self.key(n)} for n in batch], "Quiet": True})
+            except Exception as exc:
+                log.error("could not delete %d objects (their rows are gone; they stay listed for deletion and are "
+                          "tried again at the next collection): %s", len(batch), self._explain(exc, "delete"))
+                errors += len(batch)
+                continue
+            failed = [e for e in reply.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+            for e in failed[:5]:
+                log.error("could not delete %s: %s %s", e.get("Key"), e.get("Code"), e.get("Message"))
+            errors += len(failed)
+        await asyncio.to_thread(self.cache.forget, names)
+        return errors
+
+    async def sync_deleted(self, hours: list[str]) -> None:
+        return None  # a DeleteObjects that answered is done
+
+    async def hours_between(self, camera: str, spans: list[tuple[int, int]]) -> dict[str, list[int]]:
+        keys = spans_hours(spans)
+        found: dict[str, list[int]] = {}
+        for day in await self._children(f"{camera}/"):
+            if not days_wanted(day, keys):
+                continue
+            for hour in await self._children(f"{camera}/{day}/"):
+                owners = owners_of(day, hour, keys)
+                if owners:
+                    found[f"{camera}/{day}/{hour}"] = owners
+        return found
+
+    async def _children(self, below: str) -> list[str]:
+        """The "directories" one level below ``below`` (a name prefix ending in /), sorted."""
+        names: list[str] = []
+        async for page in self._pages(self.key(below), delimiter="/"):
+            names += [p["Prefix"][len(self.key(below)):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        return sorted(names)
+
+    async def starts_in_hour(self, hour: str) -> list[int]:
+        starts = []
+        async for page in self._pages(self.key(f"{hour}/")):
+            starts += [s for obj in page.get("Contents", []) if (s := start_of(obj["Key"])) is not None]
+        return starts
+
+    async def list_all(self) -> AsyncIterator[StoredSegment]:
+        async for page in self._pages(self.prefix):
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(self.prefix):]
+                if not name.startswith(QUARANTINE):
+                    yield StoredSegment(name, int(obj["Size"]), _micros(obj["LastModified"]))
+
+    async def _pages(self, prefix: str, delimiter: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        extra = {"Delimiter": delimiter} if delimiter else {}
+        try:
+            async for page in self._s3().get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=prefix, **extra):
+                yield page
+        except Exception as exc:
+            raise self._explain(exc, f"list {prefix or 'the bucket'}") from exc
+
+    async def quarantine(self, name: str) -> str:
+        dest = f"{QUARANTINE}{name}"
+        n = 0
+        while await self.exists(dest):
+            n += 1
+            dest = f"{QUARANTINE}{name}.{n}"
+        try:
+            await self._s3().copy_object(Bucket=self.bucket, Key=self.key(dest),
+                                         CopySource={"Bucket": self.bucket, "Key": self.key(name)})
+        except Exception as exc:
+            raise self._explain(exc, f"copy {name} to quarantine") from exc
+        if await self.delete_many([name]):
+            raise SegmentStoreError(f"copied {name} to {dest} but could not delete it (see the log)")
+        return f"s3://{self.bucket}/{self.key(dest)}"
+
+    def _s3(self) -> Any:
+        if self._client is None:
+            raise SegmentStoreError(f"{self.description} is not open (start() first)", retry=False)
+        return self._client
+
+    def _where(self) -> str:
+        return self.location.endpoint or f"AWS S3 ({self.location.region})"
+
+    def _explain(self, exc: BaseException, what: str) -> SegmentStoreError:
+        """One line: what failed, at which endpoint, and what to do about it."""
+        if isinstance(exc, SegmentStoreError):
+            return exc
+        from botocore import exceptions as boto
+
+        where, bucket = self._where(), self.bucket
+        if isinstance(exc, (boto.NoCredentialsError, boto.PartialCredentialsError)):
+            return SegmentStoreError(f"cannot {what}: no S3 credentials for {where}: set {_CREDENTIALS}")
+        if isinstance(exc, (boto.EndpointConnectionError, boto.ConnectionError, boto.HTTPClientError,
+                            asyncio.TimeoutError, OSError)):
+            return SegmentStoreError(f"cannot {what}: the S3 endpoint {where} does not answer ({exc}); start it or "
+                                     "fix --segments")
+        code = _code(exc)
+        message = exc.response.get("Error", {}).get("Message", "") if isinstance(exc, boto.ClientError) else str(exc)
+        if code in _BAD_CREDENTIALS:
+            return SegmentStoreError(f"cannot {what}: S3 at {where} refused the credentials for bucket {bucket} "
+                                     f"({code}: {message}); check {_CREDENTIALS} and the user's rights")
+        no_bucket = code == "NoSuchBucket" or (code == "404" and what.startswith("open bucket"))
+        if no_bucket:
+            return SegmentStoreError(f"cannot {what}: there is no bucket {bucket} at {where}; create it (e.g. "
+                                     f"aws s3 mb s3://{bucket} --endpoint-url {where}) or fix --segments")
+        if code in _BAD_DIGEST:
+            return SegmentStoreError(f"cannot {what}: S3 at {where} says the bytes it received do not match their "
+                                     f"SHA-256 ({code}): damaged on the way, not stored", code="write-failed")
+        return SegmentStoreError(f"cannot {what}: S3 at {where} answered {code or type(exc).__name__}: "
+                                 f"{message or exc}")
+
+
+def _code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    return str(response.get("Error", {}).get("Code", "") or response.get("ResponseMetadata", {}).get(
+        "HTTPStatusCode", ""))
+
+
+def _micros(when: datetime) -> int:
+    return int(when.timestamp() * 1_000_000)
