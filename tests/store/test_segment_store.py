@@ -72,7 +72,8 @@ async def test_ingest_stores_the_bytes_under_the_layout_and_the_row_names_them(t
         assert await asyncio.to_thread(read, backend, segment_name(header.camera, header.start_us)) \
             == data
     assert [r[4] for r in rows(tmp_path)] == [row_path(n) for n in names]
-    assert all(r[3] == hashlib.sha256(read(backend, name_of(r[4]) or "")).hexdigest() for r in rows(tmp_path))
+    for row in rows(tmp_path):
+        assert row[3] == hashlib.sha256(await asyncio.to_thread(read, backend, name_of(row[4]) or "")).hexdigest()
     if isinstance(backend, FileSegments):
         assert not (tmp_path / "segments").exists()  # nothing under ROOT/segments: all in the directory given
 
