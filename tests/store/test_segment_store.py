@@ -96,8 +96,8 @@ async def test_check_repair_and_rebuild_work_through_the_backend(tmp_path, backe
         assert not await backend.exists(name_of(mismatched[4]) or "")  # in quarantine, not deleted
     finally:
         await index.close()
-    report = await rebuild_index(tmp_path, backend)
-    assert report.indexed == len(recorded) - 1 and not report.skipped
+    rebuilt = await rebuild_index(tmp_path, backend)
+    assert rebuilt.indexed == len(recorded) - 1 and not rebuilt.skipped
     assert rows(tmp_path) == [r for r in before if r != mismatched]
 
 
