@@ -120,8 +120,7 @@ class Store:
             local,  # type: ignore[arg-type]
             options, substream=lambda camera: server.locate(camera).substream, zones=self._label_zones,
             on_label=lambda event_id, camera, start_us, label: server.event_labelled(camera, start_us, label),
-            root=self.root)
-        self.detection.segments = self.segments  # events analysed from their recording read it where ingest wrote
+            root=self.root, segments=self.segments)  # events analysed from their recording: read where ingest wrote
         self.detection.observe = lambda camera, device, s: server.metrics.detect_seconds.labels(camera,
                                                                                                   device).observe(s)
         if options.mode == "off":
