@@ -34,7 +34,7 @@ import aiosqlite
 from shared.clock import iso_utc, now_us
 from shared.settings import RETENTION_DAYS, SETTINGS, SettingError
 from store.index import coverage_marks, index_path
-from store.index.db import Index
+from store.index.db import Index, transaction
 from store.index.timeline import HOUR_US
 from store.ingest.writer import KeyedLocks
 from store.maintenance import garbage
@@ -105,6 +105,7 @@ class SweepReport:
     oldest_remaining_us: int | None = None
     skipped_locked: int = 0  # distinct segments kept only because a locked event overlaps them
     unmet_bytes: int = 0  # space still wanted after the sweep (all that is left is locked)
+    snapshots_deleted: int = 0  # events' snapshots whose footage is gone
     duration_s: float = 0.0
 
 
@@ -176,8 +177,26 @@ async def sweep(index: Index, root: Path, policy: RetentionPolicy, now_us: int, 
     await sweeper.finish_batch()
     report.skipped_locked = len(sweeper.locked_ids)
     await sweeper.oldest_remaining(cameras)
+    if not dry_run:
+        report.snapshots_deleted = await _forget_snapshots(index.conn, report)
     report.duration_s = time.monotonic() - started
     return report
+
+
+async def _forget_snapshots(conn: aiosqlite.Connection, report: SweepReport) -> int:
+    """Events' snapshots (JPEGs in the index) go with the footage they were taken from: an event that ended
+    before its camera's oldest remaining segment, and is not locked, keeps its label and counts, not its
+    picture. Without this the index would grow by every labelled event's JPEG for ever."""
+    deleted = 0
+    for camera, cam in report.by_camera.items():
+        if cam.oldest_remaining_us is None:
+            continue
+        async with transaction(conn):
+            cur = await conn.execute(
+                "DELETE FROM event_snapshots WHERE event_id IN (SELECT id FROM events WHERE camera = ? "
+                "AND end_us < ? AND locked = 0)", (camera, cam.oldest_remaining_us))
+            deleted += max(0, cur.rowcount)
+    return deleted
 
 
 class RetentionTask:

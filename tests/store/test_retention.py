@@ -433,3 +433,24 @@ async def test_the_garbage_rows_go_only_after_the_directories_are_synced(index, 
     monkeypatch.undo()
     await garbage.collect(index.conn, tmp_path)
     assert await garbage.pending(index.conn) == (0, 0)
+
+
+async def test_snapshots_go_with_the_footage_they_show_unless_the_event_is_locked(index, tmp_path):
+    from shared.protocol.ingest import EventRecord
+    from store.index.event_labels import event_snapshot, set_event_snapshot
+    from store.ingest.events import ingest_event
+
+    for days in (40, 1):
+        await add(index, tmp_path, "cam0", NOW - days * DAY_US)
+    ids = []
+    for days, locked in ((40, 0), (39, 1), (1, 0)):
+        start = NOW - days * DAY_US + 1_000_000
+        done = await ingest_event(index.conn, EventRecord("node0", "cam0", start, start + 5_000_000, "motion", 0.5))
+        await set_event_snapshot(index.conn, done.event_id, start, 64, 48, b"\xff\xd8jpeg")
+        await index.conn.execute("UPDATE events SET locked = ? WHERE id = ?", (locked, done.event_id))
+        await index.conn.commit()
+        ids.append(done.event_id)
+    report = await sweep(index, tmp_path, RetentionPolicy(), NOW)
+    assert report.snapshots_deleted == 1
+    assert [await event_snapshot(index.conn, i) is not None for i in ids] == [False, True, True]
+    assert (await sweep(index, tmp_path, RetentionPolicy(), NOW, dry_run=True)).snapshots_deleted == 0
