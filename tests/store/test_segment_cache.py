@@ -16,7 +16,7 @@ def fetcher(data: bytes, calls: list[str], name: str):  # noqa: ANN201
 
 
 def test_a_second_read_is_a_hit_and_the_least_recently_used_goes_first(tmp_path: Path) -> None:
-    cache, calls = SegmentCache(tmp_path / "c", max_bytes=250), []
+    cache, calls = SegmentCache(tmp_path / "c", max_bytes=250), list[str]()
     for name in ("a/1.mp4", "b/2.mp4"):
         with cache.hold(name, fetcher(b"x" * 100, calls, name)) as path:
             assert path == tmp_path / "c" / name and path.read_bytes() == b"x" * 100
@@ -30,7 +30,7 @@ def test_a_second_read_is_a_hit_and_the_least_recently_used_goes_first(tmp_path:
 
 
 def test_an_object_being_read_is_never_evicted_under_its_reader(tmp_path: Path) -> None:
-    cache, calls = SegmentCache(tmp_path / "c", max_bytes=100), []
+    cache, calls = SegmentCache(tmp_path / "c", max_bytes=100), list[str]()
     with cache.hold("a.mp4", fetcher(b"x" * 100, calls, "a.mp4")) as held:
         with cache.hold("b.mp4", fetcher(b"y" * 100, calls, "b.mp4")) as other:
             assert held.read_bytes() == b"x" * 100 and other.read_bytes() == b"y" * 100  # over the bound a while
