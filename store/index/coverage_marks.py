@@ -20,7 +20,7 @@ MARK_ALL_SQL = """
 INSERT INTO coverage_hours (camera, hour_us, segments, recorded_us, intervals, dirty)
 SELECT camera, hour, 0, 0, '[]', 1 FROM (
     SELECT camera, start_us - start_us % 3600000000 AS hour FROM segments
-    UNION SELECT camera, (end_us - 1) - (end_us - 1) % 3600000000 FROM segments)
+    UNION SELECT camera, (end_us - 1) - (end_us - 1) % 3600000000 FROM segments) AS touched
 WHERE true
 ON CONFLICT (camera, hour_us) DO UPDATE SET dirty = 1
 """

@@ -1,5 +1,5 @@
-"""The store's SQLite index through aiosqlite (WAL). Schema: ``store/index/schema.sql``; versions and
-upgrades: ``store/index/migrations.py``."""
+"""The store's index: SQLite through aiosqlite (WAL), the default, or PostgreSQL (store/index/postgres.py) for
+several stores. Schema: ``store/index/schema.sql``; versions and upgrades: ``store/index/migrations.py``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import aiosqlite
 
 from shared.protocol.ingest import SegmentHeader
 from store.index import coverage_marks
+from store.index.location import check_index_url, sqlite_path
 from store.index.migrations import prepare
 
 _WRITE_LOCKS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -29,6 +31,9 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
     lock = _WRITE_LOCKS.setdefault(conn, asyncio.Lock())
     async with lock:
         try:
+            if dialect(conn) == "postgresql":
+                # Reads inside see the transaction's writes and other stores' committed ones, as on SQLite.
+                await conn.begin()  # type: ignore[attr-defined]  # PostgresConnection
             yield conn
             await conn.commit()
         except BaseException:
@@ -36,6 +41,21 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
             # left inside a transaction whose rows other tasks would see, or commit by accident.
             await conn.rollback()
             raise
+
+
+def dialect(conn: aiosqlite.Connection) -> str:
+    """'sqlite' or 'postgresql': for the few statements that must differ (store/index/dialect.py does the rest)."""
+    return getattr(conn, "dialect", "sqlite")
+
+
+async def begin_exclusive(conn: aiosqlite.Connection) -> None:
+    """Begin a write transaction in which no other writer changes ``segments`` until it ends."""
+    if dialect(conn) == "postgresql":
+        await conn.begin()  # type: ignore[attr-defined]  # PostgresConnection
+        # Conflicts with INSERT/UPDATE/DELETE (and itself), not with reads: what BEGIN IMMEDIATE is on SQLite.
+        await conn.execute("LOCK TABLE segments IN SHARE ROW EXCLUSIVE MODE")
+    else:
+        await conn.execute("BEGIN IMMEDIATE")
 
 
 @dataclass(frozen=True)
@@ -55,7 +75,11 @@ class Index:
         self.conn = conn
 
     @classmethod
-    async def open(cls, path: Path) -> Index:
+    async def open(cls, where: Path | str) -> Index:
+        """``where``: the SQLite file, or an index URL (``sqlite:PATH``, ``postgresql://...``: location.py)."""
+        path = where if isinstance(where, Path) else sqlite_path(check_index_url(where))
+        if path is None:
+            return cls(await _open_postgres(str(where)))
         conn = await aiosqlite.connect(path)
         try:
             await prepare(conn, path)
@@ -91,6 +115,10 @@ class Index:
                 (header.node, received_us, received_us),
             )
 
+    @property
+    def dialect(self) -> str:
+        return dialect(self.conn)
+
     async def camera_totals(self) -> dict[str, dict]:
         async with self.conn.execute(
             "SELECT camera, COUNT(*), SUM(frames), SUM(size_bytes), MIN(start_us), MAX(end_us) "
@@ -106,3 +134,22 @@ class Index:
             "FROM segments WHERE camera = ? ORDER BY start_us", (camera,)
         ) as cur:
             return [SegmentRow(*r) for r in await cur.fetchall()]
+
+
+async def _open_postgres(url: str) -> aiosqlite.Connection:
+    """A PostgreSQL index, prepared. Typed as aiosqlite's connection: PostgresConnection offers the same
+    methods with the same meaning (store/index/postgres.py), so every query module takes either."""
+    try:
+        from store.index.postgres import PostgresConnection, redacted
+    except ImportError as exc:
+        raise RuntimeError(f"--index postgresql://... needs psycopg ({exc}): pip install 'sht-cctv[cluster]'") from None
+    from store.index.dialect import identity_columns
+    from store.index.migrations import prepare_postgres, schema_text
+
+    conn = await PostgresConnection.connect(url, identity_columns(schema_text()))
+    try:
+        await prepare_postgres(conn, redacted(url))
+    except BaseException:
+        await conn.close()
+        raise
+    return cast(aiosqlite.Connection, conn)

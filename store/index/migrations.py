@@ -13,10 +13,15 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiosqlite
 
 from store.index.coverage_marks import MARK_ALL_SQL
+from store.index.dialect import column_for_postgres, schema_for_postgres
+
+if TYPE_CHECKING:
+    from store.index.postgres import PostgresConnection
 
 SCHEMA_VERSION = 3
 # version -> (next version, SQL that fills what that version added)
@@ -34,13 +39,45 @@ EVENT_COLUMNS_3 = (
 )
 
 
+# pg_advisory_xact_lock key: stores starting at once against one PostgreSQL index prepare it one at a time.
+SCHEMA_LOCK_KEY = 0x5348_5400_0001
+
+
+def schema_text() -> str:
+    return resources.files("store.index").joinpath("schema.sql").read_text()
+
+
 async def prepare(conn: aiosqlite.Connection, path: Path) -> None:
     """Create what is missing, apply additive upgrades, refuse an index from a newer store."""
-    schema = resources.files("store.index").joinpath("schema.sql").read_text()
     await _add_columns(conn, "events", EVENT_COLUMNS_3)
-    await conn.executescript(schema)
+    await conn.executescript(schema_text())
     # FULL: a committed row survives power loss, matching the fsync'd file it points at.
     await conn.execute("PRAGMA synchronous = FULL")
+    await _upgrade(conn, str(path))
+
+
+async def prepare_postgres(conn: PostgresConnection, where: str) -> None:
+    """The same on PostgreSQL, from the same schema.sql: all in one transaction (PostgreSQL's DDL is
+    transactional), under an advisory lock so that stores starting together do it once."""
+    await conn.begin()
+    try:
+        await conn.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
+        async with conn.execute("SELECT column_name FROM information_schema.columns "
+                                "WHERE table_schema = current_schema() AND table_name = 'events'") as cur:
+            have = {row[0] for row in await cur.fetchall()}
+        for name, decl in EVENT_COLUMNS_3 if have else ():
+            if name not in have:
+                await conn.execute(f"ALTER TABLE events ADD COLUMN {name} {column_for_postgres(decl)}")
+        for statement in schema_for_postgres(schema_text()):
+            await conn.execute(statement)
+        await _upgrade(conn, where)
+    except BaseException:
+        await conn.rollback()
+        raise
+
+
+async def _upgrade(conn: aiosqlite.Connection | PostgresConnection, where: str) -> None:
+    """Bring schema_version up to SCHEMA_VERSION (or set it on a new index), then commit."""
     async with conn.execute("SELECT version FROM schema_version") as cur:
         row = await cur.fetchone()
     version = None if row is None else int(row[0])
@@ -52,7 +89,7 @@ async def prepare(conn: aiosqlite.Connection, path: Path) -> None:
         await conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
     elif version != SCHEMA_VERSION:
         await conn.rollback()
-        raise RuntimeError(f"index {path} has schema version {row[0]}, this store expects {SCHEMA_VERSION}: "
+        raise RuntimeError(f"index {where} has schema version {row[0]}, this store expects {SCHEMA_VERSION}: "
                            "it was written by a newer sht-cctv; upgrade this one (pip install -U sht-cctv)")
     await conn.commit()
 

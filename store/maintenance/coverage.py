@@ -23,6 +23,7 @@ import aiosqlite
 
 from shared.clock import now_us
 from store.index import index_path
+from store.index.db import begin_exclusive
 from store.index.timeline import HOUR_US, spans_between, summarise_hour
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ SETTLE_US = 60_000_000  # an hour is summarised once it ended this long ago (lat
 
 async def refresh(conn: aiosqlite.Connection, before_us: int, limit: int = REFRESH_BATCH) -> int:
     """Recompute up to ``limit`` dirty hours that end before ``before_us``; returns how many."""
-    await conn.execute("BEGIN IMMEDIATE")  # no segment changes between reading an hour and writing it
+    await begin_exclusive(conn)  # no segment changes between reading an hour and writing it
     try:
         async with conn.execute(
             "SELECT camera, hour_us FROM coverage_hours WHERE dirty = 1 AND hour_us + ? <= ? LIMIT ?",

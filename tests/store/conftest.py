@@ -3,8 +3,7 @@ so the index's tests run on SQLite (the embedded default) and on PostgreSQL alik
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -19,9 +18,16 @@ def postgres() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a test's index lives: ``sqlite:PATH`` in its temporary directory, or a fresh PostgreSQL database."""
+def new_index_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], str]:
+    """Makes a new empty index on each call (hypothesis examples each want their own): ``sqlite:PATH`` in a new
+    temporary directory, or a new PostgreSQL database. Every test using it runs once per backend."""
     if request.param == "sqlite":
-        return f"sqlite:{tmp_path / 'index.sqlite3'}"
+        return lambda: f"sqlite:{tmp_path_factory.mktemp('index') / 'index.sqlite3'}"
     cluster: PostgresCluster = request.getfixturevalue("postgres")
-    return cluster.create_database()
+    return cluster.create_database
+
+
+@pytest.fixture
+def index_url(new_index_url: Callable[[], str]) -> str:
+    """A test's index: a SQLite file or a PostgreSQL database (the test runs on both)."""
+    return new_index_url()

@@ -21,8 +21,8 @@ COLUMNS = "start_us, end_us, score, bbox_x, bbox_y, bbox_w, bbox_h, thumb_us, de
 
 
 @pytest.fixture
-async def index(tmp_path) -> AsyncIterator[Index]:
-    idx = await Index.open(tmp_path / "index.sqlite3")
+async def index(index_url) -> AsyncIterator[Index]:
+    idx = await Index.open(index_url)
     yield idx
     await idx.close()
 

@@ -98,8 +98,8 @@ async def test_rebuild_carries_labels_and_snapshots_with_their_events(tmp_path):
 
 
 @pytest.fixture
-async def index(tmp_path) -> AsyncIterator[Index]:
-    idx = await Index.open(tmp_path / "index.sqlite3")
+async def index(index_url) -> AsyncIterator[Index]:
+    idx = await Index.open(index_url)
     yield idx
     await idx.close()
 

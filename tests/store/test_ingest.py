@@ -1,5 +1,3 @@
-import sqlite3
-
 import pytest
 
 from shared.protocol.ingest import Ack, Refusal, SegmentHeader, sha256_hex
@@ -8,6 +6,7 @@ from store.index.db import Index
 from store.ingest import writer as ingest_module
 from store.ingest.writer import Ingestor, segment_relpath
 from store.segments import files as segment_files
+from tests.store.index_backends import committed_rows
 from tests.store.real_segments import real_mp4
 
 START = 1_764_165_166_000_000  # 2025-11-26T13:52:46Z
@@ -22,8 +21,8 @@ def header(data: bytes, start: int = START, **changes) -> SegmentHeader:
 
 
 @pytest.fixture
-async def ingestor(tmp_path):
-    index = await Index.open(tmp_path / "index.sqlite3")
+async def ingestor(tmp_path, index_url):
+    index = await Index.open(index_url)
     yield Ingestor(tmp_path, index)
     await index.close()
 
@@ -32,27 +31,25 @@ def test_layout_is_camera_day_hour_utc():
     assert str(segment_relpath("cam0", START)) == f"segments/cam0/2025-11-26/13/{START}.mp4"
 
 
-async def test_ingest_writes_file_then_row_then_acks(ingestor, tmp_path):
+async def test_ingest_writes_file_then_row_then_acks(ingestor, tmp_path, index_url):
     data = real_mp4()
     reply = await ingestor.ingest(header(data), memoryview(data))
     assert reply == Ack(f"cam0-{START}")
     path = tmp_path / segment_relpath("cam0", START)
     assert path.read_bytes() == data
-    with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
-        rows = conn.execute("SELECT camera, start_us, size_bytes, sha256, path FROM segments").fetchall()
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    rows = committed_rows(index_url, "SELECT camera, start_us, size_bytes, sha256, path FROM segments")
     assert rows == [("cam0", START, len(data), sha256_hex(data), str(segment_relpath("cam0", START)))]
-    assert mode == "wal"
+    if index_url.startswith("sqlite:"):
+        assert committed_rows(index_url, "PRAGMA journal_mode") == [("wal",)]
     assert not list(tmp_path.rglob("*.tmp-*"))
 
 
-async def test_resend_is_acknowledged_without_a_duplicate(ingestor, tmp_path):
+async def test_resend_is_acknowledged_without_a_duplicate(ingestor, index_url):
     data = real_mp4()
     await ingestor.ingest(header(data), memoryview(data))
     reply = await ingestor.ingest(header(data), memoryview(data))
     assert reply == Ack(f"cam0-{START}", duplicate=True)
-    with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
-        assert conn.execute("SELECT COUNT(*) FROM segments").fetchone()[0] == 1
+    assert committed_rows(index_url, "SELECT COUNT(*) FROM segments") == [(1,)]
 
 
 async def test_same_identity_different_content_is_refused_and_the_original_kept(ingestor, tmp_path):
@@ -77,15 +74,14 @@ async def test_full_disk_is_refused_with_the_cause(ingestor, tmp_path, monkeypat
     assert "free" in reply.message and not (tmp_path / "segments").exists()
 
 
-async def test_failed_write_leaves_no_row(ingestor, tmp_path, monkeypatch):
+async def test_failed_write_leaves_no_row(ingestor, index_url, monkeypatch):
     def broken(path, data):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(segment_files, "write_atomic", broken)  # the file backend's durable write
     reply = await ingestor.ingest(header(real_mp4()), memoryview(real_mp4()))
     assert isinstance(reply, Refusal) and reply.code == "write-failed"
     assert "No space left" in reply.message
-    with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
-        assert conn.execute("SELECT COUNT(*) FROM segments").fetchone()[0] == 0
+    assert committed_rows(index_url, "SELECT COUNT(*) FROM segments") == [(0,)]
 
 
 async def test_store_start_removes_temporaries(tmp_path):

@@ -1,4 +1,4 @@
-"""Index queries against a real SQLite file."""
+"""Index queries against a real index: a SQLite file and a PostgreSQL database (the index_url fixture)."""
 
 import pytest
 
@@ -16,8 +16,8 @@ T0 = 1_800_000_000 * S  # a round start, so minute/hour buckets line up
 
 
 @pytest.fixture
-async def index(tmp_path):
-    idx = await Index.open(tmp_path / "index.sqlite3")
+async def index(index_url):
+    idx = await Index.open(index_url)
     yield idx
     await idx.close()
 

@@ -1,7 +1,7 @@
 """Timelines from hour summaries equal timelines read segment by segment, to the microsecond."""
 
 import asyncio
-import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +13,7 @@ from store.index import coverage_marks, timeline
 from store.index.db import Index
 from store.index.timeline import GAP_TOLERANCE_US, HOUR_US
 from store.maintenance import coverage
+from tests.store.index_backends import committed_rows
 
 S = 1_000_000
 T0 = 1_795_000_000_000_000 // HOUR_US * HOUR_US  # an hour boundary
@@ -53,14 +54,13 @@ segment_sets = st.lists(
 @given(segment_sets, st.integers(0, 5 * 3600 * S), st.integers(1, 6 * 3600 * S),
        st.sampled_from(["minute", "hour", "day"]), st.sampled_from([0, 3600, -7200, 19800]),
        st.sampled_from(["none", "some", "all"]), st.randoms(use_true_random=False))
-def test_timeline_from_summaries_equals_the_definition(tmp_path_factory, made, lo_off, length, bucket, offset_s,
-                                                       summarised, rnd):
+def test_timeline_from_summaries_equals_the_definition(new_index_url: Callable[[], str], made, lo_off, length, bucket,
+                                                       offset_s, summarised, rnd):
     spans = [(T0 + s * S + jitter, T0 + (s + n) * S + jitter) for s, n, jitter in made if T0 + s * S + jitter > 0]
     lo, hi = T0 + lo_off, T0 + lo_off + length
 
     async def run() -> dict:
-        db = tmp_path_factory.mktemp("tl") / "index.sqlite3"
-        index = await Index.open(db)
+        index = await Index.open(new_index_url())
         try:
             for s, e in spans:
                 await add(index, "cam0", s, e)
@@ -86,36 +86,33 @@ def test_timeline_from_summaries_equals_the_definition(tmp_path_factory, made, l
     assert got["recorded_us"] == sum(e - s for s, e in want["intervals"])
 
 
-async def test_ingest_marks_hours_dirty_and_the_task_summarises_settled_ones(tmp_path: Path) -> None:
-    index = await Index.open(tmp_path / "index.sqlite3")
+async def test_ingest_marks_hours_dirty_and_the_task_summarises_settled_ones(index_url: str) -> None:
+    index = await Index.open(index_url)
     try:
         await add(index, "cam0", T0 + HOUR_US - 5 * S, T0 + HOUR_US + 5 * S)  # straddles an hour boundary
-        with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
-            assert conn.execute("SELECT hour_us, dirty FROM coverage_hours ORDER BY hour_us").fetchall() == [
-                (T0, 1), (T0 + HOUR_US, 1)]
+        assert committed_rows(index_url, "SELECT hour_us, dirty FROM coverage_hours ORDER BY hour_us") == [
+            (T0, 1), (T0 + HOUR_US, 1)]
         assert await coverage.refresh_all(index.conn, T0 + HOUR_US - 1) == 0  # neither hour has ended by then
         assert await coverage.refresh_all(index.conn, T0 + 2 * HOUR_US) == 2
-        with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
-            assert conn.execute("SELECT hour_us, segments, recorded_us, intervals, dirty FROM coverage_hours "
-                                "ORDER BY hour_us").fetchall() == [
-                (T0, 1, 5 * S, f"[[{T0 + HOUR_US - 5 * S},{T0 + HOUR_US}]]", 0),
-                (T0 + HOUR_US, 0, 5 * S, f"[[{T0 + HOUR_US},{T0 + HOUR_US + 5 * S}]]", 0)]
+        assert committed_rows(index_url, "SELECT hour_us, segments, recorded_us, intervals, dirty FROM coverage_hours "
+                              "ORDER BY hour_us") == [
+            (T0, 1, 5 * S, f"[[{T0 + HOUR_US - 5 * S},{T0 + HOUR_US}]]", 0),
+            (T0 + HOUR_US, 0, 5 * S, f"[[{T0 + HOUR_US},{T0 + HOUR_US + 5 * S}]]", 0)]
         await index.conn.execute("DELETE FROM segments")
         await coverage_marks.mark_all(index.conn)  # nothing left to mark: the rows stay clean until recomputed
         await coverage_marks.mark(index.conn, [("cam0", T0 + HOUR_US - 5 * S, T0 + HOUR_US + 5 * S)])
         await index.conn.commit()
         assert await coverage.refresh_all(index.conn, T0 + 2 * HOUR_US) == 2
-        with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
-            assert conn.execute("SELECT COUNT(*) FROM coverage_hours").fetchone() == (0,)  # no footage, no row
+        assert committed_rows(index_url, "SELECT COUNT(*) FROM coverage_hours") == [(0,)]  # no footage, no row
     finally:
         await index.close()
 
 
-async def test_retention_and_repair_leave_no_stale_summary(tmp_path: Path) -> None:
+async def test_retention_and_repair_leave_no_stale_summary(tmp_path: Path, index_url: str) -> None:
     from store.maintenance.check import check_store
     from store.maintenance.retention import RetentionPolicy, sweep
 
-    index = await Index.open(tmp_path / "index.sqlite3")
+    index = await Index.open(index_url)
     try:
         spans = [(T0 + k * 10 * S, T0 + (k + 1) * 10 * S) for k in range(0, 3 * 360, 7)]  # 3 hours, gappy
         for s, e in spans:
@@ -132,7 +129,6 @@ async def test_retention_and_repair_leave_no_stale_summary(tmp_path: Path) -> No
         got = await timeline.timeline(index.conn, TimelineParams("cam0", TimeRange(lo, hi), "hour"))
         assert got.intervals == () and [b.segments for b in got.buckets] == [0, 0, 0]
         await coverage.refresh_all(index.conn, T0 + 4 * HOUR_US)
-        with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
-            assert conn.execute("SELECT COUNT(*) FROM coverage_hours").fetchone() == (0,)
+        assert committed_rows(index_url, "SELECT COUNT(*) FROM coverage_hours") == [(0,)]
     finally:
         await index.close()

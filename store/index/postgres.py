@@ -1,0 +1,251 @@
+"""The index on PostgreSQL (``sht store --index postgresql://...``), through psycopg 3 (the ``cluster`` extra).
+
+``PostgresConnection`` offers what the store's code uses of an aiosqlite connection, with the same meaning,
+so every query module runs unchanged on both:
+
+- ``execute`` (awaited, or ``async with``) returns a cursor with ``fetchone``, ``fetchall``, ``rowcount`` and
+  ``lastrowid``; ``executemany``; ``commit``; ``rollback``; ``close``;
+- transactions as Python's sqlite3 makes them: an INSERT, UPDATE or DELETE outside a transaction begins one, and
+  it lasts until ``commit`` or ``rollback``; everything else runs on its own;
+- SQL as SQLite takes it (store/index/dialect.py translates); PRAGMAs are SQLite's tuning and do nothing here.
+
+Writes go through one connection (the store's tasks share it, as they share the SQLite one, and
+``store.index.db.transaction`` keeps them apart); a query made while no transaction is open runs on a pool of
+other connections, so searches and timelines never wait behind ingest. A query made while one is open runs
+inside it, as on SQLite's single connection. A connection that broke (the server restarted) is replaced on the
+next statement outside a transaction; the one inside fails, and is rolled back by whoever began it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.adapt import Loader
+from psycopg_pool import AsyncConnectionPool
+
+from store.index.dialect import to_postgres
+
+Row = tuple[Any, ...]
+POOL_SIZE = 4  # connections for queries outside transactions: searches, timelines, thumbnails at once
+CONNECT_TIMEOUT_S = 10
+_DML = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+_INSERT_INTO = re.compile(r"\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class _NumericAsNumber(Loader):
+    """SUM of BIGINT is NUMERIC in PostgreSQL: read it as SQLite gives it, an int (or a float if fractional)."""
+
+    def load(self, data: Any) -> int | float:
+        value = Decimal(bytes(data).decode())
+        return int(value) if value == value.to_integral_value() else float(value)
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    conn.adapters.register_loader("numeric", _NumericAsNumber)
+
+
+class Cursor:
+    """A statement's outcome, read whole when it ran (the store's queries are bounded pages)."""
+
+    def __init__(self, rows: list[Row], rowcount: int, lastrowid: int | None) -> None:
+        self._rows, self.rowcount, self.lastrowid = rows, rowcount, lastrowid
+        self._next = 0
+
+    async def fetchone(self) -> Row | None:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    async def fetchall(self) -> list[Row]:
+        rest, self._next = self._rows[self._next:], len(self._rows)
+        return rest
+
+    async def close(self) -> None:
+        pass
+
+
+class _Statement:
+    """What ``execute`` returns: await it for the cursor, or use it with ``async with`` (as aiosqlite's)."""
+
+    def __init__(self, run: Any) -> None:
+        self._run = run
+        self._cursor: Cursor | None = None
+
+    def __await__(self) -> Any:
+        return self._run.__await__()
+
+    async def __aenter__(self) -> Cursor:
+        self._cursor = await self._run
+        return self._cursor
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        pass
+
+
+class PostgresConnection:
+    dialect = "postgresql"  # store.index.db.dialect reads it
+
+    def __init__(self, url: str, identity: dict[str, str], pool_size: int = POOL_SIZE) -> None:
+        self.url = url
+        self.identity = identity  # table -> its identity column, what lastrowid reads (dialect.identity_columns)
+        self._writer: psycopg.AsyncConnection[Any] | None = None
+        self._pool = AsyncConnectionPool(url, min_size=1, max_size=pool_size, open=False, configure=_configure,
+                                         kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+                                         name="sht-index")
+        self._lock = asyncio.Lock()  # one statement at a time on the writer, and BEGIN with the one it starts
+        self.in_transaction = False
+
+    @classmethod
+    async def connect(cls, url: str, identity: dict[str, str], pool_size: int = POOL_SIZE) -> PostgresConnection:
+        conn = cls(url, identity, pool_size)
+        try:
+            await conn._connect_writer()
+            await conn._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _connect_writer(self) -> psycopg.AsyncConnection[Any]:
+        if self._writer is None or self._writer.closed:
+            self._writer = await psycopg.AsyncConnection.connect(self.url, autocommit=True,
+                                                                 connect_timeout=CONNECT_TIMEOUT_S)
+            await _configure(self._writer)
+        return self._writer
+
+    # ---- what aiosqlite offers ----
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> _Statement:
+        return _Statement(self._execute(sql, parameters))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
+        rows = list(rows)
+        if not rows:
+            return Cursor([], 0, None)
+        async with self._lock:
+            writer = await self._begin_if_writing(sql)
+            async with writer.cursor() as cur:
+                await cur.executemany(to_postgres(sql), rows)
+                return Cursor([], cur.rowcount, None)
+
+    async def executescript(self, script: str) -> None:
+        async with self._lock:
+            writer = await self._connect_writer()
+            await writer.execute(script.encode())  # type: ignore[call-overload]  # several statements, no parameters
+
+    async def begin(self) -> None:
+        """Begin a transaction now (``transaction``: its reads see a snapshot with its writes)."""
+        async with self._lock:
+            if not self.in_transaction:
+                await self._begin_on_writer()
+
+    async def commit(self) -> None:
+        async with self._lock:
+            if self.in_transaction:
+                self.in_transaction = False
+                assert self._writer is not None
+                await self._writer.execute("COMMIT")
+
+    async def rollback(self) -> None:
+        async with self._lock:
+            if not self.in_transaction:
+                return
+            self.in_transaction = False
+            assert self._writer is not None
+            if self._writer.closed:
+                return  # the server went away: the transaction went with it
+            try:
+                await self._writer.execute("ROLLBACK")
+            except psycopg.OperationalError:
+                await self._writer.close()  # broken: the next statement connects again
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+        await self._pool.close()
+
+    # ---- routing ----
+
+    async def _execute(self, sql: str, parameters: Sequence[Any]) -> Cursor:
+        if sql.lstrip().upper().startswith("PRAGMA"):
+            return Cursor([], -1, None)  # SQLite's tuning: nothing to do here
+        query, returning = self._translate(sql)
+        if self.in_transaction or not self._is_read(sql):
+            async with self._lock:
+                writer = await self._begin_if_writing(sql)
+                return await self._run(writer, query, parameters, returning)
+        for attempt in (1, 2):
+            try:
+                async with self._pool.connection() as reader:
+                    return await self._run(reader, query, parameters, None)
+            except psycopg.OperationalError:
+                # A pooled connection the server closed (it restarted) fails on its first use, and the pool
+                # drops it: a query changes nothing, so once more on another.
+                if attempt == 2 or not reader.closed:
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _is_read(sql: str) -> bool:
+        return re.match(r"\s*(SELECT|WITH)\b", sql, re.IGNORECASE) is not None
+
+    def _translate(self, sql: str) -> tuple[str, str | None]:
+        """The PostgreSQL text, and the identity column an INSERT returns for ``lastrowid``."""
+        query = to_postgres(sql)
+        m = _INSERT_INTO.match(sql)
+        column = self.identity.get(m.group(1)) if m else None
+        if column is not None and "RETURNING" not in sql.upper():
+            return f"{query} RETURNING {column}", column
+        return query, None
+
+    async def _begin_if_writing(self, sql: str) -> psycopg.AsyncConnection[Any]:
+        """The writer; as sqlite3 does, a data change outside a transaction begins one (caller holds the lock)."""
+        if self.in_transaction:
+            assert self._writer is not None
+            if self._writer.closed:
+                raise psycopg.OperationalError("the connection to PostgreSQL was lost inside a transaction")
+            return self._writer
+        if _DML.match(sql):
+            return await self._begin_on_writer()
+        return await self._connect_writer()
+
+    async def _begin_on_writer(self) -> psycopg.AsyncConnection[Any]:
+        writer = await self._connect_writer()
+        try:
+            await writer.execute("BEGIN")
+        except psycopg.OperationalError:
+            if not writer.closed:
+                raise
+            writer = await self._connect_writer()  # it broke while idle (a server restart): nothing was lost
+            await writer.execute("BEGIN")
+        self.in_transaction = True
+        return writer
+
+    @staticmethod
+    async def _run(conn: psycopg.AsyncConnection[Any], query: str, parameters: Sequence[Any],
+                   returning: str | None) -> Cursor:
+        async with conn.cursor() as cur:
+            # Always a tuple, even empty: psycopg then reads the placeholders and turns '%%' back into '%'.
+            await cur.execute(query, tuple(parameters))  # type: ignore[arg-type]
+            rows = await cur.fetchall() if cur.description is not None else []
+            lastrowid = int(rows[0][0]) if returning is not None and rows else None
+            return Cursor([] if returning is not None else [tuple(r) for r in rows], cur.rowcount, lastrowid)
