@@ -169,6 +169,7 @@ def detect_options_from_args(args: argparse.Namespace):  # type: ignore[no-untyp
 
 def cmd_store(args: argparse.Namespace) -> int:
     from store.admin.commands import media_limits_from_args, policy_from_args
+    from store.index.location import index_from_args
     from store.segments.options import segments_from_args
 
     try:
@@ -178,6 +179,7 @@ def cmd_store(args: argparse.Namespace) -> int:
         check_node_ca(args.node_ca)
         detect = detect_options_from_args(args)
         segments = segments_from_args(args)  # --segments: files (default) or S3
+        index = index_from_args(args)  # --index: SQLite (default) or PostgreSQL
     except ValueError as exc:
         return _fail(str(exc))
     _setup_logging(args.log_level)
@@ -186,8 +188,9 @@ def cmd_store(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run_store(Path(args.root), args.host, args.port, policy, security, args.node_ca, media, detect,
-                              segments))
-    except OSError as exc:  # a port in use; SegmentStoreError: the S3 endpoint down, no bucket, bad credentials
+                              segments, index))
+    except OSError as exc:  # a port in use; SegmentStoreError: the S3 endpoint down, no bucket, bad credentials;
+        # IndexUnavailable: PostgreSQL down or refusing
         return _fail(f"store: {exc}")
     except DetectorError as exc:
         return _fail(f"store: object detection cannot start: {exc} (or run with --detect off)")

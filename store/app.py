@@ -16,6 +16,7 @@ from store.detect.labelling import ZoneCheck
 from store.detect.service import DetectionService, DetectOptions
 from store.index import index_path
 from store.index.db import Index
+from store.index.location import describe
 from store.index.settings import load as load_settings
 from store.ingest.writer import Ingestor
 from store.maintenance.coverage import CoverageTask
@@ -34,10 +35,13 @@ class Store:
     def __init__(self, root: Path, policy: RetentionPolicy | None = None,
                  security: SecurityOptions | None = None, node_ca: str | None = None,
                  media: MediaLimits | None = None, detect: DetectOptions | None = None,
-                 segments: SegmentStore | None = None) -> None:
+                 segments: SegmentStore | None = None, index: str | None = None) -> None:
         """``detect``: object detection (``sht store`` turns it on by default); None or mode off: none.
-        ``segments``: where segments are stored (``sht store --segments``; default files under ROOT/segments)."""
+        ``segments``: where segments are stored (``sht store --segments``; default files under ROOT/segments).
+        ``index``: the index URL (``sht store --index``: sqlite:PATH or postgresql://...; default
+        ROOT/index.sqlite3)."""
         self.root = root
+        self.index_url = index
         self.segments: SegmentStore = segments if segments is not None else FileSegments(root)
         self.detect_options = detect or DetectOptions(mode="off")
         self.detection: DetectionService | None = None
@@ -87,12 +91,13 @@ class Store:
         # Clips left by exports that never finished (a crash, a client gone mid-export) are only cache.
         await asyncio.to_thread(shutil.rmtree, self.root / "cache" / "exports", True)
         await asyncio.to_thread(remove_temporaries, self.root / "cache" / "thumbs")
-        self.index = await Index.open(index_path(self.root))
+        self.index = await Index.open(self.index_url or index_path(self.root))
         ingestor = Ingestor(self.root, self.index, segments=self.segments)
         # Its own connection; holds the Ingestor's per-segment locks while deleting.
-        self.retention = RetentionTask(self.root, self.policy, locks=ingestor.segment_locks, segments=self.segments)
+        self.retention = RetentionTask(self.root, self.policy, locks=ingestor.segment_locks, segments=self.segments,
+                                       index=self.index_url)
         await self.retention.start()
-        self.coverage = CoverageTask(self.root)  # timeline summaries, on its own connection
+        self.coverage = CoverageTask(self.root, index=self.index_url)  # timeline summaries, on its own connection
         await self.coverage.start()
         ingestor.hooks = self.retention
         keys = KeyStore(self.root)
@@ -109,7 +114,8 @@ class Store:
         self.janitor.start()
         self._start_detection(local)
         self.port = await self.server.start(host, port)
-        log.info("store serving on port %d, root %s, segments in %s", self.port, self.root, self.segments.description)
+        log.info("store serving on port %d, root %s, index %s, segments in %s", self.port, self.root,
+                 describe(self.index_url, self.root), self.segments.description)
 
     def _start_detection(self, local: object) -> None:
         """Detection wired to ingest, the relay, the index and the control links (nothing with --detect off)."""
@@ -160,8 +166,8 @@ class Store:
 async def run_store(root: Path, host: str, port: int, policy: RetentionPolicy | None = None,
                     security: SecurityOptions | None = None, node_ca: str | None = None,
                     media: MediaLimits | None = None, detect: DetectOptions | None = None,
-                    segments: SegmentStore | None = None) -> None:
-    store = Store(root, policy, security, node_ca, media, detect, segments)
+                    segments: SegmentStore | None = None, index: str | None = None) -> None:
+    store = Store(root, policy, security, node_ca, media, detect, segments, index)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

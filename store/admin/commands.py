@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from store.index import index_path
+from store.index.location import add_index_flag, default_index_url, index_from_args, sqlite_path
 from store.segments.options import add_segments_flag, opened, segments_from_args
 
 if TYPE_CHECKING:
@@ -56,11 +56,13 @@ def add_store_commands(store: argparse.ArgumentParser) -> None:
     add_limit_flags(store)
     add_media_flags(store)
     add_segments_flag(store)
+    add_index_flag(store)
     sub = store.add_subparsers(dest="store_command", metavar="{prune,check,rebuild-index,backup}")
 
     prune = sub.add_parser("prune", help="apply retention limits now and print what went")
     _add_root(prune)
     add_segments_flag(prune)
+    add_index_flag(prune)
     add_limit_flags(prune)
     prune.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
     prune.set_defaults(func=cmd_prune)
@@ -68,6 +70,7 @@ def add_store_commands(store: argparse.ArgumentParser) -> None:
     check = sub.add_parser("check", help="verify the index against the files (exit 1 if anything is wrong)")
     _add_root(check)
     add_segments_flag(check)
+    add_index_flag(check)
     check.add_argument("--deep", action="store_true", help="also verify every file's SHA-256 (reads everything)")
     check.add_argument("--repair", action="store_true",
                        help="fix what was found (store must be stopped): drop rows of missing files, "
@@ -155,9 +158,15 @@ def _error(command: str, message: str) -> int:
     return 2
 
 
-def _index_path(args: argparse.Namespace) -> Path | None:
-    path = index_path(Path(args.root))
-    return path if path.is_file() else None
+def _index_url(args: argparse.Namespace) -> str:
+    """The index ``--index`` names, else ROOT/index.sqlite3; ValueError if the flag is wrong or, for SQLite, there
+    is no such file (a wrong --root must not create an empty index)."""
+    given = index_from_args(args)
+    url = given or default_index_url(Path(args.root))
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise ValueError(f"no index at {path}: is {'--index' if given else '--root'} right?")
+    return url
 
 
 def _size(n: int) -> str:
@@ -191,31 +200,30 @@ def cmd_prune(args: argparse.Namespace) -> int:
     try:
         policy = policy_from_args(args)
         segments = segments_from_args(args)
+        index = _index_url(args)
     except ValueError as exc:
         return _error("prune", str(exc))
     root = Path(args.root)
-    if _index_path(args) is None:
-        return _error("prune", f"no index at {index_path(root)}: is --root right?")
     try:
         # A running store keeps its own running total and applies its own limits: not both at once.
         with StoreLock.acquire(root, "sht store prune"):
-            report, collected = asyncio.run(_prune(root, policy, args.dry_run, segments))
+            report, collected = asyncio.run(_prune(root, policy, args.dry_run, segments, index))
     except StoreBusy as exc:
         return _error("prune", f"{exc}, or give it --max-age/--max-bytes/--min-free and let it prune")
-    except OSError as exc:  # SegmentStoreError among them: S3 down, no bucket
+    except OSError as exc:  # SegmentStoreError (S3 down, no bucket), IndexUnavailable (PostgreSQL down)
         return _error("prune", str(exc))
     _print_sweep(report, collected)
     return 1 if collected is not None and collected.errors else 0
 
 
-async def _prune(root: Path, policy: RetentionPolicy, dry_run: bool,
-                 segments: SegmentStore | None) -> tuple[SweepReport, CollectReport | None]:
+async def _prune(root: Path, policy: RetentionPolicy, dry_run: bool, segments: SegmentStore | None,
+                 index_url: str) -> tuple[SweepReport, CollectReport | None]:
     from shared.clock import now_us
     from store.maintenance.garbage import collect
     from store.maintenance.retention import open_index, sweep
 
     async with opened(segments):
-        index = await open_index(index_path(root))
+        index = await open_index(index_url)
         try:
             report = await sweep(index, root, policy, now_us(), dry_run=dry_run, segments=segments)
             # Also the files an earlier prune or a stopped store left to delete.
@@ -257,30 +265,30 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     _setup(args)
     root = Path(args.root)
-    if _index_path(args) is None:
-        return _error("check", f"no index at {index_path(root)}: is --root right?")
     try:
+        index = _index_url(args)
         segments = segments_from_args(args)
         if not args.repair:
-            report = asyncio.run(_check(root, args.deep, False, segments))
+            report = asyncio.run(_check(root, args.deep, False, segments, index))
             _print_check(report, running=_store_pid(root))
             return 0 if report.ok else 1
         with StoreLock.acquire(root, "sht store check --repair"):
-            report = asyncio.run(_check(root, args.deep, True, segments))
+            report = asyncio.run(_check(root, args.deep, True, segments, index))
     except (StoreBusy, ValueError) as exc:
         return _error("check", str(exc))
-    except OSError as exc:  # SegmentStoreError among them: S3 down, no bucket
+    except OSError as exc:  # SegmentStoreError (S3 down, no bucket), IndexUnavailable (PostgreSQL down)
         return _error("check", str(exc))
     _print_check(report, running=None)
     return 0 if report.ok else 1
 
 
-async def _check(root: Path, deep: bool, repair: bool, segments: SegmentStore | None) -> CheckReport:
+async def _check(root: Path, deep: bool, repair: bool, segments: SegmentStore | None,
+                 index_url: str) -> CheckReport:
     from store.index.db import Index
     from store.maintenance.check import check_store
 
     async with opened(segments):
-        index = await Index.open(index_path(root))
+        index = await Index.open(index_url)
         try:
             return await check_store(root, index, deep=deep, repair=repair, segments=segments)
         finally:
@@ -338,12 +346,20 @@ def _print_check(report: CheckReport, running: int | None) -> None:
 
 # --- rebuild-index and backup ------------------------------------------------------------------
 
+def _sqlite_only(args: argparse.Namespace, command: str, instead: str) -> None:
+    """ValueError if ``sht store --index postgresql://... COMMAND`` asks a SQLite-file command for PostgreSQL."""
+    given = index_from_args(args)
+    if given is not None and sqlite_path(given) is None:
+        raise ValueError(f"{command} works on the SQLite file ROOT/index.sqlite3; for a PostgreSQL index {instead}")
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from store.maintenance.lockfile import StoreBusy, StoreLock
 
     _setup(args)
     root = Path(args.root)
     try:
+        _sqlite_only(args, "rebuild-index", "use `sht store check --repair --index URL` (it re-indexes orphans)")
         segments = segments_from_args(args)
     except ValueError as exc:
         return _error("rebuild-index", str(exc))
@@ -384,6 +400,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
     _setup(args)
     try:
+        _sqlite_only(args, "backup", "use PostgreSQL's own pg_dump or continuous archiving")
         result = backup_index(Path(args.root), Path(args.output))
     except (OSError, ValueError, sqlite3.Error) as exc:
         return _error("backup", str(exc))

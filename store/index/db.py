@@ -139,14 +139,24 @@ class Index:
 async def _open_postgres(url: str) -> aiosqlite.Connection:
     """A PostgreSQL index, prepared. Typed as aiosqlite's connection: PostgresConnection offers the same
     methods with the same meaning (store/index/postgres.py), so every query module takes either."""
+    from store.index.location import IndexUnavailable, redacted
+
     try:
-        from store.index.postgres import PostgresConnection, redacted
+        import psycopg
+
+        from store.index.postgres import PostgresConnection
     except ImportError as exc:
-        raise RuntimeError(f"--index postgresql://... needs psycopg ({exc}): pip install 'sht-cctv[cluster]'") from None
+        raise IndexUnavailable(f"--index postgresql://... needs psycopg ({exc}): pip install 'sht-cctv[cluster]'"
+                               ) from None
     from store.index.dialect import identity_columns
     from store.index.migrations import prepare_postgres, schema_text
 
-    conn = await PostgresConnection.connect(url, identity_columns(schema_text()))
+    try:
+        conn = await PostgresConnection.connect(url, identity_columns(schema_text()))
+    except (psycopg.OperationalError, TimeoutError) as exc:
+        # psycopg_pool.PoolTimeout is an OperationalError. The message may quote the URL: say it without the password.
+        reason = " ".join(str(exc).split()).replace(url, redacted(url))
+        raise IndexUnavailable(f"cannot reach the index at {redacted(url)}: {reason}") from None
     try:
         await prepare_postgres(conn, redacted(url))
     except BaseException:

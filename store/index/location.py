@@ -6,13 +6,49 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from store.index import index_path
 
 SQLITE = "sqlite:"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def add_index_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", default=None, metavar="URL",
+                   help="where the index is: sqlite:PATH (default ROOT/index.sqlite3) or "
+                        "postgresql://USER[:PASS]@HOST[:PORT]/DB, one index several stores share (needs "
+                        "pip install 'sht-cctv[cluster]'; docs/cluster.md)")
+
+
+def index_from_args(args: argparse.Namespace) -> str | None:
+    """The index ``--index`` names (None: the default ROOT/index.sqlite3); ValueError saying what is wrong."""
+    text = getattr(args, "index", None)
+    return check_index_url(text) if text else None
+
+
+class IndexUnavailable(OSError):
+    """The index's server cannot be reached (refused, timed out, bad password): one line for the operator."""
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def describe(url: str | None, root: Path) -> str:
+    """Where the index is, for logs: its file, or its URL without the password."""
+    if url is None:
+        return str(index_path(root))
+    path = sqlite_path(url)
+    return str(path) if path is not None else redacted(url)
 
 
 def default_index_url(root: Path) -> str:

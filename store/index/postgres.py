@@ -4,7 +4,8 @@
 so every query module runs unchanged on both:
 
 - ``execute`` (awaited, or ``async with``) returns a cursor with ``fetchone``, ``fetchall``, ``rowcount`` and
-  ``lastrowid``; ``executemany``; ``commit``; ``rollback``; ``close``;
+  ``lastrowid``; ``executemany``; ``commit``; ``rollback``; ``close`` (not ``executescript``: the schema is
+  prepared statement by statement, store/index/migrations.py);
 - transactions as Python's sqlite3 makes them: an INSERT, UPDATE or DELETE outside a transaction begins one, and
   it lasts until ``commit`` or ``rollback``; everything else runs on its own;
 - SQL as SQLite takes it (store/index/dialect.py translates); PRAGMAs are SQLite's tuning and do nothing here.
@@ -14,39 +15,35 @@ Writes go through one connection (the store's tasks share it, as they share the 
 other connections, so searches and timelines never wait behind ingest. A query made while one is open runs
 inside it, as on SQLite's single connection. A connection that broke (the server restarted) is replaced on the
 next statement outside a transaction; the one inside fails, and is rolled back by whoever began it.
+
+The server out of reach (down, restarting, a lost connection, a deadlock or serialization failure: psycopg's
+OperationalError) is ``IndexUnavailable``, an OSError: ingest answers it with ``retry: true``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.adapt import Loader
 from psycopg_pool import AsyncConnectionPool
 
 from store.index.dialect import to_postgres
+from store.index.location import IndexUnavailable, redacted
 
 Row = tuple[Any, ...]
 POOL_SIZE = 4  # connections for queries outside transactions: searches, timelines, thumbnails at once
 CONNECT_TIMEOUT_S = 10
+# A query waits this long for a pooled connection: all busy, or the server down (the pool keeps reconnecting).
+POOL_WAIT_S = 5.0
 _DML = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 _INSERT_INTO = re.compile(r"\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class _NumericAsNumber(Loader):
@@ -110,7 +107,7 @@ class PostgresConnection:
         self._writer: psycopg.AsyncConnection[Any] | None = None
         self._pool = AsyncConnectionPool(url, min_size=1, max_size=pool_size, open=False, configure=_configure,
                                          kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
-                                         name="sht-index")
+                                         timeout=POOL_WAIT_S, name="sht-index")
         self._lock = asyncio.Lock()  # one statement at a time on the writer, and BEGIN with the one it starts
         self.in_transaction = False
 
@@ -132,38 +129,51 @@ class PostgresConnection:
             await _configure(self._writer)
         return self._writer
 
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split()).replace(self.url, redacted(self.url))
+            raise IndexUnavailable(f"the index at {redacted(self.url)} is out of reach: {reason}") from exc
+
+    async def _guarded(self, run: Awaitable[Cursor]) -> Cursor:
+        with self._reachable():
+            return await run
+
     # ---- what aiosqlite offers ----
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> _Statement:
-        return _Statement(self._execute(sql, parameters))
+        return _Statement(self._guarded(self._execute(sql, parameters)))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
         rows = list(rows)
         if not rows:
             return Cursor([], 0, None)
+        with self._reachable():
+            return await self._executemany(sql, rows)
+
+    async def _executemany(self, sql: str, rows: list[Sequence[Any]]) -> Cursor:
         async with self._lock:
             writer = await self._begin_if_writing(sql)
             async with writer.cursor() as cur:
                 await cur.executemany(to_postgres(sql), rows)
                 return Cursor([], cur.rowcount, None)
 
-    async def executescript(self, script: str) -> None:
-        async with self._lock:
-            writer = await self._connect_writer()
-            await writer.execute(script.encode())  # type: ignore[call-overload]  # several statements, no parameters
-
     async def begin(self) -> None:
         """Begin a transaction now (``transaction``: its reads see a snapshot with its writes)."""
         async with self._lock:
             if not self.in_transaction:
-                await self._begin_on_writer()
+                with self._reachable():
+                    await self._begin_on_writer()
 
     async def commit(self) -> None:
         async with self._lock:
             if self.in_transaction:
                 self.in_transaction = False
                 assert self._writer is not None
-                await self._writer.execute("COMMIT")
+                with self._reachable():
+                    await self._writer.execute("COMMIT")
 
     async def rollback(self) -> None:
         async with self._lock:

@@ -38,6 +38,7 @@ from shared.protocol.ingest import (
     SegmentStart,
 )
 from store.index.db import Index
+from store.index.location import IndexUnavailable
 from store.ingest.budget import BudgetWaitExpired, IngestBudget
 from store.ingest.events import EventNotice, ingest_event
 from store.ingest.writer import Ingestor
@@ -133,7 +134,13 @@ class IngestSessions:
         elif (refusal := _mismatch(claims, event.node, event.record_id, peer)) is not None:
             receiver.refuse(refusal)
         else:
-            taken = await ingest_event(self.index.conn, event)
+            try:
+                taken = await ingest_event(self.index.conn, event)
+            except IndexUnavailable as exc:  # PostgreSQL out of reach: the node keeps the event and resends it
+                log.error("cannot record event %s: %s", event.record_id, exc)
+                receiver.refuse(Refusal("index-unavailable", f"store cannot reach its index to record event "
+                                        f"{event.record_id}: {exc}", event.record_id, retry=True))
+                return
             receiver.acknowledge(taken.ack.segment_id, taken.ack.duplicate)
             if event.kind == "loss" and taken.new:
                 log.error("node %s reports LOST footage on %s: %s", event.node, event.camera, event.detail)

@@ -27,6 +27,7 @@ from shared.clock import now_us
 from shared.ids import check_id
 from shared.protocol.ingest import Ack, Refusal, SegmentHeader, sha256_hex
 from store.index.db import Index
+from store.index.location import IndexUnavailable
 from store.segments import SegmentStore, SegmentStoreError, segment_name
 from store.segments.files import FileSegments
 
@@ -102,7 +103,10 @@ class Ingestor:
 
     async def _ingest(self, header: SegmentHeader, payload: memoryview) -> Ack | Refusal:
         sid = header.segment_id
-        existing = await self.index.find_segment(header.camera, header.start_us)
+        try:
+            existing = await self.index.find_segment(header.camera, header.start_us)
+        except IndexUnavailable as exc:
+            return self._index_unavailable(sid, exc)
         if existing is not None:
             return self._resent(header, existing.sha256)
         digest = await _in_ingest_pool(sha256_hex, payload)
@@ -141,12 +145,30 @@ class Ingestor:
             log.error("could not write %s: %s", relpath, exc)
             return Refusal("write-failed", f"store could not write {relpath}: {exc.strerror or exc}",
                            sid, retry=True)
-        await self.index.insert_segment(header, str(relpath), now_us())
+        try:
+            await self.index.insert_segment(header, str(relpath), now_us())
+        except IndexUnavailable as exc:
+            # The segment is stored but not indexed: the resend finds no row and writes it again (the same
+            # bytes, the same name); check --repair indexes it if the node never comes back.
+            return self._index_unavailable(sid, exc)
+        except Exception:
+            # Another store sharing the index took the same segment at the same moment: UNIQUE (camera,
+            # start_us) kept one row, theirs. The same bytes are a duplicate, other bytes a conflict.
+            existing = await self.index.find_segment(header.camera, header.start_us)
+            if existing is None:
+                raise
+            return self._resent(header, existing.sha256)
         if self.hooks is not None:
             self.hooks.note_ingested(header.bytes)
         self.stats.stored += 1
         self.stats.bytes_stored += header.bytes
         return Ack(sid)
+
+    def _index_unavailable(self, sid: str, exc: IndexUnavailable) -> Refusal:
+        self.stats.refused += 1
+        log.error("cannot index segment %s: %s", sid, exc)
+        return Refusal("index-unavailable", f"store cannot reach its index to record segment {sid}: {exc}. The "
+                       "node keeps it and resends it.", sid, retry=True)
 
     def _resent(self, header: SegmentHeader, stored_sha: str) -> Ack | Refusal:
         if stored_sha == header.sha256:

@@ -71,8 +71,9 @@ async def refresh_all(conn: aiosqlite.Connection, before_us: int, pause_s: float
 class CoverageTask:
     """Keeps ``coverage_hours`` current: every ``interval_s``, all dirty hours that have settled."""
 
-    def __init__(self, root: Path, *, interval_s: float = 30.0) -> None:
-        self.root, self.interval_s = root, interval_s
+    def __init__(self, root: Path, *, interval_s: float = 30.0, index: str | None = None) -> None:
+        """``index``: the index URL (``sht store --index``; default ROOT/index.sqlite3)."""
+        self.root, self.interval_s, self.index_url = root, interval_s, index
         self.refreshed_total = 0
         self._index: Any = None  # store.index.db.Index (imported late: store.index.db uses this module)
         self._task: asyncio.Task[None] | None = None
@@ -80,7 +81,7 @@ class CoverageTask:
     async def start(self) -> None:
         from store.index.db import Index
 
-        self._index = await Index.open(index_path(self.root))
+        self._index = await Index.open(self.index_url or index_path(self.root))
         self._task = asyncio.create_task(self._run(), name="coverage")
 
     async def stop(self) -> None:

@@ -117,9 +117,10 @@ _END: Final = 3
 _SIZE: Final = 4
 
 
-async def open_index(path: Path) -> Index:
-    """The index on a connection of retention's own, set up for deleting many rows at a time."""
-    index = await Index.open(path)
+async def open_index(where: Path | str) -> Index:
+    """The index on a connection of retention's own, set up for deleting many rows at a time (``where``: the
+    SQLite file or an index URL; the PRAGMAs below are SQLite's and do nothing on PostgreSQL)."""
+    index = await Index.open(where)
     # A day at 100 cameras is 864,000 rows. A 64 MiB page cache and a checkpoint every ~40 MiB of WAL
     # (not 4) halve what a big prune writes: the same index pages are no longer copied back batch by batch.
     await index.conn.execute("PRAGMA cache_size = -65536")
@@ -204,8 +205,10 @@ class RetentionTask:
 
     def __init__(self, root: Path, policy: RetentionPolicy, *, interval_s: float = 60.0,
                  min_gap_s: float = 1.0, locks: KeyedLocks | None = None,
-                 segments: SegmentStore | None = None) -> None:
+                 segments: SegmentStore | None = None, index: str | None = None) -> None:
+        """``index``: the index URL (``sht store --index``; default ROOT/index.sqlite3)."""
         self.root, self.policy, self.locks = root, policy, locks
+        self.index_url = index
         self.segments: SegmentStore = segments if segments is not None else FileSegments(root)
         self.interval_s, self.min_gap_s = interval_s, min_gap_s  # min gap: pokes cannot make it spin
         self.usage = StoreUsage()
@@ -222,7 +225,7 @@ class RetentionTask:
         self._warned_unmet = -math.inf
 
     async def start(self) -> None:
-        self._index = await open_index(index_path(self.root))
+        self._index = await open_index(self.index_url or index_path(self.root))
         self.usage = await StoreUsage.load(self._index)  # the one SUM; ingest and sweeps keep it current
         disk = self.segments.disk_path
         if disk is not None:

@@ -181,9 +181,10 @@ async def test_events_by_label_any_of_several_with_the_new_fields(index):
 
 
 @pytest.fixture
-async def store(tmp_path) -> AsyncIterator[tuple[Store, str, str]]:
-    """A store on loopback with one labelled, snapshotted event and one that was analysed with nothing found."""
-    running = Store(tmp_path / "store")
+async def store(tmp_path, index_url) -> AsyncIterator[tuple[Store, str, str]]:
+    """A store on loopback with one labelled, snapshotted event and one that was analysed with nothing found;
+    its index the default ROOT/index.sqlite3, or PostgreSQL (``--index``)."""
+    running = Store(tmp_path / "store", index=None if index_url.startswith("sqlite:") else index_url)
     await running.start("127.0.0.1", 0)
     assert running.index is not None
     conn = running.index.conn
