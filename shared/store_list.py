@@ -159,6 +159,11 @@ class StoreRotation:
     def current(self) -> str:
         return self._states[self._current].url
 
+    def retry_now(self) -> None:
+        """Forget the backoff: every store may be tried at once (a node about to stop tries once more)."""
+        for state in self._states:
+            state.retry_at = float("-inf")
+
     @property
     def all_failing(self) -> bool:
         """True when no store has answered since its last failure: nothing to upload to."""

@@ -21,6 +21,7 @@ The link stays open while idle, so a store that dies is left before the next seg
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections import Counter, deque
@@ -72,6 +73,8 @@ class Uploader:
         self.uploaded = 0
         self.rejected = 0
         self.resent = 0  # items that were in flight to a store that failed, sent again (to the next store)
+        self.failures = 0  # connections to a store that failed, all stores
+        self._retry = asyncio.Event()  # set: try the stores now, whatever their backoff says
         self.lost_segments: Counter[str] = Counter()  # camera -> segments dropped or never spooled
         self.lost_frames: Counter[str] = Counter()
         self.lost_bytes = 0
@@ -148,7 +151,9 @@ class Uploader:
         while True:  # connected even while there is nothing to send: a store that goes away is left at once
             store, delay = self.rotation.choose(loop.time())
             if delay > 0:  # every store failed lately: the spool keeps everything meanwhile
-                await asyncio.sleep(delay)
+                self._retry.clear()
+                with contextlib.suppress(TimeoutError):  # or until a stop asks for one more try
+                    await asyncio.wait_for(self._retry.wait(), delay)
                 continue
             self.store = store
             try:
@@ -161,6 +166,7 @@ class Uploader:
                     self.rotation.succeeded(store)
                     await self._drain(ws)
             except Exception as exc:  # network trouble, or a bug: the spool keeps everything; try again
+                self.failures += 1
                 self.last_error = f"{store}: {type(exc).__name__}: {exc}"
                 self.rotation.failed(store, loop.time(), self.last_error)
                 expected = isinstance(exc, (OSError, TimeoutError, websockets.WebSocketException, ProtocolError))
@@ -250,8 +256,14 @@ class Uploader:
         """Wait until everything pending is uploaded, or ``seconds`` pass, or the store is
         unreachable (the spool keeps the rest for the next start)."""
         deadline = asyncio.get_running_loop().time() + seconds
+        failures = self.failures
+        if self.rotation is not None and self.link != "connected":
+            # The stores failed a while ago (one that started after this node, say): each gets one more try now,
+            # and only a failure from here on means there is nothing to upload to.
+            self.rotation.retry_now()
+            self._retry.set()
         while self.pending and self.rotation and asyncio.get_running_loop().time() < deadline:
-            if self.link != "connected" and self.rotation.all_failing:
+            if self.link != "connected" and self.rotation.all_failing and self.failures > failures:
                 break
             await asyncio.sleep(0.05)  # noqa: ASYNC110 - polls two conditions and a deadline
         return not self.pending

@@ -48,11 +48,14 @@ def wait_until_serving(base: int, proc: subprocess.Popen, timeout: float = 30) -
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
         try:
-            get_json(f"http://127.0.0.1:{base + 2}/health", 1)
             get_json(f"http://127.0.0.1:{base + 100}/health", 1)
-            return
+            # Every node up with every camera encoding: a stop from here on has footage from each to keep.
+            nodes = [get_json(f"http://127.0.0.1:{base + i}/health", 1) for i in range(3)]
+            if all(cam.get("frames_encoded") for n in nodes for cam in n["cameras"].values()):
+                return
         except OSError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     raise AssertionError("demo never started serving")
 
 
@@ -103,6 +106,6 @@ def test_interactive_demo_stops_on_ctrl_c(tmp_path):
     proc = demo(root, base)
     wait_until_serving(base, proc)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode == 0
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out.decode()
     assert_nothing_left(root, base)
