@@ -18,9 +18,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import av
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
 
 from shared.fanout import AccessUnit, Subscription
 from store.live.relay import Relay, Upstream
@@ -54,7 +56,7 @@ class CameraFeed:
         self.decoding = False  # set_decoding(True) while an event of this camera is open
         self.gop: list[AccessUnit] = []
         self._decoded_upto: int = -1  # index into ``gop`` of the last unit fed to the decoder
-        self._decoder: av.CodecContext | None = None  # the loop's; a decode in flight has its own reference
+        self._decoder: VideoCodecContext | None = None  # the loop's; a decode in flight has its own reference
         self._generation = 0  # bumped whenever the decoder is forgotten
         self.codec = "h264"  # FFmpeg's decoder for the stream (from its init)
         self._upstream: Upstream | None = None
@@ -165,12 +167,12 @@ class CameraFeed:
         for picture in pictures:
             self.deliver(picture)
 
-    def _decode(self, units: list[AccessUnit], decoder: av.CodecContext | None
-                ) -> tuple[list[Picture], av.CodecContext | None]:
+    def _decode(self, units: list[AccessUnit], decoder: VideoCodecContext | None
+                ) -> tuple[list[Picture], VideoCodecContext | None]:
         """Blocking (a worker thread): feed the units in order, convert the wanted frames to RGB. Touches no
         decoder but the one it is given (or makes); returns it, None after a decoding error."""
         if decoder is None:
-            decoder = av.CodecContext.create(self.codec, "r")
+            decoder = cast(VideoCodecContext, av.CodecContext.create(self.codec, "r"))
             decoder.thread_count = 1  # one camera a core at most; the store has other work
         out: list[Picture] = []
         for unit in units:

@@ -48,7 +48,8 @@ def detector_health(scheduler: FrameScheduler, enabled: bool, active: Mapping[st
 
 
 def metric_families(scheduler: FrameScheduler, labelled: Mapping[str, int]) -> Iterator[Family]:
-    device = str((scheduler.backend().info if scheduler.backend() is not None else {}).get("device") or "cpu")
+    backend = scheduler.backend()
+    device = str((backend.info if backend is not None else {}).get("device") or "cpu")
     frames = counter("sht_detect_frames", "Frames analysed by the object detector", ("camera", "device"))
     dropped = counter("sht_detect_dropped_frames", "Frames not analysed: the detector was busy or away",
                       ("camera", "device"))

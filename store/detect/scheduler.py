@@ -34,8 +34,13 @@ QUEUE_PER_CAMERA = 10  # pictures waiting per camera (2 s at 5 fps): the replay 
 class Backend(Protocol):
     """What analyses a picture: store/detect/runner.py LocalDetector, store/detect/remote.py RemoteDetectors."""
 
-    busy: bool  # no room for another frame now
-    info: dict[str, Any]  # device, provider, model, labels: for health
+    @property
+    def busy(self) -> bool:
+        """No room for another frame now."""
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Device, provider, model, labels: for health."""
 
     async def detect(self, frame: np.ndarray, min_score: float | None = None, *, camera: str = "unknown",
                      capture_us: int = 0) -> list[Detection]: ...

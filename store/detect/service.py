@@ -24,6 +24,7 @@ never touched by it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -319,7 +320,7 @@ class DetectionService:
         cam = self.cameras.setdefault(camera, WatchedCamera())
         if cam.feed is None:
             cam.stream = "sub" if self.substream(camera) else "main"
-            cam.feed = CameraFeed(self.relay, camera, cam.stream, lambda t, c=camera: self._wanted(c, t),
+            cam.feed = CameraFeed(self.relay, camera, cam.stream, functools.partial(self._wanted, camera),
                                   self.scheduler.deliver)
             cam.feed.start()
         return cam
