@@ -21,6 +21,7 @@ from store.index.settings import load as load_settings
 from store.ingest.writer import Ingestor
 from store.maintenance.coverage import CoverageTask
 from store.maintenance.janitor import CacheJanitor
+from store.maintenance.lease import Lease, lease_for
 from store.maintenance.lockfile import StoreLock
 from store.maintenance.retention import RetentionPolicy, RetentionTask
 from store.media.budget import MediaLimits
@@ -54,6 +55,7 @@ class Store:
         self.server: StoreServer | None = None
         self.retention: RetentionTask | None = None
         self.coverage: CoverageTask | None = None
+        self.lease: Lease | None = None
         self.port: int | None = None
         self._lock: StoreLock | None = None
 
@@ -92,12 +94,16 @@ class Store:
         await asyncio.to_thread(shutil.rmtree, self.root / "cache" / "exports", True)
         await asyncio.to_thread(remove_temporaries, self.root / "cache" / "thumbs")
         self.index = await Index.open(self.index_url or index_path(self.root))
+        # Work that must happen once among the stores sharing the index (one per SQLite index: always this one).
+        self.lease = lease_for(self.index_url)
+        await self.lease.start()
         ingestor = Ingestor(self.root, self.index, segments=self.segments)
         # Its own connection; holds the Ingestor's per-segment locks while deleting.
         self.retention = RetentionTask(self.root, self.policy, locks=ingestor.segment_locks, segments=self.segments,
-                                       index=self.index_url)
+                                       index=self.index_url, lease=self.lease)
         await self.retention.start()
-        self.coverage = CoverageTask(self.root, index=self.index_url)  # timeline summaries, on its own connection
+        # Timeline summaries, on its own connection.
+        self.coverage = CoverageTask(self.root, index=self.index_url, lease=self.lease)
         await self.coverage.start()
         ingestor.hooks = self.retention
         keys = KeyStore(self.root)
@@ -106,6 +112,7 @@ class Store:
             log.warning("authentication is OFF: anyone who reaches this port can read and write footage")
         self.server = StoreServer(ingestor, self.index, self.security.access(verifier), keys,
                                   self.security.server_ssl(), self.node_ca, self.media)
+        self.server.lease = self.lease  # /health says whether this store holds it
         media = self.server.api.media
         media.segments = self.segments  # thumbnails and exports read where ingest wrote
         await asyncio.to_thread(media.thumbs.trim)  # a --thumb-cache smaller than what the disk holds
@@ -155,6 +162,8 @@ class Store:
             await self.retention.stop()
         if self.coverage is not None:
             await self.coverage.stop()
+        if self.lease is not None:
+            await self.lease.stop()
         if self.index is not None:
             await self.index.close()
         await self.segments.close()

@@ -220,15 +220,22 @@ async def _prune(root: Path, policy: RetentionPolicy, dry_run: bool, segments: S
                  index_url: str) -> tuple[SweepReport, CollectReport | None]:
     from shared.clock import now_us
     from store.maintenance.garbage import collect
+    from store.maintenance.lease import lease_for
+    from store.maintenance.lockfile import StoreBusy
     from store.maintenance.retention import open_index, sweep
 
+    lease = lease_for(index_url)  # a shared index: not while one of its stores runs retention
     async with opened(segments):
         index = await open_index(index_url)
         try:
+            await lease.start()
+            if not lease.held:
+                raise StoreBusy("a store sharing this index holds its maintenance lease and prunes by its own limits")
             report = await sweep(index, root, policy, now_us(), dry_run=dry_run, segments=segments)
             # Also the files an earlier prune or a stopped store left to delete.
             return report, None if dry_run else await collect(index.conn, root, segments=segments)
         finally:
+            await lease.stop()
             await index.close()
 
 

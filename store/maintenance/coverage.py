@@ -25,6 +25,7 @@ from shared.clock import now_us
 from store.index import index_path
 from store.index.db import begin_exclusive
 from store.index.timeline import HOUR_US, spans_between, summarise_hour
+from store.maintenance.lease import Lease, SoleStore
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,12 @@ async def refresh_all(conn: aiosqlite.Connection, before_us: int, pause_s: float
 class CoverageTask:
     """Keeps ``coverage_hours`` current: every ``interval_s``, all dirty hours that have settled."""
 
-    def __init__(self, root: Path, *, interval_s: float = 30.0, index: str | None = None) -> None:
-        """``index``: the index URL (``sht store --index``; default ROOT/index.sqlite3)."""
+    def __init__(self, root: Path, *, interval_s: float = 30.0, index: str | None = None,
+                 lease: Lease | None = None) -> None:
+        """``index``: the index URL (``sht store --index``; default ROOT/index.sqlite3). ``lease``: summaries are
+        computed only while it is held (several stores on one PostgreSQL index; default: always)."""
         self.root, self.interval_s, self.index_url = root, interval_s, index
+        self.lease: Lease = lease or SoleStore()
         self.refreshed_total = 0
         self._index: Any = None  # store.index.db.Index (imported late: store.index.db uses this module)
         self._task: asyncio.Task[None] | None = None
@@ -104,7 +108,8 @@ class CoverageTask:
     async def _run(self) -> None:
         while True:
             try:
-                n = await self.refresh_now()
+                # Another store sharing the index summarises meanwhile; two at once would only repeat work.
+                n = await self.refresh_now() if self.lease.held else 0
                 if n:
                     log.debug("coverage: %d camera-hours summarised", n)
             except Exception:

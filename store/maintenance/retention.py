@@ -38,6 +38,7 @@ from store.index.db import Index, transaction
 from store.index.timeline import HOUR_US
 from store.ingest.writer import KeyedLocks
 from store.maintenance import garbage
+from store.maintenance.lease import Lease, SoleStore
 from store.segments import SegmentStore
 from store.segments.files import FileSegments
 
@@ -205,10 +206,13 @@ class RetentionTask:
 
     def __init__(self, root: Path, policy: RetentionPolicy, *, interval_s: float = 60.0,
                  min_gap_s: float = 1.0, locks: KeyedLocks | None = None,
-                 segments: SegmentStore | None = None, index: str | None = None) -> None:
-        """``index``: the index URL (``sht store --index``; default ROOT/index.sqlite3)."""
+                 segments: SegmentStore | None = None, index: str | None = None,
+                 lease: Lease | None = None) -> None:
+        """``index``: the index URL (``sht store --index``; default ROOT/index.sqlite3). ``lease``: sweeps and
+        file deletion run only while it is held (several stores on one PostgreSQL index; default: always)."""
         self.root, self.policy, self.locks = root, policy, locks
         self.index_url = index
+        self.lease: Lease = lease or SoleStore()
         self.segments: SegmentStore = segments if segments is not None else FileSegments(root)
         self.interval_s, self.min_gap_s = interval_s, min_gap_s  # min gap: pokes cannot make it spin
         self.usage = StoreUsage()
@@ -294,17 +298,26 @@ class RetentionTask:
     async def _run(self) -> None:
         while True:
             self._wake.clear()  # a poke from now on asks for another sweep
-            try:
-                await self.sweep_now()
-            except Exception:
-                log.exception("retention sweep failed; retrying in %.0f s", self.interval_s)
-            try:
-                await self.collect_now()  # also when the sweep failed: what earlier sweeps left
-            except Exception:
-                log.exception("deleting the files of removed segments failed; retrying in %.0f s", self.interval_s)
+            if self.lease.held:  # else another store sharing the index does it
+                await self._sweep_and_collect()
             await asyncio.sleep(self.min_gap_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(self.interval_s - self.min_gap_s, 0))
+
+
+    async def _sweep_and_collect(self) -> None:
+        try:
+            assert self._index is not None
+            if self._index.dialect != "sqlite":
+                # Other stores ingest into the same index: this store's running total misses their segments.
+                self.usage = await StoreUsage.load(self._index)
+            await self.sweep_now()
+        except Exception:
+            log.exception("retention sweep failed; retrying in %.0f s", self.interval_s)
+        try:
+            await self.collect_now()  # also when the sweep failed: what earlier sweeps left
+        except Exception:
+            log.exception("deleting the files of removed segments failed; retrying in %.0f s", self.interval_s)
 
 
 class _Sweeper:

@@ -11,7 +11,7 @@ import asyncio
 import ssl
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
@@ -57,6 +57,7 @@ class StoreServer:
                  node_ca: str | None = None, media: MediaLimits | None = None) -> None:
         self.ingestor = ingestor
         self.index = index
+        self.lease: Any = None  # store.maintenance.lease.Lease, set by Store (None: a store alone on its index)
         self.keys = keys
         self.ssl_context = ssl_context
         self._totals: tuple[float, dict[str, dict]] | None = None  # (when, per-camera totals) for /health
@@ -179,4 +180,7 @@ class StoreServer:
             "cameras_as_of_s_ago": round(now - self._totals[0], 1),
             "nodes": {n: s.state for n, s in sorted(self.fleet.nodes.items())},
             "detect": self.detection.health().to_json() if self.detection is not None else {"mode": "off"},
+            # maintenance: whether this store runs retention and summaries (one store of those sharing an index).
+            "index": {"backend": self.index.dialect,
+                      "maintenance": bool(self.lease.held) if self.lease is not None else True},
         }

@@ -10,12 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from shared.protocol.ingest import Ack, EventRecord, Refusal, SegmentHeader, sha256_hex
 from store.index.db import Index
 from store.ingest.events import ingest_event
 from store.ingest.writer import Ingestor
+from store.maintenance.lease import MAINTENANCE_LOCK_KEY
 from tests.store.index_backends import committed_rows
 from tests.store.postgres import PostgresCluster
 from tests.store.real_segments import real_mp4
@@ -110,6 +112,11 @@ def test_prune_and_check_work_on_the_shared_index(tmp_path: Path, postgres: Post
     asyncio.run(fill())
     done = sht("store", "check", "--root", str(tmp_path), "--index", url)
     assert done.returncode == 0 and "3 rows" in done.stdout, done.stdout + done.stderr
+    with psycopg.connect(url, autocommit=True) as running_store:  # a store holding the maintenance lease
+        running_store.execute("SELECT pg_advisory_lock(%s)", (MAINTENANCE_LOCK_KEY,))
+        done = sht("store", "prune", "--root", str(tmp_path), "--index", url, "--max-age", "1d")
+        assert done.returncode == 2 and "holds its maintenance lease" in done.stderr, done.stderr
+    assert committed_rows(url, "SELECT COUNT(*) FROM segments") == [(3,)]
     done = sht("store", "prune", "--root", str(tmp_path), "--index", url, "--max-age", "1d")  # all are older
     assert done.returncode == 0 and "deleted 3 segments" in done.stdout, done.stdout + done.stderr
     assert committed_rows(url, "SELECT COUNT(*) FROM segments") == [(0,)]
