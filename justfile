@@ -15,6 +15,7 @@ test *ARGS:
 # six-camera system benchmark (bench/run.py); `just bench motion` the detectors (bench/motion.py); `just bench store` the store (bench/store.py);
 # `just bench abuse` the attacks of issue 14 against a store with a node recording (bench/abuse.py)
 # `just bench objects` the person detector on OpenCV's sample videos, frame by frame and as events through a real store and node (bench/objects.py; needs `apt-get install opencv-doc`; `--minutes N` per device)
+# `just bench cluster` one store's ingest capacity (segments/s, cameras' worth) against the disk's fsync-per-file limit, on sqlite+file, sqlite+S3, postgresql+S3 and two stores side by side (bench/cluster.py; ~4 min; `--quick` a smoke run)
 bench *ARGS:
     python3 -m bench {{ARGS}}
 
