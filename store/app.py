@@ -11,7 +11,8 @@ from pathlib import Path
 from shared.fsutil import remove_temporaries
 from shared.label_zones import LabelZones
 from shared.security import SecurityOptions
-from store.admin.keys import KeyStore
+from store.admin.index_keys import IN_INDEX_MARK, IndexKeys
+from store.admin.keys import KeyStore, SigningKeys
 from store.detect.labelling import ZoneCheck
 from store.detect.service import DetectionService, DetectOptions
 from store.index import index_path
@@ -56,6 +57,7 @@ class Store:
         self.retention: RetentionTask | None = None
         self.coverage: CoverageTask | None = None
         self.lease: Lease | None = None
+        self.index_keys: IndexKeys | None = None  # the cluster's tokens, on a PostgreSQL index
         self.port: int | None = None
         self._lock: StoreLock | None = None
 
@@ -106,8 +108,8 @@ class Store:
         self.coverage = CoverageTask(self.root, index=self.index_url, lease=self.lease)
         await self.coverage.start()
         ingestor.hooks = self.retention
-        keys = KeyStore(self.root)
-        verifier = await asyncio.to_thread(keys.verifier)  # creates the signing key on first start
+        keys = await self._signing_keys()
+        verifier = await asyncio.to_thread(keys.verifier)  # files: creates the signing key on first start
         if not self.security.auth:
             log.warning("authentication is OFF: anyone who reaches this port can read and write footage")
         self.server = StoreServer(ingestor, self.index, self.security.access(verifier), keys,
@@ -123,6 +125,20 @@ class Store:
         self.port = await self.server.start(host, port)
         log.info("store serving on port %d, root %s, index %s, segments in %s", self.port, self.root,
                  describe(self.index_url, self.root), self.segments.description)
+
+    async def _signing_keys(self) -> SigningKeys:
+        """Alone on SQLite: ROOT/keys/ files. Sharing a PostgreSQL index: the index's key and revocations, which
+        every store of it reads (store/admin/index_keys.py), so a token made for the cluster works on each."""
+        assert self.index is not None
+        if self.index.dialect != "postgresql":
+            # A root back on SQLite after a time on an index: `sht token --root` is right for it again.
+            (self.root / "keys" / IN_INDEX_MARK).unlink(missing_ok=True)
+            return KeyStore(self.root)
+        keys = IndexKeys(self.index.conn, describe(self.index_url, self.root))
+        await keys.load(self.root)
+        keys.start()  # revocations made anywhere are read every REVOKED_POLL_S
+        self.index_keys = keys
+        return keys
 
     def _start_detection(self, local: object) -> None:
         """Detection wired to ingest, the relay, the index and the control links (nothing with --detect off)."""
@@ -162,6 +178,8 @@ class Store:
             await self.retention.stop()
         if self.coverage is not None:
             await self.coverage.stop()
+        if self.index_keys is not None:
+            await self.index_keys.stop()
         if self.lease is not None:
             await self.lease.stop()
         if self.index is not None:

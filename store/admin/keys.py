@@ -14,12 +14,26 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shared.auth import Claims, Verifier, issue_token, public_pem
 from shared.fsutil import ensure_dir, write_atomic
+
+
+class SigningKeys(Protocol):
+    """What a running store uses of its keys: ROOT/keys/ files (KeyStore, a store on SQLite) or the index's
+    (store/admin/index_keys.py IndexKeys, stores sharing PostgreSQL)."""
+
+    def public_key(self) -> Ed25519PublicKey: ...
+
+    def issue(self, role: str, subject: str, ttl_s: int) -> tuple[str, Claims]: ...
+
+    def revoked(self) -> frozenset[str]: ...
+
+    def verifier(self) -> Verifier: ...
 
 
 class KeyStore:

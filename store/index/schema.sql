@@ -158,3 +158,31 @@ CREATE TABLE IF NOT EXISTS settings_history (
 );
 
 CREATE INDEX IF NOT EXISTS settings_history_by_camera ON settings_history (camera, id);
+
+-- Tokens of the stores sharing a PostgreSQL index (store/admin/index_keys.py): the one key pair they all sign
+-- and verify with, the tokens made and the revoked ones. A store on SQLite keeps all three in ROOT/keys/
+-- files instead (store/admin/keys.py) and leaves these tables empty.
+CREATE TABLE IF NOT EXISTS signing_keys (
+    name TEXT PRIMARY KEY,            -- 'store': the key pair of every store on this index (one row)
+    private_pem TEXT NOT NULL,        -- Ed25519 private key, PKCS#8 PEM, unencrypted: whoever can read this
+                                      --   row can make tokens of any role (docs/security.md)
+    public_pem TEXT NOT NULL,         -- its public key, PEM: what GET /key serves and nodes verify with
+    created_us INTEGER NOT NULL,      -- when it was made, or brought in from a store's ROOT/keys/
+    origin TEXT NOT NULL              -- 'generated', or the ROOT/keys/ directory it was brought in from
+);
+
+-- Every token made with the key above (never the token itself): what `sht token list --index` shows and
+-- what `sht token revoke --index` accepts.
+CREATE TABLE IF NOT EXISTS issued_tokens (
+    token_id TEXT PRIMARY KEY,        -- the token's id (its jti claim)
+    role TEXT NOT NULL,               -- node, viewer, admin or detector
+    subject TEXT NOT NULL,            -- who or what it is for (its sub claim)
+    expires INTEGER NOT NULL,         -- Unix seconds (its exp claim)
+    issued INTEGER NOT NULL           -- Unix seconds, when it was made
+);
+
+-- Revoked tokens: every store re-reads this table each second and refuses them (store/admin/index_keys.py).
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    token_id TEXT PRIMARY KEY,        -- issued_tokens.token_id
+    revoked_us INTEGER NOT NULL       -- when
+);

@@ -32,7 +32,7 @@ from shared.protocol.ingest import (
 from shared.protocol.query import MAX_REQUEST_BYTES
 from shared.server.routes import RouteTable, http_route, websocket_route
 from shared.server.shell import ServerShell
-from store.admin.keys import KeyStore
+from store.admin.keys import SigningKeys
 from store.detect.remote import RemoteDetectors
 from store.index.db import Index
 from store.ingest.session import IngestSessions
@@ -53,7 +53,7 @@ MAX_VIEWER_MESSAGE_BYTES = 64 * 1024  # viewers send us nothing of size
 
 class StoreServer:
     def __init__(self, ingestor: Ingestor, index: Index, access: AccessControl | None = None,
-                 keys: KeyStore | None = None, ssl_context: ssl.SSLContext | None = None,
+                 keys: SigningKeys | None = None, ssl_context: ssl.SSLContext | None = None,
                  node_ca: str | None = None, media: MediaLimits | None = None) -> None:
         self.ingestor = ingestor
         self.index = index

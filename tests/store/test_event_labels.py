@@ -15,7 +15,6 @@ import pytest
 from shared.protocol.ingest import EventRecord
 from shared.protocol.query import ListParams, TimeRange
 from shared.query_client import StoreClient, StoreError
-from store.admin.keys import KeyStore
 from store.app import Store
 from store.index import query
 from store.index.db import Index
@@ -194,7 +193,8 @@ async def store(tmp_path, index_url) -> AsyncIterator[tuple[Store, str, str]]:
     await set_event_labelling(conn, (await ingest_event(conn, motion(T + 10 * S))).event_id,
                               EventLabelling(None, None, None, {}))
     await ingest_event(conn, motion(T + 20 * S, open_=True))
-    token = KeyStore(tmp_path / "store").issue("viewer", "viewer", 600)[0]
+    assert running.server is not None and running.server.keys is not None
+    token = running.server.keys.issue("viewer", "viewer", 600)[0]  # ROOT/keys/ files, or the index's key
     try:
         yield running, f"http://127.0.0.1:{running.port}", token
     finally:
