@@ -41,6 +41,8 @@ _BAD_DIGEST = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "XAmzC
 
 
 class S3Segments:
+    flag = "--segments"  # the option that named this bucket, for messages (the replica's is --replica)
+
     def __init__(self, location: S3Location, cache_dir: Path, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.location = location
         self.bucket, self.prefix = location.bucket, location.prefix
@@ -62,7 +64,7 @@ class S3Segments:
             from aiobotocore.session import get_session
             from botocore.config import Config
         except ImportError as exc:
-            raise SegmentStoreError(f"--segments s3:// needs aiobotocore ({exc}): pip install 'sht-cctv[cluster]'",
+            raise SegmentStoreError(f"{self.flag} s3:// needs aiobotocore ({exc}): pip install 'sht-cctv[cluster]'",
                                     retry=False) from exc
         config = Config(s3={"addressing_style": "path"},  # what S3-compatible stores all take
                         retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=10,
@@ -236,7 +238,7 @@ class S3Segments:
         if isinstance(exc, (boto.EndpointConnectionError, boto.ConnectionError, boto.HTTPClientError,
                             asyncio.TimeoutError, OSError)):
             return SegmentStoreError(f"cannot {what}: the S3 endpoint {where} does not answer ({exc}); start it or "
-                                     "fix --segments")
+                                     f"fix {self.flag}")
         code = _code(exc)
         message = exc.response.get("Error", {}).get("Message", "") if isinstance(exc, boto.ClientError) else str(exc)
         if code in _BAD_CREDENTIALS:
@@ -245,7 +247,7 @@ class S3Segments:
         no_bucket = code == "NoSuchBucket" or (code == "404" and what.startswith("open bucket"))
         if no_bucket:
             return SegmentStoreError(f"cannot {what}: there is no bucket {bucket} at {where}; create it (e.g. "
-                                     f"aws s3 mb s3://{bucket} --endpoint-url {where}) or fix --segments")
+                                     f"aws s3 mb s3://{bucket} --endpoint-url {where}) or fix {self.flag}")
         if code in _BAD_DIGEST:
             return SegmentStoreError(f"cannot {what}: S3 at {where} says the bytes it received do not match their "
                                      f"SHA-256 ({code}): damaged on the way, not stored", code="write-failed")
