@@ -19,6 +19,7 @@ class SecurityOptions:
     tls_key: str | None = None
     tls_min: str = "1.3"
     open_health: bool = True  # /health and /metrics without a token
+    key_file: str | None = None  # the store's signing key from this file (stores sharing PostgreSQL, --key-file)
 
     def validate(self) -> None:
         parse_allowlist(self.allow)
@@ -29,6 +30,9 @@ class SecurityOptions:
         for path in (self.tls_cert, self.tls_key):
             if path and not Path(path).is_file():
                 raise ValueError(f"TLS file {path} does not exist")
+        if self.key_file and not Path(self.key_file).is_file():
+            raise ValueError(f"--key-file {self.key_file} does not exist (make one with `openssl genpkey -algorithm "
+                             "ed25519 -out FILE`, then give every store the same file)")
 
     def server_ssl(self) -> ssl.SSLContext | None:
         if not self.tls_cert:

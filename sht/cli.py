@@ -39,7 +39,8 @@ def security_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
     from shared.security import SecurityOptions
 
     options = SecurityOptions(auth=not args.no_auth, allow=tuple(args.allow), tls_cert=args.tls_cert,
-                              tls_key=args.tls_key, tls_min=args.tls_min, open_health=not args.closed_health)
+                              tls_key=args.tls_key, tls_min=args.tls_min, open_health=not args.closed_health,
+                              key_file=getattr(args, "key_file", None))  # only the store has --key-file
     options.validate()
     return options
 
@@ -286,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_ca(store)
     add_listener_security(store)
     add_detect_flags(store)
+    from sht.token_cli import add_key_file_flag
+
+    add_key_file_flag(store)  # a PostgreSQL cluster's signing key kept out of its index
     store.set_defaults(func=cmd_store)
     from store.admin.commands import add_store_commands  # --max-age/--max-bytes/--min-free; prune, check, ...
 

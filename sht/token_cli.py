@@ -28,6 +28,14 @@ def _add_where(p: argparse.ArgumentParser) -> None:
                         "every one of them accepts (docs/cluster.md); instead of --root")
 
 
+def add_key_file_flag(p: argparse.ArgumentParser) -> None:
+    """``--key-file``, for ``sht store`` and ``sht token create``: the cluster's key kept out of its index."""
+    p.add_argument("--key-file", default=None, metavar="FILE",
+                   help="with --index postgresql://...: sign with the Ed25519 key in FILE (e.g. from `openssl "
+                        "genpkey -algorithm ed25519 -out FILE`, mode 0600) instead of a key kept in the index; give "
+                        "every store and `sht token create` the same file (docs/security.md)")
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     token = sub.add_parser("token", help="make, revoke or list access tokens (where the store's root is, or with "
                                          "--index for stores sharing PostgreSQL)")
@@ -37,6 +45,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--subject", help="who or what it is for (default: the role)")
     create.add_argument("--ttl", default="30d", help="lifetime, e.g. 12h, 30d, 52w (default 30d)")
+    add_key_file_flag(create)
     create.set_defaults(func=_create)
     revoke = tsub.add_parser("revoke", help="revoke a token (by its id or the token itself)")
     _add_where(revoke)
@@ -77,8 +86,10 @@ def _index_url(args: argparse.Namespace) -> str | None:
     return url
 
 
-def _on_index(url: str, work: Callable[[Any], Awaitable[T]], make_key: bool = False) -> T:
-    """``work(IndexKeys)`` on the index at ``url``; ``make_key``: its key read, or made if it has none yet."""
+def _on_index(url: str, work: Callable[[Any], Awaitable[T]], make_key: bool = False,
+              key_file: str | None = None) -> T:
+    """``work(IndexKeys)`` on the index at ``url``; ``make_key``: its key read (from ``key_file`` if given), or
+    made if it has none yet."""
     from store.admin.index_keys import IndexKeys
     from store.index.db import Index
     from store.index.location import redacted
@@ -87,7 +98,7 @@ def _on_index(url: str, work: Callable[[Any], Awaitable[T]], make_key: bool = Fa
         index = await Index.open(url)
         try:
             keys = IndexKeys(index.conn, redacted(url))
-            await (keys.load() if make_key else keys.refresh())
+            await (keys.load(key_file=Path(key_file) if key_file else None) if make_key else keys.refresh())
             return await work(keys)
         finally:
             await index.close()
@@ -103,11 +114,13 @@ def _create(args: argparse.Namespace) -> int:
     try:
         ttl_s = parse_duration(args.ttl) // 1_000_000
         url = _index_url(args)
+        if url is None and args.key_file is not None:
+            raise _Refused("--key-file is for stores sharing a PostgreSQL index: give --index postgresql://...")
         if url is None:
             token, claims = KeyStore(Path(args.root or DEFAULT_ROOT)).issue(args.role, subject, ttl_s)
         else:
             token, claims = _on_index(url, lambda keys: keys.issue_recorded(args.role, subject, ttl_s),
-                                        make_key=True)
+                                        make_key=True, key_file=args.key_file)
     except (TimeSpecError, ValueError, OSError, RuntimeError, _Refused) as exc:
         # OSError: PostgreSQL out of reach (IndexUnavailable); RuntimeError: an index from a newer sht-cctv
         return _fail(str(exc))

@@ -11,7 +11,7 @@ from pathlib import Path
 from shared.fsutil import remove_temporaries
 from shared.label_zones import LabelZones
 from shared.security import SecurityOptions
-from store.admin.index_keys import IN_INDEX_MARK, IndexKeys
+from store.admin.index_keys import IN_INDEX_MARK, IndexKeys, KeyFileError
 from store.admin.keys import KeyStore, SigningKeys
 from store.detect.labelling import ZoneCheck
 from store.detect.service import DetectionService, DetectOptions
@@ -130,12 +130,16 @@ class Store:
         """Alone on SQLite: ROOT/keys/ files. Sharing a PostgreSQL index: the index's key and revocations, which
         every store of it reads (store/admin/index_keys.py), so a token made for the cluster works on each."""
         assert self.index is not None
+        key_file = Path(self.security.key_file) if self.security.key_file else None
         if self.index.dialect != "postgresql":
+            if key_file is not None:
+                raise KeyFileError("--key-file is for stores sharing a PostgreSQL index (--index postgresql://...); "
+                                   f"a store on SQLite keeps its key in {self.root / 'keys'}")
             # A root back on SQLite after a time on an index: `sht token --root` is right for it again.
             (self.root / "keys" / IN_INDEX_MARK).unlink(missing_ok=True)
             return KeyStore(self.root)
         keys = IndexKeys(self.index.conn, describe(self.index_url, self.root))
-        await keys.load(self.root)
+        await keys.load(self.root, key_file)  # KeyFileError: the file missing, unreadable, or not the cluster's
         keys.start()  # revocations made anywhere are read every REVOKED_POLL_S
         self.index_keys = keys
         return keys

@@ -11,7 +11,10 @@ and verifies with one key and refuses the same revoked tokens. A store on SQLite
   Once on the index, ROOT/keys/in-index says so: ``sht token … --root`` then refuses (its tokens would be refused
   by the stores) and the store never brings a key in again (so deleting the row makes a new key, docs/security.md).
 - **Whoever can read the index can read the private key** and make tokens of any role: guard the database's
-  credentials as the key itself (docs/security.md).
+  credentials as the key itself (docs/security.md). Or keep it out of the index: ``--key-file FILE`` (the same
+  file given to every store and to ``sht token create``) signs with the key in FILE, and only its public key is in
+  the index; a store started without it, or with another key, is refused. An index that held the private key has
+  it removed by the first store started with a key file holding the same key.
 - **Revocations** are read again by every store every ``REVOKED_POLL_S`` (1 s) into the set its handshakes check;
   the store's control links then tell its nodes and close what those tokens have open. The index out of reach:
   the last set read stays in force (logged once).
@@ -59,37 +62,51 @@ class IndexKeys:
 
     # ---- the key ----
 
-    async def load(self, root: Path | None = None) -> None:
+    async def load(self, root: Path | None = None, key_file: Path | None = None) -> None:
         """Read the cluster's key, making it (or bringing ROOT/keys/' in, see the module) if the index has none.
-        ``root``: a store's root; it is marked as keeping its tokens in the index."""
-        seed = _seed_from(root) if root is not None else None
+        ``root``: a store's root; it is marked as keeping its tokens in the index. ``key_file``: the private key
+        comes from this file (``--key-file``), and only its public key goes into the index (KeyFileError when it
+        is not the cluster's key)."""
+        own = read_key_file(key_file) if key_file is not None else None
+        seed = _seed_from(root) if root is not None and own is None else None
         row = await self._read_key()
         if row is None:
-            await self._insert_key(seed)
+            if own is not None:
+                await self._insert_key(own, "key file", None, keep_private=False)
+            elif seed is not None:
+                await self._insert_key(seed.private_key(create=False), str(seed.dir), seed, keep_private=True)
+            else:
+                await self._insert_key(Ed25519PrivateKey.generate(), "generated", None, keep_private=True)
             row = await self._read_key()
             assert row is not None, "the signing key row vanished right after it was written"
-        private_pem, origin = row
-        key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"the signing key in {self.where} is not an Ed25519 key")
+        private_pem, public, origin = row
+        if own is not None:
+            await self._check_key_file(own, key_file, public, origin, private_pem is not None)
+            key = own
+        elif private_pem is None:
+            raise KeyFileError(f"the stores on {self.where} sign with a key file (only its public key is in the "
+                               "index): give the same --key-file FILE")
+        else:
+            loaded = serialization.load_pem_private_key(private_pem.encode(), password=None)
+            if not isinstance(loaded, Ed25519PrivateKey):
+                raise ValueError(f"the signing key in {self.where} is not an Ed25519 key")
+            key = loaded
         self._private = key
         if root is not None:
             await asyncio.to_thread(self._mark, root, key, origin)
         await self.refresh()
 
-    async def _read_key(self) -> tuple[str, str] | None:
-        async with self.conn.execute("SELECT private_pem, origin FROM signing_keys WHERE name = ?",
+    async def _read_key(self) -> tuple[str | None, str, str] | None:
+        """(private PEM or None with a key file, public PEM, origin)."""
+        async with self.conn.execute("SELECT private_pem, public_pem, origin FROM signing_keys WHERE name = ?",
                                      (KEY_NAME,)) as cur:
             row = await cur.fetchone()
-        return None if row is None else (str(row[0]), str(row[1]))
+        return None if row is None else (None if row[0] is None else str(row[0]), str(row[1]), str(row[2]))
 
-    async def _insert_key(self, seed: KeyStore | None) -> None:
-        if seed is not None:
-            key, origin = seed.private_key(create=False), str(seed.dir)
-        else:
-            key, origin = Ed25519PrivateKey.generate(), "generated"
+    async def _insert_key(self, key: Ed25519PrivateKey, origin: str, seed: KeyStore | None,
+                          keep_private: bool) -> None:
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
+                                serialization.NoEncryption()).decode() if keep_private else None
         async with transaction(self.conn) as conn:
             cur = await conn.execute(
                 "INSERT INTO signing_keys (name, private_pem, public_pem, created_us, origin) VALUES (?, ?, ?, ?, ?) "
@@ -103,6 +120,19 @@ class IndexKeys:
                                    "ON CONFLICT (token_id) DO NOTHING", [(t, now_us()) for t in sorted(seed.revoked())])
         log.info("the index's signing key is now the one from %s, with its %d issued and %d revoked tokens",
                  seed.dir, len(seed.issued()), len(seed.revoked()))
+
+    async def _check_key_file(self, key: Ed25519PrivateKey, path: Path | None, public: str, origin: str,
+                              private_in_index: bool) -> None:
+        if public_pem(key.public_key()).decode() != public:
+            raise KeyFileError(f"--key-file {path} is not the signing key of the stores on {self.where} (its public "
+                               f"key differs from the index's, {origin}): give every store and `sht token create` "
+                               "the same key file")
+        if private_in_index:  # the same key, now kept in files: take it out of the index
+            async with transaction(self.conn) as conn:
+                await conn.execute("UPDATE signing_keys SET private_pem = NULL, origin = 'key file' WHERE name = ?",
+                                   (KEY_NAME,))
+            log.warning("removed the private signing key from %s: the stores read it from a key file now, so each "
+                        "must be started with --key-file (and `sht token create` given it)", self.where)
 
     def _mark(self, root: Path, key: Ed25519PrivateKey, origin: str) -> None:
         """ROOT/keys/in-index, and a warning when ROOT/keys/ holds another key than the cluster's."""
@@ -226,6 +256,31 @@ class IndexKeys:
         except BaseException:
             self._unrecorded = made + self._unrecorded
             raise
+
+
+class KeyFileError(OSError):
+    """The signing key's file is missing, unreadable, not an Ed25519 key, or not the cluster's; or the cluster
+    uses one and none was given. One line for the operator."""
+
+
+def read_key_file(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 private key in ``path`` (unencrypted PEM, e.g. from ``openssl genpkey -algorithm ed25519``)."""
+    try:
+        data = path.read_bytes()
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise KeyFileError(f"--key-file {path}: {exc.strerror or exc}") from None
+    make = "make one with `openssl genpkey -algorithm ed25519 -out FILE`"
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"--key-file {path} is not an unencrypted PEM private key ({exc}); {make}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"--key-file {path} is a {type(key).__name__}, not an Ed25519 key; {make}")
+    if mode & 0o077:
+        log.warning("%s can be read by other users of this machine (mode %o): chmod 600 it; whoever reads it can "
+                    "make tokens of any role", path, mode & 0o777)
+    return key
 
 
 def _seed_from(root: Path) -> KeyStore | None:

@@ -164,11 +164,12 @@ CREATE INDEX IF NOT EXISTS settings_history_by_camera ON settings_history (camer
 -- files instead (store/admin/keys.py) and leaves these tables empty.
 CREATE TABLE IF NOT EXISTS signing_keys (
     name TEXT PRIMARY KEY,            -- 'store': the key pair of every store on this index (one row)
-    private_pem TEXT NOT NULL,        -- Ed25519 private key, PKCS#8 PEM, unencrypted: whoever can read this
-                                      --   row can make tokens of any role (docs/security.md)
+    private_pem TEXT,                 -- Ed25519 private key, PKCS#8 PEM, unencrypted: whoever can read this
+                                      --   row can make tokens of any role (docs/security.md). NULL: the
+                                      --   stores read it from a key file (sht store --key-file)
     public_pem TEXT NOT NULL,         -- its public key, PEM: what GET /key serves and nodes verify with
     created_us INTEGER NOT NULL,      -- when it was made, or brought in from a store's ROOT/keys/
-    origin TEXT NOT NULL              -- 'generated', or the ROOT/keys/ directory it was brought in from
+    origin TEXT NOT NULL              -- 'generated', 'key file', or the ROOT/keys/ directory it came from
 );
 
 -- Every token made with the key above (never the token itself): what `sht token list --index` shows and

@@ -13,9 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.auth import AuthError, public_pem
-from store.admin.index_keys import IN_INDEX_MARK, REVOKED_POLL_S, IndexKeys
+from shared.security import SecurityOptions
+from store.admin.index_keys import IN_INDEX_MARK, REVOKED_POLL_S, IndexKeys, KeyFileError
 from store.admin.keys import KeyStore
 from store.app import Store
 from store.index.db import Index
@@ -173,6 +176,64 @@ async def test_a_store_on_sqlite_keeps_its_key_files_and_leaves_the_index_tables
         await store.stop()
 
 
+def key_file(path: Path, key: Ed25519PrivateKey | None = None, mode: int = 0o600) -> Path:
+    """An Ed25519 key as `openssl genpkey -algorithm ed25519` writes it (PKCS#8 PEM)."""
+    path.write_bytes((key or Ed25519PrivateKey.generate()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.chmod(mode)
+    return path
+
+
+async def test_with_a_key_file_only_the_public_key_is_in_the_index(tmp_path: Path, postgres: PostgresCluster,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    url = postgres.create_database()
+    shared = key_file(tmp_path / "signing.key")
+    indexes = await opened(url, 3)
+    try:
+        a, b, without = (IndexKeys(index.conn, "idx") for index in indexes)
+        await asyncio.gather(a.load(tmp_path / "a", shared), b.load(tmp_path / "b", shared))
+        rows = committed_rows(url, "SELECT private_pem, public_pem, origin FROM signing_keys")
+        assert rows == [(None, public_pem(a.public_key()).decode(), "key file")]
+        token, _ = await a.issue_recorded("admin", "alice", 600)
+        assert b.verifier().verify(token).subject == "alice"
+        with pytest.raises(KeyFileError, match="sign with a key file .* give the same --key-file"):
+            await without.load(tmp_path / "c")
+        with pytest.raises(KeyFileError, match="is not the signing key of the stores on idx"):
+            await without.load(tmp_path / "c", key_file(tmp_path / "other.key"))
+        (tmp_path / "garbage.key").write_text("not a key")
+        with pytest.raises(KeyFileError, match="garbage.key is not an unencrypted PEM private key"):
+            await without.load(key_file=tmp_path / "garbage.key")
+        with pytest.raises(KeyFileError, match="missing.key: No such file"):
+            await without.load(key_file=tmp_path / "missing.key")
+        with caplog.at_level(logging.WARNING):
+            await without.load(key_file=key_file(tmp_path / "loose.key", a.private_key(), mode=0o644))
+        assert "loose.key can be read by other users of this machine (mode 644): chmod 600 it" in caplog.text
+    finally:
+        await close_all(indexes)
+
+
+async def test_a_key_file_holding_the_index_key_takes_it_out_of_the_index(tmp_path: Path,
+                                                                          postgres: PostgresCluster) -> None:
+    url = postgres.create_database()
+    [index] = await opened(url, 1)
+    try:
+        in_index = IndexKeys(index.conn)
+        await in_index.load()
+        token, _ = await in_index.issue_recorded("viewer", "v", 600)
+        moved = IndexKeys(index.conn)
+        await moved.load(key_file=key_file(tmp_path / "signing.key", in_index.private_key()))
+        assert committed_rows(url, "SELECT private_pem IS NULL, origin FROM signing_keys") == [(True, "key file")]
+        assert moved.verifier().verify(token).subject == "v"  # the same key: every token stays valid
+    finally:
+        await index.close()
+
+
+async def test_a_store_on_sqlite_refuses_a_key_file(tmp_path: Path) -> None:
+    store = Store(tmp_path, security=SecurityOptions(key_file=str(key_file(tmp_path / "signing.key"))))
+    with pytest.raises(KeyFileError, match="--key-file is for stores sharing a PostgreSQL index"):
+        await store.start("127.0.0.1", 0)
+
+
 def sht(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sht", *args], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "COLUMNS": "200"})
@@ -206,6 +267,16 @@ def test_sht_token_create_list_and_revoke_with_index(tmp_path: Path, postgres: P
     assert done.returncode == 2 and "no token 'deadbeef' was issued for the stores on" in done.stderr
 
 
+def test_sht_token_create_with_a_key_file(tmp_path: Path, postgres: PostgresCluster) -> None:
+    url, signing = postgres.create_database(), key_file(tmp_path / "signing.key")
+    made = sht("token", "create", "--index", url, "--key-file", str(signing), "--role", "node", "--subject", "n1")
+    assert made.returncode == 0, made.stderr
+    assert committed_rows(url, "SELECT private_pem IS NULL FROM signing_keys") == [(True,)]
+    done = sht("token", "create", "--index", url, "--role", "viewer")
+    assert done.returncode == 2 and "give the same --key-file FILE" in done.stderr, done.stderr
+    assert "n1" in sht("token", "list", "--index", url).stdout  # listing and revoking need no key
+
+
 def test_sht_token_refuses_what_would_make_tokens_no_store_accepts(tmp_path: Path,
                                                                    postgres: PostgresCluster) -> None:
     url = postgres.create_database()
@@ -219,6 +290,9 @@ def test_sht_token_refuses_what_would_make_tokens_no_store_accepts(tmp_path: Pat
         done = sht("token", command[0], "--root", str(tmp_path), *command[1:])
         assert done.returncode == 2 and "use `sht token create|list|revoke --index URL`" in done.stderr, done
     assert not (tmp_path / "keys" / "signing.key").exists()
+    done = sht("token", "create", "--root", str(tmp_path / "elsewhere"), "--key-file", str(tmp_path / "k"),
+               "--role", "viewer")
+    assert done.returncode == 2 and "--key-file is for stores sharing a PostgreSQL index" in done.stderr
     with_password = "postgresql://sht:s3cret@127.0.0.1:1/cctv"  # nothing listens on port 1
     done = sht("token", "create", "--index", with_password, "--role", "viewer")
     assert done.returncode == 2 and "postgresql://sht:***@127.0.0.1:1/cctv" in done.stderr

@@ -1,7 +1,8 @@
 """Tokens for a cluster, with real processes (issue 16): two ``sht store`` processes on one PostgreSQL index and no
-key files copied between them; tokens made by ``sht token create --index URL`` (no store involved) are accepted by
-both, a node token uploads to either, and a token revoked by ``sht token revoke --index URL`` is refused by both
-within the revocation poll (REVOKED_POLL_S, 1 s), an API session it had open on either closed."""
+ROOT/keys/ files copied between them, the signing key in the index or in one ``--key-file`` both are given; tokens
+made by ``sht token create --index URL`` (no store involved) are accepted by both, a node token uploads to either,
+and a token revoked by ``sht token revoke --index URL`` is refused by both within the revocation poll
+(REVOKED_POLL_S, 1 s), an API session it had open on either closed."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from store.admin.index_keys import REVOKED_POLL_S
 from tests.store.index_backends import committed_rows
 from tests.store.postgres import PostgresCluster, running_postgres
 from tests.store.real_segments import real_mp4
+from tests.store.test_index_keys import key_file
 from tests.system.conftest import Processes, free_port, wait_for_health
 from tests.system.test_security import status_of
 
@@ -39,17 +41,17 @@ def sht(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sht", *args], capture_output=True, text=True, timeout=60)
 
 
-def make_token(index_url: str, role: str, subject: str) -> tuple[str, str]:
-    """A token and its id, from ``sht token create --index``."""
-    made = sht("token", "create", "--index", index_url, "--role", role, "--subject", subject, "--ttl", "1h")
+def make_token(index_url: str, role: str, subject: str, *key: str) -> tuple[str, str]:
+    """A token and its id, from ``sht token create --index`` (``key``: ``--key-file FILE`` or nothing)."""
+    made = sht("token", "create", "--index", index_url, "--role", role, "--subject", subject, "--ttl", "1h", *key)
     assert made.returncode == 0, made.stderr
     return made.stdout.strip(), made.stderr.split(" id ")[1].split(",")[0]
 
 
-def start_store(processes: Processes, root: Path, name: str, index: str) -> str:
+def start_store(processes: Processes, root: Path, name: str, index: str, *key: str) -> str:
     port = free_port()
     proc = processes.start(name, "store", "--root", str(root), "--host", "127.0.0.1", "--port", str(port),
-                           "--detect", "off", "--index", index)
+                           "--detect", "off", "--index", index, *key)
     wait_for_health(f"http://127.0.0.1:{port}", proc)
     return f"127.0.0.1:{port}"
 
@@ -63,14 +65,20 @@ async def upload(store: str, token: str, start_us: int) -> object:
         return parse_reply(await ws.recv())
 
 
+@pytest.mark.parametrize("where", ["index", "key-file"])
 def test_a_token_made_for_the_cluster_works_on_every_store_and_a_revocation_reaches_them_all(
-        processes: Processes, tmp_path: Path, postgres: PostgresCluster) -> None:
+        processes: Processes, tmp_path: Path, postgres: PostgresCluster, where: str) -> None:
     index_url = postgres.create_database()
-    viewer, viewer_id = make_token(index_url, "viewer", "tablet")  # before any store ran: the CLI makes the key
-    kept, _ = make_token(index_url, "viewer", "kept")
-    node, _ = make_token(index_url, "node", "node0")
-    a = start_store(processes, tmp_path / "a", "store-a", index_url)
-    b = start_store(processes, tmp_path / "b", "store-b", index_url)
+    key: tuple[str, ...] = ()
+    if where == "key-file":
+        key = ("--key-file", str(key_file(tmp_path / "signing.key")))
+    viewer, viewer_id = make_token(index_url, "viewer", "tablet", *key)  # before any store ran: the CLI makes it
+    kept, _ = make_token(index_url, "viewer", "kept", *key)
+    node, _ = make_token(index_url, "node", "node0", *key)
+    a = start_store(processes, tmp_path / "a", "store-a", index_url, *key)
+    b = start_store(processes, tmp_path / "b", "store-b", index_url, *key)
+    in_index = committed_rows(index_url, "SELECT private_pem IS NOT NULL FROM signing_keys")
+    assert in_index == [(where == "index",)]
     assert not (tmp_path / "a" / "keys" / "signing.key").exists()  # no key files: the index's key
     keys = {sht_key(store) for store in (a, b)}
     assert len(keys) == 1  # nodes verify viewers with the key from whichever store they reach
@@ -112,7 +120,7 @@ def test_a_token_made_for_the_cluster_works_on_every_store_and_a_revocation_reac
         assert code == 401 and "revoked" in body
         assert status_of(f"ws://{store}/api", kept)[0] == 101  # the others still work
     # A token made now, while both run, works on both at once: they read the key from the index at start.
-    late, _ = make_token(index_url, "viewer", "late")
+    late, _ = make_token(index_url, "viewer", "late", *key)
     assert [status_of(f"ws://{store}/api", late)[0] for store in (a, b)] == [101, 101]
 
 
