@@ -171,6 +171,7 @@ def detect_options_from_args(args: argparse.Namespace):  # type: ignore[no-untyp
 def cmd_store(args: argparse.Namespace) -> int:
     from store.admin.commands import media_limits_from_args, policy_from_args
     from store.index.location import index_from_args
+    from store.replica.cli import replica_from_args
     from store.segments.options import segments_from_args
 
     try:
@@ -181,6 +182,7 @@ def cmd_store(args: argparse.Namespace) -> int:
         detect = detect_options_from_args(args)
         segments = segments_from_args(args)  # --segments: files (default) or S3
         index = index_from_args(args)  # --index: SQLite (default) or PostgreSQL
+        replica = replica_from_args(args)  # --replica: the off-site copy (none by default)
     except ValueError as exc:
         return _fail(str(exc))
     _setup_logging(args.log_level)
@@ -189,7 +191,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run_store(Path(args.root), args.host, args.port, policy, security, args.node_ca, media, detect,
-                              segments, index))
+                              segments, index, replica))
     except OSError as exc:  # a port in use; SegmentStoreError: the S3 endpoint down, no bucket, bad credentials;
         # IndexUnavailable: PostgreSQL down or refusing
         return _fail(f"store: {exc}")

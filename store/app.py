@@ -7,6 +7,7 @@ import logging
 import shutil
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.fsutil import remove_temporaries
 from shared.label_zones import LabelZones
@@ -30,6 +31,11 @@ from store.segments import SegmentStore
 from store.segments.files import FileSegments
 from store.serve.server import StoreServer
 
+if TYPE_CHECKING:
+    from store.replica import ReplicaOptions
+    from store.replica.task import ReplicaTask
+    from store.segments.url import S3Location
+
 log = logging.getLogger(__name__)
 
 
@@ -37,13 +43,17 @@ class Store:
     def __init__(self, root: Path, policy: RetentionPolicy | None = None,
                  security: SecurityOptions | None = None, node_ca: str | None = None,
                  media: MediaLimits | None = None, detect: DetectOptions | None = None,
-                 segments: SegmentStore | None = None, index: str | None = None) -> None:
+                 segments: SegmentStore | None = None, index: str | None = None,
+                 replica: S3Location | None = None, replica_options: ReplicaOptions | None = None) -> None:
         """``detect``: object detection (``sht store`` turns it on by default); None or mode off: none.
         ``segments``: where segments are stored (``sht store --segments``; default files under ROOT/segments).
         ``index``: the index URL (``sht store --index``: sqlite:PATH or postgresql://...; default
-        ROOT/index.sqlite3)."""
+        ROOT/index.sqlite3). ``replica``: where the off-site copy goes (``sht store --replica``; none by default).
+        """
         self.root = root
         self.index_url = index
+        self.replica_location, self.replica_options = replica, replica_options
+        self.replica: ReplicaTask | None = None
         self.segments: SegmentStore = segments if segments is not None else FileSegments(root)
         self.detect_options = detect or DetectOptions(mode="off")
         self.detection: DetectionService | None = None
@@ -122,9 +132,22 @@ class Store:
         self.janitor = CacheJanitor(media.exports_dir, media.thumbs.root, lambda: media.active)
         self.janitor.start()
         self._start_detection(local)
+        if self.replica_location is not None:
+            await self._start_replica(self.replica_location)
         self.port = await self.server.start(host, port)
         log.info("store serving on port %d, root %s, index %s, segments in %s", self.port, self.root,
                  describe(self.index_url, self.root), self.segments.description)
+
+    async def _start_replica(self, location: S3Location) -> None:
+        """The off-site copy: reads the index and the segments, reaches the replica in the background."""
+        from store.replica.task import ReplicaTask
+
+        assert self.server is not None
+        self.replica = ReplicaTask(self.root, location, self.segments, index=self.index_url,
+                                   options=self.replica_options, lease=self.lease)
+        await self.replica.start()
+        self.server.replica = self.replica  # /health replica, sht_replica_* in /metrics
+        log.info("copying segments and events to %s", location.describe())
 
     async def _signing_keys(self) -> SigningKeys:
         """Alone on SQLite: ROOT/keys/ files. Sharing a PostgreSQL index: the index's key and revocations, which
@@ -182,6 +205,8 @@ class Store:
             await self.retention.stop()
         if self.coverage is not None:
             await self.coverage.stop()
+        if self.replica is not None:
+            await self.replica.stop()
         if self.index_keys is not None:
             await self.index_keys.stop()
         if self.lease is not None:
@@ -197,8 +222,9 @@ class Store:
 async def run_store(root: Path, host: str, port: int, policy: RetentionPolicy | None = None,
                     security: SecurityOptions | None = None, node_ca: str | None = None,
                     media: MediaLimits | None = None, detect: DetectOptions | None = None,
-                    segments: SegmentStore | None = None, index: str | None = None) -> None:
-    store = Store(root, policy, security, node_ca, media, detect, segments, index)
+                    segments: SegmentStore | None = None, index: str | None = None,
+                    replica: S3Location | None = None) -> None:
+    store = Store(root, policy, security, node_ca, media, detect, segments, index, replica)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

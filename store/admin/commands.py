@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from store.index.location import add_index_flag, default_index_url, index_from_args, sqlite_path
+from store.replica.cli import add_replica_flag, add_restore_command
 from store.segments.options import add_segments_flag, opened, segments_from_args
 
 if TYPE_CHECKING:
@@ -57,7 +58,8 @@ def add_store_commands(store: argparse.ArgumentParser) -> None:
     add_media_flags(store)
     add_segments_flag(store)
     add_index_flag(store)
-    sub = store.add_subparsers(dest="store_command", metavar="{prune,check,rebuild-index,backup}")
+    add_replica_flag(store)
+    sub = store.add_subparsers(dest="store_command", metavar="{prune,check,rebuild-index,backup,restore}")
 
     prune = sub.add_parser("prune", help="apply retention limits now and print what went")
     _add_root(prune)
@@ -86,6 +88,7 @@ def add_store_commands(store: argparse.ArgumentParser) -> None:
     _add_root(backup)
     backup.add_argument("-o", "--output", required=True, help="file to write the copy to")
     backup.set_defaults(func=cmd_backup)
+    add_restore_command(sub)  # from an off-site copy (store/replica/cli.py)
 
 
 def _add_root(p: argparse.ArgumentParser) -> None:

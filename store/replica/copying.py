@@ -132,19 +132,23 @@ class EventRow:
         return cls(int(values[0]), row, snapshot)
 
 
-async def events_where(conn: aiosqlite.Connection, condition: str, params: tuple[Any, ...]) -> list[EventRow]:
-    """Events (with their snapshot's figures, not its bytes) matching ``condition``, in id order, read a page at
-    a time."""
+async def events_after(conn: aiosqlite.Connection, after: int = 0) -> list[EventRow]:
+    """The events after id ``after`` (with their snapshot's figures, not its bytes), in id order, read a page at a
+    time along the primary key."""
     found: list[EventRow] = []
-    after = 0
     while True:
-        async with conn.execute(f"{_EVENT_SELECT} WHERE e.id > ? AND ({condition}) ORDER BY e.id LIMIT ?",
-                                (after, *params, EVENT_PAGE)) as cur:
+        async with conn.execute(f"{_EVENT_SELECT} WHERE e.id > ? ORDER BY e.id LIMIT ?", (after, EVENT_PAGE)) as cur:
             page = [EventRow.of(tuple(r)) for r in await cur.fetchall()]
         found += page
         if len(page) < EVENT_PAGE:
             return found
         after = page[-1].event_id
+
+
+async def open_events(conn: aiosqlite.Connection) -> list[EventRow]:
+    """The events still going on (a few: one per camera at most), through the index of open events."""
+    async with conn.execute(f"{_EVENT_SELECT} WHERE e.open = 1") as cur:
+        return [EventRow.of(tuple(r)) for r in await cur.fetchall()]
 
 
 async def copy_event(conn: aiosqlite.Connection, bucket: ReplicaBucket, event: EventRow, copied: Copied) -> bool:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ from store.replica.copying import (
     copy_event,
     copy_segment,
     describe_failure,
-    events_where,
+    events_after,
+    open_events,
     segments_after,
 )
 from store.replica.records import MARKER
@@ -48,7 +50,7 @@ from store.segments.url import S3Location
 log = logging.getLogger(__name__)
 
 SEGMENT_BATCH = 64
-RECENT_US = 15 * 60 * 1_000_000  # events that ended this recently are compared with the copy on every tick
+RECENT_S = 15 * 60.0  # events added this recently are compared with the copy on every tick
 SAVE_EVERY = 100  # events copied between two writes of the state
 MAX_NAMED = 5000  # ids named in one query (SQLite takes 32766 parameters)
 
@@ -75,7 +77,7 @@ class ReplicaTask:
         self._digests: dict[int, int] = {}  # event id -> fingerprint copied
         self._pending_events: dict[int, EventRow] = {}
         self._pending_since: dict[int, float] = {}
-        self._max_event_id = 0
+        self._id_marks: deque[tuple[float, int]] = deque()  # (when, the newest event id then) at full scans
         self._next_full_scan = 0.0
         self.segments_pending = self.bytes_pending = 0
         self._oldest_pending_us: int | None = None
@@ -175,15 +177,19 @@ class ReplicaTask:
         self._oldest_pending_us = None if oldest is None or not self.segments_pending else int(oldest)
 
     async def _scan_events(self) -> None:
+        """Every event at a full scan; else those after the id the newest event had RECENT_S ago (new and recently
+        changed events are there) and the open ones. Both quick reads go along an index."""
         now = time.monotonic()
+        conn = self._index.conn
         if now >= self._next_full_scan:
-            found = await events_where(self._index.conn, "1 = 1", ())
+            found = await events_after(conn)
             self._next_full_scan, self.full_scan_at = now + self.options.full_scan_s, now
+            self._id_marks.append((now, max((e.event_id for e in found), default=0)))
+            while len(self._id_marks) > 1 and self._id_marks[1][0] <= now - RECENT_S:
+                self._id_marks.popleft()  # the newest mark at least RECENT_S old is the floor
         else:
-            found = await events_where(self._index.conn, "e.id > ? OR e.open <> 0 OR e.end_us > ?",
-                                       (self._max_event_id, now_us() - RECENT_US))
+            found = await events_after(conn, self._id_marks[0][1]) + await open_events(conn)
         for event in found:
-            self._max_event_id = max(self._max_event_id, event.event_id)
             if self._digests.get(event.event_id) == event.digest:
                 self._pending_events.pop(event.event_id, None)
                 self._pending_since.pop(event.event_id, None)

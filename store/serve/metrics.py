@@ -85,6 +85,9 @@ class StoreMetrics:
         detection = getattr(server, "detection", None)
         if detection is not None:
             yield from detection.metric_families()
+        replica = getattr(server, "replica", None)
+        if replica is not None:
+            yield from replica.metric_families()
 
 
 def relay_families(relay: Relay) -> Iterator[Family]:

@@ -58,6 +58,7 @@ class StoreServer:
         self.ingestor = ingestor
         self.index = index
         self.lease: Any = None  # store.maintenance.lease.Lease, set by Store (None: a store alone on its index)
+        self.replica: Any = None  # store.replica.task.ReplicaTask, set by Store with --replica
         self.keys = keys
         self.ssl_context = ssl_context
         self._totals: tuple[float, dict[str, dict]] | None = None  # (when, per-camera totals) for /health
@@ -183,4 +184,5 @@ class StoreServer:
             # maintenance: whether this store runs retention and summaries (one store of those sharing an index).
             "index": {"backend": self.index.dialect,
                       "maintenance": bool(self.lease.held) if self.lease is not None else True},
+            "replica": self.replica.health() if self.replica is not None else {"state": "off"},
         }
