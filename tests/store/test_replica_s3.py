@@ -115,10 +115,12 @@ class Running:
         return self.store.replica.health()
 
 
-async def start_store(root: Path, location: S3Location, options: ReplicaOptions = FAST) -> Running:
-    store = Store(root, KEEP_ALL, replica=location, replica_options=options)
+async def start_store(root: Path, location: S3Location, options: ReplicaOptions = FAST,
+                      index: str | None = None) -> Running:
+    store = Store(root, KEEP_ALL, replica=location, replica_options=options, index=index)
     await store.start("127.0.0.1", 0)
-    return Running(store, KeyStore(root).issue("node", "node7", 600)[0])
+    assert store.server is not None and store.server.keys is not None
+    return Running(store, store.server.keys.issue("node", "node7", 600)[0])  # files, or the index's key
 
 
 def http_get(port: int, path: str) -> bytes:
@@ -283,6 +285,25 @@ async def test_the_replica_down_never_stops_ingest_and_everything_is_copied_once
     finally:
         await running.store.stop()
     await check_segments_copied(s3_env, location, first + later)
+
+
+async def test_a_store_on_a_postgresql_index_copies_too(tmp_path, s3_env, postgres, recorded):
+    """The replica reads the index through the same queries on both backends (the cluster's lease holder)."""
+    location = new_location(s3_env)
+    running = await start_store(tmp_path / "store", location, index=postgres.create_database())
+    start = recorded[0][0].start_us
+    try:
+        await running.ingest([*recorded[:3], event("cam0", start)])
+        await label_and_lock(running.store, "cam0", start)
+        await eventually(caught_up(running))
+        assert running.replica()["copied"]["segments"] == 3
+    finally:
+        await running.store.stop()
+    await check_segments_copied(s3_env, location, recorded[:3])
+    found = await objects(s3_env, location, "events/")
+    motion = next(json.loads(v) for k, v in found.items() if k.endswith("-motion.json"))
+    assert motion["event"]["labels"] == json.dumps({"car": 1, "person": 2}) and motion["event"]["locked"] == 1
+    assert found[motion["snapshot"]["key"]] == JPEG
 
 
 class StallingBucket(ReplicaBucket):
