@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,17 +133,23 @@ class EventRow:
         return cls(int(values[0]), row, snapshot)
 
 
-async def events_after(conn: aiosqlite.Connection, after: int = 0) -> list[EventRow]:
-    """The events after id ``after`` (with their snapshot's figures, not its bytes), in id order, read a page at a
-    time along the primary key."""
-    found: list[EventRow] = []
+async def events_after(conn: aiosqlite.Connection, after: int = 0) -> AsyncIterator[list[EventRow]]:
+    """The events after id ``after`` (with their snapshot's figures, not its bytes), in id order, a page at a
+    time along the primary key (a full scan never holds them all)."""
     while True:
         async with conn.execute(f"{_EVENT_SELECT} WHERE e.id > ? ORDER BY e.id LIMIT ?", (after, EVENT_PAGE)) as cur:
             page = [EventRow.of(tuple(r)) for r in await cur.fetchall()]
-        found += page
+        if page:
+            yield page
         if len(page) < EVENT_PAGE:
-            return found
+            return
         after = page[-1].event_id
+
+
+async def events_by_id(conn: aiosqlite.Connection, ids: list[int]) -> list[EventRow]:
+    async with conn.execute(f"{_EVENT_SELECT} WHERE e.id IN ({','.join('?' * len(ids))}) ORDER BY e.id",
+                            tuple(ids)) as cur:
+        return [EventRow.of(tuple(r)) for r in await cur.fetchall()]
 
 
 async def open_events(conn: aiosqlite.Connection) -> list[EventRow]:

@@ -39,6 +39,7 @@ from store.replica.copying import (
     copy_segment,
     describe_failure,
     events_after,
+    events_by_id,
     open_events,
     segments_after,
 )
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 SEGMENT_BATCH = 64
 RECENT_S = 15 * 60.0  # events added this recently are compared with the copy on every tick
 SAVE_EVERY = 100  # events copied between two writes of the state
+FAR_BEHIND, FAR_BEHIND_EVERY_S = 10_000, 10.0  # segments pending, and how often to count them then
 MAX_NAMED = 5000  # ids named in one query (SQLite takes 32766 parameters)
 
 
@@ -75,12 +77,14 @@ class ReplicaTask:
         self._tasks: list[asyncio.Task[None]] = []
         self._rows_read: dict[int, tuple[str, int]] = {}  # the last batch's rows: id -> (camera, start_us)
         self._digests: dict[int, int] = {}  # event id -> fingerprint copied
-        self._pending_events: dict[int, EventRow] = {}
-        self._pending_since: dict[int, float] = {}
+        # Event id -> (when its change was first seen, its fingerprint then). Not the rows: they are read again when
+        # copied, so a first copy of 100,000 events does not hold them all.
+        self._pending: dict[int, tuple[float, int]] = {}
         self._id_marks: deque[tuple[float, int]] = deque()  # (when, the newest event id then) at full scans
         self._next_full_scan = 0.0
         self.segments_pending = self.bytes_pending = 0
         self._oldest_pending_us: int | None = None
+        self._segments_measured_at = 0.0
         self.measured_at = 0.0  # monotonic: when the figures were last read (a change after it is not in them)
         self.full_scan_at = 0.0  # monotonic: when every event was last compared with the copy
 
@@ -165,6 +169,10 @@ class ReplicaTask:
         await self._scan_events()
 
     async def _measure_segments(self) -> None:
+        # Far behind (a day of rows to count after the cursor), counting costs: then every 10 s, not every tick.
+        if self.segments_pending >= FAR_BEHIND and \
+                time.monotonic() - self._segments_measured_at < FAR_BEHIND_EVERY_S:
+            return
         conn = self._index.conn
         above = sorted(self.cursor.above)
         skip = f" AND id NOT IN ({','.join('?' * len(above))})" if 0 < len(above) <= MAX_NAMED else ""
@@ -175,6 +183,7 @@ class ReplicaTask:
         self.segments_pending = max(0, int(count) - extra)
         self.bytes_pending = max(0, int(size or 0) - (0 if skip else sum(self.cursor.above.values())))
         self._oldest_pending_us = None if oldest is None or not self.segments_pending else int(oldest)
+        self._segments_measured_at = time.monotonic()
 
     async def _scan_events(self) -> None:
         """Every event at a full scan; else those after the id the newest event had RECENT_S ago (new and recently
@@ -182,20 +191,26 @@ class ReplicaTask:
         now = time.monotonic()
         conn = self._index.conn
         if now >= self._next_full_scan:
-            found = await events_after(conn)
+            newest = 0
+            async for page in events_after(conn):
+                self._compare(page, now)
+                newest = page[-1].event_id
             self._next_full_scan, self.full_scan_at = now + self.options.full_scan_s, now
-            self._id_marks.append((now, max((e.event_id for e in found), default=0)))
+            self._id_marks.append((now, newest))
             while len(self._id_marks) > 1 and self._id_marks[1][0] <= now - RECENT_S:
                 self._id_marks.popleft()  # the newest mark at least RECENT_S old is the floor
         else:
-            found = await events_after(conn, self._id_marks[0][1]) + await open_events(conn)
-        for event in found:
-            if self._digests.get(event.event_id) == event.digest:
-                self._pending_events.pop(event.event_id, None)
-                self._pending_since.pop(event.event_id, None)
+            async for page in events_after(conn, self._id_marks[0][1]):
+                self._compare(page, now)
+            self._compare(await open_events(conn), now)
+
+    def _compare(self, events: list[EventRow], now: float) -> None:
+        for event in events:
+            digest = event.digest
+            if self._digests.get(event.event_id) == digest:
+                self._pending.pop(event.event_id, None)
             else:
-                self._pending_events[event.event_id] = event
-                self._pending_since.setdefault(event.event_id, now)
+                self._pending[event.event_id] = (self._pending.get(event.event_id, (now, 0))[0], digest)
 
     # --- copying ------------------------------------------------------------------------------------
 
@@ -280,15 +295,14 @@ class ReplicaTask:
     async def _copy_events(self) -> None:
         done: dict[int, int] = {}
         try:
-            for event_id in sorted(self._pending_events):
-                event = self._pending_events.get(event_id)  # measuring goes on meanwhile
-                if event is None or not await copy_event(self._index.conn, self.bucket, event, self.copied):
-                    continue
-                done[event_id] = event.digest
-                self._last_copy_at = time.monotonic()
-                if len(done) >= SAVE_EVERY:
-                    await self._save_events(done)
-                    done = {}
+            pending = sorted(self._pending)
+            for i in range(0, len(pending), SAVE_EVERY):
+                for event in await events_by_id(self._index.conn, pending[i:i + SAVE_EVERY]):
+                    if await copy_event(self._index.conn, self.bucket, event, self.copied):
+                        done[event.event_id] = event.digest
+                        self._last_copy_at = time.monotonic()
+                await self._save_events(done)
+                done = {}
         finally:
             await self._save_events(done)
 
@@ -298,9 +312,8 @@ class ReplicaTask:
         await asyncio.to_thread(self._state.save_events, done)  # type: ignore[union-attr]
         self._digests.update(done)
         for event_id, digest in done.items():
-            if self._pending_events.get(event_id) is not None and self._pending_events[event_id].digest == digest:
-                del self._pending_events[event_id]
-                self._pending_since.pop(event_id, None)
+            if self._pending.get(event_id, (0, digest))[1] == digest:  # else it changed again since it was read
+                self._pending.pop(event_id, None)
 
     # --- reporting ----------------------------------------------------------------------------------
 
@@ -309,13 +322,13 @@ class ReplicaTask:
         behind = 0.0
         if self._oldest_pending_us is not None:
             behind = max(0.0, (now_us() - self._oldest_pending_us) / 1e6)
-        if self._pending_since:
-            behind = max(behind, time.monotonic() - min(self._pending_since.values()))
+        if self._pending:
+            behind = max(behind, time.monotonic() - min(since for since, _ in self._pending.values()))
         return round(behind, 1)
 
     def health(self) -> dict[str, Any]:
         now = time.monotonic()
-        events_pending = len(self._pending_events)
+        events_pending = len(self._pending)
         if not self.copying:
             state = "standby"  # another store of the cluster holds the lease and copies
         elif self._failing:
@@ -344,7 +357,7 @@ class ReplicaTask:
         size.add_metric([], self.bytes_pending)
         pending = gauge("sht_replica_pending_objects", "Segments and events not yet in the off-site copy", ("kind",))
         pending.add_metric(["segment"], self.segments_pending)
-        pending.add_metric(["event"], len(self._pending_events))
+        pending.add_metric(["event"], len(self._pending))
         copied = counter("sht_replica_copied_objects", "Objects PUT to the off-site copy", ("kind",))
         for kind, n in (("segment", self.copied.segments), ("event", self.copied.events),
                         ("snapshot", self.copied.snapshots)):
