@@ -306,6 +306,19 @@ async def test_a_store_on_a_postgresql_index_copies_too(tmp_path, s3_env, postgr
     assert found[motion["snapshot"]["key"]] == JPEG
 
 
+async def test_a_store_starts_and_ingests_with_its_replica_unreachable(tmp_path, s3_env, recorded):
+    nobody = S3Location(REPLICA, "", f"http://127.0.0.1:{free_ports(1)[0]}")
+    running = await start_store(tmp_path / "store", nobody)
+    try:
+        await running.ingest(recorded[:2])
+        await eventually(lambda: running.replica()["state"] == "failing" and
+                         running.replica()["segments_pending"] == 2, what="failing, two behind")
+        assert f"{nobody.endpoint} does not answer" in running.replica()["last_error"]
+        assert "--replica" in running.replica()["last_error"]  # what to fix
+    finally:
+        await running.store.stop()
+
+
 class StallingBucket(ReplicaBucket):
     """A replica that takes ``allowed`` segment PUTs and then hangs (a link that went dead mid-copy)."""
 
