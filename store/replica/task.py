@@ -43,6 +43,7 @@ from store.replica.copying import (
     open_events,
     segments_after,
 )
+from store.replica.cursor import SegmentCursor
 from store.replica.records import MARKER
 from store.replica.state import CursorRow, ReplicaState
 from store.segments import SegmentStore, SegmentStoreError
@@ -74,6 +75,7 @@ class ReplicaTask:
         self._failing = False
         self._index: Any = None  # store.index.db.Index
         self._state: ReplicaState | None = None
+        self.cursor, self._cursor_row = SegmentCursor(), CursorRow()  # read from the state at start
         self._tasks: list[asyncio.Task[None]] = []
         self._rows_read: dict[int, tuple[str, int]] = {}  # the last batch's rows: id -> (camera, start_us)
         self._digests: dict[int, int] = {}  # event id -> fingerprint copied
