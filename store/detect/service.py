@@ -66,6 +66,7 @@ RECORDING_WAIT_S = 60.0  # for the segments of an event analysed from its record
 RECORDING_MAX_S = 30.0  # of an event's recording, at most this much from its start is analysed
 FINISHED_REMEMBERED = 10_000
 WATCH_EVERY_S = 1.0  # how often the cameras the store knows are looked at (feeds to open or close; stale events)
+SETTINGS_EVERY_S = 5.0  # how often a camera's objects setting is read again for that
 DETECT_MODES = ("off", "local")
 
 
@@ -327,21 +328,24 @@ class DetectionService:
 
     async def _watch_cameras(self) -> None:
         """Feeds for the cameras that look for objects, none for the others; stale events finished."""
+        wanted: dict[str, tuple[float, bool]] = {}  # camera -> (when its settings were read, looks for objects)
         while True:
-            known = set(self._known())
-            for camera in sorted(known | set(self.cameras)):
-                try:
-                    wanted = camera in known and bool((await self.settings(camera)).objects)
-                except Exception:
-                    log.exception("camera %s: cannot read its settings", camera)
-                    continue
-                await self._keep_feed(camera, wanted)
-            now = time.monotonic()
-            for analysis in list(self.analyses.values()):
-                if not analysis.from_recording and analysis.end_us is None and now - analysis.touched > STALE_S:
-                    log.warning("event %d on %s: no picture for %.0f s (its node away?); analysis ends there",
-                                analysis.event_id, analysis.camera, STALE_S)
-                    await self._finish(analysis, still_open=True)
+            try:
+                now = time.monotonic()
+                known = set(self._known())
+                for camera in sorted(known | set(self.cameras)):
+                    read_at, looks = wanted.get(camera, (-SETTINGS_EVERY_S, False))
+                    if now - read_at >= SETTINGS_EVERY_S:  # one query per camera every few seconds, not every loop
+                        looks = bool((await self.settings(camera)).objects)
+                        wanted[camera] = (now, looks)
+                    await self._keep_feed(camera, camera in known and looks)
+                for analysis in list(self.analyses.values()):
+                    if not analysis.from_recording and analysis.end_us is None and now - analysis.touched > STALE_S:
+                        log.warning("event %d on %s: no picture for %.0f s (its node away?); analysis ends there",
+                                    analysis.event_id, analysis.camera, STALE_S)
+                        await self._finish(analysis, still_open=True)
+            except Exception:  # an index hiccup: the feeds stay as they are until the next round
+                log.exception("object detection: watching the cameras failed; trying again")
             await asyncio.sleep(WATCH_EVERY_S)
 
     async def _keep_feed(self, camera: str, wanted: bool) -> None:
