@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -32,19 +34,18 @@ def trim_segment(path: Path, header: SegmentHeader, keep_from_us: int, keep_to_u
         tb = stream.time_base or MICROSECONDS
         pts = [int(p.pts or 0) for p in packets]
         times = [header.start_us + int(t * tb / MICROSECONDS) for t in pts]
-        first = 0
-        for i, (packet, t) in enumerate(zip(packets, times, strict=True)):
-            if t > keep_from_us:
-                break
-            if packet.is_keyframe:
-                first = i
-        last = max((i for i, t in enumerate(times) if t < keep_to_us), default=-1)
-        if last < first:
+        # The muxer rounded each capture time to its time base (1/90000 s: 11 µs): a time read back may lie a
+        # tick (and the truncation here 1 µs) either side of the capture time it stands for.
+        margin_us = math.ceil(tb / MICROSECONDS) + 1
+        kept = frames_to_keep(times, [p.is_keyframe for p in packets], keep_from_us, keep_to_us, margin_us)
+        if kept is None:
             return None
+        first, last = kept
         if first == 0 and last == len(packets) - 1:
             return None
         interval = (header.end_us - header.start_us) // max(1, header.frames)
-        start_us, end_us, frames = times[first], times[last] + interval, last - first + 1
+        # never past the segment's own end (its frames' mean interval may be longer than its last one)
+        start_us, end_us, frames = times[first], min(times[last] + interval, header.end_us), last - first + 1
         buffer = io.BytesIO()
         with av.open(buffer, "w", format="mp4") as out:
             description = _describe(source.metadata.get(METADATA_TAG), start_us, end_us, frames)
@@ -62,6 +63,27 @@ def trim_segment(path: Path, header: SegmentHeader, keep_from_us: int, keep_to_u
                             bytes=len(data), sha256=sha256_hex(data), codec=header.codec, width=header.width,
                             height=header.height)
     return trimmed, data
+
+
+def frames_to_keep(times: Sequence[int], keyframes: Sequence[bool], keep_from_us: int, keep_to_us: int,
+                   margin_us: int = 0) -> tuple[int, int] | None:
+    """(first, last): the frames (indexes, in capture order) to keep of one segment for the wanted span
+    [keep_from_us, keep_to_us): from the keyframe of the frame captured at or before ``keep_from_us`` (the first
+    one if none is) through the last frame captured before ``keep_to_us``; None if no frame is wanted.
+
+    ``times`` may each lie up to ``margin_us`` from the true capture time. A frame that may have been captured
+    before the end is kept (one frame too many at worst, never one captured within the span too few). At the
+    start the times are taken as they are: a keyframe read back at the start may have come up to a tick after it,
+    and the frame before it, not kept then, showed for those few µs of the span only (where the other choice would
+    keep a whole GOP too many each time a keyframe falls on the start)."""
+    first = 0
+    for i, (t, keyframe) in enumerate(zip(times, keyframes, strict=True)):
+        if t > keep_from_us:
+            break
+        if keyframe:
+            first = i
+    last = max((i for i, t in enumerate(times) if t - margin_us < keep_to_us), default=-1)
+    return None if last < first else (first, last)
 
 
 def _describe(text: str | None, start_us: int, end_us: int, frames: int) -> str | None:

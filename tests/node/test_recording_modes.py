@@ -140,3 +140,24 @@ async def test_the_gate_judges_a_camera_by_its_own_clock_not_the_wall_clock(tmp_
     camera_now.now_us += 20 * S
     await modes.decide("cam0")
     assert [i.header.start_us for i in uploads.segments()] == [T0 + 26 * S]  # its pre-roll, trimmed
+
+
+async def test_a_segment_the_post_roll_reaches_into_by_microseconds_is_uploaded_from_its_first_frame(
+        tmp_path, ten_second_segments):
+    # The post-roll ends 13 µs after the second segment began: its first frame (captured then) is wanted, and
+    # reaches the uploader as a segment of its own.
+    modes, _, uploads, clock, spooled = setup(tmp_path, ten_second_segments, MOTION)
+    modes.gates["cam0"].post_roll_us = 4 * S
+    modes.motion_started("cam0", T0 + 2 * S)
+    modes.motion_finished_soon(EventRecord("node0", "cam0", T0 + 2 * S, T0 + 6 * S + 13, "motion", 0.8,
+                                           thumb_us=None))
+    for item in spooled:
+        clock.now_us = item.header.end_us
+        await modes.segment_spooled(item)
+    clock.now_us = T0 + 40 * S
+    await modes.finish()
+    first, second = uploads.segments()
+    assert first == spooled[0]
+    assert (second.header.start_us, second.header.end_us) == (T0 + 10 * S, T0 + 10 * S + 100_000)
+    assert second.header.frames == 1 and second.media_path.name.endswith(".trim.mp4")
+    assert modes.health("cam0").discarded_quiet == 1
