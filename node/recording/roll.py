@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from shared.protocol.ingest import MAX_SEGMENT_US
+
 T = TypeVar("T")
 
 DEFAULT_PRE_ROLL_S = 5.0
@@ -33,6 +35,9 @@ DEFAULT_POST_ROLL_S = 10.0
 DEFAULT_LABEL_GRACE_S = 30.0
 LABEL_MEMORY_US = 600_000_000  # verdicts on events older than this (and no longer tracked) are forgotten
 FOREVER = 2**62  # the end of an open event's window
+# Before the gate has held a segment, how far back the ones not yet held may begin: the one being recorded and one
+# being spooled, each at most as long as a segment may be (longer ones are refused: shared/protocol/ingest.py)
+UNHELD_SPAN_US = 2 * MAX_SEGMENT_US
 
 Span = tuple[int, int]
 
@@ -170,9 +175,10 @@ class RecordingGate(Generic[T]):
             else:
                 still.append(h)
         self.held = still
-        # The segment being recorded began where the last one ended, before now: an event whose window reaches
-        # past that still wants part of it.
-        coming = now_us if self.recorded_until_us is None else min(now_us, self.recorded_until_us)
+        # The segment being recorded began where the last one held ended, before now: an event whose window reaches
+        # past that still wants part of it. Before any was held here (motion mode just began), the one being
+        # recorded (or still being spooled) may have begun up to a whole segment_seconds before now, or more.
+        coming = now_us - UNHELD_SPAN_US if self.recorded_until_us is None else min(now_us, self.recorded_until_us)
         oldest = min((h.start_us for h in still), default=coming)
         # Events that can no longer touch any segment, held or future, are forgotten; so, later, are their verdicts.
         self.events = [(a, b) for a, b in self.events if b + self.post_roll_us > oldest]

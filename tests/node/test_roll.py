@@ -1,4 +1,4 @@
-from node.recording.roll import RecordingGate
+from node.recording.roll import UNHELD_SPAN_US, RecordingGate
 
 S = 1_000_000
 
@@ -94,3 +94,60 @@ def test_an_event_ending_after_the_next_began_does_not_close_the_next():
     g.event_started(20 * S)  # a second event opened before the first's end was heard
     g.event_finished(10 * S, 12 * S)
     assert g.open_since_us == 20 * S
+
+
+# The edges, to the microsecond: a frame interval is 100 ms here (10 fps), capture stamps jitter by microseconds.
+K = 1_796_533_578_207_639  # a segment boundary (from a failed system test run)
+
+
+def test_a_segment_the_post_roll_reaches_into_by_microseconds_is_kept_trimmed_to_them():
+    g = RecordingGate(pre_roll_us=5 * S, post_roll_us=4 * S, detection_delay_us=2 * S)
+    g.event_started(K - 6 * S)
+    g.event_finished(K - 6 * S, K - 4 * S + 13)  # post-roll to 13 µs past K
+    g.hold(K - S, K, "before")
+    assert g.decide_spans(now_us=K + 50_000) == ([("before", (K - S, K))], [])
+    g.hold(K, K + S, "after")  # its first frame, captured at K, is within the post-roll
+    assert g.decide_spans(now_us=K + S + 50_000) == ([], [])  # partly wanted: a coming event may want the rest
+    assert g.events == [(K - 6 * S, K - 4 * S + 13)]  # not forgotten while a segment it wants is held
+    assert g.decide_spans(now_us=K + 9 * S) == ([("after", (K, K + 13))], [])
+    assert g.events == []
+
+
+def test_a_post_roll_ending_in_the_gap_before_a_late_frame_wants_nothing_after_it():
+    """The segment before ends one frame interval after its last frame; the next frame came 20 µs later than
+    that, after the post-roll's end: no frame of the next segment is wanted."""
+    g = RecordingGate(pre_roll_us=5 * S, post_roll_us=4 * S, detection_delay_us=2 * S)
+    g.event_finished(K - 6 * S, K - 4 * S + 13)
+    g.hold(K - S, K, "before")
+    g.hold(K + 20, K + S, "after")
+    keep, discard = g.decide_spans(now_us=K + 9 * S)
+    assert keep == [("before", (K - S, K))] and discard == ["after"]
+
+
+def test_a_segment_the_pre_roll_reaches_back_into_by_a_microsecond_is_kept():
+    g = RecordingGate(pre_roll_us=5 * S, post_roll_us=4 * S, detection_delay_us=2 * S)
+    g.hold(K - S, K, "before")
+    g.event_started(K + 5 * S - 1)  # pre-roll from 1 µs before K
+    assert g.decide_spans(now_us=K + 6 * S) == ([("before", (K - 1, K))], [])
+
+
+def test_an_event_whose_post_roll_ended_before_motion_mode_began_keeps_the_segment_then_being_recorded():
+    """Motion mode begins at 38 s, while the segment from 30 s is being recorded; an event had ended at 25 s, its
+    post-roll (to 35 s) reaches into that segment. Nothing is held yet when the gate first decides, after 35 s:
+    the event must not be forgotten then."""
+    g = gate()
+    g.event_started(20 * S)
+    g.event_finished(20 * S, 25 * S)
+    assert g.decide_spans(now_us=38 * S) == ([], [])
+    assert g.decide_spans(now_us=39 * S) == ([], [])
+    g.hold(30 * S, 40 * S, "seg3")
+    assert g.decide_spans(now_us=48 * S) == ([("seg3", (30 * S, 35 * S))], [])
+
+
+def test_with_no_segment_held_yet_events_are_forgotten_only_once_no_segment_can_reach_back_to_them():
+    g = gate()
+    g.event_finished(20 * S, 25 * S)  # wants up to 35 s
+    g.decide_spans(now_us=35 * S + UNHELD_SPAN_US - 1)
+    assert g.events == [(20 * S, 25 * S)]  # a segment being recorded may still begin before 35 s
+    g.decide_spans(now_us=35 * S + UNHELD_SPAN_US)
+    assert g.events == []  # none is that long: the memory stays bounded while no segment comes

@@ -183,6 +183,7 @@ def test_old_verdicts_are_forgotten_with_their_events() -> None:
     g.event_labelled(9 * S, None)
     g.decide(now_us=60 * S)
     assert g.missed == {7 * S} and g.kept_without_verdict == 1
+    g.hold(19 * 60 * S, 20 * 60 * S, "seg")  # as in use, segments were recorded meanwhile
     g.decide(now_us=20 * 60 * S)
     assert g.labels == {} and g.events == [] and g.missed == set() and g.awaiting == {}
 
