@@ -21,6 +21,7 @@ from tests.system.test_motion import scenario, walker
 
 S = 1_000_000
 POST_ROLL = 4 * S  # shorter than in use (10 s), so that the two events' windows stay apart in a short test
+TICK = 12  # µs: an MP4's time stamps are in 1/90000 s
 
 
 async def until(condition: Callable[[], object], seconds: float, what: str) -> None:
@@ -48,6 +49,15 @@ async def test_objects_mode_keeps_the_labelled_events_footage_and_drops_the_one_
                            cameras=(CameraConfig(id="cam0", source=f"synthetic:{scene}", width=320, height=180,
                                                  fps=10),)),
                 NodeSecurity(listen=SecurityOptions(auth=False)))
+    # Every frame the camera captures, as the recorder sees it: what the stored footage is checked against.
+    captured = node.master.cameras["cam0"].subscribe("test", 100_000)
+    frames: list[int] = []
+
+    async def collect() -> None:
+        while (unit := await captured.get()) is not None:
+            frames.append(unit.capture_us)
+
+    collector = asyncio.create_task(collect())
     await node.start()
     gate = node.recording.gates["cam0"]
     gate.post_roll_us = POST_ROLL  # the grace stays as in use: only the verdict may let footage go
@@ -78,11 +88,21 @@ async def test_objects_mode_keeps_the_labelled_events_footage_and_drops_the_one_
     finally:
         await node.stop()  # uploads what is left
         await store.stop()
+        await asyncio.wait_for(collector, 10)  # the stream ended with the stop
     (first_end,), = rows(root, f"SELECT end_us FROM events WHERE start_us = {first}")
     kept = rows(root, "SELECT start_us, end_us FROM segments WHERE camera = 'cam0' ORDER BY start_us")
     assert kept, "the labelled event's footage reached the store"
-    # All of the labelled event, with its post-roll, in one continuous run of segments ...
-    assert kept[0][0] <= first and kept[-1][1] >= first_end + POST_ROLL
+    # Every frame captured within the labelled event's rolled window is stored, in one continuous run of
+    # segments. (Not "the last segment ends at or after the post-roll's end": a segment ends one frame interval
+    # after its last frame, and the next frame, captured some µs later than that, may come after the post-roll's
+    # end and rightly go: then the stored footage ends a few µs short of it, with nothing lost.)
+    window = (first - gate.pre_roll_us, first_end + POST_ROLL)
+    wanted = [t for t in frames if window[0] <= t < window[1]]
+    assert wanted and wanted[-1] > window[1] - S // 5, "the camera captured frames throughout the window"
+    assert kept[0][0] <= first
+    # (a segment trimmed to a keyframe within it starts at that frame's time as its MP4 holds it: a tick off)
+    lost = [t for t in wanted if not any(start - TICK <= t < end for start, end in kept)]
+    assert not lost, f"frames captured at {lost} within the event's window {window} were not stored"
     assert all(abs(b[0] - a[1]) < S // 5 for a, b in zip(kept, kept[1:], strict=False))
     # ... and nothing of the empty one beyond it (motion mode would keep it, from its 5 s of pre-roll on).
     assert second - 5 * S > first_end + POST_ROLL + S, "the scene must keep the two events' footage apart"
