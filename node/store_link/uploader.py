@@ -160,8 +160,7 @@ class Uploader:
                 async with connect(ws_url(store) + "/ingest", max_size=2**20, open_timeout=10, write_limit=2**20,
                                    additional_headers=self.headers,
                                    ssl=self.ssl_context if is_tls(store) else None) as ws:
-                    self.link = "connected"
-                    self.last_error = None
+                    self.link = "connected"  # last_error stays until an ack: a store refusing every segment fails
                     self.store_version = _ingest_version(ws)
                     self.rotation.succeeded(store)
                     await self._drain(ws)
@@ -213,6 +212,7 @@ class Uploader:
                     await ws.send(message)
             reply = sender.receive(await asyncio.wait_for(ws.recv(), ACK_TIMEOUT_S))
             if isinstance(reply, Ack):
+                self.last_error = None  # the store takes segments again (a connection alone does not say so)
                 await asyncio.to_thread(self.spool.remove, item)
                 self._finish(item)
                 self.uploaded += 1
