@@ -28,7 +28,6 @@ import multiprocessing
 import os
 import platform
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import psutil
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.processes import spawn_sht, stop_in_order
 from bench.report import cpu_model, replace_section, verdict
 
 SECTION = "## Abuse"
@@ -145,22 +145,10 @@ class System:
         return get_json(f"http://127.0.0.1:{self.node_port}/health")
 
     def stop(self) -> None:
-        for proc in (self.node, self.store):  # the node first, so it uploads what it holds
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop_in_order((self.node, self.store))  # the node first, so it uploads what it holds
 
     def _spawn(self, name: str, *args: str, token: str | None = None) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        env = {**os.environ, "SHT_TOKEN": token} if token else None
-        proc = subprocess.Popen([sys.executable, "-m", "sht", *args], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env)
-        log.close()
-        return proc
+        return spawn_sht(self.tmp / f"{name}.log", *args, token=token)
 
 
 def _wait_health(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 
 from bench.footage import open_clip, reel
 from bench.objects_summary import DeviceRun, observe, settled
+from bench.processes import spawn_sht, stop_in_order
 
 NODE_ID = "bench-objects"
 CAMERAS = {"vtest": ("vtest1", "vtest2", "vtest3"), "tree": ("tree1", "tree2", "tree3")}
@@ -186,23 +186,10 @@ class EventSystem:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):  # the node first
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop_in_order(reversed(self.procs))  # the node first
 
     def _spawn(self, name: str, *args: str, token: str | None = None) -> subprocess.Popen:
-        from sht.demo import _die_with_parent
-
-        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        env = {**os.environ, "SHT_TOKEN": token} if token else None
-        proc = subprocess.Popen([sys.executable, "-m", "sht", *args], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
-        log.close()
+        proc = spawn_sht(self.tmp / f"{name}.log", *args, token=token, die_with_parent=True)
         self.procs.append(proc)
         return proc
 
