@@ -147,12 +147,9 @@ def add_detect_flags(store: argparse.ArgumentParser) -> None:
     group.add_argument("--detect", choices=("off", "local"), default="local",
                        help="local (default): the store runs the person detector on frames of cameras while a motion "
                        "event is open; `sht detect --store URL` workers take the work over while connected. off: none")
-    group.add_argument("--detect-model", metavar="PATH.onnx", help="an SSD- or YOLO-layout ONNX model (default: the "
-                       "built-in person model)")
-    group.add_argument("--detect-labels", metavar="PATH.txt", help="the model's labels, one a line in class order")
-    group.add_argument("--detect-device", default="cpu", choices=("cpu", "cuda", "openvino", "tensorrt"),
-                       help="execution provider of the store's own detector (default cpu)")
-    group.add_argument("--detect-threads", type=int, default=1, help="intra-op threads of the store's detector")
+    from sht.detect_cli import add_model_flags
+
+    add_model_flags(group, prefix="detect-")  # the store's own detector: the flags of `sht detect`, prefixed
     group.add_argument("--detect-fps", type=float, default=5.0, help="frames a second analysed per camera while a "
                        "motion event is open (default 5)")
 

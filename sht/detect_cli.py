@@ -11,18 +11,26 @@ import sys
 from typing import Any
 
 
+def add_model_flags(parser: Any, prefix: str = "") -> None:
+    """--model, --labels, --device, --threads (``prefix="detect-"``: ``sht store``'s --detect-model ...): which
+    detector runs, the same flags wherever one does."""
+    from shared.detect.detector import PROVIDERS
+
+    parser.add_argument(f"--{prefix}model", metavar="PATH.onnx", help="an SSD- or YOLO-layout ONNX model (default: "
+                        "the built-in person model; docs/objects.md)")
+    parser.add_argument(f"--{prefix}labels", metavar="PATH.txt", help="the model's labels, one a line in class order")
+    parser.add_argument(f"--{prefix}device", default="cpu", choices=tuple(PROVIDERS),
+                        help="execution provider (default cpu); an error if this onnxruntime lacks it")
+    parser.add_argument(f"--{prefix}threads", type=int, default=1, help="intra-op threads (default 1)")
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("detect", help="object detection: --probe prints providers, the model and a timed run; "
                        "--store URL works for a store")
     p.add_argument("--probe", action="store_true",
                    help="print onnxruntime's providers, the one used, the model, its layout, input size and the "
                    "p50 of 20 inferences on a blank frame, then exit")
-    p.add_argument("--model", metavar="PATH.onnx", help="an SSD- or YOLO-layout ONNX model (default: the built-in "
-                   "person model; docs/objects.md)")
-    p.add_argument("--labels", metavar="PATH.txt", help="the model's labels, one a line in class order")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "openvino", "tensorrt"),
-                   help="execution provider (default cpu); an error if this onnxruntime lacks it")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    add_model_flags(p)
     p.add_argument("--json", action="store_true", help="with --probe: print JSON")
     p.add_argument("--store", metavar="URL", help="work for this store (e.g. ws://nas:8100): it sends frames of "
                    "cameras in motion, this machine finds the objects; reconnects when the store goes away")
