@@ -57,7 +57,8 @@ def test_sub_auto_and_fmp4_through_the_relays_cost_the_node_one_subscriber_per_s
         slow = SlowViewer(live + "?stream=auto", toks["viewer"]).start()
         everyone = [*main, *subs, fmp4, steady, elsewhere]
         try:
-            assert await wait_until(lambda: all(len(v.frames) >= 10 for v in everyone), 20)
+            assert await wait_until(lambda: all(len(v.frames) >= 10 for v in everyone), 20), \
+                [(v.url, len(v.frames), v.texts[-2:]) for v in everyone]  # which one starved, and what it heard
             for v in main + [steady]:
                 assert (v.texts[0]["stream"], v.texts[0]["width"]) == ("main", 640), v.texts[0]
             for v in subs + [elsewhere]:
