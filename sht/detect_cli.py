@@ -32,8 +32,9 @@ def add_parsers(sub: Any) -> None:
                    "p50 of 20 inferences on a blank frame, then exit")
     add_model_flags(p)
     p.add_argument("--json", action="store_true", help="with --probe: print JSON")
-    p.add_argument("--store", metavar="URL", help="work for this store (e.g. ws://nas:8100): it sends frames of "
-                   "cameras in motion, this machine finds the objects; reconnects when the store goes away")
+    p.add_argument("--store", metavar="URL[,URL...]", help="work for this store (e.g. ws://nas:8100) or for every "
+                   "store of a cluster at once (ws://nas1:8100,ws://nas2:8100): a store sends frames of cameras in "
+                   "motion, this machine finds the objects; reconnects when a store goes away")
     p.add_argument("--token", default=os.environ.get("SHT_TOKEN"), help="with --store: a detector token (default "
                    "$SHT_TOKEN; `sht token create --role detector` on the store makes one)")
     p.add_argument("--ca", help="with --store: CA certificate to verify a wss:// store with")
@@ -68,7 +69,10 @@ def _fail(message: str) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from shared.detect import DetectorError
     from shared.detect.detector import Detector
-    from sht.detect_worker import DetectWorker, WorkerFatal, say, worker_hello
+    from shared.security import client_ssl
+    from shared.store_list import StoreListError, parse_store_list
+    from shared.urls import ws_url
+    from sht.detect_worker import WorkerFatal, say, serve_stores, worker_hello
 
     if args.threads < 1:
         return _fail(f"--threads must be 1 or more, got {args.threads}")
@@ -78,13 +82,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         detector = Detector(args.model, args.labels, device=args.device, threads=args.threads)
         hello = worker_hello(detector, args.device)
-        worker = DetectWorker(args.store, args.token, args.ca, detector, hello)
-    except (DetectorError, ValueError, OSError) as exc:  # ValueError: a bad URL; OSError: an unreadable CA file
+        stores = parse_store_list(args.store)
+        for store in stores:  # a bad URL or CA file refused now, before any link starts
+            client_ssl(ws_url(store), args.ca)
+    # ValueError: a bad URL; OSError: an unreadable CA file
+    except (DetectorError, StoreListError, ValueError, OSError) as exc:
         return _fail(str(exc))
     say(f"{hello.model} on {args.device} ({detector.info.provider}, {args.threads} thread(s)), labels "
         f"{', '.join(hello.labels[:8])}{' ...' if len(hello.labels) > 8 else ''}")
     try:
-        asyncio.run(worker.run())
+        asyncio.run(serve_stores(stores, args.token, args.ca, detector, hello))
     except WorkerFatal as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:

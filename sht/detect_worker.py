@@ -1,10 +1,15 @@
-"""``sht detect --store URL``: this machine's detector as a worker of the store (a GPU box, more cameras).
+"""``sht detect --store URL[,URL...]``: this machine's detector as a worker of the store (a GPU box, more cameras).
 
 It connects to the store's ``/detect`` with a ``detector`` token, says hello (model, device, labels, input
 size), then answers each frame the store sends: the JPEG decoded by PyAV, the detector run on it (in a thread,
 so the connection's pings go on), the detections or a one-line error sent back. A lost or unreachable store is
 retried with backoff (shared/backoff.py), one line said each time; a token the store refuses (401, 403) or a
 store without ``/detect`` (404) ends the worker with a one-line error, since retrying would not help.
+
+Several stores (a cluster, ``--store ws://A:8100,ws://B:8100``): the worker connects to every one of them at once,
+since each store analyses the events of the nodes uploading to it and a node may be on any of them. One thread runs
+the detector for all (frames queue in it, one at a time); each store's link retries on its own, and a store that
+refuses the worker for good ends only that link, the worker exits when every link has ended so.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import concurrent.futures
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import av
@@ -91,14 +96,17 @@ def analyse(detector: Any, request: FrameRequest) -> FrameResult | FrameError:
 
 class DetectWorker:
     def __init__(self, store: str, token: str | None, ca: str | None, detector: Any, hello: WorkerHello,
-                 backoff: Backoff | None = None, report: Callable[[str], None] = say) -> None:
+                 backoff: Backoff | None = None, report: Callable[[str], None] = say,
+                 executor: concurrent.futures.ThreadPoolExecutor | None = None) -> None:
         self.url = ws_url(store) + DETECT_PATH
         self.token, self.detector, self.hello, self.report = token, detector, hello, report
         self.ssl_context = client_ssl(self.url, ca)
         self.backoff = backoff or Backoff(initial=0.5, maximum=30.0)
         self.frames = self.errors = 0
-        # One thread: the Detector is not thread-safe, and one frame at a time is what the store sends.
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="detect")
+        # One thread: the Detector is not thread-safe, and one frame at a time is what the store sends. Workers of
+        # several stores share the caller's (who shuts it down).
+        self._own_executor = executor is None
+        self._executor = executor or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="detect")
 
     async def run(self) -> None:
         """Serve the store until cancelled; WorkerFatal when the store refuses us for good."""
@@ -124,7 +132,8 @@ class DetectWorker:
                 self.report(f"{self.url}: {reason}; retrying in {delay:.1f} s")
                 await asyncio.sleep(delay)
         finally:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._own_executor:
+                self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _session(self, ws: ClientConnection) -> str:
         """Answer frames until the connection ends; why it ended."""
@@ -158,3 +167,27 @@ class DetectWorker:
             pass
         close = ws.close_code, ws.close_reason
         return f"connection closed ({close[0]}{': ' + close[1] if close[1] else ''})"
+
+
+async def serve_stores(stores: Sequence[str], token: str | None, ca: str | None, detector: Any,
+                       hello: WorkerHello, report: Callable[[str], None] = say) -> None:
+    """Work for every store of ``stores`` at once (one ``DetectWorker`` each, one detector thread for all) until
+    cancelled; ``WorkerFatal`` naming every store once all of them refused the worker for good."""
+    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="detect")
+    workers = [DetectWorker(store, token, ca, detector, hello, report=report, executor=executor) for store in stores]
+    tasks = [asyncio.create_task(worker.run(), name=f"detect-worker {worker.url}") for worker in workers]
+    fatal: list[str] = []
+    try:
+        for finished in asyncio.as_completed(tasks):
+            try:
+                await finished
+            except WorkerFatal as exc:
+                fatal.append(str(exc))
+                if len(fatal) < len(tasks):
+                    report(f"{exc}; still working for the other store(s)")
+        raise WorkerFatal("; ".join(fatal))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        executor.shutdown(wait=False, cancel_futures=True)
