@@ -154,7 +154,7 @@ async def _open_postgres(url: str) -> aiosqlite.Connection:
     try:
         conn = await PostgresConnection.connect(url, identity_columns(schema_text()))
     except (psycopg.OperationalError, TimeoutError) as exc:
-        # psycopg_pool.PoolTimeout is an OperationalError. The message may quote the URL: say it without the password.
+        # The message may quote the URL: say it without the password.
         reason = " ".join(str(exc).split()).replace(url, redacted(url))
         raise IndexUnavailable(f"cannot reach the index at {redacted(url)}: {reason}") from None
     try:

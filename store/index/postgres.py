@@ -11,13 +11,16 @@ so every query module runs unchanged on both:
 - SQL as SQLite takes it (store/index/dialect.py translates); PRAGMAs are SQLite's tuning and do nothing here.
 
 Writes go through one connection (the store's tasks share it, as they share the SQLite one, and
-``store.index.db.transaction`` keeps them apart); a query made while no transaction is open runs on a pool of
-other connections, so searches and timelines never wait behind ingest. A query made while one is open runs
-inside it, as on SQLite's single connection. A connection that broke (the server restarted) is replaced on the
-next statement outside a transaction; the one inside fails, and is rolled back by whoever began it.
+``store.index.db.transaction`` keeps them apart); a query made while no transaction is open runs on one of up to
+``POOL_SIZE`` other connections (``_Readers``), so searches and timelines never wait behind ingest. A query made
+while one is open runs inside it, as on SQLite's single connection. A connection that broke (the server
+restarted) is replaced on the next statement outside a transaction; the one inside fails, and is rolled back by
+whoever began it.
 
 The server out of reach (down, restarting, a lost connection, a deadlock or serialization failure: psycopg's
-OperationalError) is ``IndexUnavailable``, an OSError: ingest answers it with ``retry: true``.
+OperationalError) is ``IndexUnavailable``, an OSError: ingest answers it with ``retry: true``. While the server
+is down every statement fails at once with its reason (nothing waits for a connection that cannot come), and the
+first statement after it is back connects again: a store recovers by itself, however long the outage.
 """
 
 from __future__ import annotations
@@ -25,14 +28,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
 import psycopg
 from psycopg.adapt import Loader
-from psycopg_pool import AsyncConnectionPool
+from psycopg.pq import TransactionStatus
 
 from store.index.dialect import to_postgres
 from store.index.location import IndexUnavailable, redacted
@@ -40,8 +43,7 @@ from store.index.location import IndexUnavailable, redacted
 Row = tuple[Any, ...]
 POOL_SIZE = 4  # connections for queries outside transactions: searches, timelines, thumbnails at once
 CONNECT_TIMEOUT_S = 10
-# A query waits this long for a pooled connection: all busy, or the server down (the pool keeps reconnecting).
-POOL_WAIT_S = 5.0
+POOL_WAIT_S = 5.0  # a query waits this long for one of the POOL_SIZE connections when all are busy
 _DML = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 _INSERT_INTO = re.compile(r"\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 
@@ -98,6 +100,54 @@ class _Statement:
         pass
 
 
+class _Readers:
+    """Up to ``size`` autocommit connections for the queries made outside transactions, made when needed and
+    kept while they work.
+
+    Not psycopg_pool: its reconnection backs off without a ceiling (1 s doubling for five minutes), so after a
+    minute's outage it may try again only a minute later, and meanwhile every query waits its whole timeout for a
+    connection that cannot come. Here a query takes an idle connection or makes one, failing at once with the
+    server's own reason when it cannot; the first query after the server is back connects.
+    """
+
+    def __init__(self, connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]], size: int,
+                 wait_s: float) -> None:
+        self._connect = connect
+        self._size, self._wait_s = size, wait_s
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        try:
+            async with asyncio.timeout(self._wait_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise psycopg.OperationalError(f"all {self._size} query connections stayed busy for "
+                                           f"{self._wait_s:g} s") from None
+        conn: psycopg.AsyncConnection[Any] | None = None
+        try:
+            conn = self._idle.pop() if self._idle else await self._connect()
+            yield conn
+        finally:
+            if conn is not None:
+                await self._put_back(conn)
+            self._slots.release()
+
+    async def _put_back(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
+            self._idle.append(conn)
+            return
+        await conn.close()  # broken, or left mid-statement (the query was cancelled)
+        if conn.broken:  # the server went away: the idle ones went with it, so none is handed out to fail
+            await self.close()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+
+
 class PostgresConnection:
     dialect = "postgresql"  # store.index.db.dialect reads it
 
@@ -105,9 +155,7 @@ class PostgresConnection:
         self.url = url
         self.identity = identity  # table -> its identity column, what lastrowid reads (dialect.identity_columns)
         self._writer: psycopg.AsyncConnection[Any] | None = None
-        self._pool = AsyncConnectionPool(url, min_size=1, max_size=pool_size, open=False, configure=_configure,
-                                         kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
-                                         timeout=POOL_WAIT_S, name="sht-index")
+        self._readers = _Readers(self._new_connection, pool_size, POOL_WAIT_S)
         self._lock = asyncio.Lock()  # one statement at a time on the writer, and BEGIN with the one it starts
         self.in_transaction = False
 
@@ -116,7 +164,6 @@ class PostgresConnection:
         conn = cls(url, identity, pool_size)
         try:
             await conn._connect_writer()
-            await conn._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         except BaseException:
             await conn.close()
             raise
@@ -124,10 +171,13 @@ class PostgresConnection:
 
     async def _connect_writer(self) -> psycopg.AsyncConnection[Any]:
         if self._writer is None or self._writer.closed:
-            self._writer = await psycopg.AsyncConnection.connect(self.url, autocommit=True,
-                                                                 connect_timeout=CONNECT_TIMEOUT_S)
-            await _configure(self._writer)
+            self._writer = await self._new_connection()
         return self._writer
+
+    async def _new_connection(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        await _configure(conn)
+        return conn
 
     @contextlib.contextmanager
     def _reachable(self) -> Iterator[None]:
@@ -191,7 +241,7 @@ class PostgresConnection:
     async def close(self) -> None:
         if self._writer is not None:
             await self._writer.close()
-        await self._pool.close()
+        await self._readers.close()
 
     # ---- routing ----
 
@@ -204,13 +254,15 @@ class PostgresConnection:
                 writer = await self._begin_if_writing(sql)
                 return await self._run(writer, query, parameters, returning)
         for attempt in (1, 2):
+            reader: psycopg.AsyncConnection[Any] | None = None
             try:
-                async with self._pool.connection() as reader:
+                async with self._readers.connection() as reader:
                     return await self._run(reader, query, parameters, None)
             except psycopg.OperationalError:
-                # A pooled connection the server closed (it restarted) fails on its first use, and the pool
-                # drops it: a query changes nothing, so once more on another.
-                if attempt == 2 or not reader.closed:
+                # A kept connection the server closed (it restarted) fails on its first use, and every idle one
+                # is dropped: a query changes nothing, so once more on a new connection. A failed connect
+                # (reader None: the server is down) is the answer.
+                if attempt == 2 or reader is None or not reader.closed:
                     raise
         raise AssertionError("unreachable")
 

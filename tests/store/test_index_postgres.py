@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -142,6 +143,32 @@ async def test_a_restarted_server_is_reconnected_to(postgres: PostgresCluster) -
         with pytest.raises(IndexUnavailable):
             await index.segments("cam0")
         postgres.start()
+        await index.insert_segment(segment(T + 10_000_000), "segments/cam0/b.mp4", T)
+        assert len(await index.segments("cam0")) == 2
+    finally:
+        await index.close()
+
+
+async def test_while_the_server_is_down_queries_fail_at_once_and_the_first_one_after_it_is_back_works(
+        postgres: PostgresCluster) -> None:
+    """A pool that backs off its reconnection (psycopg_pool: 1 s doubling) would make each query wait its whole
+    timeout during the outage, and the first ones after it fail too."""
+    url = postgres.create_database()
+    index = await Index.open(url)
+    try:
+        await index.insert_segment(segment(T), "segments/cam0/a.mp4", T)
+        assert len(await index.segments("cam0")) == 1  # a query connection made and kept
+        postgres.stop("immediate")
+        try:
+            for _ in range(4):
+                began = time.monotonic()
+                with pytest.raises(IndexUnavailable, match="out of reach: .*127.0.0.1"):
+                    await index.segments("cam0")
+                assert time.monotonic() - began < 1.0
+                await asyncio.sleep(1)
+        finally:
+            postgres.start()
+        assert len(await index.segments("cam0")) == 1
         await index.insert_segment(segment(T + 10_000_000), "segments/cam0/b.mp4", T)
         assert len(await index.segments("cam0")) == 2
     finally:
