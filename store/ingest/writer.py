@@ -28,7 +28,7 @@ from shared.ids import check_id
 from shared.protocol.ingest import Ack, Refusal, SegmentHeader, sha256_hex
 from store.index.db import Index
 from store.index.location import IndexUnavailable
-from store.segments import SegmentStore, SegmentStoreError, segment_name
+from store.segments import SegmentConflict, SegmentStore, SegmentStoreError, segment_name
 from store.segments.files import FileSegments
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,8 @@ class Ingestor:
         try:
             # Durable (and for S3 verified by the server) when it returns; only then the row.
             await self.segments.put(segment_name(header.camera, header.start_us), payload, header.sha256)
+        except SegmentConflict as exc:
+            return await self._other_bytes_stored(header, exc)
         except SegmentStoreError as exc:
             self.stats.refused += 1
             log.error("could not store %s: %s", relpath, exc)
@@ -163,6 +165,21 @@ class Ingestor:
         self.stats.stored += 1
         self.stats.bytes_stored += header.bytes
         return Ack(sid)
+
+    async def _other_bytes_stored(self, header: SegmentHeader, exc: SegmentConflict) -> Ack | Refusal:
+        """A shared bucket already holds other bytes under this segment's name (another store wrote them, and may
+        be committing their row now): they stay. Their row, if there is one, answers as for a resend; without one
+        it is still a conflict, kept by the node for a human (``sht store check`` reports the object)."""
+        try:
+            existing = await self.index.find_segment(header.camera, header.start_us)
+        except IndexUnavailable as unavailable:
+            return self._index_unavailable(header.segment_id, unavailable)
+        if existing is not None:
+            return self._resent(header, existing.sha256)
+        self.stats.refused += 1
+        log.error("segment %s: %s", header.segment_id, exc)
+        return Refusal("conflict", f"segment {header.segment_id}: {exc}; no index row names it yet. Not replacing "
+                       "it; `sht store check` reports the object", header.segment_id, retry=False)
 
     def _index_unavailable(self, sid: str, exc: IndexUnavailable) -> Refusal:
         self.stats.refused += 1

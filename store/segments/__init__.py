@@ -48,6 +48,15 @@ class SegmentStoreError(OSError):
         return self.message
 
 
+class SegmentConflict(SegmentStoreError):
+    """The storage already holds *other* bytes under this name (another store sharing the bucket wrote them, or
+    one that died before indexing them): they are never replaced. ``stored_sha256``: theirs, hex."""
+
+    def __init__(self, message: str, stored_sha256: str) -> None:
+        super().__init__(message, retry=False, code="conflict")
+        self.stored_sha256 = stored_sha256
+
+
 @dataclass(frozen=True)
 class StoredSegment:
     """One entry a listing found: a name below the storage, its size, and when it was written (µs)."""
@@ -105,7 +114,8 @@ class SegmentStore(Protocol):
     async def put(self, name: str, data: memoryview | bytes, sha256_hex: str) -> None:
         """Store ``data`` under ``name`` durably, its SHA-256 (already checked by the caller) verified by the
         storage where it can; when this returns, a crash or power cut keeps it. Raises ``OSError``
-        (``SegmentStoreError`` for remote storage) when it could not."""
+        (``SegmentStoreError`` for remote storage) when it could not. Shared storage (S3) never replaces an
+        object with other bytes: ``SegmentConflict``; the same bytes already there count as stored."""
         ...
 
     async def exists(self, name: str) -> bool: ...

@@ -7,6 +7,12 @@ SeaweedFS), through aiobotocore (the ``cluster`` extra).
   row, written only after ``put`` returns, always names an object that holds exactly those bytes.
 - Reads: whole objects (a 10 s segment is a few MB) into a bounded local cache (``SegmentCache``), for the
   worker threads that decode or remux them.
+- Never overwritten: stores sharing a bucket can race on one segment name (the per-process segment lock of
+  store/ingest/writer.py does not span stores), so a PUT carries ``If-None-Match: *`` and the server refuses it
+  (412) when the key exists; then the existing object's SHA-256 decides: the same bytes are already stored, other
+  bytes are a ``SegmentConflict``. Whether the server honours the header is probed once, at the first PUT (AWS
+  S3, MinIO and SeaweedFS 4.x do); where it does not, a HEAD before each PUT does the same check, with a window
+  between the two (docs/cluster.md, "What each failure does").
 - Deletes: ``DeleteObjects``, up to 1000 keys a request. Quarantine: a copy under ``PREFIX_quarantine/``, then
   the original deleted.
 
@@ -19,13 +25,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from store.segments import SegmentStoreError, StoredSegment, days_wanted, owners_of, spans_hours, start_of
+from store.segments import (
+    SegmentConflict,
+    SegmentStoreError,
+    StoredSegment,
+    days_wanted,
+    owners_of,
+    spans_hours,
+    start_of,
+)
 from store.segments.cache import DEFAULT_CACHE_BYTES, SegmentCache
 from store.segments.url import S3Location
 
@@ -33,11 +49,13 @@ log = logging.getLogger(__name__)
 
 DELETE_BATCH = 1000  # the most keys DeleteObjects takes
 QUARANTINE = "_quarantine/"  # below the prefix; no camera id starts with "_"
+PROBES = "_sht/"  # below the prefix: the conditional-PUT probe's objects (each deleted after it)
 FETCH_TIMEOUT_S = 120.0
 _CREDENTIALS = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_SHARED_CREDENTIALS_FILE)"
 _BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
                     "ExpiredToken", "403"}
 _BAD_DIGEST = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "XAmzContentChecksumMismatch"}
+_EXISTS = {"PreconditionFailed", "412"}  # If-None-Match: * and the key is there
 
 
 class S3Segments:
@@ -50,6 +68,8 @@ class S3Segments:
         self._client: Any = None
         self._exit: contextlib.AsyncExitStack | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._conditional: bool | None = None  # does the server honour If-None-Match: * (None: not probed yet)
+        self._probing = asyncio.Lock()
 
     @property
     def description(self) -> str:
@@ -96,15 +116,74 @@ class S3Segments:
 
     async def put(self, name: str, data: memoryview | bytes, sha256_hex: str) -> None:
         checksum = base64.b64encode(bytes.fromhex(sha256_hex)).decode()
+        conditional = await self._honours_if_none_match()
+        if not conditional and await self._already_there(name, sha256_hex):
+            return
         try:
             reply = await self._s3().put_object(Bucket=self.bucket, Key=self.key(name), Body=bytes(data),
-                                                ChecksumSHA256=checksum, ContentType="video/mp4")
+                                                ChecksumSHA256=checksum, ContentType="video/mp4",
+                                                **({"IfNoneMatch": "*"} if conditional else {}))
         except Exception as exc:
+            if _code(exc) in _EXISTS and await self._already_there(name, sha256_hex):
+                return
             raise self._explain(exc, f"store {name}") from exc
         echoed = reply.get("ChecksumSHA256")
         if echoed is not None and echoed != checksum:  # it verified something else: do not trust the object
             raise SegmentStoreError(f"S3 at {self._where()} stored {name} with SHA-256 {echoed}, not the {checksum} "
                                     "that was sent", code="write-failed")
+
+    async def _already_there(self, name: str, sha256_hex: str) -> bool:
+        """True if ``name`` holds exactly these bytes, False if there is no such object; ``SegmentConflict`` if it
+        holds others (never overwritten: another store's row may name them)."""
+        stored = await self.stored_sha256(name)
+        if stored is None or stored == sha256_hex:
+            return stored is not None
+        raise SegmentConflict(f"S3 at {self._where()} already holds other bytes under {self.key(name)} (SHA-256 "
+                              f"{stored[:16]}…, these are {sha256_hex[:16]}…), written by another store; not "
+                              "replaced", stored)
+
+    async def stored_sha256(self, name: str) -> str | None:
+        """The SHA-256 (hex) of the object under ``name``, None if there is none: the checksum the server kept
+        from its PUT, else (an object written without one) its bytes hashed."""
+        try:
+            head = await self._s3().head_object(Bucket=self.bucket, Key=self.key(name), ChecksumMode="ENABLED")
+        except Exception as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._explain(exc, f"look for {name}") from exc
+        kept = head.get("ChecksumSHA256")
+        if kept and "-" not in kept:  # "-N": a multipart upload's checksum of checksums, not of the bytes
+            return base64.b64decode(kept).hex()
+        try:
+            data = await self._get(name)
+        except FileNotFoundError:
+            return None
+        return await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+
+    async def _honours_if_none_match(self) -> bool:
+        """Probed once per process: a PUT of a key of our own, then the same PUT with ``If-None-Match: *``, which
+        must be refused (412); the key is deleted after. A server that ignores the header (or refuses it as not
+        implemented) gets a HEAD before each PUT instead, and a warning."""
+        async with self._probing:
+            if self._conditional is not None:
+                return self._conditional
+            probe = f"{PROBES}conditional-put-{uuid.uuid4().hex}"
+            try:
+                for _ in range(2):
+                    await self._s3().put_object(Bucket=self.bucket, Key=self.key(probe), Body=b"probe",
+                                                IfNoneMatch="*")
+                honoured = False
+            except Exception as exc:
+                if _code(exc) not in _EXISTS | {"NotImplemented", "501"}:
+                    raise self._explain(exc, "write a probe object") from exc
+                honoured = _code(exc) in _EXISTS
+            await self.delete_many([probe])
+            if not honoured:
+                log.warning("S3 at %s does not honour If-None-Match: * on PUT: each segment is looked for (HEAD) "
+                            "before its PUT instead; two stores writing the same segment at the same moment can "
+                            "still overwrite each other's object", self._where())
+            self._conditional = honoured
+            return honoured
 
     async def exists(self, name: str) -> bool:
         try:
@@ -191,7 +270,7 @@ class S3Segments:
         async for page in self._pages(self.prefix):
             for obj in page.get("Contents", []):
                 name = obj["Key"][len(self.prefix):]
-                if not name.startswith(QUARANTINE):
+                if not name.startswith((QUARANTINE, PROBES)):
                     yield StoredSegment(name, int(obj["Size"]), _micros(obj["LastModified"]))
 
     async def _pages(self, prefix: str, delimiter: str | None = None) -> AsyncIterator[dict[str, Any]]:

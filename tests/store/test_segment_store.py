@@ -86,7 +86,9 @@ async def test_check_repair_and_rebuild_work_through_the_backend(tmp_path, backe
         orphan, mismatched = before[0], before[1]
         await index.conn.execute("DELETE FROM segments WHERE path = ?", (orphan[4],))
         await index.conn.commit()
-        await backend.put(name_of(mismatched[4]) or "", b"other bytes", hashlib.sha256(b"other bytes").hexdigest())
+        damaged = name_of(mismatched[4]) or ""
+        await backend.delete_many([damaged])  # a bucket's PUT never replaces an object (store/segments/s3.py)
+        await backend.put(damaged, b"other bytes", hashlib.sha256(b"other bytes").hexdigest())
         report = await check_store(tmp_path, index, deep=True, segments=backend)
         assert report.counts() == {"missing": 0, "size": 1, "sha256": 0, "orphan": 1, "temporary": 0}
         repaired = await check_store(tmp_path, index, deep=True, repair=True, segments=backend)

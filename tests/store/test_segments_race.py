@@ -1,0 +1,219 @@
+"""Stores sharing one bucket never overwrite each other's segment objects (issue 16, "Faults"): against a real
+SeaweedFS (tests/store/seaweed.py) and, for the ingest races, two stores' ``Ingestor`` on one real PostgreSQL index.
+
+The per-process segment lock of store/ingest/writer.py does not span stores, so two stores can PUT the same segment
+name at once. Each PUT carries ``If-None-Match: *``; a refused one (412) compares the object's SHA-256: the same
+bytes are stored already, other bytes are a conflict and the object stays as it is (store/segments/s3.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.capture.encode import H264Encoder
+from node.recording.segmenter import Segmenter, build_segment
+from node.sources.synthetic import SyntheticSource
+from shared.clock import now_us
+from shared.fanout import AccessUnit
+from shared.protocol.ingest import Ack, Refusal, SegmentHeader
+from store.index.db import Index
+from store.ingest.writer import Ingestor
+from store.segments import SegmentConflict, segment_name
+from store.segments.s3 import PROBES, S3Segments
+from store.segments.url import S3Location, parse_segments_url
+from tests.store.index_backends import committed_rows
+from tests.store.postgres import PostgresCluster
+from tests.store.seaweed import BUCKET, Seaweed, running_seaweed
+
+W, H, FPS = 160, 120, 10
+_prefixes = itertools.count()
+
+
+def recorded_by(node: str, camera: str, start_us: int, seconds: int) -> list[tuple[SegmentHeader, bytes]]:
+    """1 s segments of the same frames; another ``node`` embeds another id in each MP4: other bytes, same
+    camera, start, frames and picture, so each is a valid segment for the same header but for ``node``."""
+    src, enc = SyntheticSource(W, H, FPS), H264Encoder(W, H, FPS, keyframe_interval_s=1.0)
+    seg = Segmenter(camera, segment_seconds=1, fps=FPS)
+    encoded = [u for i in range(seconds * FPS) for u in enc.encode(src.read(i), start_us + i * 100_000)]
+    units = [AccessUnit.build(u.capture_us, u.keyframe, u.data) for u in encoded + enc.flush()]
+    finished = [s for u in units if (s := seg.push(u))]
+    if (last := seg.flush()) is not None:
+        finished.append(last)
+    return [build_segment(node, s, W, H, FPS) for s in finished]
+
+
+@pytest.fixture(scope="module")
+def versions() -> tuple[list[tuple[SegmentHeader, bytes]], list[tuple[SegmentHeader, bytes]]]:
+    """Two recordings of the same camera and times that differ in their bytes."""
+    start = (now_us() // 1_000_000 - 3600) * 1_000_000
+    x, y = recorded_by("node7", "cam0", start, 6), recorded_by("node8", "cam0", start, 6)
+    assert [(h.camera, h.start_us, h.frames) for h, _ in x] == [(h.camera, h.start_us, h.frames) for h, _ in y]
+    assert all(hx.sha256 != hy.sha256 for (hx, _), (hy, _) in zip(x, y, strict=True))
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    with running_seaweed(tmp_path_factory.mktemp("seaweed")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch) -> Seaweed:
+    for key, value in seaweed.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_SHARED_CREDENTIALS_FILE", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return seaweed
+
+
+def shared_location(seaweed: Seaweed) -> S3Location:
+    location = parse_segments_url(seaweed.url(BUCKET, prefix=f"race{next(_prefixes)}"))
+    assert isinstance(location, S3Location)
+    return location
+
+
+async def two_stores(location: S3Location, tmp_path: Path) -> tuple[S3Segments, S3Segments]:
+    """Two stores' backends on one bucket prefix (each with its own root and cache, as two machines)."""
+    a, b = S3Segments(location, tmp_path / "a" / "cache"), S3Segments(location, tmp_path / "b" / "cache")
+    await a.start()
+    await b.start()
+    return a, b
+
+
+async def object_bytes(seaweed: Seaweed, key: str) -> bytes:
+    async with seaweed.client() as s3:
+        reply = await s3.get_object(Bucket=BUCKET, Key=key)
+        async with reply["Body"] as body:
+            return await body.read()
+
+
+async def keys_below(seaweed: Seaweed, prefix: str) -> list[str]:
+    async with seaweed.client() as s3:
+        reply = await s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+        return sorted(obj["Key"] for obj in reply.get("Contents", []))
+
+
+async def test_a_put_of_other_bytes_never_replaces_an_object_and_the_same_bytes_count_as_stored(
+        s3_env: Seaweed, tmp_path: Path, versions) -> None:
+    (hx, x), (hy, y) = versions[0][0], versions[1][0]
+    a, b = await two_stores(shared_location(s3_env), tmp_path)
+    try:
+        name = segment_name(hx.camera, hx.start_us)
+        await a.put(name, x, hx.sha256)
+        await b.put(name, x, hx.sha256)  # a resend of the same bytes through the other store: already stored
+        with pytest.raises(SegmentConflict) as refused:
+            await b.put(name, y, hy.sha256)
+        assert refused.value.stored_sha256 == hx.sha256 and not refused.value.retry
+        assert refused.value.code == "conflict" and b.key(name) in str(refused.value)
+        assert await object_bytes(s3_env, a.key(name)) == x
+        assert await b.stored_sha256(name) == hx.sha256 and await b.stored_sha256("cam0/nothing.mp4") is None
+        assert a._conditional and b._conditional  # SeaweedFS honours If-None-Match: * (probed at the first PUT)
+        # The probes cleaned up after themselves, and a listing would skip a leftover one.
+        assert await keys_below(s3_env, a.key("")) == [a.key(name)]
+        assert [s.name async for s in a.list_all()] == [name]
+        assert PROBES.startswith("_")  # no camera id starts with "_"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_two_stores_racing_on_segments_keep_one_object_whose_bytes_the_one_row_names(
+        s3_env: Seaweed, tmp_path: Path, versions, postgres: PostgresCluster) -> None:
+    """The same segment names, other bytes, both stores at once: one is acknowledged, the other refused as a
+    conflict (kept by its node), and the object and the row agree. The same bytes at once: both acknowledged,
+    one row."""
+    index_url = postgres.create_database()
+    a, b = await two_stores(shared_location(s3_env), tmp_path)
+    index_a, index_b = await Index.open(index_url), await Index.open(index_url)
+    ingest_a, ingest_b = Ingestor(tmp_path / "a", index_a, segments=a), Ingestor(tmp_path / "b", index_b, segments=b)
+    x, y = versions
+    try:
+        for (hx, dx), (hy, dy) in zip(x[:4], y[:4], strict=True):
+            replies = await asyncio.gather(ingest_a.ingest(hx, memoryview(dx)), ingest_b.ingest(hy, memoryview(dy)))
+            acked = [r for r in replies if isinstance(r, Ack)]
+            refused = [r for r in replies if isinstance(r, Refusal)]
+            assert len(acked) == 1 and not acked[0].duplicate and len(refused) == 1, replies
+            assert refused[0].code == "conflict" and not refused[0].retry, refused[0]
+            winner = dx if replies[0] is acked[0] else dy
+            name = segment_name(hx.camera, hx.start_us)
+            stored = await object_bytes(s3_env, a.key(name))
+            assert stored == winner
+            assert committed_rows(index_url, "SELECT sha256 FROM segments WHERE camera = ? AND start_us = ?",
+                                  (hx.camera, hx.start_us)) == [(hashlib.sha256(stored).hexdigest(),)]
+        for hx, dx in x[4:]:
+            replies = await asyncio.gather(ingest_a.ingest(hx, memoryview(dx)), ingest_b.ingest(hx, memoryview(dx)))
+            assert all(isinstance(r, Ack) for r in replies) and sum(not r.duplicate for r in replies) == 1, replies
+            assert committed_rows(index_url, "SELECT sha256 FROM segments WHERE camera = ? AND start_us = ?",
+                                  (hx.camera, hx.start_us)) == [(hx.sha256,)]
+    finally:
+        for closing in (index_a, index_b, a, b):
+            await closing.close()
+
+
+async def test_an_object_a_dead_store_left_without_its_row_is_indexed_by_the_resend_and_never_replaced(
+        s3_env: Seaweed, tmp_path: Path, versions, postgres: PostgresCluster) -> None:
+    """Store A PUT two segments and died before their rows: the node's resend of the same bytes through B is
+    indexed once (an ack, not a duplicate: there was no row); other bytes under the other name are refused."""
+    index_url = postgres.create_database()
+    a, b = await two_stores(shared_location(s3_env), tmp_path)
+    index_b = await Index.open(index_url)
+    ingest_b = Ingestor(tmp_path / "b", index_b, segments=b)
+    (h0, d0), (h1, d1) = versions[0][:2]
+    (_, other1) = versions[1][1]
+    try:
+        for header, data in ((h0, d0), (h1, d1)):
+            await a.put(segment_name(header.camera, header.start_us), data, header.sha256)  # then A dies
+        assert await ingest_b.ingest(h0, memoryview(d0)) == Ack(h0.segment_id)
+        assert committed_rows(index_url, "SELECT sha256 FROM segments") == [(h0.sha256,)]
+        header_other = versions[1][1][0]
+        reply = await ingest_b.ingest(header_other, memoryview(other1))
+        assert isinstance(reply, Refusal) and reply.code == "conflict" and not reply.retry
+        assert "sht store check" in reply.message
+        assert await object_bytes(s3_env, a.key(segment_name(h1.camera, h1.start_us))) == d1
+        assert await ingest_b.ingest(h1, memoryview(d1)) == Ack(h1.segment_id)
+        assert sorted(committed_rows(index_url, "SELECT sha256 FROM segments")) == sorted([(h0.sha256,),
+                                                                                           (h1.sha256,)])
+    finally:
+        for closing in (index_b, a, b):
+            await closing.close()
+
+
+def drop_if_none_match(request: Any, **_: Any) -> None:
+    """A proxy or an older server that does not know the header: the PUT arrives without it."""
+    if "If-None-Match" in request.headers:
+        del request.headers["If-None-Match"]
+
+
+async def test_a_server_that_ignores_if_none_match_is_found_out_and_each_put_looks_first(
+        s3_env: Seaweed, tmp_path: Path, versions, caplog: pytest.LogCaptureFixture) -> None:
+    (hx, x), (hy, y) = versions[0][0], versions[1][0]
+    a, b = await two_stores(shared_location(s3_env), tmp_path)
+    puts: list[str] = []
+    b._client.meta.events.register("before-sign.s3.PutObject", drop_if_none_match)
+    b._client.meta.events.register("before-call.s3.PutObject", lambda params, **_: puts.append(params["url_path"]))
+    try:
+        name = segment_name(hx.camera, hx.start_us)
+        await a.put(name, x, hx.sha256)
+        with caplog.at_level(logging.WARNING, logger="store.segments.s3"):
+            with pytest.raises(SegmentConflict):
+                await b.put(name, y, hy.sha256)
+        assert b._conditional is False and "does not honour If-None-Match" in caplog.text
+        assert s3_env.endpoint in caplog.text
+        assert len(puts) == 2  # the probe's two PUTs (the second one overwrote: the header was dropped), no more
+        await b.put(name, x, hx.sha256)  # already there: no PUT
+        assert len(puts) == 2 and await object_bytes(s3_env, a.key(name)) == x
+        other = segment_name(hx.camera, hx.start_us + 1)
+        await b.put(other, y, hy.sha256)  # not there: PUT
+        assert len(puts) == 3 and await object_bytes(s3_env, b.key(other)) == y
+        assert await keys_below(s3_env, b.key(PROBES)) == []
+    finally:
+        await a.close()
+        await b.close()
