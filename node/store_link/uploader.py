@@ -160,9 +160,11 @@ class Uploader:
                 async with connect(ws_url(store) + "/ingest", max_size=2**20, open_timeout=10, write_limit=2**20,
                                    additional_headers=self.headers,
                                    ssl=self.ssl_context if is_tls(store) else None) as ws:
-                    self.link = "connected"  # last_error stays until an ack: a store refusing every segment fails
+                    # last_error and the store's backoff stay until an answer: a store that takes connections but
+                    # refuses every item (its index or bucket away) is backed off like one that is down, not
+                    # hammered a few times a second.
+                    self.link = "connected"
                     self.store_version = _ingest_version(ws)
-                    self.rotation.succeeded(store)
                     await self._drain(ws)
             except Exception as exc:  # network trouble, or a bug: the spool keeps everything; try again
                 self.failures += 1
@@ -211,6 +213,9 @@ class Uploader:
                 else:
                     await ws.send(message)
             reply = sender.receive(await asyncio.wait_for(ws.recv(), ACK_TIMEOUT_S))
+            if isinstance(reply, Ack) or not reply.retry:
+                assert self.rotation is not None and self.store is not None
+                self.rotation.succeeded(self.store)  # it answered: its backoff starts over
             if isinstance(reply, Ack):
                 self.last_error = None  # the store takes segments again (a connection alone does not say so)
                 await asyncio.to_thread(self.spool.remove, item)
