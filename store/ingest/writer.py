@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,20 @@ from store.segments.files import FileSegments
 
 log = logging.getLogger(__name__)
 MIN_FREE_BYTES = 64 * 1024 * 1024  # refuse ingest rather than fill the disk to the last byte
+
+
+def _fault_pause_after_put() -> float:
+    """``SHT_FAULT_PAUSE_AFTER_PUT=SECONDS``, a test aid (docs/reliability.md): ingest waits that long between
+    storing a segment and indexing it, so a test can kill the store in that window. Read once; it only pauses."""
+    text = os.environ.get("SHT_FAULT_PAUSE_AFTER_PUT", "").strip()
+    try:
+        seconds = float(text or 0)
+    except ValueError:
+        raise ValueError(f"SHT_FAULT_PAUSE_AFTER_PUT={text!r} is not a number of seconds; unset it") from None
+    return max(0.0, seconds)
+
+
+FAULT_PAUSE_AFTER_PUT_S = _fault_pause_after_put()
 
 
 def segment_relpath(camera: str, start_us: int) -> Path:
@@ -147,6 +162,10 @@ class Ingestor:
             log.error("could not write %s: %s", relpath, exc)
             return Refusal("write-failed", f"store could not write {relpath}: {exc.strerror or exc}",
                            sid, retry=True)
+        if FAULT_PAUSE_AFTER_PUT_S:
+            log.warning("SHT_FAULT_PAUSE_AFTER_PUT: %s is stored, not indexed; pausing %.1f s (a test aid)", relpath,
+                        FAULT_PAUSE_AFTER_PUT_S)
+            await asyncio.sleep(FAULT_PAUSE_AFTER_PUT_S)
         try:
             await self.index.insert_segment(header, str(relpath), now_us())
         except IndexUnavailable as exc:
