@@ -237,6 +237,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         base_port=args.base_port, root=Path(args.root), headless=args.headless,
         duration=args.duration, segment_seconds=args.segment_seconds, size=args.size,
         fps=args.fps, summary_json=Path(args.summary_json) if args.summary_json else None, motion=args.motion,
+        cluster=args.cluster,
     )
     return run_demo(opts)
 
@@ -324,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--motion", choices=("luma", "vectors", "off"), help="motion detector on every camera "
                       "(default: luma)")
     demo.add_argument("--summary-json", help="also write the headless summary as JSON here")
+    demo.add_argument("--cluster", action="store_true",
+                      help="two stores (P+100, P+101) on a PostgreSQL index and a SeaweedFS bucket the demo starts "
+                           "and removes; needs apt-get install postgresql and pip install 'sht-cctv[cluster]'")
     demo.set_defaults(func=cmd_demo)
 
     from sht import detect_cli, query_cli, token_cli

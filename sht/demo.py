@@ -1,4 +1,5 @@
-"""``sht demo``: a store and three nodes with two simulated cameras each, on this machine.
+"""``sht demo``: a store and three nodes with two simulated cameras each, on this machine (``--cluster``: two
+stores on a PostgreSQL index and a SeaweedFS bucket, sht/demo_cluster.py).
 
 Every child is started with a parent-death signal and stopped in order on the
 way out (nodes first, so they finish and upload their last segments, then the
@@ -39,6 +40,7 @@ class DemoOptions:
     fps: int = 15
     summary_json: Path | None = None
     motion: str | None = None  # luma | vectors | off for every camera; None: the node's default
+    cluster: bool = False  # two stores on a PostgreSQL index and a SeaweedFS bucket (sht/demo_cluster.py)
 
     @property
     def store_port(self) -> int:
@@ -68,14 +70,16 @@ class DemoProcesses:
         self.tokens: dict[str, str] = {}
         self.node_tokens: list[str] = []
 
-    def _spawn(self, name: str, args: list[str], token: str | None = None) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], token: str | None = None,
+               env: dict[str, str] | None = None) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")
         # Tokens go by environment, never on a command line that `ps` shows.
-        env = {**os.environ, "SHT_TOKEN": token} if token else None
+        extra = {**(env or {}), **({"SHT_TOKEN": token} if token else {})}
         try:
             return subprocess.Popen(
-                [sys.executable, "-m", "sht", *args], stdout=log, stderr=subprocess.STDOUT, env=env,
+                [sys.executable, "-m", "sht", *args], stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **extra} if extra else None,
                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         finally:
@@ -90,18 +94,28 @@ class DemoProcesses:
         self.tokens = {role: keys.issue(role, f"demo-{role}", week)[0] for role in ("viewer", "admin")}
         self.node_tokens = [keys.issue("node", f"node{i}", week)[0] for i in range(NODES)]
 
-    def start(self) -> None:
+    def starting_line(self) -> str:
+        o = self.opts
+        return (f"starting store on :{o.store_port} and nodes on :{o.base_port}-{o.base_port + NODES - 1} "
+                f"(logs in {self.logs})")
+
+    async def start(self) -> None:
         o = self.opts
         self.make_tokens()
         self.store = self._spawn("store", ["store", "--root", str(o.root / "store"), "--host",
                                            "127.0.0.1", "--port", str(o.store_port)])
+        self.start_nodes(f"ws://127.0.0.1:{o.store_port}", o.root / "spool")
+
+    def start_nodes(self, store: str, spools: Path) -> None:
+        """The three nodes, uploading to ``store`` (one URL, or several separated by commas)."""
+        o = self.opts
         for i in range(NODES):
             cams = []
             for c in range(CAMERAS_PER_NODE):
                 cams += ["--camera", f"cam{i * CAMERAS_PER_NODE + c}=synthetic"]
             self.nodes.append(self._spawn(f"node{i}", [
                 "node", "--id", f"node{i}", "--host", "127.0.0.1", "--port", str(o.node_port(i)),
-                "--store", f"ws://127.0.0.1:{o.store_port}", "--spool", str(o.root / "spool" / f"node{i}"),
+                "--store", store, "--spool", str(spools / f"node{i}"),
                 "--segment-seconds", str(o.segment_seconds), "--size", o.size, "--fps", str(o.fps),
                 *cams, *(["--motion", o.motion] if o.motion else []),
             ], token=self.node_tokens[i]))
@@ -111,21 +125,28 @@ class DemoProcesses:
 
     @property
     def store_url(self) -> str:
-        return f"http://127.0.0.1:{self.opts.store_port}"
+        """What the console is given: the store, or the stores separated by commas."""
+        return ",".join(self.store_urls())
+
+    def store_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{self.opts.store_port}"]
+
+    def children(self) -> list[tuple[str, subprocess.Popen | None]]:
+        return [("store", self.store), *((f"node{i}", p) for i, p in enumerate(self.nodes))]
 
     def camera_ports(self) -> dict[str, int]:
         return {f"cam{i * CAMERAS_PER_NODE + c}": self.opts.node_port(i)
                 for i in range(NODES) for c in range(CAMERAS_PER_NODE)}
 
     def dead_child(self) -> str | None:
-        for name, proc in [("store", self.store), *((f"node{i}", p) for i, p in enumerate(self.nodes))]:
+        for name, proc in self.children():
             if proc is not None and proc.poll() is not None:
                 return f"{name} exited with code {proc.returncode}; see {self.logs / (name + '.log')}"
         return None
 
     async def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        for url in [self.store_url, *self.node_urls()]:
+        for url in [*self.store_urls(), *self.node_urls()]:
             while True:
                 if (dead := self.dead_child()) is not None:
                     raise RuntimeError(dead)
@@ -137,11 +158,41 @@ class DemoProcesses:
                         raise RuntimeError(f"{url} did not answer within {READY_TIMEOUT_S:.0f} s") from None
                     await asyncio.sleep(0.2)
 
+    def stop_nodes(self) -> None:
+        """The nodes finish and upload their last segment."""
+        _terminate(self.nodes, NODE_STOP_TIMEOUT_S)
+
     def stop(self) -> None:
         """Nodes first (they finish and upload their last segment), then the store."""
-        _terminate(self.nodes, NODE_STOP_TIMEOUT_S)
+        self.stop_nodes()
         if self.store is not None:
             _terminate([self.store], 10.0)
+
+    def close(self) -> None:
+        """After ``stop`` and the summary: whatever else the demo started (the cluster's servers)."""
+
+    def ready_lines(self) -> list[str]:
+        """What to tell the user once everything answers, before the token line."""
+        return []
+
+    def stored_per_camera(self) -> dict[str, tuple[int, int, int]]:
+        """(segments, frames, bytes) per camera in the index; the store is stopped by now: its SQLite index is a
+        plain file to read."""
+        import sqlite3
+
+        db = index_path(self.opts.root / "store")
+        stored: dict[str, tuple[int, int, int]] = {}
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                for cam, n, frames, size in conn.execute(
+                    "SELECT camera, COUNT(*), SUM(frames), SUM(size_bytes) FROM segments GROUP BY camera"
+                ):
+                    stored[cam] = (n, frames, size)
+        return stored
+
+    def stores_summary(self, health: list[dict | None]) -> dict | None:
+        """What the summary says per store (from their last /health), or None: the single store says nothing."""
+        return None
 
 
 def _terminate(procs: list[subprocess.Popen], timeout: float) -> None:
@@ -200,10 +251,11 @@ async def _run(opts: DemoOptions, fleet: DemoProcesses) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    console.print(f"starting store on :{opts.store_port} and nodes on :{opts.base_port}-"
-                  f"{opts.base_port + NODES - 1} (logs in {fleet.logs})")
-    fleet.start()
+    console.print(fleet.starting_line())
+    await fleet.start()
     await fleet.wait_ready()
+    for line in fleet.ready_lines():
+        console.print(line, soft_wrap=True)
     console.print(f"viewer token for other clients (valid 7 days): SHT_TOKEN={fleet.tokens['viewer']}",
                   soft_wrap=True)
     probe = LatencyProbe(fleet.camera_ports(), token=fleet.tokens["viewer"])
@@ -225,9 +277,12 @@ async def _run(opts: DemoOptions, fleet: DemoProcesses) -> int:
         await probe.stop()
     console.print("stopping: nodes finish and upload their last segments…")
     last_nodes = await _fetch_all(fleet.node_urls()) or last_nodes
+    await asyncio.to_thread(fleet.stop_nodes)
+    last_stores = await _fetch_all(fleet.store_urls())
     await asyncio.to_thread(fleet.stop)
-    # The store is stopped too by now; its index is a plain SQLite file we can read.
-    summary = await asyncio.to_thread(_summarise, opts, last_nodes, probe.summary())
+    summary = await asyncio.to_thread(_summarise, fleet, last_nodes, probe.summary())
+    if (stores := fleet.stores_summary(last_stores)) is not None:
+        summary["stores"] = stores
     _print_summary(console, summary)
     if opts.summary_json:
         opts.summary_json.write_text(json.dumps(summary, indent=1))
@@ -241,23 +296,14 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
         pass
 
 
-def _summarise(opts: DemoOptions, nodes: list[dict | None], latency: dict) -> dict:
-    import sqlite3
-
-    db = index_path(opts.root / "store")
-    stored: dict[str, tuple[int, int, int]] = {}
-    if db.exists():
-        with sqlite3.connect(db) as conn:
-            for cam, n, frames, size in conn.execute(
-                "SELECT camera, COUNT(*), SUM(frames), SUM(size_bytes) FROM segments GROUP BY camera"
-            ):
-                stored[cam] = (n, frames, size)
+def _summarise(fleet: DemoProcesses, nodes: list[dict | None], latency: dict) -> dict:
+    stored = fleet.stored_per_camera()
     dropped: dict[str, int] = {}
     for node in nodes:
         for cam, h in (node or {}).get("cameras", {}).items():
             dropped[cam] = h.get("frames_dropped", 0)
     cameras = {}
-    for cam in sorted(DemoProcesses(opts).camera_ports()):
+    for cam in sorted(fleet.camera_ports()):
         n, frames, size = stored.get(cam, (0, 0, 0))
         cameras[cam] = {"segments": n, "frames": frames, "bytes": size,
                         "frames_dropped": dropped.get(cam), **latency.get(cam, {})}
@@ -275,6 +321,14 @@ def _print_summary(console, summary: dict) -> None:  # type: ignore[no-untyped-d
                       str(c["frames_dropped"]), _ms(c.get("p50_ms")), _ms(c.get("p99_ms")),
                       str(c.get("live_frames", 0)))
     console.print(table)
+    if "stores" in summary:
+        stores = Table(title="stores")
+        for col in ("store", "segments taken", "maintenance lease"):
+            stores.add_column(col, justify="right")
+        for url, s in summary["stores"].items():
+            stores.add_row(url, "-" if s["segments_taken"] is None else str(s["segments_taken"]),
+                           "holds it" if s["maintenance"] else "-")
+        console.print(stores)
     if not summary["all_cameras_recorded"]:
         console.print("[red]some cameras recorded nothing[/red]")
 
@@ -284,7 +338,16 @@ def _ms(v: float | None) -> str:
 
 
 def run_demo(opts: DemoOptions) -> int:
-    fleet = DemoProcesses(opts)
+    fleet: DemoProcesses
+    if opts.cluster:
+        from sht.demo_cluster import ClusterDemoProcesses, cluster_missing
+
+        if (missing := cluster_missing()) is not None:
+            print(f"sht demo --cluster: {missing}", file=sys.stderr)
+            return 2
+        fleet = ClusterDemoProcesses(opts)
+    else:
+        fleet = DemoProcesses(opts)
     try:
         return asyncio.run(_run(opts, fleet))
     except RuntimeError as exc:
@@ -293,4 +356,7 @@ def run_demo(opts: DemoOptions) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        fleet.stop()
+        try:
+            fleet.stop()
+        finally:
+            fleet.close()
