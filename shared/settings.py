@@ -25,12 +25,22 @@ RETENTION_DAYS = "retention_days"
 OBJECTS = "objects"
 MIN_SCORE = "min_score"
 THRESHOLD = "threshold"
+NOTIFY = "notify"
+NOTIFY_LABELS = "notify_labels"
+NOTIFY_ZONES = "notify_zones"
+NOTIFY_COOLDOWN_S = "notify_cooldown_s"
 
 # The values of ``recording_mode``.
 CONTINUOUS = "continuous"  # keep every segment
 MOTION = "motion"  # keep only segments near motion events (node/recording/modes.py)
 OBJECTS_MODE = "objects"  # as motion, but only near events the store labelled (docs/objects.md)
 RECORDING_MODES = (CONTINUOUS, MOTION, OBJECTS_MODE)
+
+# The values of ``notify`` (store/notify/rules.py): which events are alerts.
+NOTIFY_OFF = "off"  # none
+NOTIFY_MOTION = "motion"  # every motion event
+NOTIFY_OBJECTS = "objects"  # motion events the store's detector labelled (with one of notify_labels, if any)
+NOTIFY_MODES = (NOTIFY_OFF, NOTIFY_MOTION, NOTIFY_OBJECTS)
 
 # An object label ("person", "traffic light"): what a detector's labels file names.
 MAX_LABELS = 32  # in one ``objects`` setting or one zone
@@ -177,6 +187,15 @@ SETTINGS: dict[str, SettingSpec] = {spec.key: spec for spec in (
                 minimum=0, maximum=1),
     SettingSpec(THRESHOLD, 0.7, "an object's median score must reach this to label its event", "store",
                 "threshold", minimum=0, maximum=1),
+    # Alert rules (store/notify/rules.py, docs/integrations.md): what goes to webhooks, ``alert`` on MQTT.
+    SettingSpec(NOTIFY, NOTIFY_OBJECTS, "which events are alerts: none, every motion event, or those with a "
+                "detected object (objects)", "store", "notify", choices=NOTIFY_MODES),
+    SettingSpec(NOTIFY_LABELS, [], "objects mode: alert only for these labels (none: any label)", "store",
+                "notify labels", labels=True),
+    SettingSpec(NOTIFY_ZONES, [], "alert only for events in these named zones (none: anywhere)", "store",
+                "notify zones", labels=True),
+    SettingSpec(NOTIFY_COOLDOWN_S, 60, "no second alert for the same camera and label within this many seconds",
+                "store", "cooldown", minimum=0, maximum=86400, unit="s"),
 )}
 
 
@@ -264,3 +283,19 @@ class CameraSettings:
     @property
     def threshold(self) -> float:
         return float(self.values[THRESHOLD])
+
+    @property
+    def notify(self) -> str:
+        return str(self.values[NOTIFY])
+
+    @property
+    def notify_labels(self) -> tuple[str, ...]:
+        return tuple(self.values[NOTIFY_LABELS])
+
+    @property
+    def notify_zones(self) -> tuple[str, ...]:
+        return tuple(self.values[NOTIFY_ZONES])
+
+    @property
+    def notify_cooldown_s(self) -> float:
+        return float(self.values[NOTIFY_COOLDOWN_S])

@@ -35,6 +35,7 @@ class EventIngest:
     event_id: int  # the events row (the API's event id)
     changed: bool  # the row was inserted or updated
     new: bool  # the row was inserted
+    ended: tuple[int, ...] = ()  # older open rows of the camera the store ended (open = 2) for it
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class EventNotice:
     event_id: int
     record: EventRecord
     new: bool
+    ended: tuple[int, ...] = ()  # rows the store ended for it (``EventIngest.ended``)
 
 
 async def ingest_event(conn: aiosqlite.Connection, record: EventRecord) -> EventIngest:
@@ -54,9 +56,14 @@ async def ingest_event(conn: aiosqlite.Connection, record: EventRecord) -> Event
                                 (record.camera, record.start_us, record.kind)) as cur:
             row = await cur.fetchone()
         if row is None:
+            ended: tuple[int, ...] = ()
             if record.kind == "motion":
-                await conn.execute("UPDATE events SET open = ? WHERE camera = ? AND kind = 'motion' AND open = ? "
-                                   "AND start_us < ?", (ENDED_BY_STORE, record.camera, OPEN, record.start_us))
+                async with conn.execute("SELECT id FROM events WHERE camera = ? AND kind = 'motion' AND open = ? "
+                                        "AND start_us < ?", (record.camera, OPEN, record.start_us)) as cur:
+                    ended = tuple(int(r[0]) for r in await cur.fetchall())  # for the change feed (store/notify)
+                # By id: exactly the rows reported ended (another store sharing the index may insert meanwhile).
+                await conn.executemany("UPDATE events SET open = ? WHERE id = ? AND open = ?",
+                                       [(ENDED_BY_STORE, ended_id, OPEN) for ended_id in ended])
             cur = await conn.execute(
                 "INSERT INTO events (camera, node, start_us, end_us, kind, score, bbox_x, bbox_y, bbox_w, bbox_h, "
                 "thumb_us, detail, open) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -64,7 +71,7 @@ async def ingest_event(conn: aiosqlite.Connection, record: EventRecord) -> Event
                  record.thumb_us, record.detail, int(record.open)),
             )
             assert cur.lastrowid is not None
-            return EventIngest(Ack(record.record_id), cur.lastrowid, changed=True, new=True)
+            return EventIngest(Ack(record.record_id), cur.lastrowid, changed=True, new=True, ended=ended)
         event_id, state = int(row[0]), int(row[1])
         if state == CLOSED or (state == ENDED_BY_STORE and record.open):
             return EventIngest(Ack(record.record_id, duplicate=True), event_id, changed=False, new=False)

@@ -146,7 +146,7 @@ class IngestSessions:
                 log.error("node %s reports LOST footage on %s: %s", event.node, event.camera, event.detail)
             if taken.changed and self.on_event is not None:
                 try:
-                    self.on_event(EventNotice(taken.event_id, event, taken.new))
+                    self.on_event(EventNotice(taken.event_id, event, taken.new, taken.ended))
                 except Exception:  # the event is stored and acknowledged; an observer's bug must not cost that
                     log.exception("event observer failed on %s", event.record_id)
 

@@ -148,11 +148,13 @@ def test_fit_cells_keeps_the_shape() -> None:
 def test_form_and_camera_parsing() -> None:
     def form(mode: object, sensitivity: str, retention: str, objects: str = "person") -> dict[str, Any]:
         return read_form({"recording_mode": mode, "motion_sensitivity": sensitivity, "retention_days": retention,
-                          "objects": objects, "min_score": "0.5", "threshold": "0.7"})
+                          "objects": objects, "min_score": "0.5", "threshold": "0.7", "notify": "motion",
+                          "notify_labels": "", "notify_zones": "yard", "notify_cooldown_s": "30"})
 
     assert form("motion", "0.8", "") == {"recording_mode": "motion", "motion_sensitivity": 0.8,
                                          "retention_days": None, "objects": ["person"], "min_score": 0.5,
-                                         "threshold": 0.7}
+                                         "threshold": 0.7, "notify": "motion", "notify_labels": [],
+                                         "notify_zones": ["yard"], "notify_cooldown_s": 30}
     assert form("objects", "0.5", "", "person, dog")["objects"] == ["person", "dog"]
     with pytest.raises(FormError, match="objects: a label cannot be empty"):
         form("objects", "0.5", "", "person,")

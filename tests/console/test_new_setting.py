@@ -37,6 +37,7 @@ def test_the_cli_help_lists_a_new_setting(new_settings: None, capsys: pytest.Cap
 def test_the_form_reads_and_checks_a_new_setting(new_settings: None) -> None:
     fields = {"recording_mode": "motion", "motion_sensitivity": "0.5", "retention_days": "",
               "objects": "person, traffic light", "min_score": "0.5", "threshold": "0.7",
+              "notify": "objects", "notify_labels": "", "notify_zones": "", "notify_cooldown_s": "60",
               "night_mode": "off", "bitrate_kbps": "4000"}
     assert read_form(fields)["night_mode"] == "off" and read_form(fields)["bitrate_kbps"] == 4000
     assert read_form(fields)["objects"] == ["person", "traffic light"]

@@ -18,6 +18,11 @@ from shared.settings import (
     MIN_SCORE,
     MOTION,
     MOTION_SENSITIVITY,
+    NOTIFY,
+    NOTIFY_COOLDOWN_S,
+    NOTIFY_LABELS,
+    NOTIFY_OBJECTS,
+    NOTIFY_ZONES,
     OBJECTS,
     OBJECTS_MODE,
     RECORDING_MODE,
@@ -44,8 +49,10 @@ def test_every_setting_is_declared_once_with_a_default_it_accepts() -> None:
         assert spec.check(spec.default) == spec.default
     assert SETTINGS[RECORDING_MODE].choices == (CONTINUOUS, MOTION, OBJECTS_MODE)
     assert defaults() == {RECORDING_MODE: CONTINUOUS, MOTION_SENSITIVITY: 0.5, RETENTION_DAYS: None,
-                          OBJECTS: ["person"], MIN_SCORE: 0.5, THRESHOLD: 0.7}
-    assert [spec.kind for spec in SETTINGS.values()] == ["choice", "number", "number", "labels", "number", "number"]
+                          OBJECTS: ["person"], MIN_SCORE: 0.5, THRESHOLD: 0.7, NOTIFY: NOTIFY_OBJECTS,
+                          NOTIFY_LABELS: [], NOTIFY_ZONES: [], NOTIFY_COOLDOWN_S: 60}
+    assert [spec.kind for spec in SETTINGS.values()] == ["choice", "number", "number", "labels", "number", "number",
+                                                         "choice", "labels", "labels", "number"]
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
@@ -132,7 +139,10 @@ def test_camera_settings_fill_defaults_and_read_typed() -> None:
     assert settings.retention_days == 7.0 and settings[RETENTION_DAYS] == 7
     assert settings.objects == ("car", "person") and settings.min_score == 0.5 and settings.threshold == 0.8
     assert settings.to_json() == {RECORDING_MODE: MOTION, MOTION_SENSITIVITY: 0.5, RETENTION_DAYS: 7,
-                                  OBJECTS: ["car", "person"], MIN_SCORE: 0.5, THRESHOLD: 0.8}
+                                  OBJECTS: ["car", "person"], MIN_SCORE: 0.5, THRESHOLD: 0.8,
+                                  NOTIFY: NOTIFY_OBJECTS, NOTIFY_LABELS: [], NOTIFY_ZONES: [], NOTIFY_COOLDOWN_S: 60}
+    assert settings.notify == NOTIFY_OBJECTS and settings.notify_labels == () and settings.notify_zones == ()
+    assert settings.notify_cooldown_s == 60.0
     assert CameraSettings() == CameraSettings.from_json({})
     CameraSettings().to_json()[OBJECTS].append("cat")  # a caller's copy: the defaults stay as they are
     assert CameraSettings().objects == ("person",) and SETTINGS[OBJECTS].default == ["person"]
@@ -174,7 +184,8 @@ def test_settings_push_carries_typed_settings_with_an_unchanged_wire_format() ->
     push = SettingsPush("cam0", CameraSettings({RECORDING_MODE: MOTION}))
     assert json.loads(push.serialize()) == {"type": "settings", "camera": "cam0", "settings": {
         "recording_mode": "motion", "motion_sensitivity": 0.5, "retention_days": None,
-        "objects": ["person"], "min_score": 0.5, "threshold": 0.7}}
+        "objects": ["person"], "min_score": 0.5, "threshold": 0.7, "notify": "objects", "notify_labels": [],
+        "notify_zones": [], "notify_cooldown_s": 60}}
     assert parse_control(push.serialize()) == push
     newer_store = json.dumps({"type": "settings", "camera": "cam0",
                               "settings": {"recording_mode": "motion", "night_mode": "on"}})

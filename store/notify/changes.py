@@ -1,0 +1,317 @@
+"""Event changes, as integrations see them: the event object, its changes (new / update / end), and the feed that
+hands every change, in order, to whoever subscribed (webhooks, MQTT, later the console).
+
+**The event object** (``EventObject.to_json``; docs/protocol.md "Event changes")::
+
+    {"id": 41, "camera": "cam0", "node": "node0", "start": "2026-01-05T10:00:00.000000Z", "end": null,
+     "kind": "motion", "label": "person", "score": 0.83, "box": [0.41, 0.22, 0.08, 0.35], "zones": [],
+     "snapshot": "/events/41/snapshot.jpg", "alert": true, "labels": {"person": 1}, "motion_score": 0.31}
+
+Times are ISO 8601 UTC; ``end`` is null while the event goes on. ``label``/``score``/``box`` are the best
+confirmed object's (the store's detector), else ``label`` null and ``score``/``box`` the motion's. ``snapshot`` is
+the store's URL path of its snapshot (``GET`` it with a viewer token), null until it has one. ``alert`` is what
+the alert rules (store/notify/rules.py) made of it; once true it stays true for the event's later changes.
+
+**A change** (``EventChange.to_json``): ``{"type": "new"|"update"|"end", "before": {...}|null, "after": {...}}``.
+``new`` when the event starts (an open event reaches the store; a node older than open events sends only the
+finished event: ``new`` then ``end`` at once); ``update`` when its row changes while it goes on (its end grows,
+the detector labels it, its snapshot is stored or replaced); ``end`` when it closes or the store ends it (a newer
+event of its camera came while it was open). Changes after ``end`` (a late label, the node's own close of an
+event the store had ended) are ``update``. ``before`` is the event as this store process last published it, or
+null (for ``new``, and for an event this process has not published since it started).
+
+**For subscribers (the API of store/notify/mqtt, webhooks, the console)**::
+
+    feed: ChangeFeed = store.changes            # one per store process, started by store/app.py
+    async for change in feed.subscribe("mqtt"):  # every change from now on, in order; runs until the feed closes
+        ...                                      # change.type, change.before, change.after (EventObject)
+    feed.on_settings.append(callback)            # callback(camera | None) after a runtime setting changed
+                                                 # through this store's API (None: a store-wide one)
+    await feed.event(event_id)                   # the event object now (None: no such event), e.g. on start
+
+A subscription holds up to ``SUBSCRIBER_BACKLOG`` changes its reader has not taken yet; past that the oldest are
+dropped, counted (``Subscription.dropped``) and logged: move changes to a durable outbox (store/notify/outbox.py)
+and do the slow work from there. The fleet (nodes up/down, their health) is in memory on the store
+(``store.server.fleet.nodes``); read it when needed, it costs nothing.
+
+**Reporting (the parts that change an event row)** call, after their commit: ``ingested(notice)`` (event
+ingest: ``store.ingest.events.EventNotice``) and ``labelled(event_id)`` (the detector wrote labels or a
+snapshot). Both are synchronous and never wait: a report is queued and one task reads the row and publishes, so
+changes come out in the order they were reported. The store notifies the changes of the events it took in and
+analysed: stores sharing an index each notify their own.
+
+A change is in memory until a subscriber has put it in its outbox: a store killed in between loses it (the
+outbox is durable from ``put`` on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from shared.clock import iso_utc
+
+log = logging.getLogger(__name__)
+
+ChangeType = Literal["new", "update", "end"]
+Box = tuple[float, float, float, float]  # normalised x, y, w, h
+
+SUBSCRIBER_BACKLOG = 10_000  # changes a subscriber has not taken yet; past that the oldest go (counted)
+REMEMBERED = 10_000  # events whose last published object is kept (``before``; which changes are news)
+SNAPSHOT_PATH = "/events/{id}/snapshot.jpg"  # the store's HTTP route of an event's snapshot
+
+
+def snapshot_path(event_id: int) -> str:
+    return SNAPSHOT_PATH.format(id=event_id)
+
+
+@dataclass(frozen=True)
+class EventObject:
+    """One event as integrations see it (the module docstring shows its JSON)."""
+
+    id: int
+    camera: str
+    node: str
+    start_us: int
+    end_us: int | None  # None while the event goes on
+    kind: str  # motion | loss
+    label: str | None
+    score: float
+    box: Box | None
+    zones: tuple[str, ...]
+    snapshot: str | None  # the store's URL path of its snapshot
+    alert: bool = False
+    labels: dict[str, int] | None = None  # confirmed labels -> the most seen at once; None: not analysed
+    motion_score: float = 0.0
+
+    @property
+    def open(self) -> bool:
+        return self.end_us is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "camera": self.camera, "node": self.node, "start": iso_utc(self.start_us),
+                "end": None if self.end_us is None else iso_utc(self.end_us), "kind": self.kind,
+                "label": self.label, "score": round(self.score, 4),
+                "box": None if self.box is None else [round(v, 4) for v in self.box],
+                "zones": list(self.zones), "snapshot": self.snapshot, "alert": self.alert,
+                "labels": None if self.labels is None else dict(self.labels),
+                "motion_score": round(self.motion_score, 4)}
+
+    def same_as(self, other: EventObject | None) -> bool:
+        """Would a subscriber see the same JSON? (``alert`` aside: the rules decide it after the comparison.)"""
+        return other is not None and replace(self, alert=False) == replace(other, alert=False)
+
+
+@dataclass(frozen=True)
+class EventChange:
+    type: ChangeType
+    before: EventObject | None
+    after: EventObject
+
+    @property
+    def event_id(self) -> int:
+        return self.after.id
+
+    @property
+    def camera(self) -> str:
+        return self.after.camera
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "before": None if self.before is None else self.before.to_json(),
+                "after": self.after.to_json()}
+
+    def body(self) -> bytes:
+        """The change as the JSON bytes webhooks and MQTT send (compact, keys in the object's order)."""
+        return json.dumps(self.to_json(), separators=(",", ":")).encode()
+
+
+_EVENT_SQL = (
+    "SELECT e.id, e.camera, e.node, e.start_us, e.end_us, e.kind, e.score, e.bbox_x, e.bbox_y, e.bbox_w, "
+    "e.bbox_h, e.open, e.label, e.label_score, e.label_x, e.label_y, e.label_w, e.label_h, e.labels, "
+    "(SELECT COUNT(*) FROM event_snapshots s WHERE s.event_id = e.id) FROM events e WHERE e.id = ?")
+
+ZoneNames = Callable[[str, "Box | None"], tuple[str, ...]]  # (camera, box) -> the named zones the box lies in
+
+
+async def read_event(conn: Any, event_id: int, zones: ZoneNames | None = None) -> EventObject | None:
+    """The event object of an events row (``alert`` false: the rules decide it), or None for no such row."""
+    async with conn.execute(_EVENT_SQL, (event_id,)) as cur:
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    (eid, camera, node, start_us, end_us, kind, score, bx, by, bw, bh, state, label, label_score,
+     lx, ly, lw, lh, labels_text, snapshots) = row
+    motion_box = None if bx is None else (float(bx), float(by), float(bw), float(bh))
+    label_box = None if lx is None else (float(lx), float(ly), float(lw), float(lh))
+    labelled = label is not None
+    box = label_box if labelled else motion_box
+    labels = None if labels_text is None else {str(k): int(v) for k, v in json.loads(labels_text).items()}
+    return EventObject(
+        id=int(eid), camera=str(camera), node=str(node), start_us=int(start_us),
+        end_us=None if int(state) == 1 else int(end_us), kind=str(kind), label=None if label is None else str(label),
+        score=float(label_score) if labelled and label_score is not None else float(score), box=box,
+        zones=zones(str(camera), box) if zones is not None else (), snapshot=snapshot_path(int(eid)) if snapshots
+        else None, labels=labels, motion_score=float(score))
+
+
+class Subscription:
+    """One subscriber's changes, in order (``async for change in subscription``)."""
+
+    def __init__(self, name: str, feed: ChangeFeed) -> None:
+        self.name = name
+        self.dropped = 0  # changes that overflowed its backlog
+        self._feed = feed
+        self._queue: asyncio.Queue[EventChange | None] = asyncio.Queue()
+
+    def put(self, change: EventChange) -> None:
+        if self._queue.qsize() >= SUBSCRIBER_BACKLOG:
+            self._queue.get_nowait()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("notify: subscriber %s is %d changes behind; the oldest are dropped (%d so far)",
+                          self.name, SUBSCRIBER_BACKLOG, self.dropped)
+        self._queue.put_nowait(change)
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def __aiter__(self) -> AsyncIterator[EventChange]:
+        return self._changes()
+
+    async def _changes(self) -> AsyncIterator[EventChange]:
+        try:
+            while (change := await self._queue.get()) is not None:
+                yield change
+        finally:
+            self._feed.unsubscribe(self)
+
+
+# What decides ``alert`` on each change (store/notify/rules.py AlertDesk.decide): the change before alert is set.
+Decide = Callable[[EventChange], Awaitable[bool]]
+
+
+@dataclass
+class _Report:
+    event_id: int
+    new: bool = False  # ingest inserted the row
+
+
+@dataclass
+class FeedStats:
+    published: dict[str, int] = field(default_factory=lambda: {"new": 0, "update": 0, "end": 0})
+    failed_reads: int = 0
+
+
+class ChangeFeed:
+    def __init__(self, conn: Any, zones: ZoneNames | None = None, decide: Decide | None = None) -> None:
+        """``conn``: the index connection the rows are read from. ``zones``: the named zones an event's box lies
+        in. ``decide``: the alert rules (none: every ``alert`` false)."""
+        self.conn, self.zones, self.decide = conn, zones, decide
+        self.stats = FeedStats()
+        self.on_settings: list[Callable[[str | None], None]] = []
+        self._subscriptions: list[Subscription] = []
+        self._reports: asyncio.Queue[_Report | None] = asyncio.Queue()
+        self._last: OrderedDict[int, EventObject] = OrderedDict()  # event id -> as last published
+        self._task: asyncio.Task | None = None
+
+    # ---- subscribers ----
+
+    def subscribe(self, name: str) -> Subscription:
+        subscription = Subscription(name, self)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+
+    async def event(self, event_id: int) -> EventObject | None:
+        found = await read_event(self.conn, event_id, self.zones)
+        last = self._last.get(event_id)
+        return found if found is None or last is None else replace(found, alert=last.alert)
+
+    # ---- reports (synchronous, from the event loop, after the change's commit) ----
+
+    def ingested(self, notice: Any) -> None:
+        """Event ingest changed rows: ``notice`` is a store.ingest.events.EventNotice."""
+        for ended in getattr(notice, "ended", ()):  # rows of the camera the store ended (open = 2)
+            self._reports.put_nowait(_Report(ended))
+        self._reports.put_nowait(_Report(notice.event_id, new=notice.new))
+
+    def labelled(self, event_id: int) -> None:
+        """The detector wrote the event's labels or its snapshot."""
+        self._reports.put_nowait(_Report(event_id))
+
+    def settings_changed(self, camera: str | None) -> None:
+        for callback in list(self.on_settings):
+            try:
+                callback(camera)
+            except Exception:
+                log.exception("notify: a settings listener failed")
+
+    # ---- running ----
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="notify-changes")
+
+    async def close(self) -> None:
+        """Publish what was reported so far, then end every subscription."""
+        if self._task is not None:
+            self._reports.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+            self._task = None
+        for subscription in list(self._subscriptions):
+            subscription.close()
+
+    async def _run(self) -> None:
+        while (report := await self._reports.get()) is not None:
+            try:
+                await self._publish(report)
+            except Exception:  # an index hiccup costs this change, not the feed
+                self.stats.failed_reads += 1
+                log.exception("notify: could not read event %d to publish its change", report.event_id)
+
+    async def _publish(self, report: _Report) -> None:
+        after = await read_event(self.conn, report.event_id, self.zones)
+        if after is None:
+            return  # deleted meanwhile (retention)
+        before = self._last.get(report.event_id)
+        if before is None and report.new:
+            await self._emit("new", None, after)
+            if not after.open:  # a finished event heard of only now: it starts and ends at once
+                await self._emit("end", self._last[after.id], after)
+        elif after.same_as(before):
+            return
+        elif not after.open and (before is None or before.open):
+            await self._emit("end", before, after)
+        else:
+            await self._emit("update", before, after)
+
+    async def _emit(self, kind: ChangeType, before: EventObject | None, after: EventObject) -> None:
+        change = EventChange(kind, before, after)
+        if self.decide is not None:
+            try:
+                alert = await self.decide(change)
+            except Exception:
+                log.exception("notify: the alert rules failed on event %d; not an alert", after.id)
+                alert = False
+            change = EventChange(kind, before, replace(after, alert=alert))
+        self._last[after.id] = change.after
+        self._last.move_to_end(after.id)
+        while len(self._last) > REMEMBERED:
+            self._last.popitem(last=False)
+        self.stats.published[kind] += 1
+        for subscription in list(self._subscriptions):
+            subscription.put(change)
