@@ -75,15 +75,16 @@ def node_tokens(root: Path, nodes: int, prefix: str) -> list[tuple[str, str]]:
 
 
 def start_store(root: Path, nodes: int, prefix: str, *, index: str | None = None, segments: str | None = None,
-                env: dict[str, str] | None = None) -> StoreProcess:
+                env: dict[str, str] | None = None, port: int | None = None) -> StoreProcess:
+    """``port``: where it listens (default a free one; the same one to start a killed store again for its nodes)."""
     root.mkdir(parents=True, exist_ok=True)
     tokens = node_tokens(root, nodes, prefix)
-    port = free_port()
+    port = port or free_port()
     cmd = [sys.executable, "-m", "sht", "store", "--root", str(root), "--host", "127.0.0.1", "--port", str(port),
            "--max-age", "off", "--min-free", "off", "--detect", "off", "--log-level", "warning"]
     cmd += ["--index", index] if index else []
     cmd += ["--segments", segments] if segments else []
-    log = (root.parent / f"{root.name}.log").open("wb")
+    log = (root.parent / f"{root.name}.log").open("ab")  # a store started again keeps its first run's log
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})})
     log.close()
