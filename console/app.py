@@ -31,6 +31,8 @@ from console.screens.help import HelpScreen
 from console.screens.live import LiveScreen
 from console.screens.search import SearchScreen
 from console.screens.settings import SettingsScreen
+from console.screens.stores import StoresScreen
+from console.store_health import HealthSource, StoreView
 from shared.clock import now_us
 
 SECTIONS = (
@@ -40,6 +42,8 @@ SECTIONS = (
     ("search", "s", "Search", "segments and events by camera and time"),
     ("settings", "c", "Settings", "per-camera runtime settings and their history"),
 )
+# Not in the footer (the sections above fill it at 80 columns): its key, the help and the palette.
+STORES_SECTION = ("stores", "t", "Stores", "each store: up or not, the link, the maintenance lease, the off-site copy")
 
 
 class ConsoleApp(App[None]):
@@ -47,11 +51,12 @@ class ConsoleApp(App[None]):
     CSS_PATH = ["app.tcss", "widgets/widgets.tcss"]
     MODES: ClassVar[dict[str, str | Callable[[], Screen]]] = {
         "fleet": FleetScreen, "live": LiveScreen, "events": EventsScreen, "search": SearchScreen,
-        "settings": SettingsScreen,
+        "settings": SettingsScreen, "stores": StoresScreen,
     }
     DEFAULT_MODE = "fleet"
     BINDINGS: ClassVar[list[BindingType]] = [
         *(Binding(key, f"switch_mode('{mode}')", title) for mode, key, title, _ in SECTIONS),
+        Binding(STORES_SECTION[1], f"switch_mode('{STORES_SECTION[0]}')", STORES_SECTION[2], show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
@@ -70,6 +75,8 @@ class ConsoleApp(App[None]):
         # Sent to the nodes' /live by the Live screen's tiles when the fleet wants a viewer token.
         self.live_headers: dict[str, str] = {"Authorization": f"Bearer {token}"} if token else {}
         self.live_video = live_video  # off in tests that must not open node streams
+        # The Stores screen's look at one store's /health (blocking; run in a worker thread).
+        self.store_health: Callable[[str], StoreView] = HealthSource(token, ca)
         self.now_us = clock
         self._tracker = AlertTracker()
         self._frozen = False
@@ -120,7 +127,7 @@ class ConsoleApp(App[None]):
             self.push_screen(HelpScreen())
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        for mode, key, title, text in SECTIONS:
+        for mode, key, title, text in (*SECTIONS, STORES_SECTION):
             yield SystemCommand(f"{title} screen", f"{text} (key {key})", partial(self.switch_mode, mode))
         yield SystemCommand("Help", "Keys and screens (key ?)", self.action_help)
         if isinstance(screen, ConsoleScreen):

@@ -15,6 +15,7 @@ KEYS = (
     ("e", "Events", "timelines, events with label and snapshot; o filters by label; x exports the clip"),
     ("s", "Search", "segments or events by camera and time; x exports the selected row"),
     ("c", "Settings", "per-camera recording mode, motion sensitivity, retention; history of changes"),
+    ("t", "Stores", "each store of the list: up, the one in use, the maintenance lease, the off-site copy's lag"),
     ("?", "Help", "this page"),
     ("q", "Quit", "also ctrl+q or ctrl+c"),
     ("ctrl+p", "Commands", "every action by name"),

@@ -20,6 +20,8 @@ from console.screens.events import EventsScreen
 from console.screens.live import LiveScreen
 from console.screens.search import SearchScreen
 from console.screens.settings import SettingsScreen
+from console.screens.stores import StoresScreen
+from console.store_health import StoreView
 from console.widgets.camera_tile import CameraTile
 from tests.console.canned import FLEET, NOW_US, CannedStore, gradient
 from tests.console.conftest import wait_until
@@ -139,11 +141,11 @@ async def test_every_action_is_in_the_command_palette() -> None:
     app = canned_app()
     async with app.run_test(size=SIZE) as pilot:
         titles = {c.title for c in app.get_system_commands(app.screen)}
-        assert {"Fleet screen", "Live screen", "Events screen", "Search screen", "Settings screen", "Help",
-                "Quit"} <= titles
+        assert {"Fleet screen", "Live screen", "Events screen", "Search screen", "Settings screen", "Stores screen",
+                "Help", "Quit"} <= titles
         for key, screen_titles in (("e", {"Events: export clip", "Events: last hour / last day", "Events: refresh"}),
                                    ("s", {"Search: run", "Search: export row", "Search: export range"}),
-                                   ("c", {"Settings: save", "Settings: refresh"})):
+                                   ("c", {"Settings: save", "Settings: refresh"}), ("t", {"Stores: refresh"})):
             await pilot.press(key)
             assert screen_titles <= {c.title for c in app.get_system_commands(app.screen)}
         await pilot.press("ctrl+p")
@@ -159,3 +161,33 @@ def found_first(app: ConsoleApp, title: str) -> bool:
     if not matches or matches.first().option_count == 0:  # type: ignore[attr-defined]
         return False
     return title in str(matches.first().get_option_at_index(0).prompt)  # type: ignore[attr-defined]
+
+
+STORES = "http://127.0.0.1:8100,http://127.0.0.1:8101,http://127.0.0.1:8102"
+
+
+def canned_store_health(url: str) -> StoreView:
+    """Three stores: the lease holder copying off-site, a standby, and one that does not answer."""
+    common = {"service": "store", "uptime_s": 7384.0, "nodes": {"node0": "up", "node1": "up"},
+              "segments": {"backend": "s3", "where": "s3://cctv/site-a at http://nas2.local:8333"}}
+    if url.endswith(":8102"):
+        return StoreView.down(url, "[Errno 111] Connection refused")
+    if url.endswith(":8100"):
+        return StoreView.from_health(url, {**common, "ingest": {"stored": 1234},
+                                           "index": {"backend": "postgresql", "maintenance": True},
+                                           "replica": {"url": "s3://cctv-copy/site-a at https://offsite:8333",
+                                                       "state": "copying", "seconds_behind": 12.4,
+                                                       "bytes_behind": 3_400_000, "objects_pending": 5}})
+    return StoreView.from_health(url, {**common, "ingest": {"stored": 567},
+                                       "index": {"backend": "postgresql", "maintenance": False},
+                                       "replica": {"state": "standby"}})
+
+
+def test_stores(snap_compare: Any) -> None:
+    app = ConsoleApp(STORES, link=CannedStore(), live_video=False, clock=lambda: NOW_US)
+    app.store_health = canned_store_health
+
+    def shown(pilot: Pilot[Any]) -> bool:
+        return isinstance(pilot.app.screen, StoresScreen) and len(pilot.app.screen.views) == 3
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=on("t", shown))  # the table fits 80 columns
