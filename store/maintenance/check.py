@@ -219,6 +219,11 @@ async def _reindex(segments: SegmentStore, conn: aiosqlite.Connection, entry: St
     async with conn.execute("SELECT path FROM segments WHERE camera = ? AND start_us = ?",
                             (row["camera"], row["start_us"])) as cur:
         clash = await cur.fetchone()
+    if clash is not None and clash[0] == rel:
+        # A store sharing the index committed its row after the listing (its PUT comes before its row): it is
+        # indexed, and moving it away would leave that row without its segment.
+        report.repaired.append(f"{rel} was indexed meanwhile by a running store; left as it is")
+        return
     if clash is not None:
         await _quarantine(segments, rel, f"the index already has {row['camera']}-{row['start_us']} at {clash[0]}",
                           report)

@@ -6,6 +6,8 @@ import sqlite3
 import subprocess
 import sys
 from argparse import Namespace
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -25,6 +27,7 @@ from store.maintenance.check import check_store
 from store.maintenance.lockfile import StoreLock
 from store.maintenance.rebuild import backup_index, rebuild_index
 from store.maintenance.retention import RetentionPolicy, sweep
+from store.segments.files import FileSegments
 
 W, H, FPS = 160, 120, 10
 ROW_COLUMNS = "camera, node, start_us, end_us, frames, size_bytes, sha256, codec, width_px, height_px, path"
@@ -113,6 +116,37 @@ async def test_an_orphan_that_is_not_a_segment_goes_to_quarantine(store, tmp_pat
     assert (tmp_path / "quarantine" / "cam0" / "2020-01-01" / "00" / junk.name).read_bytes() == b"not an mp4"
 
 
+class RowCommittedMeanwhile(FileSegments):
+    """A store sharing the index commits the row of an object the check listed as an orphan, after the listing
+    and before the repair reads the object (a PUT comes before its row): here, as the repair opens it."""
+
+    def __init__(self, root: Path, row: tuple) -> None:
+        super().__init__(root)
+        self.row: tuple | None = row
+
+    @contextmanager
+    def open_local(self, name: str) -> Iterator[Path]:
+        if self.row is not None:
+            with sqlite3.connect(self.root / "index.sqlite3") as other_store:
+                other_store.execute(f"INSERT INTO segments ({ROW_COLUMNS}, received_us) VALUES "
+                                    f"({', '.join('?' * (len(self.row) + 1))})", (*self.row, now_us()))
+            self.row = None
+        with super().open_local(name) as path:
+            yield path
+
+
+async def test_repair_leaves_an_orphan_a_running_store_indexed_meanwhile_where_it_is(store, tmp_path, recorded):
+    before = segment_rows(tmp_path)
+    header = recorded[0][0]
+    await store.conn.execute("DELETE FROM segments WHERE start_us = ?", (header.start_us,))
+    await store.conn.commit()
+    segments = RowCommittedMeanwhile(tmp_path, before[0])
+    repaired = await check_store(tmp_path, store, repair=True, segments=segments)
+    assert repaired.counts()["orphan"] == 1 and "indexed meanwhile" in repaired.repaired[0], repaired.repaired
+    assert (tmp_path / relpath(header)).exists() and not (tmp_path / "quarantine").exists()
+    assert segment_rows(tmp_path) == before and (await check_store(tmp_path, store, deep=True)).ok
+
+
 async def test_rebuild_deletes_what_retention_left_to_delete_instead_of_indexing_it_again(store, tmp_path,
                                                                                              recorded):
     await sweep(store, tmp_path, RetentionPolicy(max_bytes=1), now_us())  # rows to garbage, files not yet
@@ -126,7 +160,8 @@ async def test_rebuild_deletes_what_retention_left_to_delete_instead_of_indexing
 async def test_rebuild_index_from_files_reproduces_the_rows_and_keeps_events_and_settings(store, tmp_path):
     await store.conn.execute("INSERT INTO events (camera, node, start_us, end_us, kind, score, locked) "
                              "VALUES ('cam0', 'node7', 1, 2, 'motion', 0.5, 1)")
-    await store.conn.execute("INSERT INTO settings VALUES ('cam1', 'retention_days', '7', 3, 'test')")
+    await store.conn.execute("INSERT INTO settings (camera, key, value, changed_us, changed_by) "
+                             "VALUES ('cam1', 'retention_days', '7', 3, 'test')")
     await store.conn.commit()
     before = segment_rows(tmp_path)
     await store.close()
