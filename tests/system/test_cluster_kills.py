@@ -43,6 +43,8 @@ NODES = 3
 MOVED_WITHIN_S = 2.0  # the limit: every node uploading to the other store within 2 s of the kill
 CONTINUOUS_S = 0.15  # consecutive segments of a camera closer than this: nothing between them was lost
 PAUSE_S = 60.0  # SHT_FAULT_PAUSE_AFTER_PUT for the store killed in that window (it never gets to the end)
+IN_FLIGHT_S = 0.3  # SHT_FAULT_PAUSE_AFTER_PUT for the store killed under load: it keeps up (2 segments/s a node)
+STORED_UNINDEXED = "is stored, not indexed"  # its log line (store/ingest/writer.py)
 
 
 @dataclass
@@ -169,7 +171,8 @@ def start_node(cluster: Cluster, node_id: str, cameras: list[str], spool: Path) 
 def test_a_store_killed_under_load_loses_nothing_and_every_node_is_on_the_other_within_2_s(
         servers: Servers) -> None:
     node_ids = [f"node{i}" for i in range(NODES)]
-    cluster = start_cluster(servers, "killed", node_ids)
+    # A holds each segment IN_FLIGHT_S between its PUT and its row, so the kill can be timed to land there.
+    cluster = start_cluster(servers, "killed", node_ids, pause_a_s=IN_FLIGHT_S)
     cameras = {node: [f"k{i}a", f"k{i}b"] for i, node in enumerate(node_ids)}
     nodes = {node: start_node(cluster, node, cameras[node], servers.work / f"spool-{node}") for node in node_ids}
     every_camera = [cam for cams in cameras.values() for cam in cams]
@@ -182,9 +185,12 @@ def test_a_store_killed_under_load_loses_nothing_and_every_node_is_on_the_other_
         link = get_json(url + "/health")["store"]
         assert link["url"] == ws(cluster.url_a) and link["link"] == "connected", (node, link)
 
+    stored = len(wait_for_log(servers, "killed-store-a", STORED_UNINDEXED, 1))
+    caught = wait_for_log(servers, "killed-store-a", STORED_UNINDEXED, stored + 1)[-1]  # a PUT that just finished
     cluster.store_a.send_signal(signal.SIGKILL)
     killed, killed_us = time.monotonic(), now_us()
     cluster.store_a.wait()
+    caught_name = caught.split("segments/")[1].split(" ")[0]  # in the bucket, its row never written by A
     on_b: dict[str, float] = {}
     indexed_by_b: dict[str, float] = {}
     while len(on_b) < NODES or len(indexed_by_b) < NODES:
@@ -231,12 +237,15 @@ def test_a_store_killed_under_load_loses_nothing_and_every_node_is_on_the_other_
                 name = path.removeprefix("segments/")
                 assert hashlib.sha256(objects.pop(name)).hexdigest() == sha, f"{name}: other bytes than its row's"
     assert not objects, f"objects no row names: {sorted(objects)[:5]}"
+    assert sum(resent.values()) >= 1, f"the segment caught between PUT and row ({caught_name}) was not resent"
+    assert len(cluster.rows("SELECT 1 FROM segments WHERE path = %s", "segments/" + caught_name)) == 1
     assert cluster.rows("SELECT COUNT(*) FROM segments")[0][0] == cluster.rows(
         "SELECT COUNT(DISTINCT (camera, start_us)) FROM segments")[0][0]
     checked = cluster.check("--deep")
     assert checked.returncode == 0 and "clean" in checked.stdout, checked.stdout + checked.stderr
     print(f"{sum(len(cluster.segments_of(c)) for c in every_camera)} segments of {len(every_camera)} cameras, each "
-          f"indexed once, continuous; resent after the kill: {resent}; check --deep clean")
+          f"indexed once, continuous; resent after the kill: {resent} ({caught_name} was between its PUT and its "
+          "row); check --deep clean")
 
 
 def fmt(seconds: dict[str, float]) -> str:
@@ -277,7 +286,7 @@ def test_a_store_killed_between_put_and_commit_leaves_an_object_nothing_serves_u
     cluster = start_cluster(servers, "between", ["resend", "orphan"], pause_a_s=PAUSE_S)
     spools = {node: servers.work / f"spool-{node}" for node in ("resend", "orphan")}
     nodes = {node: start_node(cluster, node, [f"{node}0"], spools[node]) for node in spools}
-    paused = wait_for_log(servers, "between-store-a", "is stored, not indexed", 2)
+    paused = wait_for_log(servers, "between-store-a", STORED_UNINDEXED, 2)
     for proc, _ in nodes.values():
         proc.send_signal(signal.SIGKILL)
     cluster.store_a.send_signal(signal.SIGKILL)
