@@ -2,8 +2,9 @@
 
 ``just bench`` runs the system benchmark (bench.run); ``just bench motion`` runs
 bench/motion.py, and any other ``bench/NAME.py`` with a ``main(argv)`` works the
-same way. bench.run rewrites docs/benchmarks.md whole; the sections other
-benchmarks own there ("## Motion detection", ...) are carried across that rewrite.
+same way (a ``-`` in NAME stands for ``_``: ``just bench cluster-failover``).
+bench.run rewrites docs/benchmarks.md whole; the sections other benchmarks own
+there ("## Motion detection", ...) are carried across that rewrite.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def run_system(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if argv and not argv[0].startswith("-") and importlib.util.find_spec(f"bench.{argv[0]}") is not None:
-        module = importlib.import_module(f"bench.{argv[0]}")
+    name = argv[0].replace("-", "_") if argv else ""  # `just bench cluster-failover` is bench/cluster_failover.py
+    if name and not name.startswith("_") and importlib.util.find_spec(f"bench.{name}") is not None:
+        module = importlib.import_module(f"bench.{name}")
         return int(module.main(argv[1:]) or 0)
     return run_system(argv)
 
