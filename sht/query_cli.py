@@ -230,6 +230,16 @@ async def _snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pushed(result: dict) -> str:
+    """Where a changed setting went: ``via_store`` is the other store of a shared index holding the node's link."""
+    node, via = result["node"], result.get("via_store")
+    if result["pushed"]:
+        return f"pushed to {node}" + (f" by store {via}, which holds its link" if via else "")
+    if via:
+        return f"saved; {node}'s link is on store {via}, which has not confirmed sending it yet"
+    return "node not connected; it gets it on reconnect"
+
+
 async def _settings(args: argparse.Namespace) -> int:
     async with client(args) as store:
         if args.assignment:
@@ -244,7 +254,7 @@ async def _settings(args: argparse.Namespace) -> int:
                 except SettingError as exc:
                     raise StoreError("bad-setting", str(exc), "value") from None
                 r = await store.call("set_setting", camera=args.camera, key=key, value=parsed, by=args.by)
-                state = "pushed to " + r["node"] if r["pushed"] else "node not connected; it gets it on reconnect"
+                state = _pushed(r)
                 print(f"{args.camera}: {key} {json.dumps(r['old'])} → {json.dumps(r['new'])} ({state})")
             return 0
         if args.history:

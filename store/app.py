@@ -182,7 +182,7 @@ class Store:
         if options.mode == "off":
             return
         self.detection.remote = server.detect_workers
-        self.detection.start(server.fleet.cameras)
+        self.detection.start(server.fleet.cameras_here)  # not those of nodes linked to another store of the index
         server.ingest.on_event = self.detection.event_changed
         server.detection = self.detection
 

@@ -66,12 +66,15 @@ class NodeSummary:
     state_changed_us: int | None = None
     health: NodeHealth | None = None
     history: tuple[HealthSample, ...] = ()
+    # The store holding its control link (HOST:PORT; stores sharing an index show each other's nodes); None: none
+    # while it is down, or an older store that does not say.
+    store: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"node": self.node, "state": self.state, "url": self.url, "cameras": list(self.cameras),
                 "last_seen_us": self.last_seen_us, "state_changed_us": self.state_changed_us,
                 "health": self.health.to_json() if self.health is not None else None,
-                "history": [h.to_json() for h in self.history]}
+                "history": [h.to_json() for h in self.history], "store": self.store}
 
     @classmethod
     def read(cls, r: FieldReader) -> NodeSummary:
@@ -80,7 +83,8 @@ class NodeSummary:
                    tuple(r.idents("cameras", [])), r.integer("last_seen_us", None, nullable=True),
                    r.integer("state_changed_us", None, nullable=True),
                    NodeHealth.read(health) if health is not None else None,
-                   tuple(HealthSample.read(h) for h in r.children("history", [])))
+                   tuple(HealthSample.read(h) for h in r.children("history", [])),
+                   r.string("store", None, nullable=True))
 
 
 @dataclass(frozen=True)

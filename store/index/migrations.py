@@ -23,7 +23,7 @@ from store.index.dialect import column_for_postgres, schema_for_postgres
 if TYPE_CHECKING:
     from store.index.postgres import PostgresConnection
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # version -> (next version, SQL that fills what that version added)
 UPGRADES: dict[int, tuple[int, str]] = {
     # 1 -> 2: garbage (retention deletes files after the rows), coverage_hours (timeline summaries, all dirty).
@@ -31,12 +31,23 @@ UPGRADES: dict[int, tuple[int, str]] = {
     # 2 -> 3: events' open and label columns (EVENT_COLUMNS_3), event_labels, event_snapshots. Nothing to fill:
     # old events are closed (open 0) and never analysed (labels NULL).
     2: (3, "SELECT 1"),
+    # 3 -> 4: what stores sharing an index tell each other about the fleet (NODE_COLUMNS_4) and settings
+    # (SETTINGS_COLUMNS_4). Nothing to fill: NULL is "no store has written it", as on a new index.
+    3: (4, "SELECT 1"),
 }
 # Columns version 3 added to events, in schema.sql's order (ADD COLUMN appends: the same order as a new index).
 EVENT_COLUMNS_3 = (
     ("open", "INTEGER NOT NULL DEFAULT 0"), ("label", "TEXT"), ("label_score", "REAL"), ("label_x", "REAL"),
     ("label_y", "REAL"), ("label_w", "REAL"), ("label_h", "REAL"), ("labels", "TEXT"),
 )
+# Columns version 4 added to nodes and settings (store/nodes/fleet_table.py writes them on a shared index).
+NODE_COLUMNS_4 = (("state", "TEXT"), ("state_changed_us", "INTEGER"), ("link_store", "TEXT"),
+                  ("refreshed_us", "INTEGER"), ("health", "TEXT"))
+SETTINGS_COLUMNS_4 = (("pushed_us", "INTEGER"),)
+# Every column added to a table after its creation, per table, in the order added.
+ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "events": EVENT_COLUMNS_3, "nodes": NODE_COLUMNS_4, "settings": SETTINGS_COLUMNS_4,
+}
 
 
 # pg_advisory_xact_lock key: stores starting at once against one PostgreSQL index prepare it one at a time.
@@ -49,7 +60,8 @@ def schema_text() -> str:
 
 async def prepare(conn: aiosqlite.Connection, path: Path) -> None:
     """Create what is missing, apply additive upgrades, refuse an index from a newer store."""
-    await _add_columns(conn, "events", EVENT_COLUMNS_3)
+    for table, columns in ADDED_COLUMNS.items():
+        await _add_columns(conn, table, columns)
     await conn.executescript(schema_text())
     # FULL: a committed row survives power loss, matching the fsync'd file it points at.
     await conn.execute("PRAGMA synchronous = FULL")
@@ -62,12 +74,13 @@ async def prepare_postgres(conn: PostgresConnection, where: str) -> None:
     await conn.begin()
     try:
         await conn.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
-        async with conn.execute("SELECT column_name FROM information_schema.columns "
-                                "WHERE table_schema = current_schema() AND table_name = 'events'") as cur:
-            have = {row[0] for row in await cur.fetchall()}
-        for name, decl in EVENT_COLUMNS_3 if have else ():
-            if name not in have:
-                await conn.execute(f"ALTER TABLE events ADD COLUMN {name} {column_for_postgres(decl)}")
+        for table, columns in ADDED_COLUMNS.items():
+            async with conn.execute("SELECT column_name FROM information_schema.columns "
+                                    "WHERE table_schema = current_schema() AND table_name = ?", (table,)) as cur:
+                have = {row[0] for row in await cur.fetchall()}
+            for name, decl in columns if have else ():  # none for a new index: schema.sql makes them
+                if name not in have:
+                    await conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {column_for_postgres(decl)}")
         for statement in schema_for_postgres(schema_text()):
             await conn.execute(statement)
         await _upgrade(conn, where)

@@ -133,7 +133,14 @@ CREATE TABLE IF NOT EXISTS nodes (
     first_seen_us INTEGER NOT NULL,   -- first hello or segment
     last_seen_us INTEGER NOT NULL,    -- latest hello, heartbeat or segment
     url TEXT,                         -- where its /live and /health are, as it announced
-    cameras TEXT                      -- JSON array of its camera ids, as it announced
+    cameras TEXT,                     -- JSON array of its camera ids, as it announced
+    -- Stores sharing a PostgreSQL index (store/nodes/fleet_table.py; NULL on SQLite, whose one store keeps them
+    -- in memory): what the store holding the node's control link last wrote, so that every store shows it.
+    state TEXT,                       -- 'up' or 'down', as its link's store (or the watchdog) last decided
+    state_changed_us INTEGER,         -- when that state began
+    link_store TEXT,                  -- the store holding its control link ('HOST:PORT'); NULL: none
+    refreshed_us INTEGER,             -- when link_store last wrote the row (every 2 s while it holds the link)
+    health TEXT                       -- JSON: the NodeHealth of its last heartbeat
 );
 
 -- Current runtime settings per camera (only those changed from their defaults).
@@ -143,6 +150,8 @@ CREATE TABLE IF NOT EXISTS settings (
     value TEXT NOT NULL,              -- JSON value
     changed_us INTEGER NOT NULL,      -- when it was last set
     changed_by TEXT NOT NULL,         -- who set it (token subject, or 'cli')
+    pushed_us INTEGER,                -- when the store holding its node's link sent this value (stores sharing
+                                      -- a PostgreSQL index); NULL: not yet (each change resets it)
     PRIMARY KEY (camera, key)
 );
 

@@ -38,8 +38,9 @@ BATCH_ROWS = 2000
 # which those two name.
 CARRIED_TABLES = ("nodes", "events", "event_labels", "event_snapshots", "settings", "settings_history")
 # Versions whose carried tables can be copied: their columns are today's or a subset (version 2's events lacks
-# version 3's columns, which take their defaults: closed, never analysed).
-CARRIED_FROM_VERSIONS = (1, 2, SCHEMA_VERSION)
+# version 3's columns, which take their defaults: closed, never analysed; version 3's nodes and settings lack
+# version 4's, which stay NULL: no store has written them).
+CARRIED_FROM_VERSIONS = (1, 2, 3, SCHEMA_VERSION)
 
 
 @dataclass

@@ -8,6 +8,10 @@ soon as ``sht token revoke`` changes it. Object detection tells a node its
 verdict on each of its events (``push_event_label``): a label, or null once the
 event is over and analysed with nothing found, the one verdict on which its
 ``objects`` recording mode lets footage go.
+
+Stores sharing an index (``follow_cluster``): each reads the fleet's rows every second and refreshes those of
+its own links every two (store/nodes/fleet.py), and sends its nodes the settings changed through any store
+within ``SETTINGS_POLL_S`` (the index marks each change sent, store/index/settings.py).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import websockets
@@ -37,9 +41,14 @@ from shared.settings import MOTION, OBJECTS_MODE, RECORDING_MODE, CameraSettings
 from store.index import settings
 from store.index.db import Index
 from store.nodes.fleet import Fleet
+from store.nodes.fleet_table import READ_S, REFRESH_S
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10.0
+# How often a store sharing an index looks for settings changed through another store; the store the change was
+# made on waits up to PUSH_CONFIRM_S for the node's store to mark it sent (its answer says whether it was).
+SETTINGS_POLL_S = 0.5
+PUSH_CONFIRM_S = 3.0
 
 
 class ControlLinks:
@@ -52,6 +61,7 @@ class ControlLinks:
         self.close_revoked = close_revoked
         self._revoked_sent: frozenset[str] = frozenset()
         self.versions: dict[str, int] = {}  # each node's hello version, as of its latest link
+        self._closing: set[asyncio.Task] = set()  # stale links being closed (_close_moved)
 
     async def serve(self, connection: ServerConnection, claims: Claims | None) -> None:
         """One node's link, from its hello until it closes."""
@@ -84,8 +94,8 @@ class ControlLinks:
                 if isinstance(event, Heartbeat):
                     self.fleet.heartbeat(first.node, event.health)
         finally:
-            self.fleet.link_closed(first.node, connection)
             log.warning("node %s control link closed", first.node)
+            await self.fleet.link_closed(first.node, connection)
 
     async def push_settings(self, camera: str) -> None:
         """Send a camera's current settings to the node that owns it, if it is connected."""
@@ -93,15 +103,19 @@ class ControlLinks:
         link: Any = self.fleet.links.get(node) if node else None
         if link is None:
             return
-        values = await settings.load(self.index.conn, camera)
+        values, versions = await settings.load_versioned(self.index.conn, camera)
         if values.recording_mode == OBJECTS_MODE and self.versions.get(node or "", 1) < EVENT_LABEL_VERSION:
             # A node older than the objects mode would refuse the whole message; motion keeps (more than) all
             # the footage objects mode would.
             log.warning("node %s is too old for recording_mode objects on %s; it records in motion mode",
                         node, camera)
             values = CameraSettings({**values.to_json(), RECORDING_MODE: MOTION})
-        with contextlib.suppress(websockets.ConnectionClosed):
+        try:
             await link.send(SettingsPush(camera, values).serialize())
+        except websockets.ConnectionClosed:
+            return  # it gets them all again at its next hello
+        if self.fleet.shared:  # the store the change was made on is waiting for this
+            await settings.mark_pushed(self.index.conn, camera, versions, self.fleet.now_us())
 
     async def push_event_label(self, node: str, camera: str, start_us: int, label: str | None) -> bool:
         """Tell ``node`` the verdict on its event of ``camera`` starting at ``start_us`` (the node's stamp): it got
@@ -127,8 +141,7 @@ class ControlLinks:
                 log.exception("fleet check failed")
 
     async def check_once(self) -> None:
-        for node in self.fleet.check():
-            log.warning("node %s is down: no heartbeat for %.0f s", node, HEARTBEAT_INTERVAL_S * 3)
+        self.fleet.check()  # logs the nodes that went down
         revoked = self.revoked()
         if revoked != self._revoked_sent:  # `sht token revoke` ran: tell the nodes now
             self._revoked_sent = revoked
@@ -136,3 +149,44 @@ class ControlLinks:
             for link in list(self.fleet.links.values()):
                 with contextlib.suppress(websockets.ConnectionClosed):
                     await link.send(Revocations(tuple(sorted(revoked))).serialize())
+
+    # ---- stores sharing an index ----
+
+    def cluster_tasks(self) -> list[tuple[str, float, Callable[[], Awaitable[None]]]]:
+        """(name, period, one round) of the work that keeps this store's fleet in step with the other stores'."""
+        return [("fleet-read", READ_S, lambda: self.fleet.sync(self._close_moved)),
+                ("fleet-refresh", REFRESH_S, self.fleet.publish),
+                ("settings-follow", SETTINGS_POLL_S, self.push_changed_settings)]
+
+    async def follow_cluster(self, name: str, period_s: float, round_once: Callable[[], Awaitable[None]]) -> None:
+        """Forever, every ``period_s``: one round; an index out of reach is logged when it starts and ends."""
+        failing = False
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                await round_once()
+            except Exception as exc:  # PostgreSQL away: the fleet shown is the last read, tried again next round
+                if not failing:
+                    log.warning("%s: cannot reach the index (%s); trying every %.1f s", name,
+                                " ".join(str(exc).split()) or type(exc).__name__, period_s)
+                failing = True
+                continue
+            if failing:
+                log.info("%s: the index answers again", name)
+            failing = False
+
+    async def push_changed_settings(self) -> None:
+        """Settings changed through any store and not sent yet, to the nodes linked here."""
+        for camera in sorted(await settings.unpushed(self.index.conn)):
+            node = self.fleet.node_of(camera)
+            if node in self.fleet.links:
+                await self.push_settings(camera)
+
+    async def _close_moved(self, node: str, link: Any, other: str) -> None:
+        """The node said hello to ``other`` after it did here: the link here is stale (its peer gone without a
+        close, or a reconnect the network hid). Closing it stops this store refreshing and pushing to nothing."""
+        log.warning("node %s is linked to store %s now; closing its stale control link here", node, other)
+        await self.fleet.link_closed(node, link)  # now: a dead peer's close handshake takes seconds
+        closing = asyncio.create_task(link.close(1001, f"node {node} is linked to store {other} now"[:120]))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)

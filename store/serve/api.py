@@ -37,7 +37,9 @@ from shared.settings import SETTINGS, SettingError
 from store.index import query, settings, timeline
 from store.index.db import Index, transaction
 from store.index.event_labels import event_snapshot
+from store.index.location import IndexUnavailable
 from store.media.budget import MediaLimits
+from store.nodes.control_link import PUSH_CONFIRM_S
 from store.nodes.fleet import Fleet
 from store.serve.in_flight import InFlight
 from store.serve.media_requests import CHUNK_BYTES, REQUEST_TOKEN, MediaRefused, MediaRequests
@@ -119,6 +121,9 @@ class Api:
             server.result(request.id, result)
         except (ApiError, MediaRefused) as exc:
             server.error(request.id, exc.code, exc.message, exc.field)
+        except IndexUnavailable as exc:  # PostgreSQL away: not a bug, and the store recovers when it is back
+            log.warning("request %s (%s) failed: %s", request.id, request.method, exc)
+            server.error(request.id, "index-unavailable", f"{exc}; try again once it is back")
         except Exception as exc:  # a bug must cost one request, not the connection
             log.exception("request %s (%s) failed", request.id, request.method)
             server.error(request.id, "internal", f"{type(exc).__name__}: {exc}")
@@ -210,16 +215,23 @@ class Api:
                 "descriptions": {k: s.description for k, s in SETTINGS.items()}}
 
     async def _set_setting(self, p: SetSettingParams, *_: Any) -> dict[str, Any]:
+        """``pushed``: the node has the new value: sent on its link here, or (``via_store``) by the other store of
+        the index holding its link, which marks it sent within PUSH_CONFIRM_S (false if it did not)."""
         await self._require_camera(p.camera)
+        changed_us = now_us()
         try:
-            old, new = await settings.set_setting(self.conn, p.camera, p.key, p.value, p.by, now_us())
+            old, new = await settings.set_setting(self.conn, p.camera, p.key, p.value, p.by, changed_us)
         except SettingError as exc:
             raise ApiError("bad-setting", str(exc), "value" if exc.key in SETTINGS else "key") from exc
         node = self.fleet.node_of(p.camera)
         pushed = node in self.fleet.links
         if self.on_setting is not None:
             await self.on_setting(p.camera)
-        return {"camera": p.camera, "key": p.key, "old": old, "new": new, "node": node, "pushed": pushed}
+        via = self.fleet.link_store(node)
+        if not pushed and via is not None:
+            pushed = await settings.wait_pushed(self.conn, p.camera, p.key, changed_us, PUSH_CONFIRM_S)
+        return {"camera": p.camera, "key": p.key, "old": old, "new": new, "node": node, "pushed": pushed,
+                "via_store": via}
 
     async def _settings_history(self, p: HistoryParams, *_: Any) -> dict[str, Any]:
         return {"items": await settings.history(self.conn, p.camera, p.limit)}

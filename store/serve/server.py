@@ -8,6 +8,7 @@ WebSocket; ``GET /health`` (cached totals), ``/metrics``, ``/key`` and the web p
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from http import HTTPStatus
@@ -35,12 +36,14 @@ from shared.server.shell import ServerShell
 from store.admin.keys import SigningKeys
 from store.detect.remote import RemoteDetectors
 from store.index.db import Index
+from store.index.location import IndexUnavailable
 from store.ingest.session import IngestSessions
 from store.ingest.writer import Ingestor
 from store.live.relay import Location, Relay, substream_of, web_page
 from store.media.budget import MediaLimits
 from store.nodes.control_link import ControlLinks
 from store.nodes.fleet import Fleet
+from store.segments import SegmentStore
 from store.serve.api import Api
 from store.serve.metrics import StoreMetrics
 
@@ -64,7 +67,9 @@ class StoreServer:
         self._totals: tuple[float, dict[str, dict]] | None = None  # (when, per-camera totals) for /health
         self._totals_ttl_s = 0.0
         self.started = time.monotonic()
-        self.fleet = Fleet(index.conn, now_us)
+        # Stores sharing a PostgreSQL index show one fleet, through its rows (store/nodes/fleet.py).
+        self.fleet = Fleet(index.conn, now_us, shared=index.dialect == "postgresql")
+        self.fleet.decides_orphans = lambda: self.lease is None or bool(self.lease.held)
         # /detect: ``sht detect --store`` workers; they get frames only while the store's detection is on
         self.detect_workers = RemoteDetectors()
         self.shell = ServerShell(self._routes(), access or AccessControl(None))
@@ -76,7 +81,7 @@ class StoreServer:
         # /live/{camera}: one upstream per camera and stream; node_ca verifies nodes that serve TLS
         self.relay = Relay(self._locate, self._relay_token, node_ca=node_ca)
         self._token: tuple[str, int] | None = None
-        self._watch: asyncio.Task | None = None
+        self._watch: list[asyncio.Task] = []
         self._pushes: set[asyncio.Task] = set()
         self.detection: DetectionService | None = None  # set by the Store when detection is on
         self.api.detector_health = lambda: self.detection.health() if self.detection is not None else None
@@ -101,12 +106,20 @@ class StoreServer:
 
     async def start(self, host: str, port: int) -> int:
         await self.fleet.load()
-        self._watch = asyncio.create_task(self.control.watch(), name="fleet-check")
-        return await self.shell.start(host, port, self.ssl_context)
+        port = await self.shell.start(host, port, self.ssl_context)
+        # Before any connection is handled (nothing was awaited since the socket opened): the name other stores
+        # of the index show as holding this one's nodes' links.
+        self.fleet.store_id = f"{socket.gethostname()}:{port}"
+        self._watch.append(asyncio.create_task(self.control.watch(), name="fleet-check"))
+        if self.fleet.shared:
+            for name, period_s, round_once in self.control.cluster_tasks():
+                self._watch.append(asyncio.create_task(self.control.follow_cluster(name, period_s, round_once),
+                                                       name=name))
+        return port
 
     async def close(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in self._watch:
+            task.cancel()
         self.relay.close()
         await self.detect_workers.close()
         await self.shell.close()
@@ -147,7 +160,10 @@ class StoreServer:
         return self.keys.revoked() if self.keys is not None else frozenset()
 
     async def _health(self, connection: ServerConnection, _: Request) -> Response:
-        return json_response(connection, HTTPStatus.OK, await self.health())
+        health = await self.health()
+        # 503 while the index is out of reach: the store refuses every segment meanwhile (the body says why).
+        unreachable = "error" in health["index"]
+        return json_response(connection, HTTPStatus.SERVICE_UNAVAILABLE if unreachable else HTTPStatus.OK, health)
 
     def _key(self, connection: ServerConnection, _: Request) -> Response:
         if self.keys is None:
@@ -167,22 +183,36 @@ class StoreServer:
         # Per-camera totals are a GROUP BY over every row (seconds at tens of millions), on the connection
         # ingest commits through: an open /health polled by monitoring must not make ingest wait.
         now = time.monotonic()
+        index: dict[str, Any] = {"backend": self.index.dialect,
+                                 "maintenance": bool(self.lease.held) if self.lease is not None else True}
         if self._totals is None or now - self._totals[0] > self._totals_ttl_s:
-            self._totals = (now, await self.index.camera_totals())
-            # Fresh every time while that is cheap (a home store); kept a while once it is not.
-            self._totals_ttl_s = TOTALS_TTL_S if time.monotonic() - now > 0.05 else 0.0
+            try:
+                self._totals = (now, await self.index.camera_totals())
+                # Fresh every time while that is cheap (a home store); kept a while once it is not.
+                self._totals_ttl_s = TOTALS_TTL_S if time.monotonic() - now > 0.05 else 0.0
+            except IndexUnavailable as exc:  # PostgreSQL away: say so, with the last totals read
+                index["error"] = str(exc)
+        totals = self._totals or (now, {})
         return {
             "service": "store",
             "uptime_s": round(now - self.started, 1),
             "root": str(self.ingestor.root),
             "ingest": {"stored": stats.stored, "duplicates": stats.duplicates,
                        "refused": stats.refused, "bytes_stored": stats.bytes_stored},
-            "cameras": self._totals[1],
-            "cameras_as_of_s_ago": round(now - self._totals[0], 1),
+            "cameras": totals[1],
+            "cameras_as_of_s_ago": round(now - totals[0], 1),
             "nodes": {n: s.state for n, s in sorted(self.fleet.nodes.items())},
+            "store_id": self.fleet.store_id,  # how the other stores of a shared index name this one
             "detect": self.detection.health().to_json() if self.detection is not None else {"mode": "off"},
-            # maintenance: whether this store runs retention and summaries (one store of those sharing an index).
-            "index": {"backend": self.index.dialect,
-                      "maintenance": bool(self.lease.held) if self.lease is not None else True},
+            # maintenance: whether this store runs retention and summaries (one store of those sharing an index);
+            # error: why the index cannot be read now.
+            "index": index,
+            "segments": {"backend": _segments_backend(self.ingestor.segments),
+                         "where": self.ingestor.segments.description},
             "replica": self.replica.health() if self.replica is not None else {"state": "off"},
         }
+
+
+def _segments_backend(segments: SegmentStore) -> str:
+    """``files`` (under ROOT/segments) or the object store's scheme (``s3``), for /health."""
+    return "files" if segments.disk_path is not None else segments.description.partition("://")[0] or "remote"

@@ -129,7 +129,7 @@ async def test_fleet_marks_nodes_down_after_missed_heartbeats_and_up_again(index
     assert fleet.check() == ["node0"] and fleet.nodes["node0"].state == "down"
     await fleet.hello(Hello("node0", 8000, ("cam0", "cam1")), "10.0.0.5", link)
     assert fleet.nodes["node0"].state == "up" and fleet.node_of("cam1") == "node0"
-    fleet.link_closed("node0", link)
+    await fleet.link_closed("node0", link)
     assert fleet.nodes["node0"].state == "down"
     reloaded = Fleet(index.conn, lambda: 0)
     await reloaded.load()
