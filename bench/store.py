@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,8 +201,33 @@ def make_media(directory: Path, width: int = 1280, height: int = 720, fps: int =
 
 # --- the index ---------------------------------------------------------------------------------
 
-def _segment_rows(scale: Scale, media: Media, shared_paths: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+def thumbnail_sample(cameras: Sequence[str], days: int, count: int, seed: int = 3) -> list[tuple[str, int]]:
+    """(camera, at_us) of the thumbnails ``measure`` asks for, drawn before the index is built (so a benchmark can
+    give exactly those segments files or objects of their own): distinct segments after the oldest day, whose rows
+    point at the small prune file, and a random moment inside each."""
+    rng = random.Random(seed)
+    slots = rng.sample(range(SLOTS_PER_DAY, days * SLOTS_PER_DAY), count)
+    return [(rng.choice(cameras), T0_US + s * SEGMENT_US + rng.randrange(SEGMENT_US)) for s in slots]
+
+
+def segment_start(at_us: int) -> int:
+    """Start of the benchmark's segment that holds ``at_us``."""
+    return T0_US + (at_us - T0_US) // SEGMENT_US * SEGMENT_US
+
+
+def own_path(camera: str, start_us: int) -> str:
+    """The row path the store itself would give this segment (``segments/CAMERA/YYYY-MM-DD/HH/<start_us>.mp4``)."""
+    from store.segments import row_path, segment_name
+
+    return row_path(segment_name(camera, start_us))
+
+
+def _segment_rows(scale: Scale, media: Media, shared_paths: Sequence[str],
+                  own: Collection[tuple[str, int]] = ()) -> Iterator[tuple[Any, ...]]:
     shared = [(p, size, sha) for p, (_, size, sha) in zip(shared_paths, media.shared, strict=True)]
+    own_slots: dict[int, set[str]] = {}
+    for camera, start in own:
+        own_slots.setdefault((start - T0_US) // SEGMENT_US, set()).add(camera)
     _, small_size, small_sha = media.small
     n_shared = len(shared)
     cameras = [(camera, f"node{c // 2:02d}") for c, camera in enumerate(camera_names(scale.cameras))]
@@ -210,11 +235,14 @@ def _segment_rows(scale: Scale, media: Media, shared_paths: Sequence[str]) -> It
     # (row ids, and so the table's pages, follow time, as retention deletes them).
     for k in range(scale.days * SLOTS_PER_DAY):
         start = T0_US + k * SEGMENT_US
+        own_here = own_slots.get(k, ())
         for camera, node in cameras:
             if k < SLOTS_PER_DAY:  # the oldest day: one file per row, linked before the prune
                 path, size, sha = day0_relpath(camera, start), small_size, small_sha
             else:
                 path, size, sha = shared[k % n_shared]
+                if camera in own_here:  # a file (or object) of its own, at the store's name for it
+                    path = own_path(camera, start)
             yield (camera, node, start, start + SEGMENT_US, media.frames, size, sha, "h264", media.width,
                    media.height, path, start + SEGMENT_US + 400_000)
 
@@ -237,8 +265,12 @@ def _event_rows(scale: Scale, rng: random.Random) -> Iterator[tuple[Any, ...]]:
                    start + length // 3, "", locked)
 
 
-def build_index(root: Path, scale: Scale, media: Media, seed: int = 1) -> Built:
-    """The real schema through ``Index.open``, then rows in one ``executemany`` transaction."""
+def build_index(root: Path, scale: Scale, media: Media, seed: int = 1,
+                own: Collection[tuple[str, int]] = ()) -> Built:
+    """The real schema through ``Index.open``, then rows in one ``executemany`` transaction.
+
+    ``own``: (camera, segment start) of rows that get a file of their own at the store's name for them (a hard
+    link to the shared segment their slot rotates to), instead of pointing at the shared file itself."""
     from store.index.db import Index
 
     started = time.monotonic()
@@ -267,7 +299,7 @@ def build_index(root: Path, scale: Scale, media: Media, seed: int = 1) -> Built:
         conn.executemany(
             "INSERT INTO segments (camera, node, start_us, end_us, frames, size_bytes, sha256, codec, width_px, "
             "height_px, path, received_us) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            _segment_rows(scale, media, shared_paths))
+            _segment_rows(scale, media, shared_paths, own))
         conn.executemany(
             "INSERT INTO events (camera, node, start_us, end_us, kind, score, bbox_x, bbox_y, bbox_w, bbox_h, "
             "thumb_us, detail, locked) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -294,6 +326,10 @@ def build_index(root: Path, scale: Scale, media: Media, seed: int = 1) -> Built:
             await index.close()
 
     asyncio.run(summarise())
+    for camera, start in own:
+        linked = root / own_path(camera, start)
+        linked.parent.mkdir(parents=True, exist_ok=True)
+        os.link(media.shared[(start - T0_US) // SEGMENT_US % len(media.shared)][0], linked)
     build_s = time.monotonic() - started
     os.sync()  # or the kernel writes the bulk load back while the latencies are measured
     return Built(root, scale, build_s, db.stat().st_size, time.monotonic() - started - build_s)
@@ -308,14 +344,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def store_process(root: Path, log: Path, timeout_s: float = 180.0) -> Iterator[tuple[str, float]]:
-    """A real ``sht store`` on ``root`` (no retention limits), as (URL, seconds until it listened)."""
+def store_process(root: Path, log: Path, timeout_s: float = 180.0, args: Sequence[str] = (),
+                  env: dict[str, str] | None = None) -> Iterator[tuple[str, float]]:
+    """A real ``sht store`` on ``root`` (no retention limits), as (URL, seconds until it listened); ``args``: more
+    flags (``--index``, ``--segments``), ``env``: more environment variables (an S3 endpoint's credentials)."""
     port = free_port()
     cmd = [sys.executable, "-m", "sht", "store", "--root", str(root), "--host", "127.0.0.1", "--port", str(port),
-           "--max-age", "off", "--min-free", "off", "--log-level", "warning"]
+           "--max-age", "off", "--min-free", "off", "--log-level", "warning", *args]
     started = time.monotonic()
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
         while True:
             if proc.poll() is not None:
@@ -357,9 +395,14 @@ def store_client(url: str, token: str | None) -> Any:
     return StoreClient(url, open_timeout=30)  # a store without authentication
 
 
-async def measure(url: str, built: Built, plan: Plan, token: str | None = None, seed: int = 2) -> Measurements:
-    """Sequential requests on one connection, the way the console asks; warm-up requests are not counted."""
+async def measure(url: str, built: Built, plan: Plan, token: str | None = None, seed: int = 2,
+                  thumbs: Sequence[tuple[str, int]] | None = None) -> Measurements:
+    """Sequential requests on one connection, the way the console asks; warm-up requests are not counted.
+    ``thumbs``: the (camera, at_us) of the warm-up and cache-miss thumbnails (default ``thumbnail_sample``)."""
     rng = random.Random(seed)
+    if thumbs is None:
+        thumbs = thumbnail_sample(built.cameras, built.scale.days, plan.warmup + plan.thumb_miss)
+    assert len(thumbs) == plan.warmup + plan.thumb_miss, "a thumbnail per warm-up and per miss"
     m = Measurements()
     cams, days = built.cameras, built.scale.days
     end = built.end_us
@@ -392,11 +435,10 @@ async def measure(url: str, built: Built, plan: Plan, token: str | None = None, 
                                        on_chunk=took)
             return size, result
 
-        slots = rng.sample(range(first_shared, last_slot), plan.warmup + plan.thumb_miss)
         for i in range(plan.warmup):
             await search(rng.choice(cams), rng.randrange(T0_US, end - HOUR_US))
             await timeline(rng.choice(cams), rng.randrange(days))
-            await thumb(rng.choice(cams), T0_US + slots[i] * SEGMENT_US)
+            await thumb(*thumbs[i])
         for _ in range(plan.search):
             ms, r = await _timed(lambda: search(rng.choice(cams), rng.randrange(T0_US, end - HOUR_US)))
             m.search_ms.append(ms)
@@ -408,8 +450,7 @@ async def measure(url: str, built: Built, plan: Plan, token: str | None = None, 
             m.timeline_ms.append(ms)
         # Misses: distinct segments (a thumbnail is cached per segment start and frame), random frame inside.
         asked = []
-        for slot in slots[plan.warmup:]:
-            cam, at = rng.choice(cams), T0_US + slot * SEGMENT_US + rng.randrange(SEGMENT_US)
+        for cam, at in thumbs[plan.warmup:]:
             ms, _ = await _timed(lambda c=cam, a=at: thumb(c, a))  # type: ignore[misc]
             m.thumb_miss_ms.append(ms)
             asked.append((cam, at))
