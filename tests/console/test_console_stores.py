@@ -152,3 +152,13 @@ async def test_two_stores_on_one_postgresql_index_show_exactly_one_lease_holder(
         await wait_until(lambda: "last error" in text_of(app, "#store-detail"), what="the copy's error")
         assert "does not answer" in text_of(app, "#store-detail") and "holds the maintenance lease" in \
             text_of(app, "#store-detail")
+        # PostgreSQL away: both stores still answer, and say they cannot read their index
+        postgres.stop("immediate")
+        try:
+            await wait_until(lambda: all(r["status"] == "no index" for r in rows(app).values()), seconds=30,
+                             what="both stores shown without their index")
+            assert "cannot read its index" in text_of(app, "#store-detail")
+        finally:
+            postgres.start()
+        await wait_until(lambda: all(r["status"].startswith("up ") for r in rows(app).values()), seconds=30,
+                         what="both stores back on their index")
