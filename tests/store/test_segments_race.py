@@ -8,9 +8,13 @@ bytes are stored already, other bytes are a conflict and the object stays as it 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import http.client
 import itertools
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ from store.segments.s3 import PROBES, S3Segments
 from store.segments.url import S3Location, parse_segments_url
 from tests.store.index_backends import committed_rows
 from tests.store.postgres import PostgresCluster
-from tests.store.seaweed import BUCKET, Seaweed, running_seaweed
+from tests.store.seaweed import ACCESS_KEY, BUCKET, SECRET_KEY, Seaweed, running_seaweed
 
 W, H, FPS = 160, 120, 10
 _prefixes = itertools.count()
@@ -217,3 +221,47 @@ async def test_a_server_that_ignores_if_none_match_is_found_out_and_each_put_loo
     finally:
         await a.close()
         await b.close()
+
+
+def slow_conditional_put(seaweed: Seaweed, key: str, body: bytes, seconds: float) -> int:
+    """PUT ``body`` with ``If-None-Match: *``, trickled over ``seconds`` (a store on a slow link); its status."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="PUT", url=f"{seaweed.endpoint}/{BUCKET}/{key}", headers={
+        "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "Content-Length": str(len(body)), "If-None-Match": "*",
+        "x-amz-checksum-sha256": base64.b64encode(hashlib.sha256(body).digest()).decode()})
+    S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(request)
+    connection = http.client.HTTPConnection("127.0.0.1", seaweed.s3_port, timeout=30)
+    try:
+        connection.putrequest("PUT", f"/{BUCKET}/{key}", skip_accept_encoding=True)
+        for name, value in request.headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        for i in range(10):
+            connection.send(body[i * len(body) // 10:(i + 1) * len(body) // 10])
+            time.sleep(seconds / 10)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+async def test_the_server_checks_if_none_match_when_the_object_lands_not_when_the_put_starts(
+        s3_env: Seaweed, tmp_path: Path, versions) -> None:
+    """What makes the race safe on SeaweedFS: a slow PUT that started first (no object then) is refused (412)
+    when a faster PUT of other bytes landed while it was on its way, and the faster one's object stays."""
+    (hx, x), (_, y) = versions[0][0], versions[1][0]
+    fast = S3Segments(shared_location(s3_env), tmp_path / "cache")
+    await fast.start()
+    try:
+        name = segment_name(hx.camera, hx.start_us)
+        status: list[int] = []
+        slow = threading.Thread(target=lambda: status.append(slow_conditional_put(s3_env, fast.key(name), y, 1.5)))
+        slow.start()
+        await asyncio.sleep(0.5)  # the slow PUT's headers are in, its body on its way
+        await fast.put(name, x, hx.sha256)
+        await asyncio.to_thread(slow.join)
+        assert status == [412] and await object_bytes(s3_env, fast.key(name)) == x
+    finally:
+        await fast.close()
