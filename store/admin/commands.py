@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from store.index.location import add_index_flag, default_index_url, index_from_args, sqlite_path
+from store.migrate.cli import add_migrate_command
 from store.replica.cli import add_replica_flag, add_restore_command
 from store.segments.options import add_segments_flag, opened, segments_from_args
 
@@ -59,7 +60,7 @@ def add_store_commands(store: argparse.ArgumentParser) -> None:
     add_segments_flag(store)
     add_index_flag(store)
     add_replica_flag(store)
-    sub = store.add_subparsers(dest="store_command", metavar="{prune,check,rebuild-index,backup,restore}")
+    sub = store.add_subparsers(dest="store_command", metavar="{prune,check,rebuild-index,backup,restore,migrate}")
 
     prune = sub.add_parser("prune", help="apply retention limits now and print what went")
     _add_root(prune)
@@ -89,6 +90,7 @@ def add_store_commands(store: argparse.ArgumentParser) -> None:
     backup.add_argument("-o", "--output", required=True, help="file to write the copy to")
     backup.set_defaults(func=cmd_backup)
     add_restore_command(sub)  # from an off-site copy (store/replica/cli.py)
+    add_migrate_command(sub)  # to PostgreSQL and S3 (store/migrate/cli.py)
 
 
 def _add_root(p: argparse.ArgumentParser) -> None:

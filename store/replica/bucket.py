@@ -1,12 +1,14 @@
 """The replica's bucket: the S3 segment backend's client (same endpoint handling, credentials and one-line errors,
 store/segments/s3.py), with what the replica needs on top: any key below the prefix, metadata on a PUT and back
-on a GET, and listings of a part of the layout.
+on a GET or HEAD (with the SHA-256 the server verified), and listings of a part of the layout. ``sht store migrate``
+PUTs segments through it too (``noun``: what the bucket is, in messages).
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from store.segments import SegmentStoreError
@@ -14,12 +16,23 @@ from store.segments.s3 import S3Segments, _code
 from store.segments.url import S3Location
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """What a HEAD says of an object: its size, the SHA-256 the server verified when it was PUT (hex; None when it
+    was PUT without one), and its user metadata."""
+
+    size: int
+    sha256: str | None
+    metadata: dict[str, str]
+
+
 class ReplicaBucket(S3Segments):
     """Keys here are below the replica's prefix (``segments/...``, ``events/...``, ``replica.json``)."""
 
-    def __init__(self, location: S3Location, cache_dir: Path, flag: str = "--replica") -> None:
+    def __init__(self, location: S3Location, cache_dir: Path, flag: str = "--replica",
+                 noun: str = "the replica") -> None:
         super().__init__(location, cache_dir, cache_bytes=0)
-        self.flag = flag
+        self.flag, self.noun = flag, noun
 
     @property
     def connected(self) -> bool:
@@ -35,10 +48,10 @@ class ReplicaBucket(S3Segments):
                                                 ChecksumSHA256=checksum, ContentType=content_type,
                                                 Metadata=metadata or {})
         except Exception as exc:
-            raise self._explain(exc, f"copy {key} to the replica") from exc
+            raise self._explain(exc, f"copy {key} to {self.noun}") from exc
         echoed = reply.get("ChecksumSHA256")
         if echoed is not None and echoed != checksum:
-            raise SegmentStoreError(f"the replica at {self._where()} stored {key} with SHA-256 {echoed}, not the "
+            raise SegmentStoreError(f"{self.noun} at {self._where()} stored {key} with SHA-256 {echoed}, not the "
                                     f"{checksum} that was sent", code="write-failed")
 
     async def get_object(self, key: str) -> tuple[bytes, dict[str, str]]:
@@ -50,8 +63,22 @@ class ReplicaBucket(S3Segments):
         except Exception as exc:
             if _code(exc) in ("404", "NoSuchKey"):
                 raise FileNotFoundError(f"{self.description}: no object {self.key(key)}") from exc
-            raise self._explain(exc, f"read {key} from the replica") from exc
+            raise self._explain(exc, f"read {key} from {self.noun}") from exc
         return data, {str(k).lower(): str(v) for k, v in reply.get("Metadata", {}).items()}
+
+    async def stored(self, key: str) -> StoredObject | None:
+        """HEAD ``key``: its size, the SHA-256 its PUT carried and the server verified, its metadata; None when
+        there is no such object. Nothing is downloaded."""
+        try:
+            reply = await self._s3().head_object(Bucket=self.bucket, Key=self.key(key), ChecksumMode="ENABLED")
+        except Exception as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._explain(exc, f"look for {key} in {self.noun}") from exc
+        checksum = reply.get("ChecksumSHA256")
+        sha256 = base64.b64decode(checksum).hex() if checksum else None
+        return StoredObject(int(reply.get("ContentLength", 0)), sha256,
+                            {str(k).lower(): str(v) for k, v in reply.get("Metadata", {}).items()})
 
     async def keys_below(self, below: str) -> AsyncIterator[tuple[str, int]]:
         """(key, size) of every object whose key starts with ``below``."""

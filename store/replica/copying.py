@@ -79,6 +79,21 @@ async def read_segment(source: SegmentStore, name: str) -> bytes:
     return await asyncio.to_thread(read)
 
 
+class SegmentMismatch(ValueError):
+    """A segment's bytes do not match its index row (size or SHA-256); the message says how."""
+
+
+async def read_matching(source: SegmentStore, name: str, size: int, sha256: str) -> bytes:
+    """The segment's bytes, checked against its row's ``size`` and ``sha256`` before they go anywhere (the replica
+    and ``sht store migrate`` both copy only what the row vouches for). ``FileNotFoundError`` if there are none,
+    ``SegmentMismatch`` if they differ."""
+    data = await read_segment(source, name)
+    digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+    if digest != sha256 or len(data) != size:
+        raise SegmentMismatch(f"{len(data)} bytes, SHA-256 {digest[:16]}…; the row says {size}, {sha256[:16]}…")
+    return data
+
+
 async def copy_segment(conn: aiosqlite.Connection, source: SegmentStore, bucket: ReplicaBucket, segment: SegmentRow,
                        copied: Copied) -> None:
     """PUT one segment (raises ``OSError`` when the replica or the source storage fails: try again later).
@@ -89,19 +104,18 @@ async def copy_segment(conn: aiosqlite.Connection, source: SegmentStore, bucket:
                   segment.path)
         copied.skipped += 1
         return
+    sha256 = str(segment.row["sha256"])
     try:
-        data = await read_segment(source, name)
+        data = await read_matching(source, name, int(segment.row["size_bytes"]), sha256)
     except FileNotFoundError:
         if await _row_exists(conn, segment.row_id):
             log.error("replica: %s has an index row but no bytes in %s: not copied (sht store check finds it)",
                       segment.path, source.description)
             copied.skipped += 1
         return  # else retention deleted it after it was read from the index: nothing to copy
-    sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-    if sha256 != segment.row["sha256"] or len(data) != segment.row["size_bytes"]:
-        log.error("replica: %s does not match its index row (%d bytes, SHA-256 %s…; the row says %d, %s…): not "
-                  "copied (sht store check --deep finds it)", segment.path, len(data), sha256[:16],
-                  segment.row["size_bytes"], str(segment.row["sha256"])[:16])
+    except SegmentMismatch as exc:
+        log.error("replica: %s does not match its index row (%s): not copied (sht store check --deep finds it)",
+                  segment.path, exc)
         copied.skipped += 1
         return
     await bucket.put_object(key, data, sha256, "video/mp4", row_metadata(segment.row))

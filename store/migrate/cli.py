@@ -1,0 +1,164 @@
+"""``sht store migrate``: the command and what it prints. Only argparse at the top: sht/cli.py imports this (through
+store/admin/commands.py) when it builds its parser."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from store.segments.options import add_segments_flag
+
+if TYPE_CHECKING:
+    from store.migrate.run import MigrateOptions, MigrateReport
+
+_S3 = "s3://BUCKET[/PREFIX]?endpoint=http://HOST:PORT[&region=R]"
+
+
+def add_migrate_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    migrate = sub.add_parser(
+        "migrate", help="move a stopped store's index to PostgreSQL and/or its segments to an S3 bucket (resumable; "
+                        "the store is only read)",
+        description="Copy the store at --root (its ROOT/index.sqlite3 and its segments) to a PostgreSQL index, an "
+                    "S3 bucket, or both, then verify the copy. The store must be stopped; nothing in --root is "
+                    "changed. Run the same command again to finish a copy that was interrupted. docs/cluster.md, "
+                    "'Moving an existing store'.")
+    migrate.add_argument("--root", required=True, help="the store's data directory (its sht store --root)")
+    add_segments_flag(migrate)  # where the store keeps its segments now
+    migrate.add_argument("--to-index", metavar="URL",
+                         help="postgresql://USER[:PASS]@HOST[:PORT]/DB: an empty database (or the one an unfinished "
+                              "migrate of this store left) to hold the index")
+    migrate.add_argument("--to-segments", metavar="URL",
+                         help=f"{_S3}: an empty bucket prefix (or the one an unfinished migrate of this store left) "
+                              "to hold the segments; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+    migrate.add_argument("--parallel", type=int, default=8, help="objects sent at once (default 8)")
+    migrate.add_argument("--log-level", default="warning")
+    migrate.set_defaults(func=cmd_migrate)
+
+
+def _error(message: str) -> int:
+    print(f"sht store migrate: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def options_from_args(args: argparse.Namespace) -> MigrateOptions:
+    """ValueError naming the flag that is wrong."""
+    from store.index.location import check_index_url, is_postgres
+    from store.migrate.run import MigrateOptions
+    from store.replica.cli import parse_replica_url
+    from store.segments.options import segments_from_args
+
+    if not args.to_index and not args.to_segments:
+        raise ValueError("say where to: --to-index postgresql://... and/or --to-segments s3://...")
+    if args.to_index and not is_postgres(check_index_url(args.to_index)):
+        raise ValueError(f"--to-index {args.to_index!r}: give postgresql://USER[:PASS]@HOST[:PORT]/DB (the store's "
+                         "own index is SQLite already)")
+    if not 1 <= args.parallel <= 64:
+        raise ValueError(f"--parallel {args.parallel}: give 1 to 64")
+    to_segments = parse_replica_url(args.to_segments, "--to-segments")
+    return MigrateOptions(Path(args.root), args.to_index or None, to_segments, segments_from_args(args),
+                          args.parallel)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    import logging
+
+    from store.maintenance.lockfile import StoreBusy, StoreLock
+    from store.migrate import MigrateError
+    from store.migrate.run import Interrupted, migrate
+    from store.migrate.source import index_uri
+
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        options = options_from_args(args)
+        index_uri(options.root)  # a wrong --root: said before the lock file would be made there
+    except (ValueError, MigrateError) as exc:
+        return _error(str(exc))
+    try:
+        with StoreLock.acquire(options.root, "sht store migrate"):
+            report = asyncio.run(migrate(options, _say))
+    except StoreBusy as exc:
+        return _error(f"{exc}; migrate copies a store at rest")
+    except Interrupted as exc:
+        return _error(f"{exc}; what was copied is kept: run the same command again to go on from there")
+    except (MigrateError, OSError) as exc:  # IndexUnavailable, SegmentStoreError: before anything was written
+        return _error(str(exc))
+    except Exception as exc:
+        if type(exc).__module__.startswith("psycopg"):
+            return _error(" ".join(str(exc).split()))
+        raise
+    return _print(report, options, args)
+
+
+def _command(options: MigrateOptions, args: argparse.Namespace) -> str:
+    """The ``sht store`` command line for the store on its new backends."""
+    from store.index.location import redacted
+
+    words = ["sht", "store", "--root", str(options.root)]
+    if options.to_index:
+        words += ["--index", redacted(options.to_index)]
+    segments = options.to_segments.url() if options.to_segments is not None else args.segments
+    if segments:
+        words += ["--segments", segments]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _print(report: MigrateReport, options: MigrateOptions, args: argparse.Namespace) -> int:
+    from store.index.location import redacted
+    from store.migrate.progress import duration, size
+
+    command = _command(options, args)
+    password = options.to_index is not None and redacted(options.to_index) != options.to_index
+    if report.already_done:
+        print(f"{options.root} was migrated there already (an earlier run finished and verified it): nothing to do")
+        print(f"start the store on the new backends: {command}")
+        return 0
+    segments, verification = report.segments, report.verification
+    assert segments is not None and verification is not None
+    print(f"segments: {segments.put:,} objects PUT ({size(segments.put_bytes)}, {size(segments.rate)}/s), "
+          f"{segments.present:,} already there, {segments.rows_written:,} rows written"
+          + (f", {segments.removed:,} the source no longer has removed" if segments.removed else "")
+          + f"; in {duration(report.duration_s)}" + (" (a run taken up where an earlier one stopped)"
+                                                      if report.resumed else ""))
+    if report.tokens is not None:
+        print(f"tokens: the signing key of {options.root / 'keys'} with {report.tokens[0]} issued and "
+              f"{report.tokens[1]} revoked tokens (the nodes' tokens stay valid)")
+    if verification.counts:
+        print("rows, source -> target: " + ", ".join(f"{t} {a:,}{'' if a == b else f' -> {b:,} (!)'}"
+                                                      for t, a, b in verification.counts))
+    if verification.objects_confirmed:
+        print(f"verified: {verification.objects_confirmed:,} objects hold the SHA-256 of their row (the server's "
+              "checksum, by HEAD)")
+    if verification.orphans_removed:
+        print(f"removed {verification.orphans_removed} objects this migration had copied whose segments the source "
+              "no longer has")
+    for line in verification.notes:
+        print(f"note: {line}")
+    for line in segments.skipped:
+        print(f"not copied: {line}")
+    if not verification.ok:
+        for line in verification.problems[:50]:
+            print(f"problem: {line}")
+        if len(verification.problems) > 50:
+            print(f"... and {len(verification.problems) - 50} more problems")
+        print(f"the copy is NOT complete: fix what is listed (for segments the source cannot give: `sht store check "
+              f"--root {options.root} --deep`, and --repair with the store stopped), then run the same migrate "
+              "again; it goes on from where it is", file=sys.stderr)
+        return 1
+    print("the copy is complete and verified")
+    print(f"start the store on the new backends: {command}" +
+          (" (your password in place of ***, or in PGPASSWORD or ~/.pgpass)" if password else ""))
+    left = [p for p, gone in ((options.root / "index.sqlite3", options.to_index),
+                              (options.root / "segments", options.to_segments and args.segments is None)) if gone]
+    if left:
+        print(f"{' and '.join(str(p) for p in left)} are left as they were and no longer used: keep them until the "
+              "new store has run well, then delete them")
+    return 0
