@@ -21,10 +21,11 @@ def test_a_throwaway_cluster_answers_keeps_data_across_a_crash_and_is_removed() 
 def test_missing_binaries_fail_with_how_to_install_unless_skipping_is_asked_for(monkeypatch) -> None:
     import pytest
 
+    from sht import local_servers
     from tests.store import postgres
 
-    monkeypatch.setattr(postgres.glob, "glob", lambda pattern: [])
-    monkeypatch.setattr(postgres.shutil, "which", lambda name: None)
+    monkeypatch.setattr(local_servers.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(local_servers.shutil, "which", lambda name: None)
     monkeypatch.delenv("SHT_ALLOW_MISSING_SERVERS", raising=False)
     with pytest.raises(pytest.fail.Exception, match="apt-get install postgresql"):
         postgres.postgres_bindir()
