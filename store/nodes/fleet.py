@@ -238,7 +238,7 @@ class Fleet:
         if row.state is None:
             return  # never written by a store sharing the index: as little known as on SQLite
         if row.link_store is not None and not self._fresh(state):
-            state.store = row.link_store  # the store that held it, gone silent
+            state.store = None  # the store that held its link went silent: it is linked nowhere that answers
             self._set_state(state, "down")
             return
         state.store = row.link_store
@@ -256,5 +256,6 @@ class Fleet:
     async def _decide_orphan(self, row: NodeRow) -> None:
         if await fleet_table.mark_orphan_down(self.conn, row, self.now_us()):
             self.orphans_marked += 1
+            self.nodes[row.node].store = None
             log.warning("node %s is down: store %s, which held its control link, has not refreshed it for %.0f s "
                         "(stopped, or cut off from the index)", row.node, row.link_store, STALE_S)
