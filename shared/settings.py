@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shared.protocol.labels import MAX_LABEL_CHARS
+from shared.webhooks import check_webhooks
 
 RECORDING_MODE = "recording_mode"
 MOTION_SENSITIVITY = "motion_sensitivity"
@@ -29,6 +30,10 @@ NOTIFY = "notify"
 NOTIFY_LABELS = "notify_labels"
 NOTIFY_ZONES = "notify_zones"
 NOTIFY_COOLDOWN_S = "notify_cooldown_s"
+WEBHOOKS = "webhooks"  # store-wide (STORE_SETTINGS)
+
+# The ``settings`` rows of store-wide settings (not a camera's) have this camera: never a camera id (shared/ids.py).
+STORE_WIDE = "*"
 
 # The values of ``recording_mode``.
 CONTINUOUS = "continuous"  # keep every segment
@@ -102,9 +107,12 @@ class SettingSpec:
     nullable: bool = False  # null is a value: "use the default of whoever applies it"
     unit: str = ""  # after a number in a table: "d"
     labels: bool = False  # a JSON array of distinct object labels; typed as "person, car" in a form
+    validate: Callable[[Any], Any] | None = None  # any other JSON value: checked (ValueError) and tidied by this
 
     @property
-    def kind(self) -> Literal["choice", "number", "labels"]:
+    def kind(self) -> Literal["choice", "number", "labels", "json"]:
+        if self.validate is not None:
+            return "json"
         if self.labels:
             return "labels"
         return "choice" if self.choices is not None else "number"
@@ -116,6 +124,11 @@ class SettingSpec:
             if self.nullable or self.default is None:
                 return None
             raise SettingError(key, f"{key} cannot be null")
+        if self.validate is not None:
+            try:
+                return self.validate(value)
+            except ValueError as exc:
+                raise SettingError(key, f"{key}: {exc}") from None
         if self.choices is not None:
             if value not in self.choices:
                 raise SettingError(key, f"{key} must be one of {', '.join(self.choices)}, got {value!r}")
@@ -139,6 +152,11 @@ class SettingSpec:
             return self.check(text)
         if self.labels:  # "person, traffic light"; empty is no labels
             return self.check([label.strip() for label in text.split(",")] if text else [])
+        if self.validate is not None:
+            try:
+                return self.check(json.loads(text) if text else self.default)
+            except ValueError as exc:
+                raise SettingError(self.key, f"{self.key} must be JSON ({exc})") from None
         if not text and (self.nullable or self.default is None):
             return None
         try:
@@ -156,6 +174,8 @@ class SettingSpec:
             return " | ".join(self.choices)
         if self.labels:
             return "labels, comma-separated: person, car"
+        if self.validate is not None:
+            return "JSON"
         low = "" if self.minimum is None else f"{self.minimum:g}"
         high = "" if self.maximum is None else f"{self.maximum:g}"
         return f"{low} … {high}".strip() if low or high else "any number"
@@ -197,6 +217,21 @@ SETTINGS: dict[str, SettingSpec] = {spec.key: spec for spec in (
     SettingSpec(NOTIFY_COOLDOWN_S, 60, "no second alert for the same camera and label within this many seconds",
                 "store", "cooldown", minimum=0, maximum=86400, unit="s"),
 )}
+
+
+# Store-wide settings: one value for the whole store (kept under camera STORE_WIDE), not per camera.
+STORE_SETTINGS: dict[str, SettingSpec] = {spec.key: spec for spec in (
+    SettingSpec(WEBHOOKS, [], "where alerts are POSTed: a list of {\"url\": ..., \"secret\"?, \"cameras\"?, "
+                "\"labels\"?, \"zones\"?} (docs/integrations.md)", "store", "webhooks", validate=check_webhooks),
+)}
+
+
+def store_spec_of(key: str) -> SettingSpec:
+    spec = STORE_SETTINGS.get(key)
+    if spec is None:
+        raise SettingError(key, f"unknown store-wide setting {key!r}; they are {', '.join(STORE_SETTINGS)} (a "
+                           f"camera's settings, {', '.join(SETTINGS)}, need a camera)")
+    return spec
 
 
 def spec_of(key: str) -> SettingSpec:

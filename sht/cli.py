@@ -168,6 +168,7 @@ def detect_options_from_args(args: argparse.Namespace):  # type: ignore[no-untyp
 def cmd_store(args: argparse.Namespace) -> int:
     from store.admin.commands import media_limits_from_args, policy_from_args
     from store.index.location import index_from_args
+    from store.notify.options import notify_from_args
     from store.replica.cli import replica_from_args
     from store.segments.options import segments_from_args
 
@@ -180,6 +181,7 @@ def cmd_store(args: argparse.Namespace) -> int:
         segments = segments_from_args(args)  # --segments: files (default) or S3
         index = index_from_args(args)  # --index: SQLite (default) or PostgreSQL
         replica = replica_from_args(args)  # --replica: the off-site copy (none by default)
+        notify = notify_from_args(args)  # --webhook (and --mqtt): docs/integrations.md
     except ValueError as exc:
         return _fail(str(exc))
     _setup_logging(args.log_level)
@@ -188,7 +190,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run_store(Path(args.root), args.host, args.port, policy, security, args.node_ca, media, detect,
-                              segments, index, replica))
+                              segments, index, replica, notify))
     except OSError as exc:  # a port in use; SegmentStoreError: the S3 endpoint down, no bucket, bad credentials;
         # IndexUnavailable: PostgreSQL down or refusing
         return _fail(f"store: {exc}")
@@ -290,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sht.token_cli import add_key_file_flag
 
     add_key_file_flag(store)  # a PostgreSQL cluster's signing key kept out of its index
+    from store.notify.options import add_webhook_flags
+
+    add_webhook_flags(store)  # --webhook URL (docs/integrations.md)
     store.set_defaults(func=cmd_store)
     from store.admin.commands import add_store_commands  # --max-age/--max-bytes/--min-free; prune, check, ...
 

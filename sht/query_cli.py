@@ -20,7 +20,7 @@ from shared.clock import iso_utc
 from shared.protocol.errors import ProtocolError
 from shared.protocol.results import Event, EventPage, ExportResult, Segment, SegmentPage, Thumbnail
 from shared.query_client import StoreClient, StoreError
-from shared.settings import SETTINGS, SettingError, value_from_text
+from shared.settings import SETTINGS, STORE_SETTINGS, SettingError, value_from_text
 from shared.store_list import StoreListError
 from shared.timespec import TimeSpecError, format_local, parse_time
 
@@ -95,6 +95,10 @@ def settings_help() -> str:
         values = spec.hint() + (" or null" if spec.nullable else "")
         lines.append(f"  {key:<{width}}  {values}; default {json.dumps(spec.default)}; "
                      f"applied by the {spec.applied_by}")
+        lines.append(f"  {'':<{width}}  {spec.description}")
+    lines.append("store-wide settings (without --camera):")
+    for key, spec in STORE_SETTINGS.items():
+        lines.append(f"  {key:<{width}}  {spec.hint()}; default {json.dumps(spec.default)}")
         lines.append(f"  {'':<{width}}  {spec.description}")
     return "\n".join(lines)
 
@@ -243,8 +247,10 @@ def _pushed(result: dict) -> str:
 async def _settings(args: argparse.Namespace) -> int:
     async with client(args) as store:
         if args.assignment:
-            if not args.camera:
-                raise StoreError("bad-param", "changing settings needs --camera", "camera")
+            store_wide = all(a.partition("=")[0] in STORE_SETTINGS for a in args.assignment)
+            if not args.camera and not store_wide:
+                raise StoreError("bad-param", "changing a camera's settings needs --camera (store-wide settings: "
+                                 f"{', '.join(STORE_SETTINGS)})", "camera")
             for assignment in args.assignment:
                 key, sep, value = assignment.partition("=")
                 if not sep:
@@ -253,6 +259,10 @@ async def _settings(args: argparse.Namespace) -> int:
                     parsed = value_from_text(key, value)
                 except SettingError as exc:
                     raise StoreError("bad-setting", str(exc), "value") from None
+                if key in STORE_SETTINGS and not args.camera:
+                    r = await store.call("set_setting", key=key, value=parsed, by=args.by)
+                    print(f"store-wide: {key} {json.dumps(r['old'])} → {json.dumps(r['new'])}")
+                    continue
                 r = await store.call("set_setting", camera=args.camera, key=key, value=parsed, by=args.by)
                 state = _pushed(r)
                 print(f"{args.camera}: {key} {json.dumps(r['old'])} → {json.dumps(r['new'])} ({state})")
@@ -267,9 +277,12 @@ async def _settings(args: argparse.Namespace) -> int:
                       f"{json.dumps(h['new'])}  by {h['changed_by']}")
             return 0
         params = {"camera": args.camera} if args.camera else {}
-        current = (await store.call("settings", **params))["settings"]
+        answer = await store.call("settings", **params)
+        current, store_wide = answer["settings"], answer.get("store")  # no "store" from an older store
     if args.json:
-        print(json.dumps(current, indent=1))
+        print(json.dumps(current if store_wide is None else {**current, "*": store_wide}, indent=1))
     for cam, values in current.items() if not args.json else []:
         print(cam + ": " + ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()))
+    if store_wide and not args.json:
+        print("store-wide: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in store_wide.items()))
     return 0

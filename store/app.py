@@ -32,6 +32,8 @@ from store.segments.files import FileSegments
 from store.serve.server import StoreServer
 
 if TYPE_CHECKING:
+    from store.notify.options import NotifyOptions
+    from store.notify.service import NotifyService
     from store.replica import ReplicaOptions
     from store.replica.task import ReplicaTask
     from store.segments.url import S3Location
@@ -44,11 +46,13 @@ class Store:
                  security: SecurityOptions | None = None, node_ca: str | None = None,
                  media: MediaLimits | None = None, detect: DetectOptions | None = None,
                  segments: SegmentStore | None = None, index: str | None = None,
-                 replica: S3Location | None = None, replica_options: ReplicaOptions | None = None) -> None:
+                 replica: S3Location | None = None, replica_options: ReplicaOptions | None = None,
+                 notify: NotifyOptions | None = None) -> None:
         """``detect``: object detection (``sht store`` turns it on by default); None or mode off: none.
         ``segments``: where segments are stored (``sht store --segments``; default files under ROOT/segments).
         ``index``: the index URL (``sht store --index``: sqlite:PATH or postgresql://...; default
         ROOT/index.sqlite3). ``replica``: where the off-site copy goes (``sht store --replica``; none by default).
+        ``notify``: webhooks and MQTT (``sht store --webhook/--mqtt``); the change feed and the outbox run always.
         """
         self.root = root
         self.index_url = index
@@ -57,6 +61,8 @@ class Store:
         self.segments: SegmentStore = segments if segments is not None else FileSegments(root)
         self.detect_options = detect or DetectOptions(mode="off")
         self.detection: DetectionService | None = None
+        self.notify_options = notify
+        self.notify: NotifyService | None = None  # store/notify: event changes, alerts, webhooks, MQTT
         self.media = media or MediaLimits()  # temporary budgets and the thumbnail cache's size
         self.janitor: CacheJanitor | None = None
         self.node_ca = node_ca  # CA file for nodes' TLS certificates (the relay connects to them)
@@ -132,11 +138,23 @@ class Store:
         self.janitor = CacheJanitor(media.exports_dir, media.thumbs.root, lambda: media.active)
         self.janitor.start()
         self._start_detection(local)
+        await self._start_notify()
         if self.replica_location is not None:
             await self._start_replica(self.replica_location)
         self.port = await self.server.start(host, port)
         log.info("store serving on port %d, root %s, index %s, segments in %s", self.port, self.root,
                  describe(self.index_url, self.root), self.segments.description)
+
+    async def _start_notify(self) -> None:
+        """Event changes, alert rules, the outbox, webhooks and MQTT (store/notify), before the server serves."""
+        from store.notify.service import NotifyService
+
+        assert self.server is not None and self.index is not None
+        conn = self.index.conn
+        self.notify = NotifyService(self.root, conn, lambda camera: load_settings(conn, camera), self.notify_options)
+        await self.notify.start()
+        self.notify.attach(self.server, self.detection)
+        self.server.notify = self.notify  # /health notify, sht_notify_* in /metrics
 
     async def _start_replica(self, location: S3Location) -> None:
         """The off-site copy: reads the index and the segments, reaches the replica in the background."""
@@ -201,6 +219,8 @@ class Store:
             await self.janitor.stop()
         if self.server is not None:
             await self.server.close()
+        if self.notify is not None:  # after the server: no more changes come; before the index: it reads rows
+            await self.notify.stop()
         if self.retention is not None:
             await self.retention.stop()
         if self.coverage is not None:
@@ -223,8 +243,8 @@ async def run_store(root: Path, host: str, port: int, policy: RetentionPolicy | 
                     security: SecurityOptions | None = None, node_ca: str | None = None,
                     media: MediaLimits | None = None, detect: DetectOptions | None = None,
                     segments: SegmentStore | None = None, index: str | None = None,
-                    replica: S3Location | None = None) -> None:
-    store = Store(root, policy, security, node_ca, media, detect, segments, index, replica)
+                    replica: S3Location | None = None, notify: NotifyOptions | None = None) -> None:
+    store = Store(root, policy, security, node_ca, media, detect, segments, index, replica, notify=notify)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

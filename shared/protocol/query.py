@@ -185,7 +185,7 @@ class SettingsParams:
 
 @dataclass(frozen=True)
 class SetSettingParams:
-    camera: str
+    camera: str | None  # None (or left out): a store-wide setting (shared/settings.py STORE_SETTINGS)
     key: str
     value: Any
     by: str = "api"
@@ -194,7 +194,8 @@ class SetSettingParams:
     def read(cls, r: FieldReader) -> SetSettingParams:
         if "value" not in r.data:
             raise r.error("value", "is required (use null to go back to the default)")
-        return cls(r.ident("camera"), r.string("key"), r.data["value"], r.string("by", "api")[:64])
+        camera = r.ident("camera") if r.data.get("camera") is not None else None
+        return cls(camera, r.string("key"), r.data["value"], r.string("by", "api")[:64])
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,8 @@ class DetectionService:
         self._known: Callable[[], list[str]] = list  # the cameras the store knows (set by ``start``)
         self._opening: dict[int, EventRecord | None] = {}  # event id -> its close, if it came while opening
         self._finished: OrderedDict[int, None] = OrderedDict()  # events analysed lately: a late close is not news
+        # Told the event id after its labels or snapshot were written (store/notify: an ``update`` change).
+        self.on_written: Callable[[int], None] | None = None
 
     @property
     def local(self) -> Backend | None:
@@ -391,6 +393,7 @@ class DetectionService:
         except Exception:
             log.exception("could not store the labels of event %d", analysis.event_id)
             return
+        self._written(analysis.event_id)
         best = analysis.best
         if best is None or best.capture_us == analysis.snapshot_written_us:
             return
@@ -403,6 +406,15 @@ class DetectionService:
             await set_event_snapshot(self.conn, analysis.event_id, best.capture_us, width, height, jpeg)
         except Exception:
             log.exception("could not store the snapshot of event %d", analysis.event_id)
+            return
+        self._written(analysis.event_id)
+
+    def _written(self, event_id: int) -> None:
+        if self.on_written is not None:
+            try:
+                self.on_written(event_id)
+            except Exception:  # written and kept; a listener's bug must not cost the analysis
+                log.exception("the listener of event %d's labels failed", event_id)
 
     # ---- reports ----
 

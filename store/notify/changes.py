@@ -5,7 +5,7 @@ hands every change, in order, to whoever subscribed (webhooks, MQTT, later the c
 
     {"id": 41, "camera": "cam0", "node": "node0", "start": "2026-01-05T10:00:00.000000Z", "end": null,
      "kind": "motion", "label": "person", "score": 0.83, "box": [0.41, 0.22, 0.08, 0.35], "zones": [],
-     "snapshot": "/events/41/snapshot.jpg", "alert": true, "labels": {"person": 1}, "motion_score": 0.31}
+     "snapshot": "/snapshots/41.jpg", "alert": true, "labels": {"person": 1}, "motion_score": 0.31}
 
 Times are ISO 8601 UTC; ``end`` is null while the event goes on. ``label``/``score``/``box`` are the best
 confirmed object's (the store's detector), else ``label`` null and ``score``/``box`` the motion's. ``snapshot`` is
@@ -63,7 +63,7 @@ Box = tuple[float, float, float, float]  # normalised x, y, w, h
 
 SUBSCRIBER_BACKLOG = 10_000  # changes a subscriber has not taken yet; past that the oldest go (counted)
 REMEMBERED = 10_000  # events whose last published object is kept (``before``; which changes are news)
-SNAPSHOT_PATH = "/events/{id}/snapshot.jpg"  # the store's HTTP route of an event's snapshot
+SNAPSHOT_PATH = "/snapshots/{id}.jpg"  # the store's HTTP route of an event's snapshot (store/notify/snapshots.py)
 
 
 def snapshot_path(event_id: int) -> str:

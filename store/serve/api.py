@@ -33,7 +33,7 @@ from shared.protocol.query import (
     TimelineParams,
 )
 from shared.protocol.results import LockResult, Revoked, Thumbnail
-from shared.settings import SETTINGS, SettingError
+from shared.settings import SETTINGS, STORE_SETTINGS, STORE_WIDE, SettingError
 from store.index import query, settings, timeline
 from store.index.db import Index, transaction
 from store.index.event_labels import event_snapshot
@@ -41,6 +41,7 @@ from store.index.location import IndexUnavailable
 from store.media.budget import MediaLimits
 from store.nodes.control_link import PUSH_CONFIRM_S
 from store.nodes.fleet import Fleet
+from store.notify.store_settings import set_store_setting, store_settings
 from store.serve.in_flight import InFlight
 from store.serve.media_requests import CHUNK_BYTES, REQUEST_TOKEN, MediaRefused, MediaRequests
 
@@ -212,11 +213,14 @@ class Api:
         else:
             cams = sorted(set(self.fleet.cameras()) | await query.known_cameras(self.conn))
         return {"settings": await settings.all_settings(self.conn, cams),
-                "descriptions": {k: s.description for k, s in SETTINGS.items()}}
+                "descriptions": {k: s.description for k, s in (SETTINGS | STORE_SETTINGS).items()},
+                "store": await store_settings(self.conn)}  # store-wide (webhooks), secrets hidden
 
     async def _set_setting(self, p: SetSettingParams, *_: Any) -> dict[str, Any]:
         """``pushed``: the node has the new value: sent on its link here, or (``via_store``) by the other store of
         the index holding its link, which marks it sent within PUSH_CONFIRM_S (false if it did not)."""
+        if p.camera is None:
+            return await self._set_store_setting(p)
         await self._require_camera(p.camera)
         changed_us = now_us()
         try:
@@ -232,6 +236,16 @@ class Api:
             pushed = await settings.wait_pushed(self.conn, p.camera, p.key, changed_us, PUSH_CONFIRM_S)
         return {"camera": p.camera, "key": p.key, "old": old, "new": new, "node": node, "pushed": pushed,
                 "via_store": via}
+
+    async def _set_store_setting(self, p: SetSettingParams) -> dict[str, Any]:
+        """A store-wide setting (no camera): kept under camera ``*``, nothing pushed to nodes."""
+        try:
+            old, new = await set_store_setting(self.conn, p.key, p.value, p.by, now_us())
+        except SettingError as exc:
+            raise ApiError("bad-setting", str(exc), "value" if exc.key in STORE_SETTINGS else "key") from exc
+        if self.on_setting is not None:
+            await self.on_setting(STORE_WIDE)  # the store's own parts read it again (store/notify)
+        return {"camera": None, "key": p.key, "old": old, "new": new, "node": None, "pushed": False}
 
     async def _settings_history(self, p: HistoryParams, *_: Any) -> dict[str, Any]:
         return {"items": await settings.history(self.conn, p.camera, p.limit)}

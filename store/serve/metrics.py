@@ -88,6 +88,9 @@ class StoreMetrics:
         replica = getattr(server, "replica", None)
         if replica is not None:
             yield from replica.metric_families()
+        notify = getattr(server, "notify", None)
+        if notify is not None:
+            yield from notify.metric_families()
 
 
 def relay_families(relay: Relay) -> Iterator[Family]:

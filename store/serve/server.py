@@ -43,6 +43,8 @@ from store.live.relay import Location, Relay, substream_of, web_page
 from store.media.budget import MediaLimits
 from store.nodes.control_link import ControlLinks
 from store.nodes.fleet import Fleet
+from store.notify.snapshots import ROUTE as SNAPSHOT_ROUTE
+from store.notify.snapshots import snapshot_response
 from store.segments import SegmentStore
 from store.serve.api import Api
 from store.serve.metrics import StoreMetrics
@@ -62,6 +64,7 @@ class StoreServer:
         self.index = index
         self.lease: Any = None  # store.maintenance.lease.Lease, set by Store (None: a store alone on its index)
         self.replica: Any = None  # store.replica.task.ReplicaTask, set by Store with --replica
+        self.notify: Any = None  # store.notify.service.NotifyService, set by Store
         self.keys = keys
         self.ssl_context = ssl_context
         self._totals: tuple[float, dict[str, dict]] | None = None  # (when, per-camera totals) for /health
@@ -102,6 +105,7 @@ class StoreServer:
             websocket_route("/control", NODES, lambda c, claims: self.control.serve(c, claims), MAX_CONTROL_BYTES),
             websocket_route("/live/{camera}", VIEWERS, self._live, MAX_VIEWER_MESSAGE_BYTES, check=self._live_check),
             self.detect_workers.route(),
+            http_route(SNAPSHOT_ROUTE, VIEWERS, lambda c, r: snapshot_response(c, r, self.index.conn)),
         ])
 
     async def start(self, host: str, port: int) -> int:
@@ -210,6 +214,7 @@ class StoreServer:
             "segments": {"backend": _segments_backend(self.ingestor.segments),
                          "where": self.ingestor.segments.description},
             "replica": self.replica.health() if self.replica is not None else {"state": "off"},
+            "notify": self.notify.health() if self.notify is not None else {"targets": {}},
         }
 
 

@@ -1,0 +1,127 @@
+"""The store's notifications, composed: the change feed, the alert rules, the outbox, webhooks and MQTT.
+
+``Store`` (store/app.py) makes one ``NotifyService``, starts it once the index is open and ``attach``es it to the
+server: event ingest and the detector report their changes to ``feed``, and a setting changed through the API
+tells the feed (and so the alert rules and MQTT). ``health()`` is /health's ``notify``; ``metric_families()``
+the ``sht_notify_*`` metrics.
+
+For MQTT (store/notify/mqtt/bridge.py): with ``--mqtt``, ``start`` makes ``MqttBridge(service, options.mqtt)``,
+``await bridge.start()``, and at the end ``await bridge.stop()``; ``bridge.health()`` (a dict) is /health's
+``notify.mqtt``. The bridge finds everything on the service: ``feed`` (subscribe), ``outbox`` (target ``mqtt``),
+``server`` (the StoreServer: fleet, control links, the index), ``settings(camera)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from shared.metrics import Family, counter, gauge
+from shared.settings import STORE_WIDE, WEBHOOKS, CameraSettings
+from store.notify.changes import ChangeFeed
+from store.notify.options import NotifyOptions
+from store.notify.outbox import OUTBOX_FILE, Outbox
+from store.notify.rules import AlertDesk
+from store.notify.store_settings import POLL_S, load_store_setting
+from store.notify.webhooks import Webhooks, load_or_create_secret
+
+log = logging.getLogger(__name__)
+
+
+class NotifyService:
+    def __init__(self, root: Path, conn: Any, settings: Callable[[str], Awaitable[CameraSettings]],
+                 options: NotifyOptions | None = None) -> None:
+        """``conn``: the index connection (events are read from it); ``settings(camera)``: a camera's settings."""
+        self.root, self.conn, self.settings = root, conn, settings
+        self.options = options or NotifyOptions()
+        self.desk = AlertDesk(settings)
+        self.feed = ChangeFeed(conn, decide=self.desk.decide)
+        self.feed.on_settings.append(self.desk.forget)
+        self.outbox: Outbox | None = None
+        self.webhooks: Webhooks | None = None
+        self.mqtt: Any = None
+        self.server: Any = None  # the StoreServer, once attached
+
+    async def start(self) -> None:
+        self.outbox = await Outbox.open(self.root / OUTBOX_FILE, self.options.max_queued)
+        self.feed.start()
+        secret = await asyncio.to_thread(load_or_create_secret, self.root)
+        self.webhooks = Webhooks(self.outbox, self.feed, secret, self.options.webhooks,
+                                 lambda: load_store_setting(self.conn, WEBHOOKS), poll_s=POLL_S)
+        await self.webhooks.start()
+        if self.options.mqtt is not None:
+            from store.notify.mqtt.bridge import MqttBridge
+
+            self.mqtt = MqttBridge(self, self.options.mqtt)
+            await self.mqtt.start()
+
+    def attach(self, server: Any, detection: Any = None) -> None:
+        """Hear of every event change (ingest, the detector) and of settings changed through the API."""
+        self.server = server
+        feed = self.feed
+        earlier = server.ingest.on_event  # object detection's, when it is on
+
+        def on_event(notice: Any) -> None:
+            if earlier is not None:
+                earlier(notice)
+            feed.ingested(notice)
+
+        server.ingest.on_event = on_event
+        if detection is not None:
+            detection.on_written = feed.labelled
+        push = server.api.on_setting
+
+        async def on_setting(camera: str) -> None:
+            feed.settings_changed(camera if camera != STORE_WIDE else None)
+            if push is not None and camera != STORE_WIDE:
+                await push(camera)
+
+        server.api.on_setting = on_setting
+
+    async def stop(self) -> None:
+        if self.mqtt is not None:
+            await self.mqtt.stop()
+        await self.feed.close()  # what was reported is published to the subscribers first
+        if self.webhooks is not None:
+            await self.webhooks.stop()
+        if self.outbox is not None:
+            await self.outbox.close()
+
+    # ---- reports ----
+
+    def health(self) -> dict[str, Any]:
+        targets = self.outbox.health() if self.outbox is not None else {}
+        out: dict[str, Any] = {
+            "targets": targets,
+            "changes": dict(self.feed.stats.published),
+            "webhooks": self.webhooks.health() if self.webhooks is not None else [],
+        }
+        if self.webhooks is not None and self.webhooks.last_config_error:
+            out["webhooks_error"] = self.webhooks.last_config_error
+        if self.mqtt is not None:
+            out["mqtt"] = self.mqtt.health()
+        return out
+
+    def metric_families(self) -> Iterator[Family]:
+        targets = self.outbox.health() if self.outbox is not None else {}
+        families = {
+            "published": counter("sht_notify_published", "Notifications put in the outbox, by target", ("target",)),
+            "delivered": counter("sht_notify_delivered", "Notifications delivered, by target", ("target",)),
+            "retried": counter("sht_notify_retried", "Deliveries that failed and are tried again", ("target",)),
+            "dropped": counter("sht_notify_dropped", "Notifications dropped undelivered because the target's "
+                               "queue was full", ("target",)),
+            "failed": counter("sht_notify_failed", "Notifications given up on (the receiver refused them)",
+                              ("target",)),
+        }
+        queued = gauge("sht_notify_queued", "Notifications waiting in the outbox, by target", ("target",))
+        for target, counts in targets.items():
+            for name, family in families.items():
+                family.add_metric([target], counts[name])
+            queued.add_metric([target], counts["queued"])
+        changes = counter("sht_notify_changes", "Event changes published (new, update, end)", ("type",))
+        for kind, n in sorted(self.feed.stats.published.items()):
+            changes.add_metric([kind], n)
+        yield from (*families.values(), queued, changes)
