@@ -23,8 +23,10 @@ null (for ``new``, and for an event this process has not published since it star
 **For subscribers (the API of store/notify/mqtt, webhooks, the console)**::
 
     feed: ChangeFeed = store.changes            # one per store process, started by store/app.py
-    async for change in feed.subscribe("mqtt"):  # every change from now on, in order; runs until the feed closes
+    subscription = feed.subscribe("mqtt")        # every change from now on, in order
+    async for change in subscription:            # ends when the feed closes (the store stops)
         ...                                      # change.type, change.before, change.after (EventObject)
+    feed.unsubscribe(subscription)               # to stop listening earlier
     feed.on_settings.append(callback)            # callback(camera | None) after a runtime setting changed
                                                  # through this store's API (None: a store-wide one)
     await feed.event(event_id)                   # the event object now (None: no such event), e.g. on start
@@ -50,7 +52,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -184,15 +186,25 @@ class Subscription:
     def backlog(self) -> int:
         return self._queue.qsize()
 
-    def __aiter__(self) -> AsyncIterator[EventChange]:
-        return self._changes()
+    def __aiter__(self) -> Subscription:
+        return self
 
-    async def _changes(self) -> AsyncIterator[EventChange]:
-        try:
-            while (change := await self._queue.get()) is not None:
-                yield change
-        finally:
+    async def __anext__(self) -> EventChange:
+        change = await self._queue.get()
+        if change is None:  # the feed closed: this and any later iteration end here
+            self._queue.put_nowait(None)
             self._feed.unsubscribe(self)
+            raise StopAsyncIteration
+        return change
+
+    def get_nowait(self) -> EventChange | None:
+        """The next change if one is waiting (None: none, or the feed closed)."""
+        if self._queue.empty():
+            return None
+        change = self._queue.get_nowait()
+        if change is None:
+            self._queue.put_nowait(None)
+        return change
 
 
 # What decides ``alert`` on each change (store/notify/rules.py AlertDesk.decide): the change before alert is set.
