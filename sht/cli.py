@@ -335,11 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "and removes; needs apt-get install postgresql and pip install 'sht-cctv[cluster]'")
     demo.set_defaults(func=cmd_demo)
 
-    from sht import detect_cli, query_cli, token_cli
+    from sht import detect_cli, query_cli, token_cli, webhook_cli
 
     query_cli.add_parsers(sub)
     token_cli.add_parsers(sub)
     detect_cli.add_parsers(sub)
+    webhook_cli.add_parsers(sub)
     return parser
 
 
