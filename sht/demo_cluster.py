@@ -12,8 +12,10 @@ store of the cluster accepts them.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -80,7 +82,7 @@ class ClusterDemoProcesses(DemoProcesses):
         return [*((name, p) for name, p in zip(STORES, self.stores, strict=False)),
                 *((f"node{i}", p) for i, p in enumerate(self.nodes))]
 
-    async def start(self) -> None:
+    def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         # Started here, in the main thread: their parent-death signal fires when this thread ends.
         self.tmp = Path(tempfile.mkdtemp(prefix="sht-demo-cluster-"))
@@ -90,7 +92,9 @@ class ClusterDemoProcesses(DemoProcesses):
         self.index_url = self.postgres.create_database(DATABASE)
         self.seaweed = self._servers.enter_context(
             running_seaweed(self.tmp / "seaweed", die_with_parent=True, log=self.logs / "weed.log"))
-        await self._make_index_tokens()
+        # asyncio.run in a thread of its own: start() may be called with an event loop running in this one.
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, self._make_index_tokens()).result()
         for i, name in enumerate(STORES):
             self.stores.append(self._spawn(name, [
                 "store", "--root", str(self.tmp / name), "--host", "127.0.0.1", "--port", str(self.store_port(i)),
