@@ -7,6 +7,11 @@ default:
 demo *ARGS:
     python3 -m sht demo {{ARGS}}
 
+# two stores on a throwaway PostgreSQL index and SeaweedFS bucket + 3 nodes given both + the console (its Stores
+# screen, key t); needs apt-get install postgresql and pip install -e '.[cluster]'
+demo-cluster *ARGS:
+    python3 -m sht demo --cluster {{ARGS}}
+
 # the whole test suite (what CI runs)
 test *ARGS:
     python3 -m pytest {{ARGS}}
