@@ -7,8 +7,7 @@ default:
 demo *ARGS:
     python3 -m sht demo {{ARGS}}
 
-# two stores on a throwaway PostgreSQL index and SeaweedFS bucket + 3 nodes given both + the console (its Stores
-# screen, key t); needs apt-get install postgresql and pip install -e '.[cluster]'
+# two stores sharing a throwaway PostgreSQL + SeaweedFS, 3 nodes given both, the console (needs postgresql, .[cluster])
 demo-cluster *ARGS:
     python3 -m sht demo --cluster {{ARGS}}
 
