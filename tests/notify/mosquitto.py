@@ -1,8 +1,9 @@
 """A real MQTT broker for tests: Debian's ``mosquitto`` on a free loopback port, with its own config in a temporary
-directory (``listener PORT 127.0.0.1``, persistence off, log to stderr), stopped (killed if need be) afterwards.
+directory (``listener PORT 127.0.0.1``, log to stderr), stopped (killed if need be) afterwards.
 
 ``running_mosquitto()`` takes anonymous clients; ``running_mosquitto(users={"name": "password"})`` takes only those
-users, from a password file made by ``mosquitto_passwd -b -c``. Started as root, mosquitto drops to the
+users, from a password file made by ``mosquitto_passwd -b -c``. Persistence is off unless ``persistent=True`` (then
+sessions and retained messages survive a kill, saved after every change). Started as root, mosquitto drops to the
 ``mosquitto`` user Debian's package makes, so the directory and its files are that user's. ``kill()`` and
 ``start()`` take the broker away and bring it back on the same port (an outage).
 
@@ -55,6 +56,7 @@ class Mosquitto:
     directory: Path
     port: int
     users: dict[str, str] = field(default_factory=dict)
+    persistent: bool = False  # keep sessions and retained messages across kill() and start()
     process: subprocess.Popen | None = None
     starts: int = 0
 
@@ -71,8 +73,15 @@ class Mosquitto:
         return f"mqtt://{credentials}127.0.0.1:{self.port}/{prefix}"
 
     def write_config(self) -> None:
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr",
+        lines = [f"listener {self.port} 127.0.0.1", "log_dest stderr",
                  "log_type error", "log_type warning", "log_type notice", "log_type information"]
+        if self.persistent:
+            # Saved after every change, so even a SIGKILL keeps a subscriber's session (its subscriptions): what
+            # is published to it while it is away is queued for it once the broker is back.
+            lines += ["persistence true", f"persistence_location {self.directory}/", "autosave_interval 1",
+                      "autosave_on_changes true"]
+        else:
+            lines.append("persistence false")
         if self.users:
             passwd = _binary("mosquitto_passwd", "/usr/bin")
             password_file = self.directory / "passwords"
@@ -108,8 +117,8 @@ class Mosquitto:
                 time.sleep(0.05)
 
     def kill(self) -> None:
-        """SIGKILL: the broker is gone at once, without closing anything cleanly (persistence is off: retained
-        messages go with it, as with a broker replaced or restarted without a store)."""
+        """SIGKILL: the broker is gone at once, without closing anything cleanly (without ``persistent``, retained
+        messages and sessions go with it)."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
@@ -134,7 +143,7 @@ def _give_to_broker(path: Path) -> None:
 
 
 @contextmanager
-def running_mosquitto(users: dict[str, str] | None = None) -> Iterator[Mosquitto]:
+def running_mosquitto(users: dict[str, str] | None = None, persistent: bool = False) -> Iterator[Mosquitto]:
     binary = _binary("mosquitto", "/usr/sbin")
     if os.geteuid() == 0:
         try:
@@ -145,7 +154,7 @@ def running_mosquitto(users: dict[str, str] | None = None) -> Iterator[Mosquitto
     directory = Path(tempfile.mkdtemp(prefix="sht-mqtt-"))
     if os.geteuid() == 0:
         os.chown(directory, owner.pw_uid, owner.pw_gid)
-    broker = Mosquitto(binary, directory, free_port(), dict(users or {}))
+    broker = Mosquitto(binary, directory, free_port(), dict(users or {}), persistent)
     try:
         broker.write_config()
         broker.start()
