@@ -55,20 +55,18 @@ def test_queries_bench_copies_the_index_and_measures_both_backends_on_the_same_r
 
     built, pg_root = prepared.built, tmp_path / "pg"
     tokens = {built.root: bs.viewer_token(built.root), pg_root: bs.viewer_token(pg_root)}
-    measured = {}
-    for setup in (cluster_queries.Setup(cluster_queries.BASELINE, built.root, [], [index_path(built.root)]),
-                  cluster_queries.Setup(cluster_queries.TARGETED, pg_root, ["--index", index_url, "--segments",
-                                                                            segments_url],
-                                        cluster_queries.database_files(cluster, index_url), weed.env())):
-        measured[setup.name], _ = cluster_queries.measure_setup(setup, built, plan, thumbs, tokens[setup.root],
-                                                                tmp_path, quiet())
-        m = measured[setup.name]
+    setups = [cluster_queries.Setup(cluster_queries.BASELINE, built.root, [], [index_path(built.root)]),
+              cluster_queries.Setup(cluster_queries.TARGETED, pg_root, ["--index", index_url, "--segments",
+                                                                        segments_url],
+                                    cluster_queries.database_files(cluster, index_url), weed.env())]
+    measured = cluster_queries.measure_rounds(setups, built, plan, 1, thumbs, tokens, tmp_path, quiet(), settle_s=0.5)
+    for m in measured.values():
         assert len(m.search_ms) == len(m.timeline_ms) == len(m.thumb_miss_ms) == len(m.thumb_hit_ms) == 2
     assert (pg_root / "cache" / "segments").is_dir()  # the thumbnails were read from the bucket
     rows = cluster_queries.data_rows(prepared, media) + cluster_queries.result_rows(measured)
     assert [r.ok is not None for r in rows].count(True) == len(cluster_queries.METRICS)  # the target's rows
-    body = cluster_queries.markdown_section(rows, {"nproc": "2"}, plan, media, True,
-                                            cluster_queries.findings(measured))
+    body = cluster_queries.markdown_section(rows, {"nproc": "2"}, plan, 1, media, True,
+                                            cluster_queries.findings(measured, prepared))
     assert "| postgresql+S3 | thumbnail, cache miss" in body and "× sqlite+file" in body
 
 
