@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from store.migrate.run import MigrateOptions, MigrateReport
 
 _S3 = "s3://BUCKET[/PREFIX]?endpoint=http://HOST:PORT[&region=R]"
+SHOWN = 50  # lines of each kind of trouble printed
 
 
 def add_migrate_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -87,6 +88,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             report = asyncio.run(migrate(options, _say))
     except StoreBusy as exc:
         return _error(f"{exc}; migrate copies a store at rest")
+    except KeyboardInterrupt:
+        return _error("interrupted; what was copied is kept: run the same command again to go on from there")
     except Interrupted as exc:
         return _error(f"{exc}; what was copied is kept: run the same command again to go on from there")
     except (MigrateError, OSError) as exc:  # IndexUnavailable, SegmentStoreError: before anything was written
@@ -123,7 +126,7 @@ def _print(report: MigrateReport, options: MigrateOptions, args: argparse.Namesp
         return 0
     segments, verification = report.segments, report.verification
     assert segments is not None and verification is not None
-    print(f"segments: {segments.put:,} objects PUT ({size(segments.put_bytes)}, {size(segments.rate)}/s), "
+    print(f"copied: {segments.put:,} objects PUT ({size(segments.put_bytes)}, {size(segments.rate)}/s), "
           f"{segments.present:,} already there, {segments.rows_written:,} rows written"
           + (f", {segments.removed:,} the source no longer has removed" if segments.removed else "")
           + f"; in {duration(report.duration_s)}" + (" (a run taken up where an earlier one stopped)"
@@ -142,13 +145,15 @@ def _print(report: MigrateReport, options: MigrateOptions, args: argparse.Namesp
               "no longer has")
     for line in verification.notes:
         print(f"note: {line}")
-    for line in segments.skipped:
+    for line in segments.skipped[:SHOWN]:
         print(f"not copied: {line}")
+    if segments.skipped_count > SHOWN:
+        print(f"... and {segments.skipped_count - SHOWN:,} more segments not copied")
     if not verification.ok:
-        for line in verification.problems[:50]:
+        for line in verification.problems[:SHOWN]:
             print(f"problem: {line}")
-        if len(verification.problems) > 50:
-            print(f"... and {len(verification.problems) - 50} more problems")
+        if verification.problem_count > SHOWN:
+            print(f"... and {verification.problem_count - SHOWN:,} more problems")
         print(f"the copy is NOT complete: fix what is listed (for segments the source cannot give: `sht store check "
               f"--root {options.root} --deep`, and --repair with the store stopped), then run the same migrate "
               "again; it goes on from where it is", file=sys.stderr)

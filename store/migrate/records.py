@@ -58,9 +58,9 @@ async def replace_table(source: aiosqlite.Connection, target: Any, table: str) -
     async with transaction(target) as conn:
         await conn.execute(f"DELETE FROM {table}")
         async with source.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {WHOLE[table]}") as cur:
-            while rows := await cur.fetchmany(INSERT_PAGE):
-                await conn.executemany(_insert(table, cols), [tuple(r) for r in rows])
-                copied += len(rows)
+            while page := [tuple(r) for r in await cur.fetchmany(INSERT_PAGE)]:
+                await conn.executemany(_insert(table, cols), page)
+                copied += len(page)
     return copied
 
 

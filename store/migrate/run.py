@@ -71,6 +71,8 @@ async def migrate(options: MigrateOptions, say: Callable[[str], None] = print) -
 async def _migrate(options: MigrateOptions, source: Source, cache: Path, stack: contextlib.AsyncExitStack,
                    say: Callable[[str], None]) -> MigrateReport:
     segments = options.source_segments or FileSegments(options.root)
+    if isinstance(segments, S3Segments):  # its read cache in migrate's own directory, not in the store's root
+        segments = S3Segments(segments.location, cache / "source")
     await segments.start()
     stack.push_async_callback(segments.close)
     bucket = None
@@ -123,7 +125,7 @@ async def _copy(options: MigrateOptions, source: Source, segments: SegmentStore,
                            resume=report.resumed, parallel=options.parallel, say=say)
     report.segments = await copier.run()
     if target is not None:
-        say("events, their labels and snapshots ...")
+        say("events with their labels and snapshots, nodes, settings, timeline summaries ...")
         report.events = await copy_events(source.conn, target)
         # garbage: files retention has yet to delete, in ROOT/segments; not copied to a bucket, neither are they.
         for table in ("nodes", "settings", "settings_history", *(() if bucket else ("garbage",)), "coverage_hours"):

@@ -25,7 +25,7 @@ import aiosqlite
 from store.index import coverage_marks
 from store.index.db import transaction
 from store.migrate import MIGRATED_FROM
-from store.migrate.progress import Progress
+from store.migrate.progress import Progress, size
 from store.migrate.source import columns, segment_totals
 from store.replica.bucket import ReplicaBucket
 from store.replica.copying import SegmentMismatch, read_matching
@@ -34,6 +34,7 @@ from store.segments import SegmentStore, SegmentStoreError, name_of
 
 BATCH = 64  # segments whose objects are PUT before their rows are written together
 ROW_PAGE = 2000  # rows read (and written, without a bucket) at once
+SKIPPED_KEPT = 1000
 
 
 @dataclass
@@ -43,7 +44,13 @@ class SegmentsReport:
     present: int = 0  # objects a HEAD found already holding their row's SHA-256 (a second run)
     rows_written: int = 0
     removed: int = 0  # rows (and objects) of the target the source no longer has
-    skipped: list[str] = field(default_factory=list)  # segments not copied, and why
+    skipped: list[str] = field(default_factory=list)  # segments not copied, and why (the first SKIPPED_KEPT)
+    skipped_count: int = 0
+
+    def skip(self, line: str) -> None:
+        self.skipped_count += 1
+        if len(self.skipped) < SKIPPED_KEPT:
+            self.skipped.append(line)
     duration_s: float = 0.0
     rate: float = 0.0  # bytes a second this run PUT
 
@@ -64,6 +71,8 @@ class SegmentCopier:
     async def run(self) -> SegmentsReport:
         self._cols = await columns(self.source, "segments")
         total, total_bytes = await segment_totals(self.source)
+        self.say(f"{total:,} segments, {size(total_bytes)}" + (f", to {self.bucket.description}" if self.bucket else
+                                                               " (their rows)"))
         if self.target is not None and self.resume:
             await self._remove_what_the_source_lost()
         progress = Progress("segments", total, total_bytes, self.say)
@@ -106,7 +115,7 @@ class SegmentCopier:
         path, size, sha256 = str(row["path"]), int(row["size_bytes"]), str(row["sha256"])
         name = name_of(path)
         if name is None:
-            self.report.skipped.append(f"{path}: not a path the store writes (row {row['id']})")
+            self.report.skip(f"{path}: not a path the store writes (row {row['id']})")
             return None
         async with self._slots:
             if self.target is None and self.resume:
@@ -117,10 +126,10 @@ class SegmentCopier:
             try:
                 data = await read_matching(self.segments, name, size, sha256)
             except FileNotFoundError:
-                self.report.skipped.append(f"{path}: no such segment in {self.segments.description}")
+                self.report.skip(f"{path}: no such segment in {self.segments.description}")
                 return None
             except SegmentMismatch as exc:
-                self.report.skipped.append(f"{path}: its bytes do not match its row ({exc})")
+                self.report.skip(f"{path}: its bytes do not match its row ({exc})")
                 return None
             metadata = row_metadata(row) | self.metadata
             for attempt in (1, 2):

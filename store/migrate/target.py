@@ -53,7 +53,8 @@ async def check_database(url: str, where: str) -> None:
             tables = {str(r[0]) for r in await cur.fetchall()}
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split()).replace(url, where)
-        raise IndexUnavailable(f"cannot reach the index at {where}: {reason}") from None
+        raise IndexUnavailable(f"cannot reach the index at {where}: {reason}; is the server up, and are --to-index's "
+                               "host, port, user, password and database right?") from None
     others = sorted(tables - ours)
     if others:
         raise MigrateError(f"the database at {where} holds tables that are not a store's ({', '.join(others[:5])}"

@@ -29,6 +29,7 @@ from store.replica.bucket import ReplicaBucket
 from store.segments import SegmentStore, name_of
 
 PAGE = 512
+KEPT = 1000  # problems (and notes) kept to show; past that only counted
 _KEYS = ("signing_keys", "issued_tokens", "revoked_tokens")
 
 
@@ -37,12 +38,22 @@ class Verification:
     counts: list[tuple[str, int, int]] = field(default_factory=list)  # table, source, target
     objects_confirmed: int = 0
     orphans_removed: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # the first KEPT
+    problem_count: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return self.problem_count == 0
+
+    def problem(self, line: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < KEPT:
+            self.problems.append(line)
+
+    def note(self, line: str) -> None:
+        if len(self.notes) < KEPT:
+            self.notes.append(line)
 
 
 async def compare_counts(source: aiosqlite.Connection, target: Any, root: Path, to_bucket: bool,
@@ -55,7 +66,7 @@ async def compare_counts(source: aiosqlite.Connection, target: Any, root: Path, 
         held = await count(target, table)
         verification.counts.append((table, wanted, held))
         if wanted != held:
-            verification.problems.append(f"{table}: the source has {wanted:,} rows, the target {held:,}")
+            verification.problem(f"{table}: the source has {wanted:,} rows, the target {held:,}")
 
 
 async def confirm_objects(index: Any, bucket: ReplicaBucket, parallel: int, say: Callable[[str], None],
@@ -69,16 +80,16 @@ async def confirm_objects(index: Any, bucket: ReplicaBucket, parallel: int, say:
     async def one(path: str, size: int, sha256: str) -> None:
         name = name_of(path)
         if name is None:
-            verification.problems.append(f"{path}: not a path the store writes")
+            verification.problem(f"{path}: not a path the store writes")
             return
         async with slots:
             held = await bucket.stored(name)
         if held is None:
-            verification.problems.append(f"{bucket.key(name)}: no such object, its row says {size} bytes")
+            verification.problem(f"{bucket.key(name)}: no such object, its row says {size} bytes")
         elif held.sha256 is None:
-            verification.problems.append(f"{bucket.key(name)}: stored without a SHA-256 (not by migrate)")
+            verification.problem(f"{bucket.key(name)}: stored without a SHA-256 (not by migrate)")
         elif held.sha256 != sha256 or held.size != size:
-            verification.problems.append(f"{bucket.key(name)}: holds {held.size} bytes with SHA-256 "
+            verification.problem(f"{bucket.key(name)}: holds {held.size} bytes with SHA-256 "
                                          f"{held.sha256[:16]}…, its row says {size}, {sha256[:16]}…")
         else:
             verification.objects_confirmed += 1
@@ -109,13 +120,13 @@ async def check_target(root: Path, index: Any, segments: SegmentStore, bucket: R
                 await bucket.delete_many([name])  # its row went from the source between two runs of migrate
                 verification.orphans_removed += 1
                 continue
-            verification.problems.append(f"{bucket.key(name)}: an object no row names, not put there by this "
+            verification.problem(f"{bucket.key(name)}: an object no row names, not put there by this "
                                          "migration")
         elif problem.kind == "orphan":
-            verification.notes.append(f"{problem.path}: no row names this file, in the old index either (`sht store "
+            verification.note(f"{problem.path}: no row names this file, in the old index either (`sht store "
                                       "check --repair` with the new --index indexes it)")
         elif problem.kind == "temporary":
-            verification.notes.append(f"{problem.path}: a half-written file a crash left (the store deletes it at "
+            verification.note(f"{problem.path}: a half-written file a crash left (the store deletes it at "
                                       "its start)")
         else:
-            verification.problems.append(f"{problem.path}: {problem.detail}")
+            verification.problem(f"{problem.path}: {problem.detail}")

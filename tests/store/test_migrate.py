@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import itertools
+import json
 import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -42,7 +43,7 @@ from tests.store.test_replica_s3 import event, label_and_lock, send
 
 REPO = Path(__file__).resolve().parents[2]
 KEEP_ALL = RetentionPolicy(max_age_us=None, min_free_bytes=None)
-SECONDS = 120  # of 1 s segments per camera: 240 segments, enough for a migrate to be killed in the middle
+SECONDS = 80  # of 1 s segments per camera: 160 segments, enough for a migrate to be killed in the middle
 _prefixes = itertools.count()
 
 
@@ -275,13 +276,19 @@ async def test_a_finished_migration_run_again_does_nothing(migrated, source, s3_
 
 # --- killed and run again -----------------------------------------------------------------------------------------
 
-async def test_a_migrate_killed_midway_finishes_when_run_again_without_duplicates(source, postgres, s3_env):
+async def test_a_migrate_killed_midway_finishes_when_run_again_without_duplicates(source, postgres, s3_env,
+                                                                                  tmp_path):
+    """SIGKILLed with some rows and objects in; meanwhile the old store runs again (its check --repair drops a
+    segment already copied, it records more): the second run ends with the target equal to the source."""
+    root = tmp_path / "store"
+    shutil.copytree(source.root, root)
+    moving = dataclasses.replace(source, root=root)
     index, location = postgres.create_database(), new_prefix(s3_env)
     env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent"} | s3_env.env()
 
     def launch() -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "sht", "store",
-                                 *migrate_args(source, index, location, "--parallel", "1")],
+                                 *migrate_args(moving, index, location, "--parallel", "1")],
                                 cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     process = launch()
@@ -302,17 +309,76 @@ async def test_a_migrate_killed_midway_finishes_when_run_again_without_duplicate
     rows = pg_rows(index, "SELECT COUNT(*) FROM segments")[0][0]
     assert 0 < rows < source.segments, rows  # killed in the middle
     assert pg_rows(index, "SELECT finished_us FROM store_migration") == [(None,)]
-    again = await asyncio.to_thread(sht, s3_env, *migrate_args(source, index, location))
+
+    first = pg_rows(index, "SELECT path FROM segments ORDER BY id LIMIT 1")[0][0]
+    (root / first).unlink()
+    repaired = await asyncio.to_thread(sht, s3_env, "check", "--root", str(root), "--repair")
+    assert "removed the row of missing" in repaired.stdout, repaired.stdout + repaired.stderr
+    store = Store(root, KEEP_ALL)
+    await store.start("127.0.0.1", 0)
+    try:
+        more = make_segments("cam2", source.start_us, 10)
+        await send(f"ws://127.0.0.1:{store.port}", KeyStore(root).issue("node", "node7", 600)[0],
+                   [*more, event("cam2", source.start_us + 1_000_000)])
+    finally:
+        await store.stop()
+    total = source.segments - 1 + len(more)
+
+    again = await asyncio.to_thread(sht, s3_env, *migrate_args(moving, index, location))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "taken up where an earlier one stopped" in again.stdout, again.stdout
-    assert f"{source.segments - rows:,} objects PUT" in again.stdout, again.stdout  # the rest, each once
-    assert pg_counts(index) == sqlite_counts(source.root) | {"signing_keys": 1, "issued_tokens": 4,
-                                                             "revoked_tokens": 1, "garbage": 0}
-    rows_by_name = segment_rows(source)
+    assert "1 the source no longer has removed" in again.stdout, again.stdout
+    assert f"{total - (rows - 1):,} objects PUT" in again.stdout, again.stdout  # the rest, each once
+    assert pg_counts(index) == sqlite_counts(root) | {"signing_keys": 1, "issued_tokens": len(KeyStore(root).issued()),
+                                                      "revoked_tokens": 1, "garbage": 0}
+    assert pg_rows(index, "SELECT COUNT(*) FROM segments")[0][0] == total
+    rows_by_name = segment_rows(moving)
     assert await objects(s3_env, location) == {n: {"size": s, "sha256": h} for n, (s, h) in rows_by_name.items()}
-    checked = await asyncio.to_thread(sht, s3_env, "check", "--root", str(source.root), "--index", index,
+    checked = await asyncio.to_thread(sht, s3_env, "check", "--root", str(root), "--index", index,
                                       "--segments", location.url())
     assert checked.returncode == 0 and "clean" in checked.stdout, checked.stdout + checked.stderr
+
+
+async def test_a_damaged_segment_is_not_copied_nor_indexed_and_the_copy_is_not_called_complete(source, postgres,
+                                                                                              s3_env, tmp_path):
+    root = tmp_path / "store"
+    shutil.copytree(source.root, root)
+    damaged = sorted(segment_rows(source))[5]
+    data = bytearray((root / "segments" / damaged).read_bytes())
+    data[-1] ^= 0xFF  # the same size, other bytes: only the SHA-256 tells
+    (root / "segments" / damaged).write_bytes(bytes(data))
+    index, location = postgres.create_database(), new_prefix(s3_env)
+    args = ["migrate", "--root", str(root), "--to-index", index, "--to-segments", location.url()]
+    done = await asyncio.to_thread(sht, s3_env, *args)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"not copied: segments/{damaged}: its bytes do not match its row" in done.stdout, done.stdout
+    assert "the copy is NOT complete" in done.stderr and "--deep" in done.stderr, done.stderr
+    assert pg_rows(index, f"SELECT COUNT(*) FROM segments WHERE path = 'segments/{damaged}'") == [(0,)]
+    assert damaged not in await objects(s3_env, location)
+    assert pg_rows(index, "SELECT finished_us FROM store_migration") == [(None,)]
+    # What it says to do: check --deep --repair (quarantines the file, drops its row), then migrate again.
+    repaired = await asyncio.to_thread(sht, s3_env, "check", "--root", str(root), "--deep", "--repair")
+    assert "moved" in repaired.stdout, repaired.stdout + repaired.stderr
+    again = await asyncio.to_thread(sht, s3_env, *args)
+    assert again.returncode == 0 and "the copy is complete and verified" in again.stdout, again.stdout + again.stderr
+    assert "0 objects PUT" in again.stdout and pg_rows(index, "SELECT COUNT(*) FROM segments") == \
+        [(source.segments - 1,)]
+
+
+async def test_a_store_killed_with_its_last_commits_in_the_wal_is_read_through_it(source, postgres, s3_env,
+                                                                                  tmp_path):
+    root = tmp_path / "store"
+    shutil.copytree(source.root, root)
+    with sqlite3.connect(root / "index.sqlite3") as writer:  # open while migrate runs: its WAL is not folded in
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute("INSERT INTO settings_history (camera, key, old_value, new_value, changed_us, changed_by) "
+                       "VALUES ('cam1', 'recording_mode', '\"continuous\"', '\"motion\"', 1, 'last words')")
+        writer.commit()
+        assert (root / "index.sqlite3-wal").stat().st_size > 0
+        index = postgres.create_database()
+        done = await asyncio.to_thread(sht, s3_env, "migrate", "--root", str(root), "--to-index", index)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert pg_rows(index, "SELECT changed_by FROM settings_history ORDER BY id DESC LIMIT 1") == [("last words",)]
 
 
 # --- each alone ---------------------------------------------------------------------------------------------------
@@ -324,7 +390,7 @@ async def test_the_index_alone_to_postgresql(source, postgres, s3_env):
     assert f"sht store --root {source.root} --index postgresql://" in done.stdout and "--segments" not in done.stdout
     assert pg_counts(index) == sqlite_counts(source.root) | {"signing_keys": 1, "issued_tokens": 4,
                                                              "revoked_tokens": 1}
-    checked = await asyncio.to_thread(sht, s3_env, "check", "--root", str(source.root), "--index", index, "--deep")
+    checked = await asyncio.to_thread(sht, s3_env, "check", "--root", str(source.root), "--index", index)
     assert checked.returncode == 0 and "clean" in checked.stdout, checked.stdout + checked.stderr
 
 
@@ -337,8 +403,7 @@ async def test_the_segments_alone_to_s3(source, s3_env, tmp_path):
     assert await objects(s3_env, location) == {n: {"size": s, "sha256": h} for n, (s, h) in rows.items()}
     kept = tmp_path / "kept"  # the store goes on with its own index: check a copy (opening it may upgrade it)
     shutil.copytree(source.root, kept, ignore=shutil.ignore_patterns("segments"))
-    checked = await asyncio.to_thread(sht, s3_env, "check", "--root", str(kept), "--segments", location.url(),
-                                      "--deep")
+    checked = await asyncio.to_thread(sht, s3_env, "check", "--root", str(kept), "--segments", location.url())
     assert checked.returncode == 0 and "clean" in checked.stdout, checked.stdout + checked.stderr
     again = await asyncio.to_thread(sht, s3_env, *migrate_args(source, None, location))
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
@@ -386,13 +451,12 @@ async def test_refused_onto_a_target_that_holds_other_data(source, postgres, s3_
     async with s3_env.client() as s3:
         await s3.put_object(Bucket=BUCKET, Key=f"{location.prefix}cam9/notes.txt", Body=b"x")
     refused(await asyncio.to_thread(sht, s3_env, *migrate_args(source, None, location)), "already holds objects")
-    elsewhere = tmp_path / "elsewhere"
-    shutil.copytree(source.root, elsewhere)
     taken = new_prefix(s3_env)
-    started = await asyncio.to_thread(sht, s3_env, "migrate", "--root", str(elsewhere), "--to-segments", taken.url())
-    assert started.returncode == 0, started.stdout + started.stderr
+    marker = {"format": 1, "source": "nas2:/srv/sht", "index": "unchanged", "started_us": 1, "finished_us": None}
+    async with s3_env.client() as s3:
+        await s3.put_object(Bucket=BUCKET, Key=f"{taken.prefix}{BUCKET_MARKER}", Body=json.dumps(marker).encode())
     refused(await asyncio.to_thread(sht, s3_env, *migrate_args(source, None, taken)),
-            f"holds a migration of {socket.gethostname()}:{elsewhere.resolve()}")
+            "holds a migration of nas2:/srv/sht, not of this store")
 
 
 async def test_refused_in_one_line_what_cannot_be_reached(source, postgres, s3_env, tmp_path):
