@@ -112,6 +112,8 @@ class Outbox:
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=FULL")  # a put that returned survives a power cut too
             await conn.executescript(_SCHEMA)
+            # A new process tries at once what waited for a retry: the restart may be the fix (network, config).
+            await conn.execute("UPDATE outbox SET due_us = 0 WHERE due_us != 0")
             await conn.commit()
         except BaseException:
             await conn.close()
