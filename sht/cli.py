@@ -295,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     from store.notify.options import add_webhook_flags
 
     add_webhook_flags(store)  # --webhook URL (docs/integrations.md)
+    from store.notify.mqtt.options import add_mqtt_flags
+
+    add_mqtt_flags(store)  # --mqtt URL, --mqtt-ca, --mqtt-discovery (argparse only: the client loads with --mqtt)
     store.set_defaults(func=cmd_store)
     from store.admin.commands import add_store_commands  # --max-age/--max-bytes/--min-free; prune, check, ...
 
