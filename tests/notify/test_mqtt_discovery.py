@@ -153,3 +153,13 @@ def test_flags() -> None:
     assert options is not None and options.prefix == "x" and options.discovery_prefix is None
     with pytest.raises(ValueError, match="--mqtt-ca needs --mqtt"):
         mqtt_from_args(parser.parse_args(["--mqtt-ca", "ca.pem"]))
+
+
+def test_a_store_without_mqtt_never_loads_the_client() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, sht.cli, store.app; sht.cli.build_parser().parse_args(['store']); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiomqtt', 'paho')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

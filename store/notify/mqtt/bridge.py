@@ -24,6 +24,7 @@ Paths:
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import logging
 import time
@@ -56,18 +57,21 @@ SNAPSHOT_SCAN = 2000  # a camera's newest events looked at for each label's late
 
 
 class MqttBridge:
-    def __init__(self, options: MqttOptions, root: Path, conn: Any, fleet: Any, api: Any, feed: ChangeFeed,
-                 outbox: Outbox, sw_version: str) -> None:
-        """``conn``: the index connection; ``fleet``: store.nodes.fleet.Fleet; ``api``: store.serve.api.Api (commands
-        go through its set_setting)."""
-        self.options, self.conn, self.fleet, self.api, self.feed, self.outbox = options, conn, fleet, api, feed, outbox
-        self.sw_version = sw_version
+    def __init__(self, service: Any, options: MqttOptions, sw_version: str | None = None) -> None:
+        """``service``: the store's store.notify.service.NotifyService: its ``feed`` (event changes), ``outbox``,
+        ``conn`` (the index), ``root``, and once attached its ``server`` (``fleet``; ``api``, whose set_setting
+        applies commands). Made and started by the service before the server is attached: the bridge subscribes
+        to the feed at once (no change is missed) and does the rest once the server is there."""
+        self.service, self.options = service, options
+        self.feed: ChangeFeed = service.feed
+        self.conn = service.conn
+        self.sw_version = sw_version or _version()
         self.topics = Topics(options.prefix)
         self.link = BrokerLink(options, self.topics)
         self.state = RetainedState(self.topics)
         self.commands_applied = 0
         self.commands_refused = 0
-        self._file = root / RETAINED_FILE
+        self._file = Path(service.root) / RETAINED_FILE
         self._published: set[str] = set()  # retained topics this store put on the broker and has not cleared
         self._configs: dict[str, bytes] = {}  # discovery config topic -> payload, as wanted now
         self._cameras: dict[str, CameraEntities] = {}
@@ -75,21 +79,49 @@ class MqttBridge:
         self._commands: asyncio.Queue[tuple[str, str, str, bytes, bool]] = asyncio.Queue()
         self._settings_due = 0.0
         self._subscription: Subscription | None = None
-        self._tasks: list[asyncio.Task] = []
+        self._task: asyncio.Task | None = None
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.service.outbox  # type: ignore[no-any-return]
+
+    @property
+    def fleet(self) -> Any:
+        return self.service.server.fleet
+
+    @property
+    def api(self) -> Any:
+        return self.service.server.api
 
     # ---- running ----
 
     async def start(self) -> None:
-        self._published = await asyncio.to_thread(_read_topics, self._file)
         self._subscription = self.feed.subscribe(TARGET)  # before anything can change: no change is missed
-        await self._refresh_cameras(queue=False)  # the state now: published on connect, not replayed
-        await self._load_latest_snapshots()
-        self.feed.on_settings.append(self._settings_changed)
-        self._tasks = [asyncio.create_task(coro, name=f"mqtt-{name}") for name, coro in (
-            ("changes", self._follow_changes(self._subscription)), ("watch", self._watch()),
-            ("commands", self._run_commands()), ("link", self.link.run(self._session)))]
+        self._published = await asyncio.to_thread(_read_topics, self._file)
+        self._task = asyncio.create_task(self._run(self._subscription), name="mqtt")
         log.info("MQTT: publishing to %s (topics %s/...; Home Assistant discovery %s)", self.options.describe(),
                  self.topics.prefix, self.options.discovery_prefix or "off")
+
+    async def _run(self, subscription: Subscription) -> None:
+        # NotifyService.attach (no event to wait on) comes right after the service started.
+        while getattr(self.service, "server", None) is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        while True:
+            try:
+                await self._refresh_cameras(queue=False)  # the state now: published on connect, not replayed
+                await self._load_latest_snapshots()
+                break
+            except Exception:
+                log.exception("MQTT: reading the cameras and their settings failed; trying again in 5 s")
+                await asyncio.sleep(5.0)
+        self.feed.on_settings.append(self._settings_changed)
+        try:
+            await _first_failure(self._follow_changes(subscription), self._watch(), self._run_commands(),
+                                 self.link.run(self._session))
+        except Exception as exc:  # a bug, or the outbox's disk failing: say so where it is seen
+            log.exception("MQTT stopped: nothing more is published until the store restarts")
+            self.link.state, self.link.last_error = "stopped", f"stopped by an error: {type(exc).__name__}: {exc}"
+            raise
 
     async def stop(self) -> None:
         """Say ``offline`` (a clean goodbye: the broker does not publish the will then) and stop."""
@@ -101,9 +133,9 @@ class MqttBridge:
                 await client.publish(self.topics.available, "offline", qos=1, retain=True, timeout=2.0)
             except aiomqtt.MqttError:
                 pass
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         if self._subscription is not None:
             self._subscription.close()
         self.link.state = "stopped"
@@ -332,6 +364,13 @@ async def _first_failure(*coroutines: Any) -> None:
     for task in done:
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sht-cctv")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _read_topics(path: Path) -> set[str]:

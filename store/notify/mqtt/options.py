@@ -10,6 +10,7 @@ the first level of every topic (default ``sht``): one or more levels without ``+
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,4 +115,7 @@ def mqtt_from_args(args: argparse.Namespace) -> MqttOptions | None:
         if ca_file is not None:
             raise ValueError("--mqtt-ca needs --mqtt mqtts://HOST[:PORT]")
         return None
-    return parse_mqtt_url(url, ca_file, None if discovery in ("off", "") else discovery)
+    options = parse_mqtt_url(url, ca_file, None if discovery in ("off", "") else discovery)
+    if importlib.util.find_spec("aiomqtt") is None:  # looked up, not imported
+        raise ValueError("--mqtt needs the MQTT client: pip install 'sht-cctv[mqtt]' (aiomqtt)")
+    return options
