@@ -139,7 +139,8 @@ def test_settings_changes_are_in_the_history_and_reach_the_node(recorded):
             break
         time.sleep(0.1)
     assert applied == {"recording_mode": "motion", "motion_sensitivity": 0.25, "retention_days": None,
-                       "objects": ["person"], "min_score": 0.5, "threshold": 0.7}
+                       "objects": ["person"], "min_score": 0.5, "threshold": 0.7, "notify": "objects",
+                       "notify_labels": [], "notify_zones": [], "notify_cooldown_s": 60}
     bad = sht("settings", "--store", store, "--camera", "cam1", "recording_mode=sometimes", check=False)
     assert bad.returncode == 2 and "recording_mode must be one of" in bad.stderr
 
