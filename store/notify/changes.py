@@ -234,6 +234,7 @@ class ChangeFeed:
         self._reports: asyncio.Queue[_Report | None] = asyncio.Queue()
         self._last: OrderedDict[int, EventObject] = OrderedDict()  # event id -> as last published
         self._task: asyncio.Task | None = None
+        self.closed = False
 
     # ---- subscribers ----
 
@@ -276,7 +277,8 @@ class ChangeFeed:
         self._task = asyncio.create_task(self._run(), name="notify-changes")
 
     async def close(self) -> None:
-        """Publish what was reported so far, then end every subscription."""
+        """Publish what was reported so far, then end every subscription (they still hand out what they hold)."""
+        self.closed = True
         if self._task is not None:
             self._reports.put_nowait(None)
             try:

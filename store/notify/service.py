@@ -82,9 +82,9 @@ class NotifyService:
         server.api.on_setting = on_setting
 
     async def stop(self) -> None:
+        await self.feed.close()  # what was reported is published first; the subscriptions then end
         if self.mqtt is not None:
             await self.mqtt.stop()
-        await self.feed.close()  # what was reported is published to the subscribers first
         if self.webhooks is not None:
             await self.webhooks.stop()
         if self.outbox is not None:

@@ -188,7 +188,15 @@ class Webhooks:
                        asyncio.create_task(self._watch_setting(), name="webhooks-settings")]
         self.feed.on_settings.append(lambda camera: self._reload.set() if camera is None else None)
 
-    async def stop(self) -> None:
+    async def stop(self, drain_s: float = 5.0) -> None:
+        """Stop sending. After the feed closed (``ChangeFeed.close``), the changes it published are put in the
+        outbox first (for up to ``drain_s``): they are sent after the restart."""
+        route = self._tasks[0] if self._tasks else None
+        if route is not None and self.feed.closed:
+            try:
+                await asyncio.wait_for(asyncio.shield(route), drain_s)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("webhooks: stopping before every change was queued")
         for task in [*self._tasks, *self._senders.values()]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._senders.values(), return_exceptions=True)
