@@ -1,5 +1,6 @@
-"""A real MQTT broker for tests: Debian's ``mosquitto`` on a free loopback port, with its own config in a temporary
-directory (``listener PORT 127.0.0.1``, log to stderr), stopped (killed if need be) afterwards.
+"""A real MQTT broker for tests: sht/local_mosquitto.py's throwaway Debian ``mosquitto`` on a free loopback port,
+with its own config in a temporary directory (``listener PORT 127.0.0.1``), stopped (killed if need be)
+afterwards. ``just bench notify`` starts its broker with the same code.
 
 ``running_mosquitto()`` takes anonymous clients; ``running_mosquitto(users={"name": "password"})`` takes only those
 users, from a password file made by ``mosquitto_passwd -b -c``. Persistence is off unless ``persistent=True`` (then
@@ -14,151 +15,36 @@ A missing binary fails the test with how to install it (never a skip: CI must ru
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-START_TIMEOUT_S = 10.0
-BROKER_USER = "mosquitto"
-INSTALL_HINT = ("Mosquitto is not installed: apt-get install mosquitto mosquitto-clients (Debian puts the broker in "
-                "/usr/sbin/mosquitto); .ci/run installs it when missing. Set SHT_ALLOW_MISSING_SERVERS=1 to skip "
-                "these tests instead")
+from sht import local_mosquitto
+from sht.local_mosquitto import BROKER_USER, START_TIMEOUT_S, Mosquitto, free_port
+
+__all__ = ["BROKER_USER", "INSTALL_HINT", "START_TIMEOUT_S", "Mosquitto", "free_port", "running_mosquitto"]
+
+INSTALL_HINT = (f"{local_mosquitto.MOSQUITTO_HINT}; .ci/run installs it when missing. Set "
+                "SHT_ALLOW_MISSING_SERVERS=1 to skip these tests instead")
 
 
-def _binary(name: str, *extra_dirs: str) -> str:
-    found = shutil.which(name) or next((str(Path(d) / name) for d in extra_dirs if (Path(d) / name).exists()), None)
-    if found is None:
-        if os.environ.get("SHT_ALLOW_MISSING_SERVERS") == "1":
-            pytest.skip(INSTALL_HINT)
-        pytest.fail(INSTALL_HINT)
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Mosquitto:
-    binary: str
-    directory: Path
-    port: int
-    users: dict[str, str] = field(default_factory=dict)
-    persistent: bool = False  # keep sessions and retained messages across kill() and start()
-    process: subprocess.Popen | None = None
-    starts: int = 0
-
-    @property
-    def config(self) -> Path:
-        return self.directory / "mosquitto.conf"
-
-    @property
-    def log(self) -> Path:
-        return self.directory / "mosquitto.log"
-
-    def url(self, prefix: str = "sht", user: str | None = None, password: str | None = None) -> str:
-        credentials = f"{user}:{password}@" if user is not None else ""
-        return f"mqtt://{credentials}127.0.0.1:{self.port}/{prefix}"
-
-    def write_config(self) -> None:
-        lines = [f"listener {self.port} 127.0.0.1", "log_dest stderr",
-                 "log_type error", "log_type warning", "log_type notice", "log_type information"]
-        if self.persistent:
-            # Saved after every change, so even a SIGKILL keeps a subscriber's session (its subscriptions): what
-            # is published to it while it is away is queued for it once the broker is back.
-            lines += ["persistence true", f"persistence_location {self.directory}/", "autosave_interval 1",
-                      "autosave_on_changes true"]
-        else:
-            lines.append("persistence false")
-        if self.users:
-            passwd = _binary("mosquitto_passwd", "/usr/bin")
-            password_file = self.directory / "passwords"
-            for i, (user, password) in enumerate(self.users.items()):
-                args = ["-b", "-c"] if i == 0 else ["-b"]
-                subprocess.run([passwd, *args, str(password_file), user, password], check=True, capture_output=True,
-                               timeout=30)
-            _give_to_broker(password_file)
-            lines += ["allow_anonymous false", f"password_file {password_file}"]
-        else:
-            lines.append("allow_anonymous true")
-        self.config.write_text("\n".join(lines) + "\n")
-        _give_to_broker(self.config)
-
-    def start(self) -> None:
-        """Start the broker on its port and wait until it takes connections."""
-        assert self.process is None or self.process.poll() is not None, "already running"
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.starts += 1
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.process.returncode}: {self.log.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not listen on {self.port} within {START_TIMEOUT_S} s: "
-                                       f"{self.log.read_text()}") from None
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL: the broker is gone at once, without closing anything cleanly (without ``persistent``, retained
-        messages and sessions go with it)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def _give_to_broker(path: Path) -> None:
-    """Readable by the user mosquitto drops to when started as root (nobody else: it may hold passwords)."""
-    if os.geteuid() != 0:
-        path.chmod(0o600)
-        return
-    owner = pwd.getpwnam(BROKER_USER)
-    os.chown(path, owner.pw_uid, owner.pw_gid)
-    path.chmod(0o600)
+def _missing(why: str) -> NoReturn:
+    if os.environ.get("SHT_ALLOW_MISSING_SERVERS") == "1":
+        pytest.skip(why)
+    pytest.fail(why)
 
 
 @contextmanager
 def running_mosquitto(users: dict[str, str] | None = None, persistent: bool = False) -> Iterator[Mosquitto]:
-    binary = _binary("mosquitto", "/usr/sbin")
-    if os.geteuid() == 0:
+    why = local_mosquitto.mosquitto_missing()
+    if why is None and users:
         try:
-            owner = pwd.getpwnam(BROKER_USER)
-        except KeyError:
-            pytest.fail(f"no {BROKER_USER} user for mosquitto to run as: {INSTALL_HINT}")
-    # Not under pytest's temporary tree: that is root's alone, and the broker reads its files as mosquitto.
-    directory = Path(tempfile.mkdtemp(prefix="sht-mqtt-"))
-    if os.geteuid() == 0:
-        os.chown(directory, owner.pw_uid, owner.pw_gid)
-    broker = Mosquitto(binary, directory, free_port(), dict(users or {}), persistent)
-    try:
-        broker.write_config()
-        broker.start()
+            local_mosquitto.mosquitto_binary("mosquitto_passwd", "/usr/bin")
+        except local_mosquitto.MissingServer as exc:
+            why = str(exc)
+    if why is not None:
+        _missing(why if why != local_mosquitto.MOSQUITTO_HINT else INSTALL_HINT)
+    with local_mosquitto.running_mosquitto(users, persistent) as broker:
         yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(directory, ignore_errors=True)
