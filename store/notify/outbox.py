@@ -20,7 +20,8 @@ Order: ``next`` always gives a target's oldest item, so items are delivered in t
 waiting for its retry holds back the ones behind it. Bound: at most ``max_items`` a target (``limit`` changes one
 target's); a ``put`` past it deletes the oldest, which are counted as ``dropped`` and logged. ``failed`` counts the
 items a sender gave up on (``drop``). Counters count from the process's start (Prometheus counters); ``queued``
-is what the file holds.
+is what the file holds. ``on_finished`` hears of each item's end (sent, failed, dropped) with the item as it was:
+the store keeps the recent ones for the console (store/notify/history.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_by_target ON outbox (target, id);
 """
+_SELECT = "SELECT id, target, payload, meta, put_us, attempts, due_us, last_error FROM outbox"
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,13 @@ class OutboxItem:
     attempts: int
     due_us: int
     last_error: str | None
+
+
+def item_of(row: Any) -> OutboxItem:
+    """An ``OutboxItem`` from a row of ``_SELECT``."""
+    item_id, target, payload, meta, put_us, attempts, due_us, error = row
+    return OutboxItem(int(item_id), str(target), bytes(payload), json.loads(meta), int(put_us), int(attempts),
+                      int(due_us), error)
 
 
 @dataclass
@@ -103,6 +112,9 @@ class Outbox:
         self._targets: dict[str, _Target] = {}
         self._lock = asyncio.Lock()  # one transaction at a time on the connection
         self.closed = False
+        # Told of each end: (state "sent"|"failed"|"dropped", target, the item or None, error, count); the
+        # store's recent-notifications list (store/notify/history.py). Must not raise.
+        self.on_finished: Callable[[str, str, OutboxItem | None, str | None, int], None] | None = None
 
     @classmethod
     async def open(cls, path: Path, max_items: int = DEFAULT_MAX_ITEMS) -> Outbox:
@@ -182,6 +194,7 @@ class Outbox:
         state.counts.queued += 1 - dropped
         if dropped:
             state.counts.dropped += dropped
+            self._tell("dropped", target, None, f"its queue was full ({state.max_items}): the oldest dropped", dropped)
             before = state.counts.dropped - dropped
             if before == 0 or before // 1000 != state.counts.dropped // 1000:  # the first time, then every 1000
                 log.error("notify: %s holds %d undelivered items, its most: the oldest %d dropped (%d so far); "
@@ -194,15 +207,9 @@ class Outbox:
 
     async def peek(self, target: str) -> OutboxItem | None:
         """The target's oldest item (due or not), or None when it has none."""
-        async with self.conn.execute(
-                "SELECT id, target, payload, meta, put_us, attempts, due_us, last_error FROM outbox "
-                "WHERE target = ? ORDER BY id LIMIT 1", (target,)) as cur:
+        async with self.conn.execute(f"{_SELECT} WHERE target = ? ORDER BY id LIMIT 1", (target,)) as cur:
             row = await cur.fetchone()
-        if row is None:
-            return None
-        item_id, tgt, payload, meta, put_us, attempts, due_us, error = row
-        return OutboxItem(int(item_id), str(tgt), bytes(payload), json.loads(meta), int(put_us), int(attempts),
-                          int(due_us), error)
+        return None if row is None else item_of(row)
 
     async def next(self, target: str, wait_s: float | None = None) -> OutboxItem | None:
         """The target's oldest item once it is due (waiting for one to be put, and for its retry time). None after
@@ -228,47 +235,53 @@ class Outbox:
                 pass
         return None
 
-    async def _finish(self, item_id: int, sql: str, args: tuple[Any, ...]) -> str | None:
-        """Run ``sql`` on the item's row; the item's target, or None when it is gone (dropped meanwhile)."""
+    async def _finish(self, item_id: int, sql: str, args: tuple[Any, ...]) -> OutboxItem | None:
+        """Run ``sql`` on the item's row; the item as it was, or None when it is gone (dropped meanwhile)."""
         async with self._lock:
-            async with self.conn.execute("SELECT target FROM outbox WHERE id = ?", (item_id,)) as cur:
+            async with self.conn.execute(f"{_SELECT} WHERE id = ?", (item_id,)) as cur:
                 row = await cur.fetchone()
             if row is None:
                 return None
             await self.conn.execute(sql, args)
             await self.conn.commit()
-        return str(row[0])
+        return item_of(row)
+
+    def _tell(self, state: str, target: str, item: OutboxItem | None, error: str | None, count: int = 1) -> None:
+        if self.on_finished is not None:
+            self.on_finished(state, target, item, error, count)
 
     async def done(self, item_id: int) -> None:
         """Delivered: the item goes."""
-        target = await self._finish(item_id, "DELETE FROM outbox WHERE id = ?", (item_id,))
-        if target is not None:
-            counts = self._target(target).counts
+        item = await self._finish(item_id, "DELETE FROM outbox WHERE id = ?", (item_id,))
+        if item is not None:
+            counts = self._target(item.target).counts
             counts.delivered += 1
             counts.queued -= 1
+            self._tell("sent", item.target, item, item.last_error)
 
     async def retry_later(self, item_id: int, delay_s: float, error: str) -> None:
         """Its delivery failed: it stays first of its target and is due again in ``delay_s``."""
         error = error[:MAX_ERROR_CHARS]
         now = _now_us()
-        target = await self._finish(
+        item = await self._finish(
             item_id, "UPDATE outbox SET attempts = attempts + 1, due_us = ?, last_error = ? WHERE id = ?",
             (now + int(max(0.0, delay_s) * 1e6), error, item_id))
-        if target is not None:
-            counts = self._target(target).counts
+        if item is not None:
+            counts = self._target(item.target).counts
             counts.retried += 1
             counts.last_error, counts.last_error_us = error, now
 
     async def drop(self, item_id: int, reason: str) -> None:
         """Given up on (e.g. the receiver refused it for good): the item goes, counted as ``failed``."""
         reason = reason[:MAX_ERROR_CHARS]
-        target = await self._finish(item_id, "DELETE FROM outbox WHERE id = ?", (item_id,))
-        if target is not None:
-            counts = self._target(target).counts
+        item = await self._finish(item_id, "DELETE FROM outbox WHERE id = ?", (item_id,))
+        if item is not None:
+            counts = self._target(item.target).counts
             counts.failed += 1
             counts.queued -= 1
             counts.last_error, counts.last_error_us = reason, _now_us()
-            log.error("notify: gave up on item %d for %s: %s", item_id, target, reason)
+            log.error("notify: gave up on item %d for %s: %s", item_id, item.target, reason)
+            self._tell("failed", item.target, item, reason)
 
     async def discard(self, target: str, reason: str) -> int:
         """Delete every item of a target no longer configured (a webhook removed); counted as ``dropped``."""
@@ -281,4 +294,5 @@ class Outbox:
             counts.dropped += gone
             counts.queued = 0
             log.warning("notify: dropped %d undelivered items of %s: %s", gone, target, reason)
+            self._tell("dropped", target, None, reason, gone)
         return gone
