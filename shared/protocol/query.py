@@ -26,6 +26,8 @@ MAX_REQUEST_BYTES = 64 * 1024
 MAX_ID = 2**32 - 1
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest rowid: a bigger event_id would overflow the driver, not miss
 MAX_PAGE = 5000  # items in one segments/events/settings_history page
+MAX_NOTIFICATIONS = 500  # items in one notifications answer (the store keeps its last 200 ended ones)
+MAX_TARGET_CHARS = 64  # a notify target: 'mqtt', 'webhook:<16 hex>'
 MAX_LABELS = 64  # labels one events request may filter by (COCO has 80 classes; nobody asks for all)
 MAX_EXPORT_US = 24 * 3600 * 1_000_000
 BUCKETS = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
@@ -209,6 +211,20 @@ class HistoryParams:
                    r.integer("limit", 100, minimum=1, maximum=MAX_PAGE))
 
 
+@dataclass(frozen=True)
+class NotificationsParams:
+    target: str | None = None  # one target ('mqtt', 'webhook:<16 hex>', as the answer's targets name them)
+    limit: int = 100
+
+    @classmethod
+    def read(cls, r: FieldReader) -> NotificationsParams:
+        target = r.string("target", None, nullable=True)
+        if target is not None and (len(target) > MAX_TARGET_CHARS or not target.isprintable()):
+            raise r.error("target", f"must be a notify target such as 'mqtt' or 'webhook:…' (1 to "
+                          f"{MAX_TARGET_CHARS} printable characters), got {target[:80]!r}")
+        return cls(target, r.integer("limit", 100, minimum=1, maximum=MAX_NOTIFICATIONS))
+
+
 METHODS: dict[str, Any] = {
     "fleet": FleetParams,
     "revoked": FleetParams,  # no parameters either: the ids of revoked tokens, for relay-only processes
@@ -222,6 +238,7 @@ METHODS: dict[str, Any] = {
     "settings": SettingsParams,
     "set_setting": SetSettingParams,
     "settings_history": HistoryParams,
+    "notifications": NotificationsParams,
 }
 
 

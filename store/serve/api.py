@@ -24,6 +24,7 @@ from shared.protocol.query import (
     HistoryParams,
     ListParams,
     LockParams,
+    NotificationsParams,
     QueryServer,
     Request,
     SetSettingParams,
@@ -41,6 +42,7 @@ from store.index.location import IndexUnavailable
 from store.media.budget import MediaLimits
 from store.nodes.control_link import PUSH_CONFIRM_S
 from store.nodes.fleet import Fleet
+from store.notify.history import UnknownTarget
 from store.notify.store_settings import set_store_setting, store_settings
 from store.serve.in_flight import InFlight
 from store.serve.media_requests import CHUNK_BYTES, REQUEST_TOKEN, MediaRefused, MediaRequests
@@ -71,6 +73,8 @@ class Api:
         self.revoked = revoked  # ids of revoked tokens (store/admin/keys.py)
         self.in_flight = InFlight()  # requests in flight per connection and per token (store/serve/in_flight.py)
         self.detector_health: Callable[[], DetectorHealth | None] = lambda: None  # the store's detector, for ``fleet``
+        # (target, limit) -> the recent notifications: store/notify/history.py, set by the store's NotifyService
+        self.notifications: Callable[[str | None, int], Awaitable[dict[str, Any]]] | None = None
 
     @property
     def conn(self):  # type: ignore[no-untyped-def]
@@ -249,3 +253,11 @@ class Api:
 
     async def _settings_history(self, p: HistoryParams, *_: Any) -> dict[str, Any]:
         return {"items": await settings.history(self.conn, p.camera, p.limit)}
+
+    async def _notifications(self, p: NotificationsParams, *_: Any) -> dict[str, Any]:
+        if self.notifications is None:  # an Api without the store's notify service (unit tests)
+            raise ApiError("not-found", "this store sends no notifications", "target")
+        try:
+            return await self.notifications(p.target, p.limit)
+        except UnknownTarget as exc:  # its message names the store's targets
+            raise ApiError("not-found", str(exc), "target") from exc
