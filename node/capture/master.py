@@ -24,7 +24,7 @@ from node.capture.thread import CaptureThread
 from node.capture.timebase import TimeBase
 from node.motion.config import make_detector
 from node.motion.worker import MotionWorker
-from node.motion.zones import label_zones
+from node.motion.zones import label_zones, named_zones
 from node.sources import open_source
 from node.sources.base import PacketSource
 from shared.config import CameraConfig
@@ -210,6 +210,7 @@ class Camera:
             stream=capture.stream if capture is not None else None,
             clock=capture.clock if capture is not None else None,
             label_zones=label_zones(self.motion.config.zones) if self.motion is not None else (),
+            zones=named_zones(self.motion.config.zones) if self.motion is not None else (),
         )
 
 

@@ -12,13 +12,16 @@ JSON form (inside a camera's ``"motion"`` object)::
     "zones": [
       {"mode": "exclude", "rect": [0.70, 0.05, 0.10, 0.15]},
       {"mode": "include", "polygon": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]]},
-      {"mode": "include", "rect": [0, 0.6, 0.5, 0.4], "objects": ["person"]}
+      {"mode": "include", "rect": [0, 0.6, 0.5, 0.4], "objects": ["person"]},
+      {"mode": "include", "rect": [0.6, 0.5, 0.4, 0.5], "name": "door"}
     ]
 
 An include zone may require labels (``"objects"``): it still counts for motion
 like any include zone, and the node reports it in its health (``label_zones``)
 so the store gives an event one of those labels only for an object whose box's
-bottom-centre lies inside it (shared/label_zones.py, docs/objects.md).
+bottom-centre lies inside it (shared/label_zones.py, docs/objects.md). An include zone may have a ``"name"``:
+the node reports its named zones in its health (``zones``), and the store says which of them an event lies in
+(the event object's ``zones``; the alert rules' ``notify_zones``: docs/integrations.md).
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ import numpy as np
 
 from node.motion.grid import CellGeometry
 from shared.fields import FieldReader
-from shared.protocol.health import MAX_LABEL_ZONES, MAX_ZONE_POINTS, LabelZone
-from shared.settings import check_labels
+from shared.protocol.health import MAX_LABEL_ZONES, MAX_ZONE_POINTS, LabelZone, NamedZone
+from shared.settings import check_labels, label_problem
 
 MODES = ("include", "exclude")
 SUBSAMPLES = 5  # per cell side; the outer samples sit just inside the cell's edges
@@ -42,18 +45,19 @@ class Zone:
     include: bool
     points: tuple[tuple[float, float], ...]  # polygon vertices, normalised x, y, in order
     objects: tuple[str, ...] = ()  # labels this (include) zone requires; () for a plain zone
+    name: str | None = None  # an include zone's name: events in it say so (their ``zones``, docs/integrations.md)
 
     @classmethod
     def rect(cls, x: float, y: float, w: float, h: float, *, include: bool = False,
-             objects: Sequence[str] = ()) -> Zone:
-        return cls(include, ((x, y), (x + w, y), (x + w, y + h), (x, y + h)), tuple(objects))
+             objects: Sequence[str] = (), name: str | None = None) -> Zone:
+        return cls(include, ((x, y), (x + w, y), (x + w, y + h), (x, y + h)), tuple(objects), name)
 
     @classmethod
     def polygon(cls, points: Sequence[tuple[float, float]], *, include: bool = False,
-                objects: Sequence[str] = ()) -> Zone:
+                objects: Sequence[str] = (), name: str | None = None) -> Zone:
         if len(points) < 3:
             raise ValueError(f"a polygon needs at least 3 points, got {len(points)}")
-        return cls(include, tuple((float(x), float(y)) for x, y in points), tuple(objects))
+        return cls(include, tuple((float(x), float(y)) for x, y in points), tuple(objects), name)
 
     def contains(self, px: np.ndarray, py: np.ndarray) -> np.ndarray:
         """Even-odd point-in-polygon test, vectorised over the points."""
@@ -98,6 +102,27 @@ def label_zones(zones: Sequence[Zone]) -> tuple[LabelZone, ...]:
                  for z in zones if z.objects)
 
 
+def named_zones(zones: Sequence[Zone]) -> tuple[NamedZone, ...]:
+    """The named include zones, as the node's health reports them (cut at the picture's edge, like label zones)."""
+    return tuple(NamedZone(z.name, tuple((min(x, 1.0), min(y, 1.0)) for x, y in z.points))
+                 for z in zones if z.name is not None)
+
+
+def _name(z: FieldReader, include: bool, taken: Sequence[Zone]) -> str | None:
+    if not z.has("name"):
+        return None
+    if not include:
+        raise z.error("name", "only an include zone has a name (events in it say so); use \"mode\": \"include\"")
+    name = z.data["name"]
+    if (problem := label_problem(name)) is not None:
+        raise z.error("name", problem.replace("a label", "a zone's name"))
+    if any(zone.name == name for zone in taken):
+        raise z.error("name", f"another zone of this camera is named {name!r}")
+    if sum(1 for zone in taken if zone.name is not None) >= MAX_LABEL_ZONES:
+        raise z.error("name", f"at most {MAX_LABEL_ZONES} zones of a camera can have a name")
+    return str(name)
+
+
 def _objects(z: FieldReader, include: bool) -> tuple[str, ...]:
     if not z.has("objects"):
         return ()
@@ -116,9 +141,10 @@ def parse_zones(reader: FieldReader, key: str = "zones") -> tuple[Zone, ...]:
     """Zones from JSON; a malformed one raises ``FieldError`` naming e.g. ``motion.zones[1].polygon``."""
     zones = []
     for z in reader.children(key, []):
-        z.reject_unknown({"mode", "rect", "polygon", "objects"})
+        z.reject_unknown({"mode", "rect", "polygon", "objects", "name"})
         include = z.choice("mode", MODES) == "include"
         objects = _objects(z, include)
+        name = _name(z, include, zones)
         if objects and sum(1 for zone in zones if zone.objects) >= MAX_LABEL_ZONES:
             raise z.error("objects", f"at most {MAX_LABEL_ZONES} zones of a camera can require labels")
         if z.has("rect") == z.has("polygon"):
@@ -127,13 +153,13 @@ def parse_zones(reader: FieldReader, key: str = "zones") -> tuple[Zone, ...]:
             x, y, w, h = z.numbers("rect", 4, minimum=0, maximum=1)
             if w <= 0 or h <= 0:
                 raise z.error("rect", f"width and height must be positive, got {w} x {h}")
-            zones.append(Zone.rect(x, y, w, h, include=include, objects=objects))
+            zones.append(Zone.rect(x, y, w, h, include=include, objects=objects, name=name))
             continue
         raw = z.data["polygon"]
         if not isinstance(raw, list) or len(raw) < 3:
             raise z.error("polygon", f"must be an array of at least 3 [x, y] points, got {raw!r}")
-        if objects and len(raw) > MAX_ZONE_POINTS:
-            raise z.error("polygon", f"a zone that requires labels has at most {MAX_ZONE_POINTS} points, "
+        if (objects or name is not None) and len(raw) > MAX_ZONE_POINTS:
+            raise z.error("polygon", f"a zone with labels or a name has at most {MAX_ZONE_POINTS} points, "
                           f"got {len(raw)}")
         points: list[tuple[float, float]] = []
         for i, p in enumerate(raw):
@@ -141,5 +167,5 @@ def parse_zones(reader: FieldReader, key: str = "zones") -> tuple[Zone, ...]:
                     isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in p)):
                 raise z.error("polygon", f"point {i} must be [x, y] with both in 0..1, got {p!r}")
             points.append((float(p[0]), float(p[1])))
-        zones.append(Zone.polygon(points, include=include, objects=objects))
+        zones.append(Zone.polygon(points, include=include, objects=objects, name=name))
     return tuple(zones)

@@ -19,7 +19,7 @@ from shared.fields import FieldReader
 from shared.protocol.errors import read_message
 from shared.protocol.readings import flat_json, read_flat
 from shared.protocol.times import TIME_BOUNDS
-from shared.settings import check_labels
+from shared.settings import check_labels, label_problem
 
 MAX_LABEL_ZONES = 32  # per camera
 MAX_ZONE_POINTS = 256  # per polygon
@@ -208,17 +208,42 @@ class LabelZone:
             raise r.error("objects", str(exc)) from None
         if not objects:
             raise r.error("objects", "must name at least one label")
-        raw = r.data.get("points")
-        if not isinstance(raw, list) or not 3 <= len(raw) <= MAX_ZONE_POINTS:
-            raise r.error("points", f"must be an array of 3 to {MAX_ZONE_POINTS} [x, y] points, got {raw!r:.80}")
-        points = []
-        for i, point in enumerate(raw):
-            if not (isinstance(point, list) and len(point) == 2 and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
-                    for v in point)):
-                raise r.error(f"points[{i}]", f"must be [x, y] with both in 0..1, got {point!r:.80}")
-            points.append((float(point[0]), float(point[1])))
-        return cls(tuple(objects), tuple(points))
+        return cls(tuple(objects), _zone_points(r))
+
+
+def _zone_points(r: FieldReader) -> tuple[tuple[float, float], ...]:
+    raw = r.data.get("points")
+    if not isinstance(raw, list) or not 3 <= len(raw) <= MAX_ZONE_POINTS:
+        raise r.error("points", f"must be an array of 3 to {MAX_ZONE_POINTS} [x, y] points, got {raw!r:.80}")
+    points = []
+    for i, point in enumerate(raw):
+        if not (isinstance(point, list) and len(point) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
+                for v in point)):
+            raise r.error(f"points[{i}]", f"must be [x, y] with both in 0..1, got {point!r:.80}")
+        points.append((float(point[0]), float(point[1])))
+    return tuple(points)
+
+
+@dataclass(frozen=True)
+class NamedZone:
+    """An include zone with a name (a node's config: ``"name": "door"`` on a motion zone): an event whose box's
+    bottom-centre lies inside ``points`` is "in" it (the event object's ``zones``, alert rules' ``notify_zones``:
+    store/notify, docs/integrations.md)."""
+
+    name: str
+    points: tuple[tuple[float, float], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "points": [[x, y] for x, y in self.points]}
+
+    @classmethod
+    def read(cls, r: FieldReader) -> NamedZone:
+        name = r.data.get("name")
+        if (problem := label_problem(name)) is not None:
+            raise r.error("name", problem.replace("a label", "a zone's name"))
+        assert isinstance(name, str)
+        return cls(name, _zone_points(r))
 
 
 @dataclass(frozen=True)
@@ -249,6 +274,7 @@ class CameraHealth:
     clock: ClockHealth | None = None
     recording: RecordingHealth | None = None
     label_zones: tuple[LabelZone, ...] | None = None  # None: a node older than label zones (it omits the key)
+    zones: tuple[NamedZone, ...] | None = None  # its named include zones; None: a node older than them
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -271,6 +297,8 @@ class CameraHealth:
             out["recording"] = flat_json(self.recording)
         if self.label_zones is not None:
             out["label_zones"] = [zone.to_json() for zone in self.label_zones]
+        if self.zones is not None:
+            out["zones"] = [zone.to_json() for zone in self.zones]
         return out
 
     @classmethod
@@ -280,6 +308,9 @@ class CameraHealth:
         zones = r.children("label_zones") if r.data.get("label_zones") is not None else None
         if zones is not None and len(zones) > MAX_LABEL_ZONES:
             raise r.error("label_zones", f"at most {MAX_LABEL_ZONES} zones, got {len(zones)}")
+        named = r.children("zones") if r.data.get("zones") is not None else None
+        if named is not None and len(named) > MAX_LABEL_ZONES:
+            raise r.error("zones", f"at most {MAX_LABEL_ZONES} named zones, got {len(named)}")
         return cls(
             state=r.string("state", None, nullable=True), error=r.string("error", None, nullable=True, empty=True),
             source=r.string("source", None, nullable=True), width=r.integer("width", None, nullable=True),
@@ -301,6 +332,7 @@ class CameraHealth:
             clock=read_flat(ClockHealth, clock) if clock is not None else None,
             recording=read_flat(RecordingHealth, recording) if recording is not None else None,
             label_zones=tuple(LabelZone.read(z) for z in zones) if zones is not None else None,
+            zones=tuple(NamedZone.read(z) for z in named) if named is not None else None,
         )
 
 

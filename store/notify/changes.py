@@ -52,11 +52,13 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from shared.clock import iso_utc
+from shared.label_zones import bottom_centre, point_in_polygon
+from shared.protocol.health import NamedZone
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,15 @@ _EVENT_SQL = (
     "(SELECT COUNT(*) FROM event_snapshots s WHERE s.event_id = e.id) FROM events e WHERE e.id = ?")
 
 ZoneNames = Callable[[str, "Box | None"], tuple[str, ...]]  # (camera, box) -> the named zones the box lies in
+
+
+def zones_containing(zones: Sequence[NamedZone] | None, box: Box | None) -> tuple[str, ...]:
+    """The names of the zones the box's bottom-centre lies in (where an object touches the ground; the rule of
+    label zones, shared/label_zones.py), in the node's order."""
+    if not zones or box is None:
+        return ()
+    x, y = bottom_centre(box)
+    return tuple(zone.name for zone in zones if point_in_polygon(x, y, zone.points))
 
 
 async def read_event(conn: Any, event_id: int, zones: ZoneNames | None = None) -> EventObject | None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from shared.metrics import Family, counter, gauge
 from shared.settings import STORE_WIDE, WEBHOOKS, CameraSettings
-from store.notify.changes import ChangeFeed
+from store.notify.changes import ChangeFeed, zones_containing
 from store.notify.options import NotifyOptions
 from store.notify.outbox import OUTBOX_FILE, Outbox
 from store.notify.rules import AlertDesk
@@ -62,6 +62,7 @@ class NotifyService:
         """Hear of every event change (ingest, the detector) and of settings changed through the API."""
         self.server = server
         feed = self.feed
+        feed.zones = self._zone_names
         earlier = server.ingest.on_event  # object detection's, when it is on
 
         def on_event(notice: Any) -> None:
@@ -80,6 +81,15 @@ class NotifyService:
                 await push(camera)
 
         server.api.on_setting = on_setting
+
+    def _zone_names(self, camera: str, box: Any) -> tuple[str, ...]:
+        """The camera's named zones the box lies in, from its node's latest health (none heard: none)."""
+        fleet = self.server.fleet
+        node = fleet.node_of(camera)
+        state = fleet.nodes.get(node) if node is not None else None
+        health = state.health if state is not None else None
+        cam = health.cameras.get(camera) if health is not None else None
+        return zones_containing(cam.zones if cam is not None else None, box)
 
     async def stop(self) -> None:
         await self.feed.close()  # what was reported is published first; the subscriptions then end

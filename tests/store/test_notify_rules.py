@@ -7,8 +7,9 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.protocol.health import NamedZone
 from shared.settings import CameraSettings
-from store.notify.changes import EventChange, EventObject
+from store.notify.changes import EventChange, EventObject, zones_containing
 from store.notify.rules import (
     MOTION_LABEL,
     AlertDesk,
@@ -108,3 +109,11 @@ async def test_the_desk_reads_each_cameras_settings_and_forgets_them_on_a_change
     desk.forget("cam0")
     assert not await desk.decide(change("new", None, event(4)))
     assert await desk.decide(change("end", None, event(3))), "an alert stays one"
+
+
+def test_an_event_is_in_the_named_zones_its_boxs_bottom_centre_lies_in() -> None:
+    door = NamedZone("door", ((0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)))
+    path = NamedZone("path", ((0.0, 0.7), (1.0, 0.7), (1.0, 0.9), (0.0, 0.9)))
+    assert zones_containing((door, path), (0.6, 0.3, 0.2, 0.5)) == ("door", "path")  # feet at (0.7, 0.8)
+    assert zones_containing((door, path), (0.6, 0.1, 0.2, 0.3)) == ()  # feet at (0.7, 0.4): above both
+    assert zones_containing((door,), None) == () and zones_containing(None, (0.6, 0.3, 0.2, 0.5)) == ()

@@ -24,7 +24,8 @@ from urllib.request import urlopen
 import pytest
 from websockets.sync.client import connect
 
-from shared.protocol.control import Hello
+from shared.protocol.control import Heartbeat, Hello
+from shared.protocol.health import CameraHealth, NamedZone, NodeHealth
 from shared.protocol.ingest import EventRecord
 from shared.query_client import StoreClient, StoreError
 from tests.system.conftest import Processes, free_port, get_json, tokens, wait_for_health
@@ -117,11 +118,17 @@ def send_events(port: int, token: str, records: list[EventRecord]) -> None:
             assert reply["type"] == "ack", reply
 
 
+DOOR = NamedZone("door", ((0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)))
+
+
 def announce(port: int, token: str, cameras: tuple[str, ...]) -> None:
-    """A node's hello on /control: the store knows its cameras (their settings can be set)."""
+    """A node's hello and one heartbeat on /control: the store knows its cameras (their settings can be set) and
+    their named zones (each has the zone "door", the bottom right quarter)."""
+    health = NodeHealth(node="node0", cameras={cam: CameraHealth(state="up", zones=(DOOR,)) for cam in cameras})
     with connect(f"ws://127.0.0.1:{port}/control", additional_headers={"Authorization": f"Bearer {token}"}) as ws:
         ws.send(Hello("node0", 1, cameras).serialize())
-        time.sleep(0.2)
+        ws.send(Heartbeat(health).serialize())
+        time.sleep(0.3)
 
 
 def call(port: int, token: str, method: str, **params: Any) -> Any:
@@ -131,9 +138,8 @@ def call(port: int, token: str, method: str, **params: Any) -> Any:
     return asyncio.run(run())
 
 
-def opened(camera: str, start_us: int) -> EventRecord:
-    return EventRecord("node0", camera, start_us, start_us + 100_000, "motion", 0.4, (0.1, 0.2, 0.3, 0.4),
-                       start_us, open=True)
+def opened(camera: str, start_us: int, box: tuple[float, float, float, float] = (0.1, 0.2, 0.3, 0.4)) -> EventRecord:
+    return EventRecord("node0", camera, start_us, start_us + 100_000, "motion", 0.4, box, start_us, open=True)
 
 
 def closed(record: EventRecord) -> EventRecord:
@@ -229,20 +235,26 @@ def test_an_event_is_posted_new_at_its_start_then_end_signed_with_the_stores_sec
 
 
 def test_a_webhook_in_the_settings_has_its_own_secret_and_filters(store: RunningStore, receiver: Receiver) -> None:
-    hooks = [{"url": receiver.url("/own"), "secret": OWN_SECRET, "cameras": ["cam1"]}]
+    hooks = [{"url": receiver.url("/own"), "secret": OWN_SECRET, "cameras": ["cam1"]},
+             {"url": receiver.url("/door"), "zones": ["door"]}]
     answer = call(store.port, store.tokens["admin"], "set_setting", key="webhooks", value=hooks)
-    assert answer["new"] == [{**hooks[0], "secret": "***"}], "a secret is never read back"
+    assert answer["new"] == [{**hooks[0], "secret": "***"}, hooks[1]], "a secret is never read back"
     shown = call(store.port, store.tokens["viewer"], "settings")["store"]["webhooks"]
-    assert shown == [{**hooks[0], "secret": "***"}]
+    assert shown == [{**hooks[0], "secret": "***"}, hooks[1]]
     time.sleep(0.5)  # the store reads its settings again (at once after a change made through it)
-    send_events(store.port, store.tokens["node"], [closed(opened("cam0", T0 + 60_000_000)),
+    in_door = (0.6, 0.3, 0.2, 0.5)  # its bottom-centre (0.7, 0.8) lies in the door zone
+    send_events(store.port, store.tokens["node"], [closed(opened("cam0", T0 + 60_000_000, in_door)),
                                                    closed(opened("cam1", T0 + 61_000_000))])
     new, end = receiver.wait("/own", 2)
     assert [(r.change["type"], r.change["after"]["camera"]) for r in (new, end)] == [("new", "cam1"), ("end", "cam1")]
+    assert new.change["after"]["zones"] == []
     for request in (new, end):
         check_signature(request, OWN_SECRET)
+    door = receiver.wait("/door", 2)
+    assert [(r.change["after"]["camera"], r.change["after"]["zones"]) for r in door] == [("cam0", ["door"])] * 2
     time.sleep(0.5)
     assert len(receiver.at("/own")) == 2, "cam0's events are not this webhook's"
+    assert len(receiver.at("/door")) == 2, "cam1's event was in no zone"
     # Taken out of the settings: nothing more is sent to it.
     call(store.port, store.tokens["admin"], "set_setting", key="webhooks", value=[])
     time.sleep(0.5)

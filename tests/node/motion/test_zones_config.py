@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 
 from node.motion import DetectorConfig, LumaDetector, MotionVectorDetector, Zone, make_detector, zone_mask
 from node.motion.grid import CellGeometry
-from node.motion.zones import label_zones
+from node.motion.zones import label_zones, named_zones
 from shared.fields import FieldError
 from shared.label_zones import point_in_polygon
-from shared.protocol.health import LabelZone
+from shared.protocol.health import CameraHealth, LabelZone, NamedZone, NodeHealth
 
 GRID = CellGeometry(width=100, height=100, cell=10, rows=10, cols=10)
 
@@ -123,6 +123,32 @@ def test_at_most_32_zones_require_labels():
     assert len(label_zones(DetectorConfig.from_json({"zones": [zone] * 32}, "x").zones)) == 32
     with pytest.raises(FieldError, match="at most 32 zones"):
         DetectorConfig.from_json({"zones": [zone] * 33}, "x")
+
+
+def test_an_include_zone_may_have_a_name_the_health_reports_with_its_shape():
+    c = DetectorConfig.from_json({"zones": [
+        {"mode": "include", "rect": [0.5, 0.5, 0.6, 0.5], "name": "door"},
+        {"mode": "include", "polygon": [[0, 0], [0.5, 0], [0.5, 0.5]], "name": "front gate", "objects": ["car"]},
+        {"mode": "include", "rect": [0, 0.5, 0.5, 0.5]}]}, "x")
+    assert [z.name for z in c.zones] == ["door", "front gate", None]
+    door, gate = named_zones(c.zones)
+    assert door == NamedZone("door", ((0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0))), "cut at the edge"
+    assert gate.name == "front gate" and label_zones(c.zones)[0].objects == ("car",)
+    wire = NodeHealth.from_json({"node": "n0", "cameras": {"cam0": CameraHealth(state="up", zones=(door,)).to_json()}})
+    assert wire.cameras["cam0"].zones == (door,)
+    assert "zones" not in CameraHealth(state="up").to_json()  # as a node older than names sends it
+
+
+@pytest.mark.parametrize(("zones", "message"), [
+    ([{"mode": "exclude", "rect": [0, 0, 0.5, 0.5], "name": "lamp"}], "only an include zone has a name"),
+    ([{"mode": "include", "rect": [0, 0, 0.5, 0.5], "name": ""}], "a zone's name cannot be empty"),
+    ([{"mode": "include", "rect": [0, 0, 0.5, 0.5], "name": "a,b"}], "without a comma"),
+    ([{"mode": "include", "rect": [0, 0, 0.5, 0.5], "name": "door"}] * 2, "another zone of this camera is named"),
+])
+def test_a_bad_zone_name_names_its_field(zones, message):
+    with pytest.raises(FieldError, match=message) as caught:
+        DetectorConfig.from_json({"zones": zones}, "cam.json")
+    assert caught.value.field == f"motion.zones[{len(zones) - 1}].name"
 
 
 unit = st.floats(min_value=0, max_value=1, allow_nan=False)
