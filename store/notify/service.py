@@ -22,11 +22,12 @@ from typing import Any
 from shared.metrics import Family, counter, gauge
 from shared.settings import STORE_WIDE, WEBHOOKS, CameraSettings
 from store.notify.changes import ChangeFeed, zones_containing
+from store.notify.history import NotifyHistory
 from store.notify.options import NotifyOptions
 from store.notify.outbox import OUTBOX_FILE, Outbox
 from store.notify.rules import AlertDesk
 from store.notify.store_settings import POLL_S, load_store_setting
-from store.notify.webhooks import Webhooks, load_or_create_secret
+from store.notify.webhooks import Webhooks, describe_url, load_or_create_secret
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,14 @@ class NotifyService:
         self.feed = ChangeFeed(conn, decide=self.desk.decide)
         self.feed.on_settings.append(self.desk.forget)
         self.outbox: Outbox | None = None
+        self.history = NotifyHistory()  # the recent notifications, for the API's ``notifications`` (the console)
         self.webhooks: Webhooks | None = None
         self.mqtt: Any = None
         self.server: Any = None  # the StoreServer, once attached
 
     async def start(self) -> None:
         self.outbox = await Outbox.open(self.root / OUTBOX_FILE, self.options.max_queued)
+        self.outbox.on_finished = self.history.finished
         self.feed.start()
         secret = await asyncio.to_thread(load_or_create_secret, self.root)
         self.webhooks = Webhooks(self.outbox, self.feed, secret, self.options.webhooks,
@@ -61,6 +64,8 @@ class NotifyService:
     def attach(self, server: Any, detection: Any = None) -> None:
         """Hear of every event change (ingest, the detector) and of settings changed through the API."""
         self.server = server
+        server.api.notifications = lambda target, limit: self.history.report(self.outbox, self.target_names(),
+                                                                             target, limit)
         feed = self.feed
         feed.zones = self._zone_names
         earlier = server.ingest.on_event  # object detection's, when it is on
@@ -101,6 +106,13 @@ class NotifyService:
             await self.outbox.close()
 
     # ---- reports ----
+
+    def target_names(self) -> dict[str, str]:
+        """The targets configured now: a webhook's URL without its path (it may hold a token), the MQTT broker."""
+        names = {t: describe_url(h.url) for t, h in self.webhooks.hooks.items()} if self.webhooks else {}
+        if self.options.mqtt is not None:
+            names["mqtt"] = self.options.mqtt.describe()  # store/notify/mqtt/bridge.py TARGET
+        return names
 
     def health(self) -> dict[str, Any]:
         targets = self.outbox.health() if self.outbox is not None else {}
