@@ -26,8 +26,10 @@ class Received:
 
 
 class Listener:
-    def __init__(self, port: int, filters: list[str], identifier: str | None = None, session: bool = False) -> None:
+    def __init__(self, port: int, filters: list[str], identifier: str | None = None, session: bool = False,
+                 username: str | None = None, password: str | None = None) -> None:
         self.port, self.filters, self.identifier, self.session = port, filters, identifier, session
+        self.username, self.password = username, password
         self.messages: list[Received] = []
         self.connects = 0
         self._ready = asyncio.Event()
@@ -48,7 +50,8 @@ class Listener:
         while True:
             try:
                 async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.identifier,
-                                          clean_session=not self.session, timeout=5) as client:
+                                          clean_session=not self.session, timeout=5, username=self.username,
+                                          password=self.password) as client:
                     await client.subscribe([(f, 1) for f in self.filters])
                     self.connects += 1
                     self._ready.set()

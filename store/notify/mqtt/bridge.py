@@ -53,6 +53,7 @@ TARGET = "mqtt"  # the outbox target
 WATCH_S = 1.0
 SETTINGS_POLL_S = 5.0  # settings changed on another store sharing the index are seen within this
 RETAINED_FILE = "mqtt-retained.json"
+FOLLOWER_STOP_S = 5.0  # at a stop, how long the changes still coming may take to reach the outbox
 SNAPSHOT_SCAN = 2000  # a camera's newest events looked at for each label's latest snapshot at start
 
 
@@ -79,7 +80,9 @@ class MqttBridge:
         self._commands: asyncio.Queue[tuple[str, str, str, bytes, bool]] = asyncio.Queue()
         self._settings_due = 0.0
         self._subscription: Subscription | None = None
-        self._task: asyncio.Task | None = None
+        self._ready = asyncio.Event()  # set once the cameras and their settings are read
+        self._follower: asyncio.Task | None = None  # event changes -> the outbox
+        self._task: asyncio.Task | None = None  # everything else
 
     @property
     def outbox(self) -> Outbox:
@@ -98,11 +101,12 @@ class MqttBridge:
     async def start(self) -> None:
         self._subscription = self.feed.subscribe(TARGET)  # before anything can change: no change is missed
         self._published = await asyncio.to_thread(_read_topics, self._file)
-        self._task = asyncio.create_task(self._run(self._subscription), name="mqtt")
+        self._follower = asyncio.create_task(self._follow_changes(self._subscription), name="mqtt-changes")
+        self._task = asyncio.create_task(self._run(), name="mqtt")
         log.info("MQTT: publishing to %s (topics %s/...; Home Assistant discovery %s)", self.options.describe(),
                  self.topics.prefix, self.options.discovery_prefix or "off")
 
-    async def _run(self, subscription: Subscription) -> None:
+    async def _run(self) -> None:
         # NotifyService.attach (no event to wait on) comes right after the service started.
         while getattr(self.service, "server", None) is None:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -115,9 +119,9 @@ class MqttBridge:
                 log.exception("MQTT: reading the cameras and their settings failed; trying again in 5 s")
                 await asyncio.sleep(5.0)
         self.feed.on_settings.append(self._settings_changed)
+        self._ready.set()  # the cameras are known: changes may be turned into state
         try:
-            await _first_failure(self._follow_changes(subscription), self._watch(), self._run_commands(),
-                                 self.link.run(self._session))
+            await _first_failure(self._watch(), self._run_commands(), self.link.run(self._session))
         except Exception as exc:  # a bug, or the outbox's disk failing: say so where it is seen
             log.exception("MQTT stopped: nothing more is published until the store restarts")
             self.link.state, self.link.last_error = "stopped", f"stopped by an error: {type(exc).__name__}: {exc}"
@@ -133,9 +137,20 @@ class MqttBridge:
                 await client.publish(self.topics.available, "offline", qos=1, retain=True, timeout=2.0)
             except aiomqtt.MqttError:
                 pass
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        # A change reported just before the stop (an event acknowledged, then SIGTERM) must still reach the
+        # outbox: the feed publishes what it was told, then ends the subscriptions (NotifyService.stop closes it
+        # again after this; a second close does nothing more), and the follower puts the rest in the outbox.
+        await self.feed.close()
+        if self._follower is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._follower), FOLLOWER_STOP_S)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("MQTT: changes not yet in the outbox at the stop were left (%d)",
+                            self._subscription.backlog if self._subscription is not None else 0)
+        for task in (self._task, self._follower):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._subscription is not None:
             self._subscription.close()
         self.link.state = "stopped"
@@ -240,9 +255,15 @@ class MqttBridge:
     # ---- changes in ----
 
     async def _follow_changes(self, subscription: Subscription) -> None:
+        """Every event change into the outbox, in order; ends when the feed closes the subscription."""
+        await self._ready.wait()
         async for change in subscription:
-            await self.outbox.put(TARGET, change.body(), {"topic": self.topics.events, "qos": 1})
-            await self._queue(self.state.event_changed(change))
+            try:
+                await self.outbox.put(TARGET, change.body(), {"topic": self.topics.events, "qos": 1})
+                await self._queue(self.state.event_changed(change))
+            except Exception:  # the outbox's disk: this change is lost, the next may not be
+                log.exception("MQTT: could not queue the %s of event %d; it is not sent", change.type,
+                              change.event_id)
 
     async def _queue(self, messages: list[Retained]) -> None:
         for message in messages:
