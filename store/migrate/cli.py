@@ -36,6 +36,9 @@ def add_migrate_command(sub: argparse._SubParsersAction) -> None:  # type: ignor
                          help=f"{_S3}: an empty bucket prefix (or the one an unfinished migrate of this store left) "
                               "to hold the segments; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
     migrate.add_argument("--parallel", type=int, default=8, help="objects sent at once (default 8)")
+    migrate.add_argument("--stop-after", metavar="DURATION",
+                         help="copy segments for this long (e.g. 25m), then stop (exit 3): start the store meanwhile "
+                              "so its nodes empty their spools, stop it and run the same command again; it goes on")
     migrate.add_argument("--log-level", default="warning")
     migrate.set_defaults(func=cmd_migrate)
 
@@ -64,8 +67,16 @@ def options_from_args(args: argparse.Namespace) -> MigrateOptions:
     if not 1 <= args.parallel <= 64:
         raise ValueError(f"--parallel {args.parallel}: give 1 to 64")
     to_segments = parse_replica_url(args.to_segments, "--to-segments")
+    stop_after = None
+    if args.stop_after is not None:
+        from shared.timespec import TimeSpecError, parse_duration
+
+        try:
+            stop_after = parse_duration(args.stop_after) / 1e6
+        except TimeSpecError as exc:
+            raise ValueError(f"--stop-after: {exc}") from None
     return MigrateOptions(Path(args.root), args.to_index or None, to_segments, segments_from_args(args),
-                          args.parallel)
+                          args.parallel, stop_after)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -125,12 +136,23 @@ def _print(report: MigrateReport, options: MigrateOptions, args: argparse.Namesp
         print(f"start the store on the new backends: {command}")
         return 0
     segments, verification = report.segments, report.verification
-    assert segments is not None and verification is not None
-    print(f"copied: {segments.put:,} objects PUT ({size(segments.put_bytes)}, {size(segments.rate)}/s), "
-          f"{segments.present:,} already there, {segments.rows_written:,} rows written"
-          + (f", {segments.removed:,} the source no longer has removed" if segments.removed else "")
-          + f"; in {duration(report.duration_s)}" + (" (a run taken up where an earlier one stopped)"
-                                                      if report.resumed else ""))
+    assert segments is not None
+    done = []
+    if options.to_segments is not None:
+        done.append(f"{segments.put:,} objects PUT ({size(segments.put_bytes)}, {size(segments.rate)}/s)")
+        done.append(f"{segments.present:,} already there")
+    if options.to_index is not None:
+        done.append(f"{segments.rows_written:,} segment rows written")
+    if segments.removed:
+        done.append(f"{segments.removed:,} the source no longer has removed")
+    print(f"copied: {', '.join(done)}; in {duration(report.duration_s)}"
+          + (" (a run taken up where an earlier one stopped)" if report.resumed else ""))
+    if report.paused:
+        print(f"stopped after {duration(report.duration_s)} (--stop-after), segments left to copy: start the store "
+              "if it must record meanwhile, stop it, then run the same command again; it goes on from there",
+              file=sys.stderr)
+        return 3
+    assert verification is not None
     if report.tokens is not None:
         print(f"tokens: the signing key of {options.root / 'keys'} with {report.tokens[0]} issued and "
               f"{report.tokens[1]} revoked tokens (the nodes' tokens stay valid)")
@@ -164,6 +186,6 @@ def _print(report: MigrateReport, options: MigrateOptions, args: argparse.Namesp
     left = [p for p, gone in ((options.root / "index.sqlite3", options.to_index),
                               (options.root / "segments", options.to_segments and args.segments is None)) if gone]
     if left:
-        print(f"{' and '.join(str(p) for p in left)} are left as they were and no longer used: keep them until the "
-              "new store has run well, then delete them")
+        print(f"{' and '.join(str(p) for p in left)} {'are' if len(left) > 1 else 'is'} left as before and no longer "
+              "used: keep it until the new store has run well, then delete it")
     return 0

@@ -36,6 +36,7 @@ class MigrateOptions:
     to_segments: S3Location | None = None
     source_segments: SegmentStore | None = None  # where the store keeps its segments now (default ROOT/segments)
     parallel: int = 8  # PUTs (and HEADs) in flight
+    stop_after_s: float | None = None  # copy segments for this long, then stop (the next run goes on)
 
 
 @dataclass
@@ -49,6 +50,11 @@ class MigrateReport:
     verification: Verification | None = None
     duration_s: float = 0.0
 
+    @property
+    def paused(self) -> bool:
+        """Stopped by --stop-after with segments left: nothing after them was copied or verified."""
+        return self.segments is not None and self.segments.paused
+
 
 class Interrupted(MigrateError):
     """Migrate failed after it began to write into the target; what it wrote stays, for the next run."""
@@ -56,12 +62,13 @@ class Interrupted(MigrateError):
 
 async def migrate(options: MigrateOptions, say: Callable[[str], None] = print) -> MigrateReport:
     started = time.monotonic()
+    deadline = None if options.stop_after_s is None else started + options.stop_after_s
     source = await open_source(options.root)
     cache = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="sht-migrate-"))
     try:
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(source.close)
-            report = await _migrate(options, source, cache, stack, say)
+            report = await _migrate(options, source, cache, stack, deadline, say)
     finally:
         await asyncio.to_thread(shutil.rmtree, cache, True)
     report.duration_s = time.monotonic() - started
@@ -69,7 +76,7 @@ async def migrate(options: MigrateOptions, say: Callable[[str], None] = print) -
 
 
 async def _migrate(options: MigrateOptions, source: Source, cache: Path, stack: contextlib.AsyncExitStack,
-                   say: Callable[[str], None]) -> MigrateReport:
+                   deadline: float | None, say: Callable[[str], None]) -> MigrateReport:
     segments = options.source_segments or FileSegments(options.root)
     if isinstance(segments, S3Segments):  # its read cache in migrate's own directory, not in the store's root
         segments = S3Segments(segments.location, cache / "source")
@@ -106,7 +113,7 @@ async def _migrate(options: MigrateOptions, source: Source, cache: Path, stack: 
         report.already_done = True
         return report
     try:
-        await _copy(options, source, segments, index, bucket, report, say)
+        await _copy(options, source, segments, index, bucket, report, deadline, say)
     except (OSError, MigrateError) as exc:
         raise Interrupted(str(exc)) from exc
     except Exception as exc:
@@ -117,13 +124,16 @@ async def _migrate(options: MigrateOptions, source: Source, cache: Path, stack: 
 
 
 async def _copy(options: MigrateOptions, source: Source, segments: SegmentStore, index: Index | None,
-                bucket: ReplicaBucket | None, report: MigrateReport, say: Callable[[str], None]) -> None:
+                bucket: ReplicaBucket | None, report: MigrateReport, deadline: float | None,
+                say: Callable[[str], None]) -> None:
     target = index.conn if index is not None else None
     if target is not None:
         report.tokens = await copy_keys(options.root, target)
     copier = SegmentCopier(source.conn, segments, source.identity, target=target, bucket=bucket,
-                           resume=report.resumed, parallel=options.parallel, say=say)
+                           resume=report.resumed, parallel=options.parallel, deadline=deadline, say=say)
     report.segments = await copier.run()
+    if report.paused:
+        return
     if target is not None:
         say("events with their labels and snapshots, nodes, settings, timeline summaries ...")
         report.events = await copy_events(source.conn, target)

@@ -15,6 +15,7 @@ them) are deleted first, with their objects.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,17 +54,19 @@ class SegmentsReport:
             self.skipped.append(line)
     duration_s: float = 0.0
     rate: float = 0.0  # bytes a second this run PUT
+    paused: bool = False  # stopped at its deadline (--stop-after) with segments left to copy
 
 
 class SegmentCopier:
     def __init__(self, source: aiosqlite.Connection, source_segments: SegmentStore, identity: str, *,
                  target: Any = None, bucket: ReplicaBucket | None = None, resume: bool = False, parallel: int = 8,
-                 say: Callable[[str], None] = print) -> None:
+                 deadline: float | None = None, say: Callable[[str], None] = print) -> None:
         """``target``: the new index's connection (None: the rows stay where they are); ``bucket``: where the
-        objects go (None: the segments stay where they are); ``resume``: the target holds an earlier run's copy."""
+        objects go (None: the segments stay where they are); ``resume``: the target holds an earlier run's copy;
+        ``deadline`` (``time.monotonic()``): stop after the batch that passes it, the rest left for the next run."""
         self.source, self.segments, self.target, self.bucket = source, source_segments, target, bucket
         self.metadata = {MIGRATED_FROM: quote(identity, safe=":/")}
-        self.resume, self.say = resume, say
+        self.resume, self.deadline, self.say = resume, deadline, say
         self.report = SegmentsReport()
         self._slots = asyncio.Semaphore(parallel)
         self._cols: list[str] = []
@@ -84,26 +87,34 @@ class SegmentCopier:
                 rows = [dict(zip(self._cols, r, strict=True)) for r in await cur.fetchall()]
             if not rows:
                 break
-            await self._batch(rows, progress)
+            worked = await self._batch(rows, progress)
             after = int(rows[-1]["id"])
+            # Past the deadline, stop after a batch that copied something (a second run passes what is done).
+            if self.deadline is not None and time.monotonic() >= self.deadline and worked and len(rows) == page:
+                self.report.paused = True
+                break
         progress.report()
         self.report.duration_s, self.report.rate = progress.elapsed_s, progress.rate
         return self.report
 
-    async def _batch(self, rows: list[dict[str, Any]], progress: Progress) -> None:
+    async def _batch(self, rows: list[dict[str, Any]], progress: Progress) -> int:
+        """Copy what of ``rows`` the target lacks; returns how many segments that was (rows written, or objects PUT
+        without an index)."""
         held = await self._held_ids(int(rows[0]["id"]), int(rows[-1]["id"])) if self.target is not None else set()
         todo = [r for r in rows if int(r["id"]) not in held]
-        moved = 0
+        moved, copied = 0, len(todo)
         if self.bucket is not None:
             outcomes = await asyncio.gather(*(self._object(r) for r in todo))
             ready = [r for r, sent in zip(todo, outcomes, strict=True) if sent is not None]
             moved = sum(sent for sent in outcomes if sent)
+            copied = sum(1 for sent in outcomes if sent) if self.target is None else len(ready)
         else:
             ready = todo
         if self.target is not None and ready:
             await self._write_rows(ready)
         lost = {int(r["id"]) for r in todo} - {int(r["id"]) for r in ready}
         progress.add(len(rows) - len(lost), sum(int(r["size_bytes"]) for r in rows if int(r["id"]) not in lost), moved)
+        return copied
 
     async def _held_ids(self, first: int, last: int) -> set[int]:
         async with self.target.execute("SELECT id FROM segments WHERE id >= ? AND id <= ?", (first, last)) as cur:

@@ -34,6 +34,7 @@ from store.maintenance.lockfile import LOCK_NAME
 from store.maintenance.retention import RetentionPolicy
 from store.migrate import BUCKET_MARKER
 from store.migrate.records import TABLES
+from store.migrate.segments import BATCH
 from store.segments.s3 import S3Segments
 from store.segments.url import S3Location, parse_segments_url
 from tests.store.postgres import PostgresCluster
@@ -337,6 +338,19 @@ async def test_a_migrate_killed_midway_finishes_when_run_again_without_duplicate
     checked = await asyncio.to_thread(sht, s3_env, "check", "--root", str(root), "--index", index,
                                       "--segments", location.url())
     assert checked.returncode == 0 and "clean" in checked.stdout, checked.stdout + checked.stderr
+
+
+async def test_stop_after_copies_in_windows_each_run_going_on_from_the_last(source, postgres, s3_env):
+    """--stop-after: a long migration in windows shorter than the nodes' spools, the store recording in between."""
+    index, location = postgres.create_database(), new_prefix(s3_env)
+    for window in (1, 2):
+        done = await asyncio.to_thread(sht, s3_env, *migrate_args(source, index, location, "--stop-after", "0s"))
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert "run the same command again; it goes on from there" in done.stderr, done.stderr
+        assert pg_rows(index, "SELECT COUNT(*) FROM segments")[0][0] == window * BATCH  # one batch a window here
+    done = await asyncio.to_thread(sht, s3_env, *migrate_args(source, index, location))
+    assert done.returncode == 0 and "the copy is complete and verified" in done.stdout, done.stdout + done.stderr
+    assert f"{source.segments - 2 * BATCH:,} objects PUT" in done.stdout, done.stdout
 
 
 async def test_a_damaged_segment_is_not_copied_nor_indexed_and_the_copy_is_not_called_complete(source, postgres,
