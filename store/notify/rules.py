@@ -9,8 +9,8 @@ alert (its log line and /health say it).
 
 An event is decided on each change until it is an alert; from then on it stays one (its ``end`` says
 ``alert: true`` too). A webhook is sent the change that made the event an alert (its ``new``, or the ``update``
-that brought the label the rules wait for) and its ``end``, each if the webhook's own filters (cameras, labels,
-zones) take it.
+that brought the label the rules wait for), the ``update`` that brings its first snapshot, and its ``end``, each
+if the webhook's own filters (cameras, labels, zones) take it.
 
 The functions here are pure: the time, the settings and the memory of past alerts are passed in. ``AlertDesk``
 at the end is the store's glue: it reads each camera's settings (cached a few seconds, dropped when a setting
@@ -94,8 +94,12 @@ def raises_alert(change: EventChange) -> bool:
 
 
 def for_webhooks(change: EventChange) -> bool:
-    """Does the change go to webhooks (before their own filters)? The alert's first change, and its end."""
-    return raises_alert(change) or (change.type == "end" and change.after.alert)
+    """Does the change go to webhooks (before their own filters)? The alert's first change, the update that
+    brings its first snapshot (the label is written a moment before the picture), and its end."""
+    if not change.after.alert:
+        return False
+    first_snapshot = change.after.snapshot is not None and change.before is not None and change.before.snapshot is None
+    return raises_alert(change) or change.type == "end" or first_snapshot
 
 
 @dataclass(frozen=True)

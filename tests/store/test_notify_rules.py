@@ -84,6 +84,10 @@ def test_webhooks_get_the_change_that_raised_the_alert_and_the_end() -> None:
     assert for_webhooks(change("end", alert, replace(alert, end_us=2_000 * S)))
     assert not for_webhooks(change("end", quiet, replace(quiet, end_us=2_000 * S)))
     assert for_webhooks(change("new", None, alert))
+    pictured = replace(alert, snapshot="/snapshots/1.jpg")
+    assert for_webhooks(change("update", alert, pictured)), "its first snapshot"
+    assert not for_webhooks(change("update", pictured, replace(pictured, score=0.97))), "a better one: not again"
+    assert not for_webhooks(change("update", quiet, replace(quiet, snapshot="/snapshots/1.jpg"))), "no alert"
     filters = [WebhookFilter(), WebhookFilter(cameras=("cam1",)), WebhookFilter(labels=("person",)),
                WebhookFilter(zones=("door",)), WebhookFilter(labels=("car",))]
     assert matching(change("new", None, alert), filters) == [0, 2]

@@ -17,10 +17,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.request import Request, urlopen
 
 import psutil
 
 from tests.system.conftest import free_port, get_json, processes, tokens, wait_for_health  # noqa: F401
+from tests.system.test_webhooks import Receiver, check_signature
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -44,8 +46,9 @@ def search(store: str, token: str, *labels: str, camera: str | None = None) -> l
 def test_a_person_in_real_footage_becomes_a_searchable_event_with_a_snapshot(processes, tmp_path):  # noqa: F811
     root = tmp_path / "store"
     store_port, node_port = free_port(), free_port()
+    receiver = Receiver()  # a webhook: the person event is an alert (notify = objects, the default)
     store = processes.start("store", "store", "--root", str(root), "--host", "127.0.0.1", "--port", str(store_port),
-                            "--detect", "local")
+                            "--detect", "local", "--webhook", receiver.url("/hook"))
     url = f"http://127.0.0.1:{store_port}"
     wait_for_health(url, store, timeout=40)
     keys = tokens(root)
@@ -70,6 +73,26 @@ def test_a_person_in_real_footage_becomes_a_searchable_event_with_a_snapshot(pro
     assert done.returncode == 0, done.stderr
     jpeg = snapshot.read_bytes()
     assert jpeg[:2] == b"\xff\xd8" and jpeg[-2:] == b"\xff\xd9" and len(jpeg) > 5000
+
+    # The webhook heard of the person (the update that brought the label: the alert), signed; its snapshot URL
+    # serves the JPEG to a viewer token; the tree's unlabelled events are no alerts.
+    try:
+        alert = receiver.wait("/hook", 1, timeout=20)[0]
+        check_signature(alert, (root / "webhook-secret").read_text().strip())
+        after = alert.change["after"]
+        assert (after["camera"], after["label"], after["alert"]) == ("people", "person", True), alert.change
+        assert alert.change["type"] in ("new", "update") and after["labels"]["person"] >= 1
+        if after["snapshot"] is None:  # the label is written a moment before the picture: the next POST has it
+            pictured = receiver.wait("/hook", 2, timeout=20)[1]
+            check_signature(pictured, (root / "webhook-secret").read_text().strip())
+            assert pictured.change["type"] == "update" and pictured.change["before"]["snapshot"] is None
+            after = pictured.change["after"]
+        request = Request(url + after["snapshot"], headers={"Authorization": f"Bearer {keys['viewer']}"})
+        with urlopen(request, timeout=5) as reply:
+            assert reply.headers["Content-Type"] == "image/jpeg" and reply.read()[:2] == b"\xff\xd8"
+    finally:
+        receiver.close()
+    assert {r.change["after"]["camera"] for r in receiver.at("/hook")} == {"people"}
 
     # The tree moved all along (its event stays open while the clip loops), and nobody was in it: analysed, and
     # no label.
