@@ -18,6 +18,7 @@ test *ARGS:
 # run a benchmark; prints a table and writes docs/benchmarks.md. `just bench` is the
 # six-camera system benchmark (bench/run.py); `just bench motion` the detectors (bench/motion.py); `just bench store` the store (bench/store.py);
 # `just bench abuse` the attacks of issue 14 against a store with a node recording (bench/abuse.py)
+# `just bench notify` event start → MQTT `new` and → signed webhook received, p50/p99 over 100 events, through a real Mosquitto, store and node (bench/notify.py; ~3 min; `--quick` 10 events)
 # `just bench objects` the person detector on OpenCV's sample videos, frame by frame and as events through a real store and node (bench/objects.py; needs `apt-get install opencv-doc`; `--minutes N` per device)
 # `just bench cluster` one store's ingest capacity (segments/s, cameras' worth) against the disk's fsync-per-file limit, on sqlite+file, sqlite+S3, postgresql+S3 and two stores side by side (bench/cluster.py; ~4 min; `--quick` a smoke run)
 bench *ARGS:
