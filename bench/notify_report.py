@@ -116,12 +116,13 @@ def markdown_section(results: Sequence[Measured], info: dict[str, str], events: 
         "webhook receiver in the bench process that checks every request's `X-SHT-Signature` with the store's "
         "secret. Arrival is the wall clock when the subscriber or the receiver gets the `new`.",
         f"- **From a real node** (the first rows): a `sht node` with {setup['cameras']} simulated cameras "
-        f"({setup['size']}, {setup['fps']} fps, the default motion detector), each a looping scenario in which a "
-        f"walker crosses the picture for {setup['walk_s']:g} s every {setup['loop_s']:g} s, the cameras out of "
-        "phase. Measured from the event's start as the node stamps it: the capture time of its first moving frame, "
-        "on the same clock. So it includes the node confirming the motion (3 consecutive moving frames, 133 ms at "
-        "15 fps, before the event exists at all), the open event's upload, the store's ingest, the change feed, "
-        "the alert rules, the durable outbox (SQLite, fsync) and the broker or the HTTP POST.",
+        f"({setup['size']}, {setup['fps']} fps, the default `luma` motion detector), each a looping scenario in "
+        f"which a walker crosses the picture for {setup['walk_s']:g} s every {setup['loop_s']:g} s, the cameras "
+        "out of phase. Measured from the event's start as the node stamps it: the capture time of its first moving "
+        "frame, on the same clock. So it includes the node confirming the motion (the event exists from its third "
+        "consecutive moving frame: 2 frame intervals after its start, 133 ms at 15 fps), the open event's upload, "
+        "the store's ingest, the change feed, the alert rules, the durable outbox (SQLite) and the broker or the "
+        "HTTP POST.",
         f"- **Through /ingest** (the store's part alone): open motion events sent over the store's real /ingest "
         f"WebSocket as a node sends them, one every {setup['ingest_interval_s']:g} s over "
         f"{setup['ingest_cameras']} cameras, each closed before its camera's next; measured from the send.",
