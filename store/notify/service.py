@@ -146,4 +146,6 @@ class NotifyService:
         changes = counter("sht_notify_changes", "Event changes published (new, update, end)", ("type",))
         for kind, n in sorted(self.feed.stats.published.items()):
             changes.add_metric([kind], n)
-        yield from (*families.values(), queued, changes)
+        yield from families.values()
+        yield queued
+        yield changes
