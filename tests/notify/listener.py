@@ -83,9 +83,11 @@ class Listener:
                 raise AssertionError(f"not within {within} s: {what or test}; topics seen: {seen}")
             await asyncio.sleep(0.02)
 
-    async def wait_topic(self, topic: str, payload: str | None = None, within: float = 10.0) -> Received:
+    async def wait_topic(self, topic: str, payload: str | None = None, within: float = 10.0,
+                         after: int = 0) -> Received:
+        """The latest message on ``topic`` (with ``payload``, if given) among those from index ``after`` on."""
         def found(messages: list[Received]) -> Received | None:
-            for m in reversed(messages):
+            for m in reversed(messages[after:]):
                 if m.topic == topic and (payload is None or m.text == payload):
                     return m
             return None

@@ -157,3 +157,32 @@ async def test_an_outage_queues_events_in_order_and_delivers_them_after(harness:
     assert harness.bridge.link.connects >= 2
     history = await stored_settings.history(harness.index.conn, "cam3", 100)
     assert [(h["key"], h["new"]) for h in history] == [("recording_mode", "objects")]
+
+
+async def test_a_labelled_event_gives_counts_while_it_goes_on_and_its_snapshot(harness: Harness,
+                                                                               broker: Mosquitto) -> None:
+    from store.index.event_labels import EventLabelling, set_event_labelling, set_event_snapshot
+
+    topics = harness.bridge.topics
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8 + b"\xff\xd9"  # what the camera entity shows, byte for byte
+    async with Listener(broker.port, [f"{topics.prefix}/#"]) as sub:
+        await sub.wait_topic(topics.label("cam2", "person"), "0")
+        start = now_us()
+        event_id = await harness.event(start, start, True)
+        await sub.wait_topic(topics.motion("cam2"), "ON")
+        await set_event_labelling(harness.index.conn, event_id,
+                                  EventLabelling("person", 0.9, (0.1, 0.1, 0.2, 0.5), {"person": 2}))
+        await set_event_snapshot(harness.index.conn, event_id, start, 320, 180, jpeg)
+        harness.feed.labelled(event_id)
+        await sub.wait_topic(topics.label("cam2", "person"), "2")
+        snapshot = await sub.wait_topic(topics.snapshot("cam2", "person"))
+        assert snapshot.payload == jpeg
+        seen = len(sub.messages)
+        await harness.event(start, start + S, False)
+        await sub.wait_topic(topics.motion("cam2"), "OFF", after=seen)
+        await sub.wait_topic(topics.label("cam2", "person"), "0", after=seen)
+        changes = [json.loads(m.payload) for m in sub.on(topics.events)]
+        assert [c["type"] for c in changes] == ["new", "update", "end"]
+        assert changes[1]["after"]["label"] == "person" and changes[1]["after"]["labels"] == {"person": 2}
+    async with Listener(broker.port, [topics.snapshot("cam2", "person")]) as later:  # retained for later comers
+        assert (await later.wait_topic(topics.snapshot("cam2", "person"))).payload == jpeg
