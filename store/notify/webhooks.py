@@ -181,6 +181,8 @@ class Webhooks:
         self._session = new_session()
         await self.reload()
         for target in self.outbox.targets():  # queues of webhooks no longer configured (a flag gone at restart)
+            if self.last_config_error is not None:
+                break  # the setting could not be read: its webhooks' queues stay until it can
             if target.startswith(TARGET_PREFIX) and target not in self.hooks:
                 await self.outbox.discard(target, "its webhook is no longer configured")
         subscription = self.feed.subscribe("webhooks")
