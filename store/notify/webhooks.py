@@ -180,6 +180,8 @@ class Webhooks:
     async def start(self) -> None:
         self._session = new_session()
         await self.reload()
+        if self.flags:
+            log.info("webhooks from --webhook: %s", ", ".join(describe_url(url) for url in self.flags))
         for target in self.outbox.targets():  # queues of webhooks no longer configured (a flag gone at restart)
             if self.last_config_error is not None:
                 break  # the setting could not be read: its webhooks' queues stay until it can
@@ -212,15 +214,15 @@ class Webhooks:
     async def reload(self) -> None:
         """Read the setting again; start senders for new webhooks, stop and empty those taken out."""
         setting: list[WebhookSpec] = []
-        if self.setting is not None:
-            try:
+        hooks = self.hooks
+        try:
+            if self.setting is not None:
                 setting = read_webhooks(await self.setting())
-                self.last_config_error = None
-            except Exception as exc:  # the index away: keep what there is
-                self.last_config_error = f"cannot read the webhooks setting: {exc}"
-                log.warning("%s; keeping the webhooks configured so far", self.last_config_error)
-                return
-        hooks = webhooks_from(self.flags, setting)
+            hooks = webhooks_from(self.flags, setting)
+            self.last_config_error = None
+        except Exception as exc:  # the index away: keep what there is
+            self.last_config_error = f"cannot read the webhooks setting: {exc}"
+            log.warning("%s; keeping the webhooks configured so far", self.last_config_error)
         for target in set(self.hooks) - set(hooks):
             task = self._senders.pop(target, None)
             if task is not None:
