@@ -1,0 +1,121 @@
+"""Webhooks (store/notify/webhooks.py) in one process: what a status means, the signature, flags and settings
+merged, and a settings webhook whose setting cannot be read keeping its queue while the flags' ones still send.
+A real HTTP receiver (aiohttp) on loopback; the store-level paths are in tests/system/test_webhooks.py."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from shared.webhooks import read_webhooks
+from store.notify.changes import ChangeFeed, EventChange, EventObject
+from store.notify.outbox import Outbox
+from store.notify.webhooks import (
+    RETRY_MAX_S,
+    Webhooks,
+    judge,
+    load_or_create_secret,
+    retry_delay,
+    signature,
+    target_of,
+    webhooks_from,
+)
+
+SECRET = "store-secret-0123456789"
+
+
+def test_what_each_status_means() -> None:
+    assert judge(204, None, 0).delivered
+    for status in (500, 503, 408, 429):
+        outcome = judge(status, None, 0)
+        assert not outcome.delivered and outcome.retry_s is not None and 0.5 <= outcome.retry_s <= 1.0
+    assert judge(503, "120", 3).retry_s == 120.0, "Retry-After is honoured"
+    for status in (400, 401, 404, 410):
+        assert judge(status, None, 0).retry_s is None, "a 4xx is given up"
+    assert "redirect" in judge(302, None, 0).detail and judge(302, None, 0).retry_s is None
+    assert all(retry_delay(n) <= RETRY_MAX_S for n in range(100))
+
+
+def test_the_signature_and_the_secret_file(tmp_path: Path) -> None:
+    body = b'{"type":"new"}'
+    assert signature("k", body) == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    first = load_or_create_secret(tmp_path)
+    assert len(first) == 64 and load_or_create_secret(tmp_path) == first
+    assert (tmp_path / "webhook-secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_url_in_the_flags_and_the_settings_is_one_webhook_the_settings_one() -> None:
+    setting = read_webhooks([{"url": "http://a/1", "secret": "x" * 16, "labels": ["person"]}, "http://b/2"])
+    hooks = webhooks_from(["http://a/1", "http://c/3"], setting)
+    assert sorted(h.url for h in hooks.values()) == ["http://a/1", "http://b/2", "http://c/3"]
+    merged = hooks[target_of("http://a/1")]
+    assert (merged.source, merged.secret, merged.filter.labels) == ("settings", "x" * 16, ("person",))
+    with pytest.raises(ValueError, match="more than once"):
+        read_webhooks(["http://a/1", {"url": "http://a/1"}])
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[str, list[tuple[str, bytes, dict[str, str]]]]]:
+    got: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append((request.path, await request.read(), dict(request.headers)))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/{name}", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", got
+    await runner.cleanup()
+
+
+def alert(event_id: int) -> EventChange:
+    event = EventObject(event_id, "cam0", "node0", 1_764_165_166_000_000, None, "motion", None, 0.4, None, (), None,
+                        alert=True)
+    return EventChange("new", None, event)
+
+
+async def test_an_unreadable_setting_keeps_its_webhooks_queue_and_the_flags_still_send(tmp_path: Path,
+                                                                                    receiver: Any) -> None:
+    base, got = receiver
+    outbox = await Outbox.open(tmp_path / "notify.sqlite3")
+    await outbox.put(target_of(f"{base}/settings"), b'{"queued":"before the restart"}', {"event_id": 1})
+    readable = False
+
+    async def setting() -> Any:
+        if not readable:
+            raise ConnectionError("the index is out of reach")
+        return [{"url": f"{base}/settings"}]
+
+    hooks = Webhooks(outbox, ChangeFeed(None), SECRET, [f"{base}/flag"], setting, poll_s=0.1)
+    try:
+        await hooks.start()
+        assert hooks.last_config_error is not None and "out of reach" in hooks.last_config_error
+        await hooks.route(alert(7))
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.02)
+        assert [(path, headers["X-SHT-Event-Id"]) for path, _, headers in got] == [("/flag", "7")]
+        assert outbox.counts(target_of(f"{base}/settings")).queued == 1, "kept while the setting is unreadable"
+        readable = True  # the index is back: the settings webhook is known again and gets what waited
+        for _ in range(200):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert got[1][:2] == ("/settings", b'{"queued":"before the restart"}')
+        assert got[1][2]["X-SHT-Signature"] == signature(SECRET, got[1][1])
+    finally:
+        await hooks.stop()
+        await outbox.close()
