@@ -29,6 +29,7 @@ from console.screens.events import EventsScreen
 from console.screens.fleet import FleetScreen
 from console.screens.help import HelpScreen
 from console.screens.live import LiveScreen
+from console.screens.notifications import NotificationsScreen
 from console.screens.search import SearchScreen
 from console.screens.settings import SettingsScreen
 from console.screens.stores import StoresScreen
@@ -42,8 +43,11 @@ SECTIONS = (
     ("search", "s", "Search", "segments and events by camera and time"),
     ("settings", "c", "Settings", "per-camera runtime settings and their history"),
 )
-# Not in the footer (the sections above fill it at 80 columns): its key, the help and the palette.
+# Not in the footer (the sections above fill it at 80 columns): their keys, the help and the palette.
 STORES_SECTION = ("stores", "t", "Stores", "each store: up or not, the link, the maintenance lease, the off-site copy")
+NOTIFY_SECTION = ("notifications", "n", "Notifications",
+                  "webhooks and MQTT: sent, queued, retrying and failed, per target, and the recent ones")
+MORE_SECTIONS = (STORES_SECTION, NOTIFY_SECTION)
 
 
 class ConsoleApp(App[None]):
@@ -51,12 +55,12 @@ class ConsoleApp(App[None]):
     CSS_PATH = ["app.tcss", "widgets/widgets.tcss"]
     MODES: ClassVar[dict[str, str | Callable[[], Screen]]] = {
         "fleet": FleetScreen, "live": LiveScreen, "events": EventsScreen, "search": SearchScreen,
-        "settings": SettingsScreen, "stores": StoresScreen,
+        "settings": SettingsScreen, "stores": StoresScreen, "notifications": NotificationsScreen,
     }
     DEFAULT_MODE = "fleet"
     BINDINGS: ClassVar[list[BindingType]] = [
         *(Binding(key, f"switch_mode('{mode}')", title) for mode, key, title, _ in SECTIONS),
-        Binding(STORES_SECTION[1], f"switch_mode('{STORES_SECTION[0]}')", STORES_SECTION[2], show=False),
+        *(Binding(key, f"switch_mode('{mode}')", title, show=False) for mode, key, title, _ in MORE_SECTIONS),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
@@ -127,7 +131,7 @@ class ConsoleApp(App[None]):
             self.push_screen(HelpScreen())
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        for mode, key, title, text in (*SECTIONS, STORES_SECTION):
+        for mode, key, title, text in (*SECTIONS, *MORE_SECTIONS):
             yield SystemCommand(f"{title} screen", f"{text} (key {key})", partial(self.switch_mode, mode))
         yield SystemCommand("Help", "Keys and screens (key ?)", self.action_help)
         if isinstance(screen, ConsoleScreen):

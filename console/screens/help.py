@@ -16,6 +16,7 @@ KEYS = (
     ("s", "Search", "segments or events by camera and time; x exports the selected row"),
     ("c", "Settings", "per-camera recording mode, motion sensitivity, retention; history of changes"),
     ("t", "Stores", "each store of the list: up, the one in use, the maintenance lease, the off-site copy's lag"),
+    ("n", "Notifications", "webhooks and MQTT: per target sent, queued, retried, failed; the recent ones; o filters"),
     ("?", "Help", "this page"),
     ("q", "Quit", "also ctrl+q or ctrl+c"),
     ("ctrl+p", "Commands", "every action by name"),

@@ -129,6 +129,45 @@ HISTORY = [
      "changed_us": NOW_US - 7200 * SECOND, "changed_by": "cli"},
 ]
 
+HOOK_HA, HOOK_SHOP = "webhook:3f2a9c0d11e4b7a2", "webhook:b71c04e5a9d2f318"
+
+
+def _note(target: str, state: str, ago_s: float, event_id: int, kind: str, camera: str, label: str | None,
+          attempts: int = 1, error: str | None = None) -> dict[str, Any]:
+    at_us = NOW_US - int(ago_s * SECOND)
+    return {"target": target, "state": state, "at_us": at_us, "put_us": at_us - 40_000, "attempts": attempts,
+            "event_id": event_id, "type": kind, "camera": camera, "label": label, "alert": True, "error": error,
+            "due_us": NOW_US + 30 * SECOND if state == "retrying" else None, "count": 1, "what": None}
+
+
+def _target(target: str, name: str, **counts: Any) -> dict[str, Any]:
+    return {"target": target, "kind": target.split(":")[0], "name": name, "configured": True, "queued": 0,
+            "published": 0, "delivered": 0, "retried": 0, "dropped": 0, "failed": 0, "last_error": None,
+            "last_error_us": None, **counts}
+
+
+REFUSED = "webhook http://shop.example:8080/… refused event 41: HTTP 410"
+NOTIFICATIONS: dict[str, Any] = {
+    "kept": 200,
+    "targets": [
+        _target("mqtt", "mqtt://ha@192.168.1.20:1883/sht", published=61, delivered=61),
+        _target(HOOK_HA, "http://homeassistant.local:8123/…", queued=2, published=20, delivered=18, retried=3,
+                last_error="no answer within 10 s", last_error_us=NOW_US - 4 * SECOND),
+        _target(HOOK_SHOP, "http://shop.example:8080/…", published=7, delivered=6, failed=1, last_error=REFUSED,
+                last_error_us=NOW_US - 9 * MINUTE),
+    ],
+    "items": [
+        _note(HOOK_HA, "queued", 3, 44, "end", "cam0", "person", attempts=0),
+        _note(HOOK_HA, "retrying", 4, 44, "new", "cam0", "person", attempts=3, error="no answer within 10 s"),
+        _note("mqtt", "sent", 20, 44, "end", "cam0", "person"),
+        _note("mqtt", "sent", 62, 44, "new", "cam0", "person"),
+        _note("mqtt", "sent", 7 * 60, 43, "end", "cam1", "car"),
+        _note(HOOK_SHOP, "sent", 7 * 60, 43, "end", "cam1", "car", attempts=2, error="HTTP 503"),
+        _note(HOOK_SHOP, "failed", 9 * 60, 41, "new", "cam2", None, error=REFUSED),
+        _note(HOOK_HA, "sent", 9 * 60, 41, "new", "cam2", None),
+    ],
+}
+
 
 class CannedStore(StoreLink):
     """A ``StoreLink`` that is connected at once, sends one fleet, and answers from the tables above."""
@@ -179,4 +218,7 @@ class CannedStore(StoreLink):
             return {"settings": SETTINGS, "descriptions": {k: s.description for k, s in SETTING_SPECS.items()}}
         if method == "settings_history":
             return {"items": HISTORY}
+        if method == "notifications":
+            target = params.get("target")
+            return {**NOTIFICATIONS, "items": [n for n in NOTIFICATIONS["items"] if target in (None, n["target"])]}
         raise AssertionError(f"no canned answer for {method}")

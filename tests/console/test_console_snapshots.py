@@ -18,6 +18,7 @@ from textual.pilot import Pilot
 from console.app import ConsoleApp
 from console.screens.events import EventsScreen
 from console.screens.live import LiveScreen
+from console.screens.notifications import NotificationsScreen
 from console.screens.search import SearchScreen
 from console.screens.settings import SettingsScreen
 from console.screens.stores import StoresScreen
@@ -142,10 +143,11 @@ async def test_every_action_is_in_the_command_palette() -> None:
     async with app.run_test(size=SIZE) as pilot:
         titles = {c.title for c in app.get_system_commands(app.screen)}
         assert {"Fleet screen", "Live screen", "Events screen", "Search screen", "Settings screen", "Stores screen",
-                "Help", "Quit"} <= titles
+                "Notifications screen", "Help", "Quit"} <= titles
         for key, screen_titles in (("e", {"Events: export clip", "Events: last hour / last day", "Events: refresh"}),
                                    ("s", {"Search: run", "Search: export row", "Search: export range"}),
-                                   ("c", {"Settings: save", "Settings: refresh"}), ("t", {"Stores: refresh"})):
+                                   ("c", {"Settings: save", "Settings: refresh"}), ("t", {"Stores: refresh"}),
+                                   ("n", {"Notifications: refresh", "Notifications: next target"})):
             await pilot.press(key)
             assert screen_titles <= {c.title for c in app.get_system_commands(app.screen)}
         await pilot.press("ctrl+p")
@@ -191,3 +193,11 @@ def test_stores(snap_compare: Any) -> None:
         return isinstance(pilot.app.screen, StoresScreen) and len(pilot.app.screen.views) == 3
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=on("t", shown))  # the table fits 80 columns
+
+
+def test_notifications(snap_compare: Any) -> None:
+    def shown(pilot: Pilot[Any]) -> bool:
+        screen = pilot.app.screen
+        return isinstance(screen, NotificationsScreen) and screen.report is not None
+
+    assert snap_compare(canned_app(), terminal_size=(80, 24), run_before=on("n", shown))  # the tables fit 80 columns
