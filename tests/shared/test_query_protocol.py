@@ -48,6 +48,11 @@ def test_valid_request_is_typed():
     ("snapshot", {"event": 0}, "event"),
     ("snapshot", {"event": True}, "event"),
     ("set_setting", {"camera": "cam0", "key": "recording_mode"}, "value"),
+    ("notifications", {"limit": 0}, "limit"),
+    ("notifications", {"limit": 501}, "limit"),
+    ("notifications", {"target": ""}, "target"),
+    ("notifications", {"target": "x" * 65}, "target"),
+    ("notifications", {"target": "webhook:\n"}, "target"),
     ("bogus", {}, "method"),
 ])
 def test_bad_requests_name_the_field(method, params, field):
