@@ -131,7 +131,7 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _set(store: Any, hooks: list[dict[str, Any]], by: str) -> None:
-    check_webhooks(hooks)  # ValueError here, before the store says the same
+    """The list as read back (each secret ``***``, which the store keeps as it was) with a change."""
     await store.call("set_setting", key=WEBHOOKS, value=hooks, by=by)
 
 
@@ -144,12 +144,13 @@ async def _add(args: argparse.Namespace) -> int:
     for key, values in (("cameras", args.camera), ("labels", args.label), ("zones", args.zone)):
         if values:
             hook[key] = values
+    try:
+        check_webhooks([hook])  # said here, before the store says the same
+    except ValueError as exc:
+        return _fail(str(exc))
     async with client(args) as store:
         hooks = [h for h in await _current(store) if h["url"] != args.url]
-        try:
-            await _set(store, [*hooks, hook], "sht webhook add")
-        except ValueError as exc:
-            return _fail(str(exc))
+        await _set(store, [*hooks, hook], "sht webhook add")
     print(f"added {args.url} ({len(hooks) + 1} webhook(s) in the settings)")
     return 0
 

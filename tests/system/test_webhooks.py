@@ -265,6 +265,25 @@ def test_a_webhook_in_the_settings_has_its_own_secret_and_filters(store: Running
         call(store.port, store.tokens["admin"], "set_setting", key="webhooks", value=[{"url": "ftp://x/y"}])
     assert refused.value.code == "bad-setting"
 
+    # sht webhook add/list/remove: the same setting, from a shell; a secret read back as *** is kept.
+    def webhook(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "sht", "webhook", *args, "--store", f"http://127.0.0.1:"
+                               f"{store.port}", "--token", store.tokens["admin"]], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    webhook("add", receiver.url("/own"), "--secret", OWN_SECRET, "--camera", "cam1")
+    webhook("add", receiver.url("/other"))
+    listed = webhook("list")
+    assert f"{receiver.url('/own')}  secret: own  only cameras=cam1" in listed and receiver.url("/other") in listed
+    webhook("remove", receiver.url("/other"))
+    time.sleep(0.5)
+    send_events(store.port, store.tokens["node"], [opened("cam1", T0 + 63_000_000)])
+    (kept,) = receiver.wait("/own", 3)[2:]
+    check_signature(kept, OWN_SECRET)
+    assert receiver.at("/other") == []
+
     # sht webhook test: a signed sample, as the store sends them.
     out = subprocess.run([sys.executable, "-m", "sht", "webhook", "test", receiver.url("/own"), "--secret",
                           OWN_SECRET], capture_output=True, text=True, timeout=60)
