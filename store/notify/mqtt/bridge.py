@@ -33,7 +33,6 @@ from typing import Any
 
 import aiomqtt
 
-from shared.fsutil import write_atomic
 from shared.settings import OBJECTS
 from store.index.event_labels import event_snapshot
 from store.index.settings import load as load_settings
@@ -43,6 +42,7 @@ from store.notify.mqtt.commands import CommandRefused, apply_command, error_payl
 from store.notify.mqtt.connection import BrokerLink, describe_error
 from store.notify.mqtt.discovery import CameraEntities
 from store.notify.mqtt.options import MqttOptions
+from store.notify.mqtt.published import PublishedTopics
 from store.notify.mqtt.state import Message, Retained, RetainedState, Snapshot
 from store.notify.mqtt.topics import ONLINE, Topics
 from store.notify.outbox import Outbox, OutboxItem
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 TARGET = "mqtt"  # the outbox target
 WATCH_S = 1.0
 SETTINGS_POLL_S = 5.0  # settings changed on another store sharing the index are seen within this
-RETAINED_FILE = "mqtt-retained.json"
 FOLLOWER_STOP_S = 5.0  # at a stop, how long the changes still coming may take to reach the outbox
 SNAPSHOT_SCAN = 2000  # a camera's newest events looked at for each label's latest snapshot at start
 
@@ -72,9 +71,9 @@ class MqttBridge:
         self.state = RetainedState(self.topics)
         self.commands_applied = 0
         self.commands_refused = 0
-        self._file = Path(service.root) / RETAINED_FILE
-        self._published: set[str] = set()  # retained topics this store put on the broker and has not cleared
+        self._published = PublishedTopics(Path(service.root))  # retained topics on the broker, not cleared
         self._configs: dict[str, bytes] = {}  # discovery config topic -> payload, as wanted now
+        self._sent_configs: dict[str, bytes] = {}  # ... as this connection published them
         self._cameras: dict[str, CameraEntities] = {}
         self._client: aiomqtt.Client | None = None  # while connected
         self._commands: asyncio.Queue[tuple[str, str, str, bytes, bool]] = asyncio.Queue()
@@ -100,7 +99,7 @@ class MqttBridge:
 
     async def start(self) -> None:
         self._subscription = self.feed.subscribe(TARGET)  # before anything can change: no change is missed
-        self._published = await asyncio.to_thread(_read_topics, self._file)
+        await self._published.load()
         self._follower = asyncio.create_task(self._follow_changes(self._subscription), name="mqtt-changes")
         self._task = asyncio.create_task(self._run(), name="mqtt")
         log.info("MQTT: publishing to %s (topics %s/...; Home Assistant discovery %s)", self.options.describe(),
@@ -169,6 +168,7 @@ class MqttBridge:
         await client.subscribe([(f, 1) for f in self.topics.command_filters()])
         await self._publish_everything(client)
         self._client = client
+        await self._send_configs()  # a camera added while everything was being published
         catching_up = self.outbox.counts(TARGET).queued > 0
         try:
             await _first_failure(self._read_commands(client), self._drain(client, catching_up))
@@ -203,22 +203,23 @@ class MqttBridge:
             raise
         await self.outbox.done(item.id)
         if meta.get("retain"):
-            await self._note_published({meta["topic"]})
+            await self._published.add({meta["topic"]})
 
     async def _publish_everything(self, client: aiomqtt.Client) -> None:
         """Clear what is no longer wanted, then every discovery config and retained state."""
         wanted = set(self._configs) | {m.topic for m in self.state.current()} | {self.topics.available}
-        stale = sorted(self._published - wanted)
+        stale = self._published.stale(wanted)
         for topic in stale:
             await client.publish(topic, b"", qos=1, retain=True)
         if stale:
             log.info("MQTT: cleared %d retained topics no longer in use (cameras or labels gone)", len(stale))
-            self._published -= set(stale)
-        for topic, payload in self._configs.items():
+            await self._published.remove(set(stale))
+        self._sent_configs = dict(self._configs)
+        for topic, payload in self._sent_configs.items():
             await client.publish(topic, payload, qos=1, retain=True)
         for message in self.state.current():
             await self._publish(client, message, note=False)
-        await self._note_published(wanted)
+        await self._published.add(wanted)
 
     async def _publish(self, client: aiomqtt.Client, message: Retained, note: bool = True) -> None:
         if isinstance(message, Snapshot):
@@ -230,7 +231,7 @@ class MqttBridge:
             payload = message.payload.encode()
         await client.publish(message.topic, payload, qos=1, retain=True)
         if note:
-            await self._note_published({message.topic})
+            await self._published.add({message.topic})
 
     async def _publish_now(self, topic: str, payload: bytes) -> None:
         """Retained, now if connected (if not, the next connect publishes it with everything else)."""
@@ -242,15 +243,9 @@ class MqttBridge:
         except aiomqtt.MqttError:
             return  # the session notices and reconnects
         if payload:
-            await self._note_published({topic})
-        elif topic in self._published:
-            self._published.discard(topic)
-            await asyncio.to_thread(_write_topics, self._file, set(self._published))
-
-    async def _note_published(self, topics: set[str]) -> None:
-        if not topics <= self._published:
-            self._published |= topics
-            await asyncio.to_thread(_write_topics, self._file, set(self._published))
+            await self._published.add({topic})
+        else:
+            await self._published.remove({topic})
 
     # ---- changes in ----
 
@@ -319,12 +314,21 @@ class MqttBridge:
                 for topic, payload in discovery.camera_configs(self.topics, self.options.discovery_prefix,
                                                                camera_entities, self.sw_version).items():
                     wanted[topic] = discovery.encode(payload)
-        old, self._configs = self._configs, wanted
-        for topic in sorted(set(old) - set(wanted)):
+        self._configs = wanted
+        await self._send_configs()
+
+    async def _send_configs(self) -> None:
+        """While connected: the configs that differ from what this connection sent, and removals."""
+        if self._client is None:
+            return  # the next connect publishes them all
+        sent = self._sent_configs
+        for topic in sorted(set(sent) - set(self._configs)):
             await self._publish_now(topic, b"")
-        for topic, payload in wanted.items():
-            if old.get(topic) != payload:
+            sent.pop(topic, None)
+        for topic, payload in list(self._configs.items()):
+            if sent.get(topic) != payload:
                 await self._publish_now(topic, payload)
+                sent[topic] = payload
 
     async def _load_latest_snapshots(self) -> None:
         """Each camera's latest snapshot per label, from the index (a broker without persistence has lost them)."""
@@ -392,17 +396,3 @@ def _version() -> str:
         return importlib.metadata.version("sht-cctv")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _read_topics(path: Path) -> set[str]:
-    try:
-        return set(json.loads(path.read_text())["retained"])
-    except FileNotFoundError:
-        return set()
-    except (ValueError, KeyError, TypeError) as exc:
-        log.warning("MQTT: ignoring %s (%s): retained topics from before are not cleared", path, exc)
-        return set()
-
-
-def _write_topics(path: Path, topics: set[str]) -> None:
-    write_atomic(path, json.dumps({"retained": sorted(topics)}, indent=0).encode())
