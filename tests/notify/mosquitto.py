@@ -15,6 +15,7 @@ A missing binary fails the test with how to install it (never a skip: CI must ru
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -24,7 +25,8 @@ import pytest
 from sht import local_mosquitto
 from sht.local_mosquitto import BROKER_USER, START_TIMEOUT_S, Mosquitto, free_port
 
-__all__ = ["BROKER_USER", "INSTALL_HINT", "START_TIMEOUT_S", "Mosquitto", "free_port", "running_mosquitto"]
+__all__ = ["BROKER_USER", "INSTALL_HINT", "START_TIMEOUT_S", "Mosquitto", "free_port", "running_mosquitto",
+           "speak_tls"]
 
 INSTALL_HINT = (f"{local_mosquitto.MOSQUITTO_HINT}; .ci/run installs it when missing. Set "
                 "SHT_ALLOW_MISSING_SERVERS=1 to skip these tests instead")
@@ -48,3 +50,18 @@ def running_mosquitto(users: dict[str, str] | None = None, persistent: bool = Fa
         _missing(why if why != local_mosquitto.MOSQUITTO_HINT else INSTALL_HINT)
     with local_mosquitto.running_mosquitto(users, persistent) as broker:
         yield broker
+
+
+def speak_tls(broker: Mosquitto, ca: str, cert: str, key: str) -> None:
+    """Restart ``broker`` with its listener TLS only: its certificate and key, the CA (PEM files, copied into its
+    directory for the user it runs as)."""
+    broker.stop()
+    lines = []
+    for name, source in (("cafile", ca), ("certfile", cert), ("keyfile", key)):
+        copy = broker.directory / f"{name}.pem"
+        shutil.copyfile(source, copy)
+        local_mosquitto._give_to_broker(copy)
+        lines.append(f"{name} {copy}")
+    with open(broker.config, "a") as config:
+        config.write("\n".join(lines) + "\n")
+    broker.start()

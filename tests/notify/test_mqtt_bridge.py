@@ -25,7 +25,7 @@ from store.notify.mqtt.options import parse_mqtt_url
 from store.notify.outbox import Outbox
 from store.serve.api import Api
 from tests.notify.listener import Listener
-from tests.notify.mosquitto import Mosquitto, running_mosquitto
+from tests.notify.mosquitto import Mosquitto, running_mosquitto, speak_tls
 
 S = 1_000_000
 
@@ -186,3 +186,38 @@ async def test_a_labelled_event_gives_counts_while_it_goes_on_and_its_snapshot(h
         assert changes[1]["after"]["label"] == "person" and changes[1]["after"]["labels"] == {"person": 2}
     async with Listener(broker.port, [topics.snapshot("cam2", "person")]) as later:  # retained for later comers
         assert (await later.wait_topic(topics.snapshot("cam2", "person"))).payload == jpeg
+
+
+async def test_mqtts_checks_the_broker_against_the_ca_given(tmp_path: Path) -> None:
+    from store.notify.mqtt.connection import BrokerLink
+    from store.notify.mqtt.topics import Topics
+    from tests.system.test_security import make_certificates
+
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "other").mkdir()
+    ca, cert, key = make_certificates(tmp_path / "ours")
+    other_ca, _, _ = make_certificates(tmp_path / "other")
+    with running_mosquitto() as secured:
+        speak_tls(secured, ca, cert, key)
+        connected = asyncio.Event()
+
+        async def session(client: object) -> None:
+            connected.set()
+            await asyncio.sleep(3600)
+
+        for trusted, works in ((ca, True), (other_ca, False)):
+            link = BrokerLink(parse_mqtt_url(f"mqtts://127.0.0.1:{secured.port}/t", ca_file=trusted), Topics("t"))
+            task = asyncio.create_task(link.run(session))
+            try:
+                if works:
+                    await asyncio.wait_for(connected.wait(), 10)
+                    assert link.health()["state"] == "connected"
+                else:
+                    for _ in range(100):
+                        if link.state == "failing":
+                            break
+                        await asyncio.sleep(0.05)
+                    assert link.state == "failing" and "--mqtt-ca" in (link.last_error or ""), link.health()
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
