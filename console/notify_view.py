@@ -27,8 +27,11 @@ class TargetView:
 
     @classmethod
     def from_json(cls, t: dict[str, Any]) -> TargetView:
+        def count(key: str) -> int:
+            return int(t.get(key) or 0)
+
         return cls(str(t["target"]), str(t.get("kind", "")), str(t.get("name", "")), bool(t.get("configured", True)),
-                   *(int(t.get(k) or 0) for k in ("queued", "delivered", "retried", "failed", "dropped")),
+                   count("queued"), count("delivered"), count("retried"), count("failed"), count("dropped"),
                    t.get("last_error"), t.get("last_error_us"))
 
 

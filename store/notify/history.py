@@ -69,7 +69,7 @@ def describe(item: OutboxItem, state: str, at_us: int, error: str | None) -> Not
         if state != "failed":
             return None
         return replace(base, what=str(item.meta.get("topic") or item.meta.get("type") or "?")[:200])
-    after = change.get("after") if isinstance(change.get("after"), dict) else {}
+    after: dict[str, Any] = change["after"] if isinstance(change.get("after"), dict) else {}
     event_id = after.get("id", item.meta.get("event_id"))
     return replace(base, event_id=event_id if isinstance(event_id, int) else None,
                    type=str(change.get("type")), camera=_text(after.get("camera")), label=_text(after.get("label")),
