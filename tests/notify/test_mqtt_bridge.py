@@ -100,6 +100,12 @@ async def test_commands_are_applied_like_sht_settings_and_bad_ones_change_nothin
             await sub.wait_topic(topics.setting_state("cam2", "notify"), "OFF")
             await client.publish(topics.setting_set("cam2", "notify"), "ON", qos=1)
             await sub.wait_topic(topics.setting_state("cam2", "notify"), "ON")
+        # A change made another way (sht settings, the console) is echoed too, at once when made on this store.
+        seen = len(sub.messages)
+        await stored_settings.set_setting(harness.index.conn, "cam3", "motion_sensitivity", 0.25, "tester", now_us())
+        harness.feed.settings_changed("cam3")
+        # within 2 s: the next turn of the watcher (1 s), not the 5 s poll of settings changed elsewhere
+        await sub.wait_topic(topics.setting_state("cam3", "motion_sensitivity"), "0.25", within=2, after=seen)
     values = await stored_settings.camera_settings(harness.index.conn, "cam2")
     assert (values["recording_mode"], values["motion_sensitivity"], values["notify"]) == ("motion", 0.8, "motion")
     history = await stored_settings.history(harness.index.conn, "cam2", 100)
