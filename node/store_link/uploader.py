@@ -213,11 +213,7 @@ class Uploader:
                 else:
                     await ws.send(message)
             reply = sender.receive(await asyncio.wait_for(ws.recv(), ACK_TIMEOUT_S))
-            if isinstance(reply, Ack) or not reply.retry:
-                assert self.rotation is not None and self.store is not None
-                self.rotation.succeeded(self.store)  # it answered: its backoff starts over
             if isinstance(reply, Ack):
-                self.last_error = None  # the store takes segments again (a connection alone does not say so)
                 await asyncio.to_thread(self.spool.remove, item)
                 self._finish(item)
                 self.uploaded += 1
@@ -227,6 +223,17 @@ class Uploader:
                 log.error("store refused %s: %s (%s); setting it aside", _name(item), reply.message, reply.code)
                 # A conflict means the store holds another version of it (e.g. the untrimmed one): not a loss.
                 await self._set_aside(item, f"the store refused it: {reply.code}", lost=reply.code != "conflict")
+            self._answered(item)
+
+    def _answered(self, item: SpooledItem) -> None:
+        """The store answered ``item`` for good (took it, or refused it not to be retried). It works again once
+        it answers a segment, or everything there was to send: a connection alone does not say so, nor does an
+        event's ack (a store whose bucket is away takes events and refuses every segment; open events, sent first,
+        would otherwise start the backoff over and clear the error every few seconds)."""
+        if isinstance(item, SpooledSegment) or not self.pending:
+            assert self.rotation is not None and self.store is not None
+            self.last_error = None
+            self.rotation.succeeded(self.store)  # its backoff starts over
 
     @property
     def takes_open_events(self) -> bool:
