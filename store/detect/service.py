@@ -443,6 +443,9 @@ def _decode_recorded(segments: SegmentStore, name: str, segment_start_us: int, f
     """Worker thread: one picture every ``step_us`` of capture time in [from_us, to_us) of a stored segment."""
     out: list[tuple[int, np.ndarray]] = []
     next_us = from_us
+    # The whole object (open_local), not ranged reads (open_media): this decodes from the segment's start up to the
+    # event's end, most of its bytes, and the next events of a camera often fall in the same segment, which the
+    # disk cache (256 MiB) then serves; ranged reads would cost more GETs for the same bytes.
     with segments.open_local(name) as path, av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1

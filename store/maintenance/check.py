@@ -108,7 +108,7 @@ def _hash_rows(segments: SegmentStore, rows: list[tuple[int, str, str]]) -> list
     problems = []
     for row_id, rel, sha in rows:
         try:
-            with segments.open_local(str(name_of(rel))) as path:
+            with segments.open_local(str(name_of(rel))) as path:  # whole objects: a SHA-256 reads every byte
                 digest = file_sha256(path)
         except FileNotFoundError:
             problems.append(Problem("missing", rel, "the row's file does not exist", row_id))
@@ -240,7 +240,7 @@ def describe_segment(segments: SegmentStore, entry: StoredSegment) -> dict[str, 
     """
     from store.media.segment_file import read_segment_metadata  # loads PyAV: only when re-indexing
 
-    with segments.open_local(entry.name) as path:
+    with segments.open_local(entry.name) as path:  # whole: it is hashed too (a ranged read would fetch it all)
         info = read_segment_metadata(path)
         expected = segment_name(info.camera, info.start_us)
         if expected != entry.name:

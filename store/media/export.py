@@ -26,13 +26,15 @@ from av.container import OutputContainer
 from av.video.stream import VideoStream
 
 from shared.fsutil import atomic_file
+from store.media.source import MediaInput, open_input
 
 MICROSECONDS = Fraction(1, 1_000_000)
 
 
-# A segment to read: its file, or (storage that is not a local disk: S3) what yields a local copy of it for
-# as long as it is read, called once its turn comes (a long export never holds every segment at once).
-SegmentSource = Path | Callable[[], AbstractContextManager[Path]]
+# A segment to read: its file, or (storage that is not a local disk: S3) what yields what PyAV reads it from (a
+# local copy, or a reader of its byte ranges) for as long as it is read, called once its turn comes (a long
+# export never holds every segment at once).
+SegmentSource = Path | Callable[[], AbstractContextManager[MediaInput]]
 
 
 class ExportError(ValueError):
@@ -188,7 +190,7 @@ def _run(writer: _Remuxer, segments: Sequence[tuple[SegmentSource, int]], from_u
 
 
 @contextlib.contextmanager
-def _local(source: SegmentSource) -> Iterator[Path]:
+def _local(source: SegmentSource) -> Iterator[MediaInput]:
     if isinstance(source, (str, Path)):
         yield Path(source)
         return
@@ -200,11 +202,11 @@ def _local(source: SegmentSource) -> Iterator[Path]:
         yield path
 
 
-def _copy_segment(writer: _Remuxer, path: Path, seg_start: int, from_us: int, to_us: int,
+def _copy_segment(writer: _Remuxer, path: MediaInput, seg_start: int, from_us: int, to_us: int,
                   gop: list[tuple[av.Packet, int, int, int]], cancel: threading.Event) -> bool:
     used = False
     try:
-        with av.open(str(path), "r") as container:
+        with open_input(path) as container:
             if not container.streams.video:
                 raise ExportError(f"{path}: MP4 has no video stream")
             stream = container.streams.video[0]
@@ -246,7 +248,7 @@ def _copy_segment(writer: _Remuxer, path: Path, seg_start: int, from_us: int, to
     return used
 
 
-def _check_size(writer: _Remuxer, path: Path, stream: VideoStream) -> None:
+def _check_size(writer: _Remuxer, path: MediaInput, stream: VideoStream) -> None:
     size = (stream.codec_context.width, stream.codec_context.height)
     if writer.size is not None and size != writer.size:
         raise ExportError(f"{path}: frame size {size[0]}x{size[1]} differs from the clip's "

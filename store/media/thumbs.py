@@ -3,7 +3,9 @@
 Blocking (decode + scale + encode): the server calls these from a worker thread.
 JPEGs come from FFmpeg's ``mjpeg`` encoder through PyAV, so no imaging library is
 needed. Only the keyframe at or before the moment and the frames up to it are
-decoded, with one decoder thread, since the store shares its cores.
+decoded, with one decoder thread, since the store shares its cores. On S3 the segment is
+read in byte ranges (``SegmentStore.open_media``): its head, its index (at the end of the
+MP4) and the GOP before the moment, a fraction of the object.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from av.video.codeccontext import VideoCodecContext
 
 from shared.fsutil import TEMP_MARK, write_atomic
 from store.media.segment_file import SegmentFileError, identity_from_path
+from store.media.source import MediaInput, open_input
+from store.segments import SegmentStoreError
 
 MIN_WIDTH, MAX_WIDTH = 16, 3840
 # The widths the cache makes (requests snap up to the next one): bounded entries per frame and memory per decode.
@@ -53,11 +57,12 @@ def scaled_height(width: int, src_width: int, src_height: int) -> int:
     return max(2, round(width * src_height / src_width / 2) * 2)
 
 
-def make_thumbnail(path: Path, segment_start_us: int, at_us: int, width: int) -> Thumbnail:
+def make_thumbnail(path: MediaInput, segment_start_us: int, at_us: int, width: int) -> Thumbnail:
     """The frame of ``path`` nearest ``at_us`` (clamped to the segment), as a JPEG ``width`` wide.
 
-    Segment pts 0 is ``segment_start_us``. Raises ``ValueError`` for a bad width and
-    ``SegmentFileError`` if the file cannot be read or decoded.
+    Segment pts 0 is ``segment_start_us``. Raises ``ValueError`` for a bad width,
+    ``SegmentFileError`` if the file cannot be read or decoded, and ``SegmentStoreError``
+    if the storage failed under a ranged reader (the object deleted, S3 down).
     """
     check_width(width)
     best, frame_us = decode_frame_near(path, segment_start_us, at_us)
@@ -65,10 +70,10 @@ def make_thumbnail(path: Path, segment_start_us: int, at_us: int, width: int) ->
     return Thumbnail(encode_jpeg(best, width, height), frame_us, width, height)
 
 
-def decode_frame_near(path: Path, segment_start_us: int, at_us: int) -> tuple[av.VideoFrame, int]:
+def decode_frame_near(path: MediaInput, segment_start_us: int, at_us: int) -> tuple[av.VideoFrame, int]:
     """The decoded frame of ``path`` nearest ``at_us`` and its capture time; ``SegmentFileError`` if none."""
     try:
-        with av.open(str(path), "r") as container:
+        with open_input(path) as container:
             if not container.streams.video:
                 raise SegmentFileError(f"{path}: MP4 has no video stream")
             stream = container.streams.video[0]
@@ -86,8 +91,8 @@ def decode_frame_near(path: Path, segment_start_us: int, at_us: int) -> tuple[av
                     best = frame
                 if frame.pts >= target:
                     break  # nothing later can be nearer; never decode further than needed
-    except SegmentFileError:
-        raise
+    except (SegmentFileError, SegmentStoreError):
+        raise  # the storage's own failure stays one: the request is answered "unavailable", not "undecodable"
     except (av.FFmpegError, OSError) as exc:
         raise SegmentFileError(f"{path}: cannot decode a thumbnail: {exc}") from exc
     if best is None or best.pts is None:
@@ -161,13 +166,14 @@ class ThumbnailCache:
         return self.root / "_" / f"{digest}-{int(segment_start_us)}"
 
     def get_or_make(self, path: Path, segment_start_us: int, at_us: int, width: int,
-                    fetch: Callable[[], AbstractContextManager[Path]] | None = None) -> Thumbnail:
+                    fetch: Callable[[], AbstractContextManager[MediaInput]] | None = None) -> Thumbnail:
         """The thumbnail at ``at_us`` at the snapped width nearest ``width`` (``snap_width``).
 
-        ``fetch``: where the segment is not a local file at ``path`` (S3), what yields a local copy; ``path``
-        then only names the segment (``.../CAMERA/DAY/HOUR/<start>.mp4``), and a hit fetches nothing."""
+        ``fetch``: where the segment is not a local file at ``path`` (S3), what yields what PyAV reads it from
+        (``SegmentStore.open_media``: a reader of its byte ranges); ``path`` then only names the segment
+        (``.../CAMERA/DAY/HOUR/<start>.mp4``), and a hit fetches nothing."""
         with contextlib.ExitStack() as held:
-            def local() -> Path:
+            def local() -> MediaInput:
                 return path if fetch is None else held.enter_context(fetch())
 
             return self._get_or_make(path, segment_start_us, at_us, width, _Once(local))
@@ -201,7 +207,7 @@ class ThumbnailCache:
                 self._bytes -= entries.pop(entry)
         shutil.rmtree(directory, ignore_errors=True)
 
-    def _segment_index(self, path: Path, local: Callable[[], Path]) -> tuple[tuple[int, ...], tuple[int, int]]:
+    def _segment_index(self, path: Path, local: Callable[[], MediaInput]) -> tuple[tuple[int, ...], tuple[int, int]]:
         """A segment's frame offsets and size, remembered for the last ``SEGMENT_INDEXES`` segments asked about,
         so a hit opens no MP4 (segment files never change under their name)."""
         key = Path(path)
@@ -279,16 +285,17 @@ class ThumbnailCache:
 
 
 class _Once:
-    """The segment's local path, fetched on first use only (a thumbnail the cache has fetches nothing)."""
+    """What the segment is read from, opened on first use only (a thumbnail the cache has fetches nothing); the
+    index and the decode share it (a ranged reader's blocks fetched for the index serve the decode)."""
 
-    def __init__(self, get: Callable[[], Path]) -> None:
+    def __init__(self, get: Callable[[], MediaInput]) -> None:
         self._get = get
-        self._path: Path | None = None
+        self._source: MediaInput | None = None
 
-    def __call__(self) -> Path:
-        if self._path is None:
-            self._path = self._get()
-        return self._path
+    def __call__(self) -> MediaInput:
+        if self._source is None:
+            self._source = self._get()
+        return self._source
 
 
 def snap_width(requested: int, source_width: int) -> int:
@@ -298,10 +305,10 @@ def snap_width(requested: int, source_width: int) -> int:
     return max(MIN_WIDTH, min(snapped, source_width))
 
 
-def _frame_index(path: Path) -> tuple[tuple[int, ...], tuple[int, int]]:
+def _frame_index(path: MediaInput) -> tuple[tuple[int, ...], tuple[int, int]]:
     """(µs offsets of the segment's frames from its sample index, source (width, height)), header only."""
     try:
-        with av.open(str(path), "r") as container:
+        with open_input(path) as container:
             if not container.streams.video:
                 raise SegmentFileError(f"{path}: MP4 has no video stream")
             stream = container.streams.video[0]
@@ -309,7 +316,7 @@ def _frame_index(path: Path) -> tuple[tuple[int, ...], tuple[int, int]]:
             source = (stream.codec_context.width, stream.codec_context.height)
             # Index timestamps are dts; the node's H.264 has no B-frames, so dts == pts.
             return tuple(round(e.timestamp * tb * 1_000_000) for e in stream.index_entries), source
-    except SegmentFileError:
+    except (SegmentFileError, SegmentStoreError):
         raise
     except (av.FFmpegError, OSError) as exc:
         raise SegmentFileError(f"{path}: not a readable MP4 segment: {exc}") from exc

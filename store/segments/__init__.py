@@ -11,8 +11,10 @@ A segment is known to a backend by its **name**, the layout ``CAMERA/YYYY-MM-DD/
 (``segment_name``): a path below the directory, or an object key below the bucket's prefix. An index row's
 ``path`` is ``segments/`` + the name whatever the backend (``row_path``), so an index reads the same on both.
 
-Calls are async, except ``open_local``, which worker threads call to decode or remux a segment (PyAV wants a
-file): it yields a local path, for S3 a copy in a bounded cache.
+Calls are async, except ``open_local`` and ``open_media``, which worker threads call to decode or remux a
+segment: ``open_local`` yields a local file (for S3 a whole copy in a bounded cache), for readers of every byte;
+``open_media`` what PyAV can open, the file itself or (S3) a seekable reader that fetches only the byte ranges
+read (``store/segments/ranged.py``), for thumbnails and exports, which read the index and a few GOPs.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from shared.ids import check_id
+
+if TYPE_CHECKING:
+    from store.segments.ranged import RangedReader
 
 ROW_PREFIX = "segments/"  # what a row's path has before the name (it was the directory below ROOT)
 
@@ -123,6 +128,12 @@ class SegmentStore(Protocol):
     def open_local(self, name: str) -> AbstractContextManager[Path]:
         """Blocking (worker threads only, never the event loop): a local file with the segment's bytes for
         as long as the block runs. ``FileNotFoundError`` if there is no such segment."""
+        ...
+
+    def open_media(self, name: str) -> AbstractContextManager[Path | RangedReader]:
+        """Blocking (worker threads only): what ``av.open`` reads the segment from for as long as the block runs:
+        its file (files), or a seekable reader fetching the ranges read (S3). ``FileNotFoundError`` if there is
+        no such segment (files: when it is opened)."""
         ...
 
     async def delete_many(self, names: list[str]) -> int:

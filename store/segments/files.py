@@ -82,6 +82,9 @@ class FileSegments:
     def open_local(self, name: str) -> Iterator[Path]:
         yield self.path(name)  # no stat: the reader's open says whether it is there, as it always did
 
+    def open_media(self, name: str) -> contextlib.AbstractContextManager[Path]:
+        return self.open_local(name)  # the file itself: FFmpeg reads it directly, as it always did
+
     async def delete_many(self, names: list[str]) -> int:
         rels = [self.rel(n) for n in names]
         return await asyncio.to_thread(media_files.unlink_segments, self.root, rels, *self._base_arg)

@@ -5,8 +5,10 @@ SeaweedFS), through aiobotocore (the ``cluster`` extra).
 - Durability: every PUT carries ``x-amz-checksum-sha256``, the SHA-256 the node sent and the store checked;
   the server recomputes it and refuses the object (``BadDigest``) when the bytes it got differ, so the index
   row, written only after ``put`` returns, always names an object that holds exactly those bytes.
-- Reads: whole objects (a 10 s segment is a few MB) into a bounded local cache (``SegmentCache``), for the
-  worker threads that decode or remux them.
+- Reads, from worker threads: ``open_media`` reads an object in 256 KiB ranged GETs through an in-memory block
+  cache shared by the store's readers (``store/segments/ranged.py``): thumbnails and exports, which need the
+  MP4's index and a few GOPs of it. ``open_local`` fetches whole objects into a bounded local cache
+  (``SegmentCache``): the readers that read every byte anyway (hashes, re-indexing, the detector).
 - Never overwritten: stores sharing a bucket can race on one segment name (the per-process segment lock of
   store/ingest/writer.py does not span stores), so a PUT carries ``If-None-Match: *`` and the server refuses it
   (412) when the key exists; then the existing object's SHA-256 decides: the same bytes are already stored, other
@@ -43,6 +45,7 @@ from store.segments import (
     start_of,
 )
 from store.segments.cache import DEFAULT_CACHE_BYTES, SegmentCache
+from store.segments.ranged import DEFAULT_BLOCK_CACHE_BYTES, BlockCache, RangedReader, RangeReply
 from store.segments.url import S3Location
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ DELETE_BATCH = 1000  # the most keys DeleteObjects takes
 QUARANTINE = "_quarantine/"  # below the prefix; no camera id starts with "_"
 PROBES = "_sht/"  # below the prefix: the conditional-PUT probe's objects (each deleted after it)
 FETCH_TIMEOUT_S = 120.0
+RANGE_TIMEOUT_S = 45.0  # one ranged GET: the client's own limits (5 s connect, 10 s read, 2 tries) come first
 _CREDENTIALS = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_SHARED_CREDENTIALS_FILE)"
 _BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
                     "ExpiredToken", "403"}
@@ -61,10 +65,12 @@ _EXISTS = {"PreconditionFailed", "412"}  # If-None-Match: * and the key is there
 class S3Segments:
     flag = "--segments"  # the option that named this bucket, for messages (the replica's is --replica)
 
-    def __init__(self, location: S3Location, cache_dir: Path, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+    def __init__(self, location: S3Location, cache_dir: Path, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 block_cache_bytes: int = DEFAULT_BLOCK_CACHE_BYTES) -> None:
         self.location = location
         self.bucket, self.prefix = location.bucket, location.prefix
         self.cache = SegmentCache(cache_dir, cache_bytes)
+        self.blocks = BlockCache(block_cache_bytes)
         self._client: Any = None
         self._exit: contextlib.AsyncExitStack | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -97,6 +103,7 @@ class S3Segments:
         self._client = await self._exit.enter_async_context(get_session().create_client(
             "s3", endpoint_url=self.location.endpoint, region_name=self.location.region, config=config))
         await asyncio.to_thread(self.cache.clear)
+        self.blocks.clear()
         try:
             await self._client.head_bucket(Bucket=self.bucket)
         except Exception as exc:
@@ -196,18 +203,61 @@ class S3Segments:
 
     @contextlib.contextmanager
     def open_local(self, name: str) -> Iterator[Path]:
-        loop = self._loop
-        if loop is None:
-            raise SegmentStoreError(f"{self.description} is not open (start() first)", retry=False)
-        with contextlib.suppress(RuntimeError):
-            if asyncio.get_running_loop() is loop:
-                raise AssertionError("open_local blocks: call it from a worker thread, not the event loop")
+        loop = self._worker_loop("open_local")
 
         def fetch() -> bytes:
             return asyncio.run_coroutine_threadsafe(self._get(name), loop).result(FETCH_TIMEOUT_S)
 
         with self.cache.hold(name, fetch) as path:
             yield path
+
+    @contextlib.contextmanager
+    def open_media(self, name: str) -> Iterator[RangedReader]:
+        loop = self._worker_loop("open_media")
+
+        def fetch(ranges: list[str]) -> list[RangeReply]:
+            future = asyncio.run_coroutine_threadsafe(self._get_ranges(name, ranges), loop)
+            try:
+                return future.result(RANGE_TIMEOUT_S)
+            except TimeoutError as exc:
+                future.cancel()
+                raise SegmentStoreError(f"cannot read {name}: S3 at {self._where()} sent no {', '.join(ranges)} "
+                                        f"within {RANGE_TIMEOUT_S:.0f} s; ask again") from exc
+
+        with contextlib.closing(RangedReader(name, f"s3://{self.bucket}/{self.key(name)}", fetch,
+                                             self.blocks)) as reader:
+            yield reader
+
+    def _worker_loop(self, what: str) -> asyncio.AbstractEventLoop:
+        """The loop the client lives on, for a worker thread's requests (never called on that loop: it blocks)."""
+        loop = self._loop
+        if loop is None or self._client is None:
+            raise SegmentStoreError(f"{self.description} is not open (start() first)", retry=False)
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is loop:
+                raise AssertionError(f"{what} blocks: call it from a worker thread, not the event loop")
+        return loop
+
+    async def _get_ranges(self, name: str, ranges: list[str]) -> list[RangeReply]:
+        """The GETs at once; the first failure raised once all are done (none left running unheard)."""
+        replies = await asyncio.gather(*(self._get_range(name, r) for r in ranges), return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return [r for r in replies if isinstance(r, RangeReply)]
+
+    async def _get_range(self, name: str, byte_range: str) -> RangeReply:
+        try:
+            reply = await self._s3().get_object(Bucket=self.bucket, Key=self.key(name), Range=byte_range)
+            async with reply["Body"] as body:
+                data = bytes(await body.read())
+        except Exception as exc:
+            if _code(exc) in ("404", "NoSuchKey"):
+                raise FileNotFoundError(f"{self.description}: no object {self.key(name)}") from exc
+            if _code(exc) in ("InvalidRange", "416"):  # past the end: an empty object (we ask within the size)
+                return await self._empty(name)
+            raise self._explain(exc, f"read {byte_range} of {name}") from exc
+        return RangeReply.parse(data, reply.get("ContentRange"), str(reply.get("ETag", "")))
 
     async def _get(self, name: str) -> bytes:
         try:
@@ -218,6 +268,15 @@ class S3Segments:
             if _code(exc) in ("404", "NoSuchKey"):
                 raise FileNotFoundError(f"{self.description}: no object {self.key(name)}") from exc
             raise self._explain(exc, f"read {name}") from exc
+
+    async def _empty(self, name: str) -> RangeReply:
+        try:
+            head = await self._s3().head_object(Bucket=self.bucket, Key=self.key(name))
+        except Exception as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(f"{self.description}: no object {self.key(name)}") from exc
+            raise self._explain(exc, f"look for {name}") from exc
+        return RangeReply(b"", 0, int(head["ContentLength"]), str(head.get("ETag", "")))
 
     async def delete_many(self, names: list[str]) -> int:
         errors = 0
@@ -236,6 +295,7 @@ class S3Segments:
                 log.error("could not delete %s: %s %s", e.get("Key"), e.get("Code"), e.get("Message"))
             errors += len(failed)
         await asyncio.to_thread(self.cache.forget, names)
+        self.blocks.forget(names)
         return errors
 
     async def sync_deleted(self, hours: list[str]) -> None:

@@ -27,6 +27,7 @@ from store.index import query
 from store.index.db import Index
 from store.media.budget import THUMBNAIL_WORK_BYTES, BudgetRefused, MediaLimits, TempBudget, default_thumb_cache_bytes
 from store.media.export import ExportError, SegmentSource, export_clip
+from store.media.source import MediaInput
 from store.media.thumbs import ThumbnailCache
 from store.segments import SegmentStore, SegmentStoreError, name_of
 from store.segments.files import FileSegments
@@ -94,7 +95,7 @@ class MediaRequests:
         with _reserve(self.budget, THUMBNAIL_WORK_BYTES, "a thumbnail", "width"):
             try:
                 thumb = await in_worker(functools.partial(self.thumbs.get_or_make, self.root / path, start, p.at_us,
-                                                          p.width, self._fetch(path)))
+                                                          p.width, self._fetch(path, whole=False)))
             except SegmentStoreError as exc:
                 raise MediaRefused("unavailable", f"the segment storage cannot be read now: {exc}", "at_us") from exc
         server.chunk(rid, thumb.jpeg)
@@ -114,9 +115,10 @@ class MediaRequests:
             cancel = threading.Event()
             try:
                 try:
+                    sources = [(self._source(path, whole=p.range.from_us <= start and end <= p.range.to_us), start)
+                               for path, start, end in rows]
                     result = await in_worker(functools.partial(
-                        export_clip, [(self._source(path), start) for path, start, _ in rows],
-                        p.range.from_us, p.range.to_us, out, None, cancel), cancel)
+                        export_clip, sources, p.range.from_us, p.range.to_us, out, None, cancel), cancel)
                 except ExportError as exc:
                     raise MediaRefused("no-footage", str(exc), "from_us") from exc
                 total = result.bytes
@@ -136,15 +138,18 @@ class MediaRequests:
                             total).to_json()
 
 
-    def _fetch(self, path: str) -> Callable[[], AbstractContextManager[Path]] | None:
-        """What yields the segment as a local file (the file itself, or an S3 object's cached copy)."""
+    def _fetch(self, path: str, whole: bool) -> Callable[[], AbstractContextManager[MediaInput]] | None:
+        """What yields what PyAV reads the segment from. Files: the file itself, either way. S3 (docs/cluster.md,
+        "Segments on S3"): ``whole`` (a segment an export copies from end to end) a copy of the whole object, one
+        GET, in the segment cache; otherwise (a thumbnail: the head, the index and one GOP; an export's first or
+        last segment, cut by the range) a reader that fetches only the byte ranges read."""
         name = name_of(path)
         if name is None:
             return None  # a path the store never writes: read where it says, as always (and failing there)
-        return functools.partial(self.segments.open_local, name)
+        return functools.partial(self.segments.open_local if whole else self.segments.open_media, name)
 
-    def _source(self, path: str) -> SegmentSource:
-        fetch = self._fetch(path)
+    def _source(self, path: str, whole: bool) -> SegmentSource:
+        fetch = self._fetch(path, whole)
         return self.root / path if fetch is None else fetch
 
 
