@@ -45,6 +45,7 @@ from store.segments import (
     start_of,
 )
 from store.segments.cache import DEFAULT_CACHE_BYTES, SegmentCache
+from store.segments.deadline import DeadlinedClient
 from store.segments.ranged import DEFAULT_BLOCK_CACHE_BYTES, BlockCache, RangedReader, RangeReply
 from store.segments.url import S3Location
 
@@ -100,8 +101,9 @@ class S3Segments:
             logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger(noisy).getEffectiveLevel()))
         self._loop = asyncio.get_running_loop()
         self._exit = contextlib.AsyncExitStack()
-        self._client = await self._exit.enter_async_context(get_session().create_client(
+        client = await self._exit.enter_async_context(get_session().create_client(
             "s3", endpoint_url=self.location.endpoint, region_name=self.location.region, config=config))
+        self._client = DeadlinedClient(client, self._where())  # a hung endpoint must not hold a request for minutes
         await asyncio.to_thread(self.cache.clear)
         self.blocks.clear()
         try:
