@@ -41,7 +41,7 @@ from bench import cluster_servers as servers
 from bench.cluster import machine_info
 from bench.cluster_failover_report import Kill, Run, Segment, markdown_section, print_table, summarise
 from bench.processes import spawn_sht, stop_in_order
-from bench.report import replace_section
+from bench.report import replace_section, source_commit
 
 SECTION = "## Cluster failover"
 SEGMENT_S = 1
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sht-bench-failover-", dir=args.tmp) as name:
         work = Path(name)
-        info = machine_info(work, load)
+        info = {**machine_info(work, load), "commit": source_commit()}
         console.print(f"{node_count} nodes × {cameras} cameras, {SEGMENT_S} s segments; {kills} kills")
         with backends(work) as (index_url, segments_url, env):
             result = run(kills, node_count, cameras, work, console, index_url, segments_url, env)

@@ -38,7 +38,7 @@ import bench.store as bs
 from bench import cluster_servers as servers
 from bench.cluster import machine_info
 from bench.index_copy import CopyTimes, copy_index
-from bench.report import replace_section, verdict
+from bench.report import replace_section, source_commit, verdict
 from store.index import index_path
 
 SECTION = "## Cluster queries"
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sht-bench-queries-", dir=args.tmp) as tmp_name, \
             contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
-        info = {**machine_info(tmp, load), "SQLite": bs.sqlite3.sqlite_version}
+        info = {**machine_info(tmp, load), "SQLite": bs.sqlite3.sqlite_version, "commit": source_commit()}
         console.print("encoding the real segments…")
         media = bs.make_media(tmp / "media")
         thumbs = bs.thumbnail_sample(bs.camera_names(cameras), days, rounds * (plan.warmup + plan.thumb_miss))

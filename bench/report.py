@@ -41,3 +41,19 @@ def replace_section(path: Path, heading: str, body: str) -> None:
         end = text.find("\n## ", start + len(heading))
         text = text[:start] + block + (text[end:] if end >= 0 else "")
     path.write_text(text.rstrip("\n") + "\n")
+
+
+def source_commit() -> str:
+    """The commit the benchmark's code is from (``git describe``, ``-dirty`` with uncommitted changes), or
+    ``$SHT_BENCH_COMMIT`` for a copy without ``.git`` (``git archive``), or "unknown"."""
+    import os
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, timeout=10)
+        if done.returncode == 0 and done.stdout.strip():
+            return done.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return os.environ.get("SHT_BENCH_COMMIT", "unknown")
