@@ -62,7 +62,6 @@ def test_queries_bench_copies_the_index_and_measures_both_backends_on_the_same_r
     measured = cluster_queries.measure_rounds(setups, built, plan, 1, thumbs, tokens, tmp_path, quiet(), settle_s=0.5)
     for m in measured.values():
         assert len(m.search_ms) == len(m.timeline_ms) == len(m.thumb_miss_ms) == len(m.thumb_hit_ms) == 2
-    assert (pg_root / "cache" / "segments").is_dir()  # the thumbnails were read from the bucket
     rows = cluster_queries.data_rows(prepared, media) + cluster_queries.result_rows(measured)
     assert [r.ok is not None for r in rows].count(True) == len(cluster_queries.METRICS)  # the target's rows
     body = cluster_queries.markdown_section(rows, {"nproc": "2"}, plan, 1, media, True,
