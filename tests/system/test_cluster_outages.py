@@ -18,6 +18,7 @@ The outage lasts 10 s here (the node's backoff doubles from 0.25 s, so it retrie
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -34,7 +35,7 @@ import psycopg
 import pytest
 
 from tests.store.postgres import PostgresCluster, running_postgres
-from tests.store.seaweed import Seaweed, running_seaweed
+from tests.store.seaweed import BUCKET, Seaweed, running_seaweed
 from tests.system.conftest import Processes, free_port, get_json, tokens, wait_for_health
 
 OUTAGE_S = float(os.environ.get("SHT_FAULT_OUTAGE_S", "10"))
@@ -43,6 +44,7 @@ LOOP_S = 4.0  # the scenario's walker crosses the frame once every LOOP_S: one m
 MIN_RETRIES = 3  # refusals (or failed connections) the node must have met during the outage
 RECOVERY_S = 10.0 + 20.0  # the node's backoff ceiling (10 s), then the backlog's upload
 ANSWER_S = 8.0  # a query or /health while a backend is away: an answer (an error) within this, not a hang
+PREFIX = "outages"  # the store's segments, below the bucket
 FROZEN_S = 10.0 + 4.0  # an S3 request's deadline (store/segments/deadline.py), and the time to see its refusal
 
 
@@ -72,7 +74,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             env.setenv(key, value)
         env.delenv("AWS_SHARED_CREDENTIALS_FILE", raising=False)
         env.delenv("AWS_PROFILE", raising=False)
-        index_url, segments_url = postgres.create_database(), seaweed.url(prefix="outages")
+        index_url, segments_url = postgres.create_database(), seaweed.url(prefix=PREFIX)
         root = work / "store"
         made = tokens(root)  # the store brings this root's key into the index at its first start
         port = free_port()
@@ -212,15 +214,15 @@ def stop_and_account(cluster: Cluster, node: subprocess.Popen, node_url: str, ca
 
 
 def cluster_objects(cluster: Cluster, cameras: tuple[str, ...]) -> list[str]:
-    import asyncio
+    """The segment names of these cameras in the bucket (below the store's prefix)."""
 
     async def listing() -> list[str]:
         names: list[str] = []
         async with cluster.seaweed.client() as s3:
-            async for page in s3.get_paginator("list_objects_v2").paginate(Bucket="sht-segments",
-                                                                           Prefix="outages/"):
-                names += [o["Key"].removeprefix("outages/") for o in page.get("Contents", [])]
+            async for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{PREFIX}/"):
+                names += [o["Key"].removeprefix(f"{PREFIX}/") for o in page.get("Contents", [])]
         return [n for n in names if n.split("/")[0] in cameras]
+
     return asyncio.run(listing())
 
 
