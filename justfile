@@ -38,6 +38,10 @@ store *ARGS:
 console *ARGS:
     python3 -m sht console {{ARGS}}
 
+# the MQTT broker killed for OUTAGE s while events happen, the store restarted meanwhile: every change delivered after, in order (tests/system/test_mqtt.py; the suite uses 10 s)
+mqtt-outage OUTAGE="30":
+    SHT_MQTT_OUTAGE_S={{OUTAGE}} python3 -m pytest -q tests/system/test_mqtt.py -k broker_away
+
 # the six-camera demo under random store and node kills; accounting per camera
 soak MINUTES="10" *ARGS:
     python3 -m bench.soak {{MINUTES}} {{ARGS}}
