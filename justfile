@@ -46,6 +46,10 @@ mqtt-outage OUTAGE="30":
 soak MINUTES="10" *ARGS:
     python3 -m bench.soak {{MINUTES}} {{ARGS}}
 
+# a store's PostgreSQL and S3 endpoint each stopped for OUTAGE s under a recording node (tests/system/test_cluster_outages.py; the suite uses 10 s)
+fault-cluster OUTAGE="60" *ARGS:
+    SHT_FAULT_OUTAGE_S={{OUTAGE}} python3 -m pytest -q -s tests/system/test_cluster_outages.py {{ARGS}}
+
 # install the node as a systemd service on this machine (a Pi): /opt/sht/venv, /etc/sht/node.{json,env}
 install-node:
     bash deploy/install.sh node  # as root: sudo just install-node
