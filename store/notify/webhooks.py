@@ -249,7 +249,11 @@ class Webhooks:
 
     async def _route(self, subscription: Any) -> None:
         async for change in subscription:
-            await self.route(change)
+            try:
+                await self.route(change)
+            except Exception:  # the outbox's disk: this change is lost, the next may not be (the router lives on)
+                log.exception("webhooks: could not queue the %s of event %d; it is not sent", change.type,
+                              change.event_id)
 
     async def route(self, change: EventChange) -> None:
         if not for_webhooks(change):

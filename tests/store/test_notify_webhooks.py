@@ -119,3 +119,33 @@ async def test_an_unreadable_setting_keeps_its_webhooks_queue_and_the_flags_stil
     finally:
         await hooks.stop()
         await outbox.close()
+
+
+async def test_a_change_the_outbox_could_not_take_costs_that_change_not_the_router(tmp_path: Path,
+                                                                                  receiver: Any) -> None:
+    """The outbox's disk failing once (full, an I/O error) loses that change; the ones after it are still sent."""
+    base, got = receiver
+    outbox = await Outbox.open(tmp_path / "notify.sqlite3")
+    put = outbox.put
+    failures = [OSError("disk I/O error")]
+
+    async def flaky_put(*args: Any, **kwargs: Any) -> int:
+        if failures:
+            raise failures.pop()
+        return await put(*args, **kwargs)
+
+    outbox.put = flaky_put  # type: ignore[method-assign]
+    feed = ChangeFeed(None)
+    hooks = Webhooks(outbox, feed, SECRET, [f"{base}/flag"])
+    try:
+        await hooks.start()
+        for event_id in (1, 2):
+            await feed._emit("new", None, alert(event_id).after)
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.02)
+        assert [headers["X-SHT-Event-Id"] for _, _, headers in got] == ["2"], "event 2 still routed after 1 failed"
+    finally:
+        await hooks.stop()
+        await outbox.close()
