@@ -220,6 +220,11 @@ class Api:
                 "descriptions": {k: s.description for k, s in (SETTINGS | STORE_SETTINGS).items()},
                 "store": await store_settings(self.conn)}  # store-wide (webhooks), secrets hidden
 
+    async def set_setting(self, camera: str, key: str, value: Any, by: str) -> dict[str, Any]:
+        """Change a camera's runtime setting as the ``set_setting`` method does (the one spec's check, the history
+        row recorded ``by``, the push to its node), for the store's own parts (MQTT commands); ApiError if refused."""
+        return await self._set_setting(SetSettingParams(camera, key, value, by=by))
+
     async def _set_setting(self, p: SetSettingParams, *_: Any) -> dict[str, Any]:
         """``pushed``: the node has the new value: sent on its link here, or (``via_store``) by the other store of
         the index holding its link, which marks it sent within PUSH_CONFIRM_S (false if it did not)."""

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.clock import iso_utc
-from shared.protocol.query import SetSettingParams
 from shared.settings import NOTIFY, NOTIFY_MODES, NOTIFY_OFF, SETTINGS, SettingError
 from store.index import settings as stored_settings
 from store.notify.mqtt.topics import COMMANDS, OFF, ON
@@ -90,7 +89,7 @@ async def apply_command(api: Api, camera: str, command: str, payload: bytes, ret
     value = await command_value(api, camera, command, text)
     try:
         # The API's own method: its camera check, the spec's validation, the history row, the push to the node.
-        result = await api._set_setting(SetSettingParams(camera, COMMANDS[command], value, by="mqtt"))
+        result = await api.set_setting(camera, COMMANDS[command], value, by="mqtt")
     except ApiError as exc:
         raise CommandRefused(exc.message) from None
     return Applied(camera, result["key"], result["old"], result["new"], bool(result["pushed"]))
