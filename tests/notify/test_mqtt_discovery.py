@@ -123,6 +123,12 @@ def test_topics_and_commands() -> None:
         assert TOPICS.parse_command(other) is None, other
     assert Topics("home/sht").parse_command("home/sht/cam2/notify/set") == ("cam2", "notify")
     assert label_level("traffic light") == "traffic_light" and label_level("a/b+#") == "a_b__"
+    # A custom model's label named like a camera's own topic gets a level of its own.
+    assert (TOPICS.label("cam2", "motion"), TOPICS.snapshot("cam2", "error")) == (
+        "sht/cam2/motion_label", "sht/cam2/error_label/snapshot")
+    assert TOPICS.label("cam2", "state") == "sht/cam2/state_label" != TOPICS.node_state("cam2")
+    assert TOPICS.label("cam2", "motion") != TOPICS.motion("cam2")
+    assert TOPICS.label("cam2", "person") == "sht/cam2/person"
 
 
 def test_broker_urls() -> None:

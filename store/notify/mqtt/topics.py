@@ -20,11 +20,20 @@ ONLINE, OFFLINE = "online", "offline"  # PREFIX/available; Home Assistant's defa
 ON, OFF = "ON", "OFF"  # motion and the notify switch; Home Assistant's default binary payloads
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+# Levels right under a camera that are not labels: a model whose labels file has "motion" or "error" must not
+# publish its counts on the camera's motion or error topic ("state": PREFIX/NODE/state, a node named as a camera).
+CAMERA_LEVELS = frozenset({"motion", "error", "state"})
 
 
 def label_level(label: str) -> str:
     """An object label as one topic level (and as part of a Home Assistant object id)."""
     return _UNSAFE.sub("_", label)
+
+
+def label_topic_level(label: str) -> str:
+    """The level of a label's count topic: ``label_level``, with ``_label`` added to one a camera uses itself."""
+    level = label_level(label)
+    return f"{level}_label" if level in CAMERA_LEVELS else level
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,7 @@ class Topics:
         return f"{self.prefix}/{camera}/motion"
 
     def label(self, camera: str, label: str) -> str:
-        return f"{self.prefix}/{camera}/{label_level(label)}"
+        return f"{self.prefix}/{camera}/{label_topic_level(label)}"
 
     def snapshot(self, camera: str, label: str) -> str:
         return f"{self.label(camera, label)}/snapshot"
