@@ -18,7 +18,7 @@ from store.detect.labelling import ZoneCheck
 from store.detect.service import DetectionService, DetectOptions
 from store.index import index_path
 from store.index.db import Index
-from store.index.location import describe
+from store.index.location import describe, redacted
 from store.index.settings import load as load_settings
 from store.ingest.writer import Ingestor
 from store.maintenance.coverage import CoverageTask
@@ -112,6 +112,10 @@ class Store:
         await asyncio.to_thread(shutil.rmtree, self.root / "cache" / "exports", True)
         await asyncio.to_thread(remove_temporaries, self.root / "cache" / "thumbs")
         self.index = await Index.open(self.index_url or index_path(self.root))
+        if self.index.dialect == "postgresql":  # never on an index an unfinished `sht store migrate` is filling
+            from store.migrate.target import refuse_if_migrating
+
+            await refuse_if_migrating(self.index.conn, redacted(self.index_url or ""))
         # Work that must happen once among the stores sharing the index (one per SQLite index: always this one).
         self.lease = lease_for(self.index_url)
         await self.lease.start()

@@ -11,9 +11,10 @@ rows keep their ids, so an event's id (what the API and the console name it by) 
 Resumable: the target index gets a ``store_migration`` row naming the source when the copy begins, and the bucket a
 ``_sht/migration.json`` object; a target holding anything else is refused, and one holding this source's
 unfinished migration is taken up where it stopped (rows already there are skipped, objects PUT again only when
-their row is not). Modules: ``plan`` (what each table gets), ``source``, ``target`` (the markers and the refusals),
-``segments`` (the copy of the segments), ``records`` (every other table and the tokens), ``verify``, ``run``
-(the steps in order) and ``cli``.
+their row is not). A store refuses to start on an index an unfinished migration is filling (its next run would
+delete what that store recorded). Modules: ``source``, ``target`` (the markers and the refusals), ``segments`` (the
+copy of the segments), ``records`` (what each table gets, ``TABLES``; every other table and the tokens),
+``verify``, ``run`` (the steps in order) and ``cli``.
 """
 
 from __future__ import annotations
@@ -26,3 +27,7 @@ MIGRATED_FROM = "sht-migrated-from"  # x-amz-meta-sht-migrated-from on each segm
 
 class MigrateError(Exception):
     """Migrate cannot start or go on; the message says what is wrong and what to do, in one line."""
+
+
+class MigrationUnfinished(OSError):
+    """A store was started on an index that an unfinished migration is filling (``target.refuse_if_migrating``)."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from shared.clock import now_us
 from store.index.db import transaction
-from store.migrate import BUCKET_MARKER, FORMAT, MARKER_TABLE, MigrateError
+from store.migrate import BUCKET_MARKER, FORMAT, MARKER_TABLE, MigrateError, MigrationUnfinished
 from store.migrate.records import TABLES
 from store.migrate.source import count
 from store.replica.bucket import ReplicaBucket
@@ -92,6 +92,24 @@ async def claim_index(conn: Any, where: str, identity: str, segments: str) -> st
         await c.execute(f"INSERT INTO {MARKER_TABLE} (source, segments, started_us) VALUES (?, ?, ?)",
                         (identity, segments, now_us()))
     return NEW
+
+
+async def refuse_if_migrating(conn: Any, where: str) -> None:
+    """``MigrationUnfinished`` when a migration into this index has begun and not finished (killed, stopped by
+    --stop-after, or not complete): its next run deletes the rows the source does not have, with their objects, so
+    what a store recorded there meanwhile would be lost. The store calls it at start."""
+    async with conn.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() "
+                            "AND table_name = ?", (MARKER_TABLE,)) as cur:
+        found = await cur.fetchone()
+    if found is None or not int(found[0]):
+        return
+    async with conn.execute(f"SELECT source FROM {MARKER_TABLE} WHERE finished_us IS NULL") as cur:
+        unfinished = await cur.fetchone()
+    if unfinished is not None:
+        raise MigrationUnfinished(f"the index at {where} is the target of an unfinished `sht store migrate` of "
+                                  f"{unfinished[0]}, whose next run would delete what a store records there now; "
+                                  "run the same migrate again until it says the copy is complete (meanwhile the old "
+                                  "store runs on its own root), then start this store")
 
 
 async def finish_index(conn: Any, identity: str) -> None:

@@ -29,12 +29,14 @@ from shared.protocol.ingest import EventRecord
 from shared.query_client import StoreClient, StoreError
 from store.admin.keys import KeyStore
 from store.app import Store
+from store.index.db import Index
 from store.index.migrations import schema_text
 from store.maintenance.lockfile import LOCK_NAME
 from store.maintenance.retention import RetentionPolicy
 from store.migrate import BUCKET_MARKER
 from store.migrate.records import TABLES
 from store.migrate.segments import BATCH
+from store.migrate.target import claim_index, finish_index
 from store.segments.s3 import S3Segments
 from store.segments.url import S3Location, parse_segments_url
 from tests.store.postgres import PostgresCluster
@@ -487,3 +489,27 @@ async def test_refused_in_one_line_what_cannot_be_reached(source, postgres, s3_e
     assert not missing.exists()
     refused(await asyncio.to_thread(sht, s3_env, "migrate", "--root", str(source.root)), "say where to")
     assert await objects(s3_env, location) == {}
+
+
+async def test_a_store_refuses_an_index_an_unfinished_migration_is_filling(postgres, tmp_path):
+    """Killed, stopped by --stop-after or not complete, a migration is taken up by its next run, which deletes the
+    target's rows the source does not have, with their objects: a store that wrote there meanwhile would lose what
+    it recorded. So a store does not start on such an index; once migrate finished, it does."""
+    url = postgres.create_database()
+    index = await Index.open(url)
+    try:
+        await claim_index(index.conn, url, "nas1:/srv/sht", "")
+    finally:
+        await index.close()
+    store = Store(tmp_path / "new", KEEP_ALL, index=url)
+    with pytest.raises(OSError, match=r"unfinished `sht store migrate` of nas1:/srv/sht.*run the same migrate again"):
+        await store.start("127.0.0.1", 0)
+    assert pg_rows(url, "SELECT COUNT(*) FROM nodes") == [(0,)]
+    index = await Index.open(url)
+    try:
+        await finish_index(index.conn, "nas1:/srv/sht")
+    finally:
+        await index.close()
+    store = Store(tmp_path / "new", KEEP_ALL, index=url)
+    await store.start("127.0.0.1", 0)
+    await store.stop()
