@@ -7,8 +7,8 @@ both is one webhook: the setting's entry (its secret and filters) wins.
 What goes: each alert's change that raised it and its end (store/notify/rules.py ``for_webhooks``), if the
 webhook's filters take it: ``EventChange.body()``, ``{"type": ..., "before": ..., "after": ...}``. Headers:
 ``X-SHT-Signature: sha256=<hex HMAC-SHA256 of the body>`` (key: the webhook's secret, else the store's, as UTF-8
-text), ``X-SHT-Event-Id`` (receivers dedupe by it with ``type``), ``X-SHT-Event-Type``, ``X-SHT-Delivery`` (the
-outbox item; the same on a retry).
+text), ``X-SHT-Event-Id``, ``X-SHT-Event-Type``, ``X-SHT-Delivery`` (the outbox item; the same on a retry:
+receivers dedupe by it with the event id, not by the type, as an event may send two ``update``s).
 
 How: one outbox target per URL (``webhook:<first 16 hex of its SHA-256>``), one sender task each, in order.
 2xx: delivered. A timeout (``POST_TIMEOUT_S``), a connection error, 408, 429 or 5xx: tried again, backing off from
