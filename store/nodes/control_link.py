@@ -40,6 +40,7 @@ from shared.protocol.errors import ProtocolError
 from shared.settings import MOTION, OBJECTS_MODE, RECORDING_MODE, CameraSettings
 from store.index import settings
 from store.index.db import Index
+from store.index.location import IndexUnavailable
 from store.nodes.fleet import Fleet
 from store.nodes.fleet_table import READ_S, REFRESH_S
 
@@ -79,12 +80,14 @@ class ControlLinks:
             return
         host = connection.remote_address[0]
         self.versions[first.node] = first.version
-        await self.fleet.hello(first, host, connection)
-        log.info("node %s is up (%s, cameras %s)", first.node, host, ", ".join(first.cameras))
-        for camera in first.cameras:
-            await self.push_settings(camera)
-        await connection.send(Revocations(tuple(sorted(self.revoked()))).serialize())
+        # From the hello on, whatever fails: the link is taken out of the fleet's (a claim the index refused left
+        # it there, and the store showed the node as its own whichever store it moved to).
         try:
+            await self.fleet.hello(first, host, connection)
+            log.info("node %s is up (%s, cameras %s)", first.node, host, ", ".join(first.cameras))
+            for camera in first.cameras:
+                await self.push_settings(camera)
+            await connection.send(Revocations(tuple(sorted(self.revoked()))).serialize())
             async for message in connection:
                 try:
                     event = parse_control(message)
@@ -93,6 +96,9 @@ class ControlLinks:
                     continue
                 if isinstance(event, Heartbeat):
                     self.fleet.heartbeat(first.node, event.health)
+        except IndexUnavailable as exc:  # the hello could not be recorded: the node tries again, here or elsewhere
+            log.warning("node %s: control link refused: %s", first.node, exc)
+            await connection.close(1011, "the store cannot reach its index; try again or another store")
         finally:
             log.warning("node %s control link closed", first.node)
             await self.fleet.link_closed(first.node, connection)

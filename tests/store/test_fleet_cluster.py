@@ -202,6 +202,39 @@ async def test_a_node_that_moved_has_its_stale_link_closed_and_the_old_store_nev
     assert row(tmp_path) == ("up", "b:1")  # A's release touched only a row it held
 
 
+class NodeConnection(FakeLink):
+    """A node's control connection as ``ControlLinks.serve`` takes it: its hello, then it closes."""
+
+    remote_address = ("10.0.0.5", 40000)
+
+    def __init__(self, hello: Hello) -> None:
+        super().__init__()
+        self.hello = hello.serialize()
+
+    async def recv(self) -> str:
+        return self.hello
+
+    def __aiter__(self) -> NodeConnection:
+        return self
+
+    async def __anext__(self) -> str:
+        raise StopAsyncIteration
+
+
+async def test_a_hello_the_index_could_not_record_leaves_no_link_behind(cluster, tmp_path):
+    """The index out of reach when a node says hello (e.g. it moves here from a dead store while PostgreSQL
+    restarts): the claim fails and the link ends. Left in the fleet's links, this store would go on showing the node
+    as its own (down once its heartbeats stop), never as its row says once it links to another store, and would
+    answer a setting for it as pushed here."""
+    _clocks, store = cluster
+    a = await store("a:1")
+    await a.index.close()
+    with pytest.raises(ValueError, match="no active connection"):  # what a closed SQLite connection raises
+        await a.links.serve(NodeConnection(Hello("node0", 8000, ("cam0",))), None)
+    assert "node0" not in a.fleet.links
+    assert a.fleet.nodes["node0"].state == "down" and a.fleet.nodes["node0"].store is None
+
+
 async def test_a_link_closed_while_its_refresh_waits_is_not_refreshed_back_up(cluster, tmp_path):
     clocks, store = cluster
     a = await store("a:1")
