@@ -47,6 +47,7 @@ SECRET_FILE = "webhook-secret"
 TARGET_PREFIX = "webhook:"
 POST_TIMEOUT_S = 10.0
 RETRY_FIRST_S, RETRY_MAX_S, RETRY_AFTER_MAX_S = 1.0, 300.0, 3600.0
+MAX_ANSWER_BYTES = 65536  # of a receiver's answer's body, read and ignored
 USER_AGENT = "sht-cctv-webhook/1"
 SIGNATURE_HEADER, EVENT_ID_HEADER = "X-SHT-Signature", "X-SHT-Event-Id"
 
@@ -144,7 +145,9 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes, headers: d
     """One POST; its outcome (a timeout or connection error: try again)."""
     try:
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
-            await response.read()  # small: a receiver's answer; reading it frees the connection for reuse
+            # The status is the answer. A little of the body is read (a short one frees the connection for reuse);
+            # a receiver streaming a huge or endless one must cost neither memory nor the POST's timeout.
+            await response.content.read(MAX_ANSWER_BYTES)
             return judge(response.status, response.headers.get("Retry-After"), attempts)
     except TimeoutError:
         return Outcome(False, retry_delay(attempts), f"no answer within {POST_TIMEOUT_S:g} s")

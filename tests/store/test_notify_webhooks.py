@@ -149,3 +149,35 @@ async def test_a_change_the_outbox_could_not_take_costs_that_change_not_the_rout
     finally:
         await hooks.stop()
         await outbox.close()
+
+
+async def test_the_status_decides_and_a_receivers_endless_body_is_not_waited_for() -> None:
+    """A receiver answering 200 and then streaming a body without end (a wrong URL: a stream, a big download) is
+    delivered at once; the store neither holds the body in memory nor waits for it until the POST's timeout (which
+    made a delivered change a retry, sent again and again)."""
+    from store.notify.webhooks import new_session, post
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        while True:
+            await response.write(b"x" * 65536)
+            await asyncio.sleep(0.01)
+
+    app = web.Application()
+    app.router.add_post("/endless", endless)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with new_session() as session:
+            started = asyncio.get_running_loop().time()
+            outcome = await post(session, f"http://127.0.0.1:{port}/endless", b"{}", {})
+            took = asyncio.get_running_loop().time() - started
+        assert outcome.delivered, outcome
+        assert took < 3.0, f"{took:.1f} s"
+    finally:
+        await runner.cleanup()
