@@ -227,3 +227,20 @@ async def test_mqtts_checks_the_broker_against_the_ca_given(tmp_path: Path) -> N
             finally:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_clearing_a_retained_command_is_no_command(harness: Harness, broker: Mosquitto) -> None:
+    """An empty message on a command topic is how a retained command is cleared (as the docs say to): not refused,
+    no error published."""
+    import aiomqtt
+
+    topics = harness.bridge.topics
+    async with Listener(broker.port, [f"{topics.prefix}/#"]) as sub:
+        await sub.wait_topic(topics.available, "online")
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            await client.publish(topics.setting_set("cam2", "recording_mode"), b"", qos=1, retain=True)
+            await client.publish(topics.setting_set("cam2", "recording_mode"), "sometimes", qos=1)
+            errors = lambda: [json.loads(m.text)["payload"] for m in sub.on(topics.error("cam2"))]  # noqa: E731
+            await sub.wait(lambda _: "sometimes" in errors(), what="the bad command's error")
+        assert errors() == ["sometimes"], "commands are taken in order: the empty one said nothing"
+    assert harness.bridge.commands_refused == 1

@@ -350,6 +350,8 @@ class MqttBridge:
             if parsed is None:
                 continue
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+            if not payload:  # a retained command being cleared (an empty retained message): no command
+                continue
             self._commands.put_nowait((topic, *parsed, payload, bool(message.retain)))
 
     async def _run_commands(self) -> None:
