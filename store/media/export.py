@@ -27,6 +27,7 @@ from av.video.stream import VideoStream
 
 from shared.fsutil import atomic_file
 from store.media.source import MediaInput, open_input
+from store.segments import SegmentStoreError
 
 MICROSECONDS = Fraction(1, 1_000_000)
 
@@ -197,7 +198,9 @@ def _local(source: SegmentSource) -> Iterator[MediaInput]:
     with contextlib.ExitStack() as held:
         try:
             path = held.enter_context(source())
-        except OSError as exc:  # the storage did not give it (missing, S3 down): the export cannot go on
+        except SegmentStoreError:
+            raise  # S3 down or the object changed: the request is answered "unavailable", not "no footage"
+        except OSError as exc:  # the storage does not have it: the export cannot go on
             raise ExportError(f"cannot read segment for export: {exc}") from exc
         yield path
 
@@ -241,7 +244,7 @@ def _copy_segment(writer: _Remuxer, path: MediaInput, seg_start: int, from_us: i
                 _check_size(writer, path, stream)
                 for item in pending:
                     used = writer.mux(*item) or used
-    except ExportError:
+    except (ExportError, SegmentStoreError):
         raise
     except (av.FFmpegError, OSError) as exc:
         raise ExportError(f"{path}: cannot read segment for export: {exc}") from exc

@@ -121,6 +121,9 @@ class MediaRequests:
                         export_clip, sources, p.range.from_us, p.range.to_us, out, None, cancel), cancel)
                 except ExportError as exc:
                     raise MediaRefused("no-footage", str(exc), "from_us") from exc
+                except SegmentStoreError as exc:  # S3 down, or an object changed under the reader
+                    raise MediaRefused("unavailable", f"the segment storage cannot be read now: {exc}",
+                                       "from_us") from exc
                 total = result.bytes
                 server.progress(rid, 0, total)
                 await flush()

@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 
 from shared.clock import now_us
 from shared.protocol.ingest import Ack, Refusal, SegmentHeader, encode_segment, parse_reply
-from shared.query_client import StoreClient
+from shared.query_client import StoreClient, StoreError
 from shared.security import bearer
 from store.admin.keys import KeyStore
 from store.app import Store
@@ -248,6 +248,35 @@ async def test_a_store_on_s3_serves_ingest_thumbnails_exports_and_retention_dele
                 break
             await asyncio.sleep(0.1)
         assert [e async for e in backend.list_all()] == [] and rows(root) == []
+    finally:
+        await running.stop()
+
+
+async def test_an_export_with_the_endpoint_down_is_unavailable_not_no_footage(tmp_path, s3_env):
+    """The footage is there, the bucket does not answer: the viewer must be told to try again, not that nothing was
+    recorded (as a thumbnail is)."""
+    root = tmp_path / "store"
+    running = Store(root, RetentionPolicy(max_age_us=None, min_free_bytes=None), segments=new_backend(s3_env, root))
+    await running.start("127.0.0.1", 0)
+    keys = KeyStore(root)
+    node, viewer = keys.issue("node", "node7", 600)[0], keys.issue("viewer", "viewer", 600)[0]
+    start = 1_764_165_166_000_000
+    made: list[tuple[SegmentHeader, bytes]] = make_segments("cam0", start)
+    try:
+        async with connect(f"ws://127.0.0.1:{running.port}/ingest", additional_headers=bearer(node),
+                           max_size=2**22) as ws:
+            for header, data in made:
+                await ws.send(encode_segment(header, data))
+                assert parse_reply(await ws.recv()) == Ack(header.segment_id)
+        await asyncio.to_thread(s3_env.kill)
+        try:
+            async with StoreClient(f"http://127.0.0.1:{running.port}", token=viewer) as client:
+                with pytest.raises(StoreError) as refused:  # the first segment cut (ranged reads), then whole ones
+                    await client.call("export", camera="cam0", from_us=start + 300_000, to_us=made[-1][0].end_us,
+                                      on_chunk=lambda _: None)
+            assert refused.value.code == "unavailable" and s3_env.endpoint in refused.value.message, refused.value
+        finally:
+            await asyncio.to_thread(s3_env.start)  # the module's other tests use it
     finally:
         await running.stop()
 
