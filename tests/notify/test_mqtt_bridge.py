@@ -244,3 +244,32 @@ async def test_clearing_a_retained_command_is_no_command(harness: Harness, broke
             await sub.wait(lambda _: "sometimes" in errors(), what="the bad command's error")
         assert errors() == ["sometimes"], "commands are taken in order: the empty one said nothing"
     assert harness.bridge.commands_refused == 1
+
+
+async def test_the_tls_context_is_made_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It loads the CA file or the system's CAs (~15 ms), at every reconnect: never on the store's event loop."""
+    import threading
+
+    from store.notify.mqtt import connection
+    from tests.notify.mosquitto import free_port
+
+    made_on: list[threading.Thread] = []
+    real = connection.tls_context
+
+    def recorded(options: object) -> object:
+        made_on.append(threading.current_thread())
+        return real(options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(connection, "tls_context", recorded)
+    link = connection.BrokerLink(parse_mqtt_url(f"mqtts://127.0.0.1:{free_port()}/t"), connection.Topics("t"))
+    task = asyncio.create_task(link.run(lambda client: asyncio.sleep(3600)))
+    try:
+        for _ in range(100):
+            if link.state == "failing":
+                break
+            await asyncio.sleep(0.02)
+        assert link.state == "failing" and made_on, link.health()
+        assert threading.main_thread() not in made_on
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

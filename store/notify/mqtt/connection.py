@@ -77,19 +77,21 @@ class BrokerLink:
                 "last_error": self.last_error,
                 "last_error_at": None if self.last_error_us is None else iso_utc(self.last_error_us)}
 
-    def client(self) -> aiomqtt.Client:
+    def client(self, tls: ssl.SSLContext | None = None) -> aiomqtt.Client:
+        """``tls``: ``tls_context(options)`` (made off the event loop: it reads the CA file, ~15 ms)."""
         options = self.options
         return aiomqtt.Client(
             options.host, options.port, username=options.username, password=options.password,
             identifier=client_id(options), will=aiomqtt.Will(self.topics.available, OFFLINE, qos=1, retain=True),
-            keepalive=KEEPALIVE_S, timeout=OPERATION_TIMEOUT_S, tls_context=tls_context(options), clean_session=True,
+            keepalive=KEEPALIVE_S, timeout=OPERATION_TIMEOUT_S, tls_context=tls, clean_session=True,
             logger=logging.getLogger("store.notify.mqtt.client"))
 
     async def run(self, session: Session) -> None:
         backoff = Backoff(0.25, MAX_RECONNECT_S)
         while True:
             try:
-                async with self.client() as client:
+                tls = await asyncio.to_thread(tls_context, self.options) if self.options.tls else None
+                async with self.client(tls) as client:
                     self.state, self.connects = "connected", self.connects + 1
                     self.connected_since_us = time.time_ns() // 1000
                     log.info("MQTT: connected to %s", self.options.describe())
