@@ -87,13 +87,16 @@ def sample_change() -> dict[str, Any]:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from shared.webhooks import check_url
-    from store.notify.webhooks import headers_for, load_or_create_secret, new_session, post
+    from store.notify.webhooks import SECRET_FILE, headers_for, new_session, post
 
     try:
         url = check_url(args.url)
-        secret = args.secret or load_or_create_secret(Path(args.root or "./sht-data"))
+        # A store's secret as it is (never made here: a new one is a secret no receiver has).
+        secret = args.secret or (Path(args.root or "./sht-data") / SECRET_FILE).read_text().strip()
+        if not secret:
+            raise ValueError(f"{Path(args.root or './sht-data') / SECRET_FILE} is empty")
     except (OSError, ValueError) as exc:
-        return _fail(f"{exc} (give --secret, or --root with the store's data directory)")
+        return _fail(f"{exc} (give --secret, or --root with the data directory of a store started once)")
     body = json.dumps(sample_change(), separators=(",", ":")).encode()
     headers = headers_for(body, secret, SAMPLE_EVENT_ID, "new", "test")
 

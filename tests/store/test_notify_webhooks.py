@@ -181,3 +181,20 @@ async def test_the_status_decides_and_a_receivers_endless_body_is_not_waited_for
         assert took < 3.0, f"{took:.1f} s"
     finally:
         await runner.cleanup()
+
+
+def test_sht_webhook_test_never_makes_a_secret_nobody_knows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --secret, it signs with a store's existing secret: run where no store is (./sht-data missing), it
+    says what to give instead of making ./sht-data/webhook-secret and signing with a secret no receiver has."""
+    import argparse
+
+    from sht.webhook_cli import cmd_test
+
+    monkeypatch.chdir(tmp_path)
+    assert cmd_test(argparse.Namespace(url="http://127.0.0.1:9/hook", secret=None, root=None)) == 1
+    assert "--secret" in capsys.readouterr().err
+    assert not (tmp_path / "sht-data").exists()
+    (tmp_path / "store").mkdir()
+    assert cmd_test(argparse.Namespace(url="http://127.0.0.1:9/hook", secret=None, root="store")) == 1
+    assert not (tmp_path / "store" / "webhook-secret").exists()
