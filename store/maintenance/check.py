@@ -216,21 +216,32 @@ async def _reindex(segments: SegmentStore, conn: aiosqlite.Connection, entry: St
     except (ValueError, FileNotFoundError) as exc:  # SegmentFileError, or metadata that disagrees with the path
         await _quarantine(segments, rel, f"not re-indexable ({exc})", report)
         return
-    async with conn.execute("SELECT path FROM segments WHERE camera = ? AND start_us = ?",
-                            (row["camera"], row["start_us"])) as cur:
-        clash = await cur.fetchone()
-    if clash is not None and clash[0] == rel:
+    clash = await _indexed_at(conn, row)
+    if clash is None:
+        try:
+            await insert_row(conn, row)
+            await conn.commit()
+            report.repaired.append(f"re-indexed orphan {rel} ({row['camera']}, {row['frames']} frames)")
+            return
+        except Exception:  # UNIQUE (camera, start_us): a store sharing the index committed it since the lookup
+            await conn.rollback()
+            clash = await _indexed_at(conn, row)
+            if clash is None:
+                raise
+    if clash[0] == rel:
         # A store sharing the index committed its row after the listing (its PUT comes before its row): it is
         # indexed, and moving it away would leave that row without its segment.
         report.repaired.append(f"{rel} was indexed meanwhile by a running store; left as it is")
         return
-    if clash is not None:
-        await _quarantine(segments, rel, f"the index already has {row['camera']}-{row['start_us']} at {clash[0]}",
-                          report)
-        return
-    await insert_row(conn, row)
-    await conn.commit()
-    report.repaired.append(f"re-indexed orphan {rel} ({row['camera']}, {row['frames']} frames)")
+    await _quarantine(segments, rel, f"the index already has {row['camera']}-{row['start_us']} at {clash[0]}", report)
+
+
+async def _indexed_at(conn: aiosqlite.Connection, row: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The path of the row the index has for this segment's camera and start, if any."""
+    async with conn.execute("SELECT path FROM segments WHERE camera = ? AND start_us = ?",
+                            (row["camera"], row["start_us"])) as cur:
+        found = await cur.fetchone()
+    return None if found is None else tuple(found)
 
 
 def describe_segment(segments: SegmentStore, entry: StoredSegment) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from argparse import Namespace
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -145,6 +145,48 @@ async def test_repair_leaves_an_orphan_a_running_store_indexed_meanwhile_where_i
     assert repaired.counts()["orphan"] == 1 and "indexed meanwhile" in repaired.repaired[0], repaired.repaired
     assert (tmp_path / relpath(header)).exists() and not (tmp_path / "quarantine").exists()
     assert segment_rows(tmp_path) == before and (await check_store(tmp_path, store, deep=True)).ok
+
+
+class CommitsAfterTheLookup:
+    """The index connection a repair uses, as a store sharing it races the repair: that store commits the row of
+    the orphan right after the repair looked for one (the repair's INSERT then meets UNIQUE (camera, start_us))."""
+
+    def __init__(self, conn, root: Path, row: tuple) -> None:  # type: ignore[no-untyped-def]
+        self._conn, self._root, self._row = conn, root, row
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._conn, name)
+
+    def execute(self, sql: str, parameters=()):  # type: ignore[no-untyped-def]
+        if not (sql.startswith("SELECT path FROM segments WHERE camera") and self._row is not None):
+            return self._conn.execute(sql, parameters)
+        row, self._row = self._row, None
+        looked = self._conn.execute(sql, parameters)
+
+        @asynccontextmanager
+        async def then_commit():  # type: ignore[no-untyped-def]
+            async with looked as cur:
+                yield cur
+            with sqlite3.connect(self._root / "index.sqlite3") as other_store:
+                other_store.execute(f"INSERT INTO segments ({ROW_COLUMNS}, received_us) VALUES "
+                                    f"({', '.join('?' * (len(row) + 1))})", (*row, now_us()))
+
+        return then_commit()
+
+
+async def test_repair_meeting_a_row_committed_between_its_lookup_and_its_insert_leaves_it(store, tmp_path,
+                                                                                         recorded):
+    before = segment_rows(tmp_path)
+    header = recorded[0][0]
+    await store.conn.execute("DELETE FROM segments WHERE start_us = ?", (header.start_us,))
+    await store.conn.commit()
+    store.conn = CommitsAfterTheLookup(store.conn, tmp_path, before[0])
+    repaired = await check_store(tmp_path, store, repair=True)
+    assert repaired.counts()["orphan"] == 1 and "indexed meanwhile" in repaired.repaired[0], repaired.repaired
+    assert (tmp_path / relpath(header)).exists() and not (tmp_path / "quarantine").exists()
+    assert segment_rows(tmp_path) == before
+    store.conn = store.conn._conn
+    assert (await check_store(tmp_path, store, deep=True)).ok
 
 
 async def test_rebuild_deletes_what_retention_left_to_delete_instead_of_indexing_it_again(store, tmp_path,
