@@ -3,6 +3,9 @@ real nodes: node0 lists both stores (``--store A,B``), node1 only A. Their contr
 
 - B's ``fleet`` (and /health, /metrics) shows node0 up, with its health and A as the store holding its link;
 - a setting changed through B reaches node0 (its /health shows it) within 2 s, and B says A pushed it;
+- live view through B of node1's camera (node1's links are on A only): B's page and API list the camera, up, and a
+  viewer of B's ``/live/CAMERA`` (plain and fMP4, as the page asks) gets frames, B's relay reaching the node at the
+  URL in the shared ``nodes`` row;
 - A SIGKILLed: node0 moves to B and B shows it up on B; node1, which cannot move, is shown down within the
   staleness limit and written down once by B (which takes the maintenance lease over); nothing shows either up
   on the dead store for longer than that.
@@ -27,6 +30,8 @@ from store.nodes.fleet_table import READ_S
 from tests.store.index_backends import committed_rows
 from tests.store.postgres import running_postgres
 from tests.system.conftest import Processes, free_port, get_json, wait_for_health
+from tests.system.live_clients import Viewer
+from tests.system.live_clients import wait_until as wait_async
 from tests.system.test_index_tokens import make_token
 
 SETTING_LIMIT_S = 2.0  # a setting changed through B is on A's node within this
@@ -129,6 +134,37 @@ def test_a_setting_changed_through_the_other_store_reaches_the_node_within_2_s(c
     reached = time.monotonic() - started
     print(f"set through B: answered (pushed by A) after {answered:.2f} s, on the node after {reached:.2f} s")
     assert reached < SETTING_LIMIT_S, f"the node had the setting {reached:.2f} s after it was changed through B"
+
+
+def test_live_view_through_the_other_store_of_a_node_linked_to_the_first(cluster):
+    a, b, admin = cluster["stores"]["a"], cluster["stores"]["b"], cluster["admin"]
+    viewer, _ = make_token(cluster["index"], "viewer", "watcher")
+    node1, _ = wait_until("node1 up in B's fleet", lambda: (n := fleet(b["url"], admin).get("node1")) and
+                          n["state"] == "up" and n, 20)
+    assert node1["store"] == a["id"]  # node1 has no link to B at all
+
+    async def listed_and_streamed() -> tuple[dict[str, Any], int, int]:
+        async with StoreClient(b["url"], token=viewer) as client:  # what B's web page asks for its tiles
+            report = await client.call("fleet")
+        camera = f"ws://127.0.0.1:{b['url'].rsplit(':', 1)[1]}/live/cam-node1"
+        plain, fmp4 = Viewer(camera, viewer).start(), Viewer(camera + "?format=fmp4", viewer, fmp4=True).start()
+        try:
+            got = await wait_async(lambda: len(plain.frames) >= 5 and len(fmp4.binaries) >= 5, 10)
+            b_log = cluster["processes"].log("store-b")[-600:]
+            assert got, f"through B: {len(plain.frames)} frames, {len(fmp4.binaries)} fMP4 messages in 10 s " \
+                        f"({plain.texts[-1:]}, {fmp4.texts[-1:]}; B's log: {b_log})"
+        finally:
+            await plain.stop()
+            await fmp4.stop()
+        return report, len(plain.frames), len(fmp4.binaries)
+
+    started = time.monotonic()
+    report, frames, messages = asyncio.run(listed_and_streamed())
+    print(f"through B, node1's camera: {frames} frames and {messages} fMP4 messages within "
+          f"{time.monotonic() - started:.1f} s")
+    assert report["cameras"]["cam-node1"]["node"] == "node1" and report["cameras"]["cam-node1"]["state"] == "up"
+    with urlopen(f"{b['url']}/?token={viewer}", timeout=5) as page:
+        assert page.status == 200 and "/live/" in page.read().decode()
 
 
 def test_a_killed_store_s_nodes_move_or_read_down_and_none_stays_up_on_the_dead_store(cluster):
