@@ -121,8 +121,10 @@ class DetectionService:
         self._known: Callable[[], list[str]] = list  # the cameras the store knows (set by ``start``)
         self._opening: dict[int, EventRecord | None] = {}  # event id -> its close, if it came while opening
         self._finished: OrderedDict[int, None] = OrderedDict()  # events analysed lately: a late close is not news
-        # Told the event id after its labels or snapshot were written (store/notify: an ``update`` change).
-        self.on_written: Callable[[int], None] | None = None
+        # Told (event id, journal seq) after its labels or snapshot were written (store/notify: an ``update``).
+        self.on_written: Callable[[int, int], None] | None = None
+        # The notify change journal (store/notify/journal.py): each write is kept there before its commit.
+        self.journal: Any = None
 
     @property
     def local(self) -> Backend | None:
@@ -388,12 +390,10 @@ class DetectionService:
                         self.on_label(analysis.event_id, camera, analysis.start_us, analysis.label)
 
     async def _write(self, analysis: EventAnalysis, final: bool) -> None:
-        try:
-            await set_event_labelling(self.conn, analysis.event_id, analysis.labelling())
-        except Exception:
-            log.exception("could not store the labels of event %d", analysis.event_id)
+        event_id = analysis.event_id
+        if not await self._journalled(event_id, "labels",
+                                      lambda: set_event_labelling(self.conn, event_id, analysis.labelling())):
             return
-        self._written(analysis.event_id)
         best = analysis.best
         if best is None or best.capture_us == analysis.snapshot_written_us:
             return
@@ -403,18 +403,32 @@ class DetectionService:
         analysis.snapshot_written_us, analysis.snapshot_at = best.capture_us, time.monotonic()
         try:
             jpeg, width, height = await asyncio.to_thread(snapshot_jpeg, best.rgb, best.box)
-            await set_event_snapshot(self.conn, analysis.event_id, best.capture_us, width, height, jpeg)
         except Exception:
-            log.exception("could not store the snapshot of event %d", analysis.event_id)
+            log.exception("could not make the snapshot of event %d", event_id)
             return
-        self._written(analysis.event_id)
+        frame_us = best.capture_us
+        await self._journalled(event_id, "snapshot",
+                               lambda: set_event_snapshot(self.conn, event_id, frame_us, width, height, jpeg))
 
-    def _written(self, event_id: int) -> None:
+    async def _journalled(self, event_id: int, what: str, write: Callable[[], Awaitable[None]]) -> bool:
+        """The write, kept first in the notify change journal (a store killed right after the commit still
+        notifies it), then told to ``on_written``; False (logged) when it failed."""
+        seq = await self.journal.labelled(event_id) if self.journal is not None else 0
+        try:
+            await write()
+        except BaseException as exc:  # not committed: nothing will report the record
+            if self.journal is not None:
+                self.journal.abandon((seq,))
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("could not store the %s of event %d", what, event_id)
+            return False
         if self.on_written is not None:
             try:
-                self.on_written(event_id)
+                self.on_written(event_id, seq)
             except Exception:  # written and kept; a listener's bug must not cost the analysis
                 log.exception("the listener of event %d's labels failed", event_id)
+        return True
 
     # ---- reports ----
 

@@ -14,12 +14,16 @@ close it. Such a row still takes its node's own close if that comes after all (o
 upload queue, so the next event's start can arrive before the previous one's end).
 
 Every change is reported to an observer (``EventNotice``) after its commit: the store's object detection
-starts watching a camera when one of its motion events opens.
+starts watching a camera when one of its motion events opens. Before the commit, a ``ChangeKeeper`` (the notify
+change journal, store/notify/journal.py) may be given the rows about to change: it keeps them on disk, so a store
+killed between the commit and the notification still notifies them when it starts again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import aiosqlite
 
@@ -30,12 +34,32 @@ CLOSED, OPEN, ENDED_BY_STORE = 0, 1, 2  # events.open (store/index/schema.sql)
 
 
 @dataclass(frozen=True)
+class RowChange:
+    """An events row about to change, as the change journal keeps it (store/notify/journal.py)."""
+
+    change: str  # new (inserted) | update (the message's row) | ended (an older open row ended) | labelled
+    event_id: int | None  # None for new: the id comes with the insert
+    camera: str | None = None  # new: the row's key
+    start_us: int | None = None
+    kind: str | None = None
+
+
+class ChangeKeeper(Protocol):
+    async def keep(self, changes: Sequence[RowChange]) -> tuple[int, ...]:
+        """Keep the changes durably before their commit; a sequence number each (0: not kept)."""
+
+    def abandon(self, seqs: Sequence[int]) -> None:
+        """Their commit failed: they will not be reported."""
+
+
+@dataclass(frozen=True)
 class EventIngest:
     ack: Ack
     event_id: int  # the events row (the API's event id)
     changed: bool  # the row was inserted or updated
     new: bool  # the row was inserted
     ended: tuple[int, ...] = ()  # older open rows of the camera the store ended (open = 2) for it
+    journal: tuple[int, ...] = ()  # the keeper's seqs of (*ended, the row), when it was given one and it changed
 
 
 @dataclass(frozen=True)
@@ -47,9 +71,25 @@ class EventNotice:
     record: EventRecord
     new: bool
     ended: tuple[int, ...] = ()  # rows the store ended for it (``EventIngest.ended``)
+    journal: tuple[int, ...] = ()  # ``EventIngest.journal``: the change feed publishes them under these seqs
 
 
-async def ingest_event(conn: aiosqlite.Connection, record: EventRecord) -> EventIngest:
+async def ingest_event(conn: aiosqlite.Connection, record: EventRecord,
+                       keeper: ChangeKeeper | None = None) -> EventIngest:
+    """Insert or update the event's row. ``keeper``: given the rows about to change inside the transaction,
+    before its commit (so before the node's ack); told to abandon them if the transaction fails."""
+    kept: list[int] = []
+    try:
+        taken = await _ingest(conn, record, keeper, kept)
+    except BaseException:
+        if keeper is not None and kept:
+            keeper.abandon(kept)
+        raise
+    return replace(taken, journal=tuple(kept)) if kept else taken
+
+
+async def _ingest(conn: aiosqlite.Connection, record: EventRecord, keeper: ChangeKeeper | None,
+                  kept: list[int]) -> EventIngest:
     box = record.bbox or (None, None, None, None)
     async with transaction(conn):
         async with conn.execute("SELECT id, open FROM events WHERE camera = ? AND start_us = ? AND kind = ?",
@@ -61,9 +101,12 @@ async def ingest_event(conn: aiosqlite.Connection, record: EventRecord) -> Event
                 async with conn.execute("SELECT id FROM events WHERE camera = ? AND kind = 'motion' AND open = ? "
                                         "AND start_us < ?", (record.camera, OPEN, record.start_us)) as cur:
                     ended = tuple(int(r[0]) for r in await cur.fetchall())  # for the change feed (store/notify)
-                # By id: exactly the rows reported ended (another store sharing the index may insert meanwhile).
-                await conn.executemany("UPDATE events SET open = ? WHERE id = ? AND open = ?",
-                                       [(ENDED_BY_STORE, ended_id, OPEN) for ended_id in ended])
+            if keeper is not None:
+                kept += await keeper.keep([*(RowChange("ended", ended_id) for ended_id in ended),
+                                           RowChange("new", None, record.camera, record.start_us, record.kind)])
+            # By id: exactly the rows reported ended (another store sharing the index may insert meanwhile).
+            await conn.executemany("UPDATE events SET open = ? WHERE id = ? AND open = ?",
+                                   [(ENDED_BY_STORE, ended_id, OPEN) for ended_id in ended])
             cur = await conn.execute(
                 "INSERT INTO events (camera, node, start_us, end_us, kind, score, bbox_x, bbox_y, bbox_w, bbox_h, "
                 "thumb_us, detail, open) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -75,6 +118,8 @@ async def ingest_event(conn: aiosqlite.Connection, record: EventRecord) -> Event
         event_id, state = int(row[0]), int(row[1])
         if state == CLOSED or (state == ENDED_BY_STORE and record.open):
             return EventIngest(Ack(record.record_id, duplicate=True), event_id, changed=False, new=False)
+        if keeper is not None:
+            kept += await keeper.keep([RowChange("update", event_id)])
         # A message without a bbox or thumb (an early open one) keeps what the row has.
         await conn.execute(
             "UPDATE events SET end_us = MAX(end_us, ?), score = MAX(score, ?), bbox_x = COALESCE(?, bbox_x), "

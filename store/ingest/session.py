@@ -40,7 +40,7 @@ from shared.protocol.ingest import (
 from store.index.db import Index
 from store.index.location import IndexUnavailable
 from store.ingest.budget import BudgetWaitExpired, IngestBudget
-from store.ingest.events import EventNotice, ingest_event
+from store.ingest.events import ChangeKeeper, EventNotice, ingest_event
 from store.ingest.writer import Ingestor
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,9 @@ class IngestSessions:
         # Told of every event row an ingest inserted or updated, after its commit (object detection watches
         # cameras with an open motion event). Called on the event loop: it must not block.
         self.on_event: Callable[[EventNotice], None] | None = None
+        # Given the event rows about to change before their commit, so before the ack (the notify change journal,
+        # store/notify/journal.py): a store killed after the ack still notifies the change when it starts again.
+        self.journal: ChangeKeeper | None = None
 
     async def serve(self, connection: ServerConnection, claims: Claims | None) -> None:
         # Counted per token subject; without authentication anyone may connect anyway, so nothing to count by.
@@ -135,7 +138,7 @@ class IngestSessions:
             receiver.refuse(refusal)
         else:
             try:
-                taken = await ingest_event(self.index.conn, event)
+                taken = await ingest_event(self.index.conn, event, self.journal)
             except IndexUnavailable as exc:  # PostgreSQL out of reach: the node keeps the event and resends it
                 log.error("cannot record event %s: %s", event.record_id, exc)
                 receiver.refuse(Refusal("index-unavailable", f"store cannot reach its index to record event "
@@ -146,7 +149,7 @@ class IngestSessions:
                 log.error("node %s reports LOST footage on %s: %s", event.node, event.camera, event.detail)
             if taken.changed and self.on_event is not None:
                 try:
-                    self.on_event(EventNotice(taken.event_id, event, taken.new, taken.ended))
+                    self.on_event(EventNotice(taken.event_id, event, taken.new, taken.ended, taken.journal))
                 except Exception:  # the event is stored and acknowledged; an observer's bug must not cost that
                     log.exception("event observer failed on %s", event.record_id)
 

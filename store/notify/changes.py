@@ -31,19 +31,24 @@ null (for ``new``, and for an event this process has not published since it star
                                                  # through this store's API (None: a store-wide one)
     await feed.event(event_id)                   # the event object now (None: no such event), e.g. on start
 
-A subscription holds up to ``SUBSCRIBER_BACKLOG`` changes its reader has not taken yet; past that the oldest are
-dropped, counted (``Subscription.dropped``) and logged: move changes to a durable outbox (store/notify/outbox.py)
-and do the slow work from there. The fleet (nodes up/down, their health) is in memory on the store
-(``store.server.fleet.nodes``); read it when needed, it costs nothing.
+A subscriber that puts changes in the outbox reads them in batches and puts with its journal mark
+(store/notify/subscription.py): ``async for batch in subscription.batches(): await subscription.put(outbox,
+batch, items)``. A subscription holds up to ``SUBSCRIBER_BACKLOG`` batches its reader has not taken yet; past
+that the oldest are dropped, counted (``Subscription.dropped``) and logged: move changes to the durable outbox
+(store/notify/outbox.py) and do the slow work from there. The fleet (nodes up/down, their health) is in memory
+on the store (``store.server.fleet.nodes``); read it when needed, it costs nothing.
 
 **Reporting (the parts that change an event row)** call, after their commit: ``ingested(notice)`` (event
-ingest: ``store.ingest.events.EventNotice``) and ``labelled(event_id)`` (the detector wrote labels or a
+ingest: ``store.ingest.events.EventNotice``) and ``labelled(event_id, seq)`` (the detector wrote labels or a
 snapshot). Both are synchronous and never wait: a report is queued and one task reads the row and publishes, so
 changes come out in the order they were reported. The store notifies the changes of the events it took in and
 analysed: stores sharing an index each notify their own.
 
-A change is in memory until a subscriber has put it in its outbox: a store killed in between loses it (the
-outbox is durable from ``put`` on).
+**Durability** (store/notify/journal.py): with a ``journal``, each change was appended to the change journal
+before its commit (the reports carry its seq); the feed first replays the records some subscriber had not yet put
+in its outbox when the store stopped (``start``), then publishes what is reported; a subscriber's mark moves
+with its outbox puts. So a change a node was acknowledged for, or the detector committed, reaches the outbox also
+across a ``kill -9``. Without one (tests), a change is in memory until a subscriber has put it in its outbox.
 """
 
 from __future__ import annotations
@@ -51,23 +56,43 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.clock import iso_utc
 from shared.label_zones import bottom_centre, point_in_polygon
 from shared.protocol.health import NamedZone
+from store.notify.subscription import SUBSCRIBER_BACKLOG, Batch, Subscription
+
+if TYPE_CHECKING:
+    from store.notify.journal import ChangeJournal
 
 log = logging.getLogger(__name__)
 
 ChangeType = Literal["new", "update", "end"]
 Box = tuple[float, float, float, float]  # normalised x, y, w, h
 
-SUBSCRIBER_BACKLOG = 10_000  # changes a subscriber has not taken yet; past that the oldest go (counted)
+__all__ = ["SUBSCRIBER_BACKLOG", "Batch", "ChangeFeed", "EventChange", "EventObject", "Subscription"]
 REMEMBERED = 10_000  # events whose last published object is kept (``before``; which changes are news)
 SNAPSHOT_PATH = "/snapshots/{id}.jpg"  # the store's HTTP route of an event's snapshot (store/notify/snapshots.py)
+
+
+def _fault_pause_after_event_commit() -> float:
+    """``SHT_FAULT_PAUSE_AFTER_EVENT_COMMIT=SECONDS``, a test aid (docs/reliability.md): the feed waits that long
+    before publishing each change reported to it (the row committed, the node acknowledged, nothing in the outbox
+    yet), so a test can kill the store in that window. Read once; it only pauses."""
+    text = os.environ.get("SHT_FAULT_PAUSE_AFTER_EVENT_COMMIT", "").strip()
+    try:
+        seconds = float(text or 0)
+    except ValueError:
+        raise ValueError(f"SHT_FAULT_PAUSE_AFTER_EVENT_COMMIT={text!r} is not a number of seconds; unset it") from None
+    return max(0.0, seconds)
+
+
+FAULT_PAUSE_AFTER_EVENT_COMMIT_S = _fault_pause_after_event_commit()
 
 
 def snapshot_path(event_id: int) -> str:
@@ -172,52 +197,6 @@ async def read_event(conn: Any, event_id: int, zones: ZoneNames | None = None) -
         else None, labels=labels, motion_score=float(score))
 
 
-class Subscription:
-    """One subscriber's changes, in order (``async for change in subscription``)."""
-
-    def __init__(self, name: str, feed: ChangeFeed) -> None:
-        self.name = name
-        self.dropped = 0  # changes that overflowed its backlog
-        self._feed = feed
-        self._queue: asyncio.Queue[EventChange | None] = asyncio.Queue()
-
-    def put(self, change: EventChange) -> None:
-        if self._queue.qsize() >= SUBSCRIBER_BACKLOG:
-            self._queue.get_nowait()
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.error("notify: subscriber %s is %d changes behind; the oldest are dropped (%d so far)",
-                          self.name, SUBSCRIBER_BACKLOG, self.dropped)
-        self._queue.put_nowait(change)
-
-    def close(self) -> None:
-        self._queue.put_nowait(None)
-
-    @property
-    def backlog(self) -> int:
-        return self._queue.qsize()
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> EventChange:
-        change = await self._queue.get()
-        if change is None:  # the feed closed: this and any later iteration end here
-            self._queue.put_nowait(None)
-            self._feed.unsubscribe(self)
-            raise StopAsyncIteration
-        return change
-
-    def get_nowait(self) -> EventChange | None:
-        """The next change if one is waiting (None: none, or the feed closed)."""
-        if self._queue.empty():
-            return None
-        change = self._queue.get_nowait()
-        if change is None:
-            self._queue.put_nowait(None)
-        return change
-
-
 # What decides ``alert`` on each change (store/notify/rules.py AlertDesk.decide): the change before alert is set.
 Decide = Callable[[EventChange], Awaitable[bool]]
 
@@ -226,19 +205,24 @@ Decide = Callable[[EventChange], Awaitable[bool]]
 class _Report:
     event_id: int
     new: bool = False  # ingest inserted the row
+    seq: int = 0  # its change journal record (0: none)
+    replayed: bool = False  # read back from the journal at start
 
 
 @dataclass
 class FeedStats:
     published: dict[str, int] = field(default_factory=lambda: {"new": 0, "update": 0, "end": 0})
     failed_reads: int = 0
+    replayed: int = 0  # journal records replayed at start
 
 
 class ChangeFeed:
-    def __init__(self, conn: Any, zones: ZoneNames | None = None, decide: Decide | None = None) -> None:
+    def __init__(self, conn: Any, zones: ZoneNames | None = None, decide: Decide | None = None,
+                 journal: ChangeJournal | None = None) -> None:
         """``conn``: the index connection the rows are read from. ``zones``: the named zones an event's box lies
-        in. ``decide``: the alert rules (none: every ``alert`` false)."""
-        self.conn, self.zones, self.decide = conn, zones, decide
+        in. ``decide``: the alert rules (none: every ``alert`` false). ``journal``: the change journal (none: the
+        changes are in memory only until a subscriber puts them in its outbox)."""
+        self.conn, self.zones, self.decide, self.journal = conn, zones, decide, journal
         self.stats = FeedStats()
         self.on_settings: list[Callable[[str | None], None]] = []
         self._subscriptions: list[Subscription] = []
@@ -250,7 +234,8 @@ class ChangeFeed:
     # ---- subscribers ----
 
     def subscribe(self, name: str) -> Subscription:
-        subscription = Subscription(name, self)
+        """With a journal, subscribe before ``start``: the replay is for those subscribed then."""
+        subscription = Subscription(name, self, self.journal.subscribe(name) if self.journal is not None else 0)
         self._subscriptions.append(subscription)
         return subscription
 
@@ -267,13 +252,15 @@ class ChangeFeed:
 
     def ingested(self, notice: Any) -> None:
         """Event ingest changed rows: ``notice`` is a store.ingest.events.EventNotice."""
-        for ended in getattr(notice, "ended", ()):  # rows of the camera the store ended (open = 2)
-            self._reports.put_nowait(_Report(ended))
-        self._reports.put_nowait(_Report(notice.event_id, new=notice.new))
+        ended = tuple(getattr(notice, "ended", ()))  # rows of the camera the store ended (open = 2)
+        seqs = tuple(getattr(notice, "journal", ())) or (0,) * (len(ended) + 1)  # journal seqs of (*ended, row)
+        for ended_id, seq in zip(ended, seqs, strict=False):
+            self._reports.put_nowait(_Report(ended_id, seq=seq))
+        self._reports.put_nowait(_Report(notice.event_id, new=notice.new, seq=seqs[-1]))
 
-    def labelled(self, event_id: int) -> None:
-        """The detector wrote the event's labels or its snapshot."""
-        self._reports.put_nowait(_Report(event_id))
+    def labelled(self, event_id: int, seq: int = 0) -> None:
+        """The detector wrote the event's labels or its snapshot (``seq``: its journal record)."""
+        self._reports.put_nowait(_Report(event_id, seq=seq))
 
     def settings_changed(self, camera: str | None) -> None:
         for callback in list(self.on_settings):
@@ -285,7 +272,9 @@ class ChangeFeed:
     # ---- running ----
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="notify-changes")
+        """Replay the journal (records some subscriber has not passed), then publish what is reported."""
+        until = self.journal.last_seq if self.journal is not None else 0  # appended later: reported live
+        self._task = asyncio.create_task(self._run(until), name="notify-changes")
 
     async def close(self) -> None:
         """Publish what was reported so far, then end every subscription (they still hand out what they hold)."""
@@ -300,31 +289,66 @@ class ChangeFeed:
         for subscription in list(self._subscriptions):
             subscription.close()
 
-    async def _run(self) -> None:
+    async def _run(self, replay_until: int) -> None:
+        if self.journal is not None:
+            await self._replay(self.journal, replay_until)
         while (report := await self._reports.get()) is not None:
-            try:
-                await self._publish(report)
-            except Exception:  # an index hiccup costs this change, not the feed
-                self.stats.failed_reads += 1
-                log.exception("notify: could not read event %d to publish its change", report.event_id)
+            if FAULT_PAUSE_AFTER_EVENT_COMMIT_S:
+                log.warning("SHT_FAULT_PAUSE_AFTER_EVENT_COMMIT: event %d's change is committed, not yet queued for "
+                            "delivery; pausing %.1f s (a test aid)", report.event_id, FAULT_PAUSE_AFTER_EVENT_COMMIT_S)
+                await asyncio.sleep(FAULT_PAUSE_AFTER_EVENT_COMMIT_S)
+            await self._take(report)
 
-    async def _publish(self, report: _Report) -> None:
+    async def _replay(self, journal: ChangeJournal, until: int) -> None:
+        try:
+            async for record in journal.replay(self.conn, until):
+                self.stats.replayed += 1
+                if record.event_id is None:  # its row never committed (the node sends it again), or is gone
+                    self._deliver(Batch((), record.seq, record.seq, replayed=True))
+                else:
+                    await self._take(_Report(record.event_id, record.new, record.seq, replayed=True))
+        except Exception:  # the index or the outbox's disk: what is left is not replayed (logged)
+            log.exception("notify: replaying the change journal failed after %d records", self.stats.replayed)
+        if self.stats.replayed:
+            log.info("notify: replayed %d event changes journalled before the store stopped and not yet queued for "
+                     "every target", self.stats.replayed)
+
+    async def _take(self, report: _Report) -> None:
+        try:
+            changes = await self._publish(report)
+        except Exception:  # an index hiccup costs this change, not the feed
+            self.stats.failed_reads += 1
+            log.exception("notify: could not read event %d to publish its change", report.event_id)
+            changes = []
+        through = report.seq  # a replay goes through every record in order
+        if self.journal is not None and not report.replayed:
+            through = self.journal.reported(report.seq)
+        self._deliver(Batch(tuple(changes), report.seq, through, report.replayed))
+
+    def _deliver(self, batch: Batch) -> None:
+        if not batch.changes and self.journal is None:
+            return  # nothing to say, no mark to move
+        for subscription in list(self._subscriptions):
+            subscription.offer(batch)
+
+    async def _publish(self, report: _Report) -> list[EventChange]:
         after = await read_event(self.conn, report.event_id, self.zones)
         if after is None:
-            return  # deleted meanwhile (retention)
+            return []  # deleted meanwhile (retention)
         before = self._last.get(report.event_id)
         if before is None and report.new:
-            await self._emit("new", None, after)
-            if not after.open:  # a finished event heard of only now: it starts and ends at once
-                await self._emit("end", self._last[after.id], after)
-        elif after.same_as(before):
-            return
-        elif not after.open and (before is None or before.open):
-            await self._emit("end", before, after)
-        else:
-            await self._emit("update", before, after)
+            new = await self._emit("new", None, after)
+            if after.open:
+                return [new]
+            return [new, await self._emit("end", new.after, after)]  # heard of only now: it starts and ends at once
+        if after.same_as(before):
+            return []
+        if not after.open and (before is None or before.open):
+            return [await self._emit("end", before, after)]
+        return [await self._emit("update", before, after)]
 
-    async def _emit(self, kind: ChangeType, before: EventObject | None, after: EventObject) -> None:
+    async def _emit(self, kind: ChangeType, before: EventObject | None, after: EventObject) -> EventChange:
+        """The change, its ``alert`` decided, remembered as the event's latest (``before`` of its next change)."""
         change = EventChange(kind, before, after)
         if self.decide is not None:
             try:
@@ -338,5 +362,4 @@ class ChangeFeed:
         while len(self._last) > REMEMBERED:
             self._last.popitem(last=False)
         self.stats.published[kind] += 1
-        for subscription in list(self._subscriptions):
-            subscription.put(change)
+        return change

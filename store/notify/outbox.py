@@ -10,6 +10,7 @@ least once: a crash between a delivery and its ``done`` delivers it again (recei
 
     outbox = await Outbox.open(root / OUTBOX_FILE)        # the store opens one (store/app.py: store.outbox)
     await outbox.put("mqtt", payload_bytes, {"topic": "sht/events"})  # in the order of the changes
+    await outbox.put_many([("mqtt", payload, meta), ...])  # several in one transaction (one write to disk)
     item = await outbox.next("mqtt")      # waits for the oldest item, and for its retry time if it has one
     await outbox.done(item.id)            # delivered: gone
     await outbox.retry_later(item.id, 5.0, "connection refused")  # stays first; next() gives it again in 5 s
@@ -30,10 +31,11 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -56,6 +58,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_by_target ON outbox (target, id);
 """
+OutboxPut = tuple[str, bytes, "Mapping[str, Any] | None"]  # (target, payload, meta): one item to put
+T = TypeVar("T")
 _SELECT = "SELECT id, target, payload, meta, put_us, attempts, due_us, last_error FROM outbox"
 
 
@@ -174,24 +178,59 @@ class Outbox:
     async def put(self, target: str, payload: bytes, meta: Mapping[str, Any] | None = None) -> int:
         """Queue ``payload`` for ``target`` durably (on disk when this returns); its id. Past the target's bound,
         its oldest items are deleted (``dropped``)."""
-        state = self._target(target)
-        meta_text = json.dumps(dict(meta or {}), separators=(",", ":"))
+        (item_id,) = await self.put_many([(target, payload, meta)])
+        return item_id
+
+    async def put_many(self, items: Sequence[OutboxPut], also: Callable[[aiosqlite.Connection], Awaitable[None]]
+                       | None = None) -> list[int]:
+        """Queue several items in one transaction (one write to disk), in order; their ids. ``also(conn)`` runs in
+        the same transaction before its commit: the change journal records there that a subscriber has put them
+        (store/notify/journal.py), so both happen or neither."""
+        added: Counter[str] = Counter()
+        dropped: Counter[str] = Counter()
+        ids: list[int] = []
+        now = _now_us()
+
+        async def work(conn: aiosqlite.Connection) -> None:
+            for target, payload, meta in items:
+                cur = await conn.execute("INSERT INTO outbox (target, payload, meta, put_us) VALUES (?, ?, ?, ?)",
+                                         (target, bytes(payload), json.dumps(dict(meta or {}), separators=(",", ":")),
+                                          now))
+                assert cur.lastrowid is not None
+                ids.append(cur.lastrowid)
+                added[target] += 1
+            for target, n in added.items():
+                state = self._target(target)
+                over = state.counts.queued + n - state.max_items
+                if over > 0:
+                    cur = await conn.execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE target = ? "
+                                             "ORDER BY id LIMIT ?)", (target, over))
+                    dropped[target] = max(cur.rowcount, 0)
+            if also is not None:
+                await also(conn)
+
+        await self.transact(work)
+        for target, n in added.items():
+            self._added(target, n, dropped[target])
+        return ids
+
+    async def transact(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run ``work(conn)`` as one transaction on the outbox's connection (committed, or rolled back if it
+        raises); the journal's writes use it too, so each is serialised with the outbox's."""
         async with self._lock:
-            cur = await self.conn.execute(
-                "INSERT INTO outbox (target, payload, meta, put_us) VALUES (?, ?, ?, ?)",
-                (target, bytes(payload), meta_text, _now_us()))
-            item_id = cur.lastrowid
-            assert item_id is not None
-            over = state.counts.queued + 1 - state.max_items
-            dropped = 0
-            if over > 0:
-                cur = await self.conn.execute(
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE target = ? ORDER BY id LIMIT ?)",
-                    (target, over))
-                dropped = max(cur.rowcount, 0)
-            await self.conn.commit()
-        state.counts.published += 1
-        state.counts.queued += 1 - dropped
+            try:
+                result = await work(self.conn)
+                await self.conn.commit()
+            except BaseException:
+                await self.conn.rollback()
+                raise
+        return result
+
+    def _added(self, target: str, n: int, dropped: int) -> None:
+        """Counters and waiters after ``n`` items of ``target`` were put and its ``dropped`` oldest deleted."""
+        state = self._target(target)
+        state.counts.published += n
+        state.counts.queued += n - dropped
         if dropped:
             state.counts.dropped += dropped
             self._tell("dropped", target, None, f"its queue was full ({state.max_items}): the oldest dropped", dropped)
@@ -201,7 +240,6 @@ class Outbox:
                           "is the target reachable? (last error: %s)", target, state.max_items, dropped,
                           state.counts.dropped, state.counts.last_error)
         state.wake.set()
-        return item_id
 
     # ---- taking ----
 

@@ -2,8 +2,9 @@
 
 ``Store`` (store/app.py) makes one ``NotifyService``, starts it once the index is open and ``attach``es it to the
 server: event ingest and the detector report their changes to ``feed``, and a setting changed through the API
-tells the feed (and so the alert rules and MQTT). ``health()`` is /health's ``notify``; ``metric_families()``
-the ``sht_notify_*`` metrics.
+tells the feed (and so the alert rules and MQTT). The change journal (store/notify/journal.py) keeps each change
+from before its commit until every subscriber has put it in the outbox. ``health()`` is /health's ``notify``;
+``metric_families()`` the ``sht_notify_*`` metrics.
 
 For MQTT (store/notify/mqtt/bridge.py): with ``--mqtt``, ``start`` makes ``MqttBridge(service, options.mqtt)``,
 ``await bridge.start()``, and at the end ``await bridge.stop()``; ``bridge.health()`` (a dict) is /health's
@@ -23,6 +24,7 @@ from shared.metrics import Family, counter, gauge
 from shared.settings import STORE_WIDE, WEBHOOKS, CameraSettings
 from store.notify.changes import ChangeFeed, zones_containing
 from store.notify.history import NotifyHistory
+from store.notify.journal import ChangeJournal
 from store.notify.options import NotifyOptions
 from store.notify.outbox import OUTBOX_FILE, Outbox
 from store.notify.rules import AlertDesk
@@ -42,15 +44,19 @@ class NotifyService:
         self.feed = ChangeFeed(conn, decide=self.desk.decide)
         self.feed.on_settings.append(self.desk.forget)
         self.outbox: Outbox | None = None
+        self.journal: ChangeJournal | None = None  # in the outbox's file: changes kept from before their commit
         self.history = NotifyHistory()  # the recent notifications, for the API's ``notifications`` (the console)
         self.webhooks: Webhooks | None = None
         self.mqtt: Any = None
         self.server: Any = None  # the StoreServer, once attached
 
     async def start(self) -> None:
+        """The outbox and the change journal, then the subscribers (so they hear the journal's replay); the feed
+        itself starts at ``attach``."""
         self.outbox = await Outbox.open(self.root / OUTBOX_FILE, self.options.max_queued)
         self.outbox.on_finished = self.history.finished
-        self.feed.start()
+        self.journal = await ChangeJournal.open(self.outbox)
+        self.feed.journal = self.journal
         secret = await asyncio.to_thread(load_or_create_secret, self.root)
         self.webhooks = Webhooks(self.outbox, self.feed, secret, self.options.webhooks,
                                  lambda: load_store_setting(self.conn, WEBHOOKS), poll_s=POLL_S)
@@ -60,9 +66,11 @@ class NotifyService:
 
             self.mqtt = MqttBridge(self, self.options.mqtt)
             await self.mqtt.start()
+        await self.journal.settle()  # every subscriber has its mark on disk; those of parts no longer run go
 
     def attach(self, server: Any, detection: Any = None) -> None:
-        """Hear of every event change (ingest, the detector) and of settings changed through the API."""
+        """Hear of every event change (ingest, the detector: journalled before their commit) and of settings
+        changed through the API; start the feed (it replays the journal first)."""
         self.server = server
         server.api.notifications = lambda target, limit: self.history.report(self.outbox, self.target_names(),
                                                                              target, limit)
@@ -71,13 +79,17 @@ class NotifyService:
         earlier = server.ingest.on_event  # object detection's, when it is on
 
         def on_event(notice: Any) -> None:
-            if earlier is not None:
-                earlier(notice)
-            feed.ingested(notice)
+            try:
+                feed.ingested(notice)  # first: its journal records wait for this report
+            finally:
+                if earlier is not None:
+                    earlier(notice)
 
         server.ingest.on_event = on_event
+        server.ingest.journal = self.journal
         if detection is not None:
             detection.on_written = feed.labelled
+            detection.journal = self.journal
         push = server.api.on_setting
 
         async def on_setting(camera: str) -> None:
@@ -86,6 +98,7 @@ class NotifyService:
                 await push(camera)
 
         server.api.on_setting = on_setting
+        feed.start()
 
     def _zone_names(self, camera: str, box: Any) -> tuple[str, ...]:
         """The camera's named zones the box lies in, from its node's latest health (none heard: none)."""

@@ -38,8 +38,9 @@ import aiohttp
 
 from shared.webhooks import WebhookSpec, check_url, read_webhooks
 from store.notify.changes import ChangeFeed, EventChange
-from store.notify.outbox import Outbox
+from store.notify.outbox import Outbox, OutboxPut
 from store.notify.rules import WebhookFilter, for_webhooks
+from store.notify.subscription import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -250,21 +251,31 @@ class Webhooks:
 
     # ---- routing and sending ----
 
-    async def _route(self, subscription: Any) -> None:
-        async for change in subscription:
-            try:
-                await self.route(change)
-            except Exception:  # the outbox's disk: this change is lost, the next may not be (the router lives on)
-                log.exception("webhooks: could not queue the %s of event %d; it is not sent", change.type,
-                              change.event_id)
+    async def _route(self, subscription: Subscription) -> None:
+        async for batch in subscription.batches():
+            try:  # the items and the router's journal mark, in one transaction
+                await subscription.put(self.outbox, batch, self.items(batch.changes))
+            except Exception:  # the outbox's disk: these changes are lost, the next may not be (the router lives on)
+                log.exception("webhooks: could not queue %s; not sent", ", ".join(
+                    f"the {c.type} of event {c.event_id}" for c in batch.changes) or "a journal mark")
+
+    def items(self, changes: Iterable[EventChange]) -> list[OutboxPut]:
+        """The outbox items the changes make: each alert change, once per webhook whose filters take it."""
+        items: list[OutboxPut] = []
+        for change in changes:
+            if not for_webhooks(change):
+                continue
+            body = change.body()
+            for target, hook in sorted(self.hooks.items()):
+                if hook.filter.takes(change.after):
+                    items.append((target, body, {"event_id": change.event_id, "type": change.type}))
+        return items
 
     async def route(self, change: EventChange) -> None:
-        if not for_webhooks(change):
-            return
-        body = change.body()
-        for target, hook in sorted(self.hooks.items()):
-            if hook.filter.takes(change.after):
-                await self.outbox.put(target, body, {"event_id": change.event_id, "type": change.type})
+        """One change into the outbox (without a journal mark)."""
+        items = self.items([change])
+        if items:
+            await self.outbox.put_many(items)
 
     async def _send(self, target: str) -> None:
         while (item := await self.outbox.next(target)) is not None:

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from shared.webhooks import read_webhooks
-from store.notify.changes import ChangeFeed, EventChange, EventObject
+from store.notify.changes import Batch, ChangeFeed, EventChange, EventObject
 from store.notify.outbox import Outbox
 from store.notify.webhooks import (
     RETRY_MAX_S,
@@ -126,21 +126,21 @@ async def test_a_change_the_outbox_could_not_take_costs_that_change_not_the_rout
     """The outbox's disk failing once (full, an I/O error) loses that change; the ones after it are still sent."""
     base, got = receiver
     outbox = await Outbox.open(tmp_path / "notify.sqlite3")
-    put = outbox.put
+    put_many = outbox.put_many
     failures = [OSError("disk I/O error")]
 
-    async def flaky_put(*args: Any, **kwargs: Any) -> int:
+    async def flaky_put_many(*args: Any, **kwargs: Any) -> list[int]:
         if failures:
             raise failures.pop()
-        return await put(*args, **kwargs)
+        return await put_many(*args, **kwargs)
 
-    outbox.put = flaky_put  # type: ignore[method-assign]
+    outbox.put_many = flaky_put_many  # type: ignore[method-assign]
     feed = ChangeFeed(None)
     hooks = Webhooks(outbox, feed, SECRET, [f"{base}/flag"])
     try:
         await hooks.start()
         for event_id in (1, 2):
-            await feed._emit("new", None, alert(event_id).after)
+            feed._deliver(Batch((await feed._emit("new", None, alert(event_id).after),)))
         for _ in range(100):
             if got:
                 break

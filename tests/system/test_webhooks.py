@@ -331,3 +331,51 @@ def test_webhooks_a_killed_store_had_not_delivered_are_delivered_after_its_resta
         assert [c["queued"] for c in targets(port).values()] == [0]
     finally:
         receiver.close()
+
+
+def test_an_event_acknowledged_right_before_a_kill_is_still_posted_after_the_restart(processes: Processes,
+                                                                                   tmp_path: Path) -> None:
+    """The node has its ack once the event's row is committed and never sends it again; the store is SIGKILLed
+    before the change reached the outbox (SHT_FAULT_PAUSE_AFTER_EVENT_COMMIT holds it in that window). The change
+    journal, written before the commit, replays it at the restart: the receiver (down until then) gets the new,
+    then the end the node sends later. Without the journal the new was lost for good."""
+    receiver_port = free_port()
+    url = f"http://127.0.0.1:{receiver_port}/journal"
+    root, port = tmp_path / "store", free_port()
+    args = ("store", "--root", str(root), "--host", "127.0.0.1", "--port", str(port), "--detect", "off",
+            "--webhook", url)
+    with pytest.MonkeyPatch.context() as env:  # the child inherits it; this process keeps its own
+        env.setenv("SHT_FAULT_PAUSE_AFTER_EVENT_COMMIT", "60")
+        proc = processes.start("store", *args)
+    wait_for_health(f"http://127.0.0.1:{port}", proc)
+    keys = tokens(root)
+    announce(port, keys["node"], ("cam0",))
+    call(port, keys["admin"], "set_setting", camera="cam0", key="notify", value="motion")
+    event = opened("cam0", T0)
+    send_events(port, keys["node"], [event])  # acknowledged: the node forgets it
+    deadline = time.monotonic() + 10
+    while "SHT_FAULT_PAUSE_AFTER_EVENT_COMMIT: event" not in processes.log("store"):
+        assert time.monotonic() < deadline, processes.log("store")[-2000:]
+        time.sleep(0.05)
+    assert [c["queued"] for c in targets(port).values()] in ([], [0]), "the change is not in the outbox yet"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+    receiver = Receiver(receiver_port)
+    try:
+        restarted = processes.start("store-again", *args)
+        wait_for_health(f"http://127.0.0.1:{port}", restarted)
+        (new,) = receiver.wait("/journal", 1)
+        assert (new.change["type"], new.change["before"], new.change["after"]["end"]) == ("new", None, None)
+        assert new.change["after"]["start"] == "2025-11-26T13:52:46.000000Z" and new.change["after"]["alert"]
+        send_events(port, keys["node"], [closed(event)])  # the node's close, later
+        _, end = receiver.wait("/journal", 2)
+        assert end.change["type"] == "end" and end.change["before"] == new.change["after"]
+        secret = store_secret(root)
+        for request in (new, end):
+            check_signature(request, secret)
+        time.sleep(0.5)
+        assert len(receiver.at("/journal")) == 2, "each change once"
+        assert "replayed 1 event changes" in processes.log("store-again")
+    finally:
+        receiver.close()

@@ -28,6 +28,7 @@ import importlib.metadata
 import json
 import logging
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ import aiomqtt
 from shared.settings import OBJECTS
 from store.index.event_labels import event_snapshot
 from store.index.settings import load as load_settings
-from store.notify.changes import ChangeFeed, Subscription
+from store.notify.changes import SUBSCRIBER_BACKLOG, ChangeFeed, EventChange, Subscription
 from store.notify.mqtt import discovery
 from store.notify.mqtt.commands import CommandRefused, apply_command, error_payload
 from store.notify.mqtt.connection import BrokerLink, describe_error
@@ -45,7 +46,7 @@ from store.notify.mqtt.options import MqttOptions
 from store.notify.mqtt.published import PublishedTopics
 from store.notify.mqtt.state import Message, Retained, RetainedState, Snapshot
 from store.notify.mqtt.topics import ONLINE, Topics
-from store.notify.outbox import Outbox, OutboxItem
+from store.notify.outbox import Outbox, OutboxItem, OutboxPut
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class MqttBridge:
         self._settings_due = 0.0
         self._subscription: Subscription | None = None
         self._ready = asyncio.Event()  # set once the cameras and their settings are read
+        self._early: deque[EventChange] = deque(maxlen=SUBSCRIBER_BACKLOG)  # changes before that: state to make
         self._follower: asyncio.Task | None = None  # event changes -> the outbox
         self._task: asyncio.Task | None = None  # everything else
 
@@ -118,7 +120,13 @@ class MqttBridge:
                 log.exception("MQTT: reading the cameras and their settings failed; trying again in 5 s")
                 await asyncio.sleep(5.0)
         self.feed.on_settings.append(self._settings_changed)
-        self._ready.set()  # the cameras are known: changes may be turned into state
+        # The cameras are known: changes are turned into state from now on. Those that came meanwhile (already in
+        # the outbox) are turned into it now, with no await before the set, so none is missed or done twice; the
+        # state is published in full on connect, which comes after this.
+        for change in self._early:
+            self.state.event_changed(change)
+        self._early.clear()
+        self._ready.set()
         try:
             await _first_failure(self._watch(), self._run_commands(), self.link.run(self._session))
         except Exception as exc:  # a bug, or the outbox's disk failing: say so where it is seen
@@ -250,24 +258,37 @@ class MqttBridge:
     # ---- changes in ----
 
     async def _follow_changes(self, subscription: Subscription) -> None:
-        """Every event change into the outbox, in order; ends when the feed closes the subscription."""
-        await self._ready.wait()
-        async for change in subscription:
-            try:
-                await self.outbox.put(TARGET, change.body(), {"topic": self.topics.events, "qos": 1})
-                await self._queue(self.state.event_changed(change))
-            except Exception:  # the outbox's disk: this change is lost, the next may not be
-                log.exception("MQTT: could not queue the %s of event %d; it is not sent", change.type,
-                              change.event_id)
+        """Every event change into the outbox, in order, at once (also while the cameras are being read at start:
+        only their retained state waits for that); ends when the feed closes the subscription."""
+        async for batch in subscription.batches():
+            items: list[OutboxPut] = []
+            for change in batch.changes:
+                items.append((TARGET, change.body(), {"topic": self.topics.events, "qos": 1}))
+                if self._ready.is_set():
+                    items += self._items(self.state.event_changed(change))
+                else:  # turned into state once the cameras are known (published on connect, with the rest)
+                    self._early.append(change)
+            try:  # the items and the bridge's journal mark, in one transaction
+                await subscription.put(self.outbox, batch, items)
+            except Exception:  # the outbox's disk: these changes are lost, the next may not be
+                log.exception("MQTT: could not queue %s; not sent", ", ".join(
+                    f"the {c.type} of event {c.event_id}" for c in batch.changes) or "a journal mark")
 
-    async def _queue(self, messages: list[Retained]) -> None:
+    def _items(self, messages: list[Retained]) -> list[OutboxPut]:
+        """Retained messages as outbox items (a snapshot as a reference: its JPEG is read when it is published)."""
+        items: list[OutboxPut] = []
         for message in messages:
             if isinstance(message, Snapshot):
-                await self.outbox.put(TARGET, b"", {"topic": message.topic, "qos": 1, "retain": True,
-                                                    "snapshot": message.event_id})
+                items.append((TARGET, b"", {"topic": message.topic, "qos": 1, "retain": True,
+                                            "snapshot": message.event_id}))
             else:
-                await self.outbox.put(TARGET, message.payload.encode(),
-                                      {"topic": message.topic, "qos": 1, "retain": True})
+                items.append((TARGET, message.payload.encode(), {"topic": message.topic, "qos": 1, "retain": True}))
+        return items
+
+    async def _queue(self, messages: list[Retained]) -> None:
+        items = self._items(messages)
+        if items:
+            await self.outbox.put_many(items)
 
     def _settings_changed(self, camera: str | None) -> None:
         self._settings_due = 0.0  # the watcher reads them at its next turn
