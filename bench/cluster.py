@@ -10,8 +10,9 @@
      generator process per store over real ``/ingest`` WebSocket connections, one per node, each with its own
      node token; after a warm-up, the acknowledgements in a window are counted and every process's CPU sampled.
    Setups: sqlite+file (the default), sqlite+S3 and postgresql+S3 (SeaweedFS and a throwaway PostgreSQL with fsync
-   on, started as their tests start them; a row says why when they are missing), and two sqlite+file stores side
-   by side, each its own root and generator.
+   on, started as their tests start them; a row says why when they are missing), two sqlite+file stores side
+   by side, each its own root and generator, and two postgresql+S3 stores side by side on one index and one
+   bucket prefix (a cluster's layout, docs/cluster.md), each its own root and generator.
 3. Prints a table (medians over the repetitions, with their range) and replaces the "## Cluster" section of
    docs/benchmarks.md (``--quick`` writes nothing unless ``--output`` is given).
 """
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from sht.local_servers import PostgresCluster, Seaweed
 
 SECTION = "## Cluster"
+PG_SETUPS = ("postgresql+S3", "2 × postgresql+S3")  # what needs PostgreSQL (and S3)
 READY_TIMEOUT_S = 60.0
 ACK_JOIN_S = 90.0  # a generator finishes the segments in flight (acks take at most 60 s) before it exits
 
@@ -143,6 +145,8 @@ def stores(setup: Setup, opts: Options) -> Iterator[list[servers.StoreProcess]]:
     started: list[servers.StoreProcess] = []
     try:
         for i, root in enumerate(setup.roots):
+            if i and setup.index is not None:  # stores of one index sign with one key: the first's
+                servers.share_key(setup.roots[0], root)
             started.append(servers.start_store(root, opts.nodes, f"s{i}", index=setup.index,
                                                segments=setup.segments, env=setup.env))
         yield started
@@ -168,16 +172,24 @@ class Setup:
 
 
 def setups_for(rep: int, opts: Options, weed: Seaweed | None, database: PostgresCluster | None) -> list[Setup]:
+    """This repetition's setups; each S3 one on a bucket prefix (and each PostgreSQL one on a database) of its own."""
     tmp = opts.tmp
+    weed_pids = [weed.process.pid] if weed is not None and weed.process is not None else []
+    pg_pids = weed_pids + (servers.postgres_pids(database.directory) if database is not None else [])
+
+    def cluster(name: str, roots: list[Path], prefix: str) -> Setup:  # postgresql+S3: stores on one index, one prefix
+        assert weed is not None and database is not None
+        return Setup(name, roots, pg_pids, index=database.create_database(), segments=weed.url(prefix=prefix),
+                     env=weed.env())
+
     out = [Setup("sqlite+file", [tmp / "file"])]
     if weed is not None:
-        weed_pids = [weed.process.pid] if weed.process is not None else []
         out.append(Setup("sqlite+S3", [tmp / "s3"], weed_pids, segments=weed.url(prefix=f"s3-{rep}"), env=weed.env()))
-        if database is not None:
-            out.append(Setup("postgresql+S3", [tmp / "pg"], weed_pids + servers.postgres_pids(database.directory),
-                             index=database.create_database(), segments=weed.url(prefix=f"pg-{rep}"),
-                             env=weed.env()))
+    if weed is not None and database is not None:
+        out.append(cluster("postgresql+S3", [tmp / "pg"], f"pg-{rep}"))
     out.append(Setup("2 × sqlite+file", [tmp / "side-a", tmp / "side-b"]))
+    if weed is not None and database is not None:
+        out.append(cluster("2 × postgresql+S3", [tmp / "pg-a", tmp / "pg-b"], f"pg2-{rep}"))
     return out
 
 
@@ -194,9 +206,11 @@ def start_backends(stack: contextlib.ExitStack, opts: Options, s3: bool, pg: boo
         try:
             database = stack.enter_context(servers.postgres())
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-            results.not_measured["postgresql+S3"] = f"PostgreSQL did not start: {exc}"
+            for name in PG_SETUPS:
+                results.not_measured[name] = f"PostgreSQL did not start: {exc}"
     elif pg:
-        results.not_measured["postgresql+S3"] = "needs S3 too, and SeaweedFS did not start"
+        for name in PG_SETUPS:
+            results.not_measured[name] = "needs S3 too, and SeaweedFS did not start"
     return weed, database
 
 
@@ -301,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     pg_missing = unavailable(not args.no_backends, servers.postgres_missing)
     if s3_missing:
         results.not_measured["sqlite+S3"] = s3_missing
-    if pg_missing or s3_missing:
-        results.not_measured["postgresql+S3"] = pg_missing or f"needs S3 too: {s3_missing}"
+    for name in PG_SETUPS if pg_missing or s3_missing else ():
+        results.not_measured[name] = pg_missing or f"needs S3 too: {s3_missing}"
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sht-bench-cluster-", dir=args.tmp) as tmp_name:
         tmp = Path(tmp_name)

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -72,14 +71,6 @@ class Node:
 
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-def share_key(from_root: Path, to_root: Path) -> None:
-    """A second store of the index gets the first one's key files before its first start (docs/cluster.md)."""
-    keys = to_root / "keys"
-    keys.mkdir(parents=True, mode=0o700, exist_ok=True)
-    for name in ("signing.key", "signing.pub"):
-        shutil.copy2(from_root / "keys" / name, keys / name)
 
 
 def start_nodes(tokens: list[tuple[str, str]], cameras_per_node: int, stores: str, work: Path) -> list[Node]:
@@ -177,7 +168,7 @@ def run(kills: int, node_count: int, cameras_per_node: int, work: Path, console:
     done: list[Kill] = []
     final: dict[str, dict] = {}
     try:
-        share_key(roots[0], roots[1])
+        servers.share_key(roots[0], roots[1])
         stores.append(start(roots[1], 0))
         nodes = start_nodes(stores[0].tokens, cameras_per_node, ",".join(s.ws_url for s in stores), work)
         not_before = time.monotonic() + warmup_s

@@ -25,8 +25,10 @@ from bench.cluster_summary import (
 )
 from bench.report import verdict
 
-SETUPS = ("sqlite+file", "sqlite+S3", "postgresql+S3", "2 × sqlite+file")
-BACKEND_CPU = {"sqlite+S3": " + SeaweedFS", "postgresql+S3": " + SeaweedFS + PostgreSQL"}
+SETUPS = ("sqlite+file", "sqlite+S3", "postgresql+S3", "2 × sqlite+file", "2 × postgresql+S3")
+BACKEND_CPU = {"sqlite+S3": " + SeaweedFS", "postgresql+S3": " + SeaweedFS + PostgreSQL",
+               "2 × postgresql+S3": " + SeaweedFS + PostgreSQL"}
+SIDE_BY_SIDE = "2 × "  # a setup of two stores, compared with one store of the same kind
 
 
 @dataclass
@@ -66,7 +68,7 @@ def setup_rows(s: SetupSummary, reps: Sequence[StoreRep], disk1: Sequence[DiskRe
                                + (f" ({share.low:.0%}–{share.high:.0%})" if share.n > 1 else "")
                                + (f", {share2.median:.0%} of 2 writers" if share2 is not None else "")))
     if one_store is not None and one_store.segments_per_s.median:
-        rows.append(ClusterRow(s.name, "aggregate over one sqlite+file store",
+        rows.append(ClusterRow(s.name, f"aggregate over one {one_store.name} store",
                                f"{s.segments_per_s.median / one_store.segments_per_s.median:.2f}×"))
     backend = f" (of which {s.backend_cores.median:.2f} the servers behind it)" if s.name in BACKEND_CPU else ""
     rows.append(ClusterRow(s.name, f"CPU: store process(es){BACKEND_CPU.get(s.name, '')}; a store's event loop "
@@ -86,14 +88,14 @@ def build_rows(disk1: Sequence[DiskRep], disk2: Sequence[DiskRep], setups: Mappi
     mb = segment_bytes / 1e6
     rows = disk_rows("1 writer", disk1, mb) + disk_rows("2 writers (the store's write pool has 2)", disk2, mb)
     summaries = {name: summarise(name, reps) for name, reps in setups.items() if reps}
-    one = summaries.get("sqlite+file")
     for name in SETUPS:
         if name in not_measured:
             rows.append(ClusterRow(name, "ingest capacity", f"not measured: {not_measured[name]}"))
         elif name in summaries:
-            stores = 2 if name.startswith("2 ×") else 1
-            load = f"{nodes} node connections × {cameras_per_node} cameras" + (" per store" if stores > 1 else "")
-            rows += setup_rows(summaries[name], setups[name], disk1, disk2, one if stores > 1 else None, load)
+            several = name.startswith(SIDE_BY_SIDE)
+            load = f"{nodes} node connections × {cameras_per_node} cameras" + (" per store" if several else "")
+            one = summaries.get(name.removeprefix(SIDE_BY_SIDE)) if several else None
+            rows += setup_rows(summaries[name], setups[name], disk1, disk2, one, load)
     all_reps = [r for reps in setups.values() for r in reps]
     if all_reps:
         spreads = [s.segments_per_s for s in summaries.values()]
@@ -163,6 +165,15 @@ def findings(disk1: Sequence[DiskRep], disk2: Sequence[DiskRep], setups: Mapping
             "the second process adds capacity even here"
         out.append(f"Two stores side by side took {two.segments_per_s.median:.0f} segments/s together, {gain:.2f}× "
                    f"one store. On one {cpus}-core machine with one disk {why}.")
+    if setups.get("postgresql+S3") and setups.get("2 × postgresql+S3"):
+        single = summarise("postgresql+S3", setups["postgresql+S3"])
+        pair = summarise("2 × postgresql+S3", setups["2 × postgresql+S3"])
+        gain = pair.segments_per_s.median / single.segments_per_s.median
+        out.append(f"Two postgresql+S3 stores side by side on one index and one bucket prefix took "
+                   f"{pair.segments_per_s.median:.0f} segments/s together, {gain:.2f}× one such store; both stores, "
+                   f"SeaweedFS and PostgreSQL share the same {cpus} cores ({pair.backend_cores.median:.2f} cores of "
+                   f"the {pair.store_cores.median:.2f} were the servers'), so this is what a second process adds "
+                   "on one box, not what a second box would add.")
     return out
 
 
@@ -186,7 +197,10 @@ def markdown_section(rows: Sequence[ClusterRow], info: Mapping[str, str], *, rep
         "sqlite+S3 and postgresql+S3 keep segments in SeaweedFS on this machine (as `tests/store/seaweed.py` starts "
         "it; it is not set to fsync each object) and, for postgresql+S3, the index in a throwaway PostgreSQL "
         "with fsync and synchronous commit on (the tests turn fsync off); their CPU counts with the store's. "
-        "\"2 × sqlite+file\" is two store processes side by side, each with its own root and generator.",
+        "\"2 × sqlite+file\" is two store processes side by side, each with its own root and generator; "
+        "\"2 × postgresql+S3\" is two store processes side by side on one PostgreSQL index and one bucket prefix "
+        "(a cluster's layout), each with its own root and generator, the second given the first's key files so "
+        "both take every node token.",
         f"- **Window**: after {warmup:g} s of load, the acknowledgements received in {seconds:g} s are counted; "
         "CPU is sampled (psutil) for every process over the same window, and the whole machine's busy time "
         "minus ours is \"the rest of the machine\".",

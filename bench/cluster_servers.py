@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -67,6 +68,16 @@ def node_tokens(root: Path, nodes: int, prefix: str) -> list[tuple[str, str]]:
     keys = KeyStore(root)
     ids = [f"{prefix}n{i:02d}" for i in range(nodes)]
     return [(node, keys.issue("node", node, TOKEN_TTL_S)[0]) for node in ids]
+
+
+def share_key(from_root: Path, to_root: Path) -> None:
+    """A second store of an index gets the first one's key files before its first start (docs/cluster.md), so the
+    node tokens made in either root (``node_tokens``) are signed with the key the first store brought into the
+    index, and both stores take them."""
+    keys = to_root / "keys"
+    keys.mkdir(parents=True, mode=0o700, exist_ok=True)
+    for name in ("signing.key", "signing.pub"):
+        shutil.copy2(from_root / "keys" / name, keys / name)
 
 
 def start_store(root: Path, nodes: int, prefix: str, *, index: str | None = None, segments: str | None = None,

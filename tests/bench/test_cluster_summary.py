@@ -132,3 +132,19 @@ def test_findings_name_the_limit_from_the_figures():
     assert "neither the CPU nor the disk was used up" in idle[0] and "SHA-256 1.5 ms" in idle[1]
     busy = findings(disks, disks, {"sqlite+file": [rep(300, store=17.0)] * 3}, {}, 16, cpus=2)
     assert "the CPU was the limit" in busy[0]
+
+
+def test_two_cluster_stores_are_compared_with_one_store_of_their_own_kind():
+    disks = [DiskRep(1000, MB, 10.0, 1)] * 3
+    setups = {"sqlite+file": [rep(600)] * 3, "postgresql+S3": [rep(300, backend=6.0)] * 3,
+              "2 × postgresql+S3": [rep(450, backend=8.0)] * 3}
+    rows = build_rows(disks, disks, setups, {}, MB, 16, 20)
+    pair = [r for r in rows if r.setup == "2 × postgresql+S3"]
+    assert pair[0].metric == "ingest capacity (16 node connections × 20 cameras per store)"
+    assert any(r.metric == "aggregate over one postgresql+S3 store" and r.value == "1.50×" for r in pair)
+    assert any("+ SeaweedFS + PostgreSQL" in r.metric and "0.80 the servers behind it" in r.value for r in pair)
+    said = findings(disks, disks, setups, {}, 16, cpus=2)
+    assert any("Two postgresql+S3 stores side by side" in f and "1.50× one such store" in f for f in said)
+    missing = build_rows(disks, disks, {"sqlite+file": [rep(600)] * 3}, {"2 × postgresql+S3": "no PostgreSQL"}, MB,
+                         16, 20)
+    assert any(r.setup == "2 × postgresql+S3" and r.value == "not measured: no PostgreSQL" for r in missing)
