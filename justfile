@@ -20,7 +20,7 @@ test *ARGS:
 # `just bench abuse` the attacks of issue 14 against a store with a node recording (bench/abuse.py)
 # `just bench notify` event start → MQTT `new` and → signed webhook received, p50/p99 over 100 events, through a real Mosquitto, store and node (bench/notify.py; ~3 min; `--quick` 10 events)
 # `just bench objects` the person detector on OpenCV's sample videos, frame by frame and as events through a real store and node (bench/objects.py; needs `apt-get install opencv-doc`; `--minutes N` per device)
-# `just bench cluster` one store's ingest capacity (segments/s, cameras' worth) against the disk's fsync-per-file limit, on sqlite+file, sqlite+S3, postgresql+S3 and two stores side by side (bench/cluster.py; ~4 min; `--quick` a smoke run)
+# `just bench cluster` one store's ingest capacity (segments/s, cameras' worth) against the disk's fsync-per-file limit, on sqlite+file, sqlite+S3, postgresql+S3, two sqlite+file stores side by side and two postgresql+S3 stores side by side on one index and bucket (bench/cluster.py; ~5 min; `--quick` a smoke run)
 # `just bench cluster-queries` search/timeline/thumbnail p50/p99 on postgresql+S3 (and sqlite+S3, postgresql+file) against sqlite+file on one 30-day 100-camera index (bench/cluster_queries.py; ~11 min; `--quick` a smoke run)
 # `just bench cluster-failover` two stores on one PostgreSQL index and bucket, 3 nodes with --store A,B, their store SIGKILLed 10 times: time to the other store, coverage gaps, duplicates, losses (bench/cluster_failover.py; ~1 min; `--quick` a smoke run)
 bench *ARGS:
