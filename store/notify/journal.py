@@ -205,17 +205,20 @@ class ChangeJournal:
         """Put ``items`` in the outbox and raise ``subscriber``'s mark to ``through``, in one transaction; records
         every subscriber has now passed are deleted in it too."""
         mark = max(self.marks.get(subscriber, 0), through)
-        marks = {**self.marks, subscriber: mark}
-        lowest = min((marks[s] for s in self.subscribers if s in marks), default=mark)
+        lowest = 0
 
         async def also(conn: aiosqlite.Connection) -> None:
+            nonlocal lowest
             await conn.execute("INSERT INTO journal_marks (subscriber, seq) VALUES (?, ?) ON CONFLICT (subscriber) "
                                "DO UPDATE SET seq = excluded.seq", (subscriber, mark))
+            # Under the outbox's lock: the other subscribers' marks as their committed transactions left them.
+            marks = {**self.marks, subscriber: mark}
+            lowest = min((marks[s] for s in self.subscribers if s in marks), default=mark)
             if lowest > self._trimmed:
                 await conn.execute("DELETE FROM journal WHERE seq <= ?", (lowest,))
 
         await self.outbox.put_many(items, also)
-        self.marks[subscriber] = mark
+        self.marks[subscriber] = mark  # no await since the commit: the next transaction sees it
         self._trimmed = max(self._trimmed, lowest)
 
     async def count(self) -> int:

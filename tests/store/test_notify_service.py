@@ -69,3 +69,46 @@ async def test_changes_reported_just_before_a_clean_stop_are_in_the_outbox_after
     assert webhook == ["new", "end"], rows
     # Promptly: the feed was closed first, so each part saw the end of the changes (not a stop timeout's 5 s).
     assert stopped_in < 3.0, f"the stop took {stopped_in:.1f} s"
+
+
+class IndexAwayFleet(Fleet):
+    """A fleet whose cameras cannot be listed (as when the index fails at start): MQTT keeps retrying its start-up
+    read of the cameras and their settings (every 5 s), so it never becomes ready in this test."""
+
+    def cameras(self) -> list[str]:
+        raise ConnectionError("the index is out of reach")
+
+
+async def test_mqtt_queues_event_changes_while_it_is_still_reading_the_cameras(tmp_path: Path) -> None:
+    """Event changes go to the outbox at once, also before the bridge has read the cameras (only their retained
+    state waits for that): a stop then loses none and is prompt. They used to wait in memory for the read, and a
+    stop within 5 s dropped them ('changes not yet in the outbox at the stop were left')."""
+    index = await Index.open(tmp_path / "index.sqlite3")
+    fleet = IndexAwayFleet(index.conn, now_us)
+    options = NotifyOptions((), parse_mqtt_url(f"mqtt://127.0.0.1:{free_port()}/sht", environ={}))
+    service = NotifyService(tmp_path, index.conn, lambda camera: stored_settings.load(index.conn, camera), options)
+    await service.start()
+    server = SimpleNamespace(fleet=fleet, api=Api(tmp_path, index, fleet),
+                             ingest=SimpleNamespace(on_event=None, journal=None))
+    service.attach(server)
+    try:
+        start = now_us()
+        for is_open, end in ((True, start), (False, start + 500_000)):
+            record = EventRecord("node0", "cam2", start, end, "motion", 0.5, open=is_open)
+            taken = await ingest_event(index.conn, record, server.ingest.journal)
+            server.ingest.on_event(EventNotice(taken.event_id, record, taken.new, taken.ended, taken.journal))
+        await asyncio.sleep(0.3)
+        assert not service.mqtt._ready.is_set(), "the bridge is still reading the cameras"
+    finally:
+        stopping = time.monotonic()
+        await service.stop()
+        stopped_in = time.monotonic() - stopping
+        await index.close()
+    outbox = await Outbox.open(tmp_path / OUTBOX_FILE)
+    try:
+        async with outbox.conn.execute("SELECT payload, meta FROM outbox WHERE target = 'mqtt' ORDER BY id") as cur:
+            rows = await cur.fetchall()
+    finally:
+        await outbox.close()
+    assert [json.loads(p)["type"] for p, m in rows if json.loads(m)["topic"] == "sht/events"] == ["new", "end"]
+    assert stopped_in < 3.0, f"the stop took {stopped_in:.1f} s"
