@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -99,8 +99,13 @@ class Index:
             row = await cur.fetchone()
         return SegmentRow(*row) if row else None
 
-    async def insert_segment(self, header: SegmentHeader, path: str, received_us: int) -> None:
+    async def insert_segment(self, header: SegmentHeader, path: str, received_us: int, *,
+                             before_insert: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None) -> None:
+        """Insert the segment's row, mark its hours and note its node, in one transaction. ``before_insert``
+        runs first inside it; raising there writes nothing (ingest's fence, store/index/fence.py)."""
         async with transaction(self.conn) as conn:
+            if before_insert is not None:
+                await before_insert(conn)
             await conn.execute(
                 "INSERT INTO segments (camera, node, start_us, end_us, frames, size_bytes, sha256, "
                 "codec, width_px, height_px, path, received_us) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",

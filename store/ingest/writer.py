@@ -3,7 +3,8 @@
 Order (docs/storage.md): store the bytes durably (the file backend: a temporary name → fsync → rename → fsync
 the directory; S3: a PUT the server verified against the SHA-256) → insert the index row → commit → ack. A
 crash anywhere before the commit leaves at most an unindexed segment or a temporary, never a row without its
-complete segment.
+complete segment. On an index several stores share, the row's transaction also holds the segment hour's fence and
+confirms the segment is still stored (store/index/fence.py): another store's retention cannot delete it under us.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import av
 from shared.clock import now_us
 from shared.ids import check_id
 from shared.protocol.ingest import Ack, Refusal, SegmentHeader, sha256_hex
+from store.index import fence
 from store.index.db import Index
 from store.index.location import IndexUnavailable
 from store.segments import SegmentConflict, SegmentStore, SegmentStoreError, segment_name
@@ -34,6 +36,10 @@ from store.segments.files import FileSegments
 
 log = logging.getLogger(__name__)
 MIN_FREE_BYTES = 64 * 1024 * 1024  # refuse ingest rather than fill the disk to the last byte
+# A row waits this long while a store sharing the index deletes segments of its hour (store/index/fence.py), trying
+# every FENCE_RETRY_S; then the node is told to resend (its ack times out at 30 s, and the PUT came first).
+FENCE_WAIT_S = 10.0
+FENCE_RETRY_S = 0.05
 
 
 def _fault_pause_after_put() -> float:
@@ -146,44 +152,88 @@ class Ingestor:
                 return Refusal("disk-full", f"store disk at {disk} has {free} bytes free, below "
                                f"the {MIN_FREE_BYTES}-byte floor; free space or lower retention. "
                                "The node keeps the segment and retries.", sid, retry=True)
+        name = segment_name(header.camera, header.start_us)
+        refused = await self._store(header, name, relpath, payload)
+        if refused is not None:
+            return refused
+        if FAULT_PAUSE_AFTER_PUT_S:
+            log.warning("SHT_FAULT_PAUSE_AFTER_PUT: %s is stored, not indexed; pausing %.1f s (a test aid)", relpath,
+                        FAULT_PAUSE_AFTER_PUT_S)
+            await asyncio.sleep(FAULT_PAUSE_AFTER_PUT_S)
+        return await self._index_stored(header, name, relpath, payload)
+
+    async def _store(self, header: SegmentHeader, name: str, relpath: Path,
+                     payload: memoryview) -> Ack | Refusal | None:
+        """Store the bytes durably (for S3 verified by the server) under ``name``; None when they are, else the
+        answer to give."""
+        sid = header.segment_id
         try:
-            # Durable (and for S3 verified by the server) when it returns; only then the row.
-            await self.segments.put(segment_name(header.camera, header.start_us), payload, header.sha256)
+            await self.segments.put(name, payload, header.sha256)
         except SegmentConflict as exc:
             return await self._other_bytes_stored(header, exc)
         except SegmentStoreError as exc:
-            self.stats.refused += 1
-            log.error("could not store %s: %s", relpath, exc)
-            return Refusal(exc.code,
-                           f"store could not store segment {sid}: {exc}. The node keeps it and resends it.", sid,
-                           retry=True)
+            return self._storage_refusal(sid, relpath, exc)
         except OSError as exc:
             self.stats.refused += 1
             log.error("could not write %s: %s", relpath, exc)
             return Refusal("write-failed", f"store could not write {relpath}: {exc.strerror or exc}",
                            sid, retry=True)
-        if FAULT_PAUSE_AFTER_PUT_S:
-            log.warning("SHT_FAULT_PAUSE_AFTER_PUT: %s is stored, not indexed; pausing %.1f s (a test aid)", relpath,
-                        FAULT_PAUSE_AFTER_PUT_S)
-            await asyncio.sleep(FAULT_PAUSE_AFTER_PUT_S)
-        try:
-            await self.index.insert_segment(header, str(relpath), now_us())
-        except IndexUnavailable as exc:
-            # The segment is stored but not indexed: the resend finds no row and writes it again (the same
-            # bytes, the same name); check --repair indexes it if the node never comes back.
-            return self._index_unavailable(sid, exc)
-        except Exception:
-            # Another store sharing the index took the same segment at the same moment: UNIQUE (camera,
-            # start_us) kept one row, theirs. The same bytes are a duplicate, other bytes a conflict.
-            existing = await self.index.find_segment(header.camera, header.start_us)
-            if existing is None:
-                raise
-            return self._resent(header, existing.sha256)
+        return None
+
+    async def _index_stored(self, header: SegmentHeader, name: str, relpath: Path,
+                            payload: memoryview) -> Ack | Refusal:
+        """Write the row of a stored segment, then acknowledge it.
+
+        On an index shared with other stores the row's transaction holds the segment hour's fence and confirms
+        that the object is still there (store/index/fence.py): another store's retention may have deleted it since
+        our PUT (a resend of footage whose row retention removed, its object not yet collected). Then the bytes,
+        still in hand, are stored again and the row tried again. While a store is deleting segments of that hour
+        the row waits, up to ``FENCE_WAIT_S``."""
+        sid = header.segment_id
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + FENCE_WAIT_S
+        confirm = partial(fence.confirm_for_ingest, name=name, still_stored=partial(self.segments.exists, name))
+        while True:
+            try:
+                await self.index.insert_segment(header, str(relpath), now_us(), before_insert=confirm)
+                break
+            except IndexUnavailable as exc:
+                # The segment is stored but not indexed: the resend finds no row and writes it again (the same
+                # bytes, the same name); check --repair indexes it if the node never comes back.
+                return self._index_unavailable(sid, exc)
+            except SegmentStoreError as exc:  # asking whether the object is still there failed
+                return self._storage_refusal(sid, relpath, exc)
+            except (fence.FenceBusy, fence.SegmentGone) as exc:
+                if loop.time() >= give_up:
+                    self.stats.refused += 1
+                    log.warning("segment %s: %s; refused for now after %.0f s", sid, exc, FENCE_WAIT_S)
+                    return Refusal("busy", f"segment {sid}: {exc}; the node keeps it and resends it", sid,
+                                   retry=True)
+                if isinstance(exc, fence.SegmentGone):
+                    log.warning("segment %s: %s; storing it again before indexing it", sid, exc)
+                    refused = await self._store(header, name, relpath, payload)
+                    if refused is not None:
+                        return refused
+                else:
+                    await asyncio.sleep(FENCE_RETRY_S)
+            except Exception:
+                # Another store sharing the index took the same segment at the same moment: UNIQUE (camera,
+                # start_us) kept one row, theirs. The same bytes are a duplicate, other bytes a conflict.
+                existing = await self.index.find_segment(header.camera, header.start_us)
+                if existing is None:
+                    raise
+                return self._resent(header, existing.sha256)
         if self.hooks is not None:
             self.hooks.note_ingested(header.bytes)
         self.stats.stored += 1
         self.stats.bytes_stored += header.bytes
         return Ack(sid)
+
+    def _storage_refusal(self, sid: str, relpath: Path, exc: SegmentStoreError) -> Refusal:
+        self.stats.refused += 1
+        log.error("could not store %s: %s", relpath, exc)
+        return Refusal(exc.code, f"store could not store segment {sid}: {exc}. The node keeps it and resends it.",
+                       sid, retry=True)
 
     async def _other_bytes_stored(self, header: SegmentHeader, exc: SegmentConflict) -> Ack | Refusal:
         """A shared bucket already holds other bytes under this segment's name (another store wrote them, and may

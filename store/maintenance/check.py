@@ -31,10 +31,11 @@ from typing import Any
 import aiosqlite
 
 from store.index import coverage_marks
-from store.index.db import Index
+from store.index.db import Index, transaction
+from store.index.fence import hold_exclusively, hour_of, removal_fence
 from store.maintenance.garbage import Ranges, collect, pending_ranges
 from store.media.files import is_temporary
-from store.segments import SegmentStore, StoredSegment, name_of, row_path, segment_name
+from store.segments import SegmentStore, StoredSegment, name_of, row_path, segment_name, start_of
 from store.segments.files import FileSegments
 
 BATCH_ROWS = 2000
@@ -190,7 +191,7 @@ async def _repair(segments: SegmentStore, conn: aiosqlite.Connection, report: Ch
         await conn.commit()
     report.repaired += [f"removed the row of missing {p.path}" for p in by_kind["missing"]]
     for p in by_kind["size"] + by_kind["sha256"]:
-        await _quarantine(segments, p.path, f"{p.kind} mismatch", report)
+        await _quarantine(segments, conn, p.path, f"{p.kind} mismatch", report)
     for p in by_kind["temporary"]:
         if await segments.delete_many([str(name_of(p.path))]):
             report.unrepaired.append(f"could not delete temporary {p.path} (see the log)")
@@ -200,12 +201,31 @@ async def _repair(segments: SegmentStore, conn: aiosqlite.Connection, report: Ch
         await _reindex(segments, conn, listed[str(name_of(p.path))], report)
 
 
-async def _quarantine(segments: SegmentStore, rel: str, why: str, report: CheckReport) -> None:
+async def _quarantine(segments: SegmentStore, conn: aiosqlite.Connection, rel: str, why: str,
+                      report: CheckReport) -> None:
+    """Move a segment no row names out of the way. Under the hour's fence (store/index/fence.py) and only if still
+    no row names it: a store sharing the index may have indexed these very bytes since (a resend whose PUT found
+    them), and moving them would leave its row without its segment."""
+    name = str(name_of(rel))
     try:
-        dest = await segments.quarantine(str(name_of(rel)))
+        async with removal_fence(conn, hour_of(name)):
+            if await _row_names(conn, rel):
+                report.repaired.append(f"{rel} was indexed meanwhile by a running store; left as it is")
+                return
+            dest = await segments.quarantine(name)
         report.repaired.append(f"{why}: moved {rel} to {dest} and removed its row")
     except OSError as exc:
         report.unrepaired.append(f"{why}: could not move {rel} to quarantine: {exc}")
+
+
+async def _row_names(conn: aiosqlite.Connection, rel: str) -> bool:
+    """Does a ``segments`` row name this path (``segments/CAMERA/DAY/HOUR/<start_us>.mp4``) now?"""
+    camera, start = PurePosixPath(rel).parts[1], start_of(rel)
+    if start is None:
+        return False
+    async with conn.execute("SELECT 1 FROM segments WHERE camera = ? AND start_us = ? AND path = ?",
+                            (camera, start, rel)) as cur:
+        return await cur.fetchone() is not None
 
 
 async def _reindex(segments: SegmentStore, conn: aiosqlite.Connection, entry: StoredSegment,
@@ -214,26 +234,35 @@ async def _reindex(segments: SegmentStore, conn: aiosqlite.Connection, entry: St
     try:
         row = await asyncio.to_thread(describe_segment, segments, entry)
     except (ValueError, FileNotFoundError) as exc:  # SegmentFileError, or metadata that disagrees with the path
-        await _quarantine(segments, rel, f"not re-indexable ({exc})", report)
+        await _quarantine(segments, conn, rel, f"not re-indexable ({exc})", report)
         return
-    clash = await _indexed_at(conn, row)
-    if clash is None:
-        try:
-            await insert_row(conn, row)
-            await conn.commit()
-            report.repaired.append(f"re-indexed orphan {rel} ({row['camera']}, {row['frames']} frames)")
-            return
-        except Exception:  # UNIQUE (camera, start_us): a store sharing the index committed it since the lookup
-            await conn.rollback()
+    still_stored, clash = True, None
+    try:
+        async with transaction(conn):
+            # Under the hour's fence (store/index/fence.py): no store sharing the index commits this segment's row
+            # or deletes its object (retention: it may have listed it since) until this commits.
+            await hold_exclusively(conn, hour_of(entry.name))
+            still_stored = await segments.exists(entry.name)
             clash = await _indexed_at(conn, row)
-            if clash is None:
-                raise
+            if still_stored and clash is None:
+                await insert_row(conn, row)
+    except Exception:  # UNIQUE (camera, start_us): a writer the fence does not keep out committed it since the lookup
+        clash = await _indexed_at(conn, row)
+        if clash is None:
+            raise
+    if not still_stored:
+        report.repaired.append(f"{rel} was deleted meanwhile (retention of a store sharing the index); not indexed")
+        return
+    if clash is None:
+        report.repaired.append(f"re-indexed orphan {rel} ({row['camera']}, {row['frames']} frames)")
+        return
     if clash[0] == rel:
         # A store sharing the index committed its row after the listing (its PUT comes before its row): it is
         # indexed, and moving it away would leave that row without its segment.
         report.repaired.append(f"{rel} was indexed meanwhile by a running store; left as it is")
         return
-    await _quarantine(segments, rel, f"the index already has {row['camera']}-{row['start_us']} at {clash[0]}", report)
+    await _quarantine(segments, conn, rel, f"the index already has {row['camera']}-{row['start_us']} at {clash[0]}",
+                      report)
 
 
 async def _indexed_at(conn: aiosqlite.Connection, row: dict[str, Any]) -> tuple[Any, ...] | None:

@@ -13,7 +13,8 @@ Which files: those in the store's own layout (``store.segments.segment_name``, t
 names rows ever have) of that camera, with a start time inside a range, and no
 ``segments`` row. A range can hold segments that stay (a locked event kept them; a node
 sent one again after its row went): the row check, made under the Ingestor's per-segment
-locks, keeps them (docs/storage.md, "Retention").
+locks and, on an index several stores share, the hour's fence (store/index/fence.py), keeps them
+(docs/storage.md, "Retention").
 
 The segments go through the store's ``SegmentStore`` (store/segments): files are unlinked and their
 directories fsynced; S3 objects go by ``DeleteObjects``, up to 1000 a request.
@@ -34,6 +35,7 @@ from pathlib import Path
 import aiosqlite
 
 from store.index.db import transaction
+from store.index.fence import removal_fence
 from store.ingest.writer import KeyedLocks
 from store.segments import SegmentStore
 from store.segments.files import FileSegments
@@ -95,8 +97,9 @@ async def collect(conn: aiosqlite.Connection, root: Path, *, locks: KeyedLocks |
     """Delete the files of every garbage range, then the ranges.
 
     ``conn`` should be a connection of its own. ``locks``: the running store's Ingestor locks;
-    without them (an admin command) the store must be stopped. ``segments``: where they are (default:
-    files under ROOT/segments).
+    without them (an admin command) the store on a SQLite index must be stopped (ROOT/store.lock); stores
+    sharing a PostgreSQL index may run, the hour fence keeps them apart. ``segments``: where they are
+    (default: files under ROOT/segments).
     """
     store: SegmentStore = segments if segments is not None else FileSegments(root)
     started = time.monotonic()
@@ -149,6 +152,10 @@ async def _collect_camera(conn: aiosqlite.Connection, store: SegmentStore, camer
                 for start in starts:
                     # The Ingestor's key for a segment: SegmentHeader.segment_id.
                     await held.enter_async_context(locks.hold(f"{camera}-{start}"))
+            # And the hour's fence: no store sharing a PostgreSQL index commits a row in this hour until the
+            # deletions are done, and one that stored a segment here before checks it is still there before its
+            # commit (store/index/fence.py). Nothing on SQLite, whose one store holds the locks above.
+            await held.enter_async_context(removal_fence(conn, directory))
             # Under the locks, so no resend of these segments can be between its file and its row now.
             async with conn.execute("SELECT start_us FROM segments WHERE camera = ? AND start_us BETWEEN ? AND ?",
                                     (camera, min(starts), max(starts))) as cur:

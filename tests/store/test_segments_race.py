@@ -15,7 +15,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,11 @@ from shared.clock import now_us
 from shared.fanout import AccessUnit
 from shared.protocol.ingest import Ack, Refusal, SegmentHeader
 from store.index.db import Index
-from store.ingest.writer import Ingestor
+from store.ingest.writer import Ingestor, KeyedLocks
+from store.maintenance import check as check_module
+from store.maintenance import garbage
+from store.maintenance.check import check_store
+from store.maintenance.retention import RetentionPolicy, sweep
 from store.segments import SegmentConflict, segment_name
 from store.segments.s3 import PROBES, S3Segments
 from store.segments.url import S3Location, parse_segments_url
@@ -265,3 +269,185 @@ async def test_the_server_checks_if_none_match_when_the_object_lands_not_when_th
         assert status == [412] and await object_bytes(s3_env, fast.key(name)) == x
     finally:
         await fast.close()
+
+
+# ---- removal (retention's collector, check --repair) against another store's ingest: store/index/fence.py ----
+
+class SharedCluster:
+    """Store A (its retention's own index connection, its backend) and store B (its ingest) on one PostgreSQL index
+    and one bucket prefix, as two machines; B has taken ``first`` and A's retention has moved its row to garbage."""
+
+    def __init__(self, s3: Seaweed, index_url: str, a: S3Segments, b: S3Segments, index_a: Index, index_b: Index,
+                 root: Path) -> None:
+        self.s3, self.index_url, self.a, self.b, self.root = s3, index_url, a, b, root
+        self.index_a, self.index_b = index_a, index_b
+        self.ingest_b = Ingestor(root / "b", index_b, segments=b)
+
+    async def close(self) -> None:
+        for closing in (self.index_a, self.index_b, self.a, self.b):
+            await closing.close()
+
+    async def retention_removes(self, header: SegmentHeader) -> None:
+        """A's retention sweeps the segment's row into garbage (its object is A's collector's to delete)."""
+        report = await sweep(self.index_a, self.root / "a", RetentionPolicy(max_age_us=60_000_000), now_us(),
+                             segments=self.a)
+        assert report.deleted >= 1 and self.rows(header) == []
+        assert committed_rows(self.index_url, "SELECT COUNT(*) FROM garbage") != [(0,)]
+
+    def rows(self, header: SegmentHeader) -> list[tuple[Any, ...]]:
+        return committed_rows(self.index_url, "SELECT sha256 FROM segments WHERE camera = ? AND start_us = ?",
+                              (header.camera, header.start_us))
+
+    async def stored(self, header: SegmentHeader) -> bool:
+        return await self.a.exists(segment_name(header.camera, header.start_us))
+
+
+@pytest.fixture
+async def cluster(s3_env: Seaweed, tmp_path: Path, postgres: PostgresCluster) -> AsyncIterator[SharedCluster]:
+    index_url = postgres.create_database()
+    a, b = await two_stores(shared_location(s3_env), tmp_path)
+    shared = SharedCluster(s3_env, index_url, a, b, await Index.open(index_url), await Index.open(index_url),
+                           tmp_path)
+    try:
+        yield shared
+    finally:
+        await shared.close()
+
+
+async def test_a_resend_stored_while_another_stores_collector_deletes_its_object_is_stored_again(
+        cluster: SharedCluster, versions, caplog: pytest.LogCaptureFixture) -> None:
+    """Review of issue 16 (N1): B takes a resend of a segment A's retention removed; its PUT finds the same bytes
+    (412) and counts them as stored; A's collector, which finds no row, deletes the object before B writes its
+    row. B's row must not be acknowledged without its object: it finds the object gone and PUTs it again."""
+    header, data = versions[0][0]
+    assert await cluster.ingest_b.ingest(header, memoryview(data)) == Ack(header.segment_id)
+    await cluster.retention_removes(header)
+    real_put, collected = cluster.b.put, []
+
+    async def put_then_a_collects(name: str, payload: memoryview | bytes, sha256: str) -> None:
+        await real_put(name, payload, sha256)  # 412: the same bytes are there, stored
+        if not collected:  # A's whole collection, between B's PUT and B's row
+            collected.append(await garbage.collect(cluster.index_a.conn, cluster.root / "a", locks=KeyedLocks(),
+                                                   segments=cluster.a))
+
+    cluster.b.put = put_then_a_collects  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="store.ingest.writer"):
+        reply = await cluster.ingest_b.ingest(header, memoryview(data))
+    assert collected[0].files == 1  # A deleted the object B had just found
+    assert reply == Ack(header.segment_id) and cluster.rows(header) == [(header.sha256,)]
+    assert await cluster.stored(header), "acknowledged, indexed, and its object deleted"
+    assert await object_bytes_of(cluster, header) == data
+    assert "storing it again" in caplog.text
+    assert committed_rows(cluster.index_url, "SELECT COUNT(*) FROM garbage") == [(0,)]
+    assert (await check_store(cluster.root / "check", cluster.index_b, deep=True, segments=cluster.a)).ok
+
+
+async def test_a_row_waits_while_another_store_deletes_its_hour_and_finds_its_object_gone(
+        cluster: SharedCluster, versions) -> None:
+    """The reviewer's interleaving, with ``check --repair`` as the collector (an admin process, no store's locks):
+    it found no row and is about to delete; B's resend PUT lands (412, the same bytes) and B writes its row. B's
+    row waits for the deletion (the hour's fence), then finds the object gone and PUTs it again."""
+    header, data = versions[0][1]
+    assert await cluster.ingest_b.ingest(header, memoryview(data)) == Ack(header.segment_id)
+    await cluster.retention_removes(header)
+    admin = S3Segments(cluster.a.location, cluster.root / "admin" / "cache")  # check --repair's own client
+    await admin.start()
+    real_delete, real_put = admin.delete_many, cluster.b.put
+    b_stored = asyncio.Event()
+    waited: list[bool] = []
+
+    async def put(name: str, payload: memoryview | bytes, sha256: str) -> None:
+        await real_put(name, payload, sha256)
+        b_stored.set()
+
+    async def b_ingests_before_the_delete(names: list[str]) -> int:
+        resend = asyncio.create_task(cluster.ingest_b.ingest(header, memoryview(data)))
+        await b_stored.wait()  # B's PUT found the object and counted it as stored
+        done, _ = await asyncio.wait({resend}, timeout=0.5)  # B writing its row now, without a fence, would commit
+        waited.append(not done)
+        errors = await real_delete(names)
+        replies.append(resend)
+        return errors
+
+    replies: list[asyncio.Task] = []
+    admin.delete_many = b_ingests_before_the_delete  # type: ignore[method-assign]
+    cluster.b.put = put  # type: ignore[method-assign]
+    try:
+        admin_index = await Index.open(cluster.index_url)
+        try:
+            report = await check_store(cluster.root / "check", admin_index, repair=True, segments=admin)
+        finally:
+            await admin_index.close()
+        assert report.pending_deletion == 1, report
+        assert await replies[0] == Ack(header.segment_id)
+    finally:
+        await admin.close()
+    assert waited == [True]  # B's row waited for the deletion to end
+    assert cluster.rows(header) == [(header.sha256,)] and await cluster.stored(header), "acknowledged and lost"
+    assert await object_bytes_of(cluster, header) == data
+
+
+async def test_repair_does_not_index_an_orphan_another_stores_retention_deleted_under_it(
+        cluster: SharedCluster, versions, monkeypatch: pytest.MonkeyPatch) -> None:
+    """check --repair reads an orphan to index it; meanwhile A's retention removes rows around it (its range now
+    covers the orphan) and A's collector, finding no row, deletes it. The repair must not write a row for an object
+    that is gone."""
+    header, data = versions[0][2]
+    name = segment_name(header.camera, header.start_us)
+    await cluster.b.put(name, data, header.sha256)  # a store PUT it and died before its row: an orphan
+    loop = asyncio.get_running_loop()
+    real_describe = check_module.describe_segment
+
+    async def a_removes_the_hour() -> None:
+        await cluster.index_a.conn.execute(
+            "INSERT INTO garbage (camera, from_us, to_us, segments, size_bytes) VALUES (?, ?, ?, 1, 1)",
+            (header.camera, header.start_us - 1, header.start_us + 1))
+        await cluster.index_a.conn.commit()
+        collected = await garbage.collect(cluster.index_a.conn, cluster.root / "a", locks=KeyedLocks(),
+                                          segments=cluster.a)
+        assert collected.files == 1
+
+    def describe_then_a_collects(segments, entry):  # type: ignore[no-untyped-def]  # a worker thread
+        row = real_describe(segments, entry)
+        asyncio.run_coroutine_threadsafe(a_removes_the_hour(), loop).result(30)
+        return row
+
+    monkeypatch.setattr(check_module, "describe_segment", describe_then_a_collects)
+    report = await check_store(cluster.root / "check", cluster.index_b, repair=True, segments=cluster.a)
+    assert report.counts()["orphan"] == 1
+    assert any("deleted meanwhile" in line for line in report.repaired), report.repaired
+    assert cluster.rows(header) == [] and not await cluster.stored(header)
+    monkeypatch.undo()
+    assert (await check_store(cluster.root / "check", cluster.index_b, segments=cluster.a)).ok
+
+
+async def test_repair_leaves_a_mismatched_object_a_store_indexed_again_between_its_row_and_its_move(
+        cluster: SharedCluster, versions) -> None:
+    """check --repair removes the row of an object whose bytes do not match it, then moves the object to
+    quarantine; between the two, B takes a resend of exactly those bytes (its PUT finds them: stored) and indexes
+    them. The object now has its row: it stays."""
+    header, data = versions[0][3]
+    assert await cluster.ingest_b.ingest(header, memoryview(data)) == Ack(header.segment_id)
+    await cluster.index_b.conn.execute("UPDATE segments SET sha256 = ? WHERE start_us = ?", ("0" * 64, header.start_us))
+    await cluster.index_b.conn.commit()
+    admin = await Index.open(cluster.index_url)
+    real_commit, resent = admin.conn.commit, []
+
+    async def commit_then_b_takes_the_resend() -> None:
+        await real_commit()  # the first commit of the repair: the mismatched row is gone
+        if not resent:
+            resent.append(await cluster.ingest_b.ingest(header, memoryview(data)))
+
+    admin.conn.commit = commit_then_b_takes_the_resend  # type: ignore[method-assign]
+    try:
+        report = await check_store(cluster.root / "check", admin, deep=True, repair=True, segments=cluster.a)
+    finally:
+        admin.conn.commit = real_commit  # type: ignore[method-assign]
+        await admin.close()
+    assert report.counts()["sha256"] == 1 and resent == [Ack(header.segment_id)], (report, resent)
+    assert any("indexed meanwhile" in line for line in report.repaired), report.repaired
+    assert cluster.rows(header) == [(header.sha256,)] and await cluster.stored(header), "acknowledged and moved"
+
+
+async def object_bytes_of(cluster: SharedCluster, header: SegmentHeader) -> bytes:
+    return await object_bytes(cluster.s3, cluster.a.key(segment_name(header.camera, header.start_us)))
