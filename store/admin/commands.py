@@ -76,8 +76,11 @@ def add_store_commands(store: argparse.ArgumentParser) -> None:
     add_index_flag(check)
     check.add_argument("--deep", action="store_true", help="also verify every file's SHA-256 (reads everything)")
     check.add_argument("--repair", action="store_true",
-                       help="fix what was found (store must be stopped): drop rows of missing files, "
-                            "quarantine mismatched files, re-index orphans, delete temporaries")
+                       help="fix what was found: drop rows of missing files, quarantine mismatched files, re-index "
+                            "orphans, delete temporaries and what retention left to delete. Takes ROOT/store.lock, "
+                            "so it refuses while a store runs on --root (a SQLite index: stop the store). Beside "
+                            "stores sharing a PostgreSQL index and a bucket, give it a --root of its own: what it "
+                            "deletes or moves is fenced against their ingest (docs/cluster.md)")
     check.set_defaults(func=cmd_check)
 
     rebuild = sub.add_parser("rebuild-index", help="build a fresh index from the files (store must be stopped)")
@@ -286,7 +289,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             return 0 if report.ok else 1
         with StoreLock.acquire(root, "sht store check --repair"):
             report = asyncio.run(_check(root, args.deep, True, segments, index))
-    except (StoreBusy, ValueError) as exc:
+    except StoreBusy as exc:
+        shared = "" if sqlite_path(index) is not None else (
+            "; beside the stores sharing this PostgreSQL index, run --repair with a --root of its own")
+        return _error("check", f"{exc}{shared}")
+    except ValueError as exc:
         return _error("check", str(exc))
     except OSError as exc:  # SegmentStoreError (S3 down, no bucket), IndexUnavailable (PostgreSQL down)
         return _error("check", str(exc))

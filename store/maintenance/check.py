@@ -122,8 +122,14 @@ def _hash_rows(segments: SegmentStore, rows: list[tuple[int, str, str]]) -> list
 
 async def check_store(root: Path, index: Index, *, deep: bool = False, repair: bool = False,
                       segments: SegmentStore | None = None) -> CheckReport:
-    """Compare the index with the segments; with ``repair``, fix what was found (run with the store stopped).
-    ``segments``: where they are (default: files under ROOT/segments)."""
+    """Compare the index with the segments; with ``repair``, fix what was found. ``segments``: where they are
+    (default: files under ROOT/segments).
+
+    A repair runs beside no store of a SQLite index (the caller holds ROOT/store.lock), and beside any number of
+    stores sharing a PostgreSQL index and a bucket: every object it deletes or moves, and every orphan it indexes,
+    is handled under its hour's fence with a fresh look at the rows (store/index/fence.py), and a row is dropped as
+    missing only when its object is gone (their rows are committed after their objects, which nothing removes
+    while a row names them)."""
     store: SegmentStore = segments if segments is not None else FileSegments(root)
     started = time.monotonic()
     report = CheckReport(deep=deep)

@@ -233,6 +233,12 @@ def test_rebuild_and_repair_refuse_while_a_store_holds_the_root(tmp_path, capsys
         assert "a store seems to be running" in capsys.readouterr().err
         args = Namespace(root=str(tmp_path), log_level="warning", deep=False, repair=True)
         assert admin.cmd_check(args) == 2
+        refused = capsys.readouterr().err
+        assert "a store seems to be running" in refused and "of its own" not in refused  # SQLite: stop it
+        # A store's root on a PostgreSQL index: other stores share it, so the repair may run beside them elsewhere.
+        args.index = "postgresql://sht@127.0.0.1:1/cctv"  # refused before anything connects
+        assert admin.cmd_check(args) == 2
+        assert "run --repair with a --root of its own" in capsys.readouterr().err
     assert not (tmp_path / "index.sqlite3.bak").exists()
 
 
