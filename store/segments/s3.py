@@ -208,7 +208,13 @@ class S3Segments:
         loop = self._worker_loop("open_local")
 
         def fetch() -> bytes:
-            return asyncio.run_coroutine_threadsafe(self._get(name), loop).result(FETCH_TIMEOUT_S)
+            future = asyncio.run_coroutine_threadsafe(self._get(name), loop)
+            try:
+                return future.result(FETCH_TIMEOUT_S)
+            except TimeoutError as exc:
+                future.cancel()  # else the GET goes on, holding a connection and its bytes, for no one
+                raise SegmentStoreError(f"cannot read {name}: S3 at {self._where()} did not send it within "
+                                        f"{FETCH_TIMEOUT_S:g} s; ask again") from exc
 
         with self.cache.hold(name, fetch) as path:
             yield path

@@ -124,6 +124,10 @@ class StoreServer:
     async def close(self) -> None:
         for task in self._watch:
             task.cancel()
+        # Ended before the index closes under them (the Store closes it next): a round cancelled mid-statement
+        # still has its rollback to make.
+        await asyncio.gather(*self._watch, return_exceptions=True)
+        self._watch.clear()
         self.relay.close()
         await self.detect_workers.close()
         await self.shell.close()

@@ -18,6 +18,8 @@ from store.index.db import Index
 from store.ingest.events import ingest_event
 from store.ingest.writer import Ingestor
 from store.maintenance.lease import MAINTENANCE_LOCK_KEY
+from store.nodes.control_link import ControlLinks
+from store.serve.server import StoreServer
 from tests.store.index_backends import committed_rows
 from tests.store.postgres import PostgresCluster
 from tests.store.real_segments import real_mp4
@@ -123,3 +125,29 @@ def test_prune_and_check_work_on_the_shared_index(tmp_path: Path, postgres: Post
     assert not list((tmp_path / "segments").rglob("*.mp4"))
     done = sht("store", "check", "--root", str(tmp_path), "--index", "sqlite:" + str(tmp_path / "none.sqlite3"))
     assert done.returncode == 2 and "no index at" in done.stderr and "--index right?" in done.stderr
+
+
+async def test_closing_the_server_waits_for_its_cluster_rounds_to_end(
+        tmp_path: Path, postgres: PostgresCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store closes its index right after its server: a cluster round (fleet read, refresh, settings) cancelled
+    mid-statement must have ended first, not be left running its cleanup on a closed connection."""
+    ended: list[str] = []
+
+    async def round_in_a_statement() -> None:
+        try:
+            await asyncio.Event().wait()  # a statement the server has not answered yet
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.5)  # its cancellation still has work to do: the rollback, the connection's state
+            ended.append("after its cleanup")
+            raise
+
+    monkeypatch.setattr(ControlLinks, "cluster_tasks", lambda self: [("slow-round", 0.0, round_in_a_statement)])
+    index = await Index.open(postgres.create_database())
+    server = StoreServer(Ingestor(tmp_path, index), index)
+    try:
+        await server.start("127.0.0.1", 0)
+        await asyncio.sleep(0.1)  # the round is in its statement
+        await server.close()
+        assert ended == ["after its cleanup"]
+    finally:
+        await index.close()

@@ -18,6 +18,7 @@ import pytest
 
 from store.segments import SegmentStoreError
 from store.segments import deadline as deadline_module
+from store.segments import s3 as s3_module
 from store.segments.deadline import deadline_s
 from store.segments.s3 import S3Segments
 from store.segments.url import S3Location, parse_segments_url
@@ -77,3 +78,49 @@ async def test_a_put_to_a_frozen_endpoint_fails_within_its_deadline(
             assert failed.value.retry and failed.value.code == "storage-unavailable"  # ingest: retry: true
     finally:
         await backend.close()
+
+
+async def test_a_whole_object_read_that_runs_out_of_time_stops_its_get(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``open_local`` (a worker thread waiting on the client's loop) gives up after FETCH_TIMEOUT_S; its GET must go
+    with it, not go on holding a connection (and the bytes it would fetch) until the request's own deadline."""
+    get_ended = asyncio.Event()
+    gets_seen = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal gets_seen
+        request = await reader.readuntil(b"\r\n\r\n")
+        if request.startswith(b"HEAD /bucket "):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            return
+        gets_seen += 1
+        while await reader.read(65536):  # answers nothing; the client closing the connection ends this
+            pass
+        get_ended.set()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    endpoint = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+    monkeypatch.setattr(deadline_module, "REQUEST_DEADLINE_S", 60.0)  # the request's own deadline: far away
+    monkeypatch.setattr(s3_module, "FETCH_TIMEOUT_S", 0.5)
+    location = parse_segments_url(f"s3://bucket/p?endpoint={endpoint}")
+    assert isinstance(location, S3Location)
+    backend = S3Segments(location, tmp_path)
+    await backend.start()
+
+    def read_whole() -> None:
+        with backend.open_local("cam0/2026-01-01/00/1.mp4"):
+            pass
+
+    try:
+        with pytest.raises(SegmentStoreError, match=f"S3 at {endpoint} did not send it within 0.5 s; ask again"):
+            await asyncio.to_thread(read_whole)
+        assert gets_seen == 1
+        async with asyncio.timeout(5):  # the GET is cancelled: its connection closes now, not after 60 s
+            await get_ended.wait()
+    finally:
+        await backend.close()
+        server.close()
