@@ -167,7 +167,6 @@ def postgres_missing() -> str | None:
         return missing
     try:
         import psycopg  # noqa: F401
-        import psycopg_pool  # noqa: F401
     except ImportError:
         return "psycopg is not installed (python3 -m pip install -e '.[cluster]')"
     from store.index import postgres  # noqa: F401 - the store's PostgreSQL index must exist on this checkout

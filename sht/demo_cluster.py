@@ -43,7 +43,7 @@ def cluster_missing() -> str | None:
     if (weed := seaweed_missing()) is not None:
         missing.append(f"SeaweedFS (the shared bucket): {weed}")
     clients = []
-    for module, package in (("psycopg", "psycopg"), ("psycopg_pool", "psycopg-pool"), ("aiobotocore", "aiobotocore")):
+    for module, package in (("psycopg", "psycopg"), ("aiobotocore", "aiobotocore")):
         try:
             __import__(module)
         except ImportError:
