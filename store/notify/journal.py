@@ -107,6 +107,8 @@ class ChangeJournal:
     async def keep(self, changes: Sequence[RowChange]) -> tuple[int, ...]:
         """Append the changes about to be committed; their seqs, on disk when this returns (0 each if the journal
         could not be written: logged, never raised)."""
+        if not changes:
+            return ()
         now = time.time_ns() // 1000
 
         async def append(conn: aiosqlite.Connection) -> tuple[int, ...]:
