@@ -70,12 +70,15 @@ from store.notify.subscription import SUBSCRIBER_BACKLOG, Batch, Subscription
 if TYPE_CHECKING:
     from store.notify.journal import ChangeJournal
 
+__all__ = ["FAULT_PAUSE_AFTER_EVENT_COMMIT_S", "REMEMBERED", "SNAPSHOT_PATH", "SUBSCRIBER_BACKLOG", "Batch", "Box",
+           "ChangeFeed", "ChangeType", "Decide", "EventChange", "EventObject", "FeedStats", "Subscription", "ZoneNames",
+           "read_event", "snapshot_path", "zones_containing"]
+
 log = logging.getLogger(__name__)
 
 ChangeType = Literal["new", "update", "end"]
 Box = tuple[float, float, float, float]  # normalised x, y, w, h
 
-__all__ = ["SUBSCRIBER_BACKLOG", "Batch", "ChangeFeed", "EventChange", "EventObject", "Subscription"]
 REMEMBERED = 10_000  # events whose last published object is kept (``before``; which changes are news)
 SNAPSHOT_PATH = "/snapshots/{id}.jpg"  # the store's HTTP route of an event's snapshot (store/notify/snapshots.py)
 
