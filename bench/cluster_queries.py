@@ -10,7 +10,7 @@ requests, through a real ``sht store`` each time.
 2. Starts a throwaway PostgreSQL (durable, as bench/cluster_servers.py starts it) and SeaweedFS, copies the SQLite
    index into PostgreSQL (bench/index_copy.py: the store's own schema, ``COPY``, the store's indexes made again,
    ``VACUUM ANALYZE``) and PUTs one object per file a thumbnail reads (with the store's own S3 code), so each
-   cache miss on S3 is a GET.
+   cache miss on S3 reads an object the store has not read before (ranged GETs, store/segments/ranged.py).
 3. Measures search, timeline and thumbnails (misses, then hits) with bench/store.py's ``measure`` on
    sqlite+file (the baseline), postgresql+S3, sqlite+S3 and postgresql+file: one store process each, the same
    request sequence, the caches under the root emptied and the index read into the page cache before each.
@@ -301,8 +301,9 @@ def markdown_section(rows: list[bs.Row], info: dict[str, str], plan: bs.Plan, ro
         f"- **Footage**: {len(media.shared)} real {media.width}x{media.height} 10 s segments made by the node's "
         "code; the rows rotate over them. The thumbnails are drawn before the index is built, and each row one "
         "lands on has a file (SQLite + files) or an object in SeaweedFS on this machine (S3) of its own, so every "
-        "cache miss reads a segment the store has not read before: on S3 a GET of ~2.6 MB into the store's "
-        "segment cache.",
+        "cache miss reads a segment the store has not read before: on S3 ranged GETs of the 256 KiB blocks the "
+        "thumbnail reads (the MP4's head and index, the GOP before its moment: store/segments/ranged.py) into the "
+        "store's in-memory block cache, not the whole ~2.6 MB object.",
         f"- **Requests**: bench/store.py's `measure` through a real `sht store` (`--detect off --max-age off "
         f"--min-free off`) and `StoreClient` over loopback, one at a time on one connection; per round and "
         f"setup {plan.search} searches (1 camera, a random hour), {plan.timeline} timelines (1 camera, a random "
@@ -312,7 +313,8 @@ def markdown_section(rows: list[bs.Row], info: dict[str, str], plan: bs.Plan, ro
         f"postgresql+file (one part changed at a time). {rounds} rounds; in each, every setup runs once, in an "
         "order rotated one place per round (so a busy spell of this shared machine falls on each alike), on "
         "new requests and its own thumbnails; the figures are pooled over the rounds. Before each run: a new "
-        "store process, the caches under its root (thumbnails, S3 copies) emptied, the index's files read "
+        "store process (its in-memory S3 block cache empty), the caches under its root (thumbnails, S3 copies) "
+        "emptied, the index's files read "
         f"once into the page cache, as on a store in use, and {settle_s:.0f} s after the store listens (its "
         "start-up work, retention's first sweep, is over).",
         f"- **Target** (issue 16): postgresql+S3 p99 within {RATIO_TARGET:g}× of sqlite+file's, for each request.",
