@@ -81,6 +81,10 @@ def add_store_commands(store: argparse.ArgumentParser) -> None:
                             "so it refuses while a store runs on --root (a SQLite index: stop the store). Beside "
                             "stores sharing a PostgreSQL index and a bucket, give it a --root of its own: what it "
                             "deletes or moves is fenced against their ingest (docs/cluster.md)")
+    check.add_argument("--drop-missing", action="store_true",
+                       help="with --repair: drop the rows of missing segments even when they are more than half "
+                            "of the index (without it those rows are kept: the segments are more likely elsewhere, "
+                            "a wrong --root or --segments, than gone)")
     check.set_defaults(func=cmd_check)
 
     rebuild = sub.add_parser("rebuild-index", help="build a fresh index from the files (store must be stopped)")
@@ -288,7 +292,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             _print_check(report, running=_store_pid(root))
             return 0 if report.ok else 1
         with StoreLock.acquire(root, "sht store check --repair"):
-            report = asyncio.run(_check(root, args.deep, True, segments, index))
+            report = asyncio.run(_check(root, args.deep, True, segments, index, args.drop_missing))
     except StoreBusy as exc:
         shared = "" if sqlite_path(index) is not None else (
             "; beside the stores sharing this PostgreSQL index, run --repair with a --root of its own")
@@ -302,14 +306,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 async def _check(root: Path, deep: bool, repair: bool, segments: SegmentStore | None,
-                 index_url: str) -> CheckReport:
+                 index_url: str, drop_missing: bool = False) -> CheckReport:
     from store.index.db import Index
     from store.maintenance.check import check_store
 
     async with opened(segments):
         index = await Index.open(index_url)
         try:
-            return await check_store(root, index, deep=deep, repair=repair, segments=segments)
+            return await check_store(root, index, deep=deep, repair=repair, segments=segments,
+                                     drop_missing=drop_missing)
         finally:
             await index.close()
 

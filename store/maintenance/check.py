@@ -41,6 +41,7 @@ from store.segments.files import FileSegments
 BATCH_ROWS = 2000
 UNKNOWN_NODE = "unknown"  # node of a file re-indexed without its embedded metadata
 KINDS = ("missing", "size", "sha256", "orphan", "temporary")
+MASS_MISSING_MIN = 20  # fewer missing rows than this are dropped by a repair whatever their share
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,13 @@ def _hash_rows(segments: SegmentStore, rows: list[tuple[int, str, str]]) -> list
 
 
 async def check_store(root: Path, index: Index, *, deep: bool = False, repair: bool = False,
-                      segments: SegmentStore | None = None) -> CheckReport:
+                      segments: SegmentStore | None = None, drop_missing: bool = False) -> CheckReport:
     """Compare the index with the segments; with ``repair``, fix what was found. ``segments``: where they are
     (default: files under ROOT/segments).
+
+    A repair keeps the rows of missing segments when they are most of the index (``mostly_elsewhere``): then the
+    segments are far more likely somewhere else (a wrong --root or --segments, a disk not mounted) than gone, and
+    dropping the rows would lose the index of footage that still exists. ``drop_missing`` drops them all the same.
 
     A repair runs beside no store of a SQLite index (the caller holds ROOT/store.lock), and beside any number of
     stores sharing a PostgreSQL index and a bucket: every object it deletes or moves, and every orphan it indexes,
@@ -164,7 +169,7 @@ async def check_store(root: Path, index: Index, *, deep: bool = False, repair: b
             else:
                 report.problems.append(Problem("orphan", rel, "no row points at this file"))
     if repair and report.problems:
-        await _repair(store, index.conn, report, listed)
+        await _repair(store, index.conn, report, listed, drop_missing)
     if repair and report.pending_deletion:
         collected = await collect(index.conn, root, segments=store)
         report.repaired.append(f"deleted {collected.files} files retention had left to delete")
@@ -185,9 +190,21 @@ def _is_garbage(rel: str, garbage: dict[str, Ranges]) -> bool:
     return ranges is not None and int(stem) in ranges
 
 
+def mostly_elsewhere(missing: int, rows: int) -> bool:
+    """Are so many rows' segments missing that the segments are more likely elsewhere than gone?"""
+    return missing >= MASS_MISSING_MIN and missing * 2 > rows
+
+
 async def _repair(segments: SegmentStore, conn: aiosqlite.Connection, report: CheckReport,
-                  listed: dict[str, StoredSegment]) -> None:
+                  listed: dict[str, StoredSegment], drop_missing: bool = False) -> None:
     by_kind: dict[str, list[Problem]] = {k: [p for p in report.problems if p.kind == k] for k in KINDS}
+    if not drop_missing and mostly_elsewhere(len(by_kind["missing"]), report.rows):
+        report.unrepaired.append(
+            f"{len(by_kind['missing'])} of {report.rows} rows name a segment {segments.description} does not hold: "
+            "so many that the segments are more likely elsewhere (a wrong --root or --segments, a disk or bucket "
+            "not mounted) than gone, so their rows were kept. Check where the store keeps its segments; if that "
+            "footage really is gone, run check --repair --drop-missing")
+        by_kind["missing"] = []
     # Rows first, committed, and only then their files: never a row without its file.
     doomed = by_kind["missing"] + by_kind["size"] + by_kind["sha256"]
     for i in range(0, len(doomed), BATCH_ROWS):

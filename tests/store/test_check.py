@@ -22,6 +22,7 @@ from shared.protocol.ingest import Ack, SegmentHeader
 from store.admin import commands as admin
 from store.index.db import Index
 from store.ingest.writer import Ingestor, segment_relpath
+from store.maintenance import check as check_module
 from store.maintenance import garbage
 from store.maintenance.check import check_store
 from store.maintenance.lockfile import StoreLock
@@ -104,6 +105,33 @@ async def test_check_finds_each_kind_of_problem_and_repair_leaves_a_clean_store(
                          for p in (tmp_path / "quarantine").rglob("*.mp4"))
     assert quarantined == sorted(str(Path(relpath(h)).relative_to("segments")) for h in (truncated, flipped))
     assert not temp.exists()
+
+
+
+async def test_repair_keeps_the_rows_when_most_segments_are_missing_the_segments_are_elsewhere(
+        store, tmp_path, recorded, monkeypatch):
+    """A repair run on the wrong --root/--segments (or an unmounted disk) sees every segment missing: it keeps the
+    rows and says why, unless told --drop-missing."""
+    monkeypatch.setattr(check_module, "MASS_MISSING_MIN", 3)  # the fixture has 6 rows; the real floor is 20
+    before = segment_rows(tmp_path)
+    (tmp_path / "segments").rename(tmp_path / "elsewhere")  # the disk "not mounted"
+    kept = await check_store(tmp_path, store, repair=True)
+    assert kept.counts()["missing"] == 6 and segment_rows(tmp_path) == before
+    assert len(kept.unrepaired) == 1 and "6 of 6 rows" in kept.unrepaired[0] and "--drop-missing" in kept.unrepaired[0]
+    (tmp_path / "elsewhere").rename(tmp_path / "segments")
+    assert (await check_store(tmp_path, store, deep=True)).ok  # nothing was lost
+    (tmp_path / relpath(recorded[0][0])).unlink()  # one really gone: a minority, dropped as always
+    assert (await check_store(tmp_path, store, repair=True)).repaired == [f"removed the row of missing "
+                                                                          f"{relpath(recorded[0][0])}"]
+    for header, _ in recorded[1:]:
+        (tmp_path / relpath(header)).unlink()
+    dropped = await check_store(tmp_path, store, repair=True, drop_missing=True)
+    assert dropped.counts()["missing"] == 5 and not dropped.unrepaired and segment_rows(tmp_path) == []
+
+
+def test_most_rows_missing_means_elsewhere_from_twenty_rows_on():
+    assert check_module.mostly_elsewhere(20, 39) and not check_module.mostly_elsewhere(19, 19)
+    assert not check_module.mostly_elsewhere(20, 40)
 
 
 async def test_an_orphan_that_is_not_a_segment_goes_to_quarantine(store, tmp_path):
