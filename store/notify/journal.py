@@ -33,8 +33,13 @@ and sends the event again. A replayed change carries the event as it is at the r
 event may come as one), and the alert rules decide it afresh (their cooldown memory starts empty), so a replayed
 ``update`` may be sent to webhooks as an alert though its ``new`` was sent before the kill.
 
-A journal that cannot be written (the disk) costs the durability of those changes, never the event: ``append``
+A journal that cannot be written (the disk) costs the durability of those changes, never the event: ``keep``
 logs, counts ``failures`` and returns seq 0 (the change goes through memory as before).
+
+Cost, measured on the 2-core test VM (shared, noisy), SQLite index, webhook and MQTT subscribed: an event's
+ingest (so its ack) takes 0.4-0.6 ms longer at p50 and 0.6-4 ms at p99 (600 ingests a run, three runs,
+alternating with unjournalled ones); one append alone is 0.25 ms p50 / 0.39 ms p99 (an fsynced commit). Through a
+real store's /ingest the open event reached MQTT in 12 / 26 ms (p50 / p99) and the webhook in 10 / 21 ms.
 """
 
 from __future__ import annotations
