@@ -70,9 +70,9 @@ from store.notify.subscription import SUBSCRIBER_BACKLOG, Batch, Subscription
 if TYPE_CHECKING:
     from store.notify.journal import ChangeJournal
 
-__all__ = ["FAULT_PAUSE_AFTER_EVENT_COMMIT_S", "REMEMBERED", "SNAPSHOT_PATH", "SUBSCRIBER_BACKLOG", "Batch", "Box",
-           "ChangeFeed", "ChangeType", "Decide", "EventChange", "EventObject", "FeedStats", "Subscription", "ZoneNames",
-           "read_event", "snapshot_path", "zones_containing"]
+__all__ = ["FAULT_PAUSE_AFTER_EVENT_COMMIT_S", "REMEMBERED", "SNAPSHOT_PATH", "SUBSCRIBER_BACKLOG", "ZONES_WAIT_S",
+           "Batch", "Box", "ChangeFeed", "ChangeType", "Decide", "EventChange", "EventObject", "FeedStats",
+           "Subscription", "ZoneNames", "read_event", "snapshot_path", "zones_containing"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ ChangeType = Literal["new", "update", "end"]
 Box = tuple[float, float, float, float]  # normalised x, y, w, h
 
 REMEMBERED = 10_000  # events whose last published object is kept (``before``; which changes are news)
+ZONES_WAIT_S = 5.0  # before a replay, how long the nodes' health (their named zones) is waited for
 SNAPSHOT_PATH = "/snapshots/{id}.jpg"  # the store's HTTP route of an event's snapshot (store/notify/snapshots.py)
 
 
@@ -226,6 +227,7 @@ class ChangeFeed:
         in. ``decide``: the alert rules (none: every ``alert`` false). ``journal``: the change journal (none: the
         changes are in memory only until a subscriber puts them in its outbox)."""
         self.conn, self.zones, self.decide, self.journal = conn, zones, decide, journal
+        self.zones_known: Callable[[], bool] | None = None  # whether every node's named zones are known (replay)
         self.stats = FeedStats()
         self.on_settings: list[Callable[[str | None], None]] = []
         self._subscriptions: list[Subscription] = []
@@ -305,6 +307,8 @@ class ChangeFeed:
     async def _replay(self, journal: ChangeJournal, until: int) -> None:
         try:
             async for record in journal.replay(self.conn, until):
+                if not self.stats.replayed:
+                    await self._wait_for_zones()
                 self.stats.replayed += 1
                 if record.event_id is None:  # its row never committed (the node sends it again), or is gone
                     self._deliver(Batch((), record.seq, record.seq, replayed=True))
@@ -315,6 +319,18 @@ class ChangeFeed:
         if self.stats.replayed:
             log.info("notify: replayed %d event changes journalled before the store stopped and not yet queued for "
                      "every target", self.stats.replayed)
+
+    async def _wait_for_zones(self) -> None:
+        """A store just started knows no node's named zones until its first heartbeat (a moment after it links
+        again): a change judged before would lie in no zone, and miss the alerts and webhooks filtered by zone."""
+        if self.zones_known is None or self.zones_known():
+            return
+        log.info("notify: waiting up to %.0f s for the nodes' health (their named zones) before replaying",
+                 ZONES_WAIT_S)
+        deadline = asyncio.get_running_loop().time() + ZONES_WAIT_S
+        # The fleet has no event to wait on; a heartbeat comes every 2 s a node.
+        while not self.zones_known() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
 
     async def _take(self, report: _Report) -> None:
         try:

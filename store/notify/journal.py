@@ -23,7 +23,9 @@ How (one table in ``ROOT/notify.sqlite3``, beside the outbox, on the outbox's co
 - **Replay at start.** Records above the lowest mark are read back before any new change: each row as it is now
   in the index is published (``new`` records as ``new``, the others as ``update``/``end``), and a subscriber is
   handed only those above its own mark. ``before`` is then what the replay published for that event, else null:
-  the event as the dead process published it is not known.
+  the event as the dead process published it is not known. The replay first waits (up to
+  ``changes.ZONES_WAIT_S``) for every node's first heartbeat: it names the zones the alert rules and webhook
+  filters look at, and a store just started knows none.
 
 What it promises: a change whose record was appended reaches every subscriber's outbox, once per subscriber (the
 put and the mark commit together), unless the row is gone by then (retention). A record whose row never committed

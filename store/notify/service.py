@@ -76,6 +76,7 @@ class NotifyService:
                                                                              target, limit)
         feed = self.feed
         feed.zones = self._zone_names
+        feed.zones_known = lambda: all(state.health is not None for state in server.fleet.nodes.values())
         earlier = server.ingest.on_event  # object detection's, when it is on
 
         def on_event(notice: Any) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from shared.clock import now_us
 from shared.protocol.control import Hello
+from shared.protocol.health import CameraHealth, NamedZone, NodeHealth
 from shared.protocol.ingest import EventRecord
 from store.detect.labelling import BestFrame, EventAnalysis
 from store.detect.service import DetectionService
@@ -37,15 +38,28 @@ from store.serve.api import Api
 
 HOOK = "http://127.0.0.1:9/hook"  # the discard port: every POST fails and waits in the outbox
 CAMERA = "cam2"
+DOOR = NamedZone("door", ((0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)))
+IN_DOOR = (0.6, 0.3, 0.2, 0.5)  # a box whose bottom-centre (0.7, 0.8) lies in the door zone
 
 
 @asynccontextmanager
-async def running_service(root: Path, mqtt_port: int) -> AsyncIterator[tuple[NotifyService, Any, Index]]:
+async def running_service(root: Path, mqtt_port: int, index_url: str | None = None,
+                          health_after_s: float = 0.0) -> AsyncIterator[tuple[NotifyService, Any, Index]]:
     """The notify service as the store runs it (a webhook, MQTT to a broker that is away, the detector's write
-    path attached) on a real SQLite index in ``root``: (service, the server's stand-in, index)."""
-    index = await Index.open(root / "index.sqlite3")
+    path attached) on a real index (default: SQLite in ``root``): (service, the server's stand-in, index). The
+    node's first heartbeat (its named zone ``door``, the bottom right quarter) comes ``health_after_s`` after the
+    service is attached (0: before)."""
+    index = await Index.open(index_url or root / "index.sqlite3")
     fleet = Fleet(index.conn, now_us)
     await fleet.hello(Hello("node0", 0, (CAMERA,)), "127.0.0.1", object())
+    health = NodeHealth(node="node0", cameras={CAMERA: CameraHealth(state="up", zones=(DOOR,))})
+
+    async def heartbeat_later() -> None:
+        await asyncio.sleep(health_after_s)
+        fleet.heartbeat("node0", health)
+
+    if not health_after_s:
+        fleet.heartbeat("node0", health)
     settings = lambda camera: stored_settings.load(index.conn, camera)  # noqa: E731
     options = NotifyOptions((HOOK,), parse_mqtt_url(f"mqtt://127.0.0.1:{mqtt_port}/sht", environ={}))
     service = NotifyService(root, index.conn, settings, options)
@@ -54,9 +68,12 @@ async def running_service(root: Path, mqtt_port: int) -> AsyncIterator[tuple[Not
     server = SimpleNamespace(fleet=fleet, api=Api(root, index, fleet), detection=detection,
                              ingest=SimpleNamespace(on_event=None, journal=None))
     service.attach(server, detection)
+    later = asyncio.create_task(heartbeat_later()) if health_after_s else None
     try:
         yield service, server, index
     finally:
+        if later is not None:
+            later.cancel()
         await service.stop()
         await index.close()
 

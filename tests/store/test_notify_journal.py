@@ -22,7 +22,7 @@ from store.notify.outbox import OUTBOX_FILE, Outbox
 from store.notify.service import NotifyService
 from store.notify.webhooks import target_of
 from tests.notify.mosquitto import free_port
-from tests.store.notify_journal_child import CAMERA, HOOK, passed_by_all, running_service, take_in
+from tests.store.notify_journal_child import CAMERA, HOOK, IN_DOOR, passed_by_all, running_service, take_in
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,25 +66,30 @@ async def test_through_waits_for_a_record_appended_earlier_and_reported_later(tm
         await outbox.close()
 
 
-async def test_a_change_committed_but_never_published_is_replayed_once_to_each_target(tmp_path: Path) -> None:
+async def test_a_change_committed_but_never_published_is_replayed_once_to_each_target(tmp_path: Path,
+                                                                                     index_url: str) -> None:
+    """On SQLite and PostgreSQL (ingest appends inside its index transaction). Alerts only in the zone ``door``:
+    the replay waits for the node's first heartbeat, which names its zones (without it, no replayed change would
+    lie in the zone, and none would be an alert)."""
     mqtt_port = free_port()  # nobody listens: MQTT's items wait in the outbox
-    async with running_service(tmp_path, mqtt_port) as (service, server, index):
-        await stored_settings.set_setting(index.conn, CAMERA, "notify", "motion", "test", now_us())
-        await stored_settings.set_setting(index.conn, CAMERA, "notify_cooldown_s", 0, "test", now_us())
+    async with running_service(tmp_path, mqtt_port, index_url) as (service, server, index):
+        for key, value in (("notify", "motion"), ("notify_cooldown_s", 0), ("notify_zones", ["door"])):
+            await stored_settings.set_setting(index.conn, CAMERA, key, value, "test", now_us())
         start = now_us()
         first, seqs = await take_in(server, index, EventRecord("node0", CAMERA, start, start, "motion", 0.5,
-                                                               open=True))
+                                                               IN_DOOR, open=True))
         await passed_by_all(service, seqs[-1])
         # Killed after the second event's commit (its node acknowledged), before the feed heard of it: the row is
         # journalled and committed, never reported.
         second = await ingest_event(index.conn, EventRecord("node0", "cam2", start + 5_000_000, start + 5_000_000,
-                                                            "motion", 0.5, open=True), server.ingest.journal)
+                                                            "motion", 0.5, IN_DOOR, open=True),
+                                    server.ingest.journal)
         # Killed between a journal append and its commit: a record whose row never came (the node sends it again).
         assert service.journal is not None
         await service.journal.keep([RowChange("new", None, CAMERA, start + 9_000_000, "motion")])
         assert second.journal and second.ended == (first,), "the second event ended the first"
 
-    async with running_service(tmp_path, mqtt_port) as (service, server, index):
+    async with running_service(tmp_path, mqtt_port, index_url, health_after_s=0.5) as (service, server, index):
         assert service.journal is not None
         journal = service.journal
         await wait_for(lambda: _empty(journal))  # every subscriber passed every record: none kept
@@ -97,6 +102,7 @@ async def test_a_change_committed_but_never_published_is_replayed_once_to_each_t
         assert event_changes(rows, hook) == wanted
         replayed = [p for t, p, _ in rows if t == hook][1:]
         assert [p["before"] for p in replayed] == [None, None], "the dead process's before is not known"
+        assert [p["after"]["zones"] for p in replayed] == [["door"], ["door"]]
         assert service.feed.stats.replayed == 3
 
 

@@ -365,6 +365,7 @@ def test_an_event_acknowledged_right_before_a_kill_is_still_posted_after_the_res
     try:
         restarted = processes.start("store-again", *args)
         wait_for_health(f"http://127.0.0.1:{port}", restarted)
+        announce(port, keys["node"], ("cam0",))  # the node links again (the replay waits for its named zones)
         (new,) = receiver.wait("/journal", 1)
         assert (new.change["type"], new.change["before"], new.change["after"]["end"]) == ("new", None, None)
         assert new.change["after"]["start"] == "2025-11-26T13:52:46.000000Z" and new.change["after"]["alert"]
