@@ -180,8 +180,10 @@ def zones_containing(zones: Sequence[NamedZone] | None, box: Box | None) -> tupl
     return tuple(zone.name for zone in zones if point_in_polygon(x, y, zone.points))
 
 
-async def read_event(conn: Any, event_id: int, zones: ZoneNames | None = None) -> EventObject | None:
-    """The event object of an events row (``alert`` false: the rules decide it), or None for no such row."""
+async def read_event(conn: Any, event_id: int, zones: ZoneNames | None = None,
+                     snapshot_base: str = "") -> EventObject | None:
+    """The event object of an events row (``alert`` false: the rules decide it), or None for no such row.
+    ``snapshot_base``: what goes before the snapshot's path (``sht store --public-url``; "" keeps the path)."""
     async with conn.execute(_EVENT_SQL, (event_id,)) as cur:
         row = await cur.fetchone()
     if row is None:
@@ -197,8 +199,8 @@ async def read_event(conn: Any, event_id: int, zones: ZoneNames | None = None) -
         id=int(eid), camera=str(camera), node=str(node), start_us=int(start_us),
         end_us=None if int(state) == 1 else int(end_us), kind=str(kind), label=None if label is None else str(label),
         score=float(label_score) if labelled and label_score is not None else float(score), box=box,
-        zones=zones(str(camera), box) if zones is not None else (), snapshot=snapshot_path(int(eid)) if snapshots
-        else None, labels=labels, motion_score=float(score))
+        zones=zones(str(camera), box) if zones is not None else (), snapshot=snapshot_base + snapshot_path(int(eid))
+        if snapshots else None, labels=labels, motion_score=float(score))
 
 
 # What decides ``alert`` on each change (store/notify/rules.py AlertDesk.decide): the change before alert is set.
@@ -228,6 +230,7 @@ class ChangeFeed:
         changes are in memory only until a subscriber puts them in its outbox)."""
         self.conn, self.zones, self.decide, self.journal = conn, zones, decide, journal
         self.zones_known: Callable[[], bool] | None = None  # whether every node's named zones are known (replay)
+        self.snapshot_base = ""  # sht store --public-url: snapshots as full URLs
         self.stats = FeedStats()
         self.on_settings: list[Callable[[str | None], None]] = []
         self._subscriptions: list[Subscription] = []
@@ -249,7 +252,7 @@ class ChangeFeed:
             self._subscriptions.remove(subscription)
 
     async def event(self, event_id: int) -> EventObject | None:
-        found = await read_event(self.conn, event_id, self.zones)
+        found = await read_event(self.conn, event_id, self.zones, self.snapshot_base)
         last = self._last.get(event_id)
         return found if found is None or last is None else replace(found, alert=last.alert)
 
@@ -351,7 +354,7 @@ class ChangeFeed:
             subscription.offer(batch)
 
     async def _publish(self, report: _Report) -> list[EventChange]:
-        after = await read_event(self.conn, report.event_id, self.zones)
+        after = await read_event(self.conn, report.event_id, self.zones, self.snapshot_base)
         if after is None:
             return []  # deleted meanwhile (retention)
         before = self._last.get(report.event_id)

@@ -42,6 +42,7 @@ class NotifyService:
         self.options = options or NotifyOptions()
         self.desk = AlertDesk(settings)
         self.feed = ChangeFeed(conn, decide=self.desk.decide)
+        self.feed.snapshot_base = self.options.public_url
         self.feed.on_settings.append(self.desk.forget)
         self.outbox: Outbox | None = None
         self.journal: ChangeJournal | None = None  # in the outbox's file: changes kept from before their commit

@@ -14,7 +14,8 @@ from shared.settings import CameraSettings
 from store.index.db import Index
 from store.index.event_labels import EventLabelling, set_event_labelling, set_event_snapshot
 from store.ingest.events import EventNotice, ingest_event
-from store.notify.changes import ChangeFeed, EventChange, Subscription
+from store.notify.changes import ChangeFeed, EventChange, Subscription, read_event
+from store.notify.options import public_url
 from store.notify.rules import AlertDesk
 
 T = 1_764_165_166_000_000
@@ -102,3 +103,21 @@ async def test_a_closed_only_event_is_new_then_end_and_a_newer_event_ends_an_ope
     finally:
         await feed.close()
     assert [c async for c in subscription] == [], "closing the feed ends its subscriptions"
+
+
+async def test_with_a_public_url_an_events_snapshot_is_a_full_url(index: Index) -> None:
+    feed = ChangeFeed(index.conn)
+    feed.snapshot_base = public_url("https://nas.example:8100/")
+    taken = await ingest_event(index.conn, OPENED)
+    await set_event_snapshot(index.conn, taken.event_id, T + 10, 64, 48, b"\xff\xd8jpeg")
+    found = await read_event(index.conn, taken.event_id, snapshot_base=feed.snapshot_base)
+    assert found is not None and found.snapshot == f"https://nas.example:8100/snapshots/{taken.event_id}.jpg"
+    plain = await read_event(index.conn, taken.event_id)
+    assert plain is not None and plain.snapshot == f"/snapshots/{taken.event_id}.jpg"
+
+
+@pytest.mark.parametrize("bad", ["nas:8100", "ftp://nas", "https://", "https://nas:99999", "https://nas/?a=1",
+                                 "https://nas/#x"])
+def test_a_public_url_that_is_not_one_is_refused_naming_the_flag(bad: str) -> None:
+    with pytest.raises(ValueError, match="--public-url"):
+        public_url(bad)
