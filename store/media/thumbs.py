@@ -5,7 +5,8 @@ JPEGs come from FFmpeg's ``mjpeg`` encoder through PyAV, so no imaging library i
 needed. Only the keyframe at or before the moment and the frames up to it are
 decoded, with one decoder thread, since the store shares its cores. On S3 the segment is
 read in byte ranges (``SegmentStore.open_media``): its head, its index (at the end of the
-MP4) and the GOP before the moment, a fraction of the object.
+MP4) and the GOP before the moment, a fraction of the object; the GOP's bytes, known from the index, are
+fetched in one round trip before the decode reads them (``prefetch_gop``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from typing import cast
 
 import av
 from av.video.codeccontext import VideoCodecContext
+from av.video.stream import VideoStream
 
 from shared.fsutil import TEMP_MARK, write_atomic
 from store.media.segment_file import SegmentFileError, identity_from_path
 from store.media.source import MediaInput, open_input
 from store.segments import SegmentStoreError
+from store.segments.ranged import RangedReader
 
 MIN_WIDTH, MAX_WIDTH = 16, 3840
 # The widths the cache makes (requests snap up to the next one): bounded entries per frame and memory per decode.
@@ -80,6 +83,8 @@ def decode_frame_near(path: MediaInput, segment_start_us: int, at_us: int) -> tu
             stream.codec_context.thread_count = 1
             tb = stream.time_base or Fraction(1, 1_000_000)
             target = round(Fraction(max(0, at_us - segment_start_us), 1_000_000) / tb)
+            if isinstance(path, RangedReader):
+                prefetch_gop(path, stream, target)
             # Land on the keyframe at or before the target; decode forward from there.
             container.seek(target, stream=stream, backward=True, any_frame=False)
             best: av.VideoFrame | None = None
@@ -98,6 +103,21 @@ def decode_frame_near(path: MediaInput, segment_start_us: int, at_us: int) -> tu
     if best is None or best.pts is None:
         raise SegmentFileError(f"{path}: no decodable video frame")
     return best, segment_start_us + round(best.pts * tb * 1_000_000)
+
+
+def prefetch_gop(reader: RangedReader, stream: VideoStream, target: int) -> None:
+    """Have ``reader`` fetch the packets the decode below reads, from the keyframe at or before ``target`` to the
+    first frame at or after it, in one round trip: FFmpeg reads them a buffer (32 KiB) at a time, so a GOP across
+    two blocks would otherwise be two GETs one after the other. From the MP4's index (its entries are in decode
+    order, which is presentation order: the node's H.264 has no B-frames); nothing is fetched without one. The
+    reader fetches no block past these packets for the buffer fill that runs over their end (``prefetch``)."""
+    entries = list(stream.index_entries)
+    if not entries:
+        return
+    end = next((i for i, e in enumerate(entries) if e.timestamp >= target), len(entries) - 1)
+    start = next((i for i in range(end, -1, -1) if entries[i].is_keyframe), 0)
+    span = entries[start:end + 1]
+    reader.prefetch(min(e.pos for e in span), max(e.pos + e.size for e in span))
 
 
 def encode_jpeg(frame: av.VideoFrame, width: int, height: int) -> bytes:

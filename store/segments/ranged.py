@@ -12,8 +12,15 @@ the GOPs it copies.
   (``Range: bytes=a-b``). While a reader goes forward (each miss right after its last read) the GETs grow
   1, 1, 2, 4 up to ``MAX_RUN_BLOCKS`` blocks, so a reader that walks an object pays few round trips, and one that
   reads a GOP across two blocks (a thumbnail) fetches no block it does not read.
-- A read returns all the bytes asked for (up to the end of the object) or raises: never a short read in the middle
-  of an object, which FFmpeg would take for a truncated packet.
+- ``prefetch(first, end)``: a caller that knows which bytes it will read next (a thumbnail, from the MP4's index:
+  the keyframe at or before its moment up to the frame itself) has the missing blocks of that span fetched in one
+  round trip, one GET per run of missing blocks, all at once; a GOP across two blocks then costs one GET, not two
+  after each other. FFmpeg fills its 32 KiB buffer past the last packet it needs: a read from inside the span
+  that runs into a block past its end that is not cached returns the bytes up to that block, rather than GET a
+  block that is not needed (FFmpeg's buffer takes a short fill; it reads on if it needs more, which is then an
+  ordinary miss).
+- Otherwise a read returns all the bytes asked for (up to the end of the object) or raises, and never returns
+  nothing before the end: FFmpeg would take that for the end of the file, and a truncated packet.
 - Objects are never overwritten, but retention can delete one under a reader (and a new one can follow under the
   same name): every block carries the ETag it came with, and a block whose ETag differs from the reader's first,
   or a 404 after the first block, is ``SegmentChanged``. A failed read raises once; later reads return nothing
@@ -96,6 +103,7 @@ class BlockCache:
         self.bytes = 0
         self.hits = 0
         self.gets = 0  # ranged GETs made
+        self.rounds = 0  # round trips: GETs made one after another (a cold open's two GETs at once are one)
         self.fetched_bytes = 0  # bytes those GETs brought
 
     def get(self, name: str, number: int) -> _Block | None:
@@ -106,9 +114,18 @@ class BlockCache:
                 self.hits += 1
             return block
 
-    def has(self, name: str, number: int) -> bool:
+    def has(self, name: str, number: int, touch: bool = False) -> bool:
+        """Whether the block is cached; ``touch``: and make it the most recently used (it is about to be read)."""
         with self._lock:
-            return (name, number) in self._blocks
+            if (name, number) not in self._blocks:
+                return False
+            if touch:
+                self._blocks.move_to_end((name, number))
+            return True
+
+    def round_trip(self) -> None:
+        with self._lock:
+            self.rounds += 1
 
     def counted(self, reply: RangeReply) -> None:
         with self._lock:
@@ -168,6 +185,7 @@ class RangedReader(io.RawIOBase):
         self._run = 1  # blocks the last miss fetched
         self._streak = 0  # forward misses since the last jump
         self._last_read_block = -2  # the last block the previous read touched
+        self._wanted_end = 0  # the end of the span last prefetched: the bytes the caller said it reads
         first = cache.get(name, 0)
         if first is None:
             first = self._open_cold()
@@ -207,6 +225,11 @@ class RangedReader(io.RawIOBase):
             return 0
         size = self._block_bytes
         first, last = self._pos // size, (self._pos + n - 1) // size
+        if self._pos < self._wanted_end:  # a buffer fill past the prefetched bytes stops before a block not needed
+            past = next((b for b in range(first + 1, last + 1)
+                         if b * size >= self._wanted_end and not self._cache.has(self.object_name, b)), None)
+            if past is not None:
+                last, n = past - 1, past * size - self._pos
         forward = first in (self._last_read_block, self._last_read_block + 1)
         done = 0
         for number in range(first, last + 1):
@@ -218,6 +241,28 @@ class RangedReader(io.RawIOBase):
         self._pos += n
         self._last_read_block = last
         return n
+
+    def prefetch(self, first: int, end: int) -> None:
+        """Fetch the blocks holding bytes ``first..end-1`` that are not cached, in one round trip: a GET per run of
+        missing blocks, all at once. For a caller that knows what it reads next (the reads then hit the cache, and
+        one running from inside the span into a block past ``end`` that is not cached stops before it); a failure
+        is raised here, and as a read's would be, by ``check()`` again."""
+        self._checkClosed()  # type: ignore[attr-defined]
+        end = min(end, self.size)
+        if self._failure is not None or first >= end:
+            return
+        self._wanted_end = end
+        size = self._block_bytes
+        runs: list[tuple[int, int]] = []
+        for number in range(max(0, first) // size, (end - 1) // size + 1):
+            if self._cache.has(self.object_name, number, touch=True):  # not evicted by the blocks fetched now
+                continue
+            if runs and runs[-1][1] == number - 1:
+                runs[-1] = (runs[-1][0], number)
+            else:
+                runs.append((number, number))
+        if runs:
+            self._fetch_runs(runs)
 
     @property
     def failed(self) -> SegmentStoreError | None:
@@ -251,6 +296,7 @@ class RangedReader(io.RawIOBase):
     def _open_cold(self) -> _Block:
         """Block 0 and the last block, in two GETs at once; FileNotFoundError if there is no object."""
         size = self._block_bytes
+        self._cache.round_trip()
         head, *tail = self._fetch([f"bytes=0-{size - 1}"] + ([f"bytes=-{size}"] if self.prefetch_tail else []))
         for reply in (head, *tail):
             self._cache.counted(reply)
@@ -266,9 +312,15 @@ class RangedReader(io.RawIOBase):
 
     def _fetch_blocks(self, first: int, last: int) -> _Block:
         """GET blocks ``first..last`` in one request, cache them, return the first."""
+        return self._fetch_runs([(first, last)])[0]
+
+    def _fetch_runs(self, runs: list[tuple[int, int]]) -> list[_Block]:
+        """GET each run of blocks ``(first, last)`` in one request, the requests at once; cache the blocks, return
+        each run's first."""
         size = self._block_bytes
+        self._cache.round_trip()
         try:
-            [reply] = self._fetch([f"bytes={first * size}-{(last + 1) * size - 1}"])
+            replies = self._fetch([f"bytes={first * size}-{(last + 1) * size - 1}" for first, last in runs])
         except FileNotFoundError as exc:
             self._cache.forget([self.object_name])
             raise self._fail(SegmentChanged(
@@ -276,13 +328,15 @@ class RangedReader(io.RawIOBase):
                 "for footage that is still kept")) from exc
         except SegmentStoreError as exc:
             raise self._fail(exc) from exc
-        self._cache.counted(reply)
-        if reply.etag != self._etag:
-            self._cache.forget([self.object_name])
-            raise self._fail(SegmentChanged(
-                f"{self.label} changed while it was being read (ETag {self._etag}, now {reply.etag}): it was "
-                "deleted and written again; ask again"))
-        return self._keep(reply, first, last)
+        for reply in replies:
+            self._cache.counted(reply)
+        for reply in replies:
+            if reply.etag != self._etag:
+                self._cache.forget([self.object_name])
+                raise self._fail(SegmentChanged(
+                    f"{self.label} changed while it was being read (ETag {self._etag}, now {reply.etag}): it was "
+                    "deleted and written again; ask again"))
+        return [self._keep(reply, first, last) for reply, (first, last) in zip(replies, runs, strict=True)]
 
     def _keep(self, reply: RangeReply, first: int, last: int) -> _Block:
         """Blocks ``first..last`` cut from a reply and cached; the first returned."""

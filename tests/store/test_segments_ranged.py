@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import nullcontext
 from functools import lru_cache, partial
 from pathlib import Path
+from types import SimpleNamespace
 
+import av
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,7 +25,7 @@ from node.sources.synthetic import SyntheticSource
 from shared.fanout import AccessUnit
 from shared.protocol.ingest import SegmentHeader
 from store.media.export import ExportError, export_clip
-from store.media.thumbs import ThumbnailCache
+from store.media.thumbs import ThumbnailCache, nearest_frame
 from store.segments import segment_name
 from store.segments.files import FileSegments
 from store.segments.ranged import BLOCK_BYTES, BlockCache, SegmentChanged
@@ -91,6 +93,7 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("seek"), st.integers(0, 12_000), st.sampled_from([io.SEEK_SET, io.SEEK_CUR, io.SEEK_END])),
     st.tuples(st.just("read"), st.integers(-1, 9_000), st.just(0)),
     st.tuples(st.just("readinto"), st.integers(0, 9_000), st.just(0)),
+    st.tuples(st.just("prefetch"), st.integers(-100, 12_000), st.integers(0, 2_048)),  # (first, length)
 ), min_size=1, max_size=12)
 
 
@@ -106,17 +109,38 @@ async def test_the_reader_reads_and_seeks_like_the_bytes_themselves(s3_env, tmp_
         # A small block and a cache of three blocks: reads cross blocks, GETs grow, blocks are evicted.
         backend.blocks = BlockCache(max_bytes=3 * 1024, block_bytes=1024)
         want = io.BytesIO(data)
+        wanted_end = 0  # the end of the span last prefetched
+
+        def same_bytes(mine: bytes, theirs: bytes, at: int) -> None:
+            """``mine`` is ``theirs``, or (a read from inside the prefetched span running past its end) the part of
+            it up to a block boundary at or past that end; never nothing where there are bytes."""
+            if len(mine) < len(theirs):
+                assert mine and at < wanted_end <= at + len(mine) and (at + len(mine)) % 1024 == 0, (at, len(mine))
+                want.seek(at + len(mine))
+            assert mine == theirs[:len(mine)]
+
         with backend.open_media("cam0/blob.mp4") as got:
             assert got.size == len(data) and got.seekable() and got.readable()
             for op, n, whence in sequence:
                 if op == "seek":  # n: the position wanted, whatever the whence
                     base = {io.SEEK_SET: 0, io.SEEK_CUR: want.tell(), io.SEEK_END: len(data)}[whence]
                     assert got.seek(n - base, whence) == want.seek(n - base, whence) == n
+                elif op == "prefetch":  # whence: the span's length; at most 3 blocks, what the cache holds
+                    rounds = backend.blocks.rounds
+                    got.prefetch(n, n + whence)
+                    assert backend.blocks.rounds - rounds <= 1  # however many runs were missing: one round trip
+                    end = min(n + whence, len(data))
+                    if max(0, n) < end:  # a span with bytes of the object in it
+                        wanted = range(max(0, n) // 1024, (end - 1) // 1024 + 1)
+                        assert all(backend.blocks.has("cam0/blob.mp4", b) for b in wanted)
+                    if n < end:
+                        wanted_end = end
                 elif op == "read":
-                    assert got.read(n) == want.read(n)
+                    at = want.tell()
+                    same_bytes(got.read(n), want.read(n), at)
                 else:
-                    mine, theirs = bytearray(n), bytearray(n)
-                    assert got.readinto(mine) == want.readinto(theirs) and mine == theirs
+                    at, mine, theirs = want.tell(), bytearray(n), bytearray(n)
+                    same_bytes(mine[:got.readinto(mine)], theirs[:want.readinto(theirs)], at)
                 assert got.tell() == want.tell()
             assert backend.blocks.bytes <= 3 * 1024
         with pytest.raises(ValueError):
@@ -133,6 +157,46 @@ async def test_the_reader_reads_and_seeks_like_the_bytes_themselves(s3_env, tmp_
         await backend.close()
 
 
+def gop_of(data: bytes, offset_us: int) -> tuple[int, int, int]:
+    """(the offset of the frame a thumbnail at ``offset_us`` shows, the byte its keyframe starts at, the byte after
+    the frame): what its decode reads, from the MP4's index."""
+    with av.open(io.BytesIO(data)) as container:  # the entries are FFmpeg's memory: copied before the close
+        stream = container.streams.video[0]
+        tb = stream.time_base
+        entries = [SimpleNamespace(timestamp=e.timestamp, pos=e.pos, size=e.size, is_keyframe=e.is_keyframe)
+                   for e in stream.index_entries]
+    assert tb is not None and entries
+    stamps = tuple(round(e.timestamp * tb * 1_000_000) for e in entries)
+    frame = stamps.index(nearest_frame(stamps, offset_us))
+    key = max(i for i in range(frame + 1) if entries[i].is_keyframe)
+    return stamps[frame], entries[key].pos, entries[frame].pos + entries[frame].size
+
+
+def blocks_a_thumbnail_reads(data: bytes, offset_us: int) -> tuple[int, set[int]]:
+    """(the frame's offset, the blocks a thumbnail miss there needs): block 0 (the head, the first keyframe), the
+    last (the moov), and those from the keyframe at or before the frame to the frame's end."""
+    frame_us, first, after = gop_of(data, offset_us)
+    return frame_us, {0, (len(data) - 1) // BLOCK_BYTES, *range(first // BLOCK_BYTES, (after - 1) // BLOCK_BYTES + 1)}
+
+
+def bytes_fetched_for(blocks: set[int], size: int) -> int:
+    """What the GETs bring for these blocks: the cold open's block 0 and last ``BLOCK_BYTES`` of the object
+    (``bytes=-N``: the last block and the end of the one before it), then each other block whole."""
+    last = (size - 1) // BLOCK_BYTES
+    return 2 * min(BLOCK_BYTES, size) + sum(min(BLOCK_BYTES, size - b * BLOCK_BYTES) for b in blocks - {0, last})
+
+
+def a_gop_across_two_blocks(data: bytes) -> int:
+    """An offset (µs) whose thumbnail decodes frames that start in one block and end in the next (neither the
+    first block nor the last, which the open fetches)."""
+    last = (len(data) - 1) // BLOCK_BYTES
+    for offset_us in range(0, SECONDS * 1_000_000, 100_000):
+        _, first, after = gop_of(data, offset_us)
+        if 0 < first // BLOCK_BYTES < (after - 1) // BLOCK_BYTES < last:
+            return offset_us
+    raise AssertionError("no moment of the test segment has its GOP across two blocks; make the test find one")
+
+
 async def test_a_thumbnail_on_s3_is_the_files_one_and_reads_a_fraction_of_the_object(stored, tmp_path):
     s3, files, names = stored
     (header, data), _ = ten_second_segments()
@@ -141,15 +205,24 @@ async def test_a_thumbnail_on_s3_is_the_files_one_and_reads_a_fraction_of_the_ob
     on_s3 = ThumbnailCache(tmp_path / "thumbs-s3", 10**8)
     key = tmp_path / "segments" / name  # what names the segment in the thumbnail cache (MediaRequests: ROOT/path)
     shares = []
-    for offset_us in (0, 5_300_000, 9_900_000):
+    for offset_us in (0, 5_300_000, 9_900_000, a_gop_across_two_blocks(data)):
         at = header.start_us + offset_us
         want = await asyncio.to_thread(on_files.get_or_make, files.path(name), header.start_us, at, 320)
+        rounds = s3.blocks.rounds
         got, nbytes = await asyncio.to_thread(fetched, s3, partial(
             on_s3.get_or_make, key, header.start_us, at, 320, partial(s3.open_media, name)))
         assert got == want  # the same frame, the same JPEG bytes
+        frame_us, blocks = blocks_a_thumbnail_reads(data, offset_us)
+        assert got.frame_us == header.start_us + frame_us
+        # Exactly those blocks (none for FFmpeg's buffer fill past the frame), in two round trips at most: the head
+        # and the moov at once, then the GOP in one GET even across two blocks (read as FFmpeg reads it, 32 KiB at
+        # a time, that was one GET after another).
+        assert nbytes == bytes_fetched_for(blocks, len(data)), (offset_us, blocks)
+        assert s3.blocks.rounds - rounds == (1 if len(blocks) == 2 else 2), offset_us
         shares.append(nbytes / len(data))
     print(f"thumbnail misses of a {len(data)} B 10 s segment read {[f'{s:.0%}' for s in shares]} of it")
-    assert all(0 < s < 0.5 for s in shares), shares
+    # Under half the object at 0, 5.3 and 9.9 s; the GOP across two blocks needs 4 of the 1.8 MB object's 7.
+    assert all(0 < s < 0.5 for s in shares[:3]) and shares[3] < 0.6, shares
     await s3.delete_many([name])  # retention's delete drops the object's blocks
     assert s3.blocks.bytes == 0
 
