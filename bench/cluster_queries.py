@@ -11,9 +11,12 @@ requests, through a real ``sht store`` each time.
    index into PostgreSQL (bench/index_copy.py: the store's own schema, ``COPY``, the store's indexes made again,
    ``VACUUM ANALYZE``) and PUTs one object per file a thumbnail reads (with the store's own S3 code), so each
    cache miss on S3 reads an object the store has not read before (ranged GETs, store/segments/ranged.py).
+   Then a PostgreSQL ``CHECKPOINT`` and a ``sync``: what the copy and the PUTs wrote is on disk before any
+   request is timed, not written back by the kernel (or PostgreSQL's checkpointer) during the first round.
 3. Measures search, timeline and thumbnails (misses, then hits) with bench/store.py's ``measure`` on
    sqlite+file (the baseline), postgresql+S3, sqlite+S3 and postgresql+file: one store process each, the same
-   request sequence, the caches under the root emptied and the index read into the page cache before each.
+   request sequence, the caches under the root emptied and the index read into the page cache before each;
+   first one warm-up round over every setup, the same for each and not counted, then the measured rounds.
 4. Prints a table with each figure's ratio to the baseline and replaces the "## Cluster queries" section of
    docs/benchmarks.md (``--quick`` writes nothing unless ``--output`` is given).
 """
@@ -76,6 +79,7 @@ class Prepared:
     objects: int
     put_s: float
     usage_scan_s: dict[str, float]  # backend -> StoreUsage.load, the scan a lease holder makes before each sweep
+    flush_s: float = 0.0  # CHECKPOINT and sync after the copy and the PUTs
 
     @property
     def settle_s(self) -> float:
@@ -144,6 +148,20 @@ def usage_scan_s(where: Path | str) -> float:
     return asyncio.run(timed())
 
 
+def flush_writes(index_url: str) -> float:
+    """Seconds to put what the copy and the PUTs wrote on disk: PostgreSQL's ``CHECKPOINT`` (else its
+    checkpointer spreads the last one over minutes, into the measured rounds) and the kernel's dirty pages
+    (``sync``: SeaweedFS's volumes, PostgreSQL's files). Every timed request then meets a quiet disk; a thumbnail
+    miss fsyncs the JPEG it caches, which behind gigabytes of writeback waited up to hundreds of ms."""
+    import psycopg
+
+    started = time.monotonic()
+    with psycopg.connect(index_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    os.sync()
+    return time.monotonic() - started
+
+
 def link_tree(source: Path, target: Path, names: Iterable[str]) -> None:
     """Hard links of ``source/segments/NAME`` at ``target/segments/NAME``: the same files for a second root."""
     for name in names:
@@ -193,28 +211,46 @@ def measure_setup(setup: Setup, built: bs.Built, plan: bs.Plan, thumbs: Sequence
     return m
 
 
+@dataclass
+class Measured:
+    pooled: dict[str, bs.Measurements]  # setup -> its figures over the measured rounds (start-up: the median)
+    rounds: list[dict[str, bs.Measurements]]  # each measured round's, setup -> figures
+    warmup: dict[str, bs.Measurements] | None = None  # the warm-up round's, not counted
+
+
 def measure_rounds(setups: Sequence[Setup], built: bs.Built, plan: bs.Plan, rounds: int,
                    thumbs: Sequence[tuple[str, int]], tokens: dict[Path, str], logs: Path,
-                   console: Console, settle_s: float = SETTLE_S) -> dict[str, bs.Measurements]:
-    """``rounds`` rounds; in each, every setup runs ``plan`` (the same requests for all, new ones each round, its
-    own slice of ``thumbs``), the setups' order rotated one place per round, so a busy spell of the machine falls
-    on each of them alike. Returns each setup's figures pooled over the rounds (start-up: the median)."""
-    per = len(thumbs) // rounds
+                   console: Console, settle_s: float = SETTLE_S, warmup_round: bool = True) -> Measured:
+    """``rounds`` rounds, after one warm-up round when ``warmup_round`` (every setup once, in the same way, its
+    figures kept apart and not counted: the first requests of the machine's first store processes after the data
+    was made, of SeaweedFS's and PostgreSQL's first reads). In each round every setup runs ``plan`` (the same
+    requests for all, new ones each round, its own slice of ``thumbs``: one slice per round, warm-up included),
+    the setups' order rotated one place per round, so a busy spell of the machine falls on each of them alike."""
+    slices = rounds + (1 if warmup_round else 0)
+    per = len(thumbs) // slices
+    assert per == plan.warmup + plan.thumb_miss, "thumbs: a slice of warm-up and miss thumbnails per round"
+
+    def one_round(index: int, label: str, seed: int) -> dict[str, bs.Measurements]:
+        console.print(f"  {label}")
+        got = {}
+        order = index % len(setups)
+        for setup in [*setups[order:], *setups[:order]]:
+            got[setup.name] = measure_setup(setup, built, plan, thumbs[index * per:(index + 1) * per],
+                                            tokens[setup.root], logs, console, seed=seed, settle_s=settle_s)
+        return got
+
+    warmup = one_round(0, "warm-up round (not counted)", seed=1) if warmup_round else None
+    first = 1 if warmup_round else 0
+    measured = [one_round(first + r, f"round {r + 1} of {rounds}", seed=2 + r) for r in range(rounds)]
     pooled = {s.name: bs.Measurements() for s in setups}
-    startups: dict[str, list[float]] = {s.name: [] for s in setups}
-    for r in range(rounds):
-        console.print(f"  round {r + 1} of {rounds}")
-        for setup in [*setups[r % len(setups):], *setups[:r % len(setups)]]:
-            m = measure_setup(setup, built, plan, thumbs[r * per:(r + 1) * per], tokens[setup.root], logs, console,
-                              seed=2 + r, settle_s=settle_s)
-            into = pooled[setup.name]
+    for name, into in pooled.items():
+        for got in measured:
+            m = got[name]
             for _, _, attr in METRICS:
                 getattr(into, attr).extend(getattr(m, attr))
             into.search_items.extend(m.search_items)
-            startups[setup.name].append(m.startup_s)
-    for name, m in pooled.items():
-        m.startup_s = bs.pct(startups[name], 50)
-    return pooled
+        into.startup_s = bs.pct([got[name].startup_s for got in measured], 50)
+    return Measured(pooled, measured, warmup)
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -253,10 +289,13 @@ def data_rows(prepared: Prepared, media: bs.Media) -> list[bs.Row]:
                f"{prepared.objects} objects of {media.shared[0][1] / 1e6:.1f} MB in {prepared.put_s:.1f} s"),
         bs.Row("data", "usage totals: `StoreUsage.load` (COUNT and SUM over segments), index in the page cache",
                ", ".join(f"{k} {v:.2f} s" for k, v in prepared.usage_scan_s.items())),
+        bs.Row("data", "written out before measuring (PostgreSQL `CHECKPOINT`, then `sync`)",
+               f"{prepared.flush_s:.1f} s"),
     ]
 
 
-def findings(measured: dict[str, bs.Measurements], prepared: Prepared) -> list[str]:
+def findings(result: Measured, prepared: Prepared) -> list[str]:
+    measured = result.pooled
     base, target = measured.get(BASELINE), measured.get(TARGETED)
     if base is None or target is None:
         return []
@@ -276,6 +315,7 @@ def findings(measured: dict[str, bs.Measurements], prepared: Prepared) -> list[s
         if half in measured:
             out.append(f"{half} (one part changed at a time), p99: " + ", ".join(
                 f"{k} {v:.2f}×" for k, v in ratios(measured[half], 99).items()) + f" of {BASELINE}'s.")
+    out.append(thumbnail_misses_by_round(result))
     scan = prepared.usage_scan_s.get("PostgreSQL")
     if scan is not None:
         out.append(f"Not in these figures: a store on PostgreSQL holding the maintenance lease re-reads the usage "
@@ -285,6 +325,19 @@ def findings(measured: dict[str, bs.Measurements], prepared: Prepared) -> list[s
                    f"{prepared.settle_s:.0f} s after it listened, past its first sweep, before its requests; a request "
                    "arriving during that scan shares the machine with it.")
     return out
+
+
+def thumbnail_misses_by_round(result: Measured) -> str:
+    """Each setup's thumbnail-miss p99 in each round, the warm-up round's first: how much the pooled p99 owes to
+    one round."""
+    def p99s(name: str) -> str:
+        counted = "/".join(f"{bs.pct(r[name].thumb_miss_ms, 99):.0f}" for r in result.rounds)
+        if result.warmup is None:
+            return f"{name} {counted}"
+        return f"{name} ({bs.pct(result.warmup[name].thumb_miss_ms, 99):.0f}) {counted}"
+
+    warm = " (in brackets the warm-up round's, not counted)" if result.warmup is not None else ""
+    return (f"Thumbnail-miss p99 by round, ms{warm}: " + "; ".join(p99s(name) for name in result.pooled) + ".")
 
 
 def markdown_section(rows: list[bs.Row], info: dict[str, str], plan: bs.Plan, rounds: int, media: bs.Media,
@@ -310,7 +363,10 @@ def markdown_section(rows: list[bs.Row], info: dict[str, str], plan: bs.Plan, ro
         f"day, hour buckets), {plan.thumb_miss} thumbnail misses then {plan.thumb_hit} hits, after {plan.warmup} "
         "warm-up requests of each kind (not counted). Every setup gets the same requests.",
         f"- **Setups**: sqlite+file (the baseline), postgresql+S3 (the cluster's setup), sqlite+S3 and "
-        f"postgresql+file (one part changed at a time). {rounds} rounds; in each, every setup runs once, in an "
+        f"postgresql+file (one part changed at a time). Once the data is made, a PostgreSQL `CHECKPOINT` and a "
+        "`sync`, so what the copy and the PUTs wrote is on disk before any request is timed; then one warm-up "
+        "round over every setup, run as the others and not counted (its thumbnail-miss p99 is under Findings), "
+        f"then {rounds} rounds; in each, every setup runs once, in an "
         "order rotated one place per round (so a busy spell of this shared machine falls on each alike), on "
         "new requests and its own thumbnails; the figures are pooled over the rounds. Before each run: a new "
         "store process (its in-memory S3 block cache empty), the caches under its root (thumbnails, S3 copies) "
@@ -349,7 +405,9 @@ def prepare(tmp: Path, scale: bs.Scale, media: bs.Media, thumbs: Sequence[tuple[
     link_tree(built.root, tmp / "pg", names)
     scans = {"SQLite": usage_scan_s(index_path(built.root)), "PostgreSQL": usage_scan_s(index_url)}
     console.print("  usage totals (COUNT, SUM over segments): " + ", ".join(f"{k} {v:.1f} s" for k, v in scans.items()))
-    return Prepared(built, copied, len(names), put_s, scans), index_url, segments_url
+    flush_s = flush_writes(index_url)
+    console.print(f"  CHECKPOINT and sync: {flush_s:.1f} s")
+    return Prepared(built, copied, len(names), put_s, scans, flush_s), index_url, segments_url
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -380,14 +438,14 @@ def main(argv: list[str] | None = None) -> int:
     scale = bs.Scale(cameras, days, round(bs.EVENTS_PER_CAMERA_DAY * cameras * days))
     output = Path(args.output) if args.output else (None if args.quick else Path("docs/benchmarks.md"))
     started = time.monotonic()
-    measured: dict[str, bs.Measurements] = {}
     with tempfile.TemporaryDirectory(prefix="sht-bench-queries-", dir=args.tmp) as tmp_name, \
             contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
         info = {**machine_info(tmp, load), "SQLite": bs.sqlite3.sqlite_version, "commit": source_commit()}
         console.print("encoding the real segments…")
         media = bs.make_media(tmp / "media")
-        thumbs = bs.thumbnail_sample(bs.camera_names(cameras), days, rounds * (plan.warmup + plan.thumb_miss))
+        # A slice of thumbnails per round, the warm-up round's included: every miss reads an object not read before.
+        thumbs = bs.thumbnail_sample(bs.camera_names(cameras), days, (rounds + 1) * (plan.warmup + plan.thumb_miss))
         weed = stack.enter_context(servers.seaweed(tmp / "seaweed"))
         cluster = stack.enter_context(servers.postgres())
         prepared, index_url, segments_url = prepare(tmp, scale, media, thumbs, weed, cluster, console)
@@ -404,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         console.print("measuring…")
         measured = measure_rounds(setups, built, plan, rounds, thumbs, tokens, tmp, console, prepared.settle_s)
-    rows = data_rows(prepared, media) + result_rows(measured)
+    rows = data_rows(prepared, media) + result_rows(measured.pooled)
     bs.print_table(rows, "SHT CCTV cluster queries" + (" (--quick: smoke run)" if args.quick else ""))
     console.print(f"total {time.monotonic() - started:.0f} s")
     if output is not None:

@@ -37,10 +37,11 @@ def test_queries_bench_copies_the_index_and_measures_both_backends_on_the_same_r
     media = bs.make_media(tmp_path / "media", width=160, height=120, fps=15, seconds=bs.SEGMENT_S, shared=1)
     scale = bs.Scale(cameras=2, days=2, events=20)
     plan = bs.Plan(search=2, timeline=2, thumb_miss=2, thumb_hit=2, exports=0, warmup=1)
-    thumbs = bs.thumbnail_sample(bs.camera_names(2), scale.days, plan.warmup + plan.thumb_miss)
+    thumbs = bs.thumbnail_sample(bs.camera_names(2), scale.days, 2 * (plan.warmup + plan.thumb_miss))  # + warm-up
     prepared, index_url, segments_url = cluster_queries.prepare(tmp_path, scale, media, thumbs, weed, cluster,
                                                                 quiet())
     assert prepared.copy.rows["segments"] == scale.rows and prepared.copy.rows["events"] == 20
+    assert prepared.flush_s > 0  # the CHECKPOINT and sync ran
     assert prepared.objects == len(thumbs) + 1  # the thumbnails' own segments and the shared one
     with sqlite3.connect(index_path(prepared.built.root)) as lite, psycopg.connect(index_url) as pg:
         query = "SELECT id, camera, start_us, path, sha256 FROM segments ORDER BY id"
@@ -60,13 +61,15 @@ def test_queries_bench_copies_the_index_and_measures_both_backends_on_the_same_r
                                                                         segments_url],
                                     cluster_queries.database_files(cluster, index_url), weed.env())]
     measured = cluster_queries.measure_rounds(setups, built, plan, 1, thumbs, tokens, tmp_path, quiet(), settle_s=0.5)
-    for m in measured.values():
+    assert measured.warmup is not None and len(measured.rounds) == 1
+    for m in [*measured.pooled.values(), *measured.warmup.values()]:  # the warm-up round's kept apart, not pooled
         assert len(m.search_ms) == len(m.timeline_ms) == len(m.thumb_miss_ms) == len(m.thumb_hit_ms) == 2
-    rows = cluster_queries.data_rows(prepared, media) + cluster_queries.result_rows(measured)
+    rows = cluster_queries.data_rows(prepared, media) + cluster_queries.result_rows(measured.pooled)
     assert [r.ok is not None for r in rows].count(True) == len(cluster_queries.METRICS)  # the target's rows
     body = cluster_queries.markdown_section(rows, {"nproc": "2"}, plan, 1, media, True,
                                             cluster_queries.findings(measured, prepared))
     assert "| postgresql+S3 | thumbnail, cache miss" in body and "× sqlite+file" in body
+    assert "Thumbnail-miss p99 by round" in body and "warm-up round" in body
 
 
 def test_failover_bench_kills_a_store_and_accounts_for_every_segment(tmp_path: Path, backends) -> None:
