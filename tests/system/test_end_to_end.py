@@ -99,8 +99,16 @@ def test_unknown_camera_is_refused_with_a_reason(processes, tmp_path, store):
                            additional_headers=bearer(tokens(tmp_path / "store")["viewer"])):
             pass
 
-    with pytest.raises(websockets.InvalidStatus) as err:
-        asyncio.run(attempt())
+    # The node's /health answers before it has fetched the store's key (GET /key, in the background); until then
+    # it refuses every viewer with 503 saying so. Wait that out: the refusal under test is the unknown camera's.
+    deadline = time.monotonic() + 15
+    while True:
+        with pytest.raises(websockets.InvalidStatus) as err:
+            asyncio.run(attempt())
+        if err.value.response.status_code != 503 or time.monotonic() > deadline:
+            break
+        assert b"store's public key" in err.value.response.body, err.value.response.body
+        time.sleep(0.2)
     assert err.value.response.status_code == 404
     assert b"no camera 'nope'" in err.value.response.body and b"cam0" in err.value.response.body
     with pytest.raises(urllib.error.HTTPError):
