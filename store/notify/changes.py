@@ -375,6 +375,10 @@ class ChangeFeed:
         if self.decide is not None:
             try:
                 alert = await self.decide(change)
+            except OSError as exc:  # IndexUnavailable: the camera's rules cannot be read now (one line, no traceback)
+                log.warning("notify: cannot read camera %s's alert rules (%s); event %d is not an alert",
+                            after.camera, exc, after.id)
+                alert = False
             except Exception:
                 log.exception("notify: the alert rules failed on event %d; not an alert", after.id)
                 alert = False
