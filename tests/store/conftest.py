@@ -31,3 +31,6 @@ def new_index_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 def index_url(new_index_url: Callable[[], str]) -> str:
     """A test's index: a SQLite file or a PostgreSQL database (the test runs on both)."""
     return new_index_url()
+
+# One SeaweedFS per module that asks for it (``seaweed``, ``s3_env``), defined once in tests/store/seaweed.py.
+from tests.store.seaweed import s3_env, seaweed  # noqa: E402, F401

@@ -38,3 +38,20 @@ def running_seaweed(directory: Path) -> Iterator[Seaweed]:
     weed_binary()
     with local_servers.running_seaweed(directory) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    """One SeaweedFS for a test module (import this fixture, and ``s3_env``, into the module)."""
+    with running_seaweed(tmp_path_factory.mktemp("seaweed")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch) -> Seaweed:
+    """``seaweed``, its credentials in the AWS variables and no other profile in the way."""
+    for key, value in seaweed.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_SHARED_CREDENTIALS_FILE", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return seaweed

@@ -18,7 +18,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from store.migrate.target import claim_index, finish_index
 from store.segments.s3 import S3Segments
 from store.segments.url import S3Location, parse_segments_url
 from tests.store.postgres import PostgresCluster
-from tests.store.seaweed import BUCKET, Seaweed, free_ports, running_seaweed
+from tests.store.seaweed import BUCKET, Seaweed, free_ports
 from tests.store.test_check import make_segments
 from tests.store.test_replica_s3 import event, label_and_lock, send
 
@@ -48,21 +47,6 @@ REPO = Path(__file__).resolve().parents[2]
 KEEP_ALL = RetentionPolicy(max_age_us=None, min_free_bytes=None)
 SECONDS = 80  # of 1 s segments per camera: 160 segments, enough for a migrate to be killed in the middle
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
-    with running_seaweed(tmp_path_factory.mktemp("seaweed")) as server:
-        yield server
-
-
-@pytest.fixture
-def s3_env(seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch) -> Seaweed:
-    for key, value in seaweed.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_SHARED_CREDENTIALS_FILE", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return seaweed
 
 
 def new_prefix(seaweed: Seaweed) -> S3Location:

@@ -15,7 +15,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from store.segments.s3 import PROBES, S3Segments
 from store.segments.url import S3Location, parse_segments_url
 from tests.store.index_backends import committed_rows
 from tests.store.postgres import PostgresCluster
-from tests.store.seaweed import ACCESS_KEY, BUCKET, SECRET_KEY, Seaweed, running_seaweed
+from tests.store.seaweed import ACCESS_KEY, BUCKET, SECRET_KEY, Seaweed
 
 W, H, FPS = 160, 120, 10
 _prefixes = itertools.count()
@@ -65,21 +65,6 @@ def versions() -> tuple[list[tuple[SegmentHeader, bytes]], list[tuple[SegmentHea
     assert [(h.camera, h.start_us, h.frames) for h, _ in x] == [(h.camera, h.start_us, h.frames) for h, _ in y]
     assert all(hx.sha256 != hy.sha256 for (hx, _), (hy, _) in zip(x, y, strict=True))
     return x, y
-
-
-@pytest.fixture(scope="module")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
-    with running_seaweed(tmp_path_factory.mktemp("seaweed")) as server:
-        yield server
-
-
-@pytest.fixture
-def s3_env(seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch) -> Seaweed:
-    for key, value in seaweed.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_SHARED_CREDENTIALS_FILE", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return seaweed
 
 
 def shared_location(seaweed: Seaweed) -> S3Location:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import nullcontext
 from functools import lru_cache, partial
 from pathlib import Path
@@ -30,26 +30,11 @@ from store.segments import segment_name
 from store.segments.files import FileSegments
 from store.segments.ranged import BLOCK_BYTES, BlockCache, SegmentChanged
 from store.segments.s3 import S3Segments
-from tests.store.seaweed import BUCKET, Seaweed, running_seaweed
+from tests.store.seaweed import BUCKET, Seaweed
 from tests.store.test_segments_s3 import new_backend
 
 T0 = 1_764_165_160_000_000
 SECONDS = 10
-
-
-@pytest.fixture(scope="module")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
-    with running_seaweed(tmp_path_factory.mktemp("seaweed")) as server:
-        yield server
-
-
-@pytest.fixture
-def s3_env(seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch) -> Seaweed:
-    for key, value in seaweed.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_SHARED_CREDENTIALS_FILE", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return seaweed
 
 
 @lru_cache(maxsize=1)

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import av
@@ -31,7 +31,7 @@ from store.maintenance.retention import RetentionPolicy
 from store.segments import SegmentStoreError, segment_name
 from store.segments.s3 import DELETE_BATCH, S3Segments
 from store.segments.url import S3Location, parse_segments_url
-from tests.store.seaweed import BUCKET, Seaweed, free_ports, running_seaweed
+from tests.store.seaweed import BUCKET, Seaweed, free_ports
 from tests.store.test_check import make_segments
 from tests.store.test_segment_store import (  # noqa: F401 - the same tests, run here on S3
     ingest_all,
@@ -49,21 +49,6 @@ _prefixes = itertools.count()
 def recorded() -> list[tuple[SegmentHeader, bytes]]:
     start = (now_us() // 1_000_000 - 7200) * 1_000_000  # two hours ago: young enough for any --max-age
     return make_segments("cam0", start) + make_segments("cam1", start + 50_000)
-
-
-@pytest.fixture(scope="module")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
-    with running_seaweed(tmp_path_factory.mktemp("seaweed")) as server:
-        yield server
-
-
-@pytest.fixture
-def s3_env(seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch) -> Seaweed:
-    for key, value in seaweed.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_SHARED_CREDENTIALS_FILE", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return seaweed
 
 
 def new_backend(seaweed: Seaweed, root: Path, bucket: str = BUCKET) -> S3Segments:
