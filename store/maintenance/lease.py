@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 # pg_advisory_lock key (store/index/migrations.py SCHEMA_LOCK_KEY is ...0001).
 MAINTENANCE_LOCK_KEY = 0x5348_5400_0002
 POLL_S = 5.0
+# One try's deadline, apart from the poll interval: a fast poll (tests) on a busy machine must not give up a
+# healthy session because connecting and the lock query took longer than one interval.
+ATTEMPT_S = 5.0
+# How long stop() waits for a try in progress to end once cancelled (psycopg waits for the server to confirm
+# a cancelled query); after that the connection is closed anyway, which also lets the lock go.
+STOP_WAIT_S = 5.0
 # Server side: a silent peer is dropped after idle + interval * count = 10 + 5 * 3 = 25 s; client side the same.
 KEEPALIVE: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 SERVER_KEEPALIVE = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5", "SET tcp_keepalives_count = 3")
@@ -62,10 +68,12 @@ class PostgresLease:
         self._task = asyncio.create_task(self._run(), name="maintenance-lease")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=STOP_WAIT_S)
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.warning("maintenance lease: the last try ended with %r", task.exception())
         await self._drop()  # closing the session lets the lock go
 
     async def _run(self) -> None:
@@ -77,7 +85,7 @@ class PostgresLease:
         import psycopg
 
         try:
-            await asyncio.wait_for(self._check_or_take(), self.poll_s)
+            await asyncio.wait_for(self._check_or_take(), max(self.poll_s, ATTEMPT_S))
         except (psycopg.Error, OSError, TimeoutError) as exc:
             if self.held:
                 log.warning("maintenance lease lost (cannot reach the index at %s: %s); retention and "
