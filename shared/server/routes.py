@@ -14,9 +14,11 @@ from websockets.http11 import Request, Response
 
 from shared.auth import Audience, Claims
 from shared.request_target import request_path
+from shared.server.streamed import Streamed
 
-# A plain HTTP answer (``/health``, ``/metrics``, ``/key``, ``/``), sync or async.
-HttpResponder = Callable[[ServerConnection, Request], Response | Awaitable[Response]]
+# A plain HTTP answer (``/health``, ``/metrics``, ``/key``, ``/``), sync or async; or a body too big for memory,
+# sent in chunks (``Streamed``: /recordings).
+HttpResponder = Callable[[ServerConnection, Request], Response | Streamed | Awaitable[Response | Streamed]]
 # A WebSocket session, from the handshake's end until the connection closes.
 SessionHandler = Callable[[ServerConnection, Claims | None], Awaitable[None]]
 # Refuses a WebSocket handshake (e.g. 404 for an unknown camera) after authentication, or lets it through.

@@ -6,11 +6,13 @@ against the matched route's audience (``shared.auth.AccessControl``: roles,
 allowlist, lockout), then an HTTP route answers, or a WebSocket route's check
 may refuse (404 for an unknown camera, 400 for a bad query). An accepted
 WebSocket gets its route's message (and frame) size limits and its session handler, and is
-remembered by token id so that a revocation closes it.
+remembered by token id so that a revocation closes it. An HTTP answer too big for memory (``Streamed``) is
+written by a task of the shell's, the connection detached from websockets (shared/server/streamed.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import ssl
@@ -27,6 +29,7 @@ from shared.httpjson import error_response
 from shared.request_target import BadTarget
 from shared.server.connections import ConnectionRegistry
 from shared.server.routes import Route, RouteTable, endpoint_path
+from shared.server.streamed import Streamed, detach, send
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class ServerShell:
         self.server: Server | None = None
         self._accepted: weakref.WeakKeyDictionary[ServerConnection, tuple[Route, Claims | None]] = \
             weakref.WeakKeyDictionary()
+        self._streams: set[asyncio.Task[int]] = set()  # Streamed answers being written (shared/server/streamed.py)
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
         if not FRAME_LIMITS and any(r.max_fragment_bytes is not None for r in self.routes.routes):
@@ -63,6 +67,9 @@ class ServerShell:
         return int(self.server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
+        for task in list(self._streams):
+            task.cancel()
+        await asyncio.gather(*self._streams, return_exceptions=True)
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
@@ -91,7 +98,10 @@ class ServerShell:
             return error_response(connection, exc.status, exc.reason)
         if route.respond is not None:
             answer = route.respond(connection, request)
-            return await answer if inspect.isawaitable(answer) else answer
+            answer = await answer if inspect.isawaitable(answer) else answer
+            if isinstance(answer, Streamed):
+                return self._stream(connection, answer)
+            return answer
         if route.check is not None and (refusal := route.check(connection, request)) is not None:
             return refusal
         self._accepted[connection] = (route, claims)
@@ -101,6 +111,15 @@ class ServerShell:
         if claims is not None:
             self.connections.add(connection, claims)  # so a revocation can end a session already open
         return None
+
+    def _stream(self, connection: ServerConnection, answer: Streamed) -> Response:
+        """Write a streamed answer from a task of its own, outside websockets' handshake and its timeout; the
+        Response returned is never sent (the connection is detached: shared/server/streamed.py)."""
+        transport, pipe = detach(connection)
+        task = asyncio.create_task(send(transport, pipe, answer), name="http-stream")
+        self._streams.add(task)
+        task.add_done_callback(self._streams.discard)
+        return connection.protocol.reject(HTTPStatus(answer.status), "")
 
     def _response(self, connection: ServerConnection, _: Request, response: Response) -> None:
         """An accepted WebSocket handshake's response gets its route's headers (e.g. /ingest's version)."""

@@ -1,0 +1,159 @@
+"""HTTP answers too big to hold in memory (a day of footage as one MP4): a ``Streamed`` body the shell writes itself.
+
+websockets answers ``process_request`` with a ``Response`` whose body is whole bytes, and the handshake (our
+``process_request`` included) runs under its ``open_timeout`` (10 s): a download that takes minutes cannot be
+written from inside it. So the shell **detaches** the connection instead (``detach``):
+
+- the socket's asyncio transport gets a protocol of ours (``_Pipe``: flow control, and knowing when the client
+  went), and the websockets connection gets a stand-in transport whose writes and aborts do nothing, and is told
+  its connection was lost, so the handshake sends nothing and ends at once (websockets skips the response when
+  the connection is no longer CONNECTING, and aborts the stand-in);
+- a task of the shell's (``send``) writes the status line and headers, then each body chunk, waiting while the
+  kernel's buffer is full (``pause_writing``/``resume_writing``: the same flow control over TLS), then closes.
+
+Invariants: at most one chunk of the body is held beyond the transport's write buffer (its high-water mark); a
+client that goes away ends the body at its next chunk (its generator is closed: ``aclose`` runs its ``finally``),
+never with a traceback in the log; ``Connection: close`` always (one answer per connection, as websockets does
+for every non-101 answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Streamed:
+    """An HTTP answer whose body comes in chunks. ``headers`` should carry ``Content-Length`` when it is known
+    (without it the body ends when the connection closes)."""
+
+    status: int
+    headers: Sequence[tuple[str, str]]
+    body: AsyncIterator[bytes]
+    # The body bytes sent, appended when the answer ends (completely or not); for tests and metrics.
+    sent: list[int] = field(default_factory=list)
+
+
+class _Pipe(asyncio.Protocol):
+    """The transport's protocol once detached from websockets: flow control and the end of the connection."""
+
+    def __init__(self) -> None:
+        self.can_write = asyncio.Event()
+        self.can_write.set()
+        self.lost = asyncio.Event()
+
+    def pause_writing(self) -> None:
+        self.can_write.clear()
+
+    def resume_writing(self) -> None:
+        self.can_write.set()
+
+    def data_received(self, data: bytes) -> None:
+        pass  # one answer per connection: whatever the client sends next is not read
+
+    def eof_received(self) -> bool:
+        return True  # a client that half-closes still gets the whole answer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+        self.can_write.set()  # wake a writer waiting on a full buffer
+
+    async def drain(self) -> bool:
+        """Wait until the transport takes more; False once the client has gone."""
+        if not self.can_write.is_set():
+            await self.can_write.wait()
+        return not self.lost.is_set()
+
+
+class _Detached:
+    """What the websockets connection holds instead of the socket's transport once ``detach`` took it over."""
+
+    def write(self, data: Any) -> None:
+        pass
+
+    def writelines(self, data: Any) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return True
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def write_eof(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+def head(answer: Streamed) -> bytes:
+    """Status line and headers of an answer."""
+    try:
+        phrase = HTTPStatus(answer.status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    lines = [f"HTTP/1.1 {answer.status} {phrase}"]
+    names = {name.lower() for name, _ in answer.headers}
+    lines += [f"{name}: {value}" for name, value in answer.headers if name.lower() != "connection"]
+    if "server" not in names:
+        lines.append("Server: sht")
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def detach(connection: ServerConnection) -> tuple[asyncio.Transport, _Pipe]:
+    """Take the connection's socket away from websockets (see the module's docstring); returns it and its pipe."""
+    transport = connection.transport
+    pipe = _Pipe()
+    transport.set_protocol(pipe)
+    connection.transport = _Detached()  # type: ignore[assignment]
+    connection.connection_lost(None)  # state CLOSED: websockets sends no response and aborts the stand-in
+    if transport.is_closing():
+        pipe.lost.set()
+    return transport, pipe
+
+
+async def send(transport: asyncio.Transport, pipe: _Pipe, answer: Streamed) -> int:
+    """Write the answer to the transport; returns the bytes of body sent. Ends the body's generator either way."""
+    sent = 0
+    body = answer.body
+    try:
+        if pipe.lost.is_set():
+            return 0
+        transport.write(head(answer))
+        async for chunk in body:
+            # is_closing: a failed send closed it just now (connection_lost is only scheduled, not yet run)
+            if not await pipe.drain() or transport.is_closing():
+                break
+            if chunk:
+                transport.write(chunk)
+                sent += len(chunk)
+        else:
+            await pipe.drain()
+    except Exception as exc:  # noqa: BLE001 - the head is out: nothing to answer with but a short body
+        # The body failed after the head went out (a segment deleted under the read, the storage gone): the client
+        # sees a short answer (Content-Length says so); the log gets one line, not a traceback.
+        log.warning("streamed answer failed after %d bytes: %s", sent, exc)
+    finally:
+        with contextlib.suppress(Exception):
+            await body.aclose()  # type: ignore[attr-defined]
+        transport.close()
+        answer.sent.append(sent)
+    return sent

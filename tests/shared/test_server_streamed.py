@@ -1,0 +1,129 @@
+"""Streamed HTTP answers (shared/server/streamed.py) through real sockets: memory stays flat, a client that leaves
+ends the body at once, a body that fails mid-way leaves one log line, and plain routes keep working beside them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from http import HTTPStatus
+
+import pytest
+
+from shared.auth import OPEN, AccessControl
+from shared.httpjson import json_response
+from shared.server.routes import RouteTable, http_route
+from shared.server.shell import ServerShell
+from shared.server.streamed import Streamed
+
+CHUNK = bytes(range(256)) * 256  # 64 KiB, the same object every time: what the server holds is the stream's own
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+class Streaming:
+    def __init__(self) -> None:
+        self.ended: list[int] = []  # chunks yielded, appended by each body's finally
+        self.ended_event = asyncio.Event()
+        self.answers: list[Streamed] = []
+        self.shell = ServerShell(RouteTable([
+            http_route("/big", OPEN, self.big),
+            http_route("/broken", OPEN, self.broken),
+            http_route("/health", OPEN, lambda c, _: json_response(c, HTTPStatus.OK, {"ok": True})),
+        ]), AccessControl(None))
+
+    async def body(self, chunks: int, fail_at: int | None = None) -> AsyncIterator[bytes]:
+        n = 0
+        try:
+            while n < chunks:
+                if n == fail_at:
+                    raise OSError("the segment went away")
+                n += 1
+                yield CHUNK
+        finally:
+            self.ended.append(n)
+            self.ended_event.set()
+
+    def big(self, _connection, request) -> Streamed:
+        chunks = int(request.path.partition("chunks=")[2] or 800)  # 800 × 64 KiB = 50 MiB
+        answer = Streamed(200, [("Content-Type", "application/octet-stream"),
+                                ("Content-Length", str(chunks * len(CHUNK)))], self.body(chunks))
+        self.answers.append(answer)
+        return answer
+
+    async def broken(self, _connection, _request) -> Streamed:
+        return Streamed(200, [("Content-Length", str(10 * len(CHUNK)))], self.body(10, fail_at=3))
+
+
+@pytest.fixture
+async def server():
+    s = Streaming()
+    s.port = await s.shell.start("127.0.0.1", 0)
+    yield s
+    await s.shell.close()
+
+
+async def get(port: int, target: str, limit: int | None = None, read_size: int = 65536) -> tuple[bytes, int]:
+    """Head and the number of body bytes read (all, or ``limit`` and then the client hangs up)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    n = 0
+    while limit is None or n < limit:
+        data = await reader.read(read_size)
+        if not data:
+            break
+        n += len(data)
+    writer.close()
+    return head, n
+
+
+async def test_fifty_megabytes_stream_without_being_held(server: Streaming) -> None:
+    before = rss_bytes()
+    head, n = await get(server.port, "/big")
+    grown = rss_bytes() - before
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Content-Length: 52428800\r\n" in head and b"Connection: close\r\n" in head
+    assert n == 50 * 1024 * 1024
+    assert grown < 10 * 1024 * 1024, f"RSS grew {grown} bytes while streaming 50 MiB"
+    assert server.ended == [800] and server.answers[0].sent == [n]
+    # the server still answers plain routes, and another stream
+    assert (await get(server.port, "/health"))[0].startswith(b"HTTP/1.1 200")
+    assert (await get(server.port, "/big?chunks=3"))[1] == 3 * len(CHUNK)
+
+
+async def test_a_client_that_leaves_ends_the_body(server: Streaming, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    _, n = await get(server.port, "/big", limit=1024 * 1024)
+    assert n >= 1024 * 1024
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(server.ended_event.wait(), 5)
+    assert server.ended, "the body's generator was not closed after the client left"
+    assert server.ended[0] < 400, f"{server.ended[0]} chunks made for a client that read 16"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+async def test_a_body_that_fails_is_one_line_and_a_short_answer(server: Streaming,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    head, n = await get(server.port, "/broken")
+    assert head.startswith(b"HTTP/1.1 200") and n == 3 * len(CHUNK)
+    failures = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(failures) == 1 and "the segment went away" in failures[0].getMessage()
+    assert not failures[0].exc_info
+
+
+async def test_close_ends_streams_in_flight(server: Streaming) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readuntil(b"\r\n\r\n")
+    await reader.read(65536)  # the stream has started; this client now stops reading
+    await asyncio.wait_for(server.shell.close(), 5)
+    assert server.ended and server.ended[0] < 800
+    writer.close()
