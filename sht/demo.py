@@ -1,5 +1,6 @@
 """``sht demo``: a store and three nodes with two simulated cameras each, on this machine (``--cluster``: two
-stores on a PostgreSQL index and a SeaweedFS bucket, sht/demo_cluster.py).
+stores on a PostgreSQL index and a SeaweedFS bucket, sht/demo_cluster.py). Each camera shows a place of its own
+(``DEMO_SCENES``, from the node's shipped scenarios).
 
 Every child is started with a parent-death signal and stopped in order on the
 way out (nodes first, so they finish and upload their last segments, then the
@@ -25,6 +26,10 @@ from store.index import index_path
 
 NODES = 3
 CAMERAS_PER_NODE = 2
+# Each camera of the demo its own place (node/scenarios/), rendered from its own seed and started at its own
+# moment, so the six pictures differ and do not move in step. Deterministic: camera i is the same every run.
+DEMO_SCENES = ("street", "car_park", "shop_entrance", "corridor", "loading_bay", "garden_night")
+DEMO_PHASE_STEP_S = 7.0
 READY_TIMEOUT_S = 30.0
 NODE_STOP_TIMEOUT_S = 40.0
 
@@ -48,6 +53,13 @@ class DemoOptions:
 
     def node_port(self, i: int) -> int:
         return self.base_port + i
+
+
+def demo_camera_sources() -> dict[str, str]:
+    """Camera id -> SOURCE for every camera of the demo (``--cluster`` too): camera i shows scene i, seed i + 1,
+    phase 7 i seconds."""
+    return {f"cam{i}": f"synthetic:{scene}?seed={i + 1}&phase={DEMO_PHASE_STEP_S * i:g}"
+            for i, scene in enumerate(DEMO_SCENES[: NODES * CAMERAS_PER_NODE])}
 
 
 def _die_with_parent() -> None:
@@ -109,10 +121,12 @@ class DemoProcesses:
     def start_nodes(self, store: str, spools: Path) -> None:
         """The three nodes, uploading to ``store`` (one URL, or several separated by commas)."""
         o = self.opts
+        sources = demo_camera_sources()
         for i in range(NODES):
             cams = []
             for c in range(CAMERAS_PER_NODE):
-                cams += ["--camera", f"cam{i * CAMERAS_PER_NODE + c}=synthetic"]
+                cam = f"cam{i * CAMERAS_PER_NODE + c}"
+                cams += ["--camera", f"{cam}={sources[cam]}"]
             self.nodes.append(self._spawn(f"node{i}", [
                 "node", "--id", f"node{i}", "--host", "127.0.0.1", "--port", str(o.node_port(i)),
                 "--store", store, "--spool", str(spools / f"node{i}"),

@@ -3,7 +3,9 @@
 A scenario is the simulated camera's ground truth. Positions are normalised
 to 0..1 of the frame, sizes are pixels, times are seconds from stream start.
 An object moves in a straight line (its centre) from ``from`` to ``to`` between
-``start`` and ``end`` and is absent otherwise.
+``start`` and ``end`` and is absent otherwise. The optional ``scene`` says what the
+place looks like (brightness from top to bottom, buildings, a kerb, its colour,
+fixtures such as doors or bay lines); without it the place is the street.
 """
 
 from __future__ import annotations
@@ -49,6 +51,30 @@ class Distractor:
 
 
 @dataclass(frozen=True)
+class Fixture:
+    """A static part of the place (a door, a bay line, a lawn): a rectangle of one luma, and of one colour if
+    ``uv`` is given. Drawn once, with the background: it costs nothing per frame."""
+
+    rect: tuple[float, float, float, float]  # normalised x, y, w, h
+    luma: int
+    uv: tuple[int, int] | None = None  # chroma (U, V); None: the scene's tint
+
+
+@dataclass(frozen=True)
+class Scene:
+    """The static picture. The defaults are the street that every scenario without a ``scene`` shows."""
+
+    top: float = 150.0  # luma of the top row; the brightness goes linearly to ``bottom``
+    bottom: float = 90.0
+    texture: float = 40.0  # amplitude of the coarse texture (walls, tarmac), luma
+    buildings: int = 5  # darker blocks standing on ``horizon``
+    horizon: float = 0.6  # normalised
+    kerb: float | None = 0.75  # a bright line across at this height; None: none
+    tint: tuple[int, int] = (120, 134)  # the chroma (U, V) the colour varies around
+    fixtures: tuple[Fixture, ...] = ()
+
+
+@dataclass(frozen=True)
 class Scenario:
     seed: int = 0
     noise: float = 2.0  # sensor noise, standard deviation in luma steps
@@ -56,6 +82,7 @@ class Scenario:
     objects: tuple[MovingObject, ...] = ()
     distractors: tuple[Distractor, ...] = ()
     loop_s: float = 0.0  # if positive, the scenario's clock wraps around after this many seconds
+    scene: Scene = field(default_factory=Scene)
 
     def scene_time(self, t: float) -> float:
         return t % self.loop_s if self.loop_s > 0 else t
@@ -78,7 +105,34 @@ class Scenario:
         return boxes
 
 
-SCENARIO_KEYS = {"loop_s", "seed", "noise", "illumination", "objects", "distractors", "description"}
+SCENARIO_KEYS = {"loop_s", "seed", "noise", "illumination", "objects", "distractors", "description", "scene"}
+SCENE_KEYS = {"top", "bottom", "texture", "buildings", "horizon", "kerb", "tint", "fixtures"}
+
+
+def scene_from_json(r: FieldReader) -> Scene:
+    r.reject_unknown(SCENE_KEYS)
+    default = Scene()
+    fixtures = []
+    for f in r.children("fixtures", []):
+        f.reject_unknown({"rect", "luma", "uv"})
+        uv = f.pair("uv", minimum=0, maximum=255) if f.has("uv") else None
+        fixtures.append(Fixture(
+            rect=tuple(f.numbers("rect", 4, minimum=0, maximum=1)),  # type: ignore[arg-type]
+            luma=f.integer("luma", minimum=0, maximum=255),
+            uv=None if uv is None else (int(uv[0]), int(uv[1])),
+        ))
+    kerb = r.number("kerb", default.kerb, minimum=0, maximum=1, nullable=True)
+    tint = r.pair("tint", default.tint, minimum=0, maximum=255)
+    return Scene(
+        top=float(r.number("top", default.top, minimum=0, maximum=255)),
+        bottom=float(r.number("bottom", default.bottom, minimum=0, maximum=255)),
+        texture=float(r.number("texture", default.texture, minimum=0, maximum=128)),
+        buildings=r.integer("buildings", default.buildings, minimum=0, maximum=50),
+        horizon=float(r.number("horizon", default.horizon, minimum=0.05, maximum=1)),
+        kerb=None if kerb is None else float(kerb),
+        tint=(int(tint[0]), int(tint[1])),
+        fixtures=tuple(fixtures),
+    )
 
 
 def scenario_from_json(data: object, source: str) -> Scenario:
@@ -119,6 +173,7 @@ def scenario_from_json(data: object, source: str) -> Scenario:
         objects=tuple(objects),
         distractors=tuple(distractors),
         loop_s=float(r.number("loop_s", 0.0, minimum=0)),
+        scene=scene_from_json(r.child("scene", {})),
     )
 
 

@@ -10,13 +10,15 @@ rectangle fills for objects and distractors (~0.1 ms at 720p).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from urllib.parse import parse_qsl
 
 import av
 import numpy as np
 
 from node.sources import register_source
-from node.sources.base import FrameSource, plane_view
-from node.sources.scenario import Scenario, load_scenario
+from node.sources.base import FrameSource, SourceError, plane_view
+from node.sources.scenario import Scenario, Scene, load_scenario
 from shared.config import CameraConfig
 
 NOISE_BANK = 8
@@ -35,20 +37,35 @@ def _smooth_field(rng: np.random.Generator, height: int, width: int, cell: int) 
     return top * (1 - fy) + bottom * fy
 
 
-def render_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """A plausible static scene in luma: sky-to-ground gradient, textured walls, a kerb."""
+def render_background(rng: np.random.Generator, width: int, height: int, scene: Scene | None = None) -> np.ndarray:
+    """A plausible static place in luma: a top-to-bottom gradient, textured walls, buildings, a kerb, fixtures.
+    The default ``Scene`` is the street (the same picture for the same seed as before scenes could be given)."""
+    scene = scene if scene is not None else Scene()
     y = np.linspace(0, 1, height, dtype=np.float32)[:, None]
-    luma = 150 - 60 * y + np.zeros((1, width), dtype=np.float32)
-    luma += 40 * (_smooth_field(rng, height, width, max(8, width // 12)) - 0.5)
-    luma += 14 * (_smooth_field(rng, height, width, max(2, width // 160)) - 0.5)
+    luma = scene.top + (scene.bottom - scene.top) * y + np.zeros((1, width), dtype=np.float32)
+    luma += scene.texture * (_smooth_field(rng, height, width, max(8, width // 12)) - 0.5)
+    fine = 14 * (_smooth_field(rng, height, width, max(2, width // 160)) - 0.5)
+    luma += fine
     # Buildings: a few darker blocks along the horizon.
-    for _ in range(5):
+    horizon = int(height * scene.horizon + 1e-6)
+    for _ in range(scene.buildings):
         x0 = int(rng.integers(0, width - width // 6))
         w = int(rng.integers(width // 12, width // 5))
-        top = int(rng.integers(height // 8, height // 3))
-        luma[top : height * 6 // 10, x0 : x0 + w] -= float(rng.integers(20, 50))
-    luma[height * 3 // 4 : height * 3 // 4 + max(2, height // 100), :] += 35  # kerb line
+        top = int(rng.integers(height // 8, max(height // 8 + 1, min(height // 3, horizon))))
+        luma[top:horizon, x0 : x0 + w] -= float(rng.integers(20, 50))
+    if scene.kerb is not None:
+        kerb = int(height * scene.kerb)
+        luma[kerb : kerb + max(2, height // 100), :] += 35  # kerb line
+    for fixture in scene.fixtures:
+        x0, y0, x1, y1 = _rect(fixture.rect, width, height)
+        luma[y0:y1, x0:x1] = fixture.luma + fine[y0:y1, x0:x1]  # the fine texture kept: not a flat fill
     return np.clip(luma, 16, 235).astype(np.uint8)
+
+
+def _rect(rect: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int]:
+    """A normalised (x, y, w, h) in pixels (x0, y0, x1, y1), clipped to the frame."""
+    x, y, w, h = rect
+    return (int(x * width), int(y * height), min(width, int((x + w) * width)), min(height, int((y + h) * height)))
 
 
 class SyntheticSource(FrameSource):
@@ -56,13 +73,16 @@ class SyntheticSource(FrameSource):
 
     sub_frame = None  # no picture of its own at the sub stream's size: the sub stream scales main
 
-    def __init__(self, width: int, height: int, fps: float, scenario: Scenario | None = None):
+    def __init__(self, width: int, height: int, fps: float, scenario: Scenario | None = None,
+                 phase_s: float = 0.0):
         if width % 2 or height % 2:
             raise ValueError(f"frame size {width}x{height} must be even for YUV 4:2:0")
         self.width, self.height, self.fps = width, height, fps
+        self.phase_s = phase_s  # frame 0 shows the scenario at this time: cameras of one scene out of step
         self.scenario = scenario if scenario is not None else load_scenario("street")
+        scene = self.scenario.scene
         rng = np.random.default_rng(self.scenario.seed)
-        background = render_background(rng, width, height).astype(np.int16)
+        background = render_background(rng, width, height, scene).astype(np.int16)
         sigma = self.scenario.noise
         # Illumination is an offset of at most ``headroom`` luma steps, added in uint8:
         # keeping the noisy background inside [headroom, 255 - headroom] means it never wraps.
@@ -74,15 +94,19 @@ class SyntheticSource(FrameSource):
             for _ in range(NOISE_BANK)
         ]
         tint = _smooth_field(rng, height // 2, width // 2, max(8, width // 20))
-        self._u = np.clip(120 + 16 * tint, 0, 255).astype(np.uint8)
-        self._v = np.clip(134 - 12 * tint, 0, 255).astype(np.uint8)
+        self._u = np.clip(scene.tint[0] + 16 * tint, 0, 255).astype(np.uint8)
+        self._v = np.clip(scene.tint[1] - 12 * tint, 0, 255).astype(np.uint8)
+        for fixture in scene.fixtures:
+            if fixture.uv is not None:
+                x0, y0, x1, y1 = _rect(fixture.rect, width // 2, height // 2)
+                self._u[y0:y1, x0:x1], self._v[y0:y1, x0:x1] = fixture.uv
         self._rng = rng
 
     def ground_truth(self, frame_index: int) -> list[tuple[int, int, int, int, int]]:
-        return self.scenario.boxes_at(frame_index / self.fps, self.width, self.height)
+        return self.scenario.boxes_at(frame_index / self.fps + self.phase_s, self.width, self.height)
 
     def read(self, frame_index: int) -> av.VideoFrame:
-        t = frame_index / self.fps
+        t = frame_index / self.fps + self.phase_s
         sc = self.scenario
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
         luma = plane_view(frame, 0)
@@ -114,9 +138,31 @@ class SyntheticSource(FrameSource):
         pass
 
 
+SYNTHETIC_OPTIONS = ("phase", "seed")
+
+
 def open_synthetic(camera: CameraConfig, arg: str) -> SyntheticSource:
-    """``synthetic`` (the built-in street scene) or ``synthetic:path/to/scenario.json``."""
-    return SyntheticSource(camera.width, camera.height, camera.fps, load_scenario(arg) if arg else None)
+    """``synthetic`` (the built-in street scene) or ``synthetic:SCENARIO`` (a shipped scenario's name or a JSON
+    file), with ``?seed=N`` (the same place rendered from another seed: texture, buildings, noise) and ``phase=S``
+    (frame 0 shows the scenario S seconds in), e.g. ``synthetic:car_park?seed=3&phase=20``."""
+    ref, _, query = arg.partition("?")
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    where = f"camera {camera.id}: source {camera.source!r}"
+    if unknown := sorted(set(params) - set(SYNTHETIC_OPTIONS)):
+        raise SourceError(f"{where}: unknown option {unknown[0]!r} (known: {', '.join(SYNTHETIC_OPTIONS)})")
+    try:
+        seed = int(params["seed"]) if "seed" in params else None
+        phase = float(params.get("phase", "0"))
+    except ValueError:
+        seed, phase = -1, 0.0
+    if (seed is not None and seed < 0) or not math.isfinite(phase) or phase < 0:
+        raise SourceError(f"{where}: seed must be a whole number >= 0 and phase a number of seconds >= 0, "
+                          f"got seed={params.get('seed')!r}, phase={params.get('phase')!r}")
+    scenario = load_scenario(ref or "street")
+    if seed is not None:
+        scenario = replace(scenario, seed=seed)
+    return SyntheticSource(camera.width, camera.height, camera.fps, scenario, phase_s=phase)
 
 
-register_source("synthetic", open_synthetic, "'synthetic', 'synthetic:path/to/scenario.json'")
+register_source("synthetic", open_synthetic,
+                "'synthetic[:SCENARIO][?seed=N&phase=S]' (SCENARIO: a shipped name or path/to/scenario.json)")
