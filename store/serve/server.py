@@ -2,7 +2,8 @@
 
 ``/ingest`` (``store/ingest/session.py``), ``/control`` (``store/nodes/control_link.py``),
 ``/api`` (``store/serve/api.py`` ``Api.serve``) and ``/live/{camera}`` (``store/live/relay.py``) over
-WebSocket; ``GET /health`` (cached totals), ``/metrics``, ``/key`` and the web page ``/``.
+WebSocket; ``GET /health`` (cached totals), ``/metrics``, ``/key``, the web page ``/`` and ``/review`` (its files under
+``/web/``, store/serve/review_page.py).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from store.notify.snapshots import snapshot_response
 from store.segments import SegmentStore
 from store.serve.api import Api
 from store.serve.metrics import StoreMetrics
+from store.serve.review_page import ASSET_ROUTE, REVIEW_ROUTE, asset_response, review_response
 
 if TYPE_CHECKING:
     from store.detect.service import DetectionService
@@ -97,6 +99,8 @@ class StoreServer:
             http_route("/metrics", MONITORING, lambda c, _: metrics_response(c, self.metrics.registry)),
             http_route("/key", OPEN, self._key),
             http_route("/", VIEWERS, lambda c, _: web_page(c)),
+            http_route(REVIEW_ROUTE, VIEWERS, review_response),  # the page in its Review view
+            http_route(ASSET_ROUTE, OPEN, asset_response),  # the page's script and style sheet
             websocket_route("/api", VIEWERS, lambda c, claims: self.api.serve(c, claims, self.metrics.timed_query),
                             MAX_REQUEST_BYTES),
             websocket_route("/ingest", NODES, lambda c, claims: self.ingest.serve(c, claims),
