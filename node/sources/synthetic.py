@@ -164,5 +164,4 @@ def open_synthetic(camera: CameraConfig, arg: str) -> SyntheticSource:
     return SyntheticSource(camera.width, camera.height, camera.fps, scenario, phase_s=phase)
 
 
-register_source("synthetic", open_synthetic,
-                "'synthetic[:SCENARIO][?seed=N&phase=S]' (SCENARIO: a shipped name or path/to/scenario.json)")
+register_source("synthetic", open_synthetic, "'synthetic', 'synthetic:SCENARIO[?seed=N&phase=S]'")
