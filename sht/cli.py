@@ -255,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--store", help="store URL, e.g. ws://nas:8100; or several, comma-separated "
                       "(ws://nas1:8100,ws://nas2:8100): the first that answers, the next when it fails")
     node.add_argument("--camera", action="append", metavar="ID=SOURCE",
-                      help="a camera: SOURCE is synthetic[:scenario.json], file:PATH[?loop=1], url:rtsp://..., "
-                      "v4l2:/dev/videoN or picamera2[:N]; repeat for more")
+                      help="a camera: SOURCE is synthetic[:SCENARIO][?seed=N&phase=S], file:PATH[?loop=1], "
+                      "url:rtsp://..., v4l2:/dev/videoN or picamera2[:N]; repeat for more")
     node.add_argument("--segment-seconds", type=float, help="segment length, 1..600 (default 10)")
     node.add_argument("--spool", help="local spool directory (default ./sht-spool/ID)")
     node.add_argument("--spool-max-bytes", metavar="SIZE", help="spool limit, e.g. 2G (wins over minutes)")

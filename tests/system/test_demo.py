@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -10,11 +11,14 @@ import time
 from pathlib import Path
 
 import av
+import numpy as np
 import psutil
 
+from sht.demo import demo_camera_sources
 from tests.system.conftest import free_base_port, get_json, port_is_free
 
 DEMO_ARGS = ["--size", "320x180", "--fps", "10", "--segment-seconds", "1"]
+MIN_PAIR_DIFFERENCE = 12.0  # mean absolute difference (0..255) of two cameras' first recorded frames, Y U V
 
 
 def demo(root: Path, base: int, *extra: str) -> subprocess.Popen:
@@ -59,6 +63,20 @@ def wait_until_serving(base: int, proc: subprocess.Popen, timeout: float = 30) -
     raise AssertionError("demo never started serving")
 
 
+def first_recorded_frames(segments: Path) -> dict[str, np.ndarray]:
+    """Per camera, the first frame of its earliest stored segment (segments/CAMERA/DAY/HOUR/START_US.mp4) as YUV."""
+    earliest: dict[str, Path] = {}
+    for path in segments.rglob("*.mp4"):
+        cam = path.relative_to(segments).parts[0]
+        if cam not in earliest or int(path.stem) < int(earliest[cam].stem):
+            earliest[cam] = path
+    frames = {}
+    for cam, path in earliest.items():
+        with av.open(str(path)) as container:
+            frames[cam] = next(container.decode(video=0)).to_ndarray(format="yuv420p").astype(np.int16)
+    return frames
+
+
 def test_headless_demo_records_every_camera_and_exits_cleanly(tmp_path):
     root, base = tmp_path / "demo", free_base_port()
     summary = tmp_path / "summary.json"
@@ -78,6 +96,12 @@ def test_headless_demo_records_every_camera_and_exits_cleanly(tmp_path):
     for path in files:
         with av.open(str(path)) as container:
             assert sum(1 for _ in container.decode(video=0)) > 0
+    # Six cameras, six places: no two cameras' first recorded pictures alike (issue 18)
+    first = first_recorded_frames(root / "store" / "segments")
+    assert sorted(first) == sorted(result["cameras"])
+    alike = {(a, b): round(d, 1) for a, b in itertools.combinations(sorted(first), 2)
+             if (d := float(np.abs(first[a] - first[b]).mean())) < MIN_PAIR_DIFFERENCE}
+    assert alike == {}, f"cameras whose first recorded frames are alike: {alike}"
     assert_nothing_left(root, base)
 
 
@@ -86,6 +110,9 @@ def test_sigterm_stops_every_child(tmp_path):
     proc = demo(root, base, "--headless")
     wait_until_serving(base, proc)
     assert len(leftovers(root)) >= 5  # demo + store + 3 nodes
+    sources = {cam: h["source"] for i in range(3)
+               for cam, h in get_json(f"http://127.0.0.1:{base + i}/health", 1)["cameras"].items()}
+    assert sources == demo_camera_sources()  # each camera its own scene, seed and phase
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert "demo summary" in out.decode()

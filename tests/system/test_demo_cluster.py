@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from sht.demo import demo_camera_sources
 from tests.system.conftest import get_json, port_is_free
 from tests.system.test_demo import DEMO_ARGS, free_base_port
 
@@ -84,10 +85,14 @@ def test_cluster_demo_records_through_two_stores_and_leaves_nothing(tmp_path: Pa
         # Every camera's segments in the shared index (each store reads the same totals), through either store
         wait_for(lambda: all(set(CAMERAS) <= set(get_json(url + "/health", 1)["cameras"]) for url in stores),
                  60, "every camera recorded", proc)
+        sources = {}
         for i in range(3):
-            node = get_json(f"http://127.0.0.1:{base + i}/health", 1)["store"]
+            health = get_json(f"http://127.0.0.1:{base + i}/health", 1)
+            node = health["store"]
             assert node["stores"] == ",".join(u.replace("http://", "ws://") for u in stores)
             assert node["url"] in node["stores"].split(",")
+            sources.update({cam: h["source"] for cam, h in health["cameras"].items()})
+        assert sources == demo_camera_sources()  # the cluster's cameras are the demo's six places
         processes = leftovers(root, tmpdir_for_servers)
         assert len(processes) >= 7  # 3 nodes, 2 stores, postgres and its backends, weed
     finally:
