@@ -112,3 +112,21 @@ def test_a_fixture_is_drawn_where_the_scene_says(tmp_path):
     assert abs(door.mean() - 40) < 8  # its luma, with the fine texture kept
     assert (plane_view(frame, 1)[45:67, 80:120] == 200).all() and (plane_view(frame, 2)[45:67, 80:120] == 60).all()
     assert plane_view(frame, 0)[:80].mean() > 90  # the rest is still the street's sky
+
+
+def test_each_demo_camera_has_separate_events_for_review():
+    """The node's motion detector (luma, defaults) over a minute of each camera: several events, each a mover's
+    passage, not one that never ends (a flickering light would make one; the scenes have none)."""
+    from node.motion import DetectorConfig, EventTracker, make_detector
+
+    for cam, source in demo_camera_sources().items():
+        src = open_source(camera(cam, source))
+        config = DetectorConfig(kind="luma")
+        detector = make_detector(config, W, H, FPS)
+        tracker = EventTracker(cam, "node0", config.start_frames, config.quiet_s)
+        events = []
+        for i in range(60 * FPS):
+            events += tracker.update(i * 1_000_000 // FPS, detector.detect_frame(plane_view(src.read(i), 0)))
+        events += tracker.flush(60_000_000)
+        spans = [(e.start_us / 1e6, (e.end_us or 60_000_000) / 1e6) for e in events]
+        assert len(spans) >= 3 and max(end - start for start, end in spans) < 20, f"{cam} ({source}): {spans}"
