@@ -46,6 +46,7 @@ from store.nodes.control_link import ControlLinks
 from store.nodes.fleet import Fleet
 from store.notify.snapshots import ROUTE as SNAPSHOT_ROUTE
 from store.notify.snapshots import snapshot_response
+from store.playback.routes import Playback
 from store.segments import SegmentStore
 from store.serve.api import Api
 from store.serve.metrics import StoreMetrics
@@ -81,6 +82,7 @@ class StoreServer:
         self.control = ControlLinks(self.fleet, index, self.revoked, self.shell.close_revoked)
         self.api = Api(ingestor.root, index, self.fleet, on_setting=self.control.push_settings, revoked=self.revoked,
                        media=media)
+        self.playback = Playback(index, self.api.media)  # /recordings and /thumbs
         self.metrics = StoreMetrics(self)
         self.ingest = IngestSessions(ingestor, index, self.metrics.ingest_seconds.time)
         # /live/{camera}: one upstream per camera and stream; node_ca verifies nodes that serve TLS
@@ -110,6 +112,8 @@ class StoreServer:
             websocket_route("/live/{camera}", VIEWERS, self._live, MAX_VIEWER_MESSAGE_BYTES, check=self._live_check),
             self.detect_workers.route(),
             http_route(SNAPSHOT_ROUTE, VIEWERS, lambda c, r: snapshot_response(c, r, self.index.conn)),
+            http_route("/recordings/{file}", VIEWERS, lambda c, r: self.playback.recordings(c, r)),
+            http_route("/thumbs/{file}", VIEWERS, lambda c, r: self.playback.thumbs(c, r)),
         ])
 
     async def start(self, host: str, port: int) -> int:

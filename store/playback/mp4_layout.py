@@ -1,0 +1,261 @@
+"""One seekable MP4 of a time range, laid out from segments' sample tables without reading or re-encoding a frame.
+
+Pure: sample tables and segment start times in, the file's head (``ftyp``, ``moov``, ``mdat`` header) and a map
+of where each byte of its ``mdat`` comes from out. ``store/playback/routes.py`` streams it.
+
+What the file is:
+
+- It starts on the keyframe at or before ``from_us`` (the last one at or before the frame showing at ``from_us``)
+  and ends with the last frame captured before ``to_us``.
+- Media time runs without gaps. Consecutive frames further apart than ``GAP_US`` beyond the earlier's duration
+  start a new **piece**; the time between is a **gap**, left out. Inside a piece, media time follows capture time
+  exactly (a segment's last frame lasts until the next segment's first): capture = piece.start_us + (media −
+  piece.media). A segment starting before the last frame taken is skipped up to its first keyframe after it.
+- One sample description (the first segment's ``stsd``): a segment whose ``stsd`` differs (another resolution or
+  encoder settings) ends the file before it, and ``truncated`` says why.
+
+Invariants (tests/store/playback check them): ``head`` is ``total - data_bytes`` long; the runs tile the ``mdat``
+payload exactly: ``runs[0].out_offset == len(head)``, each run starts where the last ended, and the last ends at
+``total``; each chunk offset in the ``moov`` is a run's ``out_offset`` and the samples of that chunk are that run's
+bytes, in order; ``moov`` comes before ``mdat``; 64-bit ``co64``/``largesize``/version 1 boxes exactly where the
+values do not fit 32 bits.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from store.playback.boxes import MAX_BOX32, box, full_box, mdat_header
+from store.playback.segment_tables import SegmentTable
+
+GAP_US = 250_000  # as the timeline's coverage merges (docs/storage.md R5): a dropped frame or two is no gap
+MOVIE_TIMESCALE = 1000
+_MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+
+
+class NothingRecorded(ValueError):
+    """No frame of the segments falls in the range."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A segment: ``key`` names it to whoever reads its bytes; its table; its start (its pts 0) in µs."""
+
+    key: int
+    table: SegmentTable
+    start_us: int
+
+
+@dataclass(frozen=True)
+class Run:
+    """Bytes ``[out_offset, out_offset + length)`` of the file are ``[src_offset, ...)`` of segment ``key``."""
+
+    out_offset: int
+    key: int
+    src_offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class Piece:
+    media_s: float  # where the piece starts in the file's media time
+    start_us: int  # capture time of its first frame
+    end_us: int  # capture time just past its last frame
+    frames: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    head: bytes
+    runs: tuple[Run, ...]
+    total: int
+    timescale: int
+    duration: int  # media units
+    frames: int
+    pieces: tuple[Piece, ...]
+    gaps: tuple[tuple[int, int], ...]  # (start_us, end_us) of each gap between pieces
+    truncated: str | None
+
+    @property
+    def start_us(self) -> int:
+        return self.pieces[0].start_us
+
+    @property
+    def run_starts(self) -> np.ndarray:
+        return np.fromiter((r.out_offset for r in self.runs), dtype=np.int64, count=len(self.runs))
+
+
+@dataclass
+class _Part:
+    """The samples ``[first, end)`` of one source that go into the file, with their capture times (µs)."""
+
+    source: Source
+    first: int
+    end: int
+    capture_us: np.ndarray
+    durations_us: np.ndarray
+
+
+def _capture_us(source: Source) -> tuple[np.ndarray, np.ndarray]:
+    t = source.table
+    ts = t.timescale
+    capture = source.start_us + (t.dts * 1_000_000 + ts // 2) // ts
+    end = source.start_us + ((t.dts[-1] + t.last_duration) * 1_000_000 + ts // 2) // ts
+    return capture, np.append(capture[1:], end) - capture
+
+
+def select(sources: Sequence[Source], from_us: int, to_us: int) -> tuple[list[_Part], str | None]:
+    """The samples each source gives (in order) and why the file stops early, if it does."""
+    parts: list[_Part] = []
+    last_us: int | None = None
+    stsd = None
+    for source in sources:
+        t = source.table
+        capture, dur = _capture_us(source)
+        end = int(np.searchsorted(capture, to_us, side="left"))  # frames captured before to_us
+        keys = t.keyframes[t.keyframes < end]
+        if last_us is None:
+            showing = int(np.searchsorted(capture + dur, from_us, side="right"))  # first frame still on at from_us
+            if showing >= end:
+                continue
+            before = keys[keys <= showing]
+            first = int(before[-1]) if len(before) else (int(keys[0]) if len(keys) else end)
+        else:
+            later = keys[capture[keys] > last_us]
+            first = int(later[0]) if len(later) else end
+        if first >= end:
+            continue
+        if stsd is None:
+            stsd = t.stsd
+        elif t.stsd != stsd:
+            when = int(capture[first])
+            return parts, (f"the video's size or encoder settings change at {when} µs; ask for the footage from "
+                           "then on separately")
+        parts.append(_Part(source, first, end, capture[first:end], dur[first:end]))
+        last_us = int(capture[end - 1])
+    return parts, None
+
+
+def plan(sources: Sequence[Source], from_us: int, to_us: int) -> Layout:
+    """The layout of ``[from_us, to_us)`` of these segments (in start order); ``NothingRecorded`` if empty."""
+    parts, truncated = select(sources, from_us, to_us)
+    if not parts:
+        raise NothingRecorded(f"no frame recorded between {from_us} and {to_us} µs")
+    first = parts[0].source.table
+    ts = first.timescale
+    capture = np.concatenate([p.capture_us for p in parts])
+    own = np.concatenate([p.durations_us for p in parts])
+    # A new piece where a frame comes more than GAP_US after the previous one's own end.
+    breaks = np.flatnonzero(capture[1:] - (capture[:-1] + own[:-1]) > GAP_US) + 1
+    starts = np.concatenate(([0], breaks))
+    ends = np.append(breaks, len(capture))
+    media = np.empty(len(capture), dtype=np.int64)
+    pieces, gaps = [], []
+    base = 0
+    for a, b in zip(starts, ends, strict=True):
+        media[a:b] = base + ((capture[a:b] - capture[a]) * ts + 500_000) // 1_000_000
+        last = int(media[b - 1]) + max(1, (int(own[b - 1]) * ts + 500_000) // 1_000_000)
+        end_us = int(capture[b - 1] + own[b - 1])
+        if pieces:
+            gaps.append((pieces[-1].end_us, int(capture[a])))
+        pieces.append(Piece(base / ts, int(capture[a]), end_us, int(b - a)))
+        base = last
+    durations = np.append(np.diff(media), base - media[-1])
+    sizes = np.concatenate([p.source.table.sizes[p.first:p.end] for p in parts]).astype(np.int64)
+    keyframes = np.concatenate([np.asarray(p.source.table.keyframes[(p.source.table.keyframes >= p.first)
+                                                                    & (p.source.table.keyframes < p.end)])
+                                - p.first + off for p, off in zip(parts, _offsets(parts), strict=True)])
+    # Chunks: runs of samples contiguous in their segment file.
+    chunk_samples, chunk_src = [], []
+    for p in parts:
+        offs = p.source.table.offsets[p.first:p.end]
+        sz = p.source.table.sizes[p.first:p.end].astype(np.int64)
+        cut = np.flatnonzero(offs[1:] != offs[:-1] + sz[:-1]) + 1
+        bounds = np.concatenate(([0], cut, [len(offs)]))
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            chunk_samples.append(int(b - a))
+            chunk_src.append((p.source.key, int(offs[a]), int(sz[a:b].sum())))
+    data_bytes = int(sizes.sum())
+    stbl_fixed = b"".join([first.stsd, _stts(durations), _stss(keyframes, len(sizes)), _stsc(chunk_samples),
+                           _stsz(sizes)])
+    moov_without_offsets = _moov(first, ts, base, stbl_fixed + _chunk_offsets([], False))
+    wide = False
+    for _ in range(2):  # the head's size decides whether offsets need 64 bits, which changes the head's size
+        head_size = len(first.ftyp) + len(moov_without_offsets) + (8 if wide else 4) * len(chunk_src) \
+            + len(mdat_header(data_bytes))
+        need = head_size + data_bytes > MAX_BOX32
+        if need == wide:
+            break
+        wide = need
+    out = head_size
+    runs, chunk_offsets = [], []
+    for key, src, length in chunk_src:
+        runs.append(Run(out, key, src, length))
+        chunk_offsets.append(out)
+        out += length
+    moov = _moov(first, ts, base, stbl_fixed + _chunk_offsets(chunk_offsets, wide))
+    head = first.ftyp + moov + mdat_header(data_bytes)
+    assert len(head) == head_size, (len(head), head_size)
+    return Layout(head, tuple(runs), head_size + data_bytes, ts, base, len(sizes), tuple(pieces), tuple(gaps),
+                  truncated)
+
+
+def _offsets(parts: list[_Part]) -> list[int]:
+    out, n = [], 0
+    for p in parts:
+        out.append(n)
+        n += p.end - p.first
+    return out
+
+
+def _stts(durations: np.ndarray) -> bytes:
+    change = np.flatnonzero(np.diff(durations)) + 1
+    starts = np.concatenate(([0], change))
+    counts = np.diff(np.append(starts, len(durations)))
+    entries = np.stack([counts, durations[starts]], axis=1).astype(">u4")
+    return full_box(b"stts", 0, 0, struct.pack(">I", len(entries)), entries.tobytes())
+
+
+def _stss(keyframes: np.ndarray, samples: int) -> bytes:
+    if len(keyframes) == samples:
+        return b""  # every sample is a keyframe: no stss says so
+    return full_box(b"stss", 0, 0, struct.pack(">I", len(keyframes)), (keyframes + 1).astype(">u4").tobytes())
+
+
+def _stsc(chunk_samples: list[int]) -> bytes:
+    entries = []
+    for i, n in enumerate(chunk_samples, start=1):
+        if not entries or entries[-1][1] != n:
+            entries.append((i, n, 1))
+    return full_box(b"stsc", 0, 0, struct.pack(">I", len(entries)),
+                    np.asarray(entries, dtype=">u4").tobytes())
+
+
+def _stsz(sizes: np.ndarray) -> bytes:
+    return full_box(b"stsz", 0, 0, struct.pack(">II", 0, len(sizes)), sizes.astype(">u4").tobytes())
+
+
+def _chunk_offsets(offsets: list[int], wide: bool) -> bytes:
+    values = np.asarray(offsets, dtype=">u8" if wide else ">u4")
+    return full_box(b"co64" if wide else b"stco", 0, 0, struct.pack(">I", len(offsets)), values.tobytes())
+
+
+def _moov(t: SegmentTable, ts: int, duration: int, stbl: bytes) -> bytes:
+    movie = (duration * MOVIE_TIMESCALE + ts // 2) // ts
+    v_movie = 1 if movie > MAX_BOX32 else 0
+    v_media = 1 if duration > MAX_BOX32 else 0
+    times = ">QQI" if v_movie else ">III"
+    mvhd = full_box(b"mvhd", v_movie, 0, struct.pack(times, 0, 0, MOVIE_TIMESCALE),
+                    struct.pack(">Q" if v_movie else ">I", movie), struct.pack(">IH10x", 0x10000, 0x100), _MATRIX,
+                    bytes(24), struct.pack(">I", 2))
+    tkhd = full_box(b"tkhd", v_movie, 3, struct.pack(">QQ" if v_movie else ">II", 0, 0), struct.pack(">II", 1, 0),
+                    struct.pack(">Q" if v_movie else ">I", movie), bytes(8), struct.pack(">hhhH", 0, 0, 0, 0),
+                    _MATRIX, struct.pack(">II", t.width << 16, t.height << 16))
+    mdhd = full_box(b"mdhd", v_media, 0, struct.pack(">QQ" if v_media else ">II", 0, 0), struct.pack(">I", ts),
+                    struct.pack(">Q" if v_media else ">I", duration), struct.pack(">HH", 0x55C4, 0))
+    minf = box(b"minf", t.vmhd, t.dinf, box(b"stbl", stbl))
+    return box(b"moov", mvhd, box(b"trak", tkhd, box(b"mdia", mdhd, t.hdlr, minf)))
