@@ -11,8 +11,9 @@ What the file is:
   start a new **piece**; the time between is a **gap**, left out. Inside a piece, media time follows capture time
   exactly (a segment's last frame lasts until the next segment's first): capture = piece.start_us + (media −
   piece.media). A segment starting before the last frame taken is skipped up to its first keyframe after it.
-- One sample description (the first segment's ``stsd``): a segment whose ``stsd`` differs (another resolution or
-  encoder settings) ends the file before it, and ``truncated`` says why.
+- One sample description (the first segment's ``stsd``): a segment whose codec, size or parameter sets differ
+  (``SegmentTable.codec_key``: another resolution or encoder settings) ends the file before it, and ``truncated``
+  says why.
 
 Invariants (tests/store/playback check them): ``head`` is ``total - data_bytes`` long; the runs tile the ``mdat``
 payload exactly: ``runs[0].out_offset == len(head)``, each run starts where the last ended, and the last ends at
@@ -112,7 +113,7 @@ def select(sources: Sequence[Source], from_us: int, to_us: int) -> tuple[list[_P
     """The samples each source gives (in order) and why the file stops early, if it does."""
     parts: list[_Part] = []
     last_us: int | None = None
-    stsd = None
+    codec = None
     for source in sources:
         t = source.table
         capture, dur = _capture_us(source)
@@ -129,9 +130,9 @@ def select(sources: Sequence[Source], from_us: int, to_us: int) -> tuple[list[_P
             first = int(later[0]) if len(later) else end
         if first >= end:
             continue
-        if stsd is None:
-            stsd = t.stsd
-        elif t.stsd != stsd:
+        if codec is None:
+            codec = t.codec_key
+        elif t.codec_key != codec:
             when = int(capture[first])
             return parts, (f"the video's size or encoder settings change at {when} µs; ask for the footage from "
                            "then on separately")

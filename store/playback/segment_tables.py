@@ -8,13 +8,14 @@ segments on S3 cost a ranged read or two, not the whole object.
 Invariants of a ``SegmentTable``: ``offsets``, ``sizes`` and ``dts`` have one entry per sample, in decode order;
 ``offsets[i]`` is the file offset of sample i's bytes, ``sizes[i]`` their length; ``dts`` is strictly increasing
 from the segment's first sample, in ``timescale`` units; ``keyframes`` are sample indexes, increasing;
-``stsd`` is the whole sample description box (codec, size, SPS/PPS), compared byte for byte to tell whether two
-segments can share one track.
+``stsd`` is the whole sample description box (codec, size, SPS/PPS); ``codec_key`` is what of it two segments
+must share to go into one track (all but the per-segment bit rates).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import struct
 import threading
@@ -52,6 +53,12 @@ class SegmentTable:
     dts: np.ndarray  # int64, per sample, in timescale units
     last_duration: int  # the last sample's duration, timescale units
     keyframes: np.ndarray  # int64 sample indexes
+
+    @functools.cached_property
+    def codec_key(self) -> bytes:
+        """What two segments must share to be one track: the sample entry (codec, size, SPS/PPS) without its
+        ``btrt``, the bit rates FFmpeg measures per segment."""
+        return codec_key(self.stsd)
 
     @property
     def samples(self) -> int:
@@ -162,6 +169,22 @@ def _samples(stbl: dict[bytes, list[memoryview]], name: str) -> tuple[np.ndarray
     chunk_first = np.concatenate(([0], np.cumsum(per_chunk)[:-1]))
     offsets = chunk_offsets[chunk_of] + starts - starts[chunk_first][chunk_of]
     return offsets, sizes.astype(np.uint32), dts, int(deltas[-1]), keyframes
+
+
+def codec_key(stsd: bytes) -> bytes:
+    """A ``stsd`` box with the ``btrt`` boxes of its visual sample entries left out (see ``SegmentTable``)."""
+    try:
+        entries = children(stsd, 16)  # box header, version and flags, entry count
+        parts = []
+        for kind, payloads in entries.items():
+            for entry in payloads:
+                # A VisualSampleEntry: 78 bytes of fields (sizes, resolution, depth), then its boxes.
+                inner = children(entry, 78) if len(entry) >= 78 else {}
+                parts.append(kind + bytes(entry[:78]) + b"".join(
+                    k + framed(k, p) for k, ps in sorted(inner.items()) if k != b"btrt" for p in ps))
+        return b"".join(parts)
+    except BoxError:
+        return stsd
 
 
 class TableCache:

@@ -87,7 +87,7 @@ def segment(draw: st.DrawFn, big: bool) -> tuple[SegmentTable, int]:
     table = replace(real_table(), offsets=offsets, sizes=sizes.astype(np.uint32), dts=np.concatenate(
         ([0], np.cumsum(deltas[:-1]))), last_duration=int(deltas[-1]), keyframes=np.array(keys, dtype=np.int64))
     if draw(st.integers(0, 9)) == 0:
-        table = replace(table, stsd=table.stsd[:-1] + b"\x01")  # another resolution
+        table = replace(table, stsd=table.stsd[:49] + b"\x01" + table.stsd[50:])  # another width
     gap_us = draw(st.sampled_from([0, 0, 0, 100_000, GAP_US + 1, 5_000_000, -300_000]))
     return table, gap_us
 
@@ -180,3 +180,16 @@ def test_a_file_past_four_gibibytes_gets_64_bit_offsets_and_mdat() -> None:
     back = read_table(io.BytesIO(layout.head), layout.total)
     assert back.samples == 2 * n and int(back.offsets[-1]) == layout.total - 50_000_000
     assert back.offsets[n] == layout.runs[1].out_offset
+
+
+def test_segments_differ_by_codec_size_or_parameter_sets_not_by_bit_rate() -> None:
+    stsd = real_table().stsd
+    at = stsd.index(b"btrt") + 4
+    other_rate = stsd[:at] + bytes(4) + stsd[at + 4:]
+    other_width = stsd[:49] + bytes([stsd[49] ^ 1]) + stsd[50:]
+    sps = stsd.index(b"avcC") + 14
+    other_sps = stsd[:sps] + bytes([stsd[sps] ^ 1]) + stsd[sps + 1:]
+    key = replace(real_table(), stsd=stsd).codec_key
+    assert replace(real_table(), stsd=other_rate).codec_key == key
+    assert replace(real_table(), stsd=other_width).codec_key != key
+    assert replace(real_table(), stsd=other_sps).codec_key != key

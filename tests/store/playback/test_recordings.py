@@ -15,10 +15,15 @@ import av
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from node.capture.encode import H264Encoder
+from node.recording.segmenter import Segmenter, build_segment
+from node.sources.synthetic import SyntheticSource
 from shared.auth import AccessControl, Verifier, issue_token
+from shared.fanout import AccessUnit
+from shared.protocol.ingest import SegmentHeader
 from store.index import index_path
 from store.index.db import Index
-from store.ingest.writer import Ingestor
+from store.ingest.writer import Ingestor, segment_relpath
 from store.playback.routes import iso
 from store.serve.server import StoreServer
 from tests.store.footage import CAMERA, SEGMENT_US, T0, make_footage
@@ -29,12 +34,42 @@ S = 1_000_000
 FIRST, SECOND, SMALL = 6, 4, 3
 
 
+LIVE = "cam1"  # one continuous recording: 3 segments as a node cuts them, each with its own bytes (and bit rates)
+
+
+def record(root: Path, camera: str, start_us: int, frames: int) -> list[SegmentHeader]:
+    """What a node records and a store ingests: ``frames`` at 10 fps from ``start_us``, cut every 2 s."""
+    src, enc = SyntheticSource(320, 240, 10), H264Encoder(320, 240, 10, keyframe_interval_s=1.0)
+    seg = Segmenter(camera, segment_seconds=2, fps=10)
+    units = [AccessUnit.build(u.capture_us, u.keyframe, u.data)
+             for i in range(frames) for u in enc.encode(src.read(i), start_us + i * 100_000)]
+    finished = [f for u in units if (f := seg.push(u))] + [f for f in [seg.flush()] if f is not None]
+    rows = []
+    for f in finished:
+        header, data = build_segment("node0", f, 320, 240, 10)
+        rel = segment_relpath(camera, header.start_us)
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+        rows.append((header, rel.as_posix()))
+
+    async def index() -> None:
+        db = await Index.open(index_path(root))
+        for header, rel in rows:
+            await db.insert_segment(header, rel, header.start_us)
+        await db.close()
+
+    asyncio.run(index())
+    return [h for h, _ in rows]
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("store")
     make_footage(root, FIRST)
     make_footage(root, SECOND, start_us=T0 + 20 * S)
     make_footage(root, SMALL, width=160, height=120, start_us=T0 + 40 * S)
+    headers = record(root, LIVE, T0, 60)
+    assert [h.frames for h in headers] == [20, 20, 20]
     return root
 
 
@@ -131,6 +166,21 @@ async def test_a_range_with_a_gap_decodes_frame_for_frame(store: Store) -> None:
     captures = [iso(T0 + S + i * 100_000) for i in range(110)] + [iso(T0 + 20 * S + i * 100_000) for i in range(80)]
     assert [capture_of(doc, float(f.pts * f.time_base)) for f in frames] == captures
     assert frames[0].key_frame
+
+
+async def test_a_recording_as_a_node_cuts_it_is_one_piece(store: Store) -> None:
+    target = f"/recordings/{LIVE}.mp4?{q(T0 + 500_000, T0 + 5_750_000)}"
+    doc = await store.json(target.replace(".mp4", ".json"))
+    _, _, data = await store.get(target)
+    frames = decode(data)
+    assert len(frames) == doc["frames"] == 58  # from the keyframe at T0 to the frame at T0+5.7 s
+    assert doc["truncated"] is None and doc["gaps"] == [] and len(doc["pieces"]) == 1
+    assert [capture_of(doc, float(f.pts * f.time_base)) for f in frames] == [
+        iso(T0 + i * 100_000) for i in range(58)]
+    # The pixels are the recording's: the MP4's last frame is the segment's frame, decoded the same.
+    with av.open(str(next(store.server.ingestor.root.glob(f"segments/{LIVE}/**/{T0 + 4 * S}.mp4")))) as c:
+        source = list(c.decode(video=0))
+    assert (frames[-1].to_ndarray() == source[17].to_ndarray()).all()
 
 
 async def test_range_requests_match_the_whole_file(store: Store) -> None:
