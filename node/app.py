@@ -85,6 +85,15 @@ class Node:
         self.recording.store_reachable = lambda: (self.control is not None and self.control.state == "connected"
                                                   and self.uploader.last_error is None)
         self.motion_configs = {c.id: motion_config(c, i) for i, c in enumerate(config.cameras)}
+        self._stall_reports: set[asyncio.Task] = set()
+        for camera in self.master.cameras.values():
+            camera.on_stall = self._camera_stalled
+
+    def _camera_stalled(self, camera: str, start_us: int, end_us: int | None, why: str) -> None:
+        """A camera stopped delivering frames, or started again: a camera-stalled event for the store."""
+        task = asyncio.get_running_loop().create_task(self.uploader.report_stall(camera, start_us, end_us, why))
+        self._stall_reports.add(task)
+        task.add_done_callback(self._stall_reports.discard)
 
     def _hello(self) -> Hello:
         return Hello(self.config.id, self.port or 0, tuple(self.master.cameras),
@@ -130,6 +139,7 @@ class Node:
     async def stop(self) -> None:
         """Clean stop: finish the segment in progress, spool it, try to upload what is left."""
         await self.master.stop()
+        await asyncio.gather(*self._stall_reports)  # a stall still going on was closed by the stop
         await asyncio.gather(*self._recorder_tasks)
         await self.recording.finish()  # detection has closed its last event by now
         if self.config.store_url:

@@ -26,13 +26,16 @@ from node.motion.config import make_detector
 from node.motion.worker import MotionWorker
 from node.motion.zones import label_zones, named_zones
 from node.sources import open_source
-from node.sources.base import PacketSource
+from node.sources.base import FrameSource, PacketSource
 from shared.config import CameraConfig
 from shared.fanout import AccessUnit, FanOut, Subscription
 from shared.protocol.health import CameraHealth, SubstreamFrames
 
 log = logging.getLogger(__name__)
 RATE_WINDOW_S = 5.0
+# How long Camera.stop waits for its capture thread (a read blocked on a camera is aborted first); past it
+# the camera is ended without it, and the daemon thread goes with the process.
+STOP_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -78,6 +81,9 @@ class Camera:
         self.error: str | None = None
         self.settings: dict = {}  # runtime settings pushed by the store (recording mode, ...)
         self.on_encode_time: Callable[[float], None] | None = None  # set by node/serve/metrics.py before start
+        # (camera, start_us, end_us or None while it goes on, why): a frame source stalled; set by the node
+        self.on_stall: Callable[[str, int, int | None, str], None] | None = None
+        self.stalls = 0
         self.motion: MotionWorker | None = None  # set by the node before start, if detection is on
         self.codec = codec_family(config.codec)  # what this camera sends: h264 | hevc
         self.sub_fanout: FanOut | None = None  # the smaller second encode, when configured
@@ -89,6 +95,14 @@ class Camera:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         source = open_source(self.config)
+        try:
+            self._start(loop, source)
+        except BaseException:
+            source.close()  # whatever failed after the open: the camera is not left held
+            raise
+        self.state = "up"
+
+    def _start(self, loop: asyncio.AbstractEventLoop, source: FrameSource | PacketSource) -> None:
         motion = self.motion
 
         def on_unit(unit: EncodedUnit) -> None:
@@ -108,7 +122,11 @@ class Camera:
                 motion.detector = make_detector(motion.config, fmt.width, fmt.height, fmt.fps)
             loop.call_soon_threadsafe(self._stream_format, fmt)
 
-        sink = CaptureSink(on_unit, on_drop, on_end, on_format, self.on_encode_time, sub=self._open_substream(loop))
+        def on_stall(start_us: int, end_us: int | None, why: str) -> None:
+            loop.call_soon_threadsafe(self._stalled, start_us, end_us, why)
+
+        sink = CaptureSink(on_unit, on_drop, on_end, on_format, self.on_encode_time, sub=self._open_substream(loop),
+                           on_stall=on_stall)
         if isinstance(source, PacketSource):
             # Passes H.264 through, or opens its encoder once it knows the stream (node/capture/stream.py);
             # a passed-through stream is decoded for the detector only if it looks at pictures.
@@ -116,6 +134,12 @@ class Camera:
             sink.on_frame = motion.offer_frame if motion is not None and motion.wants_frames else None
             self._thread = StreamThread(self.config, source, sink, self.timebase)
         else:
+            # The size the source really gives (a Pi camera's configuration as libcamera validated it) is what
+            # is encoded, recorded and described to viewers.
+            if (source.width, source.height) != (self.config.width, self.config.height):
+                self.config = replace(self.config, width=source.width, height=source.height)
+                if motion is not None:
+                    motion.detector = make_detector(motion.config, source.width, source.height, source.fps)
             encoder = open_encoder(self.config)  # probes hardware once
             self.encoder_name = encoder.name
             sink.on_frame = motion.offer_frame if motion is not None else None
@@ -123,7 +147,6 @@ class Camera:
         if motion is not None:
             motion.start()
         self._thread.start()
-        self.state = "up"
 
     def _open_substream(self, loop: asyncio.AbstractEventLoop) -> SubStream | None:
         if self.config.substream is None:
@@ -152,7 +175,21 @@ class Camera:
     def _dropped(self, count: int) -> None:
         self.stats.frames_dropped += count
 
+    def _stalled(self, start_us: int, end_us: int | None, why: str) -> None:
+        """A stall began (``end_us`` None) or ended: the state, and the event that explains the gap."""
+        if self.state in ("stopped", "down"):
+            pass
+        elif end_us is None:
+            self.state, self.error = "stalled", why
+            self.stalls += 1
+        else:
+            self.state, self.error = "up", None
+        if self.on_stall is not None:
+            self.on_stall(self.id, start_us, end_us, why)
+
     def _finish(self, error: BaseException | None) -> None:
+        if self._ended.is_set():
+            return  # a capture thread that ended after Camera.stop gave up waiting for it
         if error is not None:
             self.error = f"{type(error).__name__}: {error}"
             log.error("camera %s stopped: %s", self.id, self.error)
@@ -171,7 +208,12 @@ class Camera:
             self._finish(None)
             return
         self._thread.stop()
-        await self._ended.wait()
+        try:
+            await asyncio.wait_for(self._ended.wait(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.error("camera %s: capture did not stop within %.0f s; ending it without waiting", self.id,
+                      STOP_TIMEOUT_S)
+            self._finish(TimeoutError(f"capture did not stop within {STOP_TIMEOUT_S:.0f} s"))
         if self.motion is not None:
             await asyncio.to_thread(self.motion.stop)  # closes an open event: it is reported too
 
@@ -211,6 +253,7 @@ class Camera:
             clock=capture.clock if capture is not None else None,
             label_zones=label_zones(self.motion.config.zones) if self.motion is not None else (),
             zones=named_zones(self.motion.config.zones) if self.motion is not None else (),
+            stalls=self.stalls,
         )
 
 

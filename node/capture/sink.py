@@ -46,6 +46,9 @@ class CaptureSink:
     # stream only when this is set (or a sub stream needs pictures).
     on_frame: Callable[[av.VideoFrame, int], None] | None = None
     sub: SubStream | None = None
+    # A frame source that stopped delivering: (start_us, None, why) when it stalls, then (start_us, end_us, why)
+    # once frames come again (or capture stops): the gap in the recording.
+    on_stall: Callable[[int, int | None, str], None] = _ignore
 
     def encode(self, encoder: VideoEncoder, frame: av.VideoFrame, capture_us: int) -> float:
         """Encode one frame, hand its units and the frame on; returns the seconds the encode took."""

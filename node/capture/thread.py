@@ -3,9 +3,19 @@
 Capture and encode never wait for a consumer: units go to the ``CaptureSink``,
 whose callbacks hop to the event loop, and the loop fans them out. If rendering
 plus encoding falls behind real time, whole frame slots are skipped and counted
-as dropped, so capture times stay true. Each frame is stamped by the camera's
-``TimeBase`` right after it is read; where that follows a forward step of the
-wall clock the frame is encoded as a keyframe, so the recording is cut there.
+as dropped, so capture times stay true. A source the sensor paces (``paced``:
+Picamera2, whose ``capture_request`` waits for the sensor's next frame) is not
+paced again; it says how many frames went by untaken (``skipped``), and those
+are the drops. Each frame is stamped by the camera's ``TimeBase`` right after
+it is read, less the source's ``age_us`` (when its sensor read it); where that
+follows a forward step of the wall clock the frame is encoded as a keyframe, so
+the recording is cut there.
+
+A source that stops delivering raises ``SourceStalled`` having closed itself:
+the thread reports the stall (``sink.on_stall``, open), reopens the source with
+backoff until a frame comes, then reports the stall closed, its span the gap;
+the first frame after it is a keyframe. ``stop`` calls the source's ``abort`` so
+a read waiting for a frame gives up at once.
 """
 
 from __future__ import annotations
@@ -22,7 +32,8 @@ from av.video.frame import PictureType
 from node.capture.encoders import VideoEncoder
 from node.capture.sink import CaptureSink
 from node.capture.timebase import TimeBase
-from node.sources.base import FrameSource
+from node.sources.base import FrameSource, SourceError, SourceStalled
+from shared.backoff import Backoff
 from shared.protocol.health import ClockHealth, StreamHealth
 
 log = logging.getLogger(__name__)
@@ -39,19 +50,27 @@ class CaptureHealth:
 
 class CaptureThread(threading.Thread):
     def __init__(self, camera_id: str, source: FrameSource, encoder: VideoEncoder, sink: CaptureSink,
-                 timebase: TimeBase, frame_filter: Callable[[av.VideoFrame, int], None] | None = None) -> None:
+                 timebase: TimeBase, frame_filter: Callable[[av.VideoFrame, int], None] | None = None,
+                 backoff: Backoff | None = None) -> None:
         super().__init__(name=f"capture-{camera_id}", daemon=True)
         self.camera_id = camera_id
         self.source, self.encoder, self.sink, self.timebase = source, encoder, sink, timebase
         self._filter = frame_filter  # privacy masks, timestamp (node/capture/filters.py): before the one encode
         self._stop_event = threading.Event()
+        self._backoff = backoff or Backoff(1.0, 30.0)  # a stalled camera: reopening costs a few hundred ms
         self.encode_seconds = 0.0
+        self.state: str | None = None  # "stalled" from a stall until a frame comes again
+        self.stalls = 0
+        self._stall: tuple[int, str] | None = None  # (start_us, why) of the stall going on
 
     def stop(self) -> None:
         self._stop_event.set()
+        abort = getattr(self.source, "abort", None)
+        if abort is not None:
+            abort()  # a read waiting for a frame gives up now
 
     def health(self) -> CaptureHealth:
-        return CaptureHealth(self.timebase.health())
+        return CaptureHealth(self.timebase.health(), self.state)
 
     def run(self) -> None:
         error: BaseException | None = None
@@ -64,17 +83,23 @@ class CaptureThread(threading.Thread):
             error = exc
         finally:
             self.source.close()
+            if self._stall is not None:  # stopped while stalled: the gap ends here
+                start_us, why = self._stall
+                self.sink.on_stall(start_us, max(start_us, self.timebase.now_us()), f"{why} (until the stop)")
             self.sink.on_end(error)
 
     def _loop(self) -> None:
         interval = 1.0 / self.source.fps
+        paced = bool(getattr(self.source, "paced", False))
         started = time.monotonic()
         index = 0
         sink = self.sink
         while not self._stop_event.is_set():
             due = started + index * interval
             delay = due - time.monotonic()
-            if delay > 0:
+            if paced:
+                pass  # the sensor's beat paces it; its skipped frames are the drops
+            elif delay > 0:
                 if self._stop_event.wait(delay):
                     break
             elif -delay >= interval:
@@ -83,8 +108,19 @@ class CaptureThread(threading.Thread):
                 index += missed
                 sink.on_drop(missed)
                 continue
-            frame = self.source.read(index)
-            capture = self.timebase.stamp()
+            try:
+                frame = self.source.read(index)
+            except SourceStalled as exc:
+                if self._stop_event.is_set():
+                    break
+                self._stalled(str(exc))
+                continue
+            if paced and (skipped := int(getattr(self.source, "skipped", 0))):
+                sink.on_drop(skipped)
+            capture = self.timebase.stamp(age_us=int(getattr(self.source, "age_us", 0)))
+            if self._stall is not None:
+                self._recovered(capture)
+                frame.pict_type = PictureType.I  # the first picture after the gap starts a segment
             if self.timebase.stepped:
                 frame.pict_type = PictureType.I  # the stamps jumped: start a segment here
             if self._filter is not None:
@@ -93,3 +129,30 @@ class CaptureThread(threading.Thread):
             if sink.sub is not None:  # a source's own small picture (Picamera2's lores) saves the scaling
                 sink.sub.encode(frame, capture, self.source.sub_frame)
             index += 1
+
+    def _stalled(self, why: str) -> None:
+        """The source stopped (and closed itself): say so once, then reopen it with backoff until it opens."""
+        if self._stall is None:
+            start_us = self.timebase.last_us or self.timebase.now_us()
+            self._stall = (start_us, why)
+            self.state = "stalled"
+            self.stalls += 1
+            log.error("camera %s stalled: %s; reopening it", self.camera_id, why)
+            self.sink.on_stall(start_us, None, why)
+        reopen = getattr(self.source, "reopen", None)
+        if reopen is None:
+            raise SourceError(why)  # a source that cannot reopen: the camera is down
+        while not self._stop_event.wait(self._backoff.next_delay()):
+            try:
+                reopen()
+                return
+            except SourceError as exc:
+                log.warning("camera %s: still stalled: %s", self.camera_id, exc)
+
+    def _recovered(self, capture_us: int) -> None:
+        assert self._stall is not None
+        start_us, why = self._stall
+        self._stall, self.state = None, None
+        self._backoff.reset()
+        log.warning("camera %s: frames again after %.1f s stalled", self.camera_id, (capture_us - start_us) / 1e6)
+        self.sink.on_stall(start_us, max(start_us, capture_us), why)

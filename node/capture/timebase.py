@@ -47,10 +47,11 @@ class TimeBase:
         """Stamps from now on come after ``floor_us`` (the last one an earlier run recorded)."""
         self.last_us = max(self.last_us, floor_us)
 
-    def stamp(self, may_step: bool = True) -> int:
-        """The time of a frame captured now. ``may_step=False`` holds a forward step back (slewing on
+    def stamp(self, may_step: bool = True, age_us: int = 0) -> int:
+        """The time of a frame captured now, or ``age_us`` ago (a camera that says when its sensor read the
+        frame: Picamera2's ``SensorTimestamp``). ``may_step=False`` holds a forward step back (slewing on
         meanwhile) until a frame that can start a segment: a passed-through stream's keyframe."""
-        mono, wall = self._mono(), self._wall()
+        mono, wall = self._mono() - max(0, age_us), self._wall() - max(0, age_us)
         target = wall - mono  # the offset that would put this stamp on the wall clock
         self.stepped = False
         if self._offset is None:

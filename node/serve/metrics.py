@@ -41,7 +41,10 @@ class NodeMetrics:
         fps = gauge("sht_camera_fps", "Frames per second over the last few seconds", ("camera",))
         bitrate = gauge("sht_camera_bitrate_bytes_per_second", "H.264 bitrate over the last few seconds (bytes, "
                         "Prometheus' base unit: x8 for bits)", ("camera",))
-        up = gauge("sht_camera_up", "1 while the camera captures, else 0", ("camera",))
+        up = gauge("sht_camera_up", "1 while the camera captures, else 0 (stalled, down, stopped)", ("camera",))
+        stalled = gauge("sht_camera_stalled", "1 while the camera's source is stalled and being reopened",
+                        ("camera",))
+        stalls = counter("sht_camera_stalls", "Times the camera stopped delivering frames (a stall)", ("camera",))
         viewers = gauge("sht_camera_viewers", "Live viewers connected to this node", ("camera",))
         last = gauge("sht_camera_last_capture_timestamp_seconds", "Capture time of the newest frame", ("camera",))
         for cam in node.master.cameras.values():
@@ -54,9 +57,11 @@ class NodeMetrics:
             fps.add_metric([cam.id], rate_fps)
             bitrate.add_metric([cam.id], rate_bps / 8)
             up.add_metric([cam.id], 1.0 if cam.state == "up" else 0.0)
+            stalled.add_metric([cam.id], 1.0 if cam.state == "stalled" else 0.0)
+            stalls.add_metric([cam.id], cam.stalls)
             viewers.add_metric([cam.id], sum(is_viewer(sub.name) for sub in cam.fanout.subscriptions))
             last.add_metric([cam.id], s.last_capture_us / 1e6)
-        yield from (frames, dropped, encoded, keyframes, fps, bitrate, up, viewers, last)
+        yield from (frames, dropped, encoded, keyframes, fps, bitrate, up, stalled, stalls, viewers, last)
 
         backlog = node.uploader.backlog()
         yield _gauge("sht_spool_bytes", "Bytes waiting in the spool for the store", backlog.bytes or 0)

@@ -28,6 +28,14 @@ class SourceError(RuntimeError):
     """A source that cannot be opened or read; the message says which and why."""
 
 
+class SourceStalled(SourceError):
+    """A frame source that stopped delivering (a camera that gives no frame within a few frame intervals).
+
+    The source has closed what it had open by the time this is raised; the capture thread reports a stall
+    and calls the source's ``reopen`` with backoff (node/capture/thread.py).
+    """
+
+
 @runtime_checkable
 class FrameSource(Protocol):
     """Raw pictures on demand, paced by the capture thread's frame clock."""

@@ -29,19 +29,31 @@ also what Picamera2's ``H264Encoder`` is on a Pi 5 (``LibavH264Encoder``).
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import av
 import numpy as np
 
 from node.sources import register_source
-from node.sources.base import FrameSource, SourceError, plane_view
+from node.sources.base import FrameSource, SourceError, SourceStalled, plane_view
 from shared.config import CameraConfig
 
 BUFFER_COUNT = 4  # the seed's buffer_count
 QUEUE = False  # the seed's queue=False: always a fresh frame
 LORES_WIDTH = 320  # node/motion/luma.py works on ~320 columns
+# A frame not come within this many frame intervals (and at least MIN_STALL_S) is a stall; the first after
+# start gets FIRST_FRAME_S (the sensor's start-up, a few frames of AGC). Real capture_request() without
+# wait= blocks for good (picamera2.py: dispatch_functions -> Job.get_result(timeout=None)).
+STALL_FRAMES = 5
+MIN_STALL_S = 1.0
+FIRST_FRAME_S = 5.0
+MAX_AGE_US = 5_000_000  # a SensorTimestamp further back than this is not on our clock
+log = logging.getLogger(__name__)
 
 _open: dict[int, str] = {}  # camera number -> camera id, for the whole process
 _open_lock = threading.Lock()
@@ -85,7 +97,14 @@ def cameras_found() -> list[dict[str, Any]]:
 
 
 class Picamera2Source(FrameSource):
-    """A ``FrameSource``: ``read`` waits for the camera's next frame and returns its main stream as yuv420p."""
+    """A ``FrameSource``: ``read`` waits for the camera's next frame and returns its main stream as yuv420p.
+
+    Paced by the sensor (``paced``): ``capture_request`` waits for the next frame on the sensor's beat, so
+    the capture thread does not pace it again; ``skipped`` counts the frames the sensor made since the last
+    ``read`` that nobody took (per-frame work longer than a frame interval), from ``SensorTimestamp``.
+    """
+
+    paced = True
 
     def __init__(self, camera: CameraConfig, number: int) -> None:
         try:
@@ -93,66 +112,190 @@ class Picamera2Source(FrameSource):
         except ImportError as exc:
             raise SourceError(f"camera {camera.id}: picamera2 is not installed (pip install '.[pi]' on a "
                               f"Raspberry Pi, or apt install python3-picamera2): {exc}") from exc
+        self._picamera2 = Picamera2
         self.id, self.number = camera.id, number
+        self.asked = (camera.width, camera.height)
         self.width, self.height = camera.width, camera.height
         self.fps: float = camera.fps
         # The ISP's second output: the sub stream's size when there is one (see the module docstring).
         self.sub_size = camera.substream
-        self.lores_size = camera.substream or lores_size(camera.width, camera.height)
+        self.asked_lores = camera.substream or lores_size(camera.width, camera.height)
+        self.lores_size = self.asked_lores
         self._luma_step = max(1, round(self.lores_size[0] / LORES_WIDTH))
         self.lores: np.ndarray | None = None  # the latest lores luma (~320 wide), for a motion detector that wants it
         self.sub_frame: av.VideoFrame | None = None  # the latest lores picture as yuv420p, with a sub stream
-        found = cameras_found()
-        if number >= len(found):
-            names = ", ".join(f"{i}: {c.get('Model', '?')}" for i, c in enumerate(found)) or "none"
-            raise SourceError(f"camera {camera.id}: no Picamera2 camera {number} (cameras found: {names})")
+        self.strides: dict[str, int] = {}  # per stream, as libcamera configured it
+        self.skipped = 0  # frames the sensor made before the one ``read`` just returned that nobody took
+        self.age_us = 0  # how long before ``read`` returned the sensor read the frame (``SensorTimestamp``)
+        self.sensor_id: str | None = None  # libcamera's Id: a reopen finds the camera even if others renumbered
+        self._cam: Any = None
+        self._fresh = True
+        self._last_ns: int | None = None
         with _open_lock:
             if number in _open:
                 raise SourceError(f"camera {camera.id}: Picamera2 camera {number} is already used by {_open[number]}")
             _open[number] = camera.id
         try:
-            self._cam = Picamera2(number)
-            config = self._cam.create_video_configuration(
-                main={"size": (self.width, self.height), "format": "YUV420"},
-                lores={"size": self.lores_size, "format": "YUV420"},
+            self._start()
+        except BaseException:
+            self._release_number()
+            raise
+
+    def _index(self) -> int:
+        """Where the camera is in Picamera2's list now: by its Id once known (a camera that vanished and came
+        back, or another one gone, renumbers them), else the configured number."""
+        found = cameras_found()
+        if self.sensor_id is not None:
+            for index, info in enumerate(found):
+                if info.get("Id") == self.sensor_id:
+                    return index
+        elif self.number < len(found):
+            self.sensor_id = str(found[self.number].get("Id") or "") or None
+            return self.number
+        names = ", ".join(f"{i}: {c.get('Model', '?')}" for i, c in enumerate(found)) or "none"
+        raise SourceError(f"camera {self.id}: no Picamera2 camera {self.number} (cameras found: {names}); check its "
+                          "ribbon cable and that libcamera sees it (rpicam-hello --list-cameras)")
+
+    def _start(self) -> None:
+        """Open, configure and start the camera; anything opened is closed again if a later step fails."""
+        index = self._index()
+        try:
+            cam = self._picamera2(index)
+        except IndexError:  # gone between the listing and the open
+            raise SourceError(f"camera {self.id}: no Picamera2 camera {self.number} any more; check its ribbon "
+                              "cable (rpicam-hello --list-cameras)") from None
+        except Exception as exc:
+            raise SourceError(self._open_failed(exc)) from exc
+        try:
+            config = cam.create_video_configuration(
+                main={"size": self.asked, "format": "YUV420"},
+                lores={"size": self.asked_lores, "format": "YUV420"},
                 buffer_count=BUFFER_COUNT, queue=QUEUE, encode="main",
                 controls={"FrameRate": float(self.fps)},
             )
-            self._cam.configure(config)
-            self._cam.start()
+            cam.configure(config)
+            self._read_back(cam.camera_config)
+            cam.start()
         except Exception as exc:
-            self._release_number()
-            raise SourceError(f"camera {camera.id}: Picamera2 camera {number} did not start: {exc}") from exc
+            _close_quietly(cam, self.id)
+            raise SourceError(f"camera {self.id}: Picamera2 camera {self.number} did not start: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        self._cam, self._fresh, self._last_ns = cam, True, None
+
+    def _open_failed(self, exc: BaseException) -> str:
+        """Picamera2 hides why its init failed ("Camera __init__ sequence did not complete."): the cause is
+        the exception it was raised over (its ``__context__``; ``__cause__`` should it ever say ``from``)."""
+        cause = exc.__cause__ or exc.__context__
+        why = f"{cause}" if cause is not None else f"{type(exc).__name__}: {exc}"
+        if "busy" in why.lower():
+            return (f"camera {self.id}: Picamera2 camera {self.number} is busy ({why}): another process holds it; "
+                    "stop it (another sht node, rpicam-apps, motion; sudo fuser -v /dev/media* /dev/video* "
+                    "names it) and the node opens the camera again")
+        return (f"camera {self.id}: Picamera2 camera {self.number} did not open ({why}); check the cable and "
+                "rpicam-hello --list-cameras")
+
+    def _read_back(self, config: dict[str, Any]) -> None:
+        """The sizes and strides libcamera configured (it may adjust what was asked, saying so at INFO only)."""
+        main, lores = config["main"], config["lores"]
+        width, height = (int(v) for v in main["size"])
+        if (width, height) != self.asked:
+            log.warning("camera %s: libcamera gave the main stream %dx%d, not the %dx%d asked; recording that",
+                        self.id, width, height, *self.asked)
+        lw, lh = (int(v) for v in lores["size"])
+        if (lw, lh) != self.asked_lores:
+            log.warning("camera %s: libcamera gave the lores stream %dx%d, not the %dx%d asked", self.id, lw, lh,
+                        *self.asked_lores)
+        self.width, self.height, self.lores_size = width, height, (lw, lh)
+        self._luma_step = max(1, round(lw / LORES_WIDTH))
+        self.strides = {name: int(stream["stride"]) for name, stream in (("main", main), ("lores", lores))
+                        if stream.get("stride")}
 
     def read(self, frame_index: int) -> av.VideoFrame:
-        request = self._cam.capture_request()
+        cam = self._cam
+        if cam is None:
+            raise SourceStalled(f"camera {self.id}: Picamera2 camera {self.number} is closed")
+        timeout = FIRST_FRAME_S if self._fresh else max(MIN_STALL_S, STALL_FRAMES / self.fps)
         try:
+            request = cam.capture_request(wait=timeout)
+        except (FutureTimeout, TimeoutError, CancelledError) as exc:
+            self._abandon()
+            what = ("was cancelled" if isinstance(exc, CancelledError)
+                    else f"delivered no frame in {timeout:.1f} s (a loose ribbon cable or a sensor dropout?)")
+            raise SourceStalled(f"camera {self.id}: Picamera2 camera {self.number} {what}") from None
+        self._fresh = False
+        try:
+            metadata = request.get_metadata()
             main = request.make_array("main")
             lores = request.make_array("lores")
         finally:
             request.release()  # back to libcamera at once: with 4 buffers a held one stalls the camera
+        self._timing(metadata)
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
         for index, plane in enumerate(yuv420_planes(main, self.width, self.height)):
             plane_view(frame, index)[:] = plane
         planes = yuv420_planes(lores, *self.lores_size)
         if self.sub_size is not None:
-            small = av.VideoFrame(*self.sub_size, "yuv420p")  # a fresh frame each time: the encoder may hold it
+            small = av.VideoFrame(*self.lores_size, "yuv420p")  # fresh each time: the encoder may hold it
             for index, plane in enumerate(planes):
                 plane_view(small, index)[:] = plane
-            self.sub_frame = small
+            self.sub_frame = small  # a lores size libcamera changed is scaled from main instead (SubStream)
         self.lores = planes[0][:: self._luma_step, :: self._luma_step]
         return frame
 
+    def _timing(self, metadata: dict[str, Any]) -> None:
+        """``age_us`` and ``skipped`` from the request's ``SensorTimestamp`` (CLOCK_MONOTONIC ns) and
+        ``FrameDuration`` (us): the capture time is when the sensor read the frame, not when it arrived."""
+        sensor_ns, duration_us = metadata.get("SensorTimestamp"), metadata.get("FrameDuration")
+        self.skipped, self.age_us = 0, 0
+        if not isinstance(sensor_ns, int):
+            return
+        if self._last_ns is not None and isinstance(duration_us, int) and duration_us > 0:
+            self.skipped = max(0, round((sensor_ns - self._last_ns) / (duration_us * 1000)) - 1)
+        self._last_ns = sensor_ns
+        age = (time.monotonic_ns() - sensor_ns) // 1000
+        if 0 <= age <= MAX_AGE_US:  # else not CLOCK_MONOTONIC after all: the arrival time stands
+            self.age_us = age
+
+    def reopen(self) -> None:
+        """Open the camera again after a stall (``SourceError`` if it cannot be, yet)."""
+        self._abandon()
+        self._start()
+
+    def abort(self) -> None:
+        """From another thread: make a ``read`` waiting for a frame give up now (``Camera.stop``)."""
+        cam = self._cam
+        if cam is not None:
+            try:
+                cam.cancel_all_and_flush()
+            except Exception as exc:  # noqa: BLE001 - stopping anyway
+                log.warning("camera %s: cancel_all_and_flush failed: %s", self.id, exc)
+
+    def _abandon(self) -> None:
+        """Cancel what waits for a frame and close the camera, so that it can be opened again."""
+        cam, self._cam = self._cam, None
+        if cam is not None:
+            try:
+                cam.cancel_all_and_flush()
+            except Exception as exc:  # noqa: BLE001 - closing anyway
+                log.warning("camera %s: cancel_all_and_flush failed: %s", self.id, exc)
+            _close_quietly(cam, self.id)
+
     def close(self) -> None:
         try:
-            self._cam.stop()
-            self._cam.close()
+            self._abandon()
         finally:
             self._release_number()
 
     def _release_number(self) -> None:
         with _open_lock:
             _open.pop(self.number, None)
+
+
+def _close_quietly(cam: Any, camera_id: str) -> None:
+    try:
+        cam.close()  # stops it first; gives the camera back (else its atexit hook keeps it held)
+    except Exception as exc:  # noqa: BLE001 - a close that fails must not hide why we closed
+        log.warning("camera %s: Picamera2 close failed: %s", camera_id, exc)
 
 
 def open_picamera2(camera: CameraConfig, arg: str) -> Picamera2Source:

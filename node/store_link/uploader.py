@@ -10,6 +10,9 @@ Open events (a motion event sent at its start, ``EventRecord.open``) jump the qu
 the item in flight, since the store starts object detection on them. Only a store whose handshake says it
 takes them (``X-Sht-Ingest: 3`` or more) gets them; for an older one they are dropped unsent (it would keep
 the open event as the whole event and refuse the closed one as a duplicate); the closed event still goes.
+A ``camera-stalled`` event (a camera that stopped delivering, open at the stall and closed when frames come
+again) goes as itself to a store that takes it (``X-Sht-Ingest: 4``); an older store gets the closed one as a
+``loss`` saying so, and not the open one, which it would refuse.
 
 Several stores (``--store ws://A:8100,ws://B:8100``, docs/cluster.md): the link is on the first that answers
 and stays there while it works. When it fails (refused, closed, a retry answer, no ack in ``ACK_TIMEOUT_S``),
@@ -25,6 +28,7 @@ import contextlib
 import logging
 import ssl
 from collections import Counter, deque
+from dataclasses import replace
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -38,6 +42,7 @@ from shared.protocol.ingest import (
     MAX_FRAGMENT_BYTES,
     MAX_SEGMENT_BYTES,
     OPEN_EVENTS_VERSION,
+    STALL_EVENTS_VERSION,
     Ack,
     EventRecord,
     IngestSender,
@@ -131,6 +136,18 @@ class Uploader:
             log.error("could not spool the loss event for %s: %s (the loss is still counted in /health)",
                       record.record_id, exc)
 
+    async def report_stall(self, camera: str, start_us: int, end_us: int | None, why: str) -> None:
+        """Queue a ``camera-stalled`` event: open while the camera gives no frames (``end_us`` None), closed
+        with the gap's end once it does (spooled, so it survives restarts)."""
+        end = start_us if end_us is None else max(start_us, end_us)
+        record = EventRecord(self.node_id, camera, start_us, end, "camera-stalled", 0.0, thumb_us=None,
+                             detail=why[:500], open=end_us is None)
+        try:
+            self.add(await asyncio.to_thread(self.spool.put_event, record))
+        except OSError as exc:
+            log.error("could not spool the stall event for %s: %s (the stall is still in /health)",
+                      record.record_id, exc)
+
     def backlog(self) -> SpoolHealth:
         oldest = min((i.start_us for i in self.pending if isinstance(i, SpooledSegment)), default=None)
         return SpoolHealth(segments=sum(isinstance(i, SpooledSegment) for i in self.pending),
@@ -194,8 +211,17 @@ class Uploader:
             if isinstance(item, SpooledEvent) and item.record.open and not self.takes_open_events:
                 await self._drop_open_event(item)
                 continue
+            old_stall = (isinstance(item, SpooledEvent) and item.record.kind == "camera-stalled"
+                         and (self.store_version or 0) < STALL_EVENTS_VERSION)
+            if old_stall and item.record.open:
+                await asyncio.to_thread(self.spool.remove, item)
+                self._finish(item)
+                continue
             if isinstance(item, SpooledEvent):
-                sender.send_event(item.record)
+                record = item.record
+                if old_stall:
+                    record = replace(record, kind="loss", detail=f"camera stalled: {record.detail}"[:500])
+                sender.send_event(record)
             else:
                 try:
                     data = await asyncio.to_thread(_read_verified, item)

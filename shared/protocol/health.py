@@ -250,7 +250,7 @@ class NamedZone:
 class CameraHealth:
     """One camera on a node (node/capture/master.py ``Camera.health``, plus its ``recording``)."""
 
-    state: str | None = None  # starting, up, connecting, reconnecting, stopped, down
+    state: str | None = None  # starting, up, connecting, reconnecting, stalled, stopped, down
     error: str | None = None
     source: str | None = None
     width: int | None = None
@@ -275,6 +275,7 @@ class CameraHealth:
     recording: RecordingHealth | None = None
     label_zones: tuple[LabelZone, ...] | None = None  # None: a node older than label zones (it omits the key)
     zones: tuple[NamedZone, ...] | None = None  # its named include zones; None: a node older than them
+    stalls: int | None = None  # times a frame source stopped delivering (state "stalled"); None: older node
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -299,6 +300,8 @@ class CameraHealth:
             out["label_zones"] = [zone.to_json() for zone in self.label_zones]
         if self.zones is not None:
             out["zones"] = [zone.to_json() for zone in self.zones]
+        if self.stalls is not None:
+            out["stalls"] = self.stalls
         return out
 
     @classmethod
@@ -333,6 +336,7 @@ class CameraHealth:
             recording=read_flat(RecordingHealth, recording) if recording is not None else None,
             label_zones=tuple(LabelZone.read(z) for z in zones) if zones is not None else None,
             zones=tuple(NamedZone.read(z) for z in named) if named is not None else None,
+            stalls=r.integer("stalls", None, nullable=True),
         )
 
 

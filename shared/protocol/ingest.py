@@ -46,10 +46,11 @@ MAX_EVENT_BYTES = 64 * 1024  # an event is a short JSON object (its detail is cu
 MAX_SEGMENT_US = 900 * 1_000_000
 CODECS = ("h264", "hevc")  # FFmpeg's codec names, as store/ingest/writer.py reads them back from the MP4
 # The /ingest protocol version a store speaks, in its handshake response's header INGEST_VERSION_HEADER
-# (absent before v3). v2: segments in fragments; v3: open events (EventRecord.open).
-INGEST_VERSION = 3
+# (absent before v3). v2: segments in fragments; v3: open events (EventRecord.open); v4: camera-stalled events.
+INGEST_VERSION = 4
 INGEST_VERSION_HEADER = "X-Sht-Ingest"
 OPEN_EVENTS_VERSION = 3  # the first version that takes open events
+STALL_EVENTS_VERSION = 4  # the first that takes camera-stalled events (an older store gets them as a loss)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +225,9 @@ def sha256_hex(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-EVENT_KINDS = ("motion", "loss")
+# motion; loss (footage the node dropped); camera-stalled (a camera that stopped delivering frames: the gap)
+EVENT_KINDS = ("motion", "loss", "camera-stalled")
+OPEN_KINDS = ("motion", "camera-stalled")  # kinds that can be sent while they go on
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +238,7 @@ class EventRecord:
     camera: str
     start_us: int
     end_us: int
-    kind: str  # 'motion', or 'loss' (footage the node dropped: spool overflow, failed spooling)
+    kind: str  # 'motion', 'loss' (footage the node dropped: spool overflow, failed spooling), 'camera-stalled'
     score: float = 0.0  # peak score 0..1 for motion; 0 for a loss
     bbox: tuple[float, float, float, float] | None = None  # normalised x, y, w, h of all motion
     thumb_us: int | None = None  # representative time for a thumbnail
@@ -297,8 +300,9 @@ class EventRecord:
                                 f"{self.start_us}..{self.end_us}")
         if not 0.0 <= self.score <= 1.0:
             raise ProtocolError("bad-field", f"event score must be in 0..1, got {self.score}")
-        if self.open and self.kind != "motion":
-            raise ProtocolError("bad-field", f"only a motion event can be open, not a {self.kind!r} event")
+        if self.open and self.kind not in OPEN_KINDS:
+            raise ProtocolError("bad-field", f"only a motion or camera-stalled event can be open, not a "
+                                f"{self.kind!r} event")
 
 
 # ---- replies -------------------------------------------------------------------------

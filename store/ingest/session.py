@@ -147,6 +147,10 @@ class IngestSessions:
             receiver.acknowledge(taken.ack.segment_id, taken.ack.duplicate)
             if event.kind == "loss" and taken.new:
                 log.error("node %s reports LOST footage on %s: %s", event.node, event.camera, event.detail)
+            elif event.kind == "camera-stalled" and (taken.new or not event.open):
+                log.error("node %s: camera %s %s: %s", event.node, event.camera,
+                          "STALLED (no frames)" if event.open else
+                          f"stalled for {(event.end_us - event.start_us) / 1e6:.1f} s", event.detail)
             if taken.changed and self.on_event is not None:
                 try:
                     self.on_event(EventNotice(taken.event_id, event, taken.new, taken.ended, taken.journal))

@@ -28,7 +28,7 @@ EVENT_COLUMNS = ("camera", "node", "start_us", "end_us", "kind", "score", "bbox_
                  "label_h", "labels")
 _INT_COLUMNS = {"start_us", "end_us", "frames", "size_bytes", "width_px", "height_px", "received_us", "thumb_us",
                 "locked", "open"}
-_KINDS = ("motion", "loss")
+_KINDS = ("motion", "loss", "camera-stalled")
 
 
 class ReplicaFormatError(ValueError):

@@ -41,6 +41,7 @@ def camera_shape(sub_subscribers: str, substream: str, substream_frames: Any,
         "subscribers": "int", "sub_subscribers": sub_subscribers, "last_capture_us": "int", "settings": {},
         "motion": MOTION, "substream": substream, "substream_frames": substream_frames,
         **(stream or {}), "clock": CLOCK, "recording": RECORDING, "label_zones": "list", "zones": "list",
+        "stalls": "int",
     }
 
 

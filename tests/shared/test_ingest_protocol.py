@@ -141,13 +141,14 @@ def test_receiver_refuses_text_and_garbage_with_a_reply():
 
 closed_events = st.builds(
     EventRecord, node=ids, camera=ids, start_us=st.integers(0, 2**52), end_us=st.just(MAX_TIME_US),
-    kind=st.sampled_from(["motion", "loss"]), score=st.floats(0, 1),
+    kind=st.sampled_from(["motion", "loss", "camera-stalled"]), score=st.floats(0, 1),
     bbox=st.none() | st.tuples(*[st.floats(0, 1)] * 4), thumb_us=st.none() | st.integers(0, MAX_TIME_US),
     detail=st.text(max_size=50))
-# Only a motion event can be open (v3): one still going on.
+# Only a motion event (v3) or a camera stall (v4) can be open: one still going on.
 open_events = st.builds(
     EventRecord, node=ids, camera=ids, start_us=st.integers(0, 2**52), end_us=st.just(MAX_TIME_US),
-    kind=st.just("motion"), score=st.floats(0, 1), bbox=st.none() | st.tuples(*[st.floats(0, 1)] * 4),
+    kind=st.sampled_from(["motion", "camera-stalled"]), score=st.floats(0, 1),
+    bbox=st.none() | st.tuples(*[st.floats(0, 1)] * 4),
     thumb_us=st.none() | st.integers(0, MAX_TIME_US), open=st.just(True))
 events = closed_events | open_events
 
@@ -194,7 +195,8 @@ def test_open_is_optional_and_false_by_default():
     ({"open": 1}, "'open' must be true or false"),
     ({"open": "yes"}, "'open' must be true or false"),
     ({"open": None}, "'open' must be true or false"),
-    ({"open": True, "kind": "loss"}, "only a motion event can be open"),
+    ({"open": True, "kind": "loss"}, "only a motion or camera-stalled event can be open"),
+    ({"kind": "camera-stall"}, "event kind 'camera-stall' is not one of"),
 ])
 def test_a_bad_open_field_is_refused_naming_it(changes, message):
     receiver = IngestReceiver()

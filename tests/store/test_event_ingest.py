@@ -84,7 +84,7 @@ async def test_the_ingest_handshake_says_the_version_and_the_observer_hears_each
     url = f"ws://127.0.0.1:{running.port}/ingest"
     async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
         assert ws.response is not None
-        assert ws.response.headers[INGEST_VERSION_HEADER] == str(INGEST_VERSION) == "3"
+        assert ws.response.headers[INGEST_VERSION_HEADER] == str(INGEST_VERSION) == "4"
         sent = [OPENED, replace(OPENED, end_us=T + 500), replace(OPENED, end_us=T + 900, open=False),
                 replace(OPENED, end_us=T + 900, open=False),  # a resend: no change, no notice
                 replace(OPENED, start_us=T + 5000, end_us=T + 6000)]

@@ -293,7 +293,7 @@ class Picamera2:
     def capture_request(self, wait: Any = None, signal_function: Any = None, flush: Any = None) -> CompletedRequest:
         if wait is False or signal_function is not None:
             raise NotImplementedError("the fake Picamera2 has no asynchronous jobs")
-        timeout = None if wait in (None, True) else float(wait)
+        timeout = None if wait is None or wait is True else float(wait)  # (1.0 == True: not "in")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             generation = self._generation
