@@ -72,8 +72,8 @@
 
   async function play(camera, atMs, { paused = false } = {}) {
     const seq = ++playSeq;
-    state.win = { camera, fromMs: atMs, toMs: atMs + WINDOW_MS, pieces: null, fps: 15 };
-    state.shownMs = atMs;
+    state.win = { camera, fromMs: atMs, toMs: atMs + WINDOW_MS, pieces: null, fps: 15, ready: false };
+    state.shownMs = atMs;  // where ← and → count from until a frame is shown
     if (!state.span || state.spanCamera !== camera) setSpan(camera, atMs, atMs + SPAN_MS);
     say("");
     video.dataset.camera = camera;
@@ -81,7 +81,7 @@
     video.src = recordingUrl(camera, atMs, atMs + WINDOW_MS, "mp4");
     video.playbackRate = video.defaultPlaybackRate = Number($("rv-speed").value);
     $("rv-camera").textContent = camera;
-    showClock();
+    clock.textContent = `loading ${clockText(atMs, true)}…`;
     if (midnight(atMs) !== state.day) setDay(midnight(atMs)); else drawLanes();
     let reply;
     try {
@@ -109,6 +109,7 @@
       if (seq !== playSeq) return;
       video.currentTime = offset;
     }
+    state.win.ready = true;  // seeks and frame steps from here on are inside this window
     if (!paused) video.play().catch(() => {});
   }
 
@@ -121,16 +122,15 @@
   function seekTo(ms) {  // inside the window: seek in the file; outside it: a new window from there
     const w = state.win;
     if (!w) return;
-    const t = w.pieces ? captureToMedia(ms) : null;
+    const t = w.ready ? captureToMedia(ms) : null;
     if (t === null) { play(w.camera, ms, { paused: video.paused }); return; }
     state.shownMs = ms;
     video.currentTime = t;
-    showClock();
   }
 
   function stepFrame(direction) {
     const w = state.win;
-    if (!w || !w.pieces || !video.paused) return;
+    if (!w || !w.ready || !video.paused) return;
     const t = video.currentTime + direction / w.fps;
     if (t < 0) seekTo(state.shownMs - 1000 / w.fps);
     else video.currentTime = t;
@@ -200,6 +200,7 @@
     for (let h = 0; h < 24; h += 3) {
       const tick = document.createElement("span");
       tick.style.left = `${h / 24 * 100}%`;
+      if (h % 6) tick.className = "rv-minor";  // hidden on a phone
       tick.textContent = `${pad(h)}:00`;
       scale.append(tick);
     }
@@ -244,8 +245,8 @@
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.fillStyle = "#1e1e1e";
     ctx.fillRect(0, 0, w, h);
-    ctx.fillStyle = "#5a2626";  // a gap: recording stopped and resumed
-    for (const [a, b] of lane.gaps) ctx.fillRect(x(a / 1000), h * 0.35, Math.max(1, x(b / 1000) - x(a / 1000)), h * 0.65);
+    ctx.fillStyle = "#5a2626";  // a gap: recording stopped and resumed (not the hours before or after any)
+    for (const [a, b] of innerGaps(lane)) ctx.fillRect(x(a / 1000), h * 0.35, Math.max(1, x(b / 1000) - x(a / 1000)), h * 0.65);
     ctx.fillStyle = "#2f7a45";  // recorded
     for (const [a, b] of lane.intervals) ctx.fillRect(x(a / 1000), h * 0.35, Math.max(1, x(b / 1000) - x(a / 1000)), h * 0.65);
     for (const e of state.events) {  // events along the top, coloured by label
@@ -263,6 +264,12 @@
     }
     if (lane.error) { ctx.fillStyle = "#e88"; ctx.font = "11px system-ui"; ctx.fillText(lane.error, 4, h - 4); }
     lane.el.classList.toggle("playing", !!state.win && state.win.camera === lane.camera);
+  }
+
+  function innerGaps(lane) {
+    if (!lane.intervals.length) return [];
+    const first = lane.intervals[0][0], last = lane.intervals.at(-1)[1];
+    return lane.gaps.map(([a, b]) => [Math.max(a, first), Math.min(b, last)]).filter(([a, b]) => b > a);
   }
 
   function setDay(dayMs) {
@@ -296,6 +303,7 @@
       else { lane.intervals = reply.result.intervals; lane.gaps = reply.result.gaps; }
     });
     state.events = events;
+    state.loadedDay = day;  // for scripts: the day's timelines and events are drawn
     drawLanes();
     listEvents();
   }
@@ -390,7 +398,7 @@
   setInterval(() => {  // today's timelines grow while the cameras record
     if (!$("review").hidden && state.day === midnight(Date.now())) loadDay();
   }, 30000);
-  window.review = { play, seekTo, state };  // for scripts (the benchmark) and a person at the console
+  window.review = { play, seekTo, mediaToCapture, state };  // for scripts (the benchmark) and a person at the console
 
   // Opened as /review?camera=CAM&at=TIME: the store read the time and put it on <body>.
   const asked = document.body.dataset;
