@@ -1,0 +1,81 @@
+"""A node process with two Pi cameras (tests/fakes/picamera2), one of which stalls for 6 s, and a real store:
+the other camera records throughout, the stalled one is `stalled` in /health and /metrics, is reopened, and
+the gap is a camera-stalled event in the store's index (issue 20)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sqlite3
+import time
+from pathlib import Path
+from urllib.request import urlopen
+
+from tests.system.conftest import free_port, get_json, tokens, wait_for_health
+
+FAKES = Path(__file__).parents[1] / "fakes"
+S = 1_000_000
+
+
+def rows(root: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(root / "index.sqlite3") as conn:
+        return conn.execute(sql).fetchall()
+
+
+def metric(url: str, name: str, camera: str) -> float:
+    with urlopen(url + "/metrics", timeout=2) as r:
+        text = r.read().decode()
+    found = re.search(rf'^{name}(?:_total)?{{camera="{camera}"}} (\S+)$', text, re.M)
+    assert found, f"{name} for {camera} not in /metrics"
+    return float(found.group(1))
+
+
+def test_a_stalled_camera_is_reported_reopened_and_the_other_records_on(processes, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", f"{FAKES}:{Path(__file__).parents[2]}")
+    monkeypatch.setenv("FAKE_PICAMERA2_STALL", "1:3:6")  # cam1's frames stop 3 s after it starts, for 6 s
+    store_port, node_port = free_port(), free_port()
+    root = tmp_path / "store"
+    toks = tokens(root)
+    store = processes.start("store", "store", "--root", str(root), "--host", "127.0.0.1", "--port", str(store_port))
+    wait_for_health(f"http://127.0.0.1:{store_port}", store)
+    node = processes.start("node", "node", "--id", "node0", "--host", "127.0.0.1", "--port", str(node_port),
+                           "--no-auth", "--store", f"ws://127.0.0.1:{store_port}", "--spool", str(tmp_path / "spool"),
+                           "--segment-seconds", "2", "--size", "320x240", "--fps", "10",
+                           "--camera", "cam0=picamera2:0", "--camera", "cam1=picamera2:1", token=toks["node"])
+    url = f"http://127.0.0.1:{node_port}"
+    wait_for_health(url, node)
+
+    def cameras() -> dict:
+        return get_json(url + "/health")["cameras"]
+
+    deadline = time.monotonic() + 15
+    while (cams := cameras())["cam1"]["state"] != "stalled":
+        assert time.monotonic() < deadline, cams["cam1"]
+        time.sleep(0.2)
+    assert "delivered no frame" in cams["cam1"]["error"] and cams["cam1"]["stalls"] == 1
+    assert metric(url, "sht_camera_stalled", "cam1") == 1.0 and metric(url, "sht_camera_up", "cam1") == 0.0
+    rates = []
+    while (cams := cameras())["cam1"]["state"] == "stalled":
+        before = cams["cam0"]["frames_encoded"]
+        time.sleep(1.0)
+        rates.append(cameras()["cam0"]["frames_encoded"] - before)
+        assert len(rates) < 25, "cam1 was never reopened"
+    assert cams["cam1"]["state"] == "up" and cams["cam0"]["state"] == "up"
+    assert len(rates) >= 3 and min(rates) >= 8, rates  # cam0 at its 10 fps all along
+    assert metric(url, "sht_camera_stalls", "cam1") == 1.0 and metric(url, "sht_camera_stalled", "cam1") == 0.0
+    time.sleep(3)  # cam1 records again: a segment after the gap
+    node.send_signal(signal.SIGTERM)
+    assert node.wait(30) == 0
+
+    (kind, is_open, start, end, detail), = rows(root, "SELECT kind, open, start_us, end_us, detail FROM events "
+                                                     "WHERE camera = 'cam1' AND kind = 'camera-stalled'")
+    assert is_open == 0 and 5.0 <= (end - start) / S <= 20.0 and "delivered no frame" in detail
+    assert rows(root, "SELECT COUNT(*) FROM events WHERE camera = 'cam0' AND kind = 'camera-stalled'") == [(0,)]
+    assert "camera cam1 STALLED" in processes.log("store")
+    for camera, most in (("cam0", 0.5), ("cam1", None)):
+        spans = rows(root, f"SELECT start_us, end_us FROM segments WHERE camera = '{camera}' ORDER BY start_us")
+        gaps = [(b[0] - a[1]) / S for a, b in zip(spans, spans[1:], strict=False)]
+        if most is not None:
+            assert gaps and max(gaps) < most, gaps  # cam0 recorded throughout
+        else:
+            assert any(g >= 5.0 for g in gaps) and spans[-1][1] > end, gaps  # the gap, and footage after it
