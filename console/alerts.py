@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from console.fleet_model import DETECTOR_TROUBLE_STATES, SPOOL_BACKLOG_SEGMENTS, FleetSnapshot, NodeView
+from console.fleet_model import DETECTOR_TROUBLE_STATES, SPOOL_BACKLOG_SEGMENTS, CameraView, FleetSnapshot, NodeView
 from console.formatting import seconds
 from shared.protocol.detector_health import DetectorHealth
 
@@ -43,12 +43,14 @@ class AlertTracker:
         self._spool_alerted: dict[str, int] = {}
         self._spool_full: set[str] = set()
         self._detector: DetectorHealth | None = None
+        self._stalled: set[str] = set()  # cameras last seen stalled (a Pi camera that stopped giving frames)
 
     def update(self, snapshot: FleetSnapshot) -> list[Alert]:
         alerts: list[Alert] = []
         for node in snapshot.nodes:
             alerts += self._node(node, snapshot.now_us)
             for cam in node.cameras:
+                alerts += self._stall_alerts(cam, node.status, snapshot.now_us)
                 if cam.frames_dropped is None or node.status == "down":
                     continue
                 before = self._drops.get(cam.camera)
@@ -66,6 +68,15 @@ class AlertTracker:
         if snapshot.detector is not None:
             alerts += self._detector_alerts(snapshot.detector, snapshot.now_us)
         return alerts
+
+    def _stall_alerts(self, cam: CameraView, node_status: str, now_us: int) -> list[Alert]:
+        if cam.state == "stalled" and node_status != "down" and cam.camera not in self._stalled:
+            self._stalled.add(cam.camera)
+            return [Alert(now_us, "error", cam.camera, f"{cam.camera}: {cam.reason}; the node reopens it")]
+        if cam.state == "up" and cam.camera in self._stalled:
+            self._stalled.discard(cam.camera)
+            return [Alert(now_us, "info", cam.camera, f"{cam.camera} gives frames again")]
+        return []
 
     def _detector_alerts(self, now: DetectorHealth, now_us: int) -> list[Alert]:
         before, self._detector = self._detector, now
