@@ -16,9 +16,16 @@ instead of libswscale scaling main on the capture thread; the motion luma
 (``lores``) is then every n-th pixel of it, back at ~320 wide. Picamera2 has
 one lores stream, and it must be YUV and no larger than main (its
 ``check_camera_config``), which a configured ``substream`` always is. Four buffers
-and ``queue=False``, as the seed sets it: ``capture_request`` then waits for a
-fresh frame rather than handing out one that sat in the queue, so the capture
-time taken right after it is true, and 4 x 3 MB at 1080p stays affordable.
+and ``queue=False``, as the seed sets it: ``capture_request`` then waits for the
+sensor's next frame rather than handing out one that sat in the queue (4 x 3 MB
+at 1080p stays affordable). A frame's capture time is its ``SensorTimestamp``.
+libcamera may adjust a stream's size: what ``configure`` wrote back is used.
+
+A camera that stops (a loose ribbon cable, a sensor dropout) would block
+``capture_request()`` for good: it is called with ``wait=`` a few frame intervals,
+then ``cancel_all_and_flush()`` and ``close()``, and ``SourceStalled`` tells the
+capture thread to report the stall and ``reopen`` with backoff. Every failure
+between ``Picamera2(N)`` and ``start()`` closes it again (docs/cameras.md).
 
 Encoding is not Picamera2's business here: the node's encoder probe
 (node/capture/encoders.py) finds ``h264_v4l2m2m`` (the bcm2835 codec at /dev/video11,
