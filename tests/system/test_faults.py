@@ -80,12 +80,14 @@ def gaps(root: Path, camera: str) -> list[int]:
 def test_store_away_for_a_while_then_back_loses_nothing(processes, tmp_path):
     store_port = free_port()
     node, node_url = start_node(processes, tmp_path, store_port)
-    time.sleep(5)  # recording with no store at all
-    backlog = get_json(node_url + "/health")["spool"]
-    assert backlog["segments"] >= 6 and backlog["oldest_age_s"] >= 3
+    # Recording with no store at all, until a backlog of 3 s of both cameras.
+    assert wait_until(lambda: (spool := get_json(node_url + "/health")["spool"])["segments"] >= 6
+                      and spool["oldest_age_s"] >= 3, 20), get_json(node_url + "/health")["spool"]
     start_store(processes, tmp_path / "store", store_port)
     assert wait_until(lambda: spool_empty(node_url), 30), "the backlog drains once the store is back"
-    time.sleep(2)
+    # Recording goes on into the store that came back.
+    assert wait_until(lambda: min(len([r for r in rows(tmp_path / "store") if r[0] == cam])
+                                  for cam in ("cam0", "cam1")) >= 8, 20), rows(tmp_path / "store")
     health = get_json(node_url + "/health")
     assert health["spool"]["lost_segments"] == 0 and health["store"]["link"] == "connected"
     node.send_signal(signal.SIGTERM)
@@ -154,9 +156,9 @@ def test_store_killed_during_heavy_ingest_keeps_no_duplicates_or_partial_files(p
 def test_small_spool_with_the_store_away_counts_every_loss_oldest_first(processes, tmp_path):
     store_port = free_port()
     node, node_url = start_node(processes, tmp_path, store_port, "--spool-max-bytes", "10k", cameras=1)
-    time.sleep(8)
+    assert wait_until(lambda: get_json(node_url + "/health")["spool"]["lost_segments"] > 0, 20), \
+        "the small spool overflowed"
     health = get_json(node_url + "/health")["spool"]
-    assert health["lost_segments"] > 0, "the small spool overflowed"
     assert health["bytes"] <= 10 * 1024 and health["limit_bytes"] == 10 * 1024
     store = start_store(processes, tmp_path / "store", store_port)
     assert wait_until(lambda: spool_empty(node_url), 30)
@@ -198,12 +200,12 @@ def test_full_store_disk_refuses_clearly_and_recording_resumes_when_space_return
         root = disk / "store"
         store = start_store(processes, root, store_port)
         node, node_url = start_node(processes, tmp_path, store_port, store_root=root)
-        time.sleep(3)
+        assert wait_until(lambda: len(rows(root)) >= 4, 15), "segments acknowledged before the disk fills"
         acknowledged = rows(root)
-        assert acknowledged
         filler = disk / "filler"
         filler.write_bytes(bytes(60 * 1024 * 1024))  # leaves ~40 MB: under the store's 64 MiB floor
-        time.sleep(4)
+        assert wait_until(lambda: get_json(node_url + "/health")["spool"]["segments"] >= 2
+                          and "disk-full" in (get_json(node_url + "/health")["store"]["last_error"] or ""), 15)
         health = get_json(node_url + "/health")
         assert health["spool"]["segments"] >= 2, "the node keeps spooling while the store refuses"
         assert "disk-full" in (health["store"]["last_error"] or "")
