@@ -2,7 +2,8 @@
 file it serves.
 
 Reading: ``top_level`` walks a file's top-level boxes by their headers only (the ``mdat`` is never read);
-``children`` lists the boxes inside a container's payload. Writing: ``box`` and ``full_box`` frame a payload.
+``children`` lists the boxes inside a container's payload. Writing: ``box`` and ``full_box`` frame a payload;
+``nest`` and ``full_nest`` do the same as lists of pieces (a day's ``moov`` is megabytes: joined once, at the end).
 Sizes are 32-bit unless a box needs the 64-bit ``largesize``; a size of 0 ("to the end of the file") is taken
 as the rest of what is given.
 """
@@ -88,6 +89,18 @@ def box(kind: bytes, *payload: bytes) -> bytes:
 
 def full_box(kind: bytes, version: int, flags: int, *payload: bytes) -> bytes:
     return box(kind, struct.pack(">I", (version << 24) | flags), *payload)
+
+
+def nest(kind: bytes, parts: list[bytes]) -> list[bytes]:
+    """A box as a list of pieces (its header, then ``parts``), so boxes nest without copying what they hold."""
+    n = sum(len(p) for p in parts)
+    if n + 8 > MAX_BOX32:
+        return [struct.pack(">I4sQ", 1, kind, n + 16), *parts]
+    return [struct.pack(">I4s", n + 8, kind), *parts]
+
+
+def full_nest(kind: bytes, version: int, flags: int, parts: list[bytes]) -> list[bytes]:
+    return nest(kind, [struct.pack(">I", (version << 24) | flags), *parts])
 
 
 def mdat_header(data_bytes: int) -> bytes:

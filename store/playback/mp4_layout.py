@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store.playback.boxes import MAX_BOX32, box, full_box, mdat_header
+from store.playback.boxes import MAX_BOX32, full_box, full_nest, mdat_header, nest
 from store.playback.segment_tables import SegmentTable
 
 GAP_US = 250_000  # as the timeline's coverage merges (docs/storage.md R5): a dropped frame or two is no gap
@@ -104,8 +104,9 @@ class _Part:
 def _capture_us(source: Source) -> tuple[np.ndarray, np.ndarray]:
     t = source.table
     ts = t.timescale
-    capture = source.start_us + (t.dts * 1_000_000 + ts // 2) // ts
-    end = source.start_us + ((t.dts[-1] + t.last_duration) * 1_000_000 + ts // 2) // ts
+    dts = t.dts.astype(np.int64)
+    capture = source.start_us + (dts * 1_000_000 + ts // 2) // ts
+    end = source.start_us + ((int(dts[-1]) + t.last_duration) * 1_000_000 + ts // 2) // ts
     return capture, np.append(capture[1:], end) - capture
 
 
@@ -173,7 +174,7 @@ def plan(sources: Sequence[Source], from_us: int, to_us: int) -> Layout:
     # Chunks: runs of samples contiguous in their segment file.
     chunk_samples, chunk_src = [], []
     for p in parts:
-        offs = p.source.table.offsets[p.first:p.end]
+        offs = p.source.table.offsets[p.first:p.end].astype(np.int64)
         sz = p.source.table.sizes[p.first:p.end].astype(np.int64)
         cut = np.flatnonzero(offs[1:] != offs[:-1] + sz[:-1]) + 1
         bounds = np.concatenate(([0], cut, [len(offs)]))
@@ -181,13 +182,13 @@ def plan(sources: Sequence[Source], from_us: int, to_us: int) -> Layout:
             chunk_samples.append(int(b - a))
             chunk_src.append((p.source.key, int(offs[a]), int(sz[a:b].sum())))
     data_bytes = int(sizes.sum())
-    stbl_fixed = b"".join([first.stsd, _stts(durations), _stss(keyframes, len(sizes)), _stsc(chunk_samples),
-                           _stsz(sizes)])
-    moov_without_offsets = _moov(first, ts, base, stbl_fixed + _chunk_offsets([], False))
+    stbl = [first.stsd, *_stts(durations), *_stss(keyframes, len(sizes)), *_stsc(chunk_samples), *_stsz(sizes)]
+    frames = len(sizes)
+    del parts, capture, own, media, durations, sizes, keyframes  # a day: tens of MiB, not needed from here on
+    fixed = sum(len(p) for p in _moov(first, ts, base, [*stbl, *_chunk_offsets([], False)]))
     wide = False
     for _ in range(2):  # the head's size decides whether offsets need 64 bits, which changes the head's size
-        head_size = len(first.ftyp) + len(moov_without_offsets) + (8 if wide else 4) * len(chunk_src) \
-            + len(mdat_header(data_bytes))
+        head_size = len(first.ftyp) + fixed + (8 if wide else 4) * len(chunk_src) + len(mdat_header(data_bytes))
         need = head_size + data_bytes > MAX_BOX32
         if need == wide:
             break
@@ -198,11 +199,10 @@ def plan(sources: Sequence[Source], from_us: int, to_us: int) -> Layout:
         runs.append(Run(out, key, src, length))
         chunk_offsets.append(out)
         out += length
-    moov = _moov(first, ts, base, stbl_fixed + _chunk_offsets(chunk_offsets, wide))
-    head = first.ftyp + moov + mdat_header(data_bytes)
+    moov = _moov(first, ts, base, [*stbl, *_chunk_offsets(chunk_offsets, wide)])
+    head = b"".join([first.ftyp, *moov, mdat_header(data_bytes)])
     assert len(head) == head_size, (len(head), head_size)
-    return Layout(head, tuple(runs), head_size + data_bytes, ts, base, len(sizes), tuple(pieces), tuple(gaps),
-                  truncated)
+    return Layout(head, tuple(runs), head_size + data_bytes, ts, base, frames, tuple(pieces), tuple(gaps), truncated)
 
 
 def _offsets(parts: list[_Part]) -> list[int]:
@@ -213,39 +213,38 @@ def _offsets(parts: list[_Part]) -> list[int]:
     return out
 
 
-def _stts(durations: np.ndarray) -> bytes:
+def _stts(durations: np.ndarray) -> list[bytes]:
     change = np.flatnonzero(np.diff(durations)) + 1
     starts = np.concatenate(([0], change))
     counts = np.diff(np.append(starts, len(durations)))
     entries = np.stack([counts, durations[starts]], axis=1).astype(">u4")
-    return full_box(b"stts", 0, 0, struct.pack(">I", len(entries)), entries.tobytes())
+    return full_nest(b"stts", 0, 0, [struct.pack(">I", len(entries)), entries.tobytes()])
 
 
-def _stss(keyframes: np.ndarray, samples: int) -> bytes:
+def _stss(keyframes: np.ndarray, samples: int) -> list[bytes]:
     if len(keyframes) == samples:
-        return b""  # every sample is a keyframe: no stss says so
-    return full_box(b"stss", 0, 0, struct.pack(">I", len(keyframes)), (keyframes + 1).astype(">u4").tobytes())
+        return []  # every sample is a keyframe: no stss says so
+    return full_nest(b"stss", 0, 0, [struct.pack(">I", len(keyframes)), (keyframes + 1).astype(">u4").tobytes()])
 
 
-def _stsc(chunk_samples: list[int]) -> bytes:
+def _stsc(chunk_samples: list[int]) -> list[bytes]:
     entries = []
     for i, n in enumerate(chunk_samples, start=1):
         if not entries or entries[-1][1] != n:
             entries.append((i, n, 1))
-    return full_box(b"stsc", 0, 0, struct.pack(">I", len(entries)),
-                    np.asarray(entries, dtype=">u4").tobytes())
+    return full_nest(b"stsc", 0, 0, [struct.pack(">I", len(entries)), np.asarray(entries, dtype=">u4").tobytes()])
 
 
-def _stsz(sizes: np.ndarray) -> bytes:
-    return full_box(b"stsz", 0, 0, struct.pack(">II", 0, len(sizes)), sizes.astype(">u4").tobytes())
+def _stsz(sizes: np.ndarray) -> list[bytes]:
+    return full_nest(b"stsz", 0, 0, [struct.pack(">II", 0, len(sizes)), sizes.astype(">u4").tobytes()])
 
 
-def _chunk_offsets(offsets: list[int], wide: bool) -> bytes:
+def _chunk_offsets(offsets: list[int], wide: bool) -> list[bytes]:
     values = np.asarray(offsets, dtype=">u8" if wide else ">u4")
-    return full_box(b"co64" if wide else b"stco", 0, 0, struct.pack(">I", len(offsets)), values.tobytes())
+    return full_nest(b"co64" if wide else b"stco", 0, 0, [struct.pack(">I", len(offsets)), values.tobytes()])
 
 
-def _moov(t: SegmentTable, ts: int, duration: int, stbl: bytes) -> bytes:
+def _moov(t: SegmentTable, ts: int, duration: int, stbl: list[bytes]) -> list[bytes]:
     movie = (duration * MOVIE_TIMESCALE + ts // 2) // ts
     v_movie = 1 if movie > MAX_BOX32 else 0
     v_media = 1 if duration > MAX_BOX32 else 0
@@ -258,5 +257,5 @@ def _moov(t: SegmentTable, ts: int, duration: int, stbl: bytes) -> bytes:
                     _MATRIX, struct.pack(">II", t.width << 16, t.height << 16))
     mdhd = full_box(b"mdhd", v_media, 0, struct.pack(">QQ" if v_media else ">II", 0, 0), struct.pack(">I", ts),
                     struct.pack(">Q" if v_media else ">I", duration), struct.pack(">HH", 0x55C4, 0))
-    minf = box(b"minf", t.vmhd, t.dinf, box(b"stbl", stbl))
-    return box(b"moov", mvhd, box(b"trak", tkhd, box(b"mdia", mdhd, t.hdlr, minf)))
+    minf = nest(b"minf", [t.vmhd, t.dinf, *nest(b"stbl", stbl)])
+    return nest(b"moov", [mvhd, *nest(b"trak", [tkhd, *nest(b"mdia", [mdhd, t.hdlr, *minf])])])

@@ -47,7 +47,8 @@ from store.serve.media_requests import in_worker
 
 MAX_RANGE_US = 24 * 3600 * 1_000_000
 READ_BYTES = 1024 * 1024  # one read of a segment, and the most of the body held at once beyond the socket's buffer
-LAYOUTS = 16
+LAYOUTS = 16  # layouts kept (a day's head is ~5 bytes a frame)
+LAYOUTS_AT_ONCE = 2  # layouts being made at once (worker threads)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TIME_HELP = "use ISO 8601 (2026-11-26T08:00:00Z) or the CLI's forms ('10m ago', 'today 08:00')"
 
@@ -91,6 +92,7 @@ class Playback:
         self.tables = tables or TableCache()
         self._clips: OrderedDict[tuple[str, int, int], Clip] = OrderedDict()
         self._building: dict[tuple[str, int, int], asyncio.Task[Clip]] = {}
+        self._layouts = asyncio.Semaphore(LAYOUTS_AT_ONCE)
 
     @property
     def segments(self) -> SegmentStore:
@@ -163,7 +165,9 @@ class Playback:
                           f"{iso(to_us)}")
         cancel = threading.Event()
         try:
-            return await in_worker(functools.partial(self._layout, camera, rows, from_us, to_us, cancel), cancel)
+            async with self._layouts:  # a day's layout holds ~100 bytes a sample while it is made: bounded
+                work = functools.partial(self._layout, camera, rows, from_us, to_us, cancel)
+                return await in_worker(work, cancel)
         except NothingRecorded as exc:
             raise Refusal(HTTPStatus.NOT_FOUND, f"camera {camera} has nothing recorded from {iso(from_us)} to "
                           f"{iso(to_us)}") from exc

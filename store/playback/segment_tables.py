@@ -31,7 +31,7 @@ from store.playback.boxes import BoxError, children, framed, one, top_level
 from store.segments import SegmentStore
 
 MAX_MOOV_BYTES = 64 * 1024 * 1024  # a 15-minute 60 fps segment's index is ~1 MiB: anything near this is not ours
-DEFAULT_CACHE_SAMPLES = 3_000_000  # ~20 bytes a sample: ~60 MiB, a day of one 30 fps camera
+DEFAULT_CACHE_SAMPLES = 3_000_000  # ~12 bytes a sample and ~2 KiB a segment: ~50 MiB, a day of a 30 fps camera
 
 
 class TableError(ValueError):
@@ -48,11 +48,11 @@ class SegmentTable:
     dinf: bytes
     width: int  # the track's display size, from tkhd
     height: int
-    offsets: np.ndarray  # int64, per sample
+    offsets: np.ndarray  # per sample (uint32, or int64 in a file over 4 GiB)
     sizes: np.ndarray  # uint32, per sample
-    dts: np.ndarray  # int64, per sample, in timescale units
+    dts: np.ndarray  # per sample, in timescale units (int32, or int64 when that does not fit)
     last_duration: int  # the last sample's duration, timescale units
-    keyframes: np.ndarray  # int64 sample indexes
+    keyframes: np.ndarray  # sample indexes (int32)
 
     @functools.cached_property
     def codec_key(self) -> bytes:
@@ -168,7 +168,15 @@ def _samples(stbl: dict[bytes, list[memoryview]], name: str) -> tuple[np.ndarray
     starts = ends - sizes
     chunk_first = np.concatenate(([0], np.cumsum(per_chunk)[:-1]))
     offsets = chunk_offsets[chunk_of] + starts - starts[chunk_first][chunk_of]
-    return offsets, sizes.astype(np.uint32), dts, int(deltas[-1]), keyframes
+    # Kept compact (a day of a 30 fps camera is 2.6 million samples): 32 bits wherever the values fit.
+    return (_narrow(offsets, np.uint32), sizes.astype(np.uint32), _narrow(dts, np.int32), int(deltas[-1]),
+            keyframes.astype(np.int32))
+
+
+def _narrow(values: np.ndarray, dtype: type[np.integer]) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return values.astype(dtype) if len(values) == 0 or (values.min() >= info.min and values.max() <= info.max) \
+        else values
 
 
 def codec_key(stsd: bytes) -> bytes:
