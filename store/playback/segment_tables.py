@@ -112,9 +112,14 @@ def _parse_moov(moov: bytes, ftyp: bytes, name: str) -> SegmentTable:
     raise TableError(f"{name}: no video track")
 
 
+@functools.lru_cache(maxsize=8)
+def _dtype(fields: str) -> np.dtype:
+    return np.dtype(fields)
+
+
 def _array(payload: memoryview, skip: int, count: int, fields: str, name: str, box: str) -> np.ndarray:
     """``count`` big-endian records of ``fields`` (e.g. ``>u4,>u4``) after ``skip`` bytes, as an int64 array."""
-    dtype = np.dtype(fields)
+    dtype = _dtype(fields)
     if skip + count * dtype.itemsize > len(payload):
         raise TableError(f"{name}: its {box} box says {count} entries but holds fewer")
     raw = np.frombuffer(payload, dtype=dtype, count=count, offset=skip)
