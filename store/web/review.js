@@ -74,6 +74,7 @@
     const seq = ++playSeq;
     state.win = { camera, fromMs: atMs, toMs: atMs + WINDOW_MS, pieces: null, fps: 15, ready: false };
     state.shownMs = atMs;  // where ← and → count from until a frame is shown
+    state.shownMedia = null;
     if (!state.span || state.spanCamera !== camera) setSpan(camera, atMs, atMs + SPAN_MS);
     say("");
     video.dataset.camera = camera;
@@ -131,7 +132,10 @@
   function stepFrame(direction) {
     const w = state.win;
     if (!w || !w.ready || !video.paused) return;
-    const t = video.currentTime + direction / w.fps;
+    // From the frame on screen (its own media time), 1 ms into the next or previous one: currentTime + 1/fps can
+    // fall a rounding error short of the next frame and show the same one again.
+    const shown = state.shownMedia ?? video.currentTime;
+    const t = shown + direction / w.fps + 0.001;
     if (t < 0) seekTo(state.shownMs - 1000 / w.fps);
     else video.currentTime = t;
   }
@@ -147,11 +151,19 @@
       `${(video.error && video.error.message) || "media error " + (video.error && video.error.code)}`, "bad");
   });
   video.addEventListener("play", () => { $("rv-play").textContent = "❚❚"; });
-  video.addEventListener("pause", () => { $("rv-play").textContent = "▶"; });
+  video.addEventListener("pause", () => {
+    $("rv-play").textContent = "▶";
+    // Paused, the video's time can be ahead of the last frame painted (a busy machine skips frames): the time
+    // goes back to the frame on screen, so the readout, the export's In/Out and frame steps all mean that frame.
+    const w = state.win, shown = state.shownMedia;
+    if (w && w.ready && shown !== null && !video.ended && Math.abs(video.currentTime - shown) > 0.5 / w.fps) {
+      video.currentTime = shown + 0.001;
+    }
+  });
 
   function onFrame(_, meta) {  // each frame presented: its capture time
     const at = mediaToCapture(meta.mediaTime);
-    if (at !== null) { state.shownMs = at; showClock(); drawLane(state.lanes.get(state.win.camera)); }
+    if (at !== null) { state.shownMs = at; state.shownMedia = meta.mediaTime; showClock(); drawLane(state.lanes.get(state.win.camera)); }
     video.requestVideoFrameCallback(onFrame);
   }
   if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) video.requestVideoFrameCallback(onFrame);

@@ -174,6 +174,10 @@ SETTLED = """() => { const v = document.querySelector('#rv-video'), w = window.r
     return w && w.ready && !v.seeking && v.readyState >= 2
         && Math.abs(window.review.mediaToCapture(v.currentTime) - shown) < 1000 / w.fps; }"""
 
+DEBUG_STATE = """JSON.stringify({w: window.review.state.win, cap: document.querySelector('#rv-clock').dataset.capture,
+  t: document.querySelector('#rv-video').currentTime, p: document.querySelector('#rv-video').paused,
+  rs: document.querySelector('#rv-video').readyState, s: document.querySelector('#rv-video').seeking})"""
+
 
 def recorded_at(root: Path, camera: str, at_us: int) -> bool:
     """The index has a segment of ``camera`` holding ``at_us``."""
@@ -240,8 +244,12 @@ def test_seek_by_timeline_click_and_keys(review_store, page):
     page.wait_for_function(SETTLED)
     back = shown_us(page)
     page.keyboard.press(".")
-    page.wait_for_function("([was]) => Date.parse(document.querySelector('#rv-clock').dataset.capture) > was",
-                           arg=[back / 1000])
+    try:
+        page.wait_for_function("([was]) => Date.parse(document.querySelector('#rv-clock').dataset.capture) > was",
+                               arg=[back / 1000], timeout=5000)
+    except Exception:
+        print("DEBUG", back, page.evaluate(DEBUG_STATE))
+        raise
     assert abs(shown_us(page) - back - S // FPS) <= S // FPS // 2, "one frame forward"
     page.keyboard.press(",")
     page.wait_for_function("([was]) => Math.abs(Date.parse(document.querySelector('#rv-clock').dataset.capture) "
