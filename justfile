@@ -1,5 +1,7 @@
 # SHT CCTV tasks. `python3 -m pip install -e '.[dev]'` first; it also installs `just`.
 
+engine := env_var_or_default("SHT_ENGINE", "podman")  # `just image`, `just compose-up`: podman or docker
+
 default:
     @just --list
 
@@ -51,6 +53,25 @@ soak MINUTES="10" *ARGS:
 # a store's PostgreSQL and S3 endpoint each stopped for OUTAGE s under a recording node (tests/system/test_cluster_outages.py; the suite uses 10 s)
 fault-cluster OUTAGE="60" *ARGS:
     SHT_FAULT_OUTAGE_S={{OUTAGE}} python3 -m pytest -q -s tests/system/test_cluster_outages.py {{ARGS}}
+
+# the container image that runs every role (deploy/Containerfile, docs/deploy.md); SHT_ENGINE=docker to build with
+# Docker. Stores on PostgreSQL/S3: `just image localhost/sht-cctv:cluster --build-arg SHT_EXTRAS=cluster,mqtt`
+image TAG="localhost/sht-cctv:latest" *ARGS:
+    {{engine}} build {{ if engine == "podman" { "--format docker" } else { "" } }} -f deploy/Containerfile -t {{TAG}} {{ARGS}} .
+
+# wheels for every dependency into deploy/wheelhouse/, so `just image` needs no registry (tools/image_wheels.py)
+image-wheels EXTRAS="mqtt":
+    python3 tools/image_wheels.py --extras {{EXTRAS}} deploy/wheelhouse
+
+# deploy/compose.yaml up: the store, three simulated nodes, a relay; `just compose-up --profile cluster` adds the
+# cluster (docker compose, or podman-compose >= 1.1 from pip). Makes deploy/compose.env with random secrets if missing
+compose-up *ARGS:
+    @[ -e deploy/compose.env ] || (umask 077 && python3 -c "import re, secrets, sys; sys.stdout.write(re.sub('change-me', lambda m: secrets.token_hex(16), open('deploy/compose.env.example').read()))" > deploy/compose.env && echo "made deploy/compose.env")
+    {{ if engine == "docker" { "docker compose" } else { "podman-compose" } }} -f deploy/compose.yaml {{ARGS}} up -d
+
+# deploy/compose.yaml down (its volumes kept: add -v to remove them, footage included)
+compose-down *ARGS:
+    {{ if engine == "docker" { "docker compose" } else { "podman-compose" } }} -f deploy/compose.yaml --profile cluster down {{ARGS}}
 
 # install the node as a systemd service on this machine (a Pi): /opt/sht/venv, /etc/sht/node.{json,env}
 install-node:
