@@ -156,7 +156,8 @@ def plan(sources: Sequence[Source], from_us: int, to_us: int) -> Layout:
     starts = np.concatenate(([0], breaks))
     ends = np.append(breaks, len(capture))
     media = np.empty(len(capture), dtype=np.int64)
-    pieces, gaps = [], []
+    pieces: list[Piece] = []
+    gaps: list[tuple[int, int]] = []
     base = 0
     for a, b in zip(starts, ends, strict=True):
         media[a:b] = base + ((capture[a:b] - capture[a]) * ts + 500_000) // 1_000_000
@@ -228,7 +229,7 @@ def _stss(keyframes: np.ndarray, samples: int) -> list[bytes]:
 
 
 def _stsc(chunk_samples: list[int]) -> list[bytes]:
-    entries = []
+    entries: list[tuple[int, int, int]] = []
     for i, n in enumerate(chunk_samples, start=1):
         if not entries or entries[-1][1] != n:
             entries.append((i, n, 1))

@@ -177,7 +177,8 @@ class Playback:
     def _layout(self, camera: str, rows: list[tuple[str, int, int]], from_us: int, to_us: int,
                 cancel: threading.Event) -> Clip:
         """Blocking: the tables of every segment (cached), then the layout."""
-        sources, names = [], []
+        sources: list[Source] = []
+        names: list[str] = []
         for path, start, size in rows:
             if cancel.is_set():
                 raise asyncio.CancelledError
