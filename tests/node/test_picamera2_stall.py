@@ -134,7 +134,10 @@ def test_busy_and_missing_say_which_camera_why_and_what_to_do(fake, monkeypatch)
         open_source(camera(2, cam_id="gate"))
 
 
-def test_sizes_and_strides_libcamera_configured_are_what_is_used(fake):
+@pytest.mark.parametrize(("board", "strides"), [("pi5", {"main": 384, "lores": 384}),  # 128-byte rows
+                                                 ("pi4", {"main": 320, "lores": 320})])  # 64-byte rows
+def test_sizes_and_strides_libcamera_configured_are_what_is_used(fake, monkeypatch, board, strides):
+    monkeypatch.setenv("FAKE_PICAMERA2_BOARD", board)
     fake.adjust(0, "main", (304, 240))
 
     async def run() -> tuple[Camera, list[av.VideoFrame]]:
@@ -152,7 +155,7 @@ def test_sizes_and_strides_libcamera_configured_are_what_is_used(fake):
     source = open_source(camera(0))
     try:
         assert (source.width, source.height) == (304, 240)  # type: ignore[union-attr]
-        assert source.strides == {"main": 384, "lores": 384}  # type: ignore[union-attr]  # Pi 5: 128-byte rows
+        assert source.strides == strides  # type: ignore[union-attr]
         frame = source.read(0)
         assert (frame.width, frame.height) == (304, 240)
     finally:

@@ -1,4 +1,4 @@
-"""A node process with two Pi cameras (tests/fakes/picamera2), one of which stalls for 6 s, and a real store:
+"""A node process with two Pi cameras (tests/fakes/picamera2), one of which stalls for 10 s, and a real store:
 the other camera records throughout, the stalled one is `stalled` in /health and /metrics, is reopened, and
 the gap is a camera-stalled event in the store's index (issue 20)."""
 
@@ -32,7 +32,7 @@ def metric(url: str, name: str, camera: str) -> float:
 
 def test_a_stalled_camera_is_reported_reopened_and_the_other_records_on(processes, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", f"{FAKES}:{Path(__file__).parents[2]}")
-    monkeypatch.setenv("FAKE_PICAMERA2_STALL", "1:3:6")  # cam1's frames stop 3 s after it starts, for 6 s
+    monkeypatch.setenv("FAKE_PICAMERA2_STALL", "1:3:10")  # cam1's frames stop 3 s after it starts, for 10 s
     store_port, node_port = free_port(), free_port()
     root = tmp_path / "store"
     toks = tokens(root)
@@ -59,9 +59,9 @@ def test_a_stalled_camera_is_reported_reopened_and_the_other_records_on(processe
         before = cams["cam0"]["frames_encoded"]
         time.sleep(1.0)
         rates.append(cameras()["cam0"]["frames_encoded"] - before)
-        assert len(rates) < 25, "cam1 was never reopened"
+        assert len(rates) < 30, "cam1 was never reopened"
     assert cams["cam1"]["state"] == "up" and cams["cam0"]["state"] == "up"
-    assert len(rates) >= 3 and min(rates) >= 8, rates  # cam0 at its 10 fps all along
+    assert len(rates) >= 7 and min(rates) >= 8, rates  # cam0 at its 10 fps all along
     assert metric(url, "sht_camera_stalls", "cam1") == 1.0 and metric(url, "sht_camera_stalled", "cam1") == 0.0
     time.sleep(3)  # cam1 records again: a segment after the gap
     node.send_signal(signal.SIGTERM)
@@ -69,7 +69,7 @@ def test_a_stalled_camera_is_reported_reopened_and_the_other_records_on(processe
 
     (kind, is_open, start, end, detail), = rows(root, "SELECT kind, open, start_us, end_us, detail FROM events "
                                                      "WHERE camera = 'cam1' AND kind = 'camera-stalled'")
-    assert is_open == 0 and 5.0 <= (end - start) / S <= 20.0 and "delivered no frame" in detail
+    assert is_open == 0 and 9.0 <= (end - start) / S <= 25.0 and "delivered no frame" in detail
     assert rows(root, "SELECT COUNT(*) FROM events WHERE camera = 'cam0' AND kind = 'camera-stalled'") == [(0,)]
     assert "camera cam1 STALLED" in processes.log("store")
     for camera, most in (("cam0", 0.5), ("cam1", None)):
@@ -78,4 +78,4 @@ def test_a_stalled_camera_is_reported_reopened_and_the_other_records_on(processe
         if most is not None:
             assert gaps and max(gaps) < most, gaps  # cam0 recorded throughout
         else:
-            assert any(g >= 5.0 for g in gaps) and spans[-1][1] > end, gaps  # the gap, and footage after it
+            assert any(g >= 9.0 for g in gaps) and spans[-1][1] > end, gaps  # the gap, and footage after it
