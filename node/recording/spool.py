@@ -183,7 +183,7 @@ class Spool:
         if closed_path.exists():
             path.unlink()
             return closed, None  # the closed version is read from its own file
-        log.warning("spool: motion event %s was still open when the node stopped; closing it at %d",
+        log.warning("spool: %s event %s was still open when the node stopped; closing it at %d", record.kind,
                     record.record_id, record.end_us)
         write_atomic(closed_path, closed.serialize().encode())
         path.unlink()

@@ -211,15 +211,13 @@ class Uploader:
             if isinstance(item, SpooledEvent) and item.record.open and not self.takes_open_events:
                 await self._drop_open_event(item)
                 continue
-            old_stall = (isinstance(item, SpooledEvent) and item.record.kind == "camera-stalled"
-                         and (self.store_version or 0) < STALL_EVENTS_VERSION)
-            if old_stall and item.record.open:
-                await asyncio.to_thread(self.spool.remove, item)
-                self._finish(item)
-                continue
             if isinstance(item, SpooledEvent):
                 record = item.record
-                if old_stall:
+                if record.kind == "camera-stalled" and (self.store_version or 0) < STALL_EVENTS_VERSION:
+                    if record.open:  # an older store would refuse the kind: it gets the closed one, as a loss
+                        await asyncio.to_thread(self.spool.remove, item)
+                        self._finish(item)
+                        continue
                     record = replace(record, kind="loss", detail=f"camera stalled: {record.detail}"[:500])
                 sender.send_event(record)
             else:
