@@ -197,7 +197,7 @@ class Picamera2Source(FrameSource):
         if "busy" in why.lower():
             return (f"camera {self.id}: Picamera2 camera {self.number} is busy ({why}): another process holds it; "
                     "stop it (another sht node, rpicam-apps, motion; sudo fuser -v /dev/media* /dev/video* "
-                    "names it) and the node opens the camera again")
+                    "names it)")
         return (f"camera {self.id}: Picamera2 camera {self.number} did not open ({why}); check the cable and "
                 "rpicam-hello --list-cameras")
 
