@@ -112,20 +112,15 @@ def _parse_moov(moov: bytes, ftyp: bytes, name: str) -> SegmentTable:
     raise TableError(f"{name}: no video track")
 
 
-@functools.lru_cache(maxsize=8)
-def _dtype(fields: str) -> np.dtype:
-    return np.dtype(fields)
-
-
 def _array(payload: memoryview, skip: int, count: int, fields: str, name: str, box: str) -> np.ndarray:
-    """``count`` big-endian records of ``fields`` (e.g. ``>u4,>u4``) after ``skip`` bytes, as an int64 array."""
-    dtype = _dtype(fields)
-    if skip + count * dtype.itemsize > len(payload):
+    """``count`` big-endian records of ``fields`` (``>u4`` one number; ``>u4,>u4`` two) after ``skip`` bytes, as an
+    int64 array (one column per field when there are several)."""
+    width = fields.count(",") + 1
+    dtype = np.dtype(fields.partition(",")[0])
+    if skip + count * width * dtype.itemsize > len(payload):
         raise TableError(f"{name}: its {box} box says {count} entries but holds fewer")
-    raw = np.frombuffer(payload, dtype=dtype, count=count, offset=skip)
-    if dtype.names:
-        return np.stack([raw[f].astype(np.int64) for f in dtype.names], axis=1)
-    return raw.astype(np.int64)
+    raw = np.frombuffer(payload, dtype=dtype, count=count * width, offset=skip).astype(np.int64)
+    return raw.reshape(count, width) if width > 1 else raw
 
 
 def _samples(stbl: dict[bytes, list[memoryview]], name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int,
