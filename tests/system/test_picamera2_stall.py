@@ -61,7 +61,7 @@ def test_a_stalled_camera_is_reported_reopened_and_the_other_records_on(processe
         rates.append(cameras()["cam0"]["frames_encoded"] - before)
         assert len(rates) < 30, "cam1 was never reopened"
     assert cams["cam1"]["state"] == "up" and cams["cam0"]["state"] == "up"
-    assert len(rates) >= 7 and min(rates) >= 8, rates  # cam0 at its 10 fps all along
+    assert len(rates) >= 7 and min(rates) >= 7, rates  # cam0 at its 10 fps all along
     assert metric(url, "sht_camera_stalls", "cam1") == 1.0 and metric(url, "sht_camera_stalled", "cam1") == 0.0
     time.sleep(3)  # cam1 records again: a segment after the gap
     node.send_signal(signal.SIGTERM)
