@@ -91,66 +91,92 @@ class Layout:
 
 
 @dataclass
-class _Part:
-    """The samples ``[first, end)`` of one source that go into the file, with their capture times (µs)."""
+class _Samples:
+    """Every sample of every source, concatenated (the vectors ``select`` and ``plan`` work on)."""
 
-    source: Source
-    first: int
-    end: int
-    capture_us: np.ndarray
-    durations_us: np.ndarray
-
-
-def _capture_us(source: Source) -> tuple[np.ndarray, np.ndarray]:
-    t = source.table
-    ts = t.timescale
-    dts = t.dts.astype(np.int64)
-    capture = source.start_us + (dts * 1_000_000 + ts // 2) // ts
-    end = source.start_us + ((int(dts[-1]) + t.last_duration) * 1_000_000 + ts // 2) // ts
-    return capture, np.append(capture[1:], end) - capture
+    capture: np.ndarray  # µs, int64
+    duration: np.ndarray  # µs, until the next frame of its segment (the last: its own duration)
+    source: np.ndarray  # which source (index into the list), per sample
+    key: np.ndarray  # bool
+    base: np.ndarray  # each source's first sample
+    end_us: np.ndarray  # each source's end: its last sample's capture time plus that sample's duration
 
 
-def select(sources: Sequence[Source], from_us: int, to_us: int) -> tuple[list[_Part], str | None]:
-    """The samples each source gives (in order) and why the file stops early, if it does."""
-    parts: list[_Part] = []
+def _samples(sources: Sequence[Source]) -> _Samples:
+    lens = np.fromiter((s.table.samples for s in sources), dtype=np.int64, count=len(sources))
+    base = np.concatenate(([0], np.cumsum(lens)[:-1]))
+    ts = np.fromiter((s.table.timescale for s in sources), dtype=np.int64, count=len(sources))
+    starts = np.fromiter((s.start_us for s in sources), dtype=np.int64, count=len(sources))
+    last = np.fromiter((int(s.table.dts[-1]) + s.table.last_duration for s in sources), dtype=np.int64,
+                       count=len(sources))
+    which = np.repeat(np.arange(len(sources)), lens)
+    dts = np.concatenate([s.table.dts for s in sources]).astype(np.int64)
+    capture = starts[which] + (dts * 1_000_000 + ts[which] // 2) // ts[which]
+    end_us = starts + (last * 1_000_000 + ts // 2) // ts
+    duration = np.empty_like(capture)
+    duration[:-1] = capture[1:] - capture[:-1]
+    ends = base + lens - 1
+    duration[ends] = end_us - capture[ends]
+    key = np.zeros(len(capture), dtype=bool)
+    key[np.concatenate([s.table.keyframes.astype(np.int64) + b for s, b in zip(sources, base, strict=True)])] = True
+    return _Samples(capture, duration, which, key, base, end_us)
+
+
+def select(sources: Sequence[Source], from_us: int, to_us: int) -> tuple[_Samples, list[tuple[int, int]],
+                                                                          str | None]:
+    """The samples (all of them), the ``[first, end)`` ranges of them the file takes (in order), and why the file
+    stops early, if it does. Vectors for the work per sample; a loop over segments with plain numbers only."""
+    every = _samples(sources)
+    capture, n = every.capture, len(every.capture)
+    lens = np.diff(np.append(every.base, n))
+    before_to = np.add.reduceat((capture < to_us).astype(np.int64), every.base)  # per source: increasing inside
+    still_on = np.add.reduceat((capture + every.duration > from_us).astype(np.int64), every.base)
+    index = np.arange(n)
+    last_key = np.maximum.accumulate(np.where(every.key, index, -1))  # the keyframe at or before each sample
+    next_key = np.minimum.accumulate(np.where(every.key, index, n)[::-1])[::-1]  # ... at or after
+    ranges: list[tuple[int, int]] = []
     last_us: int | None = None
     codec = None
-    for source in sources:
-        t = source.table
-        capture, dur = _capture_us(source)
-        end = int(np.searchsorted(capture, to_us, side="left"))  # frames captured before to_us
-        keys = t.keyframes[t.keyframes < end]
+    for i, source in enumerate(sources):
+        b, end = int(every.base[i]), int(every.base[i] + before_to[i])
         if last_us is None:
-            showing = int(np.searchsorted(capture + dur, from_us, side="right"))  # first frame still on at from_us
+            showing = b + int(lens[i] - still_on[i])  # the first frame still on at from_us
             if showing >= end:
                 continue
-            before = keys[keys <= showing]
-            first = int(before[-1]) if len(before) else (int(keys[0]) if len(keys) else end)
+            first = int(last_key[showing])
+            if first < b:
+                first = int(next_key[b])
         else:
-            later = keys[capture[keys] > last_us]
-            first = int(later[0]) if len(later) else end
+            first = int(next_key[b])
+            if first < end and capture[first] <= last_us:  # overlaps what is taken: from its first keyframe after
+                later = np.flatnonzero(every.key[b:end] & (capture[b:end] > last_us))
+                first = b + int(later[0]) if len(later) else end
         if first >= end:
             continue
         if codec is None:
-            codec = t.codec_key
-        elif t.codec_key != codec:
-            when = int(capture[first])
-            return parts, (f"the video's size or encoder settings change at {when} µs; ask for the footage from "
-                           "then on separately")
-        parts.append(_Part(source, first, end, capture[first:end], dur[first:end]))
+            codec = source.table.codec_key
+        elif source.table.codec_key != codec:
+            return every, ranges, (f"the video's size or encoder settings change at {int(capture[first])} µs; ask "
+                                   "for the footage from then on separately")
+        ranges.append((first, end))
         last_us = int(capture[end - 1])
-    return parts, None
+    return every, ranges, None
 
 
 def plan(sources: Sequence[Source], from_us: int, to_us: int) -> Layout:
     """The layout of ``[from_us, to_us)`` of these segments (in start order); ``NothingRecorded`` if empty."""
-    parts, truncated = select(sources, from_us, to_us)
-    if not parts:
+    every, ranges, truncated = select(sources, from_us, to_us) if sources else (None, [], None)
+    if not ranges or every is None:
         raise NothingRecorded(f"no frame recorded between {from_us} and {to_us} µs")
-    first = parts[0].source.table
+    taken = np.zeros(len(every.capture) + 1, dtype=np.int64)
+    np.add.at(taken, [a for a, _ in ranges], 1)
+    np.add.at(taken, [b for _, b in ranges], -1)
+    picked = np.flatnonzero(np.cumsum(taken[:-1]) > 0)
+    first = sources[int(every.source[picked[0]])].table
     ts = first.timescale
-    capture = np.concatenate([p.capture_us for p in parts])
-    own = np.concatenate([p.durations_us for p in parts])
+    capture, own, which = every.capture[picked], every.duration[picked], every.source[picked]
+    keyframes = np.flatnonzero(every.key[picked])
+    del every
     # A new piece where a frame comes more than GAP_US after the previous one's own end.
     breaks = np.flatnonzero(capture[1:] - (capture[:-1] + own[:-1]) > GAP_US) + 1
     starts = np.concatenate(([0], breaks))
@@ -168,24 +194,19 @@ def plan(sources: Sequence[Source], from_us: int, to_us: int) -> Layout:
         pieces.append(Piece(base / ts, int(capture[a]), end_us, int(b - a)))
         base = last
     durations = np.append(np.diff(media), base - media[-1])
-    sizes = np.concatenate([p.source.table.sizes[p.first:p.end] for p in parts]).astype(np.int64)
-    keyframes = np.concatenate([np.asarray(p.source.table.keyframes[(p.source.table.keyframes >= p.first)
-                                                                    & (p.source.table.keyframes < p.end)])
-                                - p.first + off for p, off in zip(parts, _offsets(parts), strict=True)])
-    # Chunks: runs of samples contiguous in their segment file.
-    chunk_samples, chunk_src = [], []
-    for p in parts:
-        offs = p.source.table.offsets[p.first:p.end].astype(np.int64)
-        sz = p.source.table.sizes[p.first:p.end].astype(np.int64)
-        cut = np.flatnonzero(offs[1:] != offs[:-1] + sz[:-1]) + 1
-        bounds = np.concatenate(([0], cut, [len(offs)]))
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            chunk_samples.append(int(b - a))
-            chunk_src.append((p.source.key, int(offs[a]), int(sz[a:b].sum())))
+    offsets = np.concatenate([s.table.offsets for s in sources]).astype(np.int64)[picked]
+    sizes = np.concatenate([s.table.sizes for s in sources]).astype(np.int64)[picked]
+    # Chunks: runs of samples contiguous in one segment file.
+    cut = np.flatnonzero((which[1:] != which[:-1]) | (offsets[1:] != offsets[:-1] + sizes[:-1])) + 1
+    bounds = np.concatenate(([0], cut))
+    lengths = np.add.reduceat(sizes, bounds)
+    chunk_samples = np.diff(np.append(bounds, len(sizes))).tolist()
+    chunk_src = [(sources[w].key, o, n) for w, o, n in zip(which[bounds].tolist(), offsets[bounds].tolist(),
+                                                           lengths.tolist(), strict=True)]
     data_bytes = int(sizes.sum())
     stbl = [first.stsd, *_stts(durations), *_stss(keyframes, len(sizes)), *_stsc(chunk_samples), *_stsz(sizes)]
     frames = len(sizes)
-    del parts, capture, own, media, durations, sizes, keyframes  # a day: tens of MiB, not needed from here on
+    del capture, own, which, media, durations, offsets, sizes, keyframes  # a day: tens of MiB, not needed now
     fixed = sum(len(p) for p in _moov(first, ts, base, [*stbl, *_chunk_offsets([], False)]))
     wide = False
     for _ in range(2):  # the head's size decides whether offsets need 64 bits, which changes the head's size
@@ -204,14 +225,6 @@ def plan(sources: Sequence[Source], from_us: int, to_us: int) -> Layout:
     head = b"".join([first.ftyp, *moov, mdat_header(data_bytes)])
     assert len(head) == head_size, (len(head), head_size)
     return Layout(head, tuple(runs), head_size + data_bytes, ts, base, frames, tuple(pieces), tuple(gaps), truncated)
-
-
-def _offsets(parts: list[_Part]) -> list[int]:
-    out, n = [], 0
-    for p in parts:
-        out.append(n)
-        n += p.end - p.first
-    return out
 
 
 def _stts(durations: np.ndarray) -> list[bytes]:
