@@ -180,8 +180,9 @@ class Camera:
         if self.state in ("stopped", "down"):
             pass
         elif end_us is None:
+            if self.state != "stalled":
+                self.stalls += 1
             self.state, self.error = "stalled", why
-            self.stalls += 1
         else:
             self.state, self.error = "up", None
         if self.on_stall is not None:

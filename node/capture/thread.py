@@ -142,12 +142,18 @@ class CaptureThread(threading.Thread):
         reopen = getattr(self.source, "reopen", None)
         if reopen is None:
             raise SourceError(why)  # a source that cannot reopen: the camera is down
+        start_us, first_why = self._stall
+        said = why
         while not self._stop_event.wait(self._backoff.next_delay()):
             try:
                 reopen()
                 return
             except SourceError as exc:
                 log.warning("camera %s: still stalled: %s", self.camera_id, exc)
+                now = f"{first_why}; reopening: {exc}"
+                if now != said:  # the reason changed (the camera is gone now, say): the event and /health say so
+                    said = now
+                    self.sink.on_stall(start_us, None, now)
 
     def _recovered(self, capture_us: int) -> None:
         assert self._stall is not None

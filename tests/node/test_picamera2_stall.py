@@ -210,3 +210,29 @@ def test_encode_slower_than_a_frame_halves_the_rate_and_says_so(fake, monkeypatc
         return cam
 
     asyncio.run(run())
+
+
+def test_a_vanished_camera_says_so_and_the_other_is_reopened_by_its_id_though_renumbered(fake):
+    stalls: list[tuple] = []
+
+    async def run() -> tuple[Camera, Camera]:
+        loop = asyncio.get_running_loop()
+        a, b = Camera(camera(0, cam_id="cam0")), Camera(camera(1, cam_id="cam1"))
+        for cam in (a, b):
+            cam.on_stall = lambda *args: stalls.append(args)
+            cam.start(loop)
+        await wait_for(lambda: a.stats.frames_encoded >= 3 and b.stats.frames_encoded >= 3, 5, "frames")
+        fake.vanish(0, 6.0)  # camera 0 gone: camera 1 is Picamera2(0) now
+        fake.stall(1, 0.5)
+        await wait_for(lambda: a.health().state == "stalled" and b.health().state == "stalled", 3, "stalls")
+        await wait_for(lambda: b.health().state == "up", 5, "cam1 reopened")
+        assert a.health().state == "stalled"  # still gone
+        await wait_for(lambda: "no Picamera2 camera 0" in (a.health().error or ""), 5, "cam0 said missing")
+        await asyncio.gather(a.stop(), b.stop())
+        return a, b
+
+    a, b = asyncio.run(run())
+    assert a.health().stalls == 1 and b.health().stalls == 1
+    cam0 = [s for s in stalls if s[0] == "cam0"]
+    assert [s[2] is None for s in cam0] == [True] * (len(cam0) - 1) + [False]  # open, updated, closed at the stop
+    assert "check its ribbon cable" in cam0[-2][3]
