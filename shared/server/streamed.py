@@ -145,6 +145,9 @@ async def send(transport: asyncio.Transport, pipe: _Pipe, answer: Streamed) -> i
             if chunk:
                 transport.write(chunk)
                 sent += len(chunk)
+            # Let the loop run: a TLS transport whose peer went drops writes without pausing, and only a turn of
+            # the loop delivers connection_lost (a body that never awaits would otherwise be read to its end).
+            await asyncio.sleep(0)
         else:
             await pipe.drain()
     except Exception as exc:  # noqa: BLE001 - the head is out: nothing to answer with but a short body

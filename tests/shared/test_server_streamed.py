@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 
@@ -127,3 +128,33 @@ async def test_close_ends_streams_in_flight(server: Streaming) -> None:
     await asyncio.wait_for(server.shell.close(), 5)
     assert server.ended and server.ended[0] < 800
     writer.close()
+
+
+async def test_over_tls_the_same(tmp_path) -> None:
+    from tests.system.test_security import make_certificates
+
+    ca, cert, key = make_certificates(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=ca)
+    s = Streaming()
+    port = await s.shell.start("127.0.0.1", 0, server_ctx)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx)
+        writer.write(b"GET /big?chunks=100 HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = await reader.read()
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 200") and len(body) == 100 * len(CHUNK) and body[:len(CHUNK)] == CHUNK
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx)
+        writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(1024 * 1024)
+        writer.transport.abort()
+        s.ended_event.clear()
+        s.ended.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(s.ended_event.wait(), 5)
+        assert s.ended and s.ended[0] < 400
+    finally:
+        await s.shell.close()
