@@ -81,7 +81,7 @@ def section(info: dict[str, str], size: int, base: int, builds: list[float], par
             stores: list[float], nodes: list[float]) -> str:
     mb = 1e6
     total_venv = dict((n, b) for n, b in parts)["/opt/sht"]
-    biggest = ", ".join(f"{n} {b / mb:.0f}" for n, b in reversed(parts) if n != "/opt/sht")
+    biggest = ", ".join(f"{n} {b / mb:.0f}" for n, b in sorted(parts, key=lambda p: -p[1]) if n != "/opt/sht")
     med = statistics.median
     heavy = sum(b for n, b in parts if n.split(".")[0] in ("onnxruntime", "av", "numpy"))
     return "\n".join([
