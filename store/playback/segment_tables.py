@@ -163,20 +163,21 @@ def _samples(stbl: dict[bytes, list[memoryview]], name: str) -> tuple[np.ndarray
     per_chunk = np.repeat(entries[:, 1], np.diff(firsts).clip(min=0))
     if len(per_chunk) != chunks or per_chunk.sum() != count:
         raise TableError(f"{name}: its chunks hold {per_chunk.sum()} samples, stsz sizes {count}")
-    chunk_of = np.repeat(np.arange(chunks), per_chunk)
     ends = np.cumsum(sizes)
     starts = ends - sizes
-    chunk_first = np.concatenate(([0], np.cumsum(per_chunk)[:-1]))
-    offsets = chunk_offsets[chunk_of] + starts - starts[chunk_first][chunk_of]
-    # Kept compact (a day of a 30 fps camera is 2.6 million samples): 32 bits wherever the values fit.
-    return (_narrow(offsets, np.uint32), sizes.astype(np.uint32), _narrow(dts, np.int32), int(deltas[-1]),
-            keyframes.astype(np.int32))
-
-
-def _narrow(values: np.ndarray, dtype: type[np.integer]) -> np.ndarray:
-    info = np.iinfo(dtype)
-    return values.astype(dtype) if len(values) == 0 or (values.min() >= info.min and values.max() <= info.max) \
-        else values
+    if chunks == 1:  # the node's segments: one chunk, the whole mdat
+        offsets = int(chunk_offsets[0]) + starts
+    else:
+        chunk_of = np.repeat(np.arange(chunks), per_chunk)
+        chunk_first = np.concatenate(([0], np.cumsum(per_chunk)[:-1]))
+        offsets = chunk_offsets[chunk_of] + starts - starts[chunk_first][chunk_of]
+    # Kept compact (a day of a 30 fps camera is 2.6 million samples): 32 bits wherever the values fit (offsets are
+    # below their largest chunk's offset plus every sample's size; dts increase from 0).
+    if int(chunk_offsets.max()) + int(ends[-1]) <= 0xFFFF_FFFF:
+        offsets = offsets.astype(np.uint32)
+    if int(dts[-1]) <= 0x7FFF_FFFF:
+        dts = dts.astype(np.int32)
+    return offsets, sizes.astype(np.uint32), dts, int(deltas[-1]), keyframes.astype(np.int32)
 
 
 def codec_key(stsd: bytes) -> bytes:
