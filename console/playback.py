@@ -155,6 +155,8 @@ class Player:
         self._eof = False
         self._continuous = True  # every frame since the last seek went through the decoder
         self._current: av.video.frame.VideoFrame | None = None  # the frame on screen
+        self._image: Image | None = None  # it, converted at ``_last_size``
+        self._last_size: tuple[int, int] | None = None
         self._first_s = 0.0
         self._base = (0.0, 0.0)  # (media time, clock) playing started from
 
@@ -267,8 +269,8 @@ class Player:
 
     def _next_frame(self) -> av.video.frame.VideoFrame | None:
         if self._ahead is not None:
-            frame, self._ahead = self._ahead, None
-            return frame
+            ahead, self._ahead = self._ahead, None
+            return ahead
         frame = next(self._frames, None)
         if frame is None:
             self._eof = True
@@ -281,7 +283,7 @@ class Player:
             frame = self._next_frame()
             if frame is None:
                 break
-            if (frame.time or 0.0) <= target_s + 1e-4:
+            if (frame.time or 0.0) <= target_s + 1e-6:  # float noise only
                 latest = frame  # the one before it is dropped unconverted
             else:
                 self._ahead = frame
@@ -291,7 +293,7 @@ class Player:
     def _seek_to(self, media_s: float) -> None:
         """Show the frame at or before ``media_s`` (the first one when it is earlier than every frame)."""
         assert self._container is not None and self._stream is not None and self._stream.time_base is not None
-        media_s = min(max(media_s, self._first_s), max(self._first_s, self._first_s + self.duration_s))
+        media_s = max(media_s, self._first_s)  # past the end: the seek lands on the last keyframe, then the last frame
         self._container.seek(int(media_s / self._stream.time_base), stream=self._stream, backward=True)
         self.counters.seeks += 1
         self._restart_decoding()
@@ -372,9 +374,7 @@ class Player:
             self.counters.converted += 1
             self._image = frame.to_image(width=self._size[0], height=self._size[1], interpolation="BILINEAR")
             self._current, self._last_size = frame, self._size
+        assert self._image is not None
         media_s = frame.time or 0.0
         self._show_cb(Picture(self._image, media_s, self.source.pieces.capture_us(media_s), self.paused,
                               self.speed, self.ended))
-
-    _last_size: tuple[int, int] | None = None
-    _image: Image

@@ -27,8 +27,9 @@ from textual.widgets import DataTable, Label, Static
 
 from console.event_view import detail_text, known_labels, label_cell, length_cell, next_label, picture_key, start_cell
 from console.export_file import clip_path, export_clip
-from console.formatting import clock, local_utc_offset_s, nbytes, seconds
+from console.formatting import clock, local_utc_offset_s, nbytes, seconds, stamp
 from console.screens.base import ConsoleScreen
+from console.screens.playback import PlaybackRequest, PlaybackScreen
 from console.thumbnails import fetch_event_picture
 from console.widgets.export_progress import ExportProgress
 from console.widgets.picture import make_picture
@@ -40,6 +41,7 @@ from shared.query_client import StoreError
 WINDOWS = {"hour": (3600, "minute"), "day": (86400, "hour")}  # window: (seconds, timeline bucket)
 PRE_ROLL_US = 2_000_000  # an event's clip starts this long before it
 POST_ROLL_US = 2_000_000  # and ends this long after it
+PLAY_US = 60_000_000  # p plays at least this long from the pre-roll on (what happened next), up to now
 MAX_EVENTS = 1000
 OPEN_RELOAD_S = 2.0  # how often the list reloads while one of its events is still open
 NO_EVENTS = ("No events in the last {window}. Events appear here once motion detection runs on the nodes; "
@@ -59,6 +61,7 @@ class EventsScreen(ConsoleScreen):
         Binding("o", "next_label", "Label"),
         Binding("r", "reload", "Refresh"),
         Binding("x", "export", "Export clip"),
+        Binding("p", "play", "Play"),
     ]
 
     def __init__(self) -> None:
@@ -106,6 +109,7 @@ class EventsScreen(ConsoleScreen):
                             self.action_next_label)
         yield SystemCommand("Events: refresh", "Reload timelines and events (key r)", self.action_reload)
         yield SystemCommand("Events: export clip", "Export the selected event's clip (key x)", self.action_export)
+        yield SystemCommand("Events: play", "Play the selected event from its pre-roll (key p)", self.action_play)
 
     def action_toggle_window(self) -> None:
         self.window = "day" if self.window == "hour" else "hour"
@@ -217,7 +221,7 @@ class EventsScreen(ConsoleScreen):
                         else NO_EVENTS.format(window=self.window))
         else:
             more = f" (the first {MAX_EVENTS}; narrow the window in Search)" if truncated else ""
-            note.update(f"{len(self.events)} {label}events{more} · ↑↓ select · o label · x export clip")
+            note.update(f"{len(self.events)} {label}events{more} · ↑↓ select · o label · p play · x export clip")
 
     def _selected(self) -> Event | None:
         table = self.query_one("#events-table", DataTable)
@@ -255,6 +259,12 @@ class EventsScreen(ConsoleScreen):
         text.update(details + self._picture_line)
 
 
+    def action_play(self) -> None:
+        if (event := self._selected()) is None:
+            self.notify("select an event first", severity="warning")
+            return
+        self.app.push_screen(PlaybackScreen(play_request(event, self.console.now_us())))
+
     def action_export(self) -> None:
         if (event := self._selected()) is None:
             self.notify("select an event first", severity="warning")
@@ -275,3 +285,12 @@ class EventsScreen(ConsoleScreen):
             return
         progress.finish(f"saved {path.name}: {nbytes(result.bytes)}, {result.frames} frames")
         self.notify(f"saved {path}", title="clip exported")
+
+
+def play_request(event: Event, now_us: int) -> PlaybackRequest:
+    """An event played from its pre-roll, to its post-roll or ``PLAY_US`` on, whichever is later (not past now)."""
+    from_us = event.start_us - PRE_ROLL_US
+    to_us = min(now_us, max(max(event.end_us, event.start_us + 1) + POST_ROLL_US, from_us + PLAY_US))
+    label = f" · {label_cell(event)}" if event.label else ""
+    return PlaybackRequest(event.camera, from_us, max(to_us, from_us + 1),
+                           f"#{event.id} {event.kind} on {event.camera}{label} · from {stamp(event.start_us)}")

@@ -12,8 +12,8 @@ from textual.widgets import Static
 KEYS = (
     ("f", "Fleet", "nodes and cameras: status, CPU, temperature, fps, bitrate, drops, spool, trends, alerts"),
     ("l", "Live", "a decoded picture per camera, 1–2 a second"),
-    ("e", "Events", "timelines, events with label and snapshot; o filters by label; x exports the clip"),
-    ("s", "Search", "segments or events by camera and time; x exports the selected row"),
+    ("e", "Events", "timelines, events with label and snapshot; o filters by label; x exports the clip; p plays it"),
+    ("s", "Search", "segments or events by camera and time; x exports the selected row; p plays it"),
     ("c", "Settings", "per-camera recording mode, motion sensitivity, retention; history of changes"),
     ("t", "Stores", "each store of the list: up, the one in use, the maintenance lease, the off-site copy's lag"),
     ("n", "Notifications", "webhooks and MQTT: per target sent, queued, retried, failed; the recent ones; o filters"),

@@ -26,7 +26,8 @@ from console.event_view import label_cell, length_cell
 from console.export_file import clip_path, export_clip
 from console.formatting import clock, nbytes, stamp
 from console.screens.base import ConsoleScreen
-from console.screens.events import POST_ROLL_US, PRE_ROLL_US
+from console.screens.events import PLAY_US, POST_ROLL_US, PRE_ROLL_US, play_request
+from console.screens.playback import PlaybackRequest, PlaybackScreen
 from console.thumbnails import fetch_event_picture, fetch_thumbnail
 from console.widgets.export_progress import ExportProgress
 from console.widgets.picture import make_picture
@@ -52,6 +53,7 @@ class SearchScreen(ConsoleScreen):
     BINDINGS = [
         Binding("x", "export_row", "Export row"),
         Binding("X", "export_range", "Export range", key_display="X"),
+        Binding("p", "play", "Play"),
         Binding("escape", "leave_input", "Leave field", show=False),
     ]
 
@@ -85,6 +87,7 @@ class SearchScreen(ConsoleScreen):
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Search: run", "Search with the current fields", self.action_search)
         yield SystemCommand("Search: export row", "Export the selected row's clip (key x)", self.action_export_row)
+        yield SystemCommand("Search: play", "Play the selected row (key p)", self.action_play)
         yield SystemCommand("Search: export range", "Export the whole searched range of one camera (key X)",
                             self.action_export_range)
 
@@ -199,7 +202,20 @@ class SearchScreen(ConsoleScreen):
             text.update(details + f"\nno picture: {exc.message}")
             return
         self.query_one("#search-thumb").image = image  # type: ignore[attr-defined]  # textual-image's Image
-        text.update(details + f"\n{picture} at {clock(info.frame_us)} · x: export")
+        text.update(details + f"\n{picture} at {clock(info.frame_us)} · p: play · x: export")
+
+    def action_play(self) -> None:
+        if (item := self._selected()) is None:
+            self.notify("search, then select a row to play", severity="warning")
+            return
+        now_us = self.console.now_us()
+        if isinstance(item, Event):
+            request = play_request(item, now_us)
+        else:
+            to_us = min(now_us, max(item.end_us, item.start_us + PLAY_US))
+            request = PlaybackRequest(item.camera, item.start_us, max(to_us, item.end_us),
+                                      f"{item.camera} from {stamp(item.start_us)} (segment from {item.node})")
+        self.app.push_screen(PlaybackScreen(request))
 
     def action_export_row(self) -> None:
         if (item := self._selected()) is None:

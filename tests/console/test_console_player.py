@@ -188,3 +188,48 @@ def test_a_store_without_http_playback_means_an_export(tmp_path: Path) -> None:
     assert url.startswith("http://127.0.0.1:")
     assert "/recordings/cam%200.json?from=2026-11-26T13%3A33%3A20.000000Z" in url
     assert fetch_sidecar(url, {}, None) is None  # nothing listens: the console exports instead
+
+
+def test_footage_over_http_sends_the_token_in_a_header(clip: Path) -> None:
+    """FFmpeg's http protocol with the ``headers`` option, against a real HTTP server that wants the token."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from console.playback_source import ffmpeg_options
+
+    seen: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            seen.append(self.headers.get("Authorization"))
+            if self.headers.get("Authorization") != "Bearer s3cret":
+                self.send_error(401, "a viewer token is needed")
+                return
+            body = clip.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/recordings/cam0.mp4"
+    try:
+        for headers in ({"Authorization": "Bearer s3cret"}, {}):
+            pictures: list[Picture] = []
+            source = PlaybackSource("cam0", url, Pieces.one(START_US, START_US), START_US, START_US + 1,
+                                    options=ffmpeg_options(headers, url, None))
+            stop = threading.Event()
+            player = Player(source, lambda p: (pictures.append(p), stop.set()))  # noqa: B023 - this loop's
+            if headers:
+                player.run(stop.is_set)
+                assert pictures and pictures[0].capture_us == START_US
+            else:
+                with pytest.raises(PlaybackError, match="401"):
+                    player.run(stop.is_set)
+    finally:
+        server.shutdown()
+    assert seen[0] == "Bearer s3cret" and seen[-1] is None
