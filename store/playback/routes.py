@@ -38,6 +38,7 @@ from shared.server.streamed import Streamed
 from shared.timespec import TimeSpecError, parse_time
 from store.index import query
 from store.index.timeline import MAX_SEGMENT_US
+from store.media.budget import THUMBNAIL_WORK_BYTES, BudgetRefused
 from store.media.thumbs import MAX_WIDTH, MIN_WIDTH, check_width
 from store.playback.mp4_layout import Layout, NothingRecorded, Source, plan
 from store.playback.ranges import Unsatisfiable, byte_range, content_range
@@ -123,8 +124,12 @@ class Playback:
             path, start, _ = found
             name = name_of(path)
             fetch = functools.partial(self.segments.open_media, name) if name is not None else None
-            thumb = await in_worker(functools.partial(self.media.thumbs.get_or_make, self.media.root / path, start,
-                                                      at_us, width, fetch))
+            # The API's budget for decodes in progress, per client address (an HTTP route sees no token id).
+            with self.media.budget.hold(f"http:{connection.remote_address[0]}", THUMBNAIL_WORK_BYTES, "a thumbnail"):
+                thumb = await in_worker(functools.partial(self.media.thumbs.get_or_make, self.media.root / path,
+                                                          start, at_us, width, fetch))
+        except BudgetRefused as exc:
+            return error_response(connection, HTTPStatus.SERVICE_UNAVAILABLE, exc.message)
         except Refusal as exc:
             return error_response(connection, exc.status, exc.reason)
         except (SegmentStoreError, FileNotFoundError) as exc:

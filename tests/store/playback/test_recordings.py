@@ -273,3 +273,9 @@ async def test_viewer_token_in_the_header_or_the_query(root: Path) -> None:
         s.token = viewer
         assert (await s.get(target))[0] == 200
         assert (await s.get(f"/thumbs/{CAMERA}.jpg?at={iso(T0)}"))[0] == 200
+
+
+async def test_thumbnails_hold_the_apis_budget_while_they_decode(store: Store) -> None:
+    store.server.api.media.budget.per_token = 1024  # less than one decode
+    status, _, body = await store.get(f"/thumbs/{CAMERA}.jpg?at={iso(T0)}")
+    assert status == 503 and "--temp-per-token" in body.decode() and body.decode().count("\n") == 1
