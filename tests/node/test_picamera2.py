@@ -23,6 +23,7 @@ FAKES = Path(__file__).parents[1] / "fakes"
 @pytest.fixture
 def fake_picamera2(monkeypatch):
     monkeypatch.syspath_prepend(str(FAKES))
+    monkeypatch.setenv("FAKE_PICAMERA2_STARTUP_S", "0.05")  # these tests count frames from the start
     monkeypatch.delitem(sys.modules, "picamera2", raising=False)
     import picamera2
 
