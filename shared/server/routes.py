@@ -14,11 +14,12 @@ from websockets.http11 import Request, Response
 
 from shared.auth import Audience, Claims
 from shared.request_target import request_path
-from shared.server.streamed import Streamed
+from shared.server.streamed import Later, Streamed
 
 # A plain HTTP answer (``/health``, ``/metrics``, ``/key``, ``/``), sync or async; or a body too big for memory,
-# sent in chunks (``Streamed``: /recordings).
-HttpResponder = Callable[[ServerConnection, Request], Response | Streamed | Awaitable[Response | Streamed]]
+# sent in chunks (``Streamed``), or an answer too slow to make inside websockets' handshake (``Later``): /recordings.
+HttpResponder = Callable[[ServerConnection, Request],
+                         Response | Streamed | Later | Awaitable[Response | Streamed | Later]]
 # A WebSocket session, from the handshake's end until the connection closes.
 SessionHandler = Callable[[ServerConnection, Claims | None], Awaitable[None]]
 # Refuses a WebSocket handshake (e.g. 404 for an unknown camera) after authentication, or lets it through.

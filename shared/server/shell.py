@@ -29,7 +29,7 @@ from shared.httpjson import error_response
 from shared.request_target import BadTarget
 from shared.server.connections import ConnectionRegistry
 from shared.server.routes import Route, RouteTable, endpoint_path
-from shared.server.streamed import Streamed, detach, send
+from shared.server.streamed import Later, Streamed, detach, send, send_later
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class ServerShell:
         if route.respond is not None:
             answer = route.respond(connection, request)
             answer = await answer if inspect.isawaitable(answer) else answer
-            if isinstance(answer, Streamed):
+            if isinstance(answer, (Streamed, Later)):
                 return self._stream(connection, answer)
             return answer
         if route.check is not None and (refusal := route.check(connection, request)) is not None:
@@ -112,14 +112,15 @@ class ServerShell:
             self.connections.add(connection, claims)  # so a revocation can end a session already open
         return None
 
-    def _stream(self, connection: ServerConnection, answer: Streamed) -> Response:
-        """Write a streamed answer from a task of its own, outside websockets' handshake and its timeout; the
+    def _stream(self, connection: ServerConnection, answer: Streamed | Later) -> Response:
+        """Make and write an answer from a task of its own, outside websockets' handshake and its timeout; the
         Response returned is never sent (the connection is detached: shared/server/streamed.py)."""
         transport, pipe = detach(connection)
-        task = asyncio.create_task(send(transport, pipe, answer), name="http-stream")
+        sending = send(transport, pipe, answer) if isinstance(answer, Streamed) else send_later(transport, pipe, answer)
+        task = asyncio.create_task(sending, name="http-stream")
         self._streams.add(task)
         task.add_done_callback(self._streams.discard)
-        return connection.protocol.reject(HTTPStatus(answer.status), "")
+        return connection.protocol.reject(HTTPStatus.OK, "")
 
     def _response(self, connection: ServerConnection, _: Request, response: Response) -> None:
         """An accepted WebSocket handshake's response gets its route's headers (e.g. /ingest's version)."""

@@ -10,6 +10,7 @@ written from inside it. So the shell **detaches** the connection instead (``deta
   the connection is no longer CONNECTING, and aborts the stand-in);
 - a task of the shell's (``send``) writes the status line and headers, then each body chunk, waiting while the
   kernel's buffer is full (``pause_writing``/``resume_writing``: the same flow control over TLS), then closes.
+  An answer that takes long to make (``Later``) is made in that task too, after the handshake has let go.
 
 Invariants: at most one chunk of the body is held beyond the transport's write buffer (its high-water mark); a
 client that goes away ends the body at its next chunk (its generator is closed: ``aclose`` runs its ``finally``),
@@ -22,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.http11 import Response
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,24 @@ class Streamed:
     body: AsyncIterator[bytes]
     # The body bytes sent, appended when the answer ends (completely or not); for tests and metrics.
     sent: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Later:
+    """An answer that takes a while to make (a day of footage laid out before its first byte): the shell detaches
+    the connection at once and awaits ``answer`` in its own task, outside websockets' handshake and its
+    ``open_timeout``; a plain ``Response`` made then is sent as it would have been."""
+
+    answer: Awaitable[Response | Streamed]
+
+
+def streamed_of(response: Response) -> Streamed:
+    """A plain answer as a streamed one (its whole body one chunk)."""
+
+    async def whole() -> AsyncIterator[bytes]:
+        yield bytes(response.body)
+
+    return Streamed(response.status_code, list(response.headers.raw_items()), whole())
 
 
 class _Pipe(asyncio.Protocol):
@@ -128,6 +149,18 @@ def detach(connection: ServerConnection) -> tuple[asyncio.Transport, _Pipe]:
     if transport.is_closing():
         pipe.lost.set()
     return transport, pipe
+
+
+async def send_later(transport: asyncio.Transport, pipe: _Pipe, later: Later) -> int:
+    """Make the answer, then ``send`` it."""
+    try:
+        answer = await later.answer
+    except Exception as exc:  # noqa: BLE001 - a responder's bug: one line, and the client gets a 500
+        log.warning("HTTP answer failed: %s", exc)
+        body = b"the server failed to answer; its log says why\n"
+        answer = Response(500, "Internal Server Error", Headers([("Content-Type", "text/plain; charset=utf-8"),
+                                                                 ("Content-Length", str(len(body)))]), body)
+    return await send(transport, pipe, answer if isinstance(answer, Streamed) else streamed_of(answer))
 
 
 async def send(transport: asyncio.Transport, pipe: _Pipe, answer: Streamed) -> int:

@@ -34,9 +34,10 @@ from shared.httpjson import error_response, json_response
 from shared.ids import InvalidId, check_id
 from shared.protocol.times import time_in_range
 from shared.request_target import query_values, request_path
-from shared.server.streamed import Streamed
+from shared.server.streamed import Later, Streamed
 from shared.timespec import TimeSpecError, parse_time
 from store.index import query
+from store.index.location import IndexUnavailable
 from store.index.timeline import MAX_SEGMENT_US
 from store.media.budget import THUMBNAIL_WORK_BYTES, BudgetRefused
 from store.media.thumbs import MAX_WIDTH, MIN_WIDTH, check_width
@@ -101,16 +102,27 @@ class Playback:
 
     # --- routes -------------------------------------------------------------------------------------------
 
-    async def recordings(self, connection: ServerConnection, request: Request) -> Response | Streamed:
+    def recordings(self, connection: ServerConnection, request: Request) -> Response | Later:
+        """Bad input answered at once; the rest ``Later``: a day's layout can outlast websockets' handshake
+        timeout (10 s) on a slow store, so it is made after the handshake has let go of the connection."""
         try:
             camera, kind = _name(request.path, "/recordings/", (".mp4", ".json"))
             from_us, to_us = _range(request.path)
-            clip = await self.clip(camera, from_us, to_us)
-            if kind == ".json":
-                return json_response(connection, HTTPStatus.OK, clip.sidecar())
-            return self._mp4(connection, clip, request.headers.get("Range"))
         except Refusal as exc:
             return error_response(connection, exc.status, exc.reason)
+        return Later(self._recording(connection, request, camera, kind, from_us, to_us))
+
+    async def _recording(self, connection: ServerConnection, request: Request, camera: str, kind: str, from_us: int,
+                         to_us: int) -> Response | Streamed:
+        try:
+            clip = await self.clip(camera, from_us, to_us)
+        except Refusal as exc:
+            return error_response(connection, exc.status, exc.reason)
+        except IndexUnavailable as exc:
+            return error_response(connection, HTTPStatus.SERVICE_UNAVAILABLE, f"the index cannot be read now: {exc}")
+        if kind == ".json":
+            return json_response(connection, HTTPStatus.OK, clip.sidecar())
+        return self._mp4(connection, clip, request.headers.get("Range"))
 
     async def thumbs(self, connection: ServerConnection, request: Request) -> Response:
         try:
@@ -130,6 +142,8 @@ class Playback:
                                                           start, at_us, width, fetch))
         except BudgetRefused as exc:
             return error_response(connection, HTTPStatus.SERVICE_UNAVAILABLE, exc.message)
+        except IndexUnavailable as exc:
+            return error_response(connection, HTTPStatus.SERVICE_UNAVAILABLE, f"the index cannot be read now: {exc}")
         except Refusal as exc:
             return error_response(connection, exc.status, exc.reason)
         except (SegmentStoreError, FileNotFoundError) as exc:

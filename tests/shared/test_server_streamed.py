@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator
 from http import HTTPStatus
 
 import pytest
+from websockets.http11 import Response
 
 from shared.auth import OPEN, AccessControl
 from shared.httpjson import json_response
 from shared.server.routes import RouteTable, http_route
 from shared.server.shell import ServerShell
-from shared.server.streamed import Streamed
+from shared.server.streamed import Later, Streamed
 
 CHUNK = bytes(range(256)) * 256  # 64 KiB, the same object every time: what the server holds is the stream's own
 
@@ -37,6 +38,7 @@ class Streaming:
         self.shell = ServerShell(RouteTable([
             http_route("/big", OPEN, self.big),
             http_route("/broken", OPEN, self.broken),
+            http_route("/later", OPEN, self.later),
             http_route("/health", OPEN, lambda c, _: json_response(c, HTTPStatus.OK, {"ok": True})),
         ]), AccessControl(None))
 
@@ -58,6 +60,17 @@ class Streaming:
                                 ("Content-Length", str(chunks * len(CHUNK)))], self.body(chunks))
         self.answers.append(answer)
         return answer
+
+    def later(self, connection, request) -> Later:
+        async def make() -> Response | Streamed:
+            await asyncio.sleep(0.3)  # work done after the handshake let go of the connection
+            if "fail" in request.path:
+                raise RuntimeError("a bug in the responder")
+            if "json" in request.path:
+                return json_response(connection, HTTPStatus.NOT_FOUND, {"why": "nothing there"})
+            return Streamed(200, [("Content-Length", str(len(CHUNK)))], self.body(1))
+
+        return Later(make())
 
     async def broken(self, _connection, _request) -> Streamed:
         return Streamed(200, [("Content-Length", str(10 * len(CHUNK)))], self.body(10, fail_at=3))
@@ -158,3 +171,25 @@ async def test_over_tls_the_same(tmp_path) -> None:
         assert s.ended and s.ended[0] < 400
     finally:
         await s.shell.close()
+
+
+async def test_an_answer_made_later(server: Streaming, caplog: pytest.LogCaptureFixture) -> None:
+    head, n = await get(server.port, "/later")
+    assert head.startswith(b"HTTP/1.1 200") and n == len(CHUNK)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /later?json HTTP/1.1\r\nHost: x\r\n\r\n")
+    reply = await reader.read()
+    writer.close()
+    assert reply.startswith(b"HTTP/1.1 404 Not Found\r\n") and b"Content-Type: application/json\r\n" in reply
+    assert reply.endswith(b'{\n "why": "nothing there"\n}\n') and reply.count(b"Connection: close") == 1
+    head, n = await get(server.port, "/later?fail")
+    assert head.startswith(b"HTTP/1.1 500")
+    failures = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(failures) == 1 and "a bug in the responder" in failures[0].getMessage() and not failures[0].exc_info
+    # A client that leaves before the answer is made: nothing is sent, nothing logged.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(0.05)
+    writer.transport.abort()
+    await asyncio.sleep(0.5)
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
