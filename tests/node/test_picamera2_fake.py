@@ -112,11 +112,11 @@ def test_frames_come_on_the_sensor_beat_so_a_late_caller_waits_for_the_next(fake
 
 
 def test_start_up_delay_and_the_sensor_mode_fps_limit(fake):
+    t0 = time.monotonic()
     cam = started(fake, num=1, size=(4608, 2592), fps=30)  # imx708 full resolution: ~14 fps at most
     try:
-        t0 = time.monotonic()
         first = cam.capture_request(wait=3.0)
-        assert time.monotonic() - t0 >= 0.15  # the start-up delay
+        assert time.monotonic() - t0 >= 0.2  # the start-up delay
         a = first.get_metadata()
         first.release()
         b = cam.capture_request(wait=3.0)
