@@ -6,7 +6,6 @@ tests/store/seaweed.py: fsync off, which the benchmarks keep on)."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -18,14 +17,14 @@ from bench import cluster_failover, cluster_queries
 from bench.cluster_failover_report import markdown_section as failover_section
 from bench.cluster_failover_report import summarise
 from store.index import index_path
-from tests.store.postgres import PostgresCluster, running_postgres
-from tests.store.seaweed import Seaweed, running_seaweed
+from tests.store.postgres import PostgresCluster
+from tests.store.seaweed import Seaweed
 
 
 @pytest.fixture(scope="module")
-def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Seaweed, PostgresCluster]]:
-    with running_seaweed(tmp_path_factory.mktemp("seaweed")) as weed, running_postgres() as cluster:
-        yield weed, cluster
+def backends(session_seaweed: Seaweed, module_postgres: PostgresCluster) -> tuple[Seaweed, PostgresCluster]:
+    """The run's SeaweedFS and PostgreSQL (tests/servers.py): the benches make their own database and prefix."""
+    return session_seaweed, module_postgres
 
 
 def quiet() -> Console:

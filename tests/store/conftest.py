@@ -3,18 +3,18 @@ so the index's tests run on SQLite (the embedded default) and on PostgreSQL alik
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
-from tests.store.postgres import PostgresCluster, running_postgres
+from tests.store.postgres import PostgresCluster
 
 
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    """A throwaway PostgreSQL cluster for the module's tests (started in about a second, removed after)."""
-    with running_postgres() as cluster:
-        yield cluster
+def postgres(module_postgres: PostgresCluster) -> PostgresCluster:
+    """The run's PostgreSQL cluster (tests/servers.py): a new database per test, dropped after the module. A module
+    that stops the cluster overrides this with one of its own (``own_postgres``, tests/store/postgres.py)."""
+    return module_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -32,5 +32,5 @@ def index_url(new_index_url: Callable[[], str]) -> str:
     """A test's index: a SQLite file or a PostgreSQL database (the test runs on both)."""
     return new_index_url()
 
-# One SeaweedFS per module that asks for it (``seaweed``, ``s3_env``), defined once in tests/store/seaweed.py.
-from tests.store.seaweed import s3_env, seaweed  # noqa: E402, F401
+# The run's SeaweedFS for the modules that ask for it (``seaweed``, ``s3_env``), defined once in tests/store/seaweed.py.
+from tests.store.seaweed import own_seaweed, s3_env, seaweed  # noqa: E402, F401

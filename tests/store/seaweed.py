@@ -41,8 +41,15 @@ def running_seaweed(directory: Path) -> Iterator[Seaweed]:
 
 
 @pytest.fixture(scope="module")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
-    """One SeaweedFS for a test module (import this fixture, and ``s3_env``, into the module)."""
+def seaweed(session_seaweed: Seaweed) -> Seaweed:
+    """The run's SeaweedFS (tests/servers.py; import this fixture, and ``s3_env``, into the module): write below
+    prefixes of the module's own. A module that kills or freezes it uses ``own_seaweed`` instead."""
+    return session_seaweed
+
+
+@pytest.fixture(scope="module")
+def own_seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    """A SeaweedFS for one module alone, one that kills and starts it (import it as ``seaweed``)."""
     with running_seaweed(tmp_path_factory.mktemp("seaweed")) as server:
         yield server
 

@@ -8,6 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -21,10 +22,17 @@ from store.maintenance.lease import MAINTENANCE_LOCK_KEY
 from store.nodes.control_link import ControlLinks
 from store.serve.server import StoreServer
 from tests.store.index_backends import committed_rows
-from tests.store.postgres import PostgresCluster
+from tests.store.postgres import PostgresCluster, running_postgres
 from tests.store.real_segments import real_mp4
 
 START = 1_764_165_166_000_000
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresCluster]:
+    """This module stops and starts its cluster: one of its own, not the run's shared one (tests/servers.py)."""
+    with running_postgres() as cluster:
+        yield cluster
 
 
 def header(data: bytes, start: int = START, frames: int = 1) -> SegmentHeader:

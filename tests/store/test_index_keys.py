@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,14 @@ from store.app import Store
 from store.index.db import Index
 from store.index.postgres import POOL_WAIT_S
 from tests.store.index_backends import committed_rows
-from tests.store.postgres import PostgresCluster
+from tests.store.postgres import PostgresCluster, running_postgres
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresCluster]:
+    """This module stops and starts its cluster: one of its own, not the run's shared one (tests/servers.py)."""
+    with running_postgres() as cluster:
+        yield cluster
 
 
 async def opened(url: str, count: int) -> list[Index]:

@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -17,9 +18,16 @@ from store.index.db import Index, transaction
 from store.index.location import IndexUnavailable, check_index_url, redacted
 from store.index.migrations import SCHEMA_VERSION
 from tests.store.index_backends import committed_rows
-from tests.store.postgres import PostgresCluster
+from tests.store.postgres import PostgresCluster, running_postgres
 
 T = 1_800_000_000_000_000
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresCluster]:
+    """This module stops and starts its cluster: one of its own, not the run's shared one (tests/servers.py)."""
+    with running_postgres() as cluster:
+        yield cluster
 
 
 def segment(start: int, camera: str = "cam0") -> SegmentHeader:

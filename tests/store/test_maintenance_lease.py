@@ -5,14 +5,23 @@ sweeps only where it is held."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from store.maintenance.lease import PostgresLease, SoleStore, lease_for
 from store.maintenance.retention import RetentionPolicy, RetentionTask
-from tests.store.postgres import PostgresCluster
+from tests.store.postgres import PostgresCluster, running_postgres
 
 POLL_S = 0.2
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresCluster]:
+    """This module stops and starts its cluster: one of its own, not the run's shared one (tests/servers.py)."""
+    with running_postgres() as cluster:
+        yield cluster
 
 
 async def until(predicate: Callable[[], bool], limit_s: float = 10.0) -> float:

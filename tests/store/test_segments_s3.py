@@ -46,6 +46,12 @@ _prefixes = itertools.count()
 
 
 @pytest.fixture(scope="module")
+def seaweed(own_seaweed: Seaweed) -> Seaweed:
+    """This module kills and starts its SeaweedFS: one of its own, not the run's shared one (tests/servers.py)."""
+    return own_seaweed
+
+
+@pytest.fixture(scope="module")
 def recorded() -> list[tuple[SegmentHeader, bytes]]:
     start = (now_us() // 1_000_000 - 7200) * 1_000_000  # two hours ago: young enough for any --max-age
     return make_segments("cam0", start) + make_segments("cam1", start + 50_000)

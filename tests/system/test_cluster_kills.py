@@ -34,8 +34,8 @@ from shared.clock import now_us
 from shared.query_client import StoreClient, StoreError
 from store.admin.keys import KeyStore
 from store.segments import segment_name
-from tests.store.postgres import PostgresCluster, running_postgres
-from tests.store.seaweed import BUCKET, Seaweed, running_seaweed
+from tests.store.postgres import PostgresCluster
+from tests.store.seaweed import BUCKET, Seaweed
 from tests.system.conftest import Processes, free_port, get_json, wait_for_health
 
 SEGMENT_S = 1
@@ -56,12 +56,15 @@ class Servers:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+def servers(tmp_path_factory: pytest.TempPathFactory, module_postgres: PostgresCluster,
+            session_seaweed: Seaweed) -> Iterator[Servers]:
+    """The run's PostgreSQL and SeaweedFS (tests/servers.py: the stores are killed here, never these); a database
+    and a prefix per test."""
     work = tmp_path_factory.mktemp("kills")
     (work / "logs").mkdir()
     processes = Processes(work / "logs")
-    with running_postgres() as postgres, running_seaweed(work / "seaweed") as seaweed, \
-            pytest.MonkeyPatch.context() as env:
+    postgres, seaweed = module_postgres, session_seaweed
+    with pytest.MonkeyPatch.context() as env:
         for key, value in seaweed.env().items():  # the stores (child processes) reach the bucket with these
             env.setenv(key, value)
         env.delenv("AWS_SHARED_CREDENTIALS_FILE", raising=False)

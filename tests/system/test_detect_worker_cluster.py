@@ -12,21 +12,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.store.postgres import PostgresCluster, running_postgres
+from tests.store.postgres import PostgresCluster
 from tests.system.conftest import Processes, free_port, get_json, wait_for_health
 from tests.system.test_detect_worker import wait_until
 from tests.system.test_index_tokens import make_token
 
 
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    with running_postgres() as cluster:
-        yield cluster
+def postgres(module_postgres: PostgresCluster) -> PostgresCluster:
+    """The run's PostgreSQL (tests/servers.py): this module makes databases in it, never stops it."""
+    return module_postgres
 
 
 def start_store(processes: Processes, root: Path, name: str, index: str) -> tuple[subprocess.Popen, str]:

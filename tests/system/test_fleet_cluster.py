@@ -28,7 +28,7 @@ from shared.query_client import StoreClient
 from store.nodes.fleet import STALE_S
 from store.nodes.fleet_table import READ_S
 from tests.store.index_backends import committed_rows
-from tests.store.postgres import running_postgres
+from tests.store.postgres import PostgresCluster
 from tests.system.conftest import Processes, free_port, get_json, wait_for_health
 from tests.system.live_clients import Viewer
 from tests.system.live_clients import wait_until as wait_async
@@ -41,36 +41,35 @@ DOWN_LIMIT_S = STALE_S + READ_S + 2.0
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, module_postgres: PostgresCluster) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("fleet-cluster")
     (tmp / "logs").mkdir()
     processes = Processes(tmp / "logs")
-    with running_postgres() as postgres:
-        index_url = postgres.create_database()
-        admin, _ = make_token(index_url, "admin", "tester")
-        try:
-            stores = {}
-            for name in ("a", "b"):  # A first: it holds the maintenance lease
-                port = free_port()
-                proc = processes.start(f"store-{name}", "store", "--root", str(tmp / name), "--host", "127.0.0.1",
-                                       "--port", str(port), "--detect", "off", "--index", index_url)
-                url = f"http://127.0.0.1:{port}"
-                stores[name] = {"proc": proc, "url": url, "ws": f"ws://127.0.0.1:{port}",
-                                "id": wait_for_health(url, proc)["store_id"]}
-            nodes = {}
-            for node, store_list in (("node0", f"{stores['a']['ws']},{stores['b']['ws']}"),
-                                     ("node1", stores["a"]["ws"])):
-                token, _ = make_token(index_url, "node", node)
-                port = free_port()
-                proc = processes.start(node, "node", "--id", node, "--host", "127.0.0.1", "--port", str(port),
-                                       "--store", store_list, "--spool", str(tmp / f"spool-{node}"),
-                                       "--segment-seconds", "2", "--size", "160x120", "--fps", "5",
-                                       "--camera", f"cam-{node}=synthetic", token=token)
-                nodes[node] = {"proc": proc, "url": f"http://127.0.0.1:{port}"}
-                wait_for_health(nodes[node]["url"], proc)
-            yield {"index": index_url, "admin": admin, "stores": stores, "nodes": nodes, "processes": processes}
-        finally:
-            processes.stop_all()
+    index_url = module_postgres.create_database()  # the run's cluster (tests/servers.py)
+    admin, _ = make_token(index_url, "admin", "tester")
+    try:
+        stores = {}
+        for name in ("a", "b"):  # A first: it holds the maintenance lease
+            port = free_port()
+            proc = processes.start(f"store-{name}", "store", "--root", str(tmp / name), "--host", "127.0.0.1",
+                                   "--port", str(port), "--detect", "off", "--index", index_url)
+            url = f"http://127.0.0.1:{port}"
+            stores[name] = {"proc": proc, "url": url, "ws": f"ws://127.0.0.1:{port}",
+                            "id": wait_for_health(url, proc)["store_id"]}
+        nodes = {}
+        for node, store_list in (("node0", f"{stores['a']['ws']},{stores['b']['ws']}"),
+                                 ("node1", stores["a"]["ws"])):
+            token, _ = make_token(index_url, "node", node)
+            port = free_port()
+            proc = processes.start(node, "node", "--id", node, "--host", "127.0.0.1", "--port", str(port),
+                                   "--store", store_list, "--spool", str(tmp / f"spool-{node}"),
+                                   "--segment-seconds", "2", "--size", "160x120", "--fps", "5",
+                                   "--camera", f"cam-{node}=synthetic", token=token)
+            nodes[node] = {"proc": proc, "url": f"http://127.0.0.1:{port}"}
+            wait_for_health(nodes[node]["url"], proc)
+        yield {"index": index_url, "admin": admin, "stores": stores, "nodes": nodes, "processes": processes}
+    finally:
+        processes.stop_all()
 
 
 def fleet(store_url: str, token: str) -> dict[str, dict[str, Any]]:

@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shared.protocol.ingest import SegmentHeader
 from store.index.db import Index
-from tests.store.postgres import PostgresCluster, running_postgres
+from tests.store.postgres import PostgresCluster
 from tests.system.conftest import Processes, free_port, get_json, tokens, wait_for_health
 from tests.system.test_store_failover import share_key
 
@@ -26,9 +25,9 @@ TAKEOVER_LIMIT_S = 30.0
 
 
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    with running_postgres() as cluster:
-        yield cluster
+def postgres(module_postgres: PostgresCluster) -> PostgresCluster:
+    """The run's PostgreSQL (tests/servers.py): this module makes databases in it, never stops it."""
+    return module_postgres
 
 
 def start_store(processes: Processes, root: Path, name: str, index: str) -> tuple[subprocess.Popen, str]:

@@ -10,7 +10,6 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from shared.protocol.ingest import Ack, SegmentHeader, encode_segment, parse_rep
 from shared.security import bearer
 from store.admin.index_keys import REVOKED_POLL_S
 from tests.store.index_backends import committed_rows
-from tests.store.postgres import PostgresCluster, running_postgres
+from tests.store.postgres import PostgresCluster
 from tests.store.real_segments import real_mp4
 from tests.store.test_index_keys import key_file
 from tests.system.conftest import Processes, free_port, wait_for_health
@@ -32,9 +31,9 @@ REFUSED_WITHIN_S = REVOKED_POLL_S + 1.0  # the poll, and a handshake's round tri
 
 
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    with running_postgres() as cluster:
-        yield cluster
+def postgres(module_postgres: PostgresCluster) -> PostgresCluster:
+    """The run's PostgreSQL (tests/servers.py): this module makes databases in it, never stops it."""
+    return module_postgres
 
 
 def sht(*args: str) -> subprocess.CompletedProcess[str]:
