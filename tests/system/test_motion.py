@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.system.conftest import Processes, free_port, get_json, tokens, wait_for_health
@@ -45,6 +46,17 @@ def rows(root: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} within {timeout_s:.0f} s"
+        time.sleep(0.2)
+
+
+def closed_events(root: Path, camera: str) -> int:
+    return rows(root, f"SELECT COUNT(*) FROM events WHERE camera = '{camera}' AND kind = 'motion' AND open = 0")[0][0]
+
+
 def sht(token: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sht", *args, "--token", token], capture_output=True, text=True,
                           timeout=60)
@@ -53,7 +65,8 @@ def sht(token: str, *args: str) -> subprocess.CompletedProcess:
 def test_an_object_crossing_gives_one_event_covering_it_and_a_quiet_scene_none(processes, tmp_path):
     scene = scenario(tmp_path / "one.json", [walker(2.0, 5.0)])
     store_port, _, node, root, toks = run_system(processes, tmp_path, scene)
-    time.sleep(9)
+    # The object walks from 2 to 5 s; its event closes after the quiet period (by about 7.6 s).
+    wait_for(lambda: closed_events(root, "cam0") >= 1, 30, "no closed motion event on cam0")
     node.send_signal(signal.SIGTERM)
     assert node.wait(30) == 0
     stream_start = rows(root, "SELECT MIN(start_us) FROM segments WHERE camera = 'cam0'")[0][0]
@@ -77,7 +90,13 @@ def test_motion_mode_keeps_only_footage_near_events(processes, tmp_path):
     assert out.returncode == 0, out.stderr
     sht(toks["admin"], "settings", "--store", f"http://127.0.0.1:{store_port}", "--camera", "cam1",
         "recording_mode=motion")
-    time.sleep(16)
+    # The object walks from 9 to 11 s; its event closes after the quiet period (by about 13.6 s).
+    def done() -> bool:
+        cams = get_json(f"http://127.0.0.1:{node_port}/health")["cameras"]
+        return (closed_events(root, "cam0") >= 1 and cams["cam1"]["recording"]["discarded_quiet"] >= 4
+                and cams["cam0"]["recording"]["discarded_quiet"] >= 1)
+
+    wait_for(done, 40, "no closed motion event on cam0 and quiet footage discarded")
     health = get_json(f"http://127.0.0.1:{node_port}/health")["cameras"]
     assert health["cam1"]["recording"]["discarded_quiet"] >= 4, "a quiet camera keeps (almost) nothing"
     assert health["cam0"]["recording"]["discarded_quiet"] >= 1, "quiet footage before the pre-roll goes"
