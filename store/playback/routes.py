@@ -21,6 +21,7 @@ import functools
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -43,7 +44,7 @@ from store.media.budget import THUMBNAIL_WORK_BYTES, BudgetRefused
 from store.media.thumbs import MAX_WIDTH, MIN_WIDTH, check_width
 from store.playback.mp4_layout import Layout, NothingRecorded, Source, plan
 from store.playback.ranges import Unsatisfiable, byte_range, content_range
-from store.playback.segment_tables import TableCache, TableError, open_segment
+from store.playback.segment_tables import SegmentTable, TableCache, TableError, open_segment
 from store.segments import SegmentStore, SegmentStoreError, name_of
 from store.serve.media_requests import in_worker
 
@@ -51,6 +52,7 @@ MAX_RANGE_US = 24 * 3600 * 1_000_000
 READ_BYTES = 1024 * 1024  # one read of a segment, and the most of the body held at once beyond the socket's buffer
 LAYOUTS = 16  # layouts kept (a day's head is ~5 bytes a frame)
 LAYOUTS_AT_ONCE = 2  # layouts being made at once (worker threads)
+REMOTE_READS = 8  # sample tables read at once from remote storage (S3: each a ranged GET or two)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TIME_HELP = "use ISO 8601 (2026-11-26T08:00:00Z) or the CLI's forms ('10m ago', 'today 08:00')"
 
@@ -195,21 +197,30 @@ class Playback:
 
     def _layout(self, camera: str, rows: list[tuple[str, int, int]], from_us: int, to_us: int,
                 cancel: threading.Event) -> Clip:
-        """Blocking: the tables of every segment (cached), then the layout."""
-        sources: list[Source] = []
-        names: list[str] = []
-        for path, start, size in rows:
+        """Blocking: the tables of every segment (cached), then the layout. Remote storage (S3) costs a round trip
+        or two a table not cached: those are fetched ``REMOTE_READS`` at once."""
+        segments = self.segments
+        wanted = [(name, start, size) for path, start, size in rows if (name := name_of(path)) is not None]
+
+        def load(item: tuple[str, int, int]) -> SegmentTable | None:
             if cancel.is_set():
                 raise asyncio.CancelledError
-            name = name_of(path)
-            if name is None:
-                continue  # a row whose path the store never writes: never read
             try:
-                table = self.tables.load(self.segments, name, size)
+                return self.tables.load(segments, item[0], item[2])
             except FileNotFoundError:
-                continue  # retention deleted it since the index was read
-            sources.append(Source(len(names), table, start))
-            names.append(name)
+                return None  # retention deleted it since the index was read
+
+        if segments.disk_path is None and len(wanted) > 1:
+            with ThreadPoolExecutor(REMOTE_READS, thread_name_prefix="recordings-tables") as pool:
+                tables = list(pool.map(load, wanted))
+        else:
+            tables = [load(item) for item in wanted]
+        sources: list[Source] = []
+        names: list[str] = []
+        for (name, start, _), table in zip(wanted, tables, strict=True):
+            if table is not None:
+                sources.append(Source(len(names), table, start))
+                names.append(name)
         return Clip(camera, from_us, to_us, plan(sources, from_us, to_us), names)
 
     async def _known(self, camera: str) -> None:

@@ -224,7 +224,7 @@ class TableCache:
                 self._tables.move_to_end(key)
                 self.hits += 1
                 return table
-        self.misses += 1
+            self.misses += 1
         with open_segment(segments, name) as f:
             table = read_table(f, size, name)
         with self._lock:
