@@ -142,7 +142,8 @@ def main(argv: list[str]) -> int:
     info = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": source_commit(),
             "cpu": f"{os.cpu_count()} × {cpu_model()}", "podman": subprocess.run(
                 ["podman", "--version"], capture_output=True, text=True).stdout.strip(),
-            "load average (1/5/15 min) at start": " / ".join(f"{x:.2f}" for x in load)}
+            "load average (1/5/15 min) at start": " / ".join(f"{x:.2f}" for x in load),
+            "at the end": " / ".join(f"{x:.2f}" for x in os.getloadavg())}
     body = section(info, size, base, builds, parts, stores, nodes)
     print(body)
     if args.output != "-":
