@@ -8,10 +8,10 @@
 - ``GET /thumbs/CAMERA.jpg?at=TIME&width=W``: the frame nearest a moment, as a JPEG (the API's thumbnail cache).
 
 TIME: ISO 8601 (no zone = the store's local time) or the CLI's forms (shared/timespec.py); times in answers are
-UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``. A layout is computed once per (camera, from, to) and kept
-(``LAYOUTS``, the least recently used dropped), so the MP4 and the JSON a client reads, and every Range request a
-player makes, describe the same bytes even while footage is still arriving. Nothing here runs blocking work on the
-event loop: sample tables, layouts and reads run in worker threads.
+UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``. A layout is computed once per (camera, from, to) and kept (``LAYOUTS``,
+``LAYOUT_HEAD_BYTES``: the least recently used dropped), so the MP4 and the JSON a client reads, and every Range
+request a player makes, describe the same bytes even while footage is still arriving. Nothing here runs blocking
+work on the event loop: sample tables, layouts and reads run in worker threads.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ from store.serve.media_requests import in_worker
 
 MAX_RANGE_US = 24 * 3600 * 1_000_000
 READ_BYTES = 1024 * 1024  # one read of a segment, and the most of the body held at once beyond the socket's buffer
-LAYOUTS = 16  # layouts kept (a day's head is ~5 bytes a frame)
+LAYOUTS = 16  # layouts kept, the least recently used dropped first ...
+LAYOUT_HEAD_BYTES = 48 * 1024 * 1024  # ... and while their heads hold more than this (a day's is ~5 bytes a frame)
 LAYOUTS_AT_ONCE = 2  # layouts being made at once (worker threads)
 REMOTE_READS = 8  # sample tables read at once from remote storage (S3: each a ranged GET or two)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -175,7 +176,8 @@ class Playback:
         if task.cancelled() or task.exception() is not None:
             return  # the exception is retrieved (each waiter gets it too): nothing kept
         self._clips[key] = task.result()
-        while len(self._clips) > LAYOUTS:
+        while len(self._clips) > 1 and (len(self._clips) > LAYOUTS or sum(
+                len(c.layout.head) for c in self._clips.values()) > LAYOUT_HEAD_BYTES):
             self._clips.popitem(last=False)
 
     async def _build(self, camera: str, from_us: int, to_us: int) -> Clip:
