@@ -194,8 +194,9 @@ def report(results: dict[str, list[float]], memory: dict[str, int], segment_byte
               "the layout, and the same URL again (every Range request a player makes) reuses the layout and "
               "answers at once. \"Cold\" here still has every file in the page cache (one camera's files are hard "
               "links to 3 encodes); a disk that must seek adds its own time per segment. The store's memory grows "
-              "with what it keeps, not with what it sends: the cached tables (~12 bytes a frame), the 16 layouts "
-              "kept (a day's `moov` is ~5 bytes a frame: 7 MB here) and what the allocator holds after making them "
+              "with what it keeps, not with what it sends: the cached tables (~12 bytes a frame), the layouts kept "
+              "(16, their heads at most 48 MiB: a day's `moov` is ~5 bytes a frame, 7 MB here) and what the "
+              "allocator holds after making them "
               "(a day's layout needs ~100 bytes a frame while it is made; at most 2 are made at once); the body is "
               "read from the segment files 1 MiB at a time."]
     return "\n".join(lines) + "\n"
