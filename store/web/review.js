@@ -70,7 +70,7 @@
     message.hidden = !text;
   }
 
-  async function play(camera, atMs, { paused = false } = {}) {
+  async function play(camera, atMs, { paused = false, continuing = false } = {}) {
     const seq = ++playSeq;
     state.win = { camera, fromMs: atMs, toMs: atMs + WINDOW_MS, pieces: null, fps: 15, ready: false };
     state.shownMs = atMs;  // where ← and → count from until a frame is shown
@@ -94,7 +94,9 @@
     if (seq !== playSeq) return;
     if (!reply.ok) {  // the store's one-line reason: 404 nothing recorded or unknown camera, 400 bad time
       const why = (await reply.text()).trim() || reply.statusText;
-      if (seq === playSeq) stopWith(`${camera} at ${clockText(atMs, true)}: ${why} (HTTP ${reply.status})`);
+      if (seq !== playSeq) return;
+      if (continuing && reply.status === 404) { video.removeAttribute("src"); video.load(); carryOn(camera, atMs, seq); return; }
+      stopWith(`${camera} at ${clockText(atMs, true)}: ${why} (HTTP ${reply.status})`);
       return;
     }
     const sidecar = await reply.json();
@@ -106,12 +108,29 @@
                                truncated: sidecar.truncated });
     const offset = captureToMedia(atMs) || 0;
     if (offset > 0.001) {  // the file starts at the keyframe before the moment: show the moment itself
-      if (video.readyState < 1) await new Promise((r) => video.addEventListener("loadedmetadata", r, { once: true }));
+      if (video.readyState < 1 && !video.error) {
+        await new Promise((r) => {
+          video.addEventListener("loadedmetadata", r, { once: true });
+          video.addEventListener("error", r, { once: true });
+        });
+      }
       if (seq !== playSeq) return;
+      if (video.error) { mediaError(); return; }
       video.currentTime = offset;
     }
     state.win.ready = true;  // seeks and frame steps from here on are inside this window
     if (!paused) video.play().catch(() => {});
+  }
+
+  // A window played out and the next 10 min hold nothing: the next recording of the day shown, or (near the live
+  // edge) newer footage as the node uploads it.
+  function carryOn(camera, afterMs, seq) {
+    const lane = state.lanes.get(camera);
+    const next = lane && lane.intervals.map(([a]) => a / 1000).find((a) => a > afterMs);
+    if (next !== undefined) { play(camera, next, { continuing: true }); return; }
+    if (Date.now() - afterMs > 3600 * 1000) { say(`${camera}: no recordings after ${clockText(afterMs, true)}`); return; }
+    say(`${camera}: no footage after ${clockText(afterMs, true)} yet; looking again every 5 s`);
+    setTimeout(() => { if (seq === playSeq) play(camera, afterMs, { continuing: true }); }, 5000);
   }
 
   function stopWith(text) {
@@ -144,12 +163,15 @@
     const w = state.win;
     if (!w || !w.pieces || !w.pieces.length) return;
     const next = Math.max(w.pieces.at(-1).end, w.fromMs + 1);
-    play(w.camera, next);
+    play(w.camera, next, { continuing: true });
   });
-  video.addEventListener("error", () => {
-    if (video.getAttribute("src") && state.win) say(`this browser could not play the footage: ` +
-      `${(video.error && video.error.message) || "media error " + (video.error && video.error.code)}`, "bad");
-  });
+  // A media error means something only once the JSON said the footage is there (a refused request's JSON says why).
+  function mediaError() {
+    if (video.error && video.getAttribute("src") && state.win && state.win.pieces) {
+      say(`this browser could not play the footage: ${video.error.message || "media error " + video.error.code}`, "bad");
+    }
+  }
+  video.addEventListener("error", mediaError);
   video.addEventListener("play", () => { $("rv-play").textContent = "❚❚"; });
   video.addEventListener("pause", () => {
     $("rv-play").textContent = "▶";

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from store.index.db import Index
 from store.index.event_labels import EventLabelling, set_event_labelling, set_event_snapshot
 from store.ingest.events import ingest_event
 from store.ingest.writer import segment_relpath
-from tests.system.conftest import Processes, free_port, tokens, wait_for_health
+from tests.system.conftest import Processes, free_port, get_json, tokens, wait_for_health
 from tests.system.test_web import CHROMIUM, CHROMIUM_ARGS, sync_playwright
 
 pytestmark = [
@@ -321,3 +322,40 @@ def test_errors_are_a_readable_line(review_store, page, camera, at, status, word
     assert words in text, text
     assert page.locator("#rv-message").is_visible()
 
+
+
+def test_review_follows_a_recording_node(processes, tmp_path, browser):
+    """A real node recording 2 s segments: playback from its first segment carries on, window after window, as the
+    node uploads more (each window's end reached, the next asked for from where it ended)."""
+    store_port, toks = free_port(), tokens(tmp_path / "store")
+    store = processes.start("store", "store", "--root", str(tmp_path / "store"), "--host", "127.0.0.1",
+                            "--port", str(store_port))
+    url = f"http://127.0.0.1:{store_port}"
+    wait_for_health(url, store)
+    node_port = free_port()
+    node = processes.start("node0", "node", "--id", "node0", "--host", "127.0.0.1", "--port", str(node_port),
+                           "--store", f"ws://127.0.0.1:{store_port}", "--spool", str(tmp_path / "spool"),
+                           "--size", "320x240", "--fps", "10", "--segment-seconds", "2", "--camera",
+                           "cam0=synthetic", token=toks["node"])
+    wait_for_health(f"http://127.0.0.1:{node_port}", node)
+    deadline = time.monotonic() + 20
+    while not (cameras := get_json(url + "/health")["cameras"]).get("cam0"):
+        assert time.monotonic() < deadline, "the node's first segment never reached the store"
+        time.sleep(0.2)
+    first_us = cameras["cam0"]["first_start_us"]
+    context = browser.new_context(timezone_id="UTC")
+    try:
+        page = context.new_page()
+        at = datetime.fromtimestamp(first_us / S, UTC).isoformat()
+        page.goto(f"{url}/review?camera=cam0&at={quote(at)}&token={quote(toks['viewer'])}")
+        page.wait_for_function("document.querySelector('#rv-clock').dataset.capture", timeout=15_000)
+        starts = set()
+        end = time.monotonic() + 9
+        while time.monotonic() < end:
+            starts.add(page.get_attribute("#rv-video", "data-start"))
+            time.sleep(0.2)
+        assert len(starts) >= 3, f"playback did not carry on into newer footage: {sorted(starts)}"
+        assert shown_us(page) - first_us > 5 * S, "the readout did not follow the recording"
+        assert page.locator("#rv-message").is_hidden(), page.inner_text("#rv-message")
+    finally:
+        context.close()
