@@ -26,6 +26,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Center
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import Label, Static
 from textual.worker import get_current_worker
 
@@ -35,7 +36,8 @@ from console.playback import SEEK_S, Picture, PlaybackError, PlaybackSource, Pla
 from console.playback_source import store_source
 from console.screens.base import ConsoleScreen
 from console.widgets.export_progress import ExportProgress
-from console.widgets.picture import cell_pixels, fit_cells, make_picture
+from console.widgets.halfblock import HalfBlockPicture, halfblock_strips
+from console.widgets.picture import cell_pixels, fit_cells, make_picture, picture_class
 from shared.protocol.errors import ProtocolError
 from shared.query_client import StoreError
 
@@ -74,9 +76,9 @@ class PlaybackScreen(ConsoleScreen):
     ]
 
     class Shown(Message):
-        def __init__(self, picture: Picture) -> None:
+        def __init__(self, picture: Picture, strips: list[Strip] | None) -> None:
             super().__init__()
-            self.picture = picture
+            self.picture, self.strips = picture, strips  # strips: the half blocks of a new picture
 
     class Failed(Message):
         def __init__(self, reason: str) -> None:
@@ -90,14 +92,19 @@ class PlaybackScreen(ConsoleScreen):
         self.source: PlaybackSource | None = None
         self.picture: Picture | None = None  # the last one shown
         self.first_picture: Picture | None = None
+        self.pictures_shown = 0  # new pictures put on screen
         self.shown_at: deque[float] = deque()  # when each new picture was put on screen
         self.error: str | None = None
         self._workdir = Path(tempfile.mkdtemp(prefix="sht-playback-"))
+        # Half blocks drawn by console.widgets.halfblock (lines built in the decoding thread); Kitty and Sixel by
+        # textual-image, as the live tiles draw them.
+        self._halfblock = picture_class().__name__ in HALF_BLOCK_RENDERERS
+        self._strips_for: object = None  # the image the last strips were built from (decoding thread)
 
     def compose_body(self) -> ComposeResult:
         yield Label(Text(self.request.title, style="bold"), id="playback-title")
         with Center(id="playback-frame"):
-            yield make_picture(id="playback-picture")
+            yield HalfBlockPicture(id="playback-picture") if self._halfblock else make_picture(id="playback-picture")
         yield Static("opening the footage…", id="playback-status")
         yield ExportProgress(id="playback-export")
 
@@ -136,7 +143,10 @@ class PlaybackScreen(ConsoleScreen):
         self._play(self.player)
 
     def _shown_from_thread(self, picture: Picture) -> None:
-        self.post_message(self.Shown(picture))
+        strips = None
+        if self._halfblock and picture.image is not self._strips_for:
+            strips, self._strips_for = halfblock_strips(picture.image), picture.image
+        self.post_message(self.Shown(picture, strips))
 
     @work(thread=True, exclusive=True, group="play", exit_on_error=False)
     def _play(self, player: Player) -> None:
@@ -159,9 +169,13 @@ class PlaybackScreen(ConsoleScreen):
         if self.picture is None or picture.image is not self.picture.image:
             if self.player is not None and self.player.video_size is not None:
                 self._fit(*self.player.video_size)
-            widget.image = picture.image  # type: ignore[attr-defined]  # textual-image's Image
-            now = time.monotonic()
-            self.shown_at.append(now)
+            if isinstance(widget, HalfBlockPicture):
+                if message.strips is not None:
+                    widget.show(picture.image, message.strips)
+            else:
+                widget.image = picture.image  # type: ignore[attr-defined]  # textual-image's Image
+            self.shown_at.append(time.monotonic())
+            self.pictures_shown += 1
         self.picture = picture
         self.first_picture = self.first_picture or picture
         self._show_status()
@@ -193,7 +207,7 @@ class PlaybackScreen(ConsoleScreen):
 
     def _pixels(self, columns: int, rows: int) -> tuple[int, int]:
         """The picture's size in pixels for the renderer in use: half blocks have two pixels a cell."""
-        if type(self.query_one("#playback-picture")).__name__ in HALF_BLOCK_RENDERERS:
+        if self._halfblock:
             return columns, rows * 2
         cell_w, cell_h = cell_pixels()
         return columns * cell_w, rows * cell_h

@@ -233,3 +233,19 @@ def test_footage_over_http_sends_the_token_in_a_header(clip: Path) -> None:
     finally:
         server.shutdown()
     assert seen[0] == "Bearer s3cret" and seen[-1] is None
+
+
+def test_half_blocks_one_cell_per_column_and_two_rows_of_pixels_equal_cells_merged() -> None:
+    from PIL import Image as PILImage
+
+    from console.widgets.halfblock import halfblock_strips
+
+    image = PILImage.new("RGB", (5, 3), (255, 0, 0))
+    image.putpixel((4, 0), (0, 0, 255))  # upper right: blue over red
+    image.putpixel((0, 1), (255, 255, 255))  # lower left: red over white
+    strips = halfblock_strips(image)
+    assert len(strips) == 2 and all(s.cell_length == 5 for s in strips)  # the odd last row over black
+    first = list(strips[0])
+    assert [(seg.text, seg.style.color.triplet, seg.style.bgcolor.triplet) for seg in first] == [  # type: ignore[union-attr]
+        ("▀", (255, 0, 0), (255, 255, 255)), ("▀▀▀", (255, 0, 0), (255, 0, 0)), ("▀", (0, 0, 255), (255, 0, 0))]
+    assert [(seg.text, seg.style.bgcolor.triplet) for seg in strips[1]] == [("▀▀▀▀▀", (0, 0, 0))]  # type: ignore[union-attr]
