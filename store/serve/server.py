@@ -3,7 +3,8 @@
 ``/ingest`` (``store/ingest/session.py``), ``/control`` (``store/nodes/control_link.py``),
 ``/api`` (``store/serve/api.py`` ``Api.serve``) and ``/live/{camera}`` (``store/live/relay.py``) over
 WebSocket; ``GET /health`` (cached totals), ``/metrics``, ``/key``, the web page ``/`` and ``/review`` (its files under
-``/web/``, store/serve/review_page.py).
+``/web/``, store/serve/review_page.py), recorded footage at ``/recordings/CAMERA.mp4|.json`` and
+``/thumbs/CAMERA.jpg`` (store/playback/routes.py), and ``/snapshots/EVENT.jpg``.
 """
 
 from __future__ import annotations
