@@ -25,6 +25,7 @@ test *ARGS:
 # `just bench cluster` one store's ingest capacity (segments/s, cameras' worth) against the disk's fsync-per-file limit, on sqlite+file, sqlite+S3, postgresql+S3, two sqlite+file stores side by side and two postgresql+S3 stores side by side on one index and bucket (bench/cluster.py; ~5 min; `--quick` a smoke run)
 # `just bench cluster-queries` search/timeline/thumbnail p50/p99 on postgresql+S3 (and sqlite+S3, postgresql+file) against sqlite+file on one 30-day 100-camera index (bench/cluster_queries.py; ~11 min; `--quick` a smoke run)
 # `just bench cluster-failover` two stores on one PostgreSQL index and bucket, 3 nodes with --store A,B, their store SIGKILLed 10 times: time to the other store, coverage gaps, duplicates, losses (bench/cluster_failover.py; ~1 min; `--quick` a smoke run)
+# `just bench console-playback` the console's CPU (% of one core) playing recorded footage at 1x and 8x, and pictures shown a second, medians over 3 runs with the load average (bench/console_playback.py; ~2 min)
 # `just bench recordings` /recordings time to first byte (10 min, 1 h, 24 h ranges: cold, tables cached, repeat) and 10 min MP4 throughput through a real store (bench/recordings.py; ~1 min; `--quick` a smoke run)
 # `just bench review` the store page's Review view in Chromium: click on a timeline → first recorded frame painted, p50/p99 over 30 clicks on 6 cameras × 30 days (bench/review.py; ~1 min; `--quick` a smoke run)
 bench *ARGS:
