@@ -272,6 +272,8 @@ async def _run(opts: DemoOptions, fleet: DemoProcesses) -> int:
         console.print(line, soft_wrap=True)
     console.print(f"viewer token for other clients (valid 7 days): SHT_TOKEN={fleet.tokens['viewer']}",
                   soft_wrap=True)
+    console.print(f"in a browser (live, and recorded footage under Review): "
+                  f"{fleet.store_urls()[0]}/?token={fleet.tokens['viewer']}", soft_wrap=True)
     probe = LatencyProbe(fleet.camera_ports(), token=fleet.tokens["viewer"])
     probe.start()
     deadline = loop.time() + opts.duration if opts.duration else None
