@@ -24,6 +24,7 @@ test *ARGS:
 # `just bench objects` the person detector on OpenCV's sample videos, frame by frame and as events through a real store and node (bench/objects.py; needs `apt-get install opencv-doc`; `--minutes N` per device)
 # `just bench cluster` one store's ingest capacity (segments/s, cameras' worth) against the disk's fsync-per-file limit, on sqlite+file, sqlite+S3, postgresql+S3, two sqlite+file stores side by side and two postgresql+S3 stores side by side on one index and bucket (bench/cluster.py; ~5 min; `--quick` a smoke run)
 # `just bench cluster-queries` search/timeline/thumbnail p50/p99 on postgresql+S3 (and sqlite+S3, postgresql+file) against sqlite+file on one 30-day 100-camera index (bench/cluster_queries.py; ~11 min; `--quick` a smoke run)
+# `just bench container` the image of deploy/Containerfile: size, build time, podman run → /health (bench/container.py; ~3 min; needs podman, mmdebstrap, runc)
 # `just bench cluster-failover` two stores on one PostgreSQL index and bucket, 3 nodes with --store A,B, their store SIGKILLed 10 times: time to the other store, coverage gaps, duplicates, losses (bench/cluster_failover.py; ~1 min; `--quick` a smoke run)
 # `just bench console-playback` the console's CPU (% of one core) playing recorded footage at 1x and 8x, and pictures shown a second, medians over 3 runs with the load average (bench/console_playback.py; ~2 min)
 # `just bench recordings` /recordings time to first byte (10 min, 1 h, 24 h ranges: cold, tables cached, repeat) and 10 min MP4 throughput through a real store (bench/recordings.py; ~1 min; `--quick` a smoke run)
@@ -72,8 +73,9 @@ compose-up *ARGS:
     @[ -e deploy/compose.env ] || (umask 077 && python3 -c "import re, secrets, sys; sys.stdout.write(re.sub('change-me', lambda m: secrets.token_hex(16), open('deploy/compose.env.example').read()))" > deploy/compose.env && echo "made deploy/compose.env")
     {{ if engine == "docker" { "docker compose" } else { "podman-compose" } }} -f deploy/compose.yaml {{ARGS}} up -d
 
-# deploy/compose.yaml down (its volumes kept: add -v to remove them, footage included)
+# deploy/compose.yaml down, the nodes first so they upload their last segment (volumes kept: -v removes them, footage too)
 compose-down *ARGS:
+    -{{ if engine == "docker" { "docker compose" } else { "podman-compose" } }} -f deploy/compose.yaml --profile cluster stop node1 node2 node3 cnode1 cnode2 cnode3
     {{ if engine == "docker" { "docker compose" } else { "podman-compose" } }} -f deploy/compose.yaml --profile cluster down {{ARGS}}
 
 # install the node as a systemd service on this machine (a Pi): /opt/sht/venv, /etc/sht/node.{json,env}
