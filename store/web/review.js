@@ -32,9 +32,15 @@
   // --- time --------------------------------------------------------------------------------------
   const iso = (ms) => new Date(ms).toISOString();
   const pad = (n, w = 2) => String(n).padStart(w, "0");
-  function midnight(ms) { const d = new Date(ms); return new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime(); }
-  function addDays(dayMs, n) { const d = new Date(dayMs); return new Date(d.getFullYear(), d.getMonth(), d.getDate() + n).getTime(); }
-  function dateValue(ms) { const d = new Date(ms); return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`; }
+  function addDays(dayMs, n) {  // local midnight n days later (23 or 25 h away across a DST change)
+    const d = new Date(dayMs);
+    return new Date(d.getFullYear(), d.getMonth(), d.getDate() + n).getTime();
+  }
+  function midnight(ms) { return addDays(ms, 0); }
+  function dateValue(ms) {
+    const d = new Date(ms);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  }
   function clockText(ms, millis) {
     const d = new Date(ms);
     const hms = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
@@ -95,7 +101,12 @@
     if (!reply.ok) {  // the store's one-line reason: 404 nothing recorded or unknown camera, 400 bad time
       const why = (await reply.text()).trim() || reply.statusText;
       if (seq !== playSeq) return;
-      if (continuing && reply.status === 404) { video.removeAttribute("src"); video.load(); carryOn(camera, atMs, seq); return; }
+      if (continuing && reply.status === 404) {
+        video.removeAttribute("src");
+        video.load();
+        carryOn(camera, atMs, seq);
+        return;
+      }
       stopWith(`${camera} at ${clockText(atMs, true)}: ${why} (HTTP ${reply.status})`);
       return;
     }
@@ -128,7 +139,10 @@
     const lane = state.lanes.get(camera);
     const next = lane && lane.intervals.map(([a]) => a / 1000).find((a) => a > afterMs);
     if (next !== undefined) { play(camera, next, { continuing: true }); return; }
-    if (Date.now() - afterMs > 3600 * 1000) { say(`${camera}: no recordings after ${clockText(afterMs, true)}`); return; }
+    if (Date.now() - afterMs > 3600 * 1000) {
+      say(`${camera}: no recordings after ${clockText(afterMs, true)}`);
+      return;
+    }
     say(`${camera}: no footage after ${clockText(afterMs, true)} yet; looking again every 5 s`);
     setTimeout(() => { if (seq === playSeq) play(camera, afterMs, { continuing: true }); }, 5000);
   }
@@ -168,7 +182,8 @@
   // A media error means something only once the JSON said the footage is there (a refused request's JSON says why).
   function mediaError() {
     if (video.error && video.getAttribute("src") && state.win && state.win.pieces) {
-      say(`this browser could not play the footage: ${video.error.message || "media error " + video.error.code}`, "bad");
+      const what = video.error.message || "media error " + video.error.code;
+      say(`this browser could not play the footage: ${what}`, "bad");
     }
   }
   video.addEventListener("error", mediaError);
@@ -185,7 +200,12 @@
 
   function onFrame(_, meta) {  // each frame presented: its capture time
     const at = mediaToCapture(meta.mediaTime);
-    if (at !== null) { state.shownMs = at; state.shownMedia = meta.mediaTime; showClock(); drawLane(state.lanes.get(state.win.camera)); }
+    if (at !== null) {
+      state.shownMs = at;
+      state.shownMedia = meta.mediaTime;
+      showClock();
+      drawLane(state.lanes.get(state.win.camera));
+    }
     video.requestVideoFrameCallback(onFrame);
   }
   if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) video.requestVideoFrameCallback(onFrame);
@@ -251,7 +271,9 @@
       box.append(el);
       const lane = { camera, el, canvas, intervals: [], gaps: [], error: null };
       canvas.addEventListener("click", (ev) => play(camera, timeAt(canvas, ev.offsetX)));
-      canvas.addEventListener("mousemove", (ev) => { canvas.title = `${camera} ${clockText(timeAt(canvas, ev.offsetX))}`; });
+      canvas.addEventListener("mousemove", (ev) => {
+        canvas.title = `${camera} ${clockText(timeAt(canvas, ev.offsetX))}`;
+      });
       state.lanes.set(camera, lane);
     }
     const cams = $("ev-camera"), chosen = cams.value;
@@ -280,9 +302,10 @@
     ctx.fillStyle = "#1e1e1e";
     ctx.fillRect(0, 0, w, h);
     ctx.fillStyle = "#5a2626";  // a gap: recording stopped and resumed (not the hours before or after any)
-    for (const [a, b] of innerGaps(lane)) ctx.fillRect(x(a / 1000), h * 0.35, Math.max(1, x(b / 1000) - x(a / 1000)), h * 0.65);
+    const span = (a, b) => ctx.fillRect(x(a / 1000), h * 0.35, Math.max(1, x(b / 1000) - x(a / 1000)), h * 0.65);
+    for (const [a, b] of innerGaps(lane)) span(a, b);
     ctx.fillStyle = "#2f7a45";  // recorded
-    for (const [a, b] of lane.intervals) ctx.fillRect(x(a / 1000), h * 0.35, Math.max(1, x(b / 1000) - x(a / 1000)), h * 0.65);
+    for (const [a, b] of lane.intervals) span(a, b);
     for (const e of state.events) {  // events along the top, coloured by label
       if (e.camera !== lane.camera) continue;
       ctx.fillStyle = colourOf(labelOf(e));
@@ -348,7 +371,8 @@
     const labels = [...new Set(state.events.map(labelOf))].sort();
     labelSel.length = 1;
     for (const l of labels) labelSel.add(new Option(l, l, false, l === chosen));
-    const shown = state.events.filter((e) => (!cam || e.camera === cam) && (!labelSel.value || labelOf(e) === labelSel.value));
+    const wanted = labelSel.value;  // newest first
+    const shown = state.events.filter((e) => (!cam || e.camera === cam) && (!wanted || labelOf(e) === wanted)).reverse();
     $("ev-count").textContent = `${shown.length} event${shown.length === 1 ? "" : "s"}`;
     const list = $("ev-list");
     list.textContent = "";
@@ -369,7 +393,8 @@
       tag.style.background = colourOf(label);
       tag.textContent = label;
       const what = document.createElement("div");
-      what.textContent = `${e.camera} · ${clockText(e.start_us / 1000)} · ${Math.round((e.end_us - e.start_us) / 1e6)} s` +
+      const seconds = Math.round((e.end_us - e.start_us) / 1e6);
+      what.textContent = `${e.camera} · ${clockText(e.start_us / 1000)} · ${seconds} s` +
         (score !== null && score !== undefined ? ` · ${Number(score).toFixed(2)}` : "");
       text.append(tag, what);
       li.append(img, text);
