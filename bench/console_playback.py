@@ -41,6 +41,8 @@ SECTION = "## Console playback"
 SIZE = (120, 40)
 CPU_TARGET_1X = 25.0  # % of one core
 SETTLE_S = 1.0
+VIA = {"recordings": "over the store's `/recordings` (HTTP, read by PyAV/FFmpeg)",
+       "export": "through an export to a temporary file (the store has no `/recordings`)"}
 
 
 @dataclass
@@ -179,7 +181,7 @@ def markdown(rows: list[Row], args: argparse.Namespace, via: str, load: tuple[tu
         f"recorded {args.record:g} s into a real `sht store`; the node is stopped before measuring, the store "
         "runs on the same machine.",
         f"- The console (`ConsoleApp`, headless at {SIZE[0]}x{SIZE[1]}, half-block pictures) opens the Playback "
-        f"screen on it; footage via {via}. After {SETTLE_S:g} s to settle, {args.seconds:g} s at 1x from the "
+        f"screen on it; footage {VIA.get(via, via)}. After {SETTLE_S:g} s to settle, {args.seconds:g} s at 1x from the "
         f"start, then back to the start and {args.seconds:g} s at 8x (keyframes only). {args.runs} runs, a new "
         "app each. CPU: the console process's CPU time (`time.process_time()`, all its threads: decoding, event "
         "loop, Textual's rendering, and each output frame encoded to terminal escape sequences as a real terminal "

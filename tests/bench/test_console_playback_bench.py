@@ -23,7 +23,8 @@ def test_rows_are_medians_over_runs_and_judge_1x_against_25_percent() -> None:
     args = argparse.Namespace(camera_size="1280x720", fps=15, record=60.0, seconds=5.0, runs=3)
     text = markdown(rows, args, "recordings", ((1.0, 2.0, 3.0), (1.5, 2.0, 3.0)))
     assert "| console CPU at 1x, % of one core (median; each run) | 14.0 (12.0, 30.0, 14.0) | < 25 | pass |" in text
-    assert "at start 1.00 / 2.00 / 3.00, at the end 1.50 / 2.00 / 3.00" in text and "footage via recordings" in text
+    assert "at start 1.00 / 2.00 / 3.00, at the end 1.50 / 2.00 / 3.00" in text
+    assert "footage over the store's `/recordings`" in text
 
 
 def test_a_recording_too_short_for_8x_is_refused() -> None:
