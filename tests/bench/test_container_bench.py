@@ -10,7 +10,7 @@ import pytest
 
 from bench.container import section
 
-MB = 1e6
+MB = 1_000_000
 PARTS = [("PIL", 8 * MB), ("av", 33 * MB), ("av.libs", 75 * MB), ("numpy", 29 * MB), ("numpy.libs", 29 * MB),
          ("onnxruntime", 82 * MB), ("/opt/sht", 356 * MB)]
 

@@ -20,7 +20,8 @@ from tests.system.conftest import Processes, free_port, wait_for_health
 def test_sht_command_from_argv():
     assert sht_command(["/opt/sht/bin/python3", "/opt/sht/bin/sht", "store", "--root", "/data"]) == \
         ["store", "--root", "/data"]
-    assert sht_command(["python3", "-m", "sht", "relay", "--store", "http://s:8100"])[0] == "relay"
+    assert sht_command(["python3", "-m", "sht", "relay", "--store", "http://s:8100"]) == ["relay", "--store",
+                                                                                       "http://s:8100"]
     assert sht_command(["/usr/bin/catatonit", "--", "/opt/sht/bin/sht"]) == []
     assert sht_command(["/bin/sh", "-c", "sleep 1"]) is None
 
@@ -95,6 +96,7 @@ def test_main_against_a_real_store(processes: Processes, tmp_path: Path):
                            "--port", str(port), "--detect", "off")
     wait_for_health(f"http://127.0.0.1:{port}", proc)
     url = health_url(["store", "--host", "127.0.0.1", "--port", str(port)])
+    assert url == f"http://127.0.0.1:{port}/health"
     run = subprocess.run([sys.executable, "-m", "sht.container_health"], env={**os.environ, "SHT_HEALTH_URL": url},
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 0 and run.stdout.strip() == f"{url}: 200", run

@@ -85,10 +85,15 @@ def wheelhouse(extras: str = "mqtt", cache: Path = CACHE) -> Path:
         sys.path.pop(0)
     reqs = requirements([e for e in extras.split(",") if e])
     where = cache / f"wheels-{_key(platform.machine(), sys.version, *reqs)}"
-    if not (where / "done").exists():
-        subprocess.run([sys.executable, str(REPO / "tools/image_wheels.py"), "--extras", extras, str(where)],
+    if not where.exists():  # made aside and renamed: a run beside this one never sees half of it
+        part = where.with_name(f"{where.name}.{os.getpid()}.part")
+        shutil.rmtree(part, ignore_errors=True)
+        subprocess.run([sys.executable, str(REPO / "tools/image_wheels.py"), "--extras", extras, str(part)],
                        check=True, timeout=600)
-        (where / "done").touch()
+        try:
+            part.rename(where)
+        except OSError:  # another run got there first
+            shutil.rmtree(part, ignore_errors=True)
     return where
 
 
