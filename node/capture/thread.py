@@ -85,6 +85,7 @@ class CaptureThread(threading.Thread):
             self.source.close()
             if self._stall is not None:  # stopped while stalled: the gap ends here
                 start_us, why = self._stall
+                self._stall, self.state = None, None  # the camera is stopped or down now, not stalled
                 self.sink.on_stall(start_us, max(start_us, self.timebase.now_us()), f"{why} (until the stop)")
             self.sink.on_end(error)
 

@@ -3,7 +3,10 @@
 Every access unit goes to the segment's journal (fsynced at each keyframe) as
 well as to the segmenter; a finished segment is muxed and spooled atomically
 and only then is its journal dropped. Footage that cannot be spooled is
-reported as a loss, never dropped silently.
+reported as a loss, never dropped silently. When the camera stalls (a Pi camera
+that stopped giving frames, ``Camera.state == "stalled"``) the segment in
+progress is finished and spooled at once: the footage up to the stall is
+uploaded while the camera is out, however long that is, not when frames return.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from node.recording.spool import Spool, SpooledSegment
 from shared.protocol.health import RecordingHealth
 
 log = logging.getLogger(__name__)
+STALL_CHECK_S = 1.0  # how often, with no unit coming, the recorder looks whether its camera stalled
 
 # (camera, start_us, end_us, frames, why) of footage that could not be kept
 LossReport = Callable[[str, int, int, int, str], Awaitable[None]]
@@ -57,7 +61,11 @@ class Recorder:
 
     async def run(self) -> None:
         while True:
-            unit = await self.subscription.get()
+            try:
+                unit = await asyncio.wait_for(self.subscription.get(), STALL_CHECK_S)  # get() is cancel-safe
+            except TimeoutError:
+                await self._finish_if_stalled()
+                continue
             if unit is None:
                 break
             if unit.keyframe:
@@ -75,6 +83,21 @@ class Recorder:
         done_journal, self._journal = self._journal, None
         if last is not None:
             await self._save(last, done_journal)
+
+    async def _finish_if_stalled(self) -> None:
+        """Spool the segment in progress now if the camera stalled: the first frame after the stall is a
+        keyframe (node/capture/thread.py) and starts the next one."""
+        if self.camera.state != "stalled":
+            return
+        finished = self.segmenter.flush()
+        done_journal, self._journal = self._journal, None
+        if finished is not None:
+            log.info("camera %s stalled: spooling its segment up to the stall (%d frames)", self.camera.id,
+                     len(finished.units))
+            await self._save(finished, done_journal)
+        elif done_journal is not None:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(done_journal.discard)
 
     def _start_journal(self, start_us: int) -> None:
         cfg = self.camera.config  # a stream source may have replaced the configured size and rate with its own
