@@ -40,7 +40,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 
 # Installed once in the page: each click on a timeline gets a record; from the <video>'s next loadstart (its new
-# source) on, frames are watched until the one of the moment asked for (data-start) is presented.
+# source) on, frames are watched until the one of the moment asked for (data-start), or a later one, is presented.
 INSTRUMENT = """() => {
   performance.setResourceTimingBufferSize(100000);  // the events list's pictures would fill the default 250
   window.__clicks = [];
@@ -50,10 +50,14 @@ INSTRUMENT = """() => {
     const rec = { click: ev.timeStamp };
     window.__clicks.push(rec);
     video.addEventListener('loadstart', () => {
+      rec.loadstart = performance.now();
+      rec.json = video.src.replace('.mp4?', '.json?');
+      video.addEventListener('loadedmetadata', () => { rec.meta = performance.now(); }, { once: true });
       const onFrame = (now, meta) => {
         if (rec.first === undefined) rec.first = meta.expectedDisplayTime;
         const at = window.review.mediaToCapture(meta.mediaTime), asked = Date.parse(video.dataset.start);
-        if (at !== null && Math.abs(at - asked) <= 70) { rec.moment = meta.expectedDisplayTime; return; }
+        // The moment's frame or a later one (a busy machine may skip presenting the very frame).
+        if (at !== null && at >= asked - 70) { rec.moment = meta.expectedDisplayTime; rec.momentAt = at; return; }
         if (now - rec.click < 15000) video.requestVideoFrameCallback(onFrame);
       };
       video.requestVideoFrameCallback(onFrame);
@@ -79,6 +83,8 @@ class Clicks:
     sidecar_ms: list[float] = field(default_factory=list)  # the /recordings JSON request, as the page timed it
     asked: list[tuple[str, int]] = field(default_factory=list)  # (camera, at_us) clicked
     missed: list[tuple[str, int]] = field(default_factory=list)  # clicks whose moment was not painted in 20 s
+    meta_ms: list[float] = field(default_factory=list)  # click → the MP4's metadata (its moov) read
+    json_ms: list[float] = field(default_factory=list)  # click → the JSON's last byte in
 
 
 def day_ms(day: int) -> int:
@@ -147,15 +153,25 @@ def measure(url: str, token: str, cameras: list[str], days: int, clicks: int) ->
                     rec = page.evaluate(f"window.__clicks[{i}] || null")
                     print(f"  click {i}: {camera} day {day} at {fraction * 24:5.2f} h: no frame of the moment in "
                           f"20 s: {rec}; page: {page.evaluate(STATE)}", file=sys.stderr)
-                    out.missed.append((camera, day_ms(day) * 1000 + round(fraction * bs.DAY_US)))
+                    if i >= WARMUP:
+                        out.missed.append((camera, day_ms(day) * 1000 + round(fraction * bs.DAY_US)))
+                        if rec and rec.get("first") is not None:
+                            out.first_ms.append(rec["first"] - rec["click"])
                     continue
-                rec = page.evaluate(f"window.__clicks[{i}]")
+                rec = page.evaluate(f"""(() => {{ const r = window.__clicks[{i}];
+                    const j = performance.getEntriesByName(r.json)[0];
+                    return {{...r, jsonEnd: j ? j.responseEnd : null}}; }})()""")
+                json_ms = f"{rec['jsonEnd'] - rec['click']:.0f}" if rec.get("jsonEnd") else "?"
                 print(f"  click {i}: {camera} day {day} at {fraction * 24:5.2f} h: first frame "
-                      f"{rec['first'] - rec['click']:.0f} ms, the moment's {rec['moment'] - rec['click']:.0f} ms"
+                      f"{rec['first'] - rec['click']:.0f} ms, the moment's {rec['moment'] - rec['click']:.0f} ms "
+                      f"(metadata at {rec['meta'] - rec['click']:.0f} ms, JSON in at {json_ms} ms)"
                       + (" (warm-up)" if i < WARMUP else ""), file=sys.stderr)
                 if i >= WARMUP:
                     out.first_ms.append(rec["first"] - rec["click"])
                     out.moment_ms.append(rec["moment"] - rec["click"])
+                    out.meta_ms.append(rec["meta"] - rec["click"])
+                    if rec.get("jsonEnd"):
+                        out.json_ms.append(rec["jsonEnd"] - rec["click"])
                     out.asked.append((camera, day_ms(day) * 1000 + round(fraction * bs.DAY_US)))
                 page.wait_for_timeout(150)
             out.sidecar_ms = page.evaluate(SIDECAR_TIMES)[WARMUP:]
@@ -166,8 +182,9 @@ def measure(url: str, token: str, cameras: list[str], days: int, clicks: int) ->
 
 def rows(c: Clicks, built: bs.Built) -> list[bs.Row]:
     missed = [float("inf")] * len(c.missed)
-    first50, first99 = bs.pct(c.first_ms + missed, 50), bs.pct(c.first_ms + missed, 99)
-    n = len(c.first_ms) + len(missed)
+    first = c.first_ms + [float("inf")] * (len(c.moment_ms) + len(c.missed) - len(c.first_ms))  # none painted
+    first50, first99 = bs.pct(first, 50), bs.pct(first, 99)
+    n = len(first)
     return [
         bs.Row("store", "index", f"{built.scale.rows:,} segments + {built.scale.events:,} events over "
                f"{built.scale.days} days, {built.scale.cameras} cameras; built in {built.build_s:.0f} s"),
@@ -177,7 +194,7 @@ def rows(c: Clicks, built: bs.Built) -> list[bs.Row]:
                f"≤ {P99_TARGET_MS:.0f} ms", first99 <= P99_TARGET_MS),
         bs.Row("Chromium", f"click → the clicked moment's frame painted, p50 / p99 (n={n})",
                f"{bs.pct(c.moment_ms + missed, 50):.0f} / {bs.pct(c.moment_ms + missed, 99):.0f} ms"),
-        bs.Row("Chromium", "clicks whose moment was not painted within 20 s (counted as infinitely slow above)",
+        bs.Row("Chromium", "clicks whose moment was not painted within 20 s (counted as infinitely slow)",
                str(len(c.missed)), "0", not c.missed),
         bs.Row("Chromium", f"GET /recordings/CAMERA.json (the page's fetch), p50 / p99 (n={len(c.sidecar_ms)})",
                f"{bs.pct(c.sidecar_ms, 50):.0f} / {bs.pct(c.sidecar_ms, 99):.0f} ms") if c.sidecar_ms else
@@ -194,10 +211,17 @@ def findings(c: Clicks, load_end: tuple[float, float, float]) -> list[str]:
         f"({', '.join(f'{v:.0f}' for v in slow) or 'none'} ms). The machine is 2 cores shared with other work: "
         f"load average {load_end[0]:.2f} at the end of the run (the store, Chromium and Playwright take about one "
         "core while a click loads).",
+        f"Where a click's time goes, medians from the click: the JSON's last byte in at {_median(c.json_ms)}, "
+        f"the MP4's metadata (its `moov`) read at {_median(c.meta_ms)}, the first frame painted at "
+        f"{_median(c.first_ms)}; the page starts both requests at once, and seeks once the JSON is in.",
         "The window asked for is 10 min: its layout (60 segments' sample tables, cached after the first read) is "
         "made once for the `.mp4` and the `.json` together (the store builds one layout per URL and both requests "
         "wait on it), then Chromium reads the `moov` (~9,000 samples) and the first GOP by Range requests.",
     ]
+
+
+def _median(values: list[float]) -> str:
+    return f"{bs.pct(values, 50):.0f} ms" if values else "?"
 
 
 def markdown(table: list[bs.Row], info: dict[str, str], media: bs.Media, quick: bool,
@@ -217,8 +241,8 @@ def markdown(table: list[bs.Row], info: dict[str, str], media: bs.Media, quick: 
         "as the `<video>`'s source and the `.json` sidecar beside it; once the sidecar says where the moment is "
         "in the file (it starts at the keyframe before), the page seeks there and plays.",
         "- **Painted**: from the click's event time to `requestVideoFrameCallback`'s `expectedDisplayTime` of the "
-        "first frame of the new source (the target's measure), and of the frame of the moment clicked (within "
-        "one frame). 2 warm-up clicks are not counted.",
+        "first frame of the new source (the target's measure), and of the frame of the moment clicked (or a "
+        "later one: a busy machine may skip presenting the very frame). 2 warm-up clicks are not counted.",
         "",
         "### Machine", "",
         *[f"- {k}: {v}" for k, v in info.items()], "",
