@@ -32,6 +32,7 @@ from textual.worker import get_current_worker
 
 from console.export_file import clip_path, export_clip
 from console.formatting import clock, nbytes, stamp
+from console.live_stream import MAX_WIDTH
 from console.playback import SEEK_S, Picture, PlaybackError, PlaybackSource, Player
 from console.playback_source import store_source
 from console.screens.base import ConsoleScreen
@@ -210,7 +211,10 @@ class PlaybackScreen(ConsoleScreen):
         if self._halfblock:
             return columns, rows * 2
         cell_w, cell_h = cell_pixels()
-        return columns * cell_w, rows * cell_h
+        width, height = columns * cell_w, rows * cell_h
+        if width > MAX_WIDTH:  # Kitty and Sixel: the terminal scales it up; not measured here (no such terminal)
+            width, height = MAX_WIDTH, max(2, height * MAX_WIDTH // width)
+        return width, height
 
     def _fit(self, width: int, height: int) -> None:
         columns, rows = self._box(width, height)

@@ -44,7 +44,7 @@ def playback(app: ConsoleApp) -> PlaybackScreen:
 
 async def changed(screen: PlaybackScreen, before: object, what: str) -> None:
     """Wait for a picture that is not ``before`` (a command's answer)."""
-    await wait_until(lambda: screen.picture is not None and screen.picture is not before, 10, what)
+    await wait_until(lambda: screen.picture is not None and screen.picture is not before, 20, what)
 
 
 @pytest.mark.parametrize("via", ["recordings", "export"])
@@ -75,10 +75,10 @@ async def test_an_event_plays_pauses_seeks_steps_changes_speed_and_goes_back(
         assert from_us - 1_000_000 - FRAME_US - SLACK_US < first <= from_us  # the keyframe at or before the pre-roll
         assert screen.query_one("#playback-picture").image is not None  # type: ignore[attr-defined]
 
-        await wait_until(lambda: screen.picture is not None and screen.picture.capture_us > first + 1_000_000, 10,
+        await wait_until(lambda: screen.picture is not None and screen.picture.capture_us > first + 1_000_000, 20,
                          "a second played")
         await pilot.press("space")
-        await wait_until(lambda: screen.picture is not None and screen.picture.paused, what="the pause")
+        await wait_until(lambda: screen.picture is not None and screen.picture.paused, 20, "the pause")
         here = screen.picture
         assert here is not None
         await pilot.press("right")
@@ -104,14 +104,14 @@ async def test_an_event_plays_pauses_seeks_steps_changes_speed_and_goes_back(
         assert "cam0" in status and "paused" in status and "1×" in status
 
         await pilot.press("plus", "plus")
-        await wait_until(lambda: screen.picture is not None and screen.picture.speed == 4, what="4x")
+        await wait_until(lambda: screen.picture is not None and screen.picture.speed == 4, 20, "4x")
         await pilot.press("minus")
-        await wait_until(lambda: screen.picture is not None and screen.picture.speed == 2, what="2x")
+        await wait_until(lambda: screen.picture is not None and screen.picture.speed == 2, 20, "2x")
         await pilot.press("space")
         started = screen.picture
         assert started is not None
         await wait_until(lambda: screen.picture is not None and not screen.picture.paused
-                         and screen.picture.capture_us >= started.capture_us + 1_000_000, 10, "playing at 2x")
+                         and screen.picture.capture_us >= started.capture_us + 1_000_000, 20, "playing at 2x")
         await wait_until(lambda: "2×" in str(screen.query_one("#playback-status").render())
                          and "playing" in str(screen.query_one("#playback-status").render()), what="the status")
         assert screen.pictures_per_s() > 0
