@@ -362,7 +362,10 @@
     state.events = events;
     state.loadedDay = day;  // for scripts: the day's timelines and events are drawn
     drawLanes();
-    listEvents();
+    // Today's timelines are read again every 30 s: the list is made again only when its events changed (a person
+    // scrolling it keeps their place).
+    const signature = `${day} ` + events.map((e) => `${e.id}:${e.end_us}:${e.label}`).join();
+    if (signature !== state.eventsSignature) { state.eventsSignature = signature; listEvents(); }
   }
 
   // --- events ------------------------------------------------------------------------------------
