@@ -8,6 +8,7 @@ keyframe a second, so one frame is 0.2 s.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from textual.widgets import DataTable
 
 import console.playback_source
 from console.app import ConsoleApp
+from console.playback_source import fetch_sidecar, recordings_url
 from console.screens.events import PRE_ROLL_US, EventsScreen
 from console.screens.playback import PlaybackScreen
 from console.screens.search import SearchScreen
@@ -156,3 +158,46 @@ async def test_nothing_recorded_is_said_in_one_line(recorded: RecordedSystem) ->
         screen = playback(app)
         await wait_until(lambda: screen.error is not None, 20, "the refusal")
         assert screen.error is not None and screen.error.startswith("cannot play cam0: ") and "\n" not in screen.error
+
+
+async def test_a_store_with_authentication_plays_over_http_with_the_console_token(tmp_path: Path) -> None:
+    """The console's viewer token goes to the store's /recordings in an Authorization header (FFmpeg's)."""
+    from store.admin.keys import KeyStore
+    from tests.system.conftest import Processes, free_port, wait_for_health
+
+    root, logs = tmp_path / "store", tmp_path / "logs"
+    logs.mkdir()
+    keys = KeyStore(root)
+    viewer, _ = keys.issue("viewer", "console-test", 600)
+    node_token, _ = keys.issue("node", "node0", 600)
+    processes, port, node_port = Processes(logs), free_port(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(url, processes.start("store", "store", "--root", str(root), "--host", "127.0.0.1",
+                                             "--port", str(port)))
+        processes.start("node", "node", "--id", "node0", "--host", "127.0.0.1", "--port", str(node_port),
+                        "--store", f"ws://127.0.0.1:{port}", "--spool", str(tmp_path / "spool"),
+                        "--segment-seconds", "2", "--size", "160x120", "--fps", "5", "--camera", "cam0=synthetic",
+                        token=node_token)
+        app = ConsoleApp(url, token=viewer, live_video=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(lambda: app.link_status.state == "connected", 20, "the store link")
+            await pilot.press("s")
+            search = app.screen
+            assert isinstance(search, SearchScreen)
+            for _ in range(40):  # the node's first segments
+                search.action_search()
+                await pilot.pause(1.0)
+                if len(search.results) >= 2:
+                    break
+            assert len(search.results) >= 2, "the node recorded nothing"
+            await pilot.press("p")
+            screen = playback(app)
+            await wait_until(lambda: screen.picture is not None or screen.error is not None, 20, "a picture")
+            assert screen.error is None and screen.source is not None and screen.source.via == "recordings"
+            segment = search.results[0]
+            sidecar = recordings_url(url, "cam0", segment.start_us, segment.end_us, "json")
+            assert await asyncio.to_thread(fetch_sidecar, sidecar, {}, None) is None  # refused without the token
+            assert await asyncio.to_thread(fetch_sidecar, sidecar, app.live_headers, None) is not None
+    finally:
+        processes.stop_all()
