@@ -7,10 +7,8 @@
 // was asked to show); #rv-clock carries data-capture (ISO capture time of the frame on screen).
 (() => {
   const WINDOW_MS = 10 * 60 * 1000;  // one /recordings request: from the moment asked for to 10 min later
-  const PREROLL_MS = 5000;           // an event plays from this long before its start
   const STEP_MS = 10000;             // ← / →
   const SPAN_MS = 60 * 1000;         // the export span until In / Out say otherwise
-  const EVENT_PAGES = 5;             // at most 5 pages of 1,000 events for a day
   const SPEEDS = [1, 2, 4, 8];
   const $ = (id) => document.getElementById(id);
   const clock = $("rv-clock"), message = $("rv-message");
@@ -27,7 +25,7 @@
     shownMs: null,              // capture time of the frame on screen
     span: null,                 // [fromMs, toMs] to export
   };
-  let playSeq = 0, daySeq = 0;
+  let playSeq = 0;
 
   // --- time --------------------------------------------------------------------------------------
   const iso = (ms) => new Date(ms).toISOString();
@@ -69,6 +67,9 @@
     return null;
   }
 
+  // The day's timelines and events (review-day.js).
+  const day = window.reviewDay({ state, play, $, pad, iso, clockText, dateValue, addDays });
+
   // --- playback ----------------------------------------------------------------------------------
   function say(text, kind) {
     message.textContent = text;
@@ -89,7 +90,7 @@
     video.playbackRate = video.defaultPlaybackRate = Number($("rv-speed").value);
     $("rv-camera").textContent = camera;
     clock.textContent = `loading ${clockText(atMs, true)}…`;
-    if (midnight(atMs) !== state.day) setDay(midnight(atMs)); else drawLanes();
+    if (midnight(atMs) !== state.day) day.setDay(midnight(atMs)); else day.drawLanes();
     let reply;
     try {
       reply = await fetch(recordingUrl(camera, atMs, atMs + WINDOW_MS, "json"));
@@ -204,7 +205,7 @@
       state.shownMs = at;
       state.shownMedia = meta.mediaTime;
       showClock();
-      drawLane(state.lanes.get(state.win.camera));
+      day.drawLane(state.lanes.get(state.win.camera));
     }
     video.requestVideoFrameCallback(onFrame);
   }
@@ -229,185 +230,10 @@
     }
     $("rv-span").textContent = ok ? `export ${camera} ${clockText(fromMs)} → ${clockText(toMs)} ` +
       `(${Math.round((toMs - fromMs) / 1000)} s)` : "export: Out must be after In";
-    drawLanes();
+    day.drawLanes();
   }
   function markIn() { if (state.win) setSpan(state.win.camera, state.shownMs, Math.max(state.span[1], state.shownMs)); }
   function markOut() { if (state.win) setSpan(state.win.camera, state.span[0], state.shownMs); }
-
-  // --- timelines ---------------------------------------------------------------------------------
-  const LABEL_COLOURS = { person: "#f0a030", car: "#4aa3df", truck: "#3a7bbf", bicycle: "#40c0a0", dog: "#d06ad0",
-                          cat: "#c080f0", bird: "#a0d040", motion: "#8a8a8a", loss: "#e04040" };
-  function labelOf(e) { return e.label || (e.labels && Object.keys(e.labels)[0]) || e.kind; }
-  function colourOf(label) {
-    if (LABEL_COLOURS[label]) return LABEL_COLOURS[label];
-    let h = 0;
-    for (const c of label) h = (h * 31 + c.charCodeAt(0)) % 360;
-    return `hsl(${h} 60% 60%)`;
-  }
-
-  function buildLanes() {
-    const box = $("rv-timelines");
-    box.textContent = "";
-    state.lanes.clear();
-    const scale = document.createElement("div");
-    scale.className = "rv-scale";
-    for (let h = 0; h < 24; h += 3) {
-      const tick = document.createElement("span");
-      tick.style.left = `${h / 24 * 100}%`;
-      if (h % 6) tick.className = "rv-minor";  // hidden on a phone
-      tick.textContent = `${pad(h)}:00`;
-      scale.append(tick);
-    }
-    box.append(scale);
-    for (const camera of state.cameras) {
-      const el = document.createElement("div");
-      el.className = "rv-lane";
-      el.dataset.camera = camera;
-      const name = document.createElement("span");
-      name.className = "rv-lane-name";
-      name.textContent = camera;
-      const canvas = document.createElement("canvas");
-      el.append(name, canvas);
-      box.append(el);
-      const lane = { camera, el, canvas, intervals: [], gaps: [], error: null };
-      canvas.addEventListener("click", (ev) => play(camera, timeAt(canvas, ev.offsetX)));
-      canvas.addEventListener("mousemove", (ev) => {
-        canvas.title = `${camera} ${clockText(timeAt(canvas, ev.offsetX))}`;
-      });
-      state.lanes.set(camera, lane);
-    }
-    const cams = $("ev-camera"), chosen = cams.value;
-    cams.length = 1;
-    for (const camera of state.cameras) cams.add(new Option(camera, camera, false, camera === chosen));
-  }
-
-  function timeAt(canvas, x) {
-    const end = addDays(state.day, 1);
-    return Math.round(state.day + Math.max(0, Math.min(1, x / canvas.clientWidth)) * (end - state.day));
-  }
-
-  function drawLanes() { state.lanes.forEach(drawLane); }
-
-  function drawLane(lane) {
-    if (!lane) return;
-    const c = lane.canvas, dpr = window.devicePixelRatio || 1, w = c.clientWidth, h = c.clientHeight;
-    if (!w || !h) return;
-    if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
-      c.width = Math.round(w * dpr);
-      c.height = Math.round(h * dpr);
-    }
-    const ctx = c.getContext("2d"), day = state.day, len = addDays(day, 1) - day;
-    const x = (ms) => Math.max(0, Math.min(w, (ms - day) / len * w));
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.fillStyle = "#1e1e1e";
-    ctx.fillRect(0, 0, w, h);
-    ctx.fillStyle = "#5a2626";  // a gap: recording stopped and resumed (not the hours before or after any)
-    const span = (a, b) => ctx.fillRect(x(a / 1000), h * 0.35, Math.max(1, x(b / 1000) - x(a / 1000)), h * 0.65);
-    for (const [a, b] of innerGaps(lane)) span(a, b);
-    ctx.fillStyle = "#2f7a45";  // recorded
-    for (const [a, b] of lane.intervals) span(a, b);
-    for (const e of state.events) {  // events along the top, coloured by label
-      if (e.camera !== lane.camera) continue;
-      ctx.fillStyle = colourOf(labelOf(e));
-      ctx.fillRect(x(e.start_us / 1000), 0, Math.max(2, x(e.end_us / 1000) - x(e.start_us / 1000)), h * 0.3);
-    }
-    if (state.span && state.spanCamera === lane.camera) {
-      ctx.fillStyle = "#ffffff30";
-      ctx.fillRect(x(state.span[0]), 0, Math.max(2, x(state.span[1]) - x(state.span[0])), h);
-    }
-    if (state.win && state.win.camera === lane.camera && state.shownMs !== null) {
-      ctx.fillStyle = "#fff";
-      ctx.fillRect(x(state.shownMs) - 1, 0, 2, h);
-    }
-    if (lane.error) { ctx.fillStyle = "#e88"; ctx.font = "11px system-ui"; ctx.fillText(lane.error, 4, h - 4); }
-    lane.el.classList.toggle("playing", !!state.win && state.win.camera === lane.camera);
-  }
-
-  function innerGaps(lane) {
-    if (!lane.intervals.length) return [];
-    const first = lane.intervals[0][0], last = lane.intervals.at(-1)[1];
-    return lane.gaps.map(([a, b]) => [Math.max(a, first), Math.min(b, last)]).filter(([a, b]) => b > a);
-  }
-
-  function setDay(dayMs) {
-    state.day = dayMs;
-    $("rv-date").value = dateValue(dayMs);
-    loadDay();
-  }
-
-  async function loadDay() {
-    const seq = ++daySeq, day = state.day, from_us = day * 1000, to_us = addDays(day, 1) * 1000;
-    const utc_offset_s = -new Date(day).getTimezoneOffset() * 60;
-    for (const lane of state.lanes.values()) { lane.intervals = []; lane.gaps = []; lane.error = null; }
-    drawLanes();
-    const timelines = Promise.all(state.cameras.map((camera) =>
-      call("timeline", { camera, from_us, to_us, bucket: "hour", utc_offset_s })));
-    const events = [];
-    let after = null;
-    for (let page = 0; page < EVENT_PAGES; page++) {
-      const reply = await call("events", { from_us, to_us, limit: 1000, after });
-      if (reply.error) { $("ev-count").textContent = reply.error.message; break; }
-      events.push(...reply.result.items);
-      after = reply.result.next;
-      if (!after) break;
-    }
-    const replies = await timelines;
-    if (seq !== daySeq) return;
-    state.cameras.forEach((camera, i) => {
-      const lane = state.lanes.get(camera), reply = replies[i];
-      if (!lane) return;
-      if (reply.error) lane.error = reply.error.message;
-      else { lane.intervals = reply.result.intervals; lane.gaps = reply.result.gaps; }
-    });
-    state.events = events;
-    state.loadedDay = day;  // for scripts: the day's timelines and events are drawn
-    drawLanes();
-    // Today's timelines are read again every 30 s: the list is made again only when its events changed (a person
-    // scrolling it keeps their place).
-    const signature = `${day} ` + events.map((e) => `${e.id}:${e.end_us}:${e.label}`).join();
-    if (signature !== state.eventsSignature) { state.eventsSignature = signature; listEvents(); }
-  }
-
-  // --- events ------------------------------------------------------------------------------------
-  function listEvents() {
-    const cam = $("ev-camera").value, labelSel = $("ev-label"), chosen = labelSel.value;
-    const labels = [...new Set(state.events.map(labelOf))].sort();
-    labelSel.length = 1;
-    for (const l of labels) labelSel.add(new Option(l, l, false, l === chosen));
-    const wanted = labelSel.value;  // newest first
-    const shown = state.events.filter((e) => (!cam || e.camera === cam) && (!wanted || labelOf(e) === wanted)).reverse();
-    $("ev-count").textContent = `${shown.length} event${shown.length === 1 ? "" : "s"}`;
-    const list = $("ev-list");
-    list.textContent = "";
-    for (const e of shown.slice(0, 500)) {
-      const li = document.createElement("li");
-      li.dataset.eventId = e.id;
-      li.dataset.camera = e.camera;
-      const img = document.createElement("img");
-      img.loading = "lazy";
-      img.alt = "";
-      img.src = e.snapshot ? withToken(`/snapshots/${e.id}.jpg`, "?")
-        : recordingThumb(e.camera, (e.thumb_us || e.start_us) / 1000);
-      img.onerror = () => img.classList.add("missing");
-      const label = labelOf(e), score = e.label_score ?? e.score;
-      const text = document.createElement("div");
-      const tag = document.createElement("span");
-      tag.className = "rv-tag";
-      tag.style.background = colourOf(label);
-      tag.textContent = label;
-      const what = document.createElement("div");
-      const seconds = Math.round((e.end_us - e.start_us) / 1e6);
-      what.textContent = `${e.camera} · ${clockText(e.start_us / 1000)} · ${seconds} s` +
-        (score !== null && score !== undefined ? ` · ${Number(score).toFixed(2)}` : "");
-      text.append(tag, what);
-      li.append(img, text);
-      li.addEventListener("click", () => play(e.camera, Math.round(e.start_us / 1000) - PREROLL_MS));
-      list.append(li);
-    }
-  }
-  function recordingThumb(camera, ms) {
-    return withToken(`/thumbs/${encodeURIComponent(camera)}.jpg?at=${encodeURIComponent(iso(ms))}&width=160`, "&");
-  }
 
   // --- controls ----------------------------------------------------------------------------------
   function togglePlay() { if (!state.win) return; if (video.paused) video.play().catch(() => {}); else video.pause(); }
@@ -418,14 +244,14 @@
   $("rv-speed").onchange = () => setSpeed(Number($("rv-speed").value));
   $("rv-in").onclick = markIn;
   $("rv-out").onclick = markOut;
-  $("rv-prev").onclick = () => setDay(addDays(state.day, -1));
-  $("rv-next").onclick = () => setDay(addDays(state.day, 1));
+  $("rv-prev").onclick = () => day.setDay(addDays(state.day, -1));
+  $("rv-next").onclick = () => day.setDay(addDays(state.day, 1));
   $("rv-date").onchange = () => {
     const [y, m, d] = $("rv-date").value.split("-").map(Number);
-    if (y) setDay(new Date(y, m - 1, d).getTime());
+    if (y) day.setDay(new Date(y, m - 1, d).getTime());
   };
-  $("ev-camera").onchange = listEvents;
-  $("ev-label").onchange = listEvents;
+  $("ev-camera").onchange = () => day.listEvents();
+  $("ev-label").onchange = () => day.listEvents();
   document.addEventListener("keydown", (ev) => {
     if ($("review").hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (ev.target instanceof HTMLInputElement || ev.target instanceof HTMLSelectElement) return;
@@ -443,22 +269,22 @@
     const act = keys[ev.key];
     if (act) { ev.preventDefault(); act(); }
   });
-  window.addEventListener("resize", drawLanes);
+  window.addEventListener("resize", () => day.drawLanes());
 
   // index.html's hooks: the store's cameras (from `fleet`), and the view shown.
   window.reviewCameras = (names) => {
     if (names.join() === state.cameras.join()) return;
     state.cameras = names.slice();
-    buildLanes();
-    if (!$("review").hidden) loadDay();
+    day.buildLanes();
+    if (!$("review").hidden) day.loadDay();
   };
   window.reviewShown = (shown) => {
     if (shown && !video.isConnected) $("rv-screen").prepend(video);
-    if (shown) { $("rv-date").value = dateValue(state.day); if (state.cameras.length) loadDay(); }
+    if (shown) { $("rv-date").value = dateValue(state.day); if (state.cameras.length) day.loadDay(); }
     else video.pause();
   };
   setInterval(() => {  // today's timelines grow while the cameras record
-    if (!$("review").hidden && state.day === midnight(Date.now())) loadDay();
+    if (!$("review").hidden && state.day === midnight(Date.now())) day.loadDay();
   }, 30000);
   window.review = { play, seekTo, mediaToCapture, state };  // for scripts (the benchmark) and a person at the console
 

@@ -90,9 +90,11 @@ def test_review_and_web_over_http(tmp_path: Path):
             assert "&lt;b&gt;" in page and "'<b>'" not in page
             # Without a token: refused like the page itself.
             assert (await asyncio.to_thread(get, "/review?camera=cam0&at=now"))[0] == 401
-            # The page's files: no token needed, only those two.
+            # The page's files: no token needed, only those.
             status, kind, script = await asyncio.to_thread(get, "/web/review.js")
             assert status == 200 and kind.startswith("text/javascript") and "requestVideoFrameCallback" in script
+            status, kind, script = await asyncio.to_thread(get, "/web/review-day.js")
+            assert status == 200 and kind.startswith("text/javascript") and "window.reviewDay" in script
             status, kind, _ = await asyncio.to_thread(get, "/web/review.css")
             assert status == 200 and kind.startswith("text/css")
             status, _, text = await asyncio.to_thread(get, "/web/index.html")
