@@ -1,7 +1,7 @@
 """``sht store migrate`` (store/migrate/) against a real PostgreSQL (tests/store/postgres.py) and a real SeaweedFS
-(tests/store/seaweed.py), one of each for the module: a store made by a real store ingesting real segments and
-events (labelled, locked, with a snapshot), settings and tokens, moved by the real command, then served from the
-new backends next to the old store."""
+(tests/store/seaweed.py), the run's (tests/servers.py; a database and prefix per test): a store made by a real store
+ingesting real segments and events (labelled, locked, with a snapshot), settings and tokens, moved by the real command,
+then served from the new backends next to the old store."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Ranged reads of S3 objects (store/segments/ranged.py) against a real SeaweedFS (tests/store/seaweed.py, one server
-for the module): the reader reads and seeks as the bytes themselves do, thumbnails and exports on S3 are the same
-bytes as on files while reading a fraction of the object, and an object deleted or replaced under a reader is a
+"""Ranged reads of S3 objects (store/segments/ranged.py) against a real SeaweedFS (tests/store/seaweed.py, the run's
+shared one, a prefix per test): the reader reads and seeks as the bytes themselves do, thumbnails and exports on S3 are
+the same bytes as on files while reading a fraction of the object, and an object deleted or replaced under a reader is a
 clear error, never other pictures."""
 
 from __future__ import annotations
