@@ -2,7 +2,7 @@
 // The Review view of the store's page (index.html): per camera a day's timeline (coverage, gaps, events coloured
 // by label), recorded playback through GET /recordings/CAMERA.mp4 with the capture time of the frame shown
 // (GET /recordings/CAMERA.json maps media time to capture time through its pieces), the day's events with their
-// snapshots, and an export link. Uses index.html's token, withToken, call and showView.
+// snapshots (those two in review-day.js), and an export link. Uses index.html's withToken and call.
 // For scripts and tests: the <video> carries data-camera and data-start (ISO capture time of the first frame it
 // was asked to show); #rv-clock carries data-capture (ISO capture time of the frame on screen).
 (() => {
