@@ -144,7 +144,6 @@ class Player:
         self._commands: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]]] = queue.Queue()
         self.counters = Counters()
         self.video_size: tuple[int, int] | None = None  # the footage's own size, once open
-        self.duration_s = 0.0
         self.paused = False
         self.speed = SPEEDS[0]
         self.ended = False
@@ -210,10 +209,6 @@ class Player:
         if first is None:
             raise PlaybackError(f"the footage of {self.source.camera} holds no frame")
         self._first_s = first.time or 0.0
-        if stream.duration is not None and stream.time_base is not None:
-            self.duration_s = float(stream.duration * stream.time_base)
-        elif self._container.duration is not None:
-            self.duration_s = self._container.duration / 1e6
         start = self.source.start_us
         if start is None or self.source.pieces.media_s(start) <= self._first_s:
             self._ahead = first
