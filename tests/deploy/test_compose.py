@@ -100,3 +100,24 @@ def test_compose_env_example_has_what_the_cluster_reads():
     text = COMPOSE.read_text()
     for key in keys:
         assert f"$${key}" in text or key.startswith("POSTGRES_"), key
+
+
+def test_nginx_compose_conf_passes_nginx_t(tmp_path: Path):
+    """deploy/nginx-compose.conf through ``nginx -t`` (its service names made loopback: nginx resolves upstreams)."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        pytest.skip("needs nginx: apt-get install nginx (.ci/run installs it)")
+    site = (DEPLOY / "nginx-compose.conf").read_text()
+    for old in ("store-a:8100", "store-b:8100", "cluster-relay:8200", "listen 8080;"):
+        assert old in site, old
+    site = site.replace("store-a:", "127.0.0.1:").replace("store-b:8100", "127.0.0.2:8100")
+    site = site.replace("cluster-relay:", "127.0.0.1:").replace("listen 8080;", "listen 127.0.0.1:18080;")
+    (tmp_path / "site.conf").write_text(site)
+    temp = "".join(f"{kind}_temp_path {tmp_path}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
+                                                                          "scgi"))
+    main = tmp_path / "nginx.conf"
+    main.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+                    f"http {{\naccess_log off;\n{temp}include {tmp_path}/site.conf;\n}}\n")
+    done = subprocess.run([nginx, "-t", "-c", str(main), "-p", str(tmp_path)], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0 and "test is successful" in done.stderr, done.stderr

@@ -1,5 +1,5 @@
-"""deploy/Containerfile built and run with podman: a store and a node from the image, segments in the store's
-volume found by ``sht search`` from the host, both stopped with the image's STOPSIGNAL and nothing lost.
+"""deploy/Containerfile built and run with podman: a store, a node and a relay from the image, the node's segments
+in the store's volume found by ``sht search`` from the host, all stopped with the image's STOPSIGNAL, nothing lost.
 
 The base image is a stand-in made with mmdebstrap and the dependencies come from wheels made on the host
 (tests/system/podman.py says why); both are cached between runs. Needs ``apt-get install podman buildah mmdebstrap
@@ -124,9 +124,15 @@ def test_store_and_node_containers(image: Image, tmp_path: Path):
            "--camera", "cam0=synthetic", "--camera", "cam1=synthetic:busy", env={"SHT_TOKEN": tokens["node"]})
     assert tokens["node"] not in podman("inspect", "--format", "{{.Config.Cmd}}", node).stdout
     wait_health(podman, node, f"http://127.0.0.1:{node_port}")
-    for name in (store, node):  # the image's HEALTHCHECK, run as podman runs it
+    relay, relay_port = f"sht-relay-{run_id}", free_port()  # a third role: its healthcheck finds its port too
+    podman("run", "--detach", "--name", relay, "--network", "host", "--env", "SHT_TOKEN", image.tag, "relay",
+           "--store", store_url, "--host", "127.0.0.1", "--port", str(relay_port), env={"SHT_TOKEN": tokens["viewer"]})
+    wait_health(podman, relay, f"http://127.0.0.1:{relay_port}")
+    for name in (store, node, relay):  # the image's HEALTHCHECK, run as podman runs it
         check = podman("healthcheck", "run", name, check=False)
         assert check.returncode == 0 and "unhealthy" not in check.stdout, (name, check.stdout, check.stderr)
+    podman("stop", "--time", "20", relay, timeout=40)
+    assert podman("inspect", "--format", "{{.State.ExitCode}}", relay).stdout.strip() == "0"
 
     deadline = time.monotonic() + 30
     while len(list((data / "segments").rglob("*.mp4"))) < 6 and time.monotonic() < deadline:
@@ -159,5 +165,5 @@ def test_store_and_node_containers(image: Image, tmp_path: Path):
     podman("stop", "--time", "30", store, timeout=60)
     assert podman("inspect", "--format", "{{.State.ExitCode}}", store).stdout.strip() == "0"
     assert "Traceback" not in logs(podman, store)
-    podman("rm", "--volumes", store, node)
+    podman("rm", "--volumes", store, node, relay)
     assert podman("ps", "--all", "--quiet").stdout.strip() == ""
