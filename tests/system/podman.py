@@ -31,6 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "docker.io/library/python:3.11-slim-bookworm"  # deploy/Containerfile's PYTHON_IMAGE
+# What the real image sets (its PATH has /usr/local/bin first, where its Python is; a C.UTF-8 locale)
+BASE_ENV = ("PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8")
 CACHE = Path(tempfile.gettempdir()) / "sht-container-cache"
 CACHE_MAX_AGE_S = 30 * 86400  # a month-old rootfs is made again (Debian's security updates)
 TOOLS = {"podman": "podman", "mmdebstrap": "mmdebstrap", "runc": "runc"}  # binary -> Debian package
@@ -135,7 +137,8 @@ class Podman:
     def import_base(self, rootfs: Path) -> float:
         """The stand-in base imported as BASE_IMAGE; seconds taken."""
         t0 = time.monotonic()
-        self("import", str(rootfs), BASE_IMAGE, timeout=300)
+        self("import", *(f"--change=ENV {env}" for env in BASE_ENV), "--change=CMD [\"python3\"]", str(rootfs),
+             BASE_IMAGE, timeout=300)
         return time.monotonic() - t0
 
     def build(self, context: Path, tag: str, *args: str) -> float:

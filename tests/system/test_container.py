@@ -63,6 +63,7 @@ def test_image_is_labelled_unprivileged_and_stops_cleanly(image: Image):
     assert cfg["User"] == "10001:10001" and cfg["StopSignal"] == "SIGINT"
     assert cfg["Entrypoint"] == ["sht"] and cfg["Cmd"] == ["store", "--root", "/data"]
     assert set(cfg["Volumes"]) == {"/data", "/spool"}
+    assert "PATH=/opt/sht/bin:/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin" in cfg["Env"]  # venv 1st
     assert config["Healthcheck"]["Test"][-2:] == ["-m", "sht.container_health"]
     size = image.podman.image_size(image.tag)
     print(f"\nimage {size / 1e6:.0f} MB, built in {image.build_s:.1f} s from a warm base")
