@@ -165,7 +165,9 @@ def _camera_view(camera: str, node: str, node_down: bool, health: CameraHealth,
         reason = f"node {node} is down"
     elif state != "up":
         status = "down"
-        reason = f"camera {state}" + (f": {health.error}" if health.error else "")
+        # A node's error names its camera already ("camera cam0: ..."): said once here.
+        error = (health.error or "").removeprefix(f"camera {camera}: ")
+        reason = f"camera {state}" + (f": {error}" if error else "")
     elif recent_drops > 0:
         status, reason = "degraded", f"dropped {recent_drops:.0f} frames in the last minute"
     elif fps is not None and configured and fps < SLOW_FPS_RATIO * configured:

@@ -93,11 +93,12 @@ def test_alerts_fire_once_per_change() -> None:
 def test_a_stalled_camera_is_down_saying_why_and_alerts_once() -> None:
     why = "camera cam0: Picamera2 camera 0 delivered no frame in 1.0 s (a loose ribbon cable or a sensor dropout?)"
     stalled = snapshot(fleet_at(NOW_US, cam0={"state": "stalled", "error": why, "stalls": 1}))
-    assert stalled.cameras["cam0"].status == "down" and stalled.cameras["cam0"].reason == f"camera stalled: {why}"
+    said = why.removeprefix("camera cam0: ")  # the camera named once, not "camera stalled: camera cam0: ..."
+    assert stalled.cameras["cam0"].status == "down" and stalled.cameras["cam0"].reason == f"camera stalled: {said}"
     tracker = AlertTracker()
     tracker.update(snapshot(FLEET))
     alerts = tracker.update(stalled)
-    assert [(a.level, a.text) for a in alerts] == [("error", f"cam0: camera stalled: {why}; the node reopens it")]
+    assert [(a.level, a.text) for a in alerts] == [("error", f"cam0: camera stalled: {said}; the node reopens it")]
     assert tracker.update(snapshot(fleet_at(NOW_US + 2 * SECOND, cam0={"state": "stalled", "error": why}))) == []
     back = tracker.update(snapshot(fleet_at(NOW_US + 4 * SECOND)))
     assert [(a.level, a.text) for a in back] == [("info", "cam0 gives frames again")]
