@@ -10,7 +10,8 @@ window.reviewDay = ({ state, play, $, pad, iso, clockText, dateValue, addDays })
 
   // --- timelines ---------------------------------------------------------------------------------
   const LABEL_COLOURS = { person: "#f0a030", car: "#4aa3df", truck: "#3a7bbf", bicycle: "#40c0a0", dog: "#d06ad0",
-                          cat: "#c080f0", bird: "#a0d040", motion: "#8a8a8a", loss: "#e04040" };
+                          cat: "#c080f0", bird: "#a0d040", motion: "#8a8a8a", loss: "#e04040",
+                          "camera-stalled": "#b03060" };
   function labelOf(e) { return e.label || (e.labels && Object.keys(e.labels)[0]) || e.kind; }
   function colourOf(label) {
     if (LABEL_COLOURS[label]) return LABEL_COLOURS[label];
