@@ -60,7 +60,6 @@ class CaptureThread(threading.Thread):
         self._backoff = backoff or Backoff(1.0, 30.0)  # a stalled camera: reopening costs a few hundred ms
         self.encode_seconds = 0.0
         self.state: str | None = None  # "stalled" from a stall until a frame comes again
-        self.stalls = 0
         self._stall: tuple[int, str] | None = None  # (start_us, why) of the stall going on
 
     def stop(self) -> None:
@@ -137,7 +136,6 @@ class CaptureThread(threading.Thread):
             start_us = self.timebase.last_us or self.timebase.now_us()
             self._stall = (start_us, why)
             self.state = "stalled"
-            self.stalls += 1
             log.error("camera %s stalled: %s; reopening it", self.camera_id, why)
             self.sink.on_stall(start_us, None, why)
         reopen = getattr(self.source, "reopen", None)

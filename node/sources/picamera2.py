@@ -9,11 +9,10 @@ camera twice is refused here rather than by libcamera's "Device or resource busy
 Per camera, one video configuration with two streams from the ISP:
 ``main`` in YUV420 at the configured size (what is encoded, the encoder's own
 input format: no conversion) and ``lores`` in YUV420, scaled by the ISP for
-free. Without a sub stream, lores is at the luma motion detector's working
-size (~320 wide). With one (``substream``), lores is at the sub stream's size
+free. Without a sub stream, lores is ~320 wide and not read (nothing asks for
+it yet). With one (``substream``), lores is at the sub stream's size
 and ``sub_frame`` hands it to the sub encoder (node/capture/thread.py ``SubStream``)
-instead of libswscale scaling main on the capture thread; the motion luma
-(``lores``) is then every n-th pixel of it, back at ~320 wide. Picamera2 has
+instead of libswscale scaling main on the capture thread. Picamera2 has
 one lores stream, and it must be YUV and no larger than main (its
 ``check_camera_config``), which a configured ``substream`` always is. Four buffers
 and ``queue=False``, as the seed sets it: ``capture_request`` then waits for the
@@ -128,8 +127,6 @@ class Picamera2Source(FrameSource):
         self.sub_size = camera.substream
         self.asked_lores = camera.substream or lores_size(camera.width, camera.height)
         self.lores_size = self.asked_lores
-        self._luma_step = max(1, round(self.lores_size[0] / LORES_WIDTH))
-        self.lores: np.ndarray | None = None  # the latest lores luma (~320 wide), for a motion detector that wants it
         self.sub_frame: av.VideoFrame | None = None  # the latest lores picture as yuv420p, with a sub stream
         self.strides: dict[str, int] = {}  # per stream, as libcamera configured it
         self.skipped = 0  # frames the sensor made before the one ``read`` just returned that nobody took
@@ -213,7 +210,6 @@ class Picamera2Source(FrameSource):
             log.warning("camera %s: libcamera gave the lores stream %dx%d, not the %dx%d asked", self.id, lw, lh,
                         *self.asked_lores)
         self.width, self.height, self.lores_size = width, height, (lw, lh)
-        self._luma_step = max(1, round(lw / LORES_WIDTH))
         self.strides = {name: int(stream["stride"]) for name, stream in (("main", main), ("lores", lores))
                         if stream.get("stride")}
 
@@ -233,20 +229,19 @@ class Picamera2Source(FrameSource):
         try:
             metadata = request.get_metadata()
             main = request.make_array("main")
-            lores = request.make_array("lores")
+            lores = request.make_array("lores") if self.sub_size is not None else None
         finally:
             request.release()  # back to libcamera at once: with 4 buffers a held one stalls the camera
         self._timing(metadata)
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
         for index, plane in enumerate(yuv420_planes(main, self.width, self.height)):
             plane_view(frame, index)[:] = plane
-        planes = yuv420_planes(lores, *self.lores_size)
-        if self.sub_size is not None:
+        if lores is not None:
+            planes = yuv420_planes(lores, *self.lores_size)
             small = av.VideoFrame(*self.lores_size, "yuv420p")  # fresh each time: the encoder may hold it
             for index, plane in enumerate(planes):
                 plane_view(small, index)[:] = plane
             self.sub_frame = small  # a lores size libcamera changed is scaled from main instead (SubStream)
-        self.lores = planes[0][:: self._luma_step, :: self._luma_step]
         return frame
 
     def _timing(self, metadata: dict[str, Any]) -> None:

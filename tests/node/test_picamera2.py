@@ -72,7 +72,6 @@ def test_frames_are_the_main_stream_without_padding(fake_picamera2):
         assert np.array_equal(raw[:240], expected[:240, :360])
         assert (raw[240:300] == 100).all() and (raw[300:] == 150).all()
         assert 0xEE not in raw
-    assert source.lores is not None and source.lores.shape == (240, 360)  # type: ignore[union-attr]
 
 
 def test_frames_come_at_the_camera_rate(fake_picamera2):
@@ -155,25 +154,23 @@ def test_a_node_process_runs_two_picamera2_cameras(processes, tmp_path, monkeypa
                for c in cams.values()), "each sub stream is its camera's ISP lores"
 
 
-def test_with_a_sub_stream_lores_is_the_sub_picture_and_still_feeds_the_motion_luma(fake_picamera2):
+def test_with_a_sub_stream_lores_is_the_sub_picture(fake_picamera2):
     source = open_source(camera(width=1280, height=720, substream=(640, 360)))
     try:
         cfg = source._cam.camera_config  # type: ignore[union-attr]
         assert (cfg["lores"]["format"], cfg["lores"]["size"]) == ("YUV420", (640, 360))  # the ISP scales it
         assert (cfg["main"]["format"], cfg["main"]["size"]) == ("YUV420", (1280, 720))
-        frames = [(source.read(i), source.sub_frame, source.lores, source._cam._last + 1)  # type: ignore[union-attr]
+        frames = [(source.read(i), source.sub_frame, source._cam._last + 1)  # type: ignore[union-attr]
                   for i in range(3)]
         assert source._cam._outstanding == 0  # type: ignore[union-attr]
     finally:
         source.close()
-    for main, small, luma, n in frames:
+    for main, small, n in frames:
         assert (main.width, main.height) == (1280, 720)
         assert small is not None and (small.format.name, small.width, small.height) == ("yuv420p", 640, 360)
         expected = fake_picamera2.frame_array(640, 360, n)  # what make_array("lores") returned, stride padding off
         raw = small.to_ndarray()
         assert np.array_equal(raw[:360], expected[:360, :640]) and 0xEE not in raw
-        assert luma is not None and luma.shape == (180, 320)  # the motion detector's ~320 columns
-        assert np.array_equal(luma, expected[:360:2, :640:2])
     assert frames[0][1] is not frames[1][1], "a fresh picture per frame: the encoder may still hold the last"
 
 

@@ -26,7 +26,6 @@ node process through the environment:
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -79,7 +78,6 @@ class Faults:
     adjust: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)  # (camera, stream) -> size
     pending: dict[int, tuple[float, float]] = field(default_factory=dict)  # from the env: (after, for) at start
     started: set[int] = field(default_factory=set)
-    changed: threading.Condition = field(default_factory=threading.Condition)
 
     @classmethod
     def from_env(cls) -> Faults:
