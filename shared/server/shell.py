@@ -100,7 +100,7 @@ class ServerShell:
             answer = route.respond(connection, request)
             answer = await answer if inspect.isawaitable(answer) else answer
             if isinstance(answer, (Streamed, Later)):
-                return self._stream(connection, answer)
+                return self._stream(connection, answer, request.method == "HEAD")
             return answer
         if route.check is not None and (refusal := route.check(connection, request)) is not None:
             return refusal
@@ -112,11 +112,13 @@ class ServerShell:
             self.connections.add(connection, claims)  # so a revocation can end a session already open
         return None
 
-    def _stream(self, connection: ServerConnection, answer: Streamed | Later) -> Response:
+    def _stream(self, connection: ServerConnection, answer: Streamed | Later, head_only: bool) -> Response:
         """Make and write an answer from a task of its own, outside websockets' handshake and its timeout; the
-        Response returned is never sent (the connection is detached: shared/server/streamed.py)."""
+        Response returned is never sent (the connection is detached: shared/server/streamed.py). ``head_only``:
+        a HEAD request gets the status line and headers alone."""
         transport, pipe = detach(connection)
-        sending = send(transport, pipe, answer) if isinstance(answer, Streamed) else send_later(transport, pipe, answer)
+        sending = (send(transport, pipe, answer, head_only) if isinstance(answer, Streamed)
+                   else send_later(transport, pipe, answer, head_only))
         task = asyncio.create_task(sending, name="http-stream")
         self._streams.add(task)
         task.add_done_callback(self._streams.discard)

@@ -151,7 +151,7 @@ def detach(connection: ServerConnection) -> tuple[asyncio.Transport, _Pipe]:
     return transport, pipe
 
 
-async def send_later(transport: asyncio.Transport, pipe: _Pipe, later: Later) -> int:
+async def send_later(transport: asyncio.Transport, pipe: _Pipe, later: Later, head_only: bool = False) -> int:
     """Make the answer, then ``send`` it."""
     try:
         answer = await later.answer
@@ -160,36 +160,52 @@ async def send_later(transport: asyncio.Transport, pipe: _Pipe, later: Later) ->
         body = b"the server failed to answer; its log says why\n"
         answer = Response(500, "Internal Server Error", Headers([("Content-Type", "text/plain; charset=utf-8"),
                                                                  ("Content-Length", str(len(body)))]), body)
-    return await send(transport, pipe, answer if isinstance(answer, Streamed) else streamed_of(answer))
+    return await send(transport, pipe, answer if isinstance(answer, Streamed) else streamed_of(answer), head_only)
 
 
-async def send(transport: asyncio.Transport, pipe: _Pipe, answer: Streamed) -> int:
-    """Write the answer to the transport; returns the bytes of body sent. Ends the body's generator either way."""
+async def send(transport: asyncio.Transport, pipe: _Pipe, answer: Streamed, head_only: bool = False) -> int:
+    """Write the answer to the transport; returns the bytes of body sent. Ends the body's generator either way.
+    ``head_only``: a ``HEAD`` request, answered with the status line and headers alone (RFC 9110 §9.3.2).
+
+    An answer written to its end (or cut by a failing body) is closed, so what is buffered still reaches the
+    client; one cut short otherwise (the server closing, the client gone) is aborted: a client that stopped
+    reading cannot hold the socket open by never taking the buffered rest (on Python 3.12+ the server's
+    ``wait_closed`` waits for every connection, and would wait for it)."""
     sent = 0
     body = answer.body
+    ended = False
     try:
         if pipe.lost.is_set():
             return 0
         transport.write(head(answer))
-        async for chunk in body:
-            # is_closing: a failed send closed it just now (connection_lost is only scheduled, not yet run)
-            if not await pipe.drain() or transport.is_closing():
-                break
-            if chunk:
-                transport.write(chunk)
-                sent += len(chunk)
-            # Let the loop run: a TLS transport whose peer went drops writes without pausing, and only a turn of
-            # the loop delivers connection_lost (a body that never awaits would otherwise be read to its end).
-            await asyncio.sleep(0)
+        if not head_only:
+            async for chunk in body:
+                # is_closing: a failed send closed it just now (connection_lost is only scheduled, not yet run)
+                if not await pipe.drain() or transport.is_closing():
+                    break
+                if chunk:
+                    transport.write(chunk)
+                    sent += len(chunk)
+                # Let the loop run: a TLS transport whose peer went drops writes without pausing, and only a turn
+                # of the loop delivers connection_lost (a body that never awaits would otherwise be read to its end).
+                await asyncio.sleep(0)
+            else:
+                ended = True
         else:
+            ended = True
+        if ended:
             await pipe.drain()
     except Exception as exc:  # noqa: BLE001 - the head is out: nothing to answer with but a short body
         # The body failed after the head went out (a segment deleted under the read, the storage gone): the client
         # sees a short answer (Content-Length says so); the log gets one line, not a traceback.
         log.warning("streamed answer failed after %d bytes: %s", sent, exc)
+        ended = True
     finally:
         with contextlib.suppress(Exception):
             await body.aclose()  # type: ignore[attr-defined]
-        transport.close()
+        if ended:
+            transport.close()
+        else:
+            transport.abort()
         answer.sent.append(sent)
     return sent

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import AsyncIterator
 from http import HTTPStatus
@@ -141,6 +142,40 @@ async def test_close_ends_streams_in_flight(server: Streaming) -> None:
     await asyncio.wait_for(server.shell.close(), 5)
     assert server.ended and server.ended[0] < 800
     writer.close()
+
+
+def sockets_open() -> int:
+    return sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:") for fd in os.listdir("/proc/self/fd")
+               if os.path.exists(f"/proc/self/fd/{fd}"))
+
+
+async def test_close_lets_go_of_a_client_that_stopped_reading() -> None:
+    """Its socket is aborted, not left open until a buffer the client never takes is flushed (Python 3.12's
+    ``Server.wait_closed`` waits for every connection: a close() there would wait for ever)."""
+    s = Streaming()
+    port = await s.shell.start("127.0.0.1", 0)
+    before = sockets_open()  # the listener's
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readuntil(b"\r\n\r\n")
+    await asyncio.sleep(0.3)  # the server fills the socket's buffers and waits for this client, which never reads
+    assert sockets_open() == before + 2
+    await asyncio.wait_for(s.shell.close(), 5)
+    await asyncio.sleep(0.1)
+    # the listener closed, the client's own socket still open: the server's side must be gone
+    assert sockets_open() == before, "the server's side of the stalled connection is still open"
+    writer.transport.abort()
+
+
+async def test_head_gets_the_head_alone(server: Streaming) -> None:
+    for target in ("/big", "/later"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(f"HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        reply = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(b"\r\n\r\n"), reply[:200]
+        assert b"Content-Length: " in reply and b"Connection: close\r\n" in reply
+    assert server.answers[0].sent == [0]
 
 
 async def test_over_tls_the_same(tmp_path) -> None:
