@@ -60,7 +60,8 @@ class CaptureThread(threading.Thread):
         self._backoff = backoff or Backoff(1.0, 30.0)  # a stalled camera: reopening costs a few hundred ms
         self.encode_seconds = 0.0
         self.state: str | None = None  # "stalled" from a stall until a frame comes again
-        self._stall: tuple[int, str] | None = None  # (start_us, why) of the stall going on
+        # (start_us, why it stalled, what it says now) of the stall going on: the event closes with the latest
+        self._stall: tuple[int, str, str] | None = None
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -83,7 +84,7 @@ class CaptureThread(threading.Thread):
         finally:
             self.source.close()
             if self._stall is not None:  # stopped while stalled: the gap ends here
-                start_us, why = self._stall
+                start_us, _, why = self._stall
                 self._stall, self.state = None, None  # the camera is stopped or down now, not stalled
                 self.sink.on_stall(start_us, max(start_us, self.timebase.now_us()), f"{why} (until the stop)")
             self.sink.on_end(error)
@@ -134,15 +135,14 @@ class CaptureThread(threading.Thread):
         """The source stopped (and closed itself): say so once, then reopen it with backoff until it opens."""
         if self._stall is None:
             start_us = self.timebase.last_us or self.timebase.now_us()
-            self._stall = (start_us, why)
+            self._stall = (start_us, why, why)
             self.state = "stalled"
             log.error("camera %s stalled: %s; reopening it", self.camera_id, why)
             self.sink.on_stall(start_us, None, why)
         reopen = getattr(self.source, "reopen", None)
         if reopen is None:
             raise SourceError(why)  # a source that cannot reopen: the camera is down
-        start_us, first_why = self._stall
-        said = why
+        start_us, first_why, said = self._stall
         while not self._stop_event.wait(self._backoff.next_delay()):
             try:
                 reopen()
@@ -152,11 +152,12 @@ class CaptureThread(threading.Thread):
                 now = f"{first_why}; reopening: {exc}"
                 if now != said:  # the reason changed (the camera is gone now, say): the event and /health say so
                     said = now
+                    self._stall = (start_us, first_why, said)
                     self.sink.on_stall(start_us, None, now)
 
     def _recovered(self, capture_us: int) -> None:
         assert self._stall is not None
-        start_us, why = self._stall
+        start_us, _, why = self._stall
         self._stall, self.state = None, None
         self._backoff.reset()
         log.warning("camera %s: frames again after %.1f s stalled", self.camera_id, (capture_us - start_us) / 1e6)

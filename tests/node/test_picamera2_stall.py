@@ -236,3 +236,4 @@ def test_a_vanished_camera_says_so_and_the_other_is_reopened_by_its_id_though_re
     cam0 = [s for s in stalls if s[0] == "cam0"]
     assert [s[2] is None for s in cam0] == [True] * (len(cam0) - 1) + [False]  # open, updated, closed at the stop
     assert "check its ribbon cable" in cam0[-2][3]
+    assert "no Picamera2 camera 0" in cam0[-1][3]  # closed with the latest reason, not the first
