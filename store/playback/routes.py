@@ -20,7 +20,7 @@ import asyncio
 import functools
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -45,6 +45,7 @@ from store.media.thumbs import MAX_WIDTH, MIN_WIDTH, check_width
 from store.playback.mp4_layout import Layout, NothingRecorded, Source, plan
 from store.playback.ranges import Unsatisfiable, byte_range, content_range
 from store.playback.segment_tables import SegmentTable, TableCache, TableError, open_segment
+from store.playback.slots import Held, Slot, Slots, client_of
 from store.segments import SegmentStore, SegmentStoreError, name_of
 from store.serve.media_requests import in_worker
 
@@ -98,6 +99,7 @@ class Playback:
         self._clips: OrderedDict[tuple[str, int, int], Clip] = OrderedDict()
         self._building: dict[tuple[str, int, int], asyncio.Task[Clip]] = {}
         self._layouts = asyncio.Semaphore(LAYOUTS_AT_ONCE)
+        self.slots = Slots()  # /recordings answers open per client (store/playback/slots.py)
 
     @property
     def segments(self) -> SegmentStore:
@@ -113,7 +115,10 @@ class Playback:
             from_us, to_us = _range(request.path)
         except Refusal as exc:
             return error_response(connection, exc.status, exc.reason)
-        return Later(self._recording(connection, request, camera, kind, from_us, to_us))
+        client = client_of(request.path, request.headers.get("Authorization"), connection.remote_address[0])
+        if (slot := self.slots.take(client)) is None:
+            return error_response(connection, HTTPStatus.TOO_MANY_REQUESTS, self.slots.refusal(client))
+        return Later(_held(slot, self._recording(connection, request, camera, kind, from_us, to_us)))
 
     async def _recording(self, connection: ServerConnection, request: Request, camera: str, kind: str, from_us: int,
                          to_us: int) -> Response | Streamed:
@@ -269,6 +274,20 @@ class Playback:
                 k += 1
         finally:
             await in_worker(reader.close)
+
+
+async def _held(slot: Slot, making: Awaitable[Response | Streamed]) -> Response | Streamed:
+    """The answer, holding the client's slot until its body ends (a plain answer gives it back at once)."""
+    try:
+        answer = await making
+    except BaseException:
+        slot.give_back()
+        raise
+    if isinstance(answer, Streamed):
+        answer.body = Held(answer.body, slot)
+    else:
+        slot.give_back()
+    return answer
 
 
 class _Reader:

@@ -279,3 +279,36 @@ async def test_thumbnails_hold_the_apis_budget_while_they_decode(store: Store) -
     store.server.api.media.budget.per_token = 1024  # less than one decode
     status, _, body = await store.get(f"/thumbs/{CAMERA}.jpg?at={iso(T0)}")
     assert status == 503 and "--temp-per-token" in body.decode() and body.decode().count("\n") == 1
+
+
+async def test_a_client_has_at_most_so_many_recordings_open(store: Store) -> None:
+    """Each open answer holds its clip's layout: over the cap a client is refused at once; every answer, however it
+    ends, gives its slot back (store/playback/slots.py)."""
+    slots = store.server.playback.slots
+    target = f"/recordings/{CAMERA}.mp4?{q(T0, T0 + 10 * S)}"
+    held = [slots.take("address 127.0.0.1") for _ in range(slots.per_client)]
+    status, _, body = await store.get(target)
+    assert status == 429 and "the most one may have (32)" in body.decode() and body.decode().count("\n") == 1
+    held[0].give_back()
+    assert (await store.get(target))[0] == 200
+    for slot in held[1:]:
+        slot.give_back()
+    assert not slots.open
+    # Whole, ranged, refused, nothing there, the sidecar: each gives its slot back.
+    await store.get(target, {"Range": "bytes=100-"})
+    await store.get(target, {"Range": "bytes=999999999-"})
+    await store.get(f"/recordings/{CAMERA}.mp4?{q(T0 + 13 * S, T0 + 19 * S)}")
+    await store.get(target.replace(".mp4", ".json"))
+    assert not slots.open
+    # A client that leaves before its answer starts, and one that leaves half way.
+    for read in (0, 1000):
+        reader, writer = await asyncio.open_connection("127.0.0.1", store.port)
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        if read:
+            await reader.readexactly(read)
+        writer.transport.abort()
+        for _ in range(50):
+            await asyncio.sleep(0.05)
+            if not slots.open:
+                break
+        assert not slots.open, f"a client that left after {read} bytes still holds a slot"
