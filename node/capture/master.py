@@ -3,6 +3,11 @@
 Each camera gets a capture thread (source → encoder, encoded once) and a
 ``FanOut`` on the event loop. Live viewers, the recorder and later the motion
 detector are all just subscribers; none of them can slow capture down.
+
+A camera whose source is unavailable at start (``SourceUnavailable``: a Pi camera
+missing, busy or failing to start) does not stop the node: it is ``stalled`` with
+the reason, reported as a stall is, and opened again with backoff
+(node/capture/opener.py); the capture thread starts once it opens.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from node.capture.encode import EncodedUnit, H264Encoder
 from node.capture.encoders import codec_family, open_encoder
 from node.capture.filters import build_filter
+from node.capture.opener import SourceOpener
 from node.capture.sink import CaptureSink, StreamFormat
 from node.capture.stream import StreamThread
 from node.capture.substream import SubStream
@@ -25,8 +31,8 @@ from node.capture.timebase import TimeBase
 from node.motion.config import make_detector
 from node.motion.worker import MotionWorker
 from node.motion.zones import label_zones, named_zones
-from node.sources import open_source
-from node.sources.base import FrameSource, PacketSource
+from node.sources import Source, open_source
+from node.sources.base import FrameSource, PacketSource, SourceUnavailable
 from shared.config import CameraConfig
 from shared.fanout import AccessUnit, FanOut, Subscription
 from shared.protocol.health import CameraHealth, SubstreamFrames
@@ -89,18 +95,68 @@ class Camera:
         self.sub_fanout: FanOut | None = None  # the smaller second encode, when configured
         self.sub: SubStream | None = None
         self._thread: CaptureThread | StreamThread | None = None
+        self._opener: SourceOpener | None = None  # opening a source unavailable at start
+        self._waiting_since: int | None = None  # when it was found unavailable (the stall's start)
+        self._stopping = False
         self._ended = asyncio.Event()
         # Every frame's capture time (docs/time.md); the recorder raises its floor before start.
         self.timebase = timebase or TimeBase()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        source = open_source(self.config)
+        try:
+            source = open_source(self.config)
+        except SourceUnavailable as exc:  # hardware, not config: the node runs on without this camera for now
+            self._wait_for_source(loop, str(exc))
+            return
+        self._open(loop, source)
+
+    def _open(self, loop: asyncio.AbstractEventLoop, source: Source) -> None:
         try:
             self._start(loop, source)
         except BaseException:
             source.close()  # whatever failed after the open: the camera is not left held
             raise
         self.state = "up"
+
+    def _wait_for_source(self, loop: asyncio.AbstractEventLoop, why: str) -> None:
+        """Stalled from the start: said why (the camera-stalled event opens), opened again with backoff."""
+        start_us = self._waiting_since = self.timebase.now_us()
+        log.error("camera %s: %s; the node runs on and opens it again", self.id, why)
+        self._stalled(start_us, None, why)
+
+        def on_why(now: str) -> None:
+            loop.call_soon_threadsafe(self._stalled, start_us, None, now)
+
+        def on_open(source: Source) -> None:
+            loop.call_soon_threadsafe(self._opened, loop, source)
+
+        def on_error(exc: BaseException) -> None:
+            loop.call_soon_threadsafe(self._open_failed, exc)
+
+        self._opener = SourceOpener(self.config, why, on_why, on_open, on_error)
+        self._opener.start()
+
+    def _opened(self, loop: asyncio.AbstractEventLoop, source: Source) -> None:
+        """On the loop: the source unavailable at start opened; capture starts and the stall ends."""
+        if self._stopping:
+            source.close()
+            return
+        why = self.error or "unavailable"
+        try:
+            self._open(loop, source)
+        except Exception as exc:  # e.g. its encoder does not open: down, as at start
+            self._open_failed(exc)
+            return
+        assert self._waiting_since is not None
+        log.warning("camera %s: opened, %.1f s after it was unavailable at start", self.id,
+                    (self.timebase.now_us() - self._waiting_since) / 1e6)
+        self._stalled(self._waiting_since, self.timebase.now_us(), why)
+
+    def _open_failed(self, error: BaseException) -> None:
+        why = self.error or "unavailable"
+        self._finish(error)  # down with the error
+        if self._waiting_since is not None:
+            self._stalled(self._waiting_since, self.timebase.now_us(), f"{why}; then: {self.error}")
 
     def _start(self, loop: asyncio.AbstractEventLoop, source: FrameSource | PacketSource) -> None:
         motion = self.motion
@@ -205,7 +261,14 @@ class Camera:
 
     async def stop(self) -> None:
         """Stop capture; the encoder is flushed and every subscriber sees the end."""
+        self._stopping = True
         if self._thread is None:
+            if self._opener is not None:  # never opened since start: its stall ends at the stop
+                self._opener.stop()
+                await asyncio.to_thread(self._opener.join, STOP_TIMEOUT_S)
+                if self.state == "stalled" and self._waiting_since is not None:
+                    why = f"{self.error} (until the stop)"
+                    self._stalled(self._waiting_since, max(self._waiting_since, self.timebase.now_us()), why)
             self._finish(None)
             return
         self._thread.stop()

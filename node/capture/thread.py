@@ -37,6 +37,9 @@ from shared.backoff import Backoff
 from shared.protocol.health import ClockHealth, StreamHealth
 
 log = logging.getLogger(__name__)
+# A stalled source is reopened (and one unavailable at start opened, node/capture/opener.py) after 1 s, doubling
+# to 30 s: reopening a Pi camera costs a few hundred ms.
+REOPEN_FIRST_S, REOPEN_MAX_S = 1.0, 30.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class CaptureThread(threading.Thread):
         self.source, self.encoder, self.sink, self.timebase = source, encoder, sink, timebase
         self._filter = frame_filter  # privacy masks, timestamp (node/capture/filters.py): before the one encode
         self._stop_event = threading.Event()
-        self._backoff = backoff or Backoff(1.0, 30.0)  # a stalled camera: reopening costs a few hundred ms
+        self._backoff = backoff or Backoff(REOPEN_FIRST_S, REOPEN_MAX_S)
         self.encode_seconds = 0.0
         self.state: str | None = None  # "stalled" from a stall until a frame comes again
         # (start_us, why it stalled, what it says now) of the stall going on: the event closes with the latest

@@ -28,6 +28,14 @@ class SourceError(RuntimeError):
     """A source that cannot be opened or read; the message says which and why."""
 
 
+class SourceUnavailable(SourceError):
+    """A source that cannot be opened now for a reason the hardware may lift: a camera missing (a loose ribbon
+    cable at boot), held by another process, or that failed to configure or start. At node start the camera
+    is then ``stalled`` and opened again with backoff (node/capture/opener.py), not the node stopped; a
+    config error (an unknown source, a bad size) stays a plain ``SourceError`` and stops the node.
+    """
+
+
 class SourceStalled(SourceError):
     """A frame source that stopped delivering (a camera that gives no frame within a few frame intervals).
 

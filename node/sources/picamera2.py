@@ -24,7 +24,10 @@ A camera that stops (a loose ribbon cable, a sensor dropout) would block
 ``capture_request()`` for good: it is called with ``wait=`` a few frame intervals,
 then ``cancel_all_and_flush()`` and ``close()``, and ``SourceStalled`` tells the
 capture thread to report the stall and ``reopen`` with backoff. Every failure
-between ``Picamera2(N)`` and ``start()`` closes it again (docs/cameras.md).
+between ``Picamera2(N)`` and ``start()`` closes it again; a camera missing, busy or failing to start
+raises ``SourceUnavailable`` saying which, why and what to do: at node start too, the camera is then
+``stalled`` and opened again with the same backoff (node/capture/opener.py), the node's other cameras
+record on (docs/cameras.md).
 
 Encoding is not Picamera2's business here: the node's encoder probe
 (node/capture/encoders.py) finds ``h264_v4l2m2m`` (the bcm2835 codec at /dev/video11,
@@ -46,7 +49,7 @@ import av
 import numpy as np
 
 from node.sources import register_source
-from node.sources.base import FrameSource, SourceError, SourceStalled, plane_view
+from node.sources.base import FrameSource, SourceError, SourceStalled, SourceUnavailable, plane_view
 from shared.config import CameraConfig
 
 BUFFER_COUNT = 4  # the seed's buffer_count
@@ -157,8 +160,8 @@ class Picamera2Source(FrameSource):
             self.sensor_id = str(found[self.number].get("Id") or "") or None
             return self.number
         names = ", ".join(f"{i}: {c.get('Model', '?')}" for i, c in enumerate(found)) or "none"
-        raise SourceError(f"camera {self.id}: no Picamera2 camera {self.number} (cameras found: {names}); check its "
-                          "ribbon cable and that libcamera sees it (rpicam-hello --list-cameras)")
+        raise SourceUnavailable(f"camera {self.id}: no Picamera2 camera {self.number} (cameras found: {names}); "
+                                "check its ribbon cable and that libcamera sees it (rpicam-hello --list-cameras)")
 
     def _start(self) -> None:
         """Open, configure and start the camera; anything opened is closed again if a later step fails."""
@@ -166,10 +169,10 @@ class Picamera2Source(FrameSource):
         try:
             cam = self._picamera2(index)
         except IndexError:  # gone between the listing and the open
-            raise SourceError(f"camera {self.id}: no Picamera2 camera {self.number} any more; check its ribbon "
-                              "cable (rpicam-hello --list-cameras)") from None
+            raise SourceUnavailable(f"camera {self.id}: no Picamera2 camera {self.number} any more; check its "
+                                    "ribbon cable (rpicam-hello --list-cameras)") from None
         except Exception as exc:
-            raise SourceError(self._open_failed(exc)) from exc
+            raise SourceUnavailable(self._open_failed(exc)) from exc
         try:
             config = cam.create_video_configuration(
                 main={"size": self.asked, "format": "YUV420"},
@@ -182,8 +185,8 @@ class Picamera2Source(FrameSource):
             cam.start()
         except Exception as exc:
             _close_quietly(cam, self.id)
-            raise SourceError(f"camera {self.id}: Picamera2 camera {self.number} did not start: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            raise SourceUnavailable(f"camera {self.id}: Picamera2 camera {self.number} did not start: "
+                                    f"{type(exc).__name__}: {exc}") from exc
         self._cam, self._fresh, self._last_ns = cam, True, None
 
     def _open_failed(self, exc: BaseException) -> str:
@@ -194,7 +197,7 @@ class Picamera2Source(FrameSource):
         if "busy" in why.lower():
             return (f"camera {self.id}: Picamera2 camera {self.number} is busy ({why}): another process holds it; "
                     "stop it (another sht node, rpicam-apps, motion; sudo fuser -v /dev/media* /dev/video* "
-                    "names it)")
+                    "names it); the node opens it again once it is free")
         return (f"camera {self.id}: Picamera2 camera {self.number} did not open ({why}); check the cable and "
                 "rpicam-hello --list-cameras")
 

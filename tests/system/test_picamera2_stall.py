@@ -79,3 +79,44 @@ def test_a_stalled_camera_is_reported_reopened_and_the_other_records_on(processe
             assert gaps and max(gaps) < most, gaps  # cam0 recorded throughout
         else:
             assert any(g >= 9.0 for g in gaps) and spans[-1][1] > end, gaps  # the gap, and footage after it
+
+
+def test_a_camera_busy_at_start_does_not_stop_the_node_and_records_once_free(processes, tmp_path, monkeypatch):
+    """A camera held by another process when the node starts (as a loose cable at boot would be missing): the
+    node runs, its other camera records from the start, the busy one is `stalled` saying why, then opens."""
+    monkeypatch.setenv("PYTHONPATH", f"{FAKES}:{Path(__file__).parents[2]}")
+    monkeypatch.setenv("FAKE_PICAMERA2_BUSY", "1:6")  # camera 1 held by another process for the first 6 s
+    store_port, node_port = free_port(), free_port()
+    root = tmp_path / "store"
+    toks = tokens(root)
+    store = processes.start("store", "store", "--root", str(root), "--host", "127.0.0.1", "--port", str(store_port))
+    wait_for_health(f"http://127.0.0.1:{store_port}", store)
+    node = processes.start("node", "node", "--id", "node0", "--host", "127.0.0.1", "--port", str(node_port),
+                           "--no-auth", "--store", f"ws://127.0.0.1:{store_port}", "--spool", str(tmp_path / "spool"),
+                           "--segment-seconds", "2", "--size", "320x240", "--fps", "10",
+                           "--camera", "cam0=picamera2:0", "--camera", "cam1=picamera2:1", token=toks["node"])
+    url = f"http://127.0.0.1:{node_port}"
+    wait_for_health(url, node)  # the node serves: it did not stop on the busy camera
+    cams = get_json(url + "/health")["cameras"]
+    assert cams["cam1"]["state"] == "stalled" and cams["cam1"]["stalls"] == 1, cams["cam1"]
+    assert "camera cam1: Picamera2 camera 1 is busy" in cams["cam1"]["error"]
+    assert "stop it" in cams["cam1"]["error"]  # what to do
+    assert metric(url, "sht_camera_stalled", "cam1") == 1.0 and metric(url, "sht_camera_up", "cam1") == 0.0
+    deadline = time.monotonic() + 25
+    while (cams := get_json(url + "/health")["cameras"])["cam1"]["state"] != "up":
+        assert time.monotonic() < deadline and node.poll() is None, cams["cam1"]
+        time.sleep(0.3)
+    assert cams["cam0"]["state"] == "up" and cams["cam0"]["frames_encoded"] >= 40  # recording all along
+    assert metric(url, "sht_camera_stalled", "cam1") == 0.0 and metric(url, "sht_camera_up", "cam1") == 1.0
+    time.sleep(4)  # cam1 records: segments after the gap
+    assert get_json(url + "/health")["cameras"]["cam1"]["frames_encoded"] >= 30
+    node.send_signal(signal.SIGTERM)
+    assert node.wait(30) == 0
+
+    (is_open, start, end, detail), = rows(root, "SELECT open, start_us, end_us, detail FROM events "
+                                               "WHERE camera = 'cam1' AND kind = 'camera-stalled'")
+    assert is_open == 0 and 4.0 <= (end - start) / S <= 25.0 and "is busy" in detail
+    assert "camera cam1 STALLED" in processes.log("store")
+    cam0 = rows(root, "SELECT start_us, end_us FROM segments WHERE camera = 'cam0' ORDER BY start_us")
+    cam1 = rows(root, "SELECT start_us, end_us FROM segments WHERE camera = 'cam1' ORDER BY start_us")
+    assert cam0[0][0] <= start + 2 * S and cam1 and cam1[0][0] >= end - S  # cam0 from the start, cam1 once free

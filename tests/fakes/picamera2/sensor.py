@@ -19,7 +19,8 @@ node process through the environment:
 - ``FAKE_PICAMERA2_STALL="N:AFTER:FOR[,...]"``: camera N's frames stop AFTER seconds after it first starts,
   for FOR seconds; a camera running then never delivers again (close and reopen it), one opened after the
   window works;
-- ``FAKE_PICAMERA2_BUSY="N[,...]"``: camera N is held by another process;
+- ``FAKE_PICAMERA2_BUSY="N[:FOR][,...]"``: camera N is held by another process (for FOR seconds from this
+  process's start, else for good);
 - ``FAKE_PICAMERA2_STARTUP_S``: seconds from ``start()`` to the first frame (default 0.2).
 """
 
@@ -103,8 +104,17 @@ class Faults:
         return not any(s <= now < e for s, e in self.vanished.get(num, []))
 
 
+_STARTED = time.monotonic()  # this process's start, near enough: FAKE_PICAMERA2_BUSY's FOR counts from it
+
+
 def busy_elsewhere() -> set[int]:
-    return {int(n) for n in filter(None, os.environ.get("FAKE_PICAMERA2_BUSY", "").split(","))}
+    """The camera numbers another process holds now."""
+    busy, now = set(), time.monotonic() - _STARTED
+    for item in filter(None, os.environ.get("FAKE_PICAMERA2_BUSY", "").split(",")):
+        num, _, length = item.partition(":")
+        if not length or now < float(length):
+            busy.add(int(num))
+    return busy
 
 
 def startup_s() -> float:
