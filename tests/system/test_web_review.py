@@ -265,6 +265,20 @@ def test_seek_by_timeline_click_and_keys(review_store, page):
     assert reply.status in (200, 206) and reply.headers["content-type"].startswith("video/mp4")
 
 
+def test_speed_keys_go_through_one_two_four_eight(review_store, page):
+    page.goto(review_url(review_store, "cam0", f"{DAY}T10:00:00Z"))
+    page.wait_for_function("document.querySelector('#rv-video').currentTime > 0.3", timeout=15_000)
+    rates = []
+    for key in "+++++--":  # two presses past 8x stay at 8x; then down
+        page.keyboard.press(key)
+        rates.append(page.evaluate("document.querySelector('#rv-video').playbackRate"))
+    assert rates == [2, 4, 8, 8, 8, 4, 2]
+    assert page.input_value("#rv-speed") == "2"
+    page.keyboard.press("-")
+    page.keyboard.press("-")
+    assert page.evaluate("document.querySelector('#rv-video').playbackRate") == 1
+
+
 @pytest.mark.parametrize("width,height", [(375, 740), (1280, 800)])
 def test_review_fits_phone_and_desktop(review_store, browser, tmp_path, width, height):
     context = browser.new_context(timezone_id="UTC", viewport={"width": width, "height": height})
