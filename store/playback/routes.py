@@ -9,8 +9,9 @@
 
 TIME: ISO 8601 (no zone = the store's local time) or the CLI's forms (shared/timespec.py); times in answers are
 UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``. A layout is computed once per (camera, from, to) and kept (``LAYOUTS``,
-``LAYOUT_HEAD_BYTES``: the least recently used dropped), so the MP4 and the JSON a client reads, and every Range
-request a player makes, describe the same bytes even while footage is still arriving. Nothing here runs blocking
+``LAYOUT_HEAD_BYTES``: the least recently used dropped; one an answer being sent still holds is found again), so
+the MP4 and the JSON a client reads, and every Range request a player makes, describe the same bytes even while
+footage is still arriving. Nothing here runs blocking
 work on the event loop: sample tables, layouts and reads run in worker threads.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +99,9 @@ class Playback:
         self.media = media
         self.tables = tables or TableCache()
         self._clips: OrderedDict[tuple[str, int, int], Clip] = OrderedDict()
+        # Every clip still held, by the cache or by an answer being sent (a player's open connection): a Range
+        # request for it gets the same bytes even once the cache has dropped it.
+        self._held: weakref.WeakValueDictionary[tuple[str, int, int], Clip] = weakref.WeakValueDictionary()
         self._building: dict[tuple[str, int, int], asyncio.Task[Clip]] = {}
         self._layouts = asyncio.Semaphore(LAYOUTS_AT_ONCE)
         self.slots = Slots()  # /recordings answers open per client (store/playback/slots.py)
@@ -169,6 +174,9 @@ class Playback:
         if (clip := self._clips.get(key)) is not None:
             self._clips.move_to_end(key)
             return clip
+        if (clip := self._held.get(key)) is not None:
+            self._keep(key, clip)
+            return clip
         building = self._building.get(key)
         if building is None:  # one build per clip: a player's first requests arrive together
             building = asyncio.create_task(self._build(camera, from_us, to_us), name="recordings-layout")
@@ -180,7 +188,11 @@ class Playback:
         del self._building[key]
         if task.cancelled() or task.exception() is not None:
             return  # the exception is retrieved (each waiter gets it too): nothing kept
-        self._clips[key] = task.result()
+        self._held[key] = task.result()
+        self._keep(key, task.result())
+
+    def _keep(self, key: tuple[str, int, int], clip: Clip) -> None:
+        self._clips[key] = clip
         while len(self._clips) > 1 and (len(self._clips) > LAYOUTS or sum(
                 len(c.layout.head) for c in self._clips.values()) > LAYOUT_HEAD_BYTES):
             self._clips.popitem(last=False)
