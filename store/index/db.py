@@ -114,6 +114,12 @@ class Index:
                  received_us),
             )
             await coverage_marks.mark(conn, [(header.camera, header.start_us, header.end_us)])
+            # Frames came again after a stall: a camera-stalled event of the camera still open from before this
+            # segment is over, by its start at the latest (its node lost its spool mid-stall, or moved to another
+            # store, and will never close it; store/ingest/events.py). It still takes its node's own close.
+            await conn.execute(
+                "UPDATE events SET open = 2, end_us = MAX(end_us, ?) WHERE camera = ? AND kind = 'camera-stalled' "
+                "AND open = 1 AND start_us < ?", (header.start_us, header.camera, header.start_us))
             await conn.execute(
                 "INSERT INTO nodes (node, first_seen_us, last_seen_us) VALUES (?, ?, ?) "
                 "ON CONFLICT (node) DO UPDATE SET last_seen_us = excluded.last_seen_us",

@@ -11,7 +11,10 @@ end. So an event's row is an upsert:
 A camera has one motion event going at a time, so a newer one ends any older row of the camera still open
 (``open = 2``, "ended as far as the store knows"): the node that opened it crashed or restarted and will never
 close it. Such a row still takes its node's own close if that comes after all (open events overtake the
-upload queue, so the next event's start can arrive before the previous one's end).
+upload queue, so the next event's start can arrive before the previous one's end). The same holds for a
+camera's ``camera-stalled`` events (one stall at a time: a node that lost its spool mid-stall, or moved to
+another store, never closes the first); a segment of the camera that starts after a stall began ends it too
+(its frames came again: store/index/db.py ``insert_segment``).
 
 Every change is reported to an observer (``EventNotice``) after its commit: the store's object detection
 starts watching a camera when one of its motion events opens. Before the commit, a ``ChangeKeeper`` (the notify
@@ -27,7 +30,7 @@ from typing import Protocol
 
 import aiosqlite
 
-from shared.protocol.ingest import Ack, EventRecord
+from shared.protocol.ingest import OPEN_KINDS, Ack, EventRecord
 from store.index.db import transaction
 
 CLOSED, OPEN, ENDED_BY_STORE = 0, 1, 2  # events.open (store/index/schema.sql)
@@ -97,9 +100,9 @@ async def _ingest(conn: aiosqlite.Connection, record: EventRecord, keeper: Chang
             row = await cur.fetchone()
         if row is None:
             ended: tuple[int, ...] = ()
-            if record.kind == "motion":
-                async with conn.execute("SELECT id FROM events WHERE camera = ? AND kind = 'motion' AND open = ? "
-                                        "AND start_us < ?", (record.camera, OPEN, record.start_us)) as cur:
+            if record.kind in OPEN_KINDS:  # motion, camera-stalled: one at a time per camera
+                async with conn.execute("SELECT id FROM events WHERE camera = ? AND kind = ? AND open = ? "
+                                        "AND start_us < ?", (record.camera, record.kind, OPEN, record.start_us)) as cur:
                     ended = tuple(int(r[0]) for r in await cur.fetchall())  # for the change feed (store/notify)
             if keeper is not None:
                 kept += await keeper.keep([*(RowChange("ended", ended_id) for ended_id in ended),

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 from websockets.asyncio.client import connect
 
-from shared.protocol.ingest import INGEST_VERSION, INGEST_VERSION_HEADER, EventRecord
+from shared.protocol.ingest import INGEST_VERSION, INGEST_VERSION_HEADER, EventRecord, SegmentHeader
 from store.admin.keys import KeyStore
 from store.app import Store
 from store.index.db import Index
@@ -126,3 +126,38 @@ async def test_a_newer_event_ends_an_older_one_left_open_whose_own_close_is_stil
     assert close.changed and not close.ack.duplicate
     async with index.conn.execute("SELECT end_us, open FROM events WHERE start_us = ?", (T,)) as cur:
         assert await cur.fetchone() == (T + 2_000_000, 0)
+
+
+STALL = EventRecord("node0", "cam0", T, T, "camera-stalled", 0.0, thumb_us=None,
+                    detail="camera cam0: Picamera2 camera 0 delivered no frame in 1.0 s", open=True)
+
+
+async def test_a_stall_left_open_is_ended_by_the_cameras_next_stall(index):
+    await ingest_event(index.conn, STALL)  # its node then lost its spool mid-stall: no close ever comes
+    await ingest_event(index.conn, replace(STALL, camera="cam1", start_us=T + 10))
+    await ingest_event(index.conn, replace(OPENED, start_us=T + 20))  # a motion event: not a stall
+    newer = await ingest_event(index.conn, replace(STALL, start_us=T + 60_000_000, end_us=T + 60_000_000))
+    assert newer.new and len(newer.ended) == 1
+    async with index.conn.execute("SELECT camera, kind, start_us, open FROM events ORDER BY id") as cur:
+        assert list(await cur.fetchall()) == [("cam0", "camera-stalled", T, 2), ("cam1", "camera-stalled", T + 10, 1),
+                                              ("cam0", "motion", T + 20, 1), ("cam0", "camera-stalled",
+                                                                              T + 60_000_000, 1)]
+
+
+async def test_a_segment_after_a_stall_began_ends_it_if_left_open_and_its_close_is_still_taken(index):
+    def segment(camera: str, start_us: int) -> SegmentHeader:
+        return SegmentHeader("node0", camera, start_us, start_us + 2_000_000, 20, 1000, "0" * 64)
+
+    await ingest_event(index.conn, STALL)
+    await ingest_event(index.conn, replace(STALL, camera="cam1"))
+    await index.insert_segment(segment("cam0", T - 2_000_000), "segments/cam0/a.mp4", T)  # up to the stall
+    await index.insert_segment(segment("cam1", T + 9_000_000), "segments/cam1/a.mp4", T)  # another camera's
+    async with index.conn.execute("SELECT camera, open FROM events ORDER BY id") as cur:
+        assert list(await cur.fetchall()) == [("cam0", 1), ("cam1", 2)]
+    await index.insert_segment(segment("cam0", T + 8_000_000), "segments/cam0/b.mp4", T)  # frames again
+    async with index.conn.execute("SELECT camera, end_us, open FROM events ORDER BY id") as cur:
+        assert list(await cur.fetchall()) == [("cam0", T + 8_000_000, 2), ("cam1", T + 9_000_000, 2)]
+    close = await ingest_event(index.conn, replace(STALL, end_us=T + 7_900_000, open=False))  # its node's, late
+    assert close.changed and not close.ack.duplicate
+    async with index.conn.execute("SELECT open FROM events WHERE camera = 'cam0'") as cur:
+        assert await cur.fetchone() == (0,)
