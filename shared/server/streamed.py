@@ -33,6 +33,8 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 log = logging.getLogger(__name__)
+# A client that takes no bytes for this long is cut off (browsers, ffplay and VLC resume with a Range request).
+STALL_S = 300.0
 
 
 @dataclass
@@ -89,10 +91,16 @@ class _Pipe(asyncio.Protocol):
         self.lost.set()
         self.can_write.set()  # wake a writer waiting on a full buffer
 
-    async def drain(self) -> bool:
-        """Wait until the transport takes more; False once the client has gone."""
+    async def drain(self, stall_s: float | None = None) -> bool:
+        """Wait until the transport takes more; False once the client has gone, or has taken nothing for
+        ``stall_s`` seconds (a paused player that never closes must not hold its file and layout for ever)."""
         if not self.can_write.is_set():
-            await self.can_write.wait()
+            try:
+                await asyncio.wait_for(self.can_write.wait(), stall_s)
+            except TimeoutError:
+                log.info("streamed answer cut: the client took nothing for %.0f s (a player paused that long "
+                         "asks again with a Range request when it resumes)", stall_s)
+                return False
         return not self.lost.is_set()
 
 
@@ -181,7 +189,7 @@ async def send(transport: asyncio.Transport, pipe: _Pipe, answer: Streamed, head
         if not head_only:
             async for chunk in body:
                 # is_closing: a failed send closed it just now (connection_lost is only scheduled, not yet run)
-                if not await pipe.drain() or transport.is_closing():
+                if not await pipe.drain(STALL_S) or transport.is_closing():
                     break
                 if chunk:
                     transport.write(chunk)

@@ -167,6 +167,18 @@ async def test_close_lets_go_of_a_client_that_stopped_reading() -> None:
     writer.transport.abort()
 
 
+async def test_a_client_that_takes_nothing_for_too_long_is_cut_off(server: Streaming,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A paused player that never closes must not hold its file and layout for ever (STALL_S, 5 min; here 0.5 s)."""
+    monkeypatch.setattr("shared.server.streamed.STALL_S", 0.5)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readuntil(b"\r\n\r\n")
+    await asyncio.wait_for(server.ended_event.wait(), 10)  # the client never reads: the server gives up
+    assert server.ended[0] < 800
+    writer.transport.abort()
+
+
 async def test_head_gets_the_head_alone(server: Streaming) -> None:
     for target in ("/big", "/later"):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
