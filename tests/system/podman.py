@@ -122,7 +122,10 @@ class Podman:
         conf = workdir / "containers.conf"
         conf.write_text(CONTAINERS_CONF)
         self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
-        self.base = ["podman", "--root", str(workdir / "root"), "--runroot", str(workdir / "run"),
+        # podman refuses a runroot over 50 characters (its sockets' paths): pytest's temporary directories are
+        # longer under xdist (.../pytest-N/popen-gw0/podman0/...), so the run state lives in a short one of its own
+        self.runroot = Path(tempfile.mkdtemp(prefix="sht-podman-", dir="/tmp"))
+        self.base = ["podman", "--root", str(workdir / "root"), "--runroot", str(self.runroot),
                      "--tmpdir", str(workdir / "tmp")]
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 120,
@@ -156,3 +159,4 @@ class Podman:
         self("rm", "--all", "--force", "--volumes", "--time", "0", check=False)
         self("system", "reset", "--force", check=False, timeout=300)
         shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.runroot, ignore_errors=True)
