@@ -127,6 +127,10 @@ async def until(test, within: float, what: str) -> None:  # type: ignore[no-unty
         await asyncio.sleep(0.1)
 
 
+RETAINED_STATE = (f"{PREFIX}/available", f"{PREFIX}/cam0/motion", f"{PREFIX}/cam0/person",
+                  f"{PREFIX}/cam0/recording_mode/state", f"{PREFIX}/cam0/notify/state", f"{PREFIX}/node0/state")
+
+
 async def test_home_assistant_finds_the_camera_its_controls_and_its_node(system: System) -> None:
     async with Listener(system.broker.port, ["homeassistant/#", f"{PREFIX}/#"]) as sub:
         def ready(messages: list[Received]) -> bool:
@@ -136,6 +140,10 @@ async def test_home_assistant_finds_the_camera_its_controls_and_its_node(system:
 
         await sub.wait(ready, within=30, what="cam0's 5 discovery configs and node0's state, up")
         assert sub.last(f"{PREFIX}/available").text == "online"
+        # Each state topic published once before a second listener subscribes below: otherwise it could subscribe
+        # before the bridge's first publish there and get it live, not as the retained copy under test.
+        for topic in RETAINED_STATE:
+            await sub.wait_topic(topic, within=30)
     configs = {m.topic: json.loads(m.payload) for m in sub.messages if m.topic.startswith("homeassistant/")}
     assert sorted(configs) == [
         "homeassistant/binary_sensor/sht_cam0_motion/config", "homeassistant/camera/sht_cam0_person_snapshot/config",
@@ -150,8 +158,7 @@ async def test_home_assistant_finds_the_camera_its_controls_and_its_node(system:
     # What a Home Assistant starting now gets: all of it retained.
     async with Listener(system.broker.port, ["homeassistant/#", f"{PREFIX}/#"]) as later:
         await later.wait(lambda m: len([x for x in m if x.topic in configs]) == 5, what="the retained configs")
-        for topic in (*configs, f"{PREFIX}/available", f"{PREFIX}/cam0/motion", f"{PREFIX}/cam0/person",
-                      f"{PREFIX}/cam0/recording_mode/state", f"{PREFIX}/cam0/notify/state", f"{PREFIX}/node0/state"):
+        for topic in (*configs, *RETAINED_STATE):
             # the broker hands a new subscriber the retained copy; a live publish on the topic meanwhile comes
             # without the retain flag (MQTT 3.1.1 §3.3.1.3), so look for the retained one among them
             await later.wait(lambda m, t=topic: any(x.topic == t and x.retain for x in m), what=f"{topic}, retained")
