@@ -4,9 +4,7 @@ missing cameras, sizes libcamera adjusted, the sensor's own capture time, and a 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
-from pathlib import Path
 
 import av
 import pytest
@@ -18,23 +16,6 @@ from node.capture.timebase import TimeBase
 from node.sources import open_source
 from node.sources.base import SourceError
 from shared.config import CameraConfig
-
-FAKES = Path(__file__).parents[1] / "fakes"
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKES))
-    monkeypatch.setenv("FAKE_PICAMERA2_STARTUP_S", "0.1")
-    for name in [m for m in sys.modules if m == "picamera2" or m.startswith("picamera2.")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setattr(pisource, "MIN_STALL_S", 0.4)
-    monkeypatch.setattr(pisource, "FIRST_FRAME_S", 1.0)
-    import picamera2
-
-    yield picamera2
-    for name in [m for m in sys.modules if m == "picamera2" or m.startswith("picamera2.")]:
-        sys.modules.pop(name, None)
 
 
 def camera(number: int = 0, fps: int = 10, cam_id: str = "cam0", width: int = 320, height: int = 240) -> CameraConfig:

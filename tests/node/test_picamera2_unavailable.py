@@ -14,7 +14,7 @@ import node.sources.picamera2 as pisource
 from node.capture.master import Camera
 from node.sources.base import SourceError, SourceUnavailable
 from shared.config import CameraConfig
-from tests.node.test_picamera2_stall import camera, fake, wait_for  # noqa: F401 - the fake fixture
+from tests.node.test_picamera2_stall import camera, wait_for
 
 
 @pytest.fixture

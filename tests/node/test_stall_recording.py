@@ -5,35 +5,13 @@ tests/fakes/picamera2 with the node's real capture thread, encoder, recorder and
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
-from pathlib import Path
 
-import pytest
-
-import node.sources.picamera2 as pisource
 from node.capture.master import Camera
 from node.recording.journal import SUFFIX as JOURNAL_SUFFIX
 from node.recording.recorder import Recorder
 from node.recording.spool import Spool, SpooledSegment
 from shared.config import CameraConfig
-
-FAKES = Path(__file__).parents[1] / "fakes"
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKES))
-    monkeypatch.setenv("FAKE_PICAMERA2_STARTUP_S", "0.1")
-    for name in [m for m in sys.modules if m == "picamera2" or m.startswith("picamera2.")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setattr(pisource, "MIN_STALL_S", 0.4)
-    monkeypatch.setattr(pisource, "FIRST_FRAME_S", 1.0)
-    import picamera2
-
-    yield picamera2
-    for name in [m for m in sys.modules if m == "picamera2" or m.startswith("picamera2.")]:
-        sys.modules.pop(name, None)
 
 
 async def wait_for(predicate, within: float, what: str) -> None:
