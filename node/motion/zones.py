@@ -139,7 +139,7 @@ def _objects(z: FieldReader, include: bool) -> tuple[str, ...]:
 
 def parse_zones(reader: FieldReader, key: str = "zones") -> tuple[Zone, ...]:
     """Zones from JSON; a malformed one raises ``FieldError`` naming e.g. ``motion.zones[1].polygon``."""
-    zones = []
+    zones: list[Zone] = []
     for z in reader.children(key, []):
         z.reject_unknown({"mode", "rect", "polygon", "objects", "name"})
         include = z.choice("mode", MODES) == "include"
