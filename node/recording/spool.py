@@ -166,9 +166,10 @@ class Spool:
             try:
                 record = EventRecord.from_json(json.loads(path.read_text()))
                 if record.open:
-                    record, path = self._close_left_open(record, path)
-                    if path is None:
+                    record, closed = self._close_left_open(record, path)
+                    if closed is None:
                         continue
+                    path = closed
                 found.append(SpooledEvent(record, path))
             except (OSError, ValueError, ProtocolError) as exc:
                 log.error("spool: unreadable event %s (%s); left in place", path, exc)
