@@ -3,9 +3,12 @@
 A store that serves ``GET /recordings/CAMERA.json`` (docs/protocol.md) is played
 from ``/recordings/CAMERA.mp4`` straight over HTTP (PyAV reads what it needs with
 Range requests, the viewer token in an ``Authorization`` header), its pieces
-mapping media time to capture time. A store without it (an older one) exports the
+mapping media time to capture time. A store without it (an older one: its 404 says
+there is no such endpoint, or nothing answers HTTP at its address) exports the
 range through the query API (``export``) into a temporary file that is played
-and then removed; an export keeps gaps as gaps in time, so one piece maps it.
+and then removed; an export keeps gaps as gaps in time, so one piece maps it. Any
+other refusal of the sidecar (a bad token, nothing recorded, a bad range) is the
+store's own one-line reason, not an export that would fail for a reason of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError, URLError
@@ -22,11 +26,13 @@ from urllib.parse import quote, urlencode
 from urllib.request import Request, urlopen
 
 from console.export_file import Caller, export_clip
-from console.playback import Pieces, PlaybackSource
+from console.playback import Pieces, PlaybackError, PlaybackSource
 from shared.security import client_ssl
 from shared.urls import http_url
 
 SIDECAR_TIMEOUT_S = 5.0
+# How every store without /recordings (the shared server shell's 404, and the stores before it) starts its 404.
+NO_ENDPOINT = "no endpoint "
 
 
 def iso(us: int) -> str:
@@ -49,15 +55,43 @@ def ffmpeg_options(headers: dict[str, str], url: str, ca: str | None) -> dict[st
 
 
 def fetch_sidecar(url: str, headers: dict[str, str], ca: str | None) -> dict[str, Any] | None:
-    """The JSON sidecar, or None when the store does not play footage over HTTP (an older store, or one that
-    cannot answer it now: the export then says what is wrong in its own words). Blocking: a worker thread's."""
+    """The JSON sidecar, or None when the store has no HTTP playback (an older store: a 404 naming no endpoint,
+    or a refused connection). Any other refusal raises ``PlaybackError`` with the store's one-line reason.
+    Blocking: a worker thread's."""
     context: ssl.SSLContext | None = client_ssl(url, ca)
     try:
         with urlopen(Request(url, headers=headers), timeout=SIDECAR_TIMEOUT_S, context=context) as answer:
-            data = json.loads(answer.read())
-    except (HTTPError, URLError, OSError, ValueError):
+            body = answer.read()
+    except HTTPError as exc:
+        reason = refusal_reason(exc)
+        if exc.code == HTTPStatus.NOT_FOUND and reason.startswith(NO_ENDPOINT):
+            return None
+        raise PlaybackError(reason) from None
+    except ConnectionRefusedError:
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("pieces"), list) else None
+    except URLError as exc:
+        if isinstance(exc.reason, ConnectionRefusedError):
+            return None
+        raise PlaybackError(f"the store's footage listing cannot be fetched: {exc.reason}") from None
+    except (TimeoutError, OSError) as exc:
+        raise PlaybackError(f"the store's footage listing cannot be fetched: {exc or type(exc).__name__}") from None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("pieces"), list):
+        raise PlaybackError("the store's footage listing is not the JSON of docs/protocol.md; is it a store?")
+    return data
+
+
+def refusal_reason(exc: HTTPError) -> str:
+    """The store's reason (the body's first line), or the status where the body says nothing."""
+    try:
+        text = exc.read(2048).decode("utf-8", "replace")
+    except OSError:
+        text = ""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return line[:300] or f"the store answered {exc.code} {exc.reason}"
 
 
 async def store_source(store: Caller, store_url: str, headers: dict[str, str], ca: str | None, camera: str,

@@ -17,7 +17,8 @@ from textual.widgets import DataTable
 
 import console.playback_source
 from console.app import ConsoleApp
-from console.playback_source import fetch_sidecar, recordings_url
+from console.playback import PlaybackError
+from console.playback_source import fetch_sidecar, recordings_url, store_source
 from console.screens.events import PRE_ROLL_US, EventsScreen
 from console.screens.playback import PlaybackScreen
 from console.screens.search import SearchScreen
@@ -158,6 +159,44 @@ async def test_nothing_recorded_is_said_in_one_line(recorded: RecordedSystem) ->
         screen = playback(app)
         await wait_until(lambda: screen.error is not None, 20, "the refusal")
         assert screen.error is not None and screen.error.startswith("cannot play cam0: ") and "\n" not in screen.error
+        # The store's own reason for its /recordings sidecar's 404, not an export tried after it
+        assert screen.error.startswith("cannot play cam0: camera cam0 has nothing recorded from "), screen.error
+        assert screen.source is None
+
+
+def refused(url: str, headers: dict[str, str] | None = None) -> str:
+    """What the console says when the store refuses the footage listing at ``url`` (it does not export then)."""
+    with pytest.raises(PlaybackError) as caught:
+        fetch_sidecar(url, headers or {}, None)
+    assert "\n" not in str(caught.value)
+    return str(caught.value)
+
+
+def test_the_stores_refusals_of_the_footage_listing_are_its_own_reasons(recorded: RecordedSystem) -> None:
+    now_us = time.time_ns() // 1000
+    long_ago = 1_000_000_000_000_000
+    store = recorded.store_url
+    assert "cam0 has nothing recorded from" in refused(recordings_url(store, "cam0", long_ago, long_ago + 10**7,
+                                                                      "json"))  # 404
+    assert "'nope'" in refused(recordings_url(store, "nope", now_us - 10**7, now_us, "json"))  # 404
+    assert "longer than 24 hours" in refused(recordings_url(store, "cam0", now_us - 25 * 3600 * 10**6, now_us,
+                                                            "json"))  # 400
+    assert "give from=TIME" in refused(f"{store}/recordings/cam0.json")  # 400
+
+
+async def test_a_store_without_http_playback_is_played_from_an_export(recorded: RecordedSystem,
+                                                                      tmp_path: Path) -> None:
+    """A server without /recordings answers 404 'no endpoint ...' (the shared server shell's, and every store's
+    before HTTP playback): the node's here, as the place the sidecar is asked for; the export comes from the store."""
+    now_us = time.time_ns() // 1000
+    from_us, to_us = now_us - 30_000_000, now_us
+    assert fetch_sidecar(recordings_url(recorded.node_url, "cam0", from_us, to_us, "json"), {}, None) is None
+    app = ConsoleApp(recorded.store_url, live_video=False)
+    async with app.run_test(size=SIZE):
+        await connected(app)
+        source = await store_source(app.link, recorded.node_url, {}, None, "cam0", from_us, to_us, tmp_path)
+        assert source.via == "export"
+        assert (await asyncio.to_thread(Path(source.url).read_bytes))[4:8] == b"ftyp"  # an MP4 of the footage
 
 
 async def test_a_store_with_authentication_plays_over_http_with_the_console_token(tmp_path: Path) -> None:
@@ -197,7 +236,9 @@ async def test_a_store_with_authentication_plays_over_http_with_the_console_toke
             assert screen.error is None and screen.source is not None and screen.source.via == "recordings"
             segment = search.results[0]
             sidecar = recordings_url(url, "cam0", segment.start_us, segment.end_us, "json")
-            assert await asyncio.to_thread(fetch_sidecar, sidecar, {}, None) is None  # refused without the token
+            assert "no token" in await asyncio.to_thread(refused, sidecar)  # 401: said, not exported
+            assert "a node token may not use" in await asyncio.to_thread(
+                refused, sidecar, {"Authorization": f"Bearer {node_token}"})  # 403
             assert await asyncio.to_thread(fetch_sidecar, sidecar, app.live_headers, None) is not None
     finally:
         processes.stop_all()
