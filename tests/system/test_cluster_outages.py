@@ -195,7 +195,9 @@ def stop_and_account(cluster: Cluster, node: subprocess.Popen, node_url: str, ca
         rows = segments_of(cluster, cam)
         assert len(rows) >= spooled[cam], f"{cam}: {len(rows)} segments indexed, the node recorded {spooled[cam]}"
         gaps = [(b[0] - a[1]) / 1e6 for a, b in zip(rows, rows[1:], strict=False)]
-        assert max(gaps) < 0.15, f"{cam}: a hole of {max(gaps):.2f} s between indexed segments (one was lost)"
+        # A lost segment leaves a hole of a whole SEGMENT_S; frames the camera dropped on a busy machine leave one
+        # of a frame interval or two (0.18 s seen in CI at 10 fps), which is not what this test is about.
+        assert max(gaps) < SEGMENT_S / 2, f"{cam}: a hole of {max(gaps):.2f} s between indexed segments (one was lost)"
         paths = {path.removeprefix("segments/") for _, _, path in rows}
         assert {o for o in objects if o.startswith(cam + "/")} == paths, f"{cam}: objects and rows differ"
     events = index_rows(cluster, "SELECT start_us, end_us, open FROM events WHERE camera = %s AND kind = 'motion' "
