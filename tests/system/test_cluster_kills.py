@@ -41,7 +41,9 @@ from tests.system.conftest import Processes, free_port, get_json, wait_for_healt
 SEGMENT_S = 1
 NODES = 3
 MOVED_WITHIN_S = 2.0  # the limit: every node uploading to the other store within 2 s of the kill
-CONTINUOUS_S = 0.15  # consecutive segments of a camera closer than this: nothing between them was lost
+# Consecutive segments closer than this: nothing between them was lost (a lost segment leaves SEGMENT_S; frames
+# dropped on a busy machine leave a frame interval or two, 0.18 s seen in CI).
+CONTINUOUS_S = SEGMENT_S / 2
 PAUSE_S = 60.0  # SHT_FAULT_PAUSE_AFTER_PUT for the store killed in that window (it never gets to the end)
 IN_FLIGHT_S = 0.3  # SHT_FAULT_PAUSE_AFTER_PUT for the store killed under load: it keeps up (2 segments/s a node)
 STORED_UNINDEXED = "is stored, not indexed"  # its log line (store/ingest/writer.py)

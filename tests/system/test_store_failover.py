@@ -113,7 +113,8 @@ def test_a_node_moves_to_the_second_store_within_2_s_of_the_first_ones_kill(proc
         mine = [(start, end) for c, start, end in union if c == cam]
         assert len(mine) >= spooled[cam], f"{cam}: {len(mine)} segments in A and B, the node spooled {spooled[cam]}"
         gaps = [(b_start - a_end) / 1e6 for (_, a_end), (b_start, _) in zip(mine, mine[1:], strict=False)]
-        assert max(gaps) < 0.15, f"{cam}: a hole of {max(gaps):.2f} s between stored segments (one was lost)"
+        # a lost segment leaves SEGMENT_S; frames dropped on a busy machine a frame interval or two (0.18 s seen)
+        assert max(gaps) < SEGMENT_S / 2, f"{cam}: a hole of {max(gaps):.2f} s between stored segments (one was lost)"
         print(f"{cam}: {len(mine)} segments stored (node spooled {spooled[cam]} before its stop), largest gap "
               f"{max(gaps):.3f} s")
     print(f"A indexed {len(a)}, B {len(b)}, both {len(a & b)}; node log: resent {health['store']['resent']}")
