@@ -35,10 +35,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def ephemeral_low() -> int:
+    """The lowest port the kernel hands out for outgoing connections and port-0 binds (Linux: 32768)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_base_port() -> int:
-    """A port P with P, P+1, P+2 and P+100 all free (the demo's layout)."""
+    """A port P with P, P+1, P+2 and P+100 all free (the demo's layout), below the kernel's ephemeral range: between
+    this check and the demo's bind, another test's connection (two xdist workers) could otherwise take one of them
+    (CI: a cluster demo node's port taken, 'address already in use')."""
+    top = max(11000, ephemeral_low() - 200)
     for _ in range(200):
-        p = random.randint(20000, 50000)
+        p = random.randint(10000, top)
         if all(port_is_free(p + d) for d in (0, 1, 2, 100)):
             return p
     raise RuntimeError("no free port range")
