@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 from urllib.request import urlopen
@@ -30,9 +31,8 @@ def metric(url: str, name: str, camera: str) -> float:
     return float(found.group(1))
 
 
-def test_a_stalled_camera_is_reported_reopened_and_the_other_records_on(processes, tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", f"{FAKES}:{Path(__file__).parents[2]}")
-    monkeypatch.setenv("FAKE_PICAMERA2_STALL", "1:3:10")  # cam1's frames stop 3 s after it starts, for 10 s
+def start_store_and_node(processes, tmp_path: Path) -> tuple[Path, str, subprocess.Popen]:  # type: ignore[no-untyped-def]
+    """A store, and a node with two fake Pi cameras (10 fps, 2 s segments) uploading to it; the node's URL."""
     store_port, node_port = free_port(), free_port()
     root = tmp_path / "store"
     toks = tokens(root)
@@ -42,7 +42,13 @@ def test_a_stalled_camera_is_reported_reopened_and_the_other_records_on(processe
                            "--no-auth", "--store", f"ws://127.0.0.1:{store_port}", "--spool", str(tmp_path / "spool"),
                            "--segment-seconds", "2", "--size", "320x240", "--fps", "10",
                            "--camera", "cam0=picamera2:0", "--camera", "cam1=picamera2:1", token=toks["node"])
-    url = f"http://127.0.0.1:{node_port}"
+    return root, f"http://127.0.0.1:{node_port}", node
+
+
+def test_a_stalled_camera_is_reported_reopened_and_the_other_records_on(processes, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", f"{FAKES}:{Path(__file__).parents[2]}")
+    monkeypatch.setenv("FAKE_PICAMERA2_STALL", "1:3:10")  # cam1's frames stop 3 s after it starts, for 10 s
+    root, url, node = start_store_and_node(processes, tmp_path)
     wait_for_health(url, node)
 
     def cameras() -> dict:
@@ -86,16 +92,7 @@ def test_a_camera_busy_at_start_does_not_stop_the_node_and_records_once_free(pro
     node runs, its other camera records from the start, the busy one is `stalled` saying why, then opens."""
     monkeypatch.setenv("PYTHONPATH", f"{FAKES}:{Path(__file__).parents[2]}")
     monkeypatch.setenv("FAKE_PICAMERA2_BUSY", "1:6")  # camera 1 held by another process for the first 6 s
-    store_port, node_port = free_port(), free_port()
-    root = tmp_path / "store"
-    toks = tokens(root)
-    store = processes.start("store", "store", "--root", str(root), "--host", "127.0.0.1", "--port", str(store_port))
-    wait_for_health(f"http://127.0.0.1:{store_port}", store)
-    node = processes.start("node", "node", "--id", "node0", "--host", "127.0.0.1", "--port", str(node_port),
-                           "--no-auth", "--store", f"ws://127.0.0.1:{store_port}", "--spool", str(tmp_path / "spool"),
-                           "--segment-seconds", "2", "--size", "320x240", "--fps", "10",
-                           "--camera", "cam0=picamera2:0", "--camera", "cam1=picamera2:1", token=toks["node"])
-    url = f"http://127.0.0.1:{node_port}"
+    root, url, node = start_store_and_node(processes, tmp_path)
     wait_for_health(url, node)  # the node serves: it did not stop on the busy camera
     cams = get_json(url + "/health")["cameras"]
     assert cams["cam1"]["state"] == "stalled" and cams["cam1"]["stalls"] == 1, cams["cam1"]
