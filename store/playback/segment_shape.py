@@ -14,8 +14,11 @@ Columns (schema.sql, all NULL on rows indexed before schema version 5 until play
 - ``play_payload_bytes``: all samples' bytes;
 - ``play_data_offset``: the file offset of sample 0 when the samples lie back to back in decode order (NULL when
   they do not: such a segment's table is read before answering);
-- ``play_last_us``: the last sample's capture time minus the segment's start, µs, rounded as the layout rounds;
-- ``play_span_us``: the same for the end of the last sample (its capture time plus its own duration);
+- ``play_timescale``: the video track's timescale (ticks a second; 90000 for a node's segments);
+- ``play_last_dts``: the last sample's decode time, ticks from the first's;
+- ``play_end_dts``: the end of the last sample (its decode time plus its own duration), ticks;
+- ``play_time_runs``: how many ``stts`` entries the layout writes for the segment taken whole: the runs of equal
+  durations among all samples but the last, plus one for the last (whose duration the layout sets);
 - ``play_codec``: a digest of the segment's ``codec_key``: two segments with different digests are not one track.
 """
 
@@ -30,7 +33,7 @@ import numpy as np
 from store.playback.segment_tables import SegmentTable
 
 SHAPE_COLUMNS = ("play_samples", "play_keyframes", "play_lead", "play_payload_bytes", "play_data_offset",
-                 "play_last_us", "play_span_us", "play_codec")
+                 "play_timescale", "play_last_dts", "play_end_dts", "play_time_runs", "play_codec")
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,21 @@ class SegmentShape:
     lead: int
     payload_bytes: int
     data_offset: int | None
-    last_us: int
-    span_us: int
+    timescale: int
+    last_dts: int
+    end_dts: int
+    time_runs: int
     codec: str
+
+    @property
+    def last_us(self) -> int:
+        """The last sample's capture time, µs after the segment's start."""
+        return int(to_us(self.last_dts, self.timescale))
+
+    @property
+    def end_us(self) -> int:
+        """The end of the last sample, µs after the segment's start."""
+        return int(to_us(self.end_dts, self.timescale))
 
     @property
     def contiguous(self) -> bool:
@@ -65,6 +80,12 @@ def codec_digest(codec_key: bytes) -> str:
     return hashlib.blake2b(codec_key, digest_size=16).hexdigest()
 
 
+def time_runs(dts: np.ndarray) -> int:
+    """``stts`` entries for samples with these decode times: runs of equal durations but the last, plus it."""
+    deltas = np.diff(dts.astype(np.int64))
+    return 1 + (0 if len(deltas) == 0 else 1 + int(np.count_nonzero(np.diff(deltas))))
+
+
 def shape_of(table: SegmentTable) -> SegmentShape:
     sizes = table.sizes.astype(np.int64)
     offsets = table.offsets.astype(np.int64)
@@ -74,15 +95,18 @@ def shape_of(table: SegmentTable) -> SegmentShape:
         samples=table.samples, keyframes=len(table.keyframes),
         lead=int(table.keyframes[0]) if len(table.keyframes) else table.samples,
         payload_bytes=int(sizes.sum()), data_offset=int(offsets[0]) if contiguous else None,
-        last_us=int(to_us(last, table.timescale)), span_us=int(to_us(last + table.last_duration, table.timescale)),
+        timescale=table.timescale, last_dts=last, end_dts=last + table.last_duration, time_runs=time_runs(table.dts),
         codec=codec_digest(table.codec_key))
 
 
 def shape_from_row(values: Sequence[object]) -> SegmentShape | None:
     """The shape from its columns' values (``SHAPE_COLUMNS`` order), None where the row has none yet."""
-    samples, keyframes, lead, payload, data_offset, last_us, span_us, codec = values
-    if samples is None or codec is None:
+    *numbers, codec = values
+    if numbers[0] is None or codec is None:
         return None
-    return SegmentShape(int(samples), int(keyframes), int(lead), int(payload),  # type: ignore[call-overload]
-                        None if data_offset is None else int(data_offset),  # type: ignore[call-overload]
-                        int(last_us), int(span_us), str(codec))  # type: ignore[call-overload]
+    samples, keyframes, lead, payload, data_offset, timescale, last_dts, end_dts, runs = (
+        None if v is None else int(v) for v in numbers)  # type: ignore[call-overload]
+    if None in (samples, keyframes, lead, payload, timescale, last_dts, end_dts, runs):
+        return None
+    return SegmentShape(samples, keyframes, lead, payload, data_offset, timescale, last_dts,  # type: ignore[arg-type]
+                        end_dts, runs, str(codec))  # type: ignore[arg-type]
