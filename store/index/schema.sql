@@ -26,6 +26,19 @@ CREATE TABLE IF NOT EXISTS segments (
     height_px INTEGER NOT NULL,       -- frame height, 0 if the node did not say
     path TEXT NOT NULL,               -- file path relative to the store root
     received_us INTEGER NOT NULL,     -- when the store indexed it (just before the ack)
+    -- Version 5: the segment's shape, what a /recordings layout needs of a segment it does not cut
+    -- (store/playback/segment_shape.py says each). Derived from the file's own sample table at ingest,
+    -- never trusted over it; NULL: not known yet (rows from before version 5, a table playback cannot
+    -- read), filled lazily by playback. An upgraded index gets them by ALTER TABLE, at the end as here
+    -- (store/index/migrations.py SEGMENT_COLUMNS_5).
+    play_samples INTEGER,             -- samples (frames) in the file
+    play_keyframes INTEGER,           -- sync samples among them
+    play_lead INTEGER,                -- samples before the first keyframe
+    play_payload_bytes INTEGER,       -- all samples' bytes
+    play_data_offset INTEGER,         -- file offset of sample 0 when the samples lie back to back; NULL if not
+    play_last_us INTEGER,             -- last sample's capture time minus start_us
+    play_span_us INTEGER,             -- end of the last sample (its time plus its duration) minus start_us
+    play_codec TEXT,                  -- digest of the sample description: equal digests, one track
     UNIQUE (camera, start_us)         -- a segment's identity: resends are recognised by it
 );
 
