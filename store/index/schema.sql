@@ -36,8 +36,10 @@ CREATE TABLE IF NOT EXISTS segments (
     play_lead INTEGER,                -- samples before the first keyframe
     play_payload_bytes INTEGER,       -- all samples' bytes
     play_data_offset INTEGER,         -- file offset of sample 0 when the samples lie back to back; NULL if not
-    play_last_us INTEGER,             -- last sample's capture time minus start_us
-    play_span_us INTEGER,             -- end of the last sample (its time plus its duration) minus start_us
+    play_timescale INTEGER,           -- the video track's ticks a second (90000 for a node's segments)
+    play_last_dts INTEGER,            -- the last sample's decode time, ticks from the first's
+    play_end_dts INTEGER,             -- the end of the last sample (its decode time plus its duration), ticks
+    play_time_runs INTEGER,           -- stts entries of the segment taken whole (runs of equal durations)
     play_codec TEXT,                  -- digest of the sample description: equal digests, one track
     UNIQUE (camera, start_us)         -- a segment's identity: resends are recognised by it
 );
