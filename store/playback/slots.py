@@ -1,10 +1,10 @@
 """How many ``/recordings`` answers one client has open at once: a cap, so one viewer cannot hold the store's memory.
 
-Each open answer holds its clip's layout (a day of one camera: ~8 MiB of ``moov`` and runs) for as long as its
+Each open answer holds its clip (a day of one camera: ~3 MiB of chunks and their plan) for as long as its
 client takes to read it, and a player that is paused stops reading without closing. The layouts kept for reuse
-are bounded (``routes.LAYOUT_HEAD_BYTES``); those held by answers in flight were not: a viewer opening a few
-hundred day-long requests with distinct ranges, never reading, would hold gigabytes. Over the cap a request is
-refused at once (503 saying why), never queued, as the API's in-flight caps do (store/serve/in_flight.py).
+are bounded (``clips.LAYOUTS``, ``clips.LAYOUT_CHUNKS``); those held by answers in flight were not: a viewer
+opening a few hundred day-long requests with distinct ranges, never reading, would hold gigabytes. Over the cap a
+request is refused at once (503 saying why), never queued, as the API's in-flight caps do (store/serve/in_flight.py).
 
 A client is its token (the same token over any number of connections), or its address when the store takes no
 tokens. A slot is taken when the request is read and given back when its answer ends, however it ends: sent

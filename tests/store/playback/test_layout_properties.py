@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from store.playback.boxes import MAX_BOX32, children, top_level
-from store.playback.mp4_layout import GAP_US, NothingRecorded, Source, plan
 from store.playback.ranges import Unsatisfiable, byte_range
 from store.playback.segment_tables import SegmentTable, read_table
 from tests.store.footage import one_segment
+from tests.store.playback.reference_layout import GAP_US, NothingRecorded, Source, plan
 
 TS = 90_000
 

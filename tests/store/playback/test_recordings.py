@@ -24,7 +24,7 @@ from shared.protocol.ingest import SegmentHeader
 from store.index import index_path
 from store.index.db import Index
 from store.ingest.writer import Ingestor, segment_relpath
-from store.playback import routes
+from store.playback import clips
 from store.playback.routes import iso
 from store.serve.server import StoreServer
 from tests.store.footage import CAMERA, SEGMENT_US, T0, make_footage
@@ -319,10 +319,10 @@ async def test_a_clip_an_answer_still_holds_is_found_after_the_cache_dropped_it(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """A player's Range requests must read the bytes its first answer's moov describes, even once other requests
     pushed that layout out of the cache (near the live edge a new layout would differ)."""
-    monkeypatch.setattr(routes, "LAYOUTS", 2)
+    monkeypatch.setattr(clips, "LAYOUTS", 2)
     playback = store.server.playback
     held = await playback.clip(CAMERA, T0, T0 + 10 * S)  # as an answer being sent holds it
     for k in range(1, 4):
         await playback.clip(CAMERA, T0 + k * S, T0 + 10 * S)
-    assert len(playback._clips) == 2 and (CAMERA, T0, T0 + 10 * S) not in playback._clips
+    assert len(playback.clips._clips) == 2 and (CAMERA, T0, T0 + 10 * S) not in playback.clips._clips
     assert await playback.clip(CAMERA, T0, T0 + 10 * S) is held

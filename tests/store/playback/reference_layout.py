@@ -1,7 +1,12 @@
-"""One seekable MP4 of a time range, laid out from segments' sample tables without reading or re-encoding a frame.
+"""The reference layout: one seekable MP4 of a time range, laid out from every segment's whole sample table.
+
+This was the store's layout until the store learned to lay a file out from its index rows
+(store/playback/stream_layout.py, whose time to first byte does not grow with the range). It is kept here, with
+its own property tests, as the oracle the streamed layout is checked against (test_stream_layout.py): the same
+samples, keyframes, pieces and gaps, media times within a tick.
 
 Pure: sample tables and segment start times in, the file's head (``ftyp``, ``moov``, ``mdat`` header) and a map
-of where each byte of its ``mdat`` comes from out. ``store/playback/routes.py`` streams it.
+of where each byte of its ``mdat`` comes from out.
 
 What the file is:
 
