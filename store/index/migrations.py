@@ -23,7 +23,7 @@ from store.index.dialect import column_for_postgres, schema_for_postgres
 if TYPE_CHECKING:
     from store.index.postgres import PostgresConnection
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # version -> (next version, SQL that fills what that version added)
 UPGRADES: dict[int, tuple[int, str]] = {
     # 1 -> 2: garbage (retention deletes files after the rows), coverage_hours (timeline summaries, all dirty).
@@ -34,6 +34,9 @@ UPGRADES: dict[int, tuple[int, str]] = {
     # 3 -> 4: what stores sharing an index tell each other about the fleet (NODE_COLUMNS_4) and settings
     # (SETTINGS_COLUMNS_4). Nothing to fill: NULL is "no store has written it", as on a new index.
     3: (4, "SELECT 1"),
+    # 4 -> 5: each segment's shape (SEGMENT_COLUMNS_5, store/playback/segment_shape.py). Nothing to fill here: NULL
+    # is "not known yet", and playback fills a row's shape from its segment's table the first time it reads it.
+    4: (5, "SELECT 1"),
 }
 # Columns version 3 added to events, in schema.sql's order (ADD COLUMN appends: the same order as a new index).
 EVENT_COLUMNS_3 = (
@@ -44,9 +47,15 @@ EVENT_COLUMNS_3 = (
 NODE_COLUMNS_4 = (("state", "TEXT"), ("state_changed_us", "INTEGER"), ("link_store", "TEXT"),
                   ("refreshed_us", "INTEGER"), ("health", "TEXT"))
 SETTINGS_COLUMNS_4 = (("pushed_us", "INTEGER"),)
+# Columns version 5 added to segments, in schema.sql's order: SHAPE_COLUMNS of store/playback/segment_shape.py.
+# INTEGER is BIGINT on PostgreSQL (store/index/dialect.py): byte counts and offsets of files over 2 GiB fit.
+SEGMENT_COLUMNS_5 = (("play_samples", "INTEGER"), ("play_keyframes", "INTEGER"), ("play_lead", "INTEGER"),
+                     ("play_payload_bytes", "INTEGER"), ("play_data_offset", "INTEGER"), ("play_timescale", "INTEGER"),
+                     ("play_last_dts", "INTEGER"), ("play_end_dts", "INTEGER"), ("play_time_runs", "INTEGER"),
+                     ("play_codec", "TEXT"))
 # Every column added to a table after its creation, per table, in the order added.
 ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "events": EVENT_COLUMNS_3, "nodes": NODE_COLUMNS_4, "settings": SETTINGS_COLUMNS_4,
+    "events": EVENT_COLUMNS_3, "nodes": NODE_COLUMNS_4, "settings": SETTINGS_COLUMNS_4, "segments": SEGMENT_COLUMNS_5,
 }
 
 

@@ -39,8 +39,9 @@ BATCH_ROWS = 2000
 CARRIED_TABLES = ("nodes", "events", "event_labels", "event_snapshots", "settings", "settings_history")
 # Versions whose carried tables can be copied: their columns are today's or a subset (version 2's events lacks
 # version 3's columns, which take their defaults: closed, never analysed; version 3's nodes and settings lack
-# version 4's, which stay NULL: no store has written them).
-CARRIED_FROM_VERSIONS = (1, 2, 3, SCHEMA_VERSION)
+# version 4's, which stay NULL: no store has written them). Version 4 differs from 5 only in segments, which are
+# never carried: the rebuild reads each file, its shape too.
+CARRIED_FROM_VERSIONS = (1, 2, 3, 4, SCHEMA_VERSION)
 
 
 @dataclass

@@ -56,7 +56,7 @@ async def test_a_version_2_index_is_upgraded_in_place_and_keeps_its_rows(tmp_pat
     fresh = tmp_path / "fresh.sqlite3"
     await (await Index.open(fresh)).close()
     with sqlite3.connect(old) as conn, sqlite3.connect(fresh) as new:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(4,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(5,)]
         assert columns(conn, "events") == columns(new, "events")  # the same order: rebuild and SELECT * agree
         assert conn.execute("SELECT camera, start_us, end_us, score, bbox_x, thumb_us, locked, open, label, labels "
                             "FROM events").fetchall() == [("cam0", T, T + 5 * S, 0.5, 0.1, T + S, 1, 0, None, None)]

@@ -337,7 +337,7 @@ async def test_a_version_3_index_gains_the_fleet_and_settings_columns_and_keeps_
     fresh = tmp_path / "fresh.sqlite3"
     await (await Index.open(fresh)).close()
     with sqlite3.connect(old) as conn, sqlite3.connect(fresh) as new:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(4,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(5,)]
         for table, added in (("nodes", NODE_COLUMNS_4), ("settings", SETTINGS_COLUMNS_4)):
             names = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
             assert names == [r[1] for r in new.execute(f"PRAGMA table_info({table})")], table
