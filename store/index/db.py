@@ -9,15 +9,21 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import aiosqlite
 
 from shared.protocol.ingest import SegmentHeader
 from store.index import coverage_marks
 from store.index.location import check_index_url, sqlite_path
-from store.index.migrations import prepare
+from store.index.migrations import SEGMENT_COLUMNS_5, prepare
 
+if TYPE_CHECKING:
+    from store.playback.segment_shape import SegmentShape
+
+# The shape columns (store/index/shapes.py), named here from the migration so that this module loads no playback.
+_SHAPE_NAMES = ", ".join(name for name, _ in SEGMENT_COLUMNS_5)
+_NO_SHAPE = (None,) * len(SEGMENT_COLUMNS_5)
 _WRITE_LOCKS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -100,18 +106,21 @@ class Index:
         return SegmentRow(*row) if row else None
 
     async def insert_segment(self, header: SegmentHeader, path: str, received_us: int, *,
-                             before_insert: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None) -> None:
+                             before_insert: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None,
+                             shape: SegmentShape | None = None) -> None:
         """Insert the segment's row, mark its hours and note its node, in one transaction. ``before_insert``
-        runs first inside it; raising there writes nothing (ingest's fence, store/index/fence.py)."""
+        runs first inside it; raising there writes nothing (ingest's fence, store/index/fence.py). ``shape``: read
+        from the segment's own table (store/index/shapes.py); None leaves its columns NULL, for playback to fill."""
         async with transaction(self.conn) as conn:
             if before_insert is not None:
                 await before_insert(conn)
             await conn.execute(
                 "INSERT INTO segments (camera, node, start_us, end_us, frames, size_bytes, sha256, "
-                "codec, width_px, height_px, path, received_us) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"codec, width_px, height_px, path, received_us, {_SHAPE_NAMES}) "
+                f"VALUES (?,?,?,?,?,?,?,?,?,?,?,?{',?' * len(_NO_SHAPE)})",
                 (header.camera, header.node, header.start_us, header.end_us, header.frames,
                  header.bytes, header.sha256, header.codec, header.width, header.height, path,
-                 received_us),
+                 received_us, *(_NO_SHAPE if shape is None else shape.values())),
             )
             await coverage_marks.mark(conn, [(header.camera, header.start_us, header.end_us)])
             # Frames came again after a stall: a camera-stalled event of the camera still open from before this
