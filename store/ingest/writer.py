@@ -1,7 +1,9 @@
 """Taking in a segment: verify, write durably, index, and only then acknowledge.
 
 Order (docs/storage.md): store the bytes durably (the file backend: a temporary name → fsync → rename → fsync
-the directory; S3: a PUT the server verified against the SHA-256) → insert the index row → commit → ack. A
+the directory; S3: a PUT the server verified against the SHA-256) → insert the index row → commit → ack. The row
+carries the segment's shape, read from the payload's own sample table (store/index/shapes.py); a table that cannot
+be read leaves it NULL, never the segment refused. A
 crash anywhere before the commit leaves at most an unindexed segment or a temporary, never a row without its
 complete segment. On an index several stores share, the row's transaction also holds the segment hour's fence and
 confirms the segment is still stored (store/index/fence.py): another store's retention cannot delete it under us.
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import av
 
@@ -31,8 +33,12 @@ from shared.protocol.ingest import Ack, Refusal, SegmentHeader, sha256_hex
 from store.index import fence
 from store.index.db import Index
 from store.index.location import IndexUnavailable
+from store.index.shapes import shape_of_bytes
 from store.segments import SegmentConflict, SegmentStore, SegmentStoreError, segment_name
 from store.segments.files import FileSegments
+
+if TYPE_CHECKING:
+    from store.playback.segment_shape import SegmentShape
 
 log = logging.getLogger(__name__)
 MIN_FREE_BYTES = 64 * 1024 * 1024  # refuse ingest rather than fill the disk to the last byte
@@ -141,6 +147,8 @@ class Ingestor:
             self.stats.refused += 1
             return Refusal("bad-media", f"segment {sid} is not a valid segment: {problem}; not stored", sid,
                            retry=False)
+        # What /recordings lays out from the row (store/playback/segment_shape.py); None: NULL, filled by playback.
+        shape = await _in_ingest_pool(shape_of_bytes, payload, sid)
         relpath = segment_relpath(header.camera, header.start_us)
         disk = self.segments.disk_path  # None: not on a local disk (S3), nothing here fills up
         if disk is not None:
@@ -160,7 +168,7 @@ class Ingestor:
             log.warning("SHT_FAULT_PAUSE_AFTER_PUT: %s is stored, not indexed; pausing %.1f s (a test aid)", relpath,
                         FAULT_PAUSE_AFTER_PUT_S)
             await asyncio.sleep(FAULT_PAUSE_AFTER_PUT_S)
-        return await self._index_stored(header, name, relpath, payload)
+        return await self._index_stored(header, name, relpath, payload, shape)
 
     async def _store(self, header: SegmentHeader, name: str, relpath: Path,
                      payload: memoryview) -> Ack | Refusal | None:
@@ -181,7 +189,7 @@ class Ingestor:
         return None
 
     async def _index_stored(self, header: SegmentHeader, name: str, relpath: Path,
-                            payload: memoryview) -> Ack | Refusal:
+                            payload: memoryview, shape: SegmentShape | None = None) -> Ack | Refusal:
         """Write the row of a stored segment, then acknowledge it.
 
         On an index shared with other stores the row's transaction holds the segment hour's fence and confirms
@@ -195,7 +203,7 @@ class Ingestor:
         confirm = partial(fence.confirm_for_ingest, name=name, still_stored=partial(self.segments.exists, name))
         while True:
             try:
-                await self.index.insert_segment(header, str(relpath), now_us(), before_insert=confirm)
+                await self.index.insert_segment(header, str(relpath), now_us(), before_insert=confirm, shape=shape)
                 break
             except IndexUnavailable as exc:
                 # The segment is stored but not indexed: the resend finds no row and writes it again (the same
