@@ -6,8 +6,9 @@ Finds rows whose file is missing, ``.mp4`` files no row points at (orphans), siz
 - a row whose file is missing: the row goes;
 - a file whose size or hash disagrees with its row: the row goes (committed), then the
   file moves to ROOT/quarantine/ (never deleted: it may be the only copy of something);
-- an orphan: re-indexed from the metadata inside the MP4 (store/media/segment_file.py), or
-  quarantined if it cannot be read or does not belong at its path;
+- an orphan: re-indexed from the metadata inside the MP4 (store/media/segment_file.py), its shape from its sample
+  table (store/index/shapes.py; NULL when that cannot be read), or quarantined if it cannot be read or does not
+  belong at its path;
 - a temporary: deleted.
 
 The segments are read through the store's ``SegmentStore`` (store/segments): one listing of them all (the
@@ -33,8 +34,10 @@ import aiosqlite
 from store.index import coverage_marks
 from store.index.db import Index, transaction
 from store.index.fence import hold_exclusively, hour_of, removal_fence
+from store.index.shapes import shape_of_path
 from store.maintenance.garbage import Ranges, collect, pending_ranges
 from store.media.files import is_temporary
+from store.playback.segment_shape import SHAPE_COLUMNS
 from store.segments import SegmentStore, StoredSegment, name_of, row_path, segment_name, start_of
 from store.segments.files import FileSegments
 
@@ -309,10 +312,13 @@ def describe_segment(segments: SegmentStore, entry: StoredSegment) -> dict[str, 
         if expected != entry.name:
             raise ValueError(f"it says it is {info.camera}-{info.start_us}, which belongs at {row_path(expected)}")
         sha256 = file_sha256(path)
+        shape = shape_of_path(path, entry.name)  # None: NULL columns, filled by playback
+    shape_values = (None,) * len(SHAPE_COLUMNS) if shape is None else shape.values()
     return {"camera": info.camera, "node": info.node or UNKNOWN_NODE, "start_us": info.start_us,
             "end_us": info.end_us, "frames": info.frames, "size_bytes": entry.size, "sha256": sha256,
             "codec": "h264", "width_px": info.width, "height_px": info.height, "path": row_path(entry.name),
-            "received_us": entry.written_us}  # when the store wrote it: the nearest to "indexed at"
+            "received_us": entry.written_us,  # when the store wrote it: the nearest to "indexed at"
+            **dict(zip(SHAPE_COLUMNS, shape_values, strict=True))}
 
 
 async def insert_row(conn: aiosqlite.Connection, row: dict[str, Any]) -> None:

@@ -72,6 +72,8 @@ class SegmentCopier:
         self._cols: list[str] = []
 
     async def run(self) -> SegmentsReport:
+        # Every column the source has (open_source: this sht's schema version), the shape's (play_*) among them:
+        # a row's shape goes over as it is, NULL staying NULL for playback to fill.
         self._cols = await columns(self.source, "segments")
         total, total_bytes = await segment_totals(self.source)
         self.say(f"{total:,} segments, {size(total_bytes)}" + (f", to {self.bucket.description}" if self.bucket else

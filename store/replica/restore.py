@@ -24,7 +24,9 @@ import aiosqlite
 from shared.clock import now_us
 from store.index import index_path
 from store.index.db import Index
+from store.index.shapes import shape_of_bytes
 from store.maintenance.check import describe_segment, insert_row
+from store.playback.segment_shape import SHAPE_COLUMNS
 from store.replica import FORMAT
 from store.replica.bucket import ReplicaBucket
 from store.replica.records import (
@@ -134,6 +136,11 @@ async def _restore_segment(bucket: ReplicaBucket, segments: SegmentStore, key: s
                               "damaged in the copy")
         return None
     await segments.put(name, data, sha256)
+    if row is not None:
+        # Not in the replica's metadata (older stores wrote none): read from the bytes in hand, as ingest does.
+        shape = await asyncio.to_thread(shape_of_bytes, data, name)
+        row |= dict(zip(SHAPE_COLUMNS, (None,) * len(SHAPE_COLUMNS) if shape is None else shape.values(),
+                        strict=True))
     if row is None:
         try:
             row = await asyncio.to_thread(describe_segment, segments, StoredSegment(name, len(data), now_us()))

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from store.playback.segment_shape import SHAPE_COLUMNS
 from store.replica.cli import parse_replica_url, replica_from_args
 from store.replica.cursor import SegmentCursor
 from store.replica.records import (
@@ -47,7 +48,8 @@ def schema_columns(table: str) -> list[str]:
 
 def test_every_column_of_an_event_and_a_segment_row_is_copied():
     assert set(schema_columns("events")) - set(EVENT_COLUMNS) == {"id"}
-    assert set(schema_columns("segments")) - set(SEGMENT_COLUMNS) == {"id", "path"}
+    # The shape (play_*) is not carried: a restore reads it from the segment's bytes (store/replica/restore.py).
+    assert set(schema_columns("segments")) - set(SEGMENT_COLUMNS) == {"id", "path", *SHAPE_COLUMNS}
 
 
 def test_keys_follow_the_layout():

@@ -30,6 +30,7 @@ from store.admin.keys import KeyStore
 from store.app import Store
 from store.index.db import transaction
 from store.index.event_labels import EventLabelling, set_event_labelling, set_event_snapshot
+from store.index.shapes import SHAPE_SELECT
 from store.maintenance.retention import RetentionPolicy
 from store.replica import ReplicaOptions
 from store.replica.bucket import ReplicaBucket
@@ -412,7 +413,9 @@ async def test_sht_store_with_replica_killed_mid_copy_resumes_without_gaps(tmp_p
 
 # --- restore --------------------------------------------------------------------------------------------
 
-ROW = "camera, node, start_us, end_us, frames, size_bytes, sha256, codec, width_px, height_px, path, received_us"
+# The shape (play_*) is not in the copy: a restore reads it from each segment's bytes, as ingest did.
+ROW = ("camera, node, start_us, end_us, frames, size_bytes, sha256, codec, width_px, height_px, path, received_us, "
+       f"{SHAPE_SELECT}")
 EVENT = ("camera, node, start_us, end_us, kind, score, bbox_x, bbox_y, bbox_w, bbox_h, thumb_us, detail, locked, "
          "open, label, label_score, label_x, label_y, label_w, label_h, labels")
 
@@ -438,6 +441,7 @@ async def test_restore_builds_the_same_index_and_segments_from_the_copy(replicat
         done.stdout, done.stdout
     original = index_contents(replicated.root)
     assert index_contents(restored) == original and original["labels"] and original["snapshots"]
+    assert all(row[-1] is not None for row in original["segments"])  # each with its shape (play_codec)
     for header, data in replicated.segments:
         assert (restored / "segments" / segment_name(header.camera, header.start_us)).read_bytes() == data
     checked = await asyncio.to_thread(sht, s3_env, "check", "--root", str(restored), "--deep")
