@@ -13,7 +13,9 @@ Nothing here runs blocking work on the event loop: tables, layouts and reads run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import hashlib
 import logging
 import threading
 import weakref
@@ -25,6 +27,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from store.index.db import transaction
 from store.index.shapes import fill_shapes
 from store.index.timeline import MAX_SEGMENT_US
 from store.playback.segment_shape import SHAPE_COLUMNS, SegmentShape, shape_from_row, shape_of
@@ -49,13 +52,15 @@ def iso(us: int) -> str:
 
 
 class Clip:
-    """A laid-out file: its plan and head, and the segments (name, size) its chunks come from."""
+    """A laid-out file: its plan and head, and the segments (name, size, start_us) its chunks come from."""
 
-    def __init__(self, camera: str, from_us: int, to_us: int, layout: Plan, segments: Sequence[tuple[str, int]]):
+    def __init__(self, camera: str, from_us: int, to_us: int, layout: Plan,
+                 segments: Sequence[tuple[str, int, int]]) -> None:
         self.camera, self.from_us, self.to_us = camera, from_us, to_us
         self.plan = layout
         self.head = Head(layout)
         self.segments = tuple(segments)
+        self.etag = _etag(self)
 
     @property
     def total(self) -> int:
@@ -70,6 +75,19 @@ class Clip:
                             "frames": q.frames} for q in p.pieces],
                 "gaps": [{"start": iso(a), "end": iso(b)} for a, b in p.gaps],
                 "truncated": p.truncated}
+
+
+def _etag(clip: Clip) -> str:
+    """A strong validator of the file's bytes: they follow from the segments (immutable files), which samples of
+    each are taken, and the track, so an equal tag is an equal file even once the clip was dropped and made
+    again; a player's ``If-Range`` with another tag gets the whole new file, not a mix (RFC 9110 §13.1.5)."""
+    h = hashlib.blake2b(digest_size=12)
+    p = clip.plan
+    h.update(f"{p.track.codec} {p.track.timescale} {clip.head.total}".encode())
+    for c in p.chunks:
+        name, size, _ = clip.segments[c.key]
+        h.update(f"|{name} {size} {c.first} {c.end} {c.nbytes}".encode())
+    return f'"{h.hexdigest()}"'
 
 
 class Clips:
@@ -106,6 +124,15 @@ class Clips:
             self._building[key] = building
             building.add_done_callback(functools.partial(self._built, key))
         return await asyncio.shield(building)  # a request that goes away leaves the build to finish for the next
+
+    async def close(self) -> None:
+        """Cancel the layouts being made (before the index closes under their queries and table reads)."""
+        building = list(self._building.values())
+        for task in building:
+            task.cancel()
+        for task in building:
+            with contextlib.suppress(BaseException):
+                await task
 
     def forget(self, clip: Clip) -> None:
         key = (clip.camera, clip.from_us, clip.to_us)
@@ -162,7 +189,7 @@ class Clips:
             return table
 
         layout = plan([Row(start, shape) for _, start, _, shape in wanted], from_us, to_us, load)
-        return Clip(camera, from_us, to_us, layout, [(name, size) for name, _, size, _ in wanted])
+        return Clip(camera, from_us, to_us, layout, [(name, size, start) for name, start, size, _ in wanted])
 
     async def body(self, clip: Clip, first: int, end: int) -> AsyncIterator[bytes]:
         """Bytes ``[first, end)`` of the clip's file: the head written from the segments' tables, the frames read
@@ -177,12 +204,19 @@ class Clips:
                 yield data
                 a += len(data)
         except ChunkMismatch as exc:
+            # Never a wrong file: the answer ends short of its Content-Length (the client sees it cut), the clip
+            # is dropped and the row's shape cleared, so the next request reads that table and lays out anew.
             self.forget(clip)
-            log.warning("recordings of %s: %s", clip.camera, exc)
+            name, _, start_us = clip.segments[exc.key]
+            log.warning("recordings of %s: segment %s: %s", clip.camera, name, exc)
+            try:
+                await clear_shape(self.index.conn, clip.camera, start_us)
+            except Exception as clear_exc:  # noqa: BLE001 - the answer is already ending with the mismatch
+                log.warning("could not clear the shape of segment %s: %s", name, clear_exc)
             raise
         if a >= end:
             return
-        reader = _Reader(self.segments, [name for name, _ in clip.segments])
+        reader = _Reader(self.segments, [name for name, _, _ in clip.segments])
         try:
             offsets = head.chunk_offsets
             c = max(0, int(np.searchsorted(offsets, a, side="right")) - 1)
@@ -209,7 +243,7 @@ class Clips:
         segments = self.segments
 
         def table_of(key: int) -> SegmentTable:
-            name, size = clip.segments[key]
+            name, size, _ = clip.segments[key]
             return self.tables.load(segments, name, size)
 
         keys = clip.head.keys_for(a, n)
@@ -245,6 +279,13 @@ class _Reader:
         if self.held is not None:
             held, self.held, self.file, self.key = self.held, None, None, None
             held.__exit__(None, None, None)
+
+
+async def clear_shape(conn: Any, camera: str, start_us: int) -> None:
+    """Forget a segment's shape (NULL: the next layout reads its table and keeps the shape it finds)."""
+    async with transaction(conn) as c:
+        await c.execute(f"UPDATE segments SET {', '.join(f'{col} = NULL' for col in SHAPE_COLUMNS)} "
+                        "WHERE camera = ? AND start_us = ?", (camera, start_us))
 
 
 async def _rows(conn: Any, camera: str, from_us: int, to_us: int

@@ -90,8 +90,10 @@ class Playback:
         except IndexUnavailable as exc:
             return error_response(connection, HTTPStatus.SERVICE_UNAVAILABLE, f"the index cannot be read now: {exc}")
         if kind == ".json":
-            return json_response(connection, HTTPStatus.OK, clip.sidecar())
-        return self._mp4(connection, clip, request.headers.get("Range"))
+            answer = json_response(connection, HTTPStatus.OK, {**clip.sidecar(), "etag": clip.etag})
+            answer.headers["ETag"] = clip.etag
+            return answer
+        return self._mp4(connection, clip, request.headers.get("Range"), request.headers.get("If-Range"))
 
     async def thumbs(self, connection: ServerConnection, request: Request) -> Response:
         try:
@@ -139,9 +141,16 @@ class Playback:
         if camera not in await query.known_cameras(self.index.conn):
             raise Refusal(HTTPStatus.NOT_FOUND, f"no camera {camera!r} has recorded footage in this store")
 
-    def _mp4(self, connection: ServerConnection, clip: Clip, range_header: str | None) -> Response | Streamed:
+    async def close(self) -> None:
+        await self.clips.close()
+
+    def _mp4(self, connection: ServerConnection, clip: Clip, range_header: str | None,
+             if_range: str | None) -> Response | Streamed:
         total = clip.total
-        headers = [("Content-Type", "video/mp4"), ("Accept-Ranges", "bytes"), ("Cache-Control", "private, no-cache")]
+        headers = [("Content-Type", "video/mp4"), ("Accept-Ranges", "bytes"), ("Cache-Control", "private, no-cache"),
+                   ("ETag", clip.etag)]
+        if if_range is not None and if_range.strip() != clip.etag:
+            range_header = None  # the client's copy is another file (or dated): the whole of this one
         try:
             span = byte_range(range_header, total)
         except Unsatisfiable as exc:

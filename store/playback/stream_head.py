@@ -29,7 +29,12 @@ _ENTRY_BYTES = {b"stts": 8, b"stss": 4, b"stsz": 4}
 
 
 class ChunkMismatch(OSError):
-    """A segment's table does not match its chunk (the file or its index row changed since the layout)."""
+    """A segment's table does not match its chunk (the file or its index row changed since the layout); ``key``
+    is that segment's row (its index in the plan's rows)."""
+
+    def __init__(self, key: int, why: str) -> None:
+        super().__init__(f"a segment's table no longer matches its index row ({why}); ask again")
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -141,8 +146,8 @@ class Head:
                 chunk = self.plan.chunks[c]
                 data = self.entries(table.kind, c, _checked(chunk, table_of(chunk.key), self.plan.track.timescale))
                 if len(data) != hi - lo:
-                    raise ChunkMismatch(f"segment {chunk.key}: {table.kind.decode()} of {len(data)} bytes, its "
-                                        f"layout has {hi - lo}")
+                    raise ChunkMismatch(chunk.key, f"{table.kind.decode()} of {len(data)} bytes, its layout has "
+                                        f"{hi - lo}")
                 out.append(data[a - lo:min(b, hi) - lo])
                 a = min(b, hi)
             c += 1
@@ -183,7 +188,7 @@ def _checked(chunk: Chunk, table: SegmentTable, timescale: int) -> SegmentTable:
     elif sample_spans(table, first, end) != chunk.spans:
         why = "its samples elsewhere in the file"
     if why is not None:
-        raise ChunkMismatch(f"a segment's table no longer matches its index row ({why}); ask again")
+        raise ChunkMismatch(chunk.key, why)
     return table
 
 

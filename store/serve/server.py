@@ -139,6 +139,7 @@ class StoreServer:
         self._watch.clear()
         self.relay.close()
         await self.detect_workers.close()
+        await self.playback.close()  # layouts being made query the index: done before the Store closes it
         await self.shell.close()
 
     def event_labelled(self, camera: str, start_us: int, label: str | None) -> None:
