@@ -1,7 +1,8 @@
 """A store root with real recorded footage (files in the store layout and their index rows), made without a node.
 
 One real 2 s segment is encoded once and written again at consecutive start times, so a long range (enough for
-an export that takes a while) costs one encode. The index rows are those ingest would have written.
+an export that takes a while) costs one encode. The index rows are those ingest would have written (shapes
+included: store/index/shapes.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from shared.fanout import AccessUnit
 from shared.protocol.ingest import SegmentHeader
 from store.index import index_path
 from store.index.db import Index
+from store.index.shapes import shape_of_bytes
 from store.ingest.writer import segment_relpath
+from store.playback.segment_shape import SegmentShape
 
 CAMERA = "cam0"
 T0 = 1_700_000_000_000_000
@@ -51,14 +54,14 @@ def make_footage(root: Path, segments: int, width: int = 320, height: int = 240,
         (root / rel).write_bytes(data)
         headers.append(h)
         rows.append((h, rel.as_posix()))
-    asyncio.run(_index(root, rows))
+    asyncio.run(_index(root, rows, shape_of_bytes(data, "footage")))
     return headers
 
 
-async def _index(root: Path, rows: list[tuple[SegmentHeader, str]]) -> None:
+async def _index(root: Path, rows: list[tuple[SegmentHeader, str]], shape: SegmentShape | None) -> None:
     index = await Index.open(index_path(root))
     try:
         for header, rel in rows:
-            await index.insert_segment(header, rel, header.start_us)
+            await index.insert_segment(header, rel, header.start_us, shape=shape)  # as ingest writes them
     finally:
         await index.close()
