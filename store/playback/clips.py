@@ -40,6 +40,7 @@ from store.serve.media_requests import in_worker
 log = logging.getLogger(__name__)
 
 READ_BYTES = 1024 * 1024  # one read of a segment or of the head, and the most of the body held at once
+FIRST_HEAD_BYTES = 64 * 1024  # the first read of the head (the next ones 4 times larger, up to READ_BYTES)
 LAYOUTS = 16  # clips kept, the least recently used dropped first ...
 LAYOUT_CHUNKS = 100_000  # ... and while they hold more chunks than this (~300 bytes each; a day is 8,640)
 LAYOUTS_AT_ONCE = 2  # clips being laid out at once (worker threads)
@@ -197,12 +198,14 @@ class Clips:
         ``ChunkMismatch`` (and the clip is made again for the next request)."""
         head = clip.head
         a = first
+        step = FIRST_HEAD_BYTES  # the first bytes soon (a day's first MiB of stts is ~900 tables), then larger reads
         try:
             while a < min(end, head.size):
-                n = min(READ_BYTES, end - a, head.size - a)
+                n = min(step, end - a, head.size - a)
                 data = await in_worker(functools.partial(self._head_bytes, clip, a, n))
                 yield data
                 a += len(data)
+                step = min(READ_BYTES, step * 4)
         except ChunkMismatch as exc:
             # Never a wrong file: the answer ends short of its Content-Length (the client sees it cut), the clip
             # is dropped and the row's shape cleared, so the next request reads that table and lays out anew.
