@@ -8,7 +8,8 @@
 2. Builds each index itself: the real schema (``store.index.db.Index.open``), then one
    ``executemany`` transaction of segments and events. Rows of all but the oldest day point
    at the few real segments in rotation (the thumbnail cache is keyed by camera and segment
-   start, so every row still decodes on a miss).
+   start, so every row still decodes on a miss); each row carries its file's shape (the
+   ``play_*`` columns ingest fills, store/playback/segment_shape.py).
 3. Starts a real ``sht store`` subprocess on that root and measures through
    ``shared.query_client.StoreClient`` over loopback: search, timeline, thumbnail, export.
 4. Stops the store, links one file per row of the oldest day, and times the retention
@@ -222,9 +223,29 @@ def own_path(camera: str, start_us: int) -> str:
     return row_path(segment_name(camera, start_us))
 
 
+def media_shapes(media: Media) -> tuple[list[tuple[Any, ...]], tuple[Any, ...]]:
+    """The ``play_*`` column values (store/playback/segment_shape.py ``SHAPE_COLUMNS``) of each shared file and of
+    the small one, computed once from each file's own sample table, as ingest computes a row's."""
+    from store.playback.segment_shape import shape_of
+    from store.playback.segment_tables import read_table
+
+    def values(path: Path) -> tuple[Any, ...]:
+        with path.open("rb") as f:
+            return shape_of(read_table(f, path.stat().st_size, path.name)).values()
+
+    return [values(path) for path, _, _ in media.shared], values(media.small[0])
+
+
 def _segment_rows(scale: Scale, media: Media, shared_paths: Sequence[str],
-                  own: Collection[tuple[str, int]] = ()) -> Iterator[tuple[Any, ...]]:
-    shared = [(p, size, sha) for p, (_, size, sha) in zip(shared_paths, media.shared, strict=True)]
+                  own: Collection[tuple[str, int]] = (), shapes: bool = True) -> Iterator[tuple[Any, ...]]:
+    from store.playback.segment_shape import SHAPE_COLUMNS
+
+    if shapes:
+        shared_shapes, small_shape = media_shapes(media)
+    else:  # an index written before schema version 5: playback reads each table once and fills the row
+        shared_shapes, small_shape = [(None,) * len(SHAPE_COLUMNS)] * len(media.shared), (None,) * len(SHAPE_COLUMNS)
+    shared = [(p, size, sha, shape) for p, (_, size, sha), shape
+              in zip(shared_paths, media.shared, shared_shapes, strict=True)]
     own_slots: dict[int, set[str]] = {}
     for camera, start in own:
         own_slots.setdefault((start - T0_US) // SEGMENT_US, set()).add(camera)
@@ -238,13 +259,13 @@ def _segment_rows(scale: Scale, media: Media, shared_paths: Sequence[str],
         own_here = own_slots.get(k, ())
         for camera, node in cameras:
             if k < SLOTS_PER_DAY:  # the oldest day: one file per row, linked before the prune
-                path, size, sha = day0_relpath(camera, start), small_size, small_sha
+                path, size, sha, shape = day0_relpath(camera, start), small_size, small_sha, small_shape
             else:
-                path, size, sha = shared[k % n_shared]
+                path, size, sha, shape = shared[k % n_shared]
                 if camera in own_here:  # a file (or object) of its own, at the store's name for it
                     path = own_path(camera, start)
             yield (camera, node, start, start + SEGMENT_US, media.frames, size, sha, "h264", media.width,
-                   media.height, path, start + SEGMENT_US + 400_000)
+                   media.height, path, start + SEGMENT_US + 400_000, *shape)
 
 
 def _event_rows(scale: Scale, rng: random.Random) -> Iterator[tuple[Any, ...]]:
@@ -266,12 +287,15 @@ def _event_rows(scale: Scale, rng: random.Random) -> Iterator[tuple[Any, ...]]:
 
 
 def build_index(root: Path, scale: Scale, media: Media, seed: int = 1,
-                own: Collection[tuple[str, int]] = ()) -> Built:
+                own: Collection[tuple[str, int]] = (), shapes: bool = True) -> Built:
     """The real schema through ``Index.open``, then rows in one ``executemany`` transaction.
 
     ``own``: (camera, segment start) of rows that get a file of their own at the store's name for them (a hard
-    link to the shared segment their slot rotates to), instead of pointing at the shared file itself."""
+    link to the shared segment their slot rotates to), instead of pointing at the shared file itself.
+    ``shapes``: each row carries its file's shape in its ``play_*`` columns, as ingest writes it; False leaves them
+    NULL, as in an index written before schema version 5."""
     from store.index.db import Index
+    from store.playback.segment_shape import SHAPE_COLUMNS
 
     started = time.monotonic()
     root.mkdir(parents=True, exist_ok=True)
@@ -298,8 +322,9 @@ def build_index(root: Path, scale: Scale, media: Media, seed: int = 1,
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO segments (camera, node, start_us, end_us, frames, size_bytes, sha256, codec, width_px, "
-            "height_px, path, received_us) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            _segment_rows(scale, media, shared_paths, own))
+            f"height_px, path, received_us, {', '.join(SHAPE_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * (12 + len(SHAPE_COLUMNS)))})",
+            _segment_rows(scale, media, shared_paths, own, shapes))
         conn.executemany(
             "INSERT INTO events (camera, node, start_us, end_us, kind, score, bbox_x, bbox_y, bbox_w, bbox_h, "
             "thumb_us, detail, locked) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
