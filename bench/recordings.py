@@ -145,8 +145,8 @@ def cpu_s(pid: int) -> float:
 
 def settle(pid: int, timeout_s: float = 60.0) -> None:
     """Wait until the store is idle (under 10 ms of CPU in 100 ms). A client that closes an answer early leaves
-    the store finishing the piece of it being made (the first MiB of a day's ``moov`` needs every segment's table),
-    which would otherwise land in the next request's time."""
+    the store finishing the piece of it being made (up to 1 MiB of the head: for a day, thousands of segments'
+    tables), which would otherwise land in the next request's time."""
     deadline = time.monotonic() + timeout_s
     before = cpu_s(pid)
     while time.monotonic() < deadline:
@@ -324,13 +324,13 @@ def report(results: dict[str, list[float]], memory: dict[str, int], segment_byte
               "answering, as the store used to, and writes the shapes back (`store/index/shapes.py`): the "
               "one-off cost of an upgrade, after which those rows answer like the cold column. Before each "
               "request the bench waits for the store to be idle: a client that leaves after the status line "
-              "leaves the store making the first MiB of the head (for a day, reading every table: about a "
-              "second of one worker thread). \"Cold\" here still has every file in the page cache (one "
-              "camera's files are hard links to 3 encodes); a disk that must seek adds its own time per segment "
-              "read, which now lands in the head, not before the first byte. The store's memory grows with what "
-              "it keeps, not with what it sends: the cached tables (~12 bytes a frame), the clips kept (16, at "
-              "most 100,000 chunks: a day is 8,640) and what the allocator holds after making them; the body is "
-              "read from the segment files 1 MiB at a time."]
+              "leaves the store finishing the read of the head it has begun (up to 1 MiB, which for a day "
+              "can mean thousands of tables: up to a second of one worker thread). \"Cold\" here still has "
+              "every file in the page cache (one camera's files are hard links to 3 encodes); a disk that must "
+              "seek adds its own time per segment read, which now lands in the head, not before the first byte. "
+              "The store's memory grows with what it keeps, not with what it sends: the cached tables (~12 bytes "
+              "a frame), the clips kept (16, at most 100,000 chunks: a day is 8,640) and what the allocator holds "
+              "after making them; the body is read from the segment files 1 MiB at a time."]
     return "\n".join(lines) + "\n"
 
 
