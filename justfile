@@ -27,7 +27,7 @@ test *ARGS:
 # `just bench container` the image of deploy/Containerfile: size, build time, podman run → /health (bench/container.py; ~3 min; needs podman, mmdebstrap, runc)
 # `just bench cluster-failover` two stores on one PostgreSQL index and bucket, 3 nodes with --store A,B, their store SIGKILLed 10 times: time to the other store, coverage gaps, duplicates, losses (bench/cluster_failover.py; ~1 min; `--quick` a smoke run)
 # `just bench console-playback` the console's CPU (% of one core) playing recorded footage at 1x and 8x, and pictures shown a second, medians over 3 runs with the load average (bench/console_playback.py; ~2 min)
-# `just bench recordings` /recordings time to first byte (10 min, 1 h, 24 h ranges: cold, tables cached, repeat) and 10 min MP4 throughput through a real store (bench/recordings.py; ~1 min; `--quick` a smoke run)
+# `just bench recordings` /recordings time to first byte (10 min, 1 h, 24 h ranges: cold, older index without shapes, repeat), the whole head's time and the 10 min MP4 throughput through a real store (bench/recordings.py; ~2 min; `--quick` a smoke run)
 # `just bench review` the store page's Review view in Chromium: click on a timeline → first recorded frame painted, p50/p99 over 30 clicks on 6 cameras × 30 days (bench/review.py; ~1 min; `--quick` a smoke run)
 bench *ARGS:
     python3 -m bench {{ARGS}}
