@@ -29,7 +29,7 @@ REVIEW_ROUTE = "/review"
 ASSET_ROUTE = "/web/{file}"
 ASSET_PREFIX = "/web/"
 ASSETS = {"review.js": "text/javascript; charset=utf-8", "review-day.js": "text/javascript; charset=utf-8",
-          "review.css": "text/css; charset=utf-8"}
+          "review-timeline.js": "text/javascript; charset=utf-8", "review.css": "text/css; charset=utf-8"}
 USAGE = "open /review?camera=CAMERA&at=TIME, e.g. /review?camera=cam0&at=2026-11-26T08:00 or &at=10m+ago"
 
 

@@ -1,12 +1,14 @@
 "use strict";
 // The Review view's day (review.js opens it): per camera a timeline of the day shown (coverage, gaps, events
-// coloured by label, the playhead, the export span), click → play from there; and the day's events with their
-// snapshots, filtered by camera and label, click → play from just before the event. Uses index.html's withToken
-// and call (the store's /api: `timeline`, `events`).
+// coloured by label, the playhead, the export span, the keyboard's cursor), click → play from there (the bars' keys,
+// zoom and pan are review-timeline.js's); and the day's events with their snapshots, filtered by camera and label,
+// click → play from just before the event. Uses index.html's withToken and call (the store's /api: `timeline`,
+// `events`).
 window.reviewDay = ({ state, play, $, pad, iso, clockText, dateValue, addDays }) => {
   const PREROLL_MS = 5000;  // an event plays from this long before its start
   const EVENT_PAGES = 5;    // at most 5 pages of 1,000 events for a day
   let daySeq = 0;
+  const bars = window.reviewTimeline({ state, play, $, pad, clockText, dateValue, addDays, redraw: drawLanes });
 
   // --- timelines ---------------------------------------------------------------------------------
   const LABEL_COLOURS = { person: "#f0a030", car: "#4aa3df", truck: "#3a7bbf", bicycle: "#40c0a0", dog: "#d06ad0",
@@ -25,14 +27,7 @@ window.reviewDay = ({ state, play, $, pad, iso, clockText, dateValue, addDays })
     box.textContent = "";
     state.lanes.clear();
     const scale = document.createElement("div");
-    scale.className = "rv-scale";
-    for (let h = 0; h < 24; h += 3) {
-      const tick = document.createElement("span");
-      tick.style.left = `${h / 24 * 100}%`;
-      if (h % 6) tick.className = "rv-minor";  // hidden on a phone
-      tick.textContent = `${pad(h)}:00`;
-      scale.append(tick);
-    }
+    scale.className = "rv-scale";  // its labels: review-timeline.js's drawScale, for the window shown
     box.append(scale);
     for (const camera of state.cameras) {
       const el = document.createElement("div");
@@ -45,34 +40,32 @@ window.reviewDay = ({ state, play, $, pad, iso, clockText, dateValue, addDays })
       el.append(name, canvas);
       box.append(el);
       const lane = { camera, el, canvas, intervals: [], gaps: [], error: null };
-      canvas.addEventListener("click", (ev) => play(camera, timeAt(canvas, ev.offsetX)));
-      canvas.addEventListener("mousemove", (ev) => {
-        canvas.title = `${camera} ${clockText(timeAt(canvas, ev.offsetX))}`;
-      });
+      bars.attach(lane);
       state.lanes.set(camera, lane);
     }
     const cams = $("ev-camera"), chosen = cams.value;
     cams.length = 1;
     for (const camera of state.cameras) cams.add(new Option(camera, camera, false, camera === chosen));
+    drawLanes();
   }
 
-  function timeAt(canvas, x) {
-    const end = addDays(state.day, 1);
-    return Math.round(state.day + Math.max(0, Math.min(1, x / canvas.clientWidth)) * (end - state.day));
+  function drawLanes() {
+    const scale = document.querySelector("#rv-timelines .rv-scale");
+    if (scale) bars.drawScale(scale);
+    state.lanes.forEach(drawLane);
   }
-
-  function drawLanes() { state.lanes.forEach(drawLane); }
 
   function drawLane(lane) {
     if (!lane) return;
+    bars.aria(lane);
     const c = lane.canvas, dpr = window.devicePixelRatio || 1, w = c.clientWidth, h = c.clientHeight;
     if (!w || !h) return;
     if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
       c.width = Math.round(w * dpr);
       c.height = Math.round(h * dpr);
     }
-    const ctx = c.getContext("2d"), day = state.day, len = addDays(day, 1) - day;
-    const x = (ms) => Math.max(0, Math.min(w, (ms - day) / len * w));
+    const ctx = c.getContext("2d"), [from, to] = bars.view();  // the window every bar shows (zoomed or the day)
+    const x = (ms) => Math.max(0, Math.min(w, (ms - from) / (to - from) * w));
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.fillStyle = "#1e1e1e";
     ctx.fillRect(0, 0, w, h);
@@ -94,6 +87,15 @@ window.reviewDay = ({ state, play, $, pad, iso, clockText, dateValue, addDays })
       ctx.fillStyle = "#fff";
       ctx.fillRect(x(state.shownMs) - 1, 0, 2, h);
     }
+    if (document.activeElement === c && state.cursor !== null && state.cursor >= from && state.cursor < to) {
+      ctx.fillStyle = "#7cc7ff";  // the keyboard's cursor: a line and a notch above and below
+      const cx = x(state.cursor);
+      ctx.fillRect(cx - 1, 0, 2, h);
+      ctx.beginPath();
+      ctx.moveTo(cx - 5, 0); ctx.lineTo(cx + 5, 0); ctx.lineTo(cx, 6); ctx.closePath();
+      ctx.moveTo(cx - 5, h); ctx.lineTo(cx + 5, h); ctx.lineTo(cx, h - 6); ctx.closePath();
+      ctx.fill();
+    }
     if (lane.error) { ctx.fillStyle = "#e88"; ctx.font = "11px system-ui"; ctx.fillText(lane.error, 4, h - 4); }
     lane.el.classList.toggle("playing", !!state.win && state.win.camera === lane.camera);
   }
@@ -106,6 +108,7 @@ window.reviewDay = ({ state, play, $, pad, iso, clockText, dateValue, addDays })
 
   function setDay(dayMs) {
     state.day = dayMs;
+    bars.reset();
     $("rv-date").value = dateValue(dayMs);
     loadDay();
   }

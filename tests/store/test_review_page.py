@@ -95,6 +95,8 @@ def test_review_and_web_over_http(tmp_path: Path):
             assert status == 200 and kind.startswith("text/javascript") and "requestVideoFrameCallback" in script
             status, kind, script = await asyncio.to_thread(get, "/web/review-day.js")
             assert status == 200 and kind.startswith("text/javascript") and "window.reviewDay" in script
+            status, kind, script = await asyncio.to_thread(get, "/web/review-timeline.js")
+            assert status == 200 and kind.startswith("text/javascript") and "window.reviewTimeline" in script
             status, kind, _ = await asyncio.to_thread(get, "/web/review.css")
             assert status == 200 and kind.startswith("text/css")
             status, _, text = await asyncio.to_thread(get, "/web/index.html")
