@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
@@ -32,15 +31,17 @@ from store.index.shapes import fill_shapes
 from store.index.timeline import MAX_SEGMENT_US
 from store.playback.segment_shape import SHAPE_COLUMNS, SegmentShape, shape_from_row, shape_of
 from store.playback.segment_tables import SegmentTable, TableCache, open_segment
-from store.playback.stream_head import ChunkMismatch, Head
-from store.playback.stream_layout import Plan, Row, plan
-from store.segments import SegmentStore, name_of
+from store.playback.sizing import END_ROWS, etag_of, first_chunk, plan_etag, size, summary, tail_rows
+from store.playback.stream_head import ChunkMismatch, Counts, Head, Sizes
+from store.playback.stream_layout import Row, plan
+from store.segments import SegmentStore, SegmentStoreError, name_of
 from store.serve.media_requests import in_worker
 
 log = logging.getLogger(__name__)
 
 READ_BYTES = 1024 * 1024  # one read of a segment or of the head, and the most of the body held at once
-FIRST_HEAD_BYTES = 64 * 1024  # the first read of the head (the next ones 4 times larger, up to READ_BYTES)
+FIRST_HEAD_TABLES = 32  # segment tables the first read of the head may need (then 4 times more each read ...)
+HEAD_TABLES = 2048  # ... up to this many)
 LAYOUTS = 16  # clips kept, the least recently used dropped first ...
 LAYOUT_CHUNKS = 100_000  # ... and while they hold more chunks than this (~300 bytes each; a day is 8,640)
 LAYOUTS_AT_ONCE = 2  # clips being laid out at once (worker threads)
@@ -52,43 +53,46 @@ def iso(us: int) -> str:
     return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class Clip:
-    """A laid-out file: its plan and head, and the segments (name, size, start_us) its chunks come from."""
+class LayoutMismatch(OSError):
+    """The plan's counts differ from those the answer was sized by (a bug: the sizing is switched off)."""
 
-    def __init__(self, camera: str, from_us: int, to_us: int, layout: Plan,
-                 segments: Sequence[tuple[str, int, int]]) -> None:
+
+class Clip:
+    """A file of a range: its counts (so its size, ETag and first bytes) at once, its plan and head when made
+    (``made``; at once too when there was no sizing), and the segments (name, size, start_us) its chunks read."""
+
+    def __init__(self, camera: str, from_us: int, to_us: int, counts: Counts, etag: str) -> None:
         self.camera, self.from_us, self.to_us = camera, from_us, to_us
-        self.plan = layout
-        self.head = Head(layout)
-        self.segments = tuple(segments)
-        self.etag = _etag(self)
+        self.counts, self.etag = counts, etag
+        self.sizes = Sizes.of(counts)
+        self.made: asyncio.Future[tuple[Head, tuple[tuple[str, int, int], ...]]] = (
+            asyncio.get_running_loop().create_future())
+        self.chunks = 0  # once made
 
     @property
     def total(self) -> int:
-        return self.head.total
+        return self.sizes.total
 
-    def sidecar(self) -> dict[str, Any]:
-        p = self.plan
+    def settle(self, head: Head, segments: Sequence[tuple[str, int, int]]) -> None:
+        self.chunks = len(head.plan.chunks)
+        self.made.set_result((head, tuple(segments)))
+
+    async def head(self) -> tuple[Head, tuple[tuple[str, int, int], ...]]:
+        return await asyncio.shield(self.made)
+
+    async def sidecar(self) -> dict[str, Any]:
+        head, _ = await self.head()
+        p = head.plan
         ts = p.track.timescale
         return {"camera": self.camera, "from": iso(self.from_us), "to": iso(self.to_us), "start": iso(p.start_us),
                 "duration_s": round(p.duration / ts, 6), "bytes": self.total, "frames": p.frames,
                 "pieces": [{"media_s": round(q.media_s, 6), "start": iso(q.start_us), "end": iso(q.end_us),
                             "frames": q.frames} for q in p.pieces],
                 "gaps": [{"start": iso(a), "end": iso(b)} for a, b in p.gaps],
-                "truncated": p.truncated}
+                "truncated": p.truncated, "etag": self.etag}
 
 
-def _etag(clip: Clip) -> str:
-    """A strong validator of the file's bytes: they follow from the segments (immutable files), which samples of
-    each are taken, and the track, so an equal tag is an equal file even once the clip was dropped and made
-    again; a player's ``If-Range`` with another tag gets the whole new file, not a mix (RFC 9110 §13.1.5)."""
-    h = hashlib.blake2b(digest_size=12)
-    p = clip.plan
-    h.update(f"{p.track.codec} {p.track.timescale} {clip.head.total}".encode())
-    for c in p.chunks:
-        name, size, _ = clip.segments[c.key]
-        h.update(f"|{name} {size} {c.first} {c.end} {c.nbytes}".encode())
-    return f'"{h.hexdigest()}"'
+Rows = list[tuple[str, int, int, SegmentShape | None]]  # (path, start_us, size_bytes, shape), in start order
 
 
 class Clips:
@@ -103,7 +107,11 @@ class Clips:
         # Every clip still held, by the cache or by an answer being sent (a player's open connection).
         self._held: weakref.WeakValueDictionary[tuple[str, int, int], Clip] = weakref.WeakValueDictionary()
         self._building: dict[tuple[str, int, int], asyncio.Task[Clip]] = {}
+        self._plans: set[asyncio.Task[None]] = set()
         self._layouts = asyncio.Semaphore(LAYOUTS_AT_ONCE)
+        self.sizing = True  # off after a LayoutMismatch: every answer then waits for its plan
+        self.sized = 0  # answers sized before their plan (for tests and the bench)
+        self._closed = False
 
     @property
     def segments(self) -> SegmentStore:
@@ -112,6 +120,8 @@ class Clips:
     async def get(self, camera: str, from_us: int, to_us: int) -> Clip:
         """The clip, made if not kept; ``NothingRecorded`` (none of the rows has a frame in the range), storage
         and table errors as they come."""
+        if self._closed:
+            raise SegmentStoreError("the store is closing", retry=True)
         key = (camera, from_us, to_us)
         if (clip := self._clips.get(key)) is not None:
             self._clips.move_to_end(key)
@@ -128,10 +138,11 @@ class Clips:
 
     async def close(self) -> None:
         """Cancel the layouts being made (before the index closes under their queries and table reads)."""
-        building = list(self._building.values())
-        for task in building:
+        self._closed = True
+        tasks = [*self._building.values(), *self._plans]
+        for task in tasks:
             task.cancel()
-        for task in building:
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
 
@@ -152,15 +163,51 @@ class Clips:
     def _keep(self, key: tuple[str, int, int], clip: Clip) -> None:
         self._clips[key] = clip
         while len(self._clips) > 1 and (len(self._clips) > LAYOUTS or sum(
-                len(c.plan.chunks) for c in self._clips.values()) > LAYOUT_CHUNKS):
+                c.chunks for c in self._clips.values()) > LAYOUT_CHUNKS):
             self._clips.popitem(last=False)
 
     async def _build(self, camera: str, from_us: int, to_us: int) -> Clip:
+        """Sized from the rows at the ends and a summary of those between when it can be (the plan then made in
+        the background), else planned first."""
+        sized = await self._size(camera, from_us, to_us) if self.sizing else None
+        if sized is not None:
+            clip = Clip(camera, from_us, to_us, *sized)
+            task = asyncio.create_task(self._make(clip), name="recordings-plan")
+            self._plans.add(task)
+            task.add_done_callback(self._plans.discard)
+            self.sized += 1
+            return clip
+        head, segments = await self._plan(camera, from_us, to_us)
+        clip = Clip(camera, from_us, to_us, head.counts, _plan_etag(camera, head, segments))
+        clip.settle(head, segments)
+        return clip
+
+    async def _make(self, clip: Clip) -> None:
+        """The plan of a clip answered from its sizing; a plan that differs fails the clip (its answers end short)
+        and switches the sizing off."""
+        try:
+            head, segments = await self._plan(clip.camera, clip.from_us, clip.to_us)
+            if head.counts != clip.counts or _plan_etag(clip.camera, head, segments) != clip.etag:
+                self.sizing = False
+                log.error("recordings of %s from %s to %s: the plan's counts %s differ from the sizing's %s; every "
+                          "answer waits for its plan from now on (a bug: please report it)", clip.camera,
+                          iso(clip.from_us), iso(clip.to_us), head.counts, clip.counts)
+                raise LayoutMismatch("the file's layout differs from the size announced; ask again")
+        except BaseException as exc:
+            self.forget(clip)
+            clip.made.set_exception(exc if isinstance(exc, Exception) else OSError("the store is closing"))
+            clip.made.exception()  # retrieved here: the answers waiting on it get it too
+            if not isinstance(exc, Exception):
+                raise
+            return
+        clip.settle(head, segments)
+
+    async def _plan(self, camera: str, from_us: int, to_us: int) -> tuple[Head, list[tuple[str, int, int]]]:
         rows = await _rows(self.index.conn, camera, from_us, to_us)
         cancel = threading.Event()
         learned: list[tuple[str, int, SegmentShape]] = []
         async with self._layouts:
-            clip = await in_worker(functools.partial(self._layout, camera, rows, from_us, to_us, cancel, learned),
+            made = await in_worker(functools.partial(self._layout, camera, rows, from_us, to_us, cancel, learned),
                                    cancel)
         if learned:  # rows indexed before shapes were kept: next time they are taken whole
             try:
@@ -168,14 +215,20 @@ class Clips:
             except Exception as exc:  # noqa: BLE001 - an optimisation: the clip is right without it
                 log.warning("could not keep the shapes of %d segments of %s in the index: %s", len(learned),
                             camera, exc)
-        return clip
+        return made
 
-    def _layout(self, camera: str, rows: list[tuple[str, int, int, SegmentShape | None]], from_us: int,
-                to_us: int, cancel: threading.Event, learned: list[tuple[str, int, SegmentShape]]) -> Clip:
-        """Blocking: the plan, loading the tables it asks for (cached)."""
-        segments = self.segments
+    def _layout(self, camera: str, rows: Rows, from_us: int, to_us: int, cancel: threading.Event,
+                learned: list[tuple[str, int, SegmentShape]]) -> tuple[Head, list[tuple[str, int, int]]]:
+        """Blocking: the plan and head, loading the tables the plan asks for (cached)."""
         wanted = [(name, start, size, shape) for path, start, size, shape in rows
                   if (name := name_of(path)) is not None]
+        load = self._loader(camera, wanted, cancel, learned)
+        layout = plan([Row(start, shape) for _, start, _, shape in wanted], from_us, to_us, load)
+        return Head(layout), [(name, size, start) for name, start, size, _ in wanted]
+
+    def _loader(self, camera: str, wanted: list[tuple[str, int, int, SegmentShape | None]], cancel: threading.Event,
+                learned: list[tuple[str, int, SegmentShape]]) -> Callable[[int], SegmentTable | None]:
+        segments = self.segments
 
         def load(i: int) -> SegmentTable | None:
             if cancel.is_set():
@@ -188,29 +241,85 @@ class Clips:
             if shape is None:
                 learned.append((camera, start, shape_of(table)))
             return table
+        return load
 
-        layout = plan([Row(start, shape) for _, start, _, shape in wanted], from_us, to_us, load)
-        return Clip(camera, from_us, to_us, layout, [(name, size, start) for name, start, size, _ in wanted])
+    async def _size(self, camera: str, from_us: int, to_us: int) -> tuple[Counts, str] | None:
+        """The counts and ETag from the rows at both ends and a summary of those between (store/playback/
+        sizing.py), or None: plan first."""
+        where, args = _WHERE, (camera, from_us - MAX_SEGMENT_US, to_us, from_us)
+        first_rows = await _rows(self.index.conn, camera, from_us, to_us, f"ORDER BY start_us LIMIT {END_ROWS}")
+        last_rows = (await _rows(self.index.conn, camera, from_us, to_us,
+                                 f"ORDER BY start_us DESC LIMIT {END_ROWS}"))[::-1]
+        if len(first_rows) < END_ROWS or any(name_of(r[0]) is None for r in (*first_rows, *last_rows)):
+            return None
+        cancel = threading.Event()
+        learned: list[tuple[str, int, SegmentShape]] = []  # shapes of NULL rows are left to the plan to keep
+        firsts = [(name_of(p) or "", s, n, shape) for p, s, n, shape in first_rows]
+        ends = await in_worker(functools.partial(first_chunk, [Row(s, shape) for _, s, _, shape in firsts],
+                                                 from_us, to_us, self._loader(camera, firsts, cancel, learned)),
+                               cancel)
+        if ends is None or ends.planner.track is None:
+            return None
+        n_tail = tail_rows([Row(s, shape) for _, s, _, shape in last_rows], to_us)
+        if n_tail >= END_ROWS:
+            return None
+        tail = last_rows[len(last_rows) - n_tail:]
+        before_us = tail[0][1] if tail else to_us
+        if before_us <= ends.head_row:
+            return None
+        track = ends.planner.track
+        middle = await summary(self.index.conn, where, args, ends.head_row, before_us, to_us, track.timescale,
+                               track.codec)
+        if middle is None:
+            return None
+        lasts = [(name_of(p) or "", s, n, shape) for p, s, n, shape in tail]
+        tail_keys = 1_000_000_000  # the tail's chunk keys only tell its rows apart here
+        sized = await in_worker(functools.partial(
+            size, camera, ends, middle, [Row(s, shape) for _, s, _, shape in lasts], tail_keys,
+            lambda key: self._loader(camera, lasts, cancel, learned)(key - tail_keys)), cancel)
+        if sized is None:
+            return None
+        a = ends.first
+        chosen = [lasts[c.key - tail_keys] for c in sized.tail]
+        head_size = next(n for _, s, n, _ in firsts if s == ends.head_row)
+        if sized.tail:
+            z = sized.tail[-1]
+            last = (lasts[z.key - tail_keys][1], z.first, z.end)
+        else:
+            assert middle.last.shape is not None
+            last = (middle.last.start_us, 0, middle.last.shape.samples)
+        etag = etag_of(camera, sized.counts, 1 + middle.rows + len(chosen),
+                       ends.head_row + middle.start_sum + sum(s for _, s, _, _ in chosen),
+                       head_size + middle.size_bytes + sum(n for _, _, n, _ in chosen),
+                       (ends.head_row, a.first, a.end), last)
+        return sized.counts, etag
 
     async def body(self, clip: Clip, first: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes ``[first, end)`` of the clip's file: the head written from the segments' tables, the frames read
-        from the segments, ``READ_BYTES`` at a time. A table that no longer matches its row ends it with
-        ``ChunkMismatch`` (and the clip is made again for the next request)."""
-        head = clip.head
+        """Bytes ``[first, end)`` of the clip's file: its first bytes from its counts at once, the rest of the head
+        written from the segments' tables once the plan is made, the frames read from the segments. A table that
+        no longer matches its row (or a segment gone) ends it short with ``ChunkMismatch``, and the clip is made
+        again for the next request."""
+        prefix = clip.sizes.prefix
         a = first
-        step = FIRST_HEAD_BYTES  # the first bytes soon (a day's first MiB of stts is ~900 tables), then larger reads
+        if a < len(prefix):
+            yield prefix[a:min(end, len(prefix))]
+            a = min(end, len(prefix))
+        if a >= end:
+            return
+        head, segments = await clip.head()
+        tables = FIRST_HEAD_TABLES  # the first bytes soon, then larger reads
         try:
             while a < min(end, head.size):
-                n = min(step, end - a, head.size - a)
-                data = await in_worker(functools.partial(self._head_bytes, clip, a, n))
+                n = min(READ_BYTES, end - a, head.reach(a, tables))
+                data = await in_worker(functools.partial(self._head_bytes, head, segments, a, n))
                 yield data
                 a += len(data)
-                step = min(READ_BYTES, step * 4)
+                tables = min(HEAD_TABLES, tables * 4)
         except ChunkMismatch as exc:
             # Never a wrong file: the answer ends short of its Content-Length (the client sees it cut), the clip
             # is dropped and the row's shape cleared, so the next request reads that table and lays out anew.
             self.forget(clip)
-            name, _, start_us = clip.segments[exc.key]
+            name, _, start_us = segments[exc.key]
             log.warning("recordings of %s: segment %s: %s", clip.camera, name, exc)
             try:
                 await clear_shape(self.index.conn, clip.camera, start_us)
@@ -219,11 +328,11 @@ class Clips:
             raise
         if a >= end:
             return
-        reader = _Reader(self.segments, [name for name, _, _ in clip.segments])
+        reader = _Reader(self.segments, [name for name, _, _ in segments])
         try:
             offsets = head.chunk_offsets
             c = max(0, int(np.searchsorted(offsets, a, side="right")) - 1)
-            chunks = clip.plan.chunks
+            chunks = head.plan.chunks
             while c < len(chunks) and int(offsets[c]) < end:
                 chunk, at = chunks[c], int(offsets[c])
                 for src, length in chunk.spans:
@@ -237,23 +346,33 @@ class Clips:
                         break
                 a = max(a, at)
                 c += 1
+        except OSError:
+            self.forget(clip)  # a segment gone or changed: the next request lays the range out again
+            raise
         finally:
             await in_worker(reader.close)
 
-    def _head_bytes(self, clip: Clip, a: int, n: int) -> bytes:
+    def _head_bytes(self, head: Head, segments: Sequence[tuple[str, int, int]], a: int, n: int) -> bytes:
         """Blocking: ``n`` bytes of the head from ``a``; from remote storage the tables they need are fetched
-        ``REMOTE_READS`` at once first."""
-        segments = self.segments
+        ``REMOTE_READS`` at once first. A segment gone since the layout is a ``ChunkMismatch``."""
+        store = self.segments
 
         def table_of(key: int) -> SegmentTable:
-            name, size, _ = clip.segments[key]
-            return self.tables.load(segments, name, size)
+            name, size, _ = segments[key]
+            try:
+                return self.tables.load(store, name, size)
+            except FileNotFoundError as exc:
+                raise ChunkMismatch(key, f"its file is gone: {exc}") from exc
 
-        keys = clip.head.keys_for(a, n)
-        if segments.disk_path is None and len(keys) > 1:
+        keys = head.keys_for(a, n)
+        if store.disk_path is None and len(keys) > 1:
             with ThreadPoolExecutor(REMOTE_READS, thread_name_prefix="recordings-tables") as pool:
                 list(pool.map(table_of, keys))
-        return clip.head.read(a, n, table_of)
+        return head.read(a, n, table_of)
+
+
+def _plan_etag(camera: str, head: Head, segments: Sequence[tuple[str, int, int]]) -> str:
+    return plan_etag(camera, head.plan, [s for _, _, s in segments], [n for _, n, _ in segments])
 
 
 class _Reader:
@@ -291,12 +410,13 @@ async def clear_shape(conn: Any, camera: str, start_us: int) -> None:
                         "WHERE camera = ? AND start_us = ?", (camera, start_us))
 
 
-async def _rows(conn: Any, camera: str, from_us: int, to_us: int
-                ) -> list[tuple[str, int, int, SegmentShape | None]]:
-    """(path, start_us, size_bytes, shape) of the camera's segments overlapping the range, in start order."""
+_WHERE = "camera = ? AND start_us >= ? AND start_us < ? AND end_us > ?"
+
+
+async def _rows(conn: Any, camera: str, from_us: int, to_us: int, order: str = "ORDER BY start_us") -> Rows:
+    """(path, start_us, size_bytes, shape) of the camera's segments overlapping the range, in ``order``."""
     async with conn.execute(
-        f"SELECT path, start_us, size_bytes, {', '.join(SHAPE_COLUMNS)} FROM segments WHERE camera = ? AND "
-        "start_us >= ? AND start_us < ? AND end_us > ? ORDER BY start_us",
+        f"SELECT path, start_us, size_bytes, {', '.join(SHAPE_COLUMNS)} FROM segments WHERE {_WHERE} {order}",
         (camera, from_us - MAX_SEGMENT_US, to_us, from_us),
     ) as cur:
         return [(path, int(s), int(size), shape_from_row(shape)) for path, s, size, *shape in await cur.fetchall()]

@@ -90,7 +90,15 @@ class Playback:
         except IndexUnavailable as exc:
             return error_response(connection, HTTPStatus.SERVICE_UNAVAILABLE, f"the index cannot be read now: {exc}")
         if kind == ".json":
-            answer = json_response(connection, HTTPStatus.OK, {**clip.sidecar(), "etag": clip.etag})
+            try:
+                doc = await clip.sidecar()
+            except NothingRecorded:
+                return error_response(connection, HTTPStatus.NOT_FOUND, f"camera {camera} has nothing recorded from "
+                                      f"{iso(from_us)} to {iso(to_us)}")
+            except (SegmentStoreError, TableError, OSError) as exc:
+                return error_response(connection, HTTPStatus.SERVICE_UNAVAILABLE,
+                                      f"the footage cannot be read now: {exc}")
+            answer = json_response(connection, HTTPStatus.OK, doc)
             answer.headers["ETag"] = clip.etag
             return answer
         return self._mp4(connection, clip, request.headers.get("Range"), request.headers.get("If-Range"))

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from store.playback.boxes import MAX_BOX32, full_box, mdat_header
+from store.playback.segment_shape import codec_digest
 from store.playback.segment_tables import SegmentTable
-from store.playback.stream_layout import Chunk, Plan, sample_spans
+from store.playback.stream_layout import Chunk, Plan, Track, sample_spans
 
 MOVIE_TIMESCALE = 1000
 _MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
@@ -55,57 +56,99 @@ def _header(kind: bytes, payload_size: int) -> bytes:
     return struct.pack(">I4s", payload_size + 8, kind)
 
 
-class Head:
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        chunks = plan.chunks
-        t = plan.track
-        samples = np.fromiter((c.samples for c in chunks), dtype=np.int64, count=len(chunks))
-        self.sample_base = np.concatenate(([0], np.cumsum(samples)[:-1]))
-        self.frames = int(samples.sum())
-        keyframes = np.fromiter((c.keyframes for c in chunks), dtype=np.int64, count=len(chunks))
-        runs = np.fromiter((c.time_runs for c in chunks), dtype=np.int64, count=len(chunks))
-        nbytes = np.fromiter((c.nbytes for c in chunks), dtype=np.int64, count=len(chunks))
-        self.data_bytes = int(nbytes.sum())
-        stts = _Table(b"stts", np.concatenate(([0], np.cumsum(runs * 8))))
-        with_stss = int(keyframes.sum()) != self.frames  # every sample a keyframe: no stss says so
-        stss = _Table(b"stss", np.concatenate(([0], np.cumsum(keyframes * 4)))) if with_stss else None
-        stsz = _Table(b"stsz", np.concatenate(([0], np.cumsum(samples * 4))))
-        stsc = _stsc(samples)
-        duration = plan.duration
-        movie = (duration * MOVIE_TIMESCALE + t.timescale // 2) // t.timescale
-        mvhd, tkhd, mdhd = _headers(t.width, t.height, t.timescale, duration, movie)
-        fixed_stbl = (len(t.stsd) + 16 + stts.size + (16 + stss.size if stss else 0) + len(stsc) + 20 + stsz.size
-                      + 16)
+@dataclass(frozen=True)
+class Counts:
+    """What the head's size and its first bytes follow from: the track, the media duration and a few totals. Made
+    from a whole plan (``counts_of``) or, before the plan, from index rows (store/playback/sizing.py): equal counts
+    are an equal head size, ``Content-Length`` and ``prefix``."""
+
+    track: Track
+    duration: int  # media ticks
+    frames: int
+    keyframes: int
+    time_runs: int  # stts entries
+    stsc_entries: int
+    chunks: int
+    data_bytes: int
+
+
+def counts_of(plan: Plan) -> Counts:
+    chunks = plan.chunks
+    samples = [c.samples for c in chunks]
+    changes = sum(1 for a, b in zip(samples, samples[1:], strict=False) if a != b)
+    return Counts(plan.track, plan.duration, sum(samples), sum(c.keyframes for c in chunks),
+                  sum(c.time_runs for c in chunks), 1 + changes, len(chunks), sum(c.nbytes for c in chunks))
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The head's layout from its counts: its bytes up to the stts entries (``prefix``), the boxes' sizes around
+    the per-chunk tables, and the file's total."""
+
+    prefix: bytes  # ftyp, the moov's headers, mvhd, tkhd, mdhd, hdlr, vmhd, dinf, stsd, the stts header
+    head_size: int
+    total: int
+    wide: bool  # co64 and 64-bit chunk offsets
+    with_stss: bool
+
+    @classmethod
+    def of(cls, c: Counts) -> Sizes:
+        t = c.track
+        with_stss = c.keyframes != c.frames  # every sample a keyframe: no stss says so
+        movie = (c.duration * MOVIE_TIMESCALE + t.timescale // 2) // t.timescale
+        mvhd, tkhd, mdhd = _headers(t.width, t.height, t.timescale, c.duration, movie)
+        fixed_stbl = (len(t.stsd) + 16 + 8 * c.time_runs + (16 + 4 * c.keyframes if with_stss else 0)
+                      + 16 + 12 * c.stsc_entries + 20 + 4 * c.frames + 16)
         wide = False
         for _ in range(2):  # the head's size decides whether offsets need 64 bits, which changes the head's size
-            stbl = fixed_stbl + (8 if wide else 4) * len(chunks)
+            stbl = fixed_stbl + (8 if wide else 4) * c.chunks
             minf = len(t.vmhd) + len(t.dinf) + 8 + stbl
             mdia = len(mdhd) + len(t.hdlr) + 8 + minf
             trak = len(tkhd) + 8 + mdia
             moov = len(mvhd) + 8 + trak
-            head_size = len(t.ftyp) + 8 + moov + len(mdat_header(self.data_bytes))
-            need = head_size + self.data_bytes > MAX_BOX32
+            head_size = len(t.ftyp) + 8 + moov + len(mdat_header(c.data_bytes))
+            need = head_size + c.data_bytes > MAX_BOX32
             if need == wide:
                 break
             wide = need
-        self.size = head_size
-        self.total = head_size + self.data_bytes
-        self.chunk_offsets = head_size + np.concatenate(([0], np.cumsum(nbytes)[:-1]))
-        co = np.asarray(self.chunk_offsets, dtype=">u8" if wide else ">u4").tobytes()
-        stco = (_header(b"co64" if wide else b"stco", 8 + len(co)) + struct.pack(">II", 0, len(chunks)) + co)
-        parts: list[bytes | _Table] = [
-            t.ftyp + _header(b"moov", moov) + mvhd + _header(b"trak", trak) + tkhd + _header(b"mdia", mdia) + mdhd
-            + t.hdlr + _header(b"minf", minf) + t.vmhd + t.dinf + _header(b"stbl", stbl) + t.stsd
-            + _header(b"stts", 8 + stts.size) + struct.pack(">II", 0, int(runs.sum())), stts]
+        prefix = (t.ftyp + _header(b"moov", moov) + mvhd + _header(b"trak", trak) + tkhd + _header(b"mdia", mdia)
+                  + mdhd + t.hdlr + _header(b"minf", minf) + t.vmhd + t.dinf + _header(b"stbl", stbl) + t.stsd
+                  + _header(b"stts", 8 + 8 * c.time_runs) + struct.pack(">II", 0, c.time_runs))
+        return cls(prefix, head_size, head_size + c.data_bytes, wide, with_stss)
+
+
+class Head:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        chunks = plan.chunks
+        self.counts = counts_of(plan)
+        sizes = self.sizes = Sizes.of(self.counts)
+        samples = np.fromiter((c.samples for c in chunks), dtype=np.int64, count=len(chunks))
+        self.sample_base = np.concatenate(([0], np.cumsum(samples)[:-1]))
+        self.frames = self.counts.frames
+        keyframes = np.fromiter((c.keyframes for c in chunks), dtype=np.int64, count=len(chunks))
+        runs = np.fromiter((c.time_runs for c in chunks), dtype=np.int64, count=len(chunks))
+        nbytes = np.fromiter((c.nbytes for c in chunks), dtype=np.int64, count=len(chunks))
+        self.data_bytes = self.counts.data_bytes
+        stts = _Table(b"stts", np.concatenate(([0], np.cumsum(runs * 8))))
+        stss = _Table(b"stss", np.concatenate(([0], np.cumsum(keyframes * 4)))) if sizes.with_stss else None
+        stsz = _Table(b"stsz", np.concatenate(([0], np.cumsum(samples * 4))))
+        stsc = _stsc(samples)
+        assert len(stsc) == 16 + 12 * self.counts.stsc_entries
+        self.size = sizes.head_size
+        self.total = sizes.total
+        self.chunk_offsets = self.size + np.concatenate(([0], np.cumsum(nbytes)[:-1]))
+        co = np.asarray(self.chunk_offsets, dtype=">u8" if sizes.wide else ">u4").tobytes()
+        stco = _header(b"co64" if sizes.wide else b"stco", 8 + len(co)) + struct.pack(">II", 0, len(chunks)) + co
+        parts: list[bytes | _Table] = [sizes.prefix, stts]
         if stss is not None:
-            parts += [_header(b"stss", 8 + stss.size) + struct.pack(">II", 0, int(keyframes.sum())), stss]
+            parts += [_header(b"stss", 8 + stss.size) + struct.pack(">II", 0, self.counts.keyframes), stss]
         parts += [stsc + _header(b"stsz", 12 + stsz.size) + struct.pack(">III", 0, 0, self.frames), stsz,
                   stco + mdat_header(self.data_bytes)]
         self.parts = parts
         self.part_starts = np.concatenate(([0], np.cumsum([len(p) if isinstance(p, bytes) else p.size
                                                            for p in parts])))
-        assert int(self.part_starts[-1]) == head_size, (int(self.part_starts[-1]), head_size)
+        assert int(self.part_starts[-1]) == self.size, (int(self.part_starts[-1]), self.size)
 
     def read(self, a: int, n: int, table_of: Callable[[int], SegmentTable]) -> bytes:
         """Blocking: bytes ``[a, a + n)`` of the head (fewer at its end). ``table_of(key)`` loads a chunk's table."""
@@ -122,6 +165,25 @@ class Head:
             a = stop
             i += 1
         return b"".join(out)
+
+    def reach(self, a: int, tables: int) -> int:
+        """How many bytes from ``a`` (at least one) ``read`` can give while loading at most about ``tables``
+        segment tables: what keeps a read's time bounded, whatever the range (a day's first 64 KiB of ``stts``
+        would need thousands)."""
+        n, pos = 0, a
+        i = int(np.searchsorted(self.part_starts, a, side="right")) - 1
+        while i < len(self.parts) and tables > 0:
+            part, at = self.parts[i], int(self.part_starts[i])
+            if isinstance(part, bytes):
+                n += at + len(part) - pos
+            else:
+                c = int(np.searchsorted(part.starts, pos - at, side="right")) - 1
+                stop = min(c + tables, len(part.starts) - 1)
+                n += at + int(part.starts[stop]) - pos
+                tables -= stop - c
+            pos = a + n
+            i += 1
+        return max(1, n)
 
     def keys_for(self, a: int, n: int) -> list[int]:
         """The segments (row keys) whose tables ``read(a, n)`` needs, in order, each once."""
@@ -144,7 +206,7 @@ class Head:
             lo, hi = int(table.starts[c]), int(table.starts[c + 1])
             if hi > lo:
                 chunk = self.plan.chunks[c]
-                data = self.entries(table.kind, c, _checked(chunk, table_of(chunk.key), self.plan.track.timescale))
+                data = self.entries(table.kind, c, _checked(chunk, table_of(chunk.key), self.plan.track))
                 if len(data) != hi - lo:
                     raise ChunkMismatch(chunk.key, f"{table.kind.decode()} of {len(data)} bytes, its layout has "
                                         f"{hi - lo}")
@@ -171,16 +233,22 @@ class Head:
         return entries.astype(">u4").tobytes()
 
 
-def _checked(chunk: Chunk, table: SegmentTable, timescale: int) -> SegmentTable:
+def _checked(chunk: Chunk, table: SegmentTable, track: Track) -> SegmentTable:
     """The table, if it is still the one the chunk was laid out from; ``ChunkMismatch`` naming what differs."""
     first, end = chunk.first, chunk.end
     why = None
-    if table.timescale != timescale:
-        why = f"timescale {table.timescale}, not {timescale}"
+    if table.timescale != track.timescale:
+        why = f"timescale {table.timescale}, not {track.timescale}"
     elif table.samples < end:
         why = f"{table.samples} samples, the layout takes up to {end}"
-    elif int(table.dts[first]) != chunk.first_dts or int(table.dts[end - 1]) != chunk.last_dts:
+    elif (int(table.dts[first]) != chunk.first_dts or int(table.dts[end - 1]) != chunk.last_dts
+          or (int(table.dts[end]) if end < table.samples else int(table.dts[-1]) + table.last_duration)
+          != chunk.end_dts):
         why = "other sample times"
+    elif not np.any(table.keyframes == first):
+        why = f"sample {first} is not a keyframe"
+    elif codec_digest(table.codec_key) != track.codec:
+        why = "other codec settings"
     elif int(table.sizes[first:end].astype(np.int64).sum()) != chunk.nbytes:
         why = "other sample sizes"
     elif int(np.count_nonzero((table.keyframes >= first) & (table.keyframes < end))) != chunk.keyframes:

@@ -59,6 +59,7 @@ class Chunk(NamedTuple):
     nbytes: int
     first_dts: int  # decode times of the first and last sample taken, ticks from the segment's first
     last_dts: int
+    end_dts: int  # ... and of the end of the last (the next sample's, or the segment's end)
     first_us: int  # capture time of the first sample taken
     last_us: int  # ... of the last
     end_us: int  # ... plus its own duration (until the next frame of its segment, or the segment's end)
@@ -155,14 +156,15 @@ def _chunk_of(key: int, table: SegmentTable, start_us: int, first: int, end: int
     own_end = int(dts[end]) if end < table.samples else int(dts[-1]) + table.last_duration
     keys = table.keyframes
     return Chunk(key, first, end, int(np.count_nonzero((keys >= first) & (keys < end))),
-                 int(table.sizes[first:end].astype(np.int64).sum()), int(dts[first]), int(dts[last]),
+                 int(table.sizes[first:end].astype(np.int64).sum()), int(dts[first]), int(dts[last]), own_end,
                  start_us + int(to_us(int(dts[first]), ts)), start_us + int(to_us(int(dts[last]), ts)),
                  start_us + int(to_us(own_end, ts)), time_runs(dts[first:end]), sample_spans(table, first, end))
 
 
 def _whole(key: int, start_us: int, shape: SegmentShape) -> Chunk:
     assert shape.data_offset is not None
-    return Chunk(key, 0, shape.samples, shape.keyframes, shape.payload_bytes, 0, shape.last_dts, start_us,
+    return Chunk(key, 0, shape.samples, shape.keyframes, shape.payload_bytes, 0, shape.last_dts, shape.end_dts,
+                 start_us,
                  start_us + shape.last_us, start_us + shape.end_us, shape.time_runs,
                  ((shape.data_offset, shape.payload_bytes),))
 
@@ -173,45 +175,72 @@ def _track(table: SegmentTable) -> Track:
 
 
 def _changed(at_us: int) -> str:
-    return (f"the video's size or encoder settings change at {at_us} µs; ask for the footage from then on "
-            "separately")
+    return (f"the video's size, timescale or encoder settings change at {at_us} µs; ask for the footage from then "
+            "on separately")
+
+
+class Planner:
+    """The chunks of ``[from_us, to_us_)``, one row at a time, in start order (``take``); ``plan`` runs it over
+    every row, store/playback/sizing.py over the first and last rows only. ``truncated`` once a segment differs
+    from the track: no row is taken after it."""
+
+    def __init__(self, from_us: int, to_us_: int) -> None:
+        self.from_us, self.to_us = from_us, to_us_
+        self.track: Track | None = None
+        self.last_us: int | None = None  # capture time of the last sample taken
+        self.truncated: str | None = None
+
+    def whole(self, row: Row) -> bool:
+        """Whether the row is taken whole from its shape, without its table."""
+        shape, track, last_us = row.shape, self.track, self.last_us
+        return (track is not None and last_us is not None and shape is not None and shape.contiguous
+                and shape.lead == 0 and shape.timescale == track.timescale and row.start_us > last_us
+                and row.start_us + shape.last_us < self.to_us)
+
+    def take(self, key: int, row: Row, load: Callable[[int], SegmentTable | None]) -> Chunk | None:
+        """Row ``key``'s chunk, or None when it gives none (no frame in range, gone, or the file ends before it:
+        then ``truncated`` says why)."""
+        if self.truncated is not None:
+            return None
+        track = self.track
+        if self.whole(row):
+            assert track is not None and row.shape is not None
+            if row.shape.codec != track.codec:
+                self.truncated = _changed(row.start_us)
+                return None
+            chunk = _whole(key, row.start_us, row.shape)
+        else:
+            table = load(key)
+            if table is None:
+                return None
+            first, end = _cut(table, row.start_us, self.from_us, self.to_us, self.last_us)
+            if first >= end:
+                return None
+            if track is None:
+                self.track = _track(table)
+            elif table.timescale != track.timescale or codec_digest(table.codec_key) != track.codec:
+                self.truncated = _changed(row.start_us + int(to_us(int(table.dts[first]), table.timescale)))
+                return None
+            chunk = _chunk_of(key, table, row.start_us, first, end)
+        self.last_us = chunk.last_us
+        return chunk
 
 
 def plan(rows: Sequence[Row], from_us: int, to_us_: int, load: Callable[[int], SegmentTable | None]) -> Plan:
     """The file of ``[from_us, to_us_)`` of these segments (in start order). ``load(i)`` (blocking) gives row i's
     table, or None when its segment is gone; it is called only for the rows that need it. ``NothingRecorded`` if
     no frame falls in the range."""
-    track: Track | None = None
+    planner = Planner(from_us, to_us_)
     chunks: list[Chunk] = []
-    truncated: str | None = None
-    last_us: int | None = None
     for key, row in enumerate(rows):
-        shape = row.shape
-        if (track is not None and last_us is not None and shape is not None and shape.contiguous
-                and shape.lead == 0 and shape.timescale == track.timescale and row.start_us > last_us
-                and row.start_us + shape.last_us < to_us_):
-            if shape.codec != track.codec:
-                truncated = _changed(row.start_us)
-                break
-            chunk = _whole(key, row.start_us, shape)
-        else:
-            table = load(key)
-            if table is None:
-                continue
-            first, end = _cut(table, row.start_us, from_us, to_us_, last_us)
-            if first >= end:
-                continue
-            if track is None:
-                track = _track(table)
-            elif table.timescale != track.timescale or codec_digest(table.codec_key) != track.codec:
-                truncated = _changed(row.start_us + int(to_us(int(table.dts[first]), table.timescale)))
-                break
-            chunk = _chunk_of(key, table, row.start_us, first, end)
-        chunks.append(chunk)
-        last_us = chunk.last_us
-    if track is None or not chunks:
+        chunk = planner.take(key, row, load)
+        if chunk is not None:
+            chunks.append(chunk)
+        elif planner.truncated is not None:
+            break
+    if planner.track is None or not chunks:
         raise NothingRecorded(f"no frame recorded between {from_us} and {to_us_} µs")
-    return _timed(track, chunks, truncated)
+    return _timed(planner.track, chunks, planner.truncated)
 
 
 def _ticks(us: int, ts: int) -> int:

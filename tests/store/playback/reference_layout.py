@@ -161,8 +161,8 @@ def select(sources: Sequence[Source], from_us: int, to_us: int) -> tuple[_Sample
         if codec is None:
             codec = source.table.codec_key
         elif source.table.codec_key != codec:
-            return every, ranges, (f"the video's size or encoder settings change at {int(capture[first])} µs; ask "
-                                   "for the footage from then on separately")
+            return every, ranges, (f"the video's size, timescale or encoder settings change at {int(capture[first])} "
+                                   "µs; ask for the footage from then on separately")
         ranges.append((first, end))
         last_us = int(capture[end - 1])
     return every, ranges, None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,64 @@ async def test_etag_and_if_range(store: Store) -> None:
     store.server.playback.clips._held.clear()
     assert (await store.json(target.replace(".mp4", ".json")))["etag"] == doc["etag"]
 
+
+
+LONG = 60  # segments: enough for the sizing (store/playback/sizing.py) to answer before the plan
+
+
+@pytest.fixture
+def long_root(tmp_path: Path) -> Path:
+    make_footage(tmp_path, LONG)
+    return tmp_path
+
+
+async def test_a_long_range_is_answered_from_its_sizing_with_the_planned_bytes(long_root: Path) -> None:
+    target = f"/recordings/{CAMERA}.mp4?{q(T0 + 300_000, T0 + LONG * SEGMENT_US - 500_000)}"
+    async for sized in open_store(long_root):
+        status, headers, body = await sized.get(target)
+        clips = sized.server.playback.clips
+        assert clips.sized == 1 and status == 200 and len(body) == int(headers["content-length"])
+        assert clips.tables.misses >= LONG  # the plan, made while the answer went out, read the rest
+        status, _, part = await sized.get(target, {"Range": "bytes=0-99"})  # the first bytes: from the counts
+        assert status == 206 and part == body[:100]
+        doc = await sized.json(target.replace(".mp4", ".json"))
+    async for planned in open_store(long_root):
+        planned.server.playback.clips.sizing = False
+        status, headers, again = await planned.get(target)
+        assert planned.server.playback.clips.sized == 0
+        assert again == body and headers["etag"] == doc["etag"]  # the same file, the same tag, either way
+    assert len(decode(body)) == doc["frames"]
+
+
+async def test_a_plan_that_differs_from_its_sizing_ends_the_answer_and_turns_the_sizing_off(
+        long_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from store.playback import clips as clips_module
+    real_size = clips_module.size
+
+    def off_by_one(*args, **kwargs):  # a bug in the sizing, as a test makes one
+        sized = real_size(*args, **kwargs)
+        return None if sized is None else replace(sized, counts=replace(sized.counts, frames=sized.counts.frames + 1))
+
+    monkeypatch.setattr(clips_module, "size", off_by_one)
+    target = f"/recordings/{CAMERA}.mp4?{q(T0, T0 + LONG * SEGMENT_US)}"
+    async for store in open_store(long_root):
+        status, headers, cut = await store.get(target)
+        assert status == 200 and len(cut) < int(headers["content-length"])
+        assert store.server.playback.clips.sizing is False
+        status, headers, whole = await store.get(target)
+        assert status == 200 and len(whole) == int(headers["content-length"])
+        assert len(decode(whole)) > 0
+
+
+async def test_a_segment_lost_since_its_row_was_written_cuts_one_answer_only(store: Store, root: Path) -> None:
+    """Its row says take it whole; its table, read as the moov goes out, is not there: that answer ends short,
+    the row's shape is cleared, and the next layout reads the row's table, finds none and leaves it out."""
+    files = sorted((root / "segments").rglob("*.mp4"))
+    files[3].unlink()
+    target = f"/recordings/{CAMERA}.mp4?{q(T0 + 1, T0 + SEGMENTS * SEGMENT_US)}"
+    status, headers, cut = await store.get(target)
+    assert status == 200 and len(cut) < int(headers["content-length"])
+    for _ in range(2):
+        status, headers, whole = await store.get(target)
+        assert status == 200 and len(whole) == int(headers["content-length"])
+        assert len(decode(whole)) == (SEGMENTS - 1) * 20  # every frame but the lost segment's 20

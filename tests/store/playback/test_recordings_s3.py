@@ -23,7 +23,7 @@ S = 1_000_000
 
 async def mp4_of(playback: Playback, from_us: int, to_us: int) -> tuple[dict, bytes]:
     clip = await playback.clip("cam0", from_us, to_us)
-    return clip.sidecar(), b"".join([chunk async for chunk in playback.clips.body(clip, 0, clip.total)])
+    return await clip.sidecar(), b"".join([chunk async for chunk in playback.clips.body(clip, 0, clip.total)])
 
 
 async def test_the_mp4_from_s3_is_the_mp4_from_files(s3_env: Seaweed, tmp_path: Path) -> None:

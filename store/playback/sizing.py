@@ -1,0 +1,226 @@
+"""A ``/recordings`` file's size before its plan: the first and last segments' tables, and one pass of SQL over
+the rows between, so the status line of a day's file waits for neither a Python loop over 8,640 rows nor a file.
+
+The plan (stream_layout.plan) takes every segment between the first and the last chunk whole, from its row's
+shape, whenever the row allows it. When every row between does (``Summary.unusable == 0``) and no two of them are
+close enough for the plan to move a chunk off its capture time (``Summary.min_step``), the file's ``Counts`` are
+sums over those rows plus what the first and last chunks add, and its media duration follows from the gaps
+alone: a piece's length is its last chunk's place after its first, plus that chunk's own length. Two queries
+give all of it (aggregates and the gaps, window functions: SQLite and PostgreSQL alike); the store then answers
+with ``Content-Length`` and the head's first bytes, and makes the plan while they are on their way. The plan's
+``counts_of`` must equal these counts (tests/store/playback/test_sizing.py checks it on random footage; the store
+checks it on every answer and ends one that differs rather than send a wrong file).
+
+Anything else (a short range, a row without a shape, overlapping or very close segments, a change of codec, many
+gaps) gives None: the store makes the plan first, as for any range.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from store.playback.segment_shape import SegmentShape
+from store.playback.segment_tables import SegmentTable
+from store.playback.stream_head import Counts, counts_of
+from store.playback.stream_layout import GAP_US, Chunk, Plan, Planner, Row
+
+MIN_MIDDLE_ROWS = 32  # fewer rows between the ends: the plan itself is as quick
+END_ROWS = 8  # rows read at each end of the range for the first and last chunks
+MAX_GAPS = 1000  # more pieces than this: the plan (a range that broken is no day of steady footage)
+_US = "(play_last_dts * 1000000 + play_timescale / 2) / play_timescale"  # segment_shape.to_us, in SQL
+_END_US = "(play_end_dts * 1000000 + play_timescale / 2) / play_timescale"
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Consecutive rows further apart than GAP_US: the last sample of the one before, the start of the next."""
+
+    last_start: int
+    last_dts: int
+    last_us: int
+    end_us: int
+    start_us: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The rows between the first and the last chunk, each to be taken whole (when ``unusable`` is 0)."""
+
+    rows: int
+    samples: int
+    keyframes: int
+    payload: int
+    time_runs: int
+    size_bytes: int  # the files' sizes (for the ETag)
+    start_sum: int  # their start times, summed (for the ETag)
+    changes: int  # consecutive rows whose sample counts differ (stsc entries)
+    min_step: int | None  # the least time from a row's last sample to the next row's start, µs
+    unusable: int  # rows the plan would not take whole
+    first: Row
+    last: Row
+    gaps: tuple[Gap, ...]
+
+
+@dataclass(frozen=True)
+class Sizing:
+    counts: Counts
+    tail: tuple[Chunk, ...]  # the chunks of the last rows (keys: tail_keys + their index among them)
+
+
+def etag_of(camera: str, counts: Counts, rows: int, start_sum: int, size_bytes: int, first: tuple[int, int, int],
+            last: tuple[int, int, int]) -> str:
+    """A strong validator of the file's bytes: they follow from its counts, the segments it takes (immutable
+    files, named by camera and start) and where it cuts the first and last; an equal tag is an equal file even
+    once the clip was dropped and made again (RFC 9110 §8.8.3). ``first``/``last``: (start_us, first, end)."""
+    text = f"{camera} {counts} {rows} {start_sum} {size_bytes} {first} {last}"
+    return '"' + hashlib.blake2b(text.encode(), digest_size=12).hexdigest() + '"'
+
+
+def plan_etag(camera: str, plan: Plan, starts: Sequence[int], sizes: Sequence[int]) -> str:
+    """``etag_of`` a whole plan (``starts``/``sizes``: every row's, by key)."""
+    chunks = plan.chunks
+    a, z = chunks[0], chunks[-1]
+    return etag_of(camera, counts_of(plan), len(chunks), sum(starts[c.key] for c in chunks),
+                   sum(sizes[c.key] for c in chunks), (starts[a.key], a.first, a.end), (starts[z.key], z.first, z.end))
+
+
+def _margin_us(timescale: int) -> int:
+    """Consecutive chunks further apart than this never have the plan move the later one off its capture time
+    (stream_layout._timed: its rounding leaves each chunk within a tick, and a tick is 1e6 / timescale µs)."""
+    return 2 * (1_000_000 // timescale) + 2
+
+
+async def summary(conn: Any, where: str, args: tuple[Any, ...], after_us: int, before_us: int, to_us: int,
+                  timescale: int, codec: str) -> Summary | None:
+    """The summary of the rows matching ``where`` (the clip's row query) that start strictly between
+    ``after_us`` and ``before_us``; None when there are fewer than MIN_MIDDLE_ROWS or more than MAX_GAPS gaps."""
+    between = f"{where} AND start_us > ? AND start_us < ?"
+    bound = (*args, after_us, before_us)
+    rows = (f"SELECT start_us, size_bytes, play_samples AS n, play_keyframes AS k, play_lead AS lead, "
+            f"play_payload_bytes AS b, play_data_offset AS off, play_timescale AS ts, play_last_dts AS ld, "
+            f"play_end_dts AS ed, play_time_runs AS tr, play_codec AS codec, start_us + {_US} AS lu, "
+            f"start_us + {_END_US} AS eu, LAG(play_samples) OVER w AS pn, LAG(start_us + {_US}) OVER w AS pl, "
+            f"LAG(start_us + {_END_US}) OVER w AS pe, LAG(play_last_dts) OVER w AS pld, LAG(start_us) OVER w AS ps "
+            f"FROM segments WHERE {between} WINDOW w AS (ORDER BY start_us)")
+    async with conn.execute(
+        "SELECT COUNT(*), SUM(n), SUM(k), SUM(b), SUM(tr), SUM(size_bytes), SUM(start_us), "
+        "SUM(CASE WHEN pn IS NOT NULL AND n <> pn THEN 1 ELSE 0 END), MIN(start_us - pl), "
+        "SUM(CASE WHEN n IS NULL OR k IS NULL OR lead IS NULL OR lead <> 0 OR b IS NULL OR off IS NULL "
+        "OR ts IS NULL OR ts <> ? OR ld IS NULL OR ed IS NULL OR tr IS NULL OR codec IS NULL OR codec <> ? "
+        f"OR lu >= ? THEN 1 ELSE 0 END) FROM ({rows}) AS m", (timescale, codec, to_us, *bound)) as cur:
+        agg = await cur.fetchone()
+    if agg is None or int(agg[0]) < MIN_MIDDLE_ROWS:
+        return None
+    count, samples, keyframes, payload, runs, size_bytes, start_sum, changes, min_step, unusable = agg
+    if int(unusable):
+        return Summary(int(count), 0, 0, 0, 0, 0, 0, 0, None, int(unusable), Row(0, None), Row(0, None), ())
+    async with conn.execute(f"SELECT ps, pld, pl, pe, start_us FROM ({rows}) AS m WHERE start_us - pe > ? "
+                            f"ORDER BY start_us LIMIT {MAX_GAPS + 1}", (*bound, GAP_US)) as cur:
+        gaps = tuple(Gap(*(int(v) for v in g)) for g in await cur.fetchall())
+    if len(gaps) > MAX_GAPS:
+        return None
+    ends = []
+    for order in ("", " DESC"):
+        async with conn.execute(f"SELECT start_us, n, k, lead, b, off, ts, ld, ed, tr, codec FROM ({rows}) AS m "
+                                f"ORDER BY start_us{order} LIMIT 1", bound) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        n, k, lead, b, off, ts, ld, ed, tr = (int(v) for v in row[1:10])
+        ends.append(Row(int(row[0]), SegmentShape(n, k, lead, b, off, ts, ld, ed, tr, str(row[10]))))
+    return Summary(int(count), int(samples), int(keyframes), int(payload), int(runs), int(size_bytes),
+                   int(start_sum), int(changes), None if min_step is None else int(min_step), 0, ends[0], ends[1],
+                   gaps)
+
+
+@dataclass(frozen=True)
+class Ends:
+    """The first chunk and what precedes the rows between (``head_row``: its row's start), made from the first
+    rows; the last chunks, from the last rows."""
+
+    planner: Planner
+    first: Chunk
+    head_row: int  # start_us of the first chunk's row: the rows between start after it
+
+
+def first_chunk(rows: Sequence[Row], from_us: int, to_us: int, load: Callable[[int], SegmentTable | None]
+                ) -> Ends | None:
+    """Blocking: the first chunk, from the first rows (None if none of them gives one)."""
+    planner = Planner(from_us, to_us)
+    for key, row in enumerate(rows):
+        chunk = planner.take(key, row, load)
+        if chunk is not None:
+            return Ends(planner, chunk, row.start_us)
+        if planner.truncated is not None:
+            return None
+    return None
+
+
+def tail_rows(rows: Sequence[Row], to_us: int) -> int:
+    """How many of the last rows (in start order) the plan cuts or reads: the rows from the last one whose
+    last sample is before ``to_us`` with a shape, on."""
+    n = len(rows)
+    while n and ((shape := rows[n - 1].shape) is None or rows[n - 1].start_us + shape.last_us >= to_us):
+        n -= 1
+    return len(rows) - n
+
+
+def size(camera: str, ends: Ends, middle: Summary, tail: Sequence[Row], tail_keys: int,
+         load: Callable[[int], SegmentTable | None]) -> Sizing | None:
+    """Blocking: the counts of the file whose first chunk is ``ends.first``, then the ``middle`` rows whole, then
+    the chunks of the ``tail`` rows (``load(i)``: tail row i's table); None when the plan could differ from the
+    sums (see the module's docstring)."""
+    planner, a = ends.planner, ends.first
+    track = planner.track
+    assert track is not None
+    ts = track.timescale
+    if middle.unusable or middle.min_step is None or middle.min_step <= _margin_us(ts):
+        return None
+    m_first, m_last = middle.first, middle.last
+    assert m_first.shape is not None and m_last.shape is not None
+    planner.last_us = m_last.start_us + m_last.shape.last_us  # as if the plan had taken every row between
+    tail_chunks = [c for i, row in enumerate(tail) if (c := planner.take(tail_keys + i, row, load)) is not None]
+    if planner.truncated is not None:
+        return None
+    margin = _margin_us(ts)
+    # The chunks in order, the rows between standing for themselves by their first and last.
+    last_mid = _ends_at(m_last.start_us, m_last.shape.last_dts, m_last.start_us + m_last.shape.last_us,
+                        m_last.start_us + m_last.shape.end_us)
+    joins = list(zip([last_mid, *tail_chunks], tail_chunks, strict=False))  # (a chunk, the next), after the rows
+    if m_first.start_us - a.last_us <= margin or any(y.first_us - x.last_us <= margin for x, y in joins):
+        return None
+    # Pieces: new ones at the gaps between the rows and at the joins with the first and last chunks.
+    breaks: list[tuple[Chunk, int]] = []  # (the last chunk of a piece, the first capture of the next)
+    if m_first.start_us - a.end_us > GAP_US:
+        breaks.append((a, m_first.start_us))
+    for g in middle.gaps:
+        breaks.append((_ends_at(g.last_start, g.last_dts, g.last_us, g.end_us), g.start_us))
+    for x, y in joins:
+        if y.first_us - x.end_us > GAP_US:
+            breaks.append((x, y.first_us))
+    z = tail_chunks[-1] if tail_chunks else last_mid
+    duration, piece_first = 0, a.first_us
+    for end_chunk, next_first in [*breaks, (z, 0)]:
+        duration += (_ticks(end_chunk.first_us - piece_first, ts) + end_chunk.last_dts - end_chunk.first_dts
+                     + max(1, _ticks(end_chunk.end_us - end_chunk.last_us, ts)))
+        piece_first = next_first
+    samples = [a.samples, m_first.shape.samples, m_last.shape.samples, *(c.samples for c in tail_chunks)]
+    later = zip(samples[2:], samples[3:], strict=False)
+    changes = (samples[0] != samples[1]) + middle.changes + sum(1 for x, y in later if x != y)
+    chunks = [a, *tail_chunks]
+    counts = Counts(track, duration, middle.samples + sum(c.samples for c in chunks),
+                    middle.keyframes + sum(c.keyframes for c in chunks),
+                    middle.time_runs + sum(c.time_runs for c in chunks), 1 + changes, middle.rows + len(chunks),
+                    middle.payload + sum(c.nbytes for c in chunks))
+    return Sizing(counts, tuple(tail_chunks))
+
+
+def _ends_at(start_us: int, last_dts: int, last_us: int, end_us: int) -> Chunk:
+    """A whole segment as the end of a piece: what a piece's length needs of its last chunk."""
+    return Chunk(-1, 0, 0, 0, 0, 0, last_dts, 0, start_us, last_us, end_us, 0, ())
+
+
+def _ticks(us: int, ts: int) -> int:
+    return (us * ts + 500_000) // 1_000_000
