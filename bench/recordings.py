@@ -19,9 +19,10 @@ throughput.
    - **repeat**: the same URL again (the clip kept: what each Range request of a player costs);
    - **older index**: the same cold ranges on the store whose rows have no shapes (every table read, and the
      shapes written back, before the first byte: what the first request after an upgrade costs, once).
-   Time to first byte is from the request to the status line. Before each request the bench waits for the store
-   to be idle (a client that leaves early leaves it finishing the piece of the answer being made). The 10 min
-   range is also read whole, for MB/s. Each store's peak RSS is read from /proc at the end.
+   Time to first byte is from the request to the status line; the first body byte is timed too. Before each
+   request the bench waits for the store to be idle (a client that leaves early leaves it finishing the piece of
+   the answer being made). The 10 min range is also read whole, for MB/s. Each store's peak RSS is read from
+   /proc at the end.
 3. Prints the table and replaces the "## Recordings" section of docs/benchmarks.md (``--quick`` writes nothing
    unless ``--output`` is given).
 """
@@ -67,6 +68,7 @@ RANGES = (("10 min", 10 * MINUTE_US), ("1 h", HOUR_US), ("24 h", DAY_US))
 @dataclass(frozen=True)
 class Answer:
     first: float  # seconds from the request to the status line
+    body_first: float  # ... to the first byte of the body, 0 if not read that far
     head: float  # ... to the end of the mdat box header (the whole ftyp and moov), 0 if not read that far
     total: float  # ... to the last byte read
     status: int
@@ -114,6 +116,10 @@ def get(port: int, target: str, token: str, until: str = "status") -> Answer:
         length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                        if line.lower().startswith(b"content-length:")), -1)
         body, head_s, moov = bytearray(rest), 0.0, 0
+        body_first = first if body else 0.0
+        if until != "status" and not body and (more := s.recv(65536)):
+            body_first = time.perf_counter() - started
+            body += more
         if until == "head":
             while (found := head_end(body)) is None:
                 if not (more := s.recv(1 << 20)):
@@ -126,7 +132,7 @@ def get(port: int, target: str, token: str, until: str = "status") -> Answer:
             while (k := s.recv_into(buf)) > 0:
                 n += k
             assert n == length, f"{n} bytes of a body of {length}"
-        return Answer(first, head_s, time.perf_counter() - started, status, n, moov)
+        return Answer(first, body_first, head_s, time.perf_counter() - started, status, n, moov)
 
 
 def rss(pid: int, field: str = "VmRSS") -> int:
@@ -189,6 +195,7 @@ def measure(port: int, pid: int, token: str, days: int, reps: int) -> dict[str, 
         repeat = get(port, target(start, span), token)
         assert cold.status == repeat.status == 200, (cold.status, repeat.status, target(start, span))
         out.setdefault(f"{name} cold", []).append(cold.first)
+        out.setdefault(f"{name} body", []).append(cold.body_first)
         out.setdefault(f"{name} head", []).append(cold.head)
         out.setdefault(f"{name} moov MB", []).append(cold.moov / 1e6)
         out.setdefault(f"{name} repeat", []).append(repeat.first)
@@ -293,39 +300,41 @@ def report(results: dict[str, list[float]], memory: dict[str, int], segment_byte
              f"MB each), each measured segment a file of its own. Medians of {reps} runs (each run in brackets). "
              f"Machine: {cpu_model()}, {os.cpu_count()} cores, load average {load_start[0]:.2f} at the start and "
              f"{load_end[0]:.2f} at the end (other work shared the machine).", "",
-             "| range | time to first byte, cold | older index (first request) | repeat (clip kept) "
-             "| whole head (`ftyp` + `moov`), cold | `moov` |", "|---|---|---|---|---|---|"]
+             "| range | time to first byte (status line), cold | first body byte, cold "
+             "| older index (first request) | repeat (clip kept) | whole head (`ftyp` + `moov`), cold | `moov` |",
+             "|---|---|---|---|---|---|---|"]
     for name, _ in RANGES:
-        lines.append(f"| {name} | {ms(f'{name} cold')} | {ms(f'{name} older index')} | {ms(f'{name} repeat')} "
-                     f"| {ms(f'{name} head')} | {med(f'{name} moov MB'):.2f} MB |")
+        lines.append(f"| {name} | {ms(f'{name} cold')} | {ms(f'{name} body')} | {ms(f'{name} older index')} "
+                     f"| {ms(f'{name} repeat')} | {ms(f'{name} head')} | {med(f'{name} moov MB'):.2f} MB |")
     day_moov = med("24 h moov MB")
-    day_ms, older_day_ms = med("24 h cold") * 1000, med("24 h older index") * 1000
-    per_row_us = (med("24 h cold") - med("10 min cold")) / (SLOTS_PER_DAY - 60) * 1e6
+    day_ms, short_ms = med("24 h cold") * 1000, med("10 min cold") * 1000
+    older_day_ms = med("24 h older index") * 1000
     lines += ["", f"A whole 10 min MP4 ({med('10 min MP4 MB'):.0f} MB) streams at {med('throughput MB/s'):.0f} MB/s "
               f"({', '.join(f'{v:.0f}' for v in results['throughput MB/s'])}), client and store on the same "
               f"cores. The store's RSS: " + ", ".join(f"{v / 2**20:.0f} MiB {k}" for k, v in memory.items()) + ".", "",
-              "Time to first byte no longer reads a file per segment. A `moov`-first MP4 with a known "
-              "`Content-Length` needs every sample's size before its first byte; each segment's index row now "
-              "carries its *shape* (samples, keyframes, payload bytes, where the samples start, decode times: the "
-              "`play_*` columns, `store/playback/segment_shape.py`, written at ingest), so the store lays the file "
-              "out from the rows alone (`store/playback/stream_layout.py`) and reads before answering only the "
-              "tables of the segments the range cuts (the first and the last). What is left grows with the rows, "
-              f"not with files: a query and a loop in Python over each row (its shape, its path, its chunk), "
-              f"~{per_row_us:.0f} µs a row here, {day_ms:.0f} ms for a day's 8,640 rows against "
-              f"{older_day_ms:.0f} ms when every table must be read. The `moov` itself grows with the range "
+              "Time to first byte no longer reads a file per segment, nor loops over the rows in Python. A "
+              "`moov`-first MP4 with a known `Content-Length` needs every sample's size before its first byte; each "
+              "segment's index row carries its *shape* (samples, keyframes, payload bytes, where the samples start, "
+              "decode times: the `play_*` columns, `store/playback/segment_shape.py`, written at ingest). For a "
+              "long range the store reads the tables of the first and last segments only, and sums the rows "
+              "between in one SQL pass (`store/playback/sizing.py`: aggregates and the gaps, window functions), "
+              "which gives the head's counts: the status line, `Content-Length`, `ETag` and the head's first bytes "
+              "go out at once, and the plan (a loop over every row, `store/playback/stream_layout.py`) is made "
+              "while they do, then checked against those counts (an answer whose plan differs is ended, never "
+              f"sent wrong). Here a day's {SLOTS_PER_DAY:,} rows answer in {day_ms:.0f} ms against {short_ms:.0f} ms "
+              f"for 10 minutes (the SQL pass is ~1 µs a row, in SQLite's C), and {older_day_ms:.0f} ms when every "
+              "table must be read. The `moov` itself grows with the range "
               f"(~5 bytes a frame: {day_moov:.1f} MB for a day here); its big tables (`stts`, `stss`, `stsz`) are "
               "written while it is sent (`store/playback/stream_head.py`), each segment's table read as its part "
-              "goes out. `stts` comes first and covers every segment, so the first MiB of a day's `moov` already "
-              "needs every table: the whole head (until the `mdat` header has arrived) still takes about what "
-              "the first byte used to, but the answer has started (no proxy or player timeout waits on an "
+              "goes out: the whole head (until the `mdat` header has arrived) takes time that grows with the range, "
+              "as any `moov`-first file must, but the answer has started (no proxy or player timeout waits on an "
               "empty connection) and a short range's head follows at once. The same URL again (every Range request "
               "a player makes) reuses the kept clip. **Older index**: rows indexed before schema version 5 have "
               "no shape (NULL `play_*`), so the first request over them reads every segment's table before "
               "answering, as the store used to, and writes the shapes back (`store/index/shapes.py`): the "
               "one-off cost of an upgrade, after which those rows answer like the cold column. Before each "
               "request the bench waits for the store to be idle: a client that leaves after the status line "
-              "leaves the store finishing the read of the head it has begun (up to 1 MiB, which for a day "
-              "can mean thousands of tables: up to a second of one worker thread). \"Cold\" here still has "
+              "leaves the store finishing the plan and the piece of the head it has begun. \"Cold\" here still has "
               "every file in the page cache (one camera's files are hard links to 3 encodes); a disk that must "
               "seek adds its own time per segment read, which now lands in the head, not before the first byte. "
               "The store's memory grows with what it keeps, not with what it sends: the cached tables (~12 bytes "
