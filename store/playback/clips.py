@@ -289,7 +289,7 @@ class Clips:
             assert middle.last.shape is not None
             last = (middle.last.start_us, 0, middle.last.shape.samples)
         etag = etag_of(camera, sized.counts, 1 + middle.rows + len(chosen),
-                       ends.head_row + middle.start_sum + sum(s for _, s, _, _ in chosen),
+                       middle.start_sum + sum(s - ends.head_row for _, s, _, _ in chosen),
                        head_size + middle.size_bytes + sum(n for _, _, n, _ in chosen),
                        (ends.head_row, a.first, a.end), last)
         return sized.counts, etag

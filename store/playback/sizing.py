@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from store.playback.segment_shape import SegmentShape
+from store.playback.segment_shape import shape_from_row
 from store.playback.segment_tables import SegmentTable
 from store.playback.stream_head import Counts, counts_of
 from store.playback.stream_layout import GAP_US, Chunk, Plan, Planner, Row
@@ -32,6 +32,8 @@ END_ROWS = 8  # rows read at each end of the range for the first and last chunks
 MAX_GAPS = 1000  # more pieces than this: the plan (a range that broken is no day of steady footage)
 _US = "(play_last_dts * 1000000 + play_timescale / 2) / play_timescale"  # segment_shape.to_us, in SQL
 _END_US = "(play_end_dts * 1000000 + play_timescale / 2) / play_timescale"
+_PACK = 1 << 24  # µs: a last sample's own length below this packs beside its capture time in one integer ...
+_SPAN_LIMIT = 1 << 38  # ... whose capture time is less than this after the first chunk's row (~3 days)
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,7 @@ class Summary:
     payload: int
     time_runs: int
     size_bytes: int  # the files' sizes (for the ETag)
-    start_sum: int  # their start times, summed (for the ETag)
-    changes: int  # consecutive rows whose sample counts differ (stsc entries)
+    start_sum: int  # their start times after ``after_us``, summed (for the ETag; absolute ones would overflow)
     min_step: int | None  # the least time from a row's last sample to the next row's start, µs
     unusable: int  # rows the plan would not take whole
     first: Row
@@ -74,7 +75,8 @@ def etag_of(camera: str, counts: Counts, rows: int, start_sum: int, size_bytes: 
             last: tuple[int, int, int]) -> str:
     """A strong validator of the file's bytes: they follow from its counts, the segments it takes (immutable
     files, named by camera and start) and where it cuts the first and last; an equal tag is an equal file even
-    once the clip was dropped and made again (RFC 9110 §8.8.3). ``first``/``last``: (start_us, first, end)."""
+    once the clip was dropped and made again (RFC 9110 §8.8.3). ``start_sum``: the rows' start times after the
+    first's, summed; ``first``/``last``: (start_us, first, end)."""
     text = f"{camera} {counts} {rows} {start_sum} {size_bytes} {first} {last}"
     return '"' + hashlib.blake2b(text.encode(), digest_size=12).hexdigest() + '"'
 
@@ -83,7 +85,8 @@ def plan_etag(camera: str, plan: Plan, starts: Sequence[int], sizes: Sequence[in
     """``etag_of`` a whole plan (``starts``/``sizes``: every row's, by key)."""
     chunks = plan.chunks
     a, z = chunks[0], chunks[-1]
-    return etag_of(camera, counts_of(plan), len(chunks), sum(starts[c.key] for c in chunks),
+    origin = starts[a.key]  # start times are summed after the first chunk's (their sum would overflow SQL's)
+    return etag_of(camera, counts_of(plan), len(chunks), sum(starts[c.key] - origin for c in chunks),
                    sum(sizes[c.key] for c in chunks), (starts[a.key], a.first, a.end), (starts[z.key], z.first, z.end))
 
 
@@ -99,40 +102,52 @@ async def summary(conn: Any, where: str, args: tuple[Any, ...], after_us: int, b
     ``after_us`` and ``before_us``; None when there are fewer than MIN_MIDDLE_ROWS or more than MAX_GAPS gaps."""
     between = f"{where} AND start_us > ? AND start_us < ?"
     bound = (*args, after_us, before_us)
-    rows = (f"SELECT start_us, size_bytes, play_samples AS n, play_keyframes AS k, play_lead AS lead, "
-            f"play_payload_bytes AS b, play_data_offset AS off, play_timescale AS ts, play_last_dts AS ld, "
-            f"play_end_dts AS ed, play_time_runs AS tr, play_codec AS codec, start_us + {_US} AS lu, "
-            f"start_us + {_END_US} AS eu, LAG(play_samples) OVER w AS pn, LAG(start_us + {_US}) OVER w AS pl, "
-            f"LAG(start_us + {_END_US}) OVER w AS pe, LAG(play_last_dts) OVER w AS pld, LAG(start_us) OVER w AS ps "
-            f"FROM segments WHERE {between} WINDOW w AS (ORDER BY start_us)")
-    async with conn.execute(
-        "SELECT COUNT(*), SUM(n), SUM(k), SUM(b), SUM(tr), SUM(size_bytes), SUM(start_us), "
-        "SUM(CASE WHEN pn IS NOT NULL AND n <> pn THEN 1 ELSE 0 END), MIN(start_us - pl), "
-        "SUM(CASE WHEN n IS NULL OR k IS NULL OR lead IS NULL OR lead <> 0 OR b IS NULL OR off IS NULL "
-        "OR ts IS NULL OR ts <> ? OR ld IS NULL OR ed IS NULL OR tr IS NULL OR codec IS NULL OR codec <> ? "
-        f"OR lu >= ? THEN 1 ELSE 0 END) FROM ({rows}) AS m", (timescale, codec, to_us, *bound)) as cur:
+    async with conn.execute(  # sums, and whether each row can be taken whole: no window, ~0.3 µs a row
+        "SELECT COUNT(*), SUM(play_samples), SUM(play_keyframes), SUM(play_payload_bytes), SUM(play_time_runs), "
+        "SUM(size_bytes), SUM(start_us - ?), SUM(CASE WHEN play_samples IS NULL OR play_keyframes IS NULL "
+        "OR play_lead IS NULL OR play_lead <> 0 OR play_payload_bytes IS NULL OR play_data_offset IS NULL "
+        "OR play_timescale IS NULL OR play_timescale <> ? OR play_last_dts IS NULL OR play_end_dts IS NULL "
+        f"OR play_time_runs IS NULL OR play_codec IS NULL OR play_codec <> ? OR start_us + {_US} >= ? "
+        f"OR {_END_US} - {_US} >= {_PACK} OR start_us + {_US} - ? >= {_SPAN_LIMIT} THEN 1 ELSE 0 END) "
+        f"FROM segments WHERE {between}", (after_us, timescale, codec, to_us, after_us, *bound)) as cur:
         agg = await cur.fetchone()
     if agg is None or int(agg[0]) < MIN_MIDDLE_ROWS:
         return None
-    count, samples, keyframes, payload, runs, size_bytes, start_sum, changes, min_step, unusable = agg
+    count, samples, keyframes, payload, runs, size_bytes, start_sum, unusable = agg
     if int(unusable):
-        return Summary(int(count), 0, 0, 0, 0, 0, 0, 0, None, int(unusable), Row(0, None), Row(0, None), ())
-    async with conn.execute(f"SELECT ps, pld, pl, pe, start_us FROM ({rows}) AS m WHERE start_us - pe > ? "
-                            f"ORDER BY start_us LIMIT {MAX_GAPS + 1}", (*bound, GAP_US)) as cur:
-        gaps = tuple(Gap(*(int(v) for v in g)) for g in await cur.fetchall())
-    if len(gaps) > MAX_GAPS:
+        return Summary(int(count), 0, 0, 0, 0, 0, 0, None, int(unusable), Row(0, None), Row(0, None), ())
+    # One window, LAG of the row before's last capture (after ``after_us``) and its last sample's own length
+    # packed in one integer: a window costs ~1 µs a row a column.
+    lagged = (f"SELECT start_us, play_last_dts AS ld, LAG((start_us + {_US} - ?) * {_PACK} + {_END_US} - {_US}) "
+              f"OVER (ORDER BY start_us) AS p FROM segments WHERE {between}")
+    prev_lu, prev_end = f"(? + p / {_PACK})", f"(? + p / {_PACK} + p % {_PACK})"
+    async with conn.execute(f"SELECT MIN(start_us - {prev_lu}), SUM(CASE WHEN start_us - {prev_end} > ? THEN 1 "
+                            f"ELSE 0 END) FROM ({lagged}) AS m", (after_us, after_us, GAP_US, after_us, *bound)
+                            ) as cur:
+        steps = await cur.fetchone()
+    assert steps is not None
+    min_step, n_gaps = steps
+    if int(n_gaps) > MAX_GAPS:
         return None
+    gaps: tuple[Gap, ...] = ()
+    if int(n_gaps):
+        async with conn.execute(
+                f"SELECT ps, pld, {prev_lu}, {prev_end}, start_us FROM (SELECT *, LAG(start_us) OVER w AS ps, "
+                f"LAG(ld) OVER w AS pld FROM ({lagged}) AS l WINDOW w AS (ORDER BY start_us)) AS m "
+                f"WHERE start_us - {prev_end} > ? ORDER BY start_us",
+                (after_us, after_us, after_us, *bound, after_us, GAP_US)) as cur:
+            gaps = tuple(Gap(*(int(v) for v in g)) for g in await cur.fetchall())
     ends = []
-    for order in ("", " DESC"):
-        async with conn.execute(f"SELECT start_us, n, k, lead, b, off, ts, ld, ed, tr, codec FROM ({rows}) AS m "
-                                f"ORDER BY start_us{order} LIMIT 1", bound) as cur:
+    for order in ("", " DESC"):  # the first and last rows between: by the index, no window
+        async with conn.execute(f"SELECT start_us, play_samples, play_keyframes, play_lead, play_payload_bytes, "
+                                f"play_data_offset, play_timescale, play_last_dts, play_end_dts, play_time_runs, "
+                                f"play_codec FROM segments WHERE {between} ORDER BY start_us{order} LIMIT 1",
+                                bound) as cur:
             row = await cur.fetchone()
         assert row is not None
-        n, k, lead, b, off, ts, ld, ed, tr = (int(v) for v in row[1:10])
-        ends.append(Row(int(row[0]), SegmentShape(n, k, lead, b, off, ts, ld, ed, tr, str(row[10]))))
+        ends.append(Row(int(row[0]), shape_from_row(row[1:])))
     return Summary(int(count), int(samples), int(keyframes), int(payload), int(runs), int(size_bytes),
-                   int(start_sum), int(changes), None if min_step is None else int(min_step), 0, ends[0], ends[1],
-                   gaps)
+                   int(start_sum), None if min_step is None else int(min_step), 0, ends[0], ends[1], gaps)
 
 
 @dataclass(frozen=True)
@@ -206,13 +221,10 @@ def size(camera: str, ends: Ends, middle: Summary, tail: Sequence[Row], tail_key
         duration += (_ticks(end_chunk.first_us - piece_first, ts) + end_chunk.last_dts - end_chunk.first_dts
                      + max(1, _ticks(end_chunk.end_us - end_chunk.last_us, ts)))
         piece_first = next_first
-    samples = [a.samples, m_first.shape.samples, m_last.shape.samples, *(c.samples for c in tail_chunks)]
-    later = zip(samples[2:], samples[3:], strict=False)
-    changes = (samples[0] != samples[1]) + middle.changes + sum(1 for x, y in later if x != y)
     chunks = [a, *tail_chunks]
     counts = Counts(track, duration, middle.samples + sum(c.samples for c in chunks),
                     middle.keyframes + sum(c.keyframes for c in chunks),
-                    middle.time_runs + sum(c.time_runs for c in chunks), 1 + changes, middle.rows + len(chunks),
+                    middle.time_runs + sum(c.time_runs for c in chunks), middle.rows + len(chunks),
                     middle.payload + sum(c.nbytes for c in chunks))
     return Sizing(counts, tuple(tail_chunks))
 

@@ -67,17 +67,14 @@ class Counts:
     frames: int
     keyframes: int
     time_runs: int  # stts entries
-    stsc_entries: int
-    chunks: int
+    chunks: int  # and stsc entries: one a chunk, so that their number needs no pass over every chunk
     data_bytes: int
 
 
 def counts_of(plan: Plan) -> Counts:
     chunks = plan.chunks
-    samples = [c.samples for c in chunks]
-    changes = sum(1 for a, b in zip(samples, samples[1:], strict=False) if a != b)
-    return Counts(plan.track, plan.duration, sum(samples), sum(c.keyframes for c in chunks),
-                  sum(c.time_runs for c in chunks), 1 + changes, len(chunks), sum(c.nbytes for c in chunks))
+    return Counts(plan.track, plan.duration, sum(c.samples for c in chunks), sum(c.keyframes for c in chunks),
+                  sum(c.time_runs for c in chunks), len(chunks), sum(c.nbytes for c in chunks))
 
 
 @dataclass(frozen=True)
@@ -98,7 +95,7 @@ class Sizes:
         movie = (c.duration * MOVIE_TIMESCALE + t.timescale // 2) // t.timescale
         mvhd, tkhd, mdhd = _headers(t.width, t.height, t.timescale, c.duration, movie)
         fixed_stbl = (len(t.stsd) + 16 + 8 * c.time_runs + (16 + 4 * c.keyframes if with_stss else 0)
-                      + 16 + 12 * c.stsc_entries + 20 + 4 * c.frames + 16)
+                      + 16 + 12 * c.chunks + 20 + 4 * c.frames + 16)
         wide = False
         for _ in range(2):  # the head's size decides whether offsets need 64 bits, which changes the head's size
             stbl = fixed_stbl + (8 if wide else 4) * c.chunks
@@ -134,7 +131,7 @@ class Head:
         stss = _Table(b"stss", np.concatenate(([0], np.cumsum(keyframes * 4)))) if sizes.with_stss else None
         stsz = _Table(b"stsz", np.concatenate(([0], np.cumsum(samples * 4))))
         stsc = _stsc(samples)
-        assert len(stsc) == 16 + 12 * self.counts.stsc_entries
+        assert len(stsc) == 16 + 12 * self.counts.chunks
         self.size = sizes.head_size
         self.total = sizes.total
         self.chunk_offsets = self.size + np.concatenate(([0], np.cumsum(nbytes)[:-1]))
@@ -261,9 +258,9 @@ def _checked(chunk: Chunk, table: SegmentTable, track: Track) -> SegmentTable:
 
 
 def _stsc(samples: np.ndarray) -> bytes:
-    change = np.flatnonzero(np.diff(samples)) + 1
-    firsts = np.concatenate(([0], change))
-    entries = np.stack([firsts + 1, samples[firsts], np.ones(len(firsts), dtype=np.int64)], axis=1)
+    """One entry a chunk (not one a run of equal counts): 12 bytes a segment, and the sizing needs no count of
+    the runs, which only a pass over consecutive rows could give."""
+    entries = np.stack([np.arange(1, len(samples) + 1), samples, np.ones(len(samples), dtype=np.int64)], axis=1)
     body = struct.pack(">II", 0, len(entries)) + entries.astype(">u4").tobytes()
     return _header(b"stsc", len(body)) + body
 
