@@ -34,9 +34,11 @@ UPGRADES: dict[int, tuple[int, str]] = {
     # 3 -> 4: what stores sharing an index tell each other about the fleet (NODE_COLUMNS_4) and settings
     # (SETTINGS_COLUMNS_4). Nothing to fill: NULL is "no store has written it", as on a new index.
     3: (4, "SELECT 1"),
-    # 4 -> 5: each segment's shape (SEGMENT_COLUMNS_5, store/playback/segment_shape.py). Nothing to fill here: NULL
-    # is "not known yet", and playback fills a row's shape from its segment's table the first time it reads it.
-    4: (5, "SELECT 1"),
+    # 4 -> 5: each segment's shape (SEGMENT_COLUMNS_5, store/playback/segment_shape.py): NULL is "not known yet",
+    # and playback fills a row's shape from its segment's table the first time it reads it; and each hour's
+    # playback summary (COVERAGE_COLUMNS_5): every hour dirty, so the store summarises them again in the
+    # background (timelines read segments meanwhile, as after any upgrade that marks them).
+    4: (5, MARK_ALL_SQL),
 }
 # Columns version 3 added to events, in schema.sql's order (ADD COLUMN appends: the same order as a new index).
 EVENT_COLUMNS_3 = (
@@ -53,9 +55,12 @@ SEGMENT_COLUMNS_5 = (("play_samples", "INTEGER"), ("play_keyframes", "INTEGER"),
                      ("play_payload_bytes", "INTEGER"), ("play_data_offset", "INTEGER"), ("play_timescale", "INTEGER"),
                      ("play_last_dts", "INTEGER"), ("play_end_dts", "INTEGER"), ("play_time_runs", "INTEGER"),
                      ("play_codec", "TEXT"))
+# Columns version 5 added to coverage_hours (store/playback/parts.py).
+COVERAGE_COLUMNS_5 = (("playback", "TEXT"),)
 # Every column added to a table after its creation, per table, in the order added.
 ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "events": EVENT_COLUMNS_3, "nodes": NODE_COLUMNS_4, "settings": SETTINGS_COLUMNS_4, "segments": SEGMENT_COLUMNS_5,
+    "coverage_hours": COVERAGE_COLUMNS_5,
 }
 
 

@@ -71,6 +71,8 @@ CREATE TABLE IF NOT EXISTS coverage_hours (
     intervals TEXT NOT NULL,          -- JSON [[start_us, end_us], ...]: recorded intervals clipped to the
                                       --   hour, merged across gaps under 250 ms
     dirty INTEGER NOT NULL,           -- 1: segments changed since the summary; read them instead
+    playback TEXT,                    -- JSON: what /recordings' sizing needs of the segments that start in
+                                      --   the hour (store/playback/parts.py); NULL until summarised (v5)
     PRIMARY KEY (camera, hour_us)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS coverage_hours_dirty ON coverage_hours (hour_us) WHERE dirty = 1;

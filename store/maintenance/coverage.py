@@ -1,5 +1,8 @@
 """``coverage_hours``: one summary row per camera and UTC hour, for fast timelines (store/index/timeline.py).
 
+Each row also keeps the playback part of the segments that start in its hour (``playback``,
+store/playback/parts.py): what sizes a ``/recordings`` file without a pass over a day of rows.
+
 The rule that keeps them true: every change to ``segments`` marks the hours it touches
 dirty in the same transaction (store/index/coverage_marks.py), and a summary is only trusted while clean.
 ``CoverageTask`` recomputes dirty hours that have ended, on a connection of its own,
@@ -26,6 +29,8 @@ from store.index import index_path
 from store.index.db import begin_exclusive
 from store.index.timeline import HOUR_US, spans_between, summarise_hour
 from store.maintenance.lease import Lease, SoleStore
+from store.playback.parts import part_of, to_json
+from store.playback.segment_shape import SHAPE_COLUMNS, shape_from_row
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +53,25 @@ async def refresh(conn: aiosqlite.Connection, before_us: int, limit: int = REFRE
             if segments == 0 and not intervals:
                 await conn.execute("DELETE FROM coverage_hours WHERE camera = ? AND hour_us = ?", (camera, hour))
             else:
+                playback = to_json(part_of(await _shaped_rows(conn, camera, hour), hour))
                 await conn.execute(
-                    "UPDATE coverage_hours SET segments = ?, recorded_us = ?, intervals = ?, dirty = 0 "
+                    "UPDATE coverage_hours SET segments = ?, recorded_us = ?, intervals = ?, playback = ?, dirty = 0 "
                     "WHERE camera = ? AND hour_us = ?",
-                    (segments, recorded, json.dumps(intervals, separators=(",", ":")), camera, hour))
+                    (segments, recorded, json.dumps(intervals, separators=(",", ":")), playback, camera, hour))
         await conn.commit()
     except BaseException:
         await conn.rollback()
         raise
     return len(hours)
+
+
+async def _shaped_rows(conn: aiosqlite.Connection, camera: str, hour: int) -> list[tuple[int, int, Any]]:
+    """(start_us, size_bytes, shape) of the camera's segments that start in the hour, in start order."""
+    async with conn.execute(
+        f"SELECT start_us, size_bytes, {', '.join(SHAPE_COLUMNS)} FROM segments WHERE camera = ? AND start_us >= ? "
+        "AND start_us < ? ORDER BY start_us", (camera, hour, hour + HOUR_US),
+    ) as cur:
+        return [(int(start), int(size), shape_from_row(shape)) for start, size, *shape in await cur.fetchall()]
 
 
 async def refresh_all(conn: aiosqlite.Connection, before_us: int, pause_s: float = 0.0) -> int:

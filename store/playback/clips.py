@@ -268,8 +268,8 @@ class Clips:
         if before_us <= ends.head_row:
             return None
         track = ends.planner.track
-        middle = await summary(self.index.conn, where, args, ends.head_row, before_us, to_us, track.timescale,
-                               track.codec)
+        middle = await summary(self.index.conn, camera, where, args, ends.head_row, before_us, from_us, to_us,
+                               track.timescale, track.codec)
         if middle is None:
             return None
         lasts = [(name_of(p) or "", s, n, shape) for p, s, n, shape in tail]

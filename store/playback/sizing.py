@@ -22,7 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from store.playback.segment_shape import shape_from_row
+from store.index.timeline import HOUR_US
+from store.playback.parts import PACK, Gap, Part, Summary, combine, from_json
+from store.playback.segment_shape import SHAPE_COLUMNS, shape_from_row
 from store.playback.segment_tables import SegmentTable
 from store.playback.stream_head import Counts, counts_of
 from store.playback.stream_layout import GAP_US, Chunk, Plan, Planner, Row
@@ -32,37 +34,8 @@ END_ROWS = 8  # rows read at each end of the range for the first and last chunks
 MAX_GAPS = 1000  # more pieces than this: the plan (a range that broken is no day of steady footage)
 _US = "(play_last_dts * 1000000 + play_timescale / 2) / play_timescale"  # segment_shape.to_us, in SQL
 _END_US = "(play_end_dts * 1000000 + play_timescale / 2) / play_timescale"
-_PACK = 1 << 24  # µs: a last sample's own length below this packs beside its capture time in one integer ...
-_SPAN_LIMIT = 1 << 38  # ... whose capture time is less than this after the first chunk's row (~3 days)
-
-
-@dataclass(frozen=True)
-class Gap:
-    """Consecutive rows further apart than GAP_US: the last sample of the one before, the start of the next."""
-
-    last_start: int
-    last_dts: int
-    last_us: int
-    end_us: int
-    start_us: int
-
-
-@dataclass(frozen=True)
-class Summary:
-    """The rows between the first and the last chunk, each to be taken whole (when ``unusable`` is 0)."""
-
-    rows: int
-    samples: int
-    keyframes: int
-    payload: int
-    time_runs: int
-    size_bytes: int  # the files' sizes (for the ETag)
-    start_sum: int  # their start times after ``after_us``, summed (for the ETag; absolute ones would overflow)
-    min_step: int | None  # the least time from a row's last sample to the next row's start, µs
-    unusable: int  # rows the plan would not take whole
-    first: Row
-    last: Row
-    gaps: tuple[Gap, ...]
+_SPAN_LIMIT = 1 << 38  # µs: a capture time packed with an own length (parts.PACK) is less than this after its
+# span's start (~3 days)
 
 
 @dataclass(frozen=True)
@@ -96,58 +69,92 @@ def _margin_us(timescale: int) -> int:
     return 2 * (1_000_000 // timescale) + 2
 
 
-async def summary(conn: Any, where: str, args: tuple[Any, ...], after_us: int, before_us: int, to_us: int,
-                  timescale: int, codec: str) -> Summary | None:
+async def summary(conn: Any, camera: str, where: str, args: tuple[Any, ...], after_us: int, before_us: int,
+                  from_us: int, to_us: int, timescale: int, codec: str) -> Summary | None:
     """The summary of the rows matching ``where`` (the clip's row query) that start strictly between
-    ``after_us`` and ``before_us``; None when there are fewer than MIN_MIDDLE_ROWS or more than MAX_GAPS gaps."""
-    between = f"{where} AND start_us > ? AND start_us < ?"
-    bound = (*args, after_us, before_us)
+    ``after_us`` and ``before_us``, or None (fewer than MIN_MIDDLE_ROWS, a row the plan would not take whole,
+    more than MAX_GAPS gaps). Whole UTC hours come from ``coverage_hours.playback`` where it is clean, the rest
+    from the rows (``_sql_part``)."""
+    first_hour = -(-max(after_us + 1, from_us) // HOUR_US) * HOUR_US  # rows in it end after from_us: no filter
+    end_hour = before_us // HOUR_US * HOUR_US
+    kept: dict[int, Part | None] = {}
+    if first_hour < end_hour:
+        async with conn.execute("SELECT hour_us, playback FROM coverage_hours WHERE camera = ? AND hour_us >= ? "
+                                "AND hour_us < ? AND dirty = 0 AND playback IS NOT NULL",
+                                (camera, first_hour, end_hour)) as cur:
+            kept = {int(h): from_json(text) for h, text in await cur.fetchall()}
+        async with conn.execute("SELECT hour_us FROM coverage_hours WHERE camera = ? AND hour_us >= ? AND "
+                                "hour_us < ?", (camera, first_hour, end_hour)) as cur:
+            listed = {int(h) for h, in await cur.fetchall()}
+        for hour in range(first_hour, end_hour, HOUR_US):
+            if hour not in listed:
+                kept[hour] = None  # no segment overlaps it: none starts in it (store/maintenance/coverage.py)
+    else:
+        first_hour = end_hour = before_us
+    parts: list[Part | None] = []
+    lo = after_us + 1
+    for hour in range(first_hour, end_hour, HOUR_US):
+        if hour in kept:
+            parts.append(await _sql_part(conn, where, args, lo, hour))
+            parts.append(kept[hour])
+            lo = hour + HOUR_US
+    parts.append(await _sql_part(conn, where, args, lo, before_us))
+    return combine(parts, after_us, to_us, timescale, codec, MAX_GAPS) if sum(
+        p.rows for p in parts if p is not None) >= MIN_MIDDLE_ROWS else None
+
+
+async def _sql_part(conn: Any, where: str, args: tuple[Any, ...], lo: int, hi: int) -> Part | None:
+    """``parts.part_of`` the rows matching ``where`` that start in ``[lo, hi)``, in SQL (None for none)."""
+    if lo >= hi:
+        return None
+    between = f"{where} AND start_us >= ? AND start_us < ?"
+    bound = (*args, lo, hi)
     async with conn.execute(  # sums, and whether each row can be taken whole: no window, ~0.3 µs a row
         "SELECT COUNT(*), SUM(play_samples), SUM(play_keyframes), SUM(play_payload_bytes), SUM(play_time_runs), "
         "SUM(size_bytes), SUM(start_us - ?), SUM(CASE WHEN play_samples IS NULL OR play_keyframes IS NULL "
         "OR play_lead IS NULL OR play_lead <> 0 OR play_payload_bytes IS NULL OR play_data_offset IS NULL "
-        "OR play_timescale IS NULL OR play_timescale <> ? OR play_last_dts IS NULL OR play_end_dts IS NULL "
-        f"OR play_time_runs IS NULL OR play_codec IS NULL OR play_codec <> ? OR start_us + {_US} >= ? "
-        f"OR {_END_US} - {_US} >= {_PACK} OR start_us + {_US} - ? >= {_SPAN_LIMIT} THEN 1 ELSE 0 END) "
-        f"FROM segments WHERE {between}", (after_us, timescale, codec, to_us, after_us, *bound)) as cur:
+        "OR play_timescale IS NULL OR play_last_dts IS NULL OR play_end_dts IS NULL OR play_time_runs IS NULL "
+        f"OR play_codec IS NULL OR {_END_US} - {_US} >= {PACK} OR start_us + {_US} - ? >= {_SPAN_LIMIT} "
+        "THEN 1 ELSE 0 END), MIN(play_timescale), MAX(play_timescale), MIN(play_codec), MAX(play_codec), "
+        f"MAX(start_us + {_US}) FROM segments WHERE {between}", (lo, lo, *bound)) as cur:
         agg = await cur.fetchone()
-    if agg is None or int(agg[0]) < MIN_MIDDLE_ROWS:
+    if agg is None or not int(agg[0]):
         return None
-    count, samples, keyframes, payload, runs, size_bytes, start_sum, unusable = agg
-    if int(unusable):
-        return Summary(int(count), 0, 0, 0, 0, 0, 0, None, int(unusable), Row(0, None), Row(0, None), ())
-    # One window, LAG of the row before's last capture (after ``after_us``) and its last sample's own length
-    # packed in one integer: a window costs ~1 µs a row a column.
-    lagged = (f"SELECT start_us, play_last_dts AS ld, LAG((start_us + {_US} - ?) * {_PACK} + {_END_US} - {_US}) "
-              f"OVER (ORDER BY start_us) AS p FROM segments WHERE {between}")
-    prev_lu, prev_end = f"(? + p / {_PACK})", f"(? + p / {_PACK} + p % {_PACK})"
-    async with conn.execute(f"SELECT MIN(start_us - {prev_lu}), SUM(CASE WHEN start_us - {prev_end} > ? THEN 1 "
-                            f"ELSE 0 END) FROM ({lagged}) AS m", (after_us, after_us, GAP_US, after_us, *bound)
-                            ) as cur:
-        steps = await cur.fetchone()
-    assert steps is not None
-    min_step, n_gaps = steps
-    if int(n_gaps) > MAX_GAPS:
-        return None
-    gaps: tuple[Gap, ...] = ()
-    if int(n_gaps):
-        async with conn.execute(
-                f"SELECT ps, pld, {prev_lu}, {prev_end}, start_us FROM (SELECT *, LAG(start_us) OVER w AS ps, "
-                f"LAG(ld) OVER w AS pld FROM ({lagged}) AS l WINDOW w AS (ORDER BY start_us)) AS m "
-                f"WHERE start_us - {prev_end} > ? ORDER BY start_us",
-                (after_us, after_us, after_us, *bound, after_us, GAP_US)) as cur:
-            gaps = tuple(Gap(*(int(v) for v in g)) for g in await cur.fetchall())
+    count, samples, keyframes, payload, runs, size_bytes, start_sum, not_whole, ts0, ts1, codec0, codec1, last = agg
     ends = []
-    for order in ("", " DESC"):  # the first and last rows between: by the index, no window
-        async with conn.execute(f"SELECT start_us, play_samples, play_keyframes, play_lead, play_payload_bytes, "
-                                f"play_data_offset, play_timescale, play_last_dts, play_end_dts, play_time_runs, "
-                                f"play_codec FROM segments WHERE {between} ORDER BY start_us{order} LIMIT 1",
-                                bound) as cur:
+    for order in ("", " DESC"):  # the first and last rows: by the index, no window
+        async with conn.execute(f"SELECT start_us, {', '.join(SHAPE_COLUMNS)} FROM segments WHERE {between} "
+                                f"ORDER BY start_us{order} LIMIT 1", bound) as cur:
             row = await cur.fetchone()
         assert row is not None
         ends.append(Row(int(row[0]), shape_from_row(row[1:])))
-    return Summary(int(count), int(samples), int(keyframes), int(payload), int(runs), int(size_bytes),
-                   int(start_sum), None if min_step is None else int(min_step), 0, ends[0], ends[1], gaps)
+    whole = not int(not_whole)
+    min_step: int | None = None
+    gaps: tuple[Gap, ...] = ()
+    if whole and int(count) > 1:
+        # One window, LAG of the row before's last capture (after ``lo``) and its last sample's own length
+        # packed in one integer: a window costs ~1 µs a row a column.
+        lagged = (f"SELECT start_us, play_last_dts AS ld, LAG((start_us + {_US} - ?) * {PACK} + {_END_US} - "
+                  f"{_US}) OVER (ORDER BY start_us) AS p FROM segments WHERE {between}")
+        prev_lu, prev_end = f"(? + p / {PACK})", f"(? + p / {PACK} + p % {PACK})"
+        async with conn.execute(f"SELECT MIN(start_us - {prev_lu}), SUM(CASE WHEN start_us - {prev_end} > ? "
+                                f"THEN 1 ELSE 0 END) FROM ({lagged}) AS m", (lo, lo, GAP_US, lo, *bound)) as cur:
+            steps = await cur.fetchone()
+        assert steps is not None
+        min_step = None if steps[0] is None else int(steps[0])
+        if int(steps[1] or 0) > MAX_GAPS:
+            whole = False  # combine gives up on it: a range that broken is no steady footage
+        elif int(steps[1] or 0):
+            async with conn.execute(
+                    f"SELECT ps, pld, {prev_lu}, {prev_end}, start_us FROM (SELECT *, LAG(start_us) OVER w AS ps, "
+                    f"LAG(ld) OVER w AS pld FROM ({lagged}) AS l WINDOW w AS (ORDER BY start_us)) AS m "
+                    f"WHERE start_us - {prev_end} > ? ORDER BY start_us",
+                    (lo, lo, lo, *bound, lo, GAP_US)) as cur:
+                gaps = tuple(Gap(*(int(v) for v in g)) for g in await cur.fetchall())
+    return Part(int(count), int(samples or 0), int(keyframes or 0), int(payload or 0), int(runs or 0),
+                int(size_bytes), int(start_sum), lo, whole, int(ts0) if ts0 is not None and ts0 == ts1 else None,
+                str(codec0) if codec0 is not None and codec0 == codec1 else None, int(last or 0), min_step, gaps,
+                ends[0], ends[1])
 
 
 @dataclass(frozen=True)
@@ -191,7 +198,7 @@ def size(camera: str, ends: Ends, middle: Summary, tail: Sequence[Row], tail_key
     track = planner.track
     assert track is not None
     ts = track.timescale
-    if middle.unusable or middle.min_step is None or middle.min_step <= _margin_us(ts):
+    if middle.min_step is not None and middle.min_step <= _margin_us(ts):
         return None
     m_first, m_last = middle.first, middle.last
     assert m_first.shape is not None and m_last.shape is not None

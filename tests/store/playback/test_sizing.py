@@ -15,7 +15,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from store.index import coverage_marks
 from store.index.db import Index
+from store.index.timeline import HOUR_US
+from store.maintenance import coverage
 from store.playback.clips import Clips, _plan_etag
 from store.playback.segment_shape import SHAPE_COLUMNS, shape_of
 from store.playback.segment_tables import SegmentTable
@@ -43,8 +46,10 @@ class PoolTables:
         return self.tables[name]
 
 
-async def footage_index(url: str, rows: list[tuple[int, SegmentTable, bool, int]]) -> Index:
-    """An index with a row per (start_us, table, with its shape, file size)."""
+async def footage_index(url: str, rows: list[tuple[int, SegmentTable, bool, int]], summarised: bool = False
+                        ) -> Index:
+    """An index with a row per (start_us, table, with its shape, file size), its hours marked as ingest marks
+    them, and ``summarised``: the hours summarised as the store's coverage task does (their playback parts)."""
     index = await Index.open(url)
     values = []
     for start, table, shaped, size in rows:
@@ -54,13 +59,16 @@ async def footage_index(url: str, rows: list[tuple[int, SegmentTable, bool, int]
                        row_path(segment_name(CAMERA, start)), start, *shape))
     await index.conn.executemany(f"INSERT INTO segments ({COLUMNS}) VALUES ({', '.join('?' * len(values[0]))})",
                                  values)
+    await coverage_marks.mark_all(index.conn)
     await index.conn.commit()
+    if summarised:
+        await coverage.refresh_all(index.conn, rows[-1][0] + 10 * HOUR_US)
     return index
 
 
 async def sized_and_planned(url: str, rows: list[tuple[int, SegmentTable, bool, int]], from_us: int,
-                            to_us: int) -> tuple[Any, Any, PoolTables]:
-    index = await footage_index(url, rows)
+                            to_us: int, summarised: bool = False) -> tuple[Any, Any, PoolTables]:
+    index = await footage_index(url, rows, summarised)
     try:
         tables = PoolTables({segment_name(CAMERA, start): table for start, table, _, _ in rows})
         clips = Clips(index, lambda: SimpleNamespace(disk_path=None), tables)  # type: ignore[arg-type]
@@ -100,7 +108,8 @@ def footage(draw: st.DrawFn) -> tuple[list[tuple[int, SegmentTable, bool, int]],
         table = pool[draw(st.integers(0, len(pool) - 1))]
         shaped = i != unshaped
         rows.append((start, table, shaped, draw(st.integers(100, 10**9))))
-        gap = draw(st.sampled_from([0] * 12 + [1, 40, 100_000, GAP_US, GAP_US + 1, 5_000_000, -40]))
+        gap = draw(st.sampled_from([0] * 12 + [1, 40, 100_000, GAP_US, GAP_US + 1, 5_000_000, -40]
+                                   + [1_500_000_000] * 3))  # 25 min: footage over several hours
         start += shape_of(table).end_us + gap
     from_us = T0 + draw(st.integers(-1_000_000, 3_000_000))
     to_us = start - draw(st.integers(-1_000_000, 3_000_000))
@@ -109,10 +118,12 @@ def footage(draw: st.DrawFn) -> tuple[list[tuple[int, SegmentTable, bool, int]],
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
-@given(case=footage())
-def test_a_sizing_is_the_plan_it_announces(case: tuple[list, int, int], new_index_url: Callable[[], str]) -> None:
+@given(case=footage(), summarised=st.booleans())
+def test_a_sizing_is_the_plan_it_announces(case: tuple[list, int, int], summarised: bool,
+                                           new_index_url: Callable[[], str]) -> None:
+    """Whole hours from their kept summaries (``summarised``) or from the rows: the same counts as the plan."""
     rows, from_us, to_us = case
-    sized, planned, _ = asyncio.run(sized_and_planned(new_index_url(), rows, from_us, to_us))
+    sized, planned, _ = asyncio.run(sized_and_planned(new_index_url(), rows, from_us, to_us, summarised))
     if sized is not None:
         assert sized == planned
 
