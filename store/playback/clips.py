@@ -4,9 +4,12 @@ A clip is computed once per (camera, from, to) and kept (``LAYOUTS``, ``LAYOUT_C
 dropped; one an answer being sent still holds is found again), so the MP4 and the JSON a client reads, and every
 Range request a player makes, describe the same bytes even while footage is still arriving.
 
-Making one costs a query, a loop over the rows and the tables of the segments the range cuts (and of rows whose
-shape is not known yet: those shapes are then written back, so each older segment is read this way once). The
-``moov``'s big tables are written while the answer is sent (``stream_head.Head``), from the table cache.
+A long range is first *sized* (store/playback/sizing.py: its ends' tables and the hour summaries between), and
+answered at once with its size and first bytes while its plan is made; otherwise (or when the sizing cannot tell)
+the plan comes first. Making the plan costs a query, a loop over the rows and the tables of the segments the range
+cuts (and of rows whose shape is not known yet: those shapes are then written back, so each older segment is read
+this way once). The ``moov``'s big tables are written while the answer is sent (``stream_head.Head``), from the
+table cache.
 Nothing here runs blocking work on the event loop: tables, layouts and reads run in worker threads.
 """
 
@@ -28,10 +31,10 @@ import numpy as np
 
 from store.index.db import transaction
 from store.index.shapes import fill_shapes
-from store.index.timeline import MAX_SEGMENT_US
-from store.playback.segment_shape import SHAPE_COLUMNS, SegmentShape, shape_from_row, shape_of
+from store.playback.rows import Rows, rows_of
+from store.playback.segment_shape import SHAPE_COLUMNS, SegmentShape, shape_of
 from store.playback.segment_tables import SegmentTable, TableCache, open_segment
-from store.playback.sizing import END_ROWS, etag_of, first_chunk, plan_etag, size, summary, tail_rows
+from store.playback.sizing import plan_etag, size_range
 from store.playback.stream_head import ChunkMismatch, Counts, Head, Sizes
 from store.playback.stream_layout import Row, plan
 from store.segments import SegmentStore, SegmentStoreError, name_of
@@ -90,9 +93,6 @@ class Clip:
                             "frames": q.frames} for q in p.pieces],
                 "gaps": [{"start": iso(a), "end": iso(b)} for a, b in p.gaps],
                 "truncated": p.truncated, "etag": self.etag}
-
-
-Rows = list[tuple[str, int, int, SegmentShape | None]]  # (path, start_us, size_bytes, shape), in start order
 
 
 class Clips:
@@ -203,7 +203,7 @@ class Clips:
         clip.settle(head, segments)
 
     async def _plan(self, camera: str, from_us: int, to_us: int) -> tuple[Head, list[tuple[str, int, int]]]:
-        rows = await _rows(self.index.conn, camera, from_us, to_us)
+        rows = await rows_of(self.index.conn, camera, from_us, to_us)
         cancel = threading.Event()
         learned: list[tuple[str, int, SegmentShape]] = []
         async with self._layouts:
@@ -244,55 +244,11 @@ class Clips:
         return load
 
     async def _size(self, camera: str, from_us: int, to_us: int) -> tuple[Counts, str] | None:
-        """The counts and ETag from the rows at both ends and a summary of those between (store/playback/
-        sizing.py), or None: plan first."""
-        where, args = _WHERE, (camera, from_us - MAX_SEGMENT_US, to_us, from_us)
-        first_rows = await _rows(self.index.conn, camera, from_us, to_us, f"ORDER BY start_us LIMIT {END_ROWS}")
-        last_rows = (await _rows(self.index.conn, camera, from_us, to_us,
-                                 f"ORDER BY start_us DESC LIMIT {END_ROWS}"))[::-1]
-        if len(first_rows) < END_ROWS or any(name_of(r[0]) is None for r in (*first_rows, *last_rows)):
-            return None
+        """The counts and ETag before the plan (store/playback/sizing.py), or None: plan first."""
         cancel = threading.Event()
         learned: list[tuple[str, int, SegmentShape]] = []  # shapes of NULL rows are left to the plan to keep
-        firsts = [(name_of(p) or "", s, n, shape) for p, s, n, shape in first_rows]
-        ends = await in_worker(functools.partial(first_chunk, [Row(s, shape) for _, s, _, shape in firsts],
-                                                 from_us, to_us, self._loader(camera, firsts, cancel, learned)),
-                               cancel)
-        if ends is None or ends.planner.track is None:
-            return None
-        n_tail = tail_rows([Row(s, shape) for _, s, _, shape in last_rows], to_us)
-        if n_tail >= END_ROWS:
-            return None
-        tail = last_rows[len(last_rows) - n_tail:]
-        before_us = tail[0][1] if tail else to_us
-        if before_us <= ends.head_row:
-            return None
-        track = ends.planner.track
-        middle = await summary(self.index.conn, camera, where, args, ends.head_row, before_us, from_us, to_us,
-                               track.timescale, track.codec)
-        if middle is None:
-            return None
-        lasts = [(name_of(p) or "", s, n, shape) for p, s, n, shape in tail]
-        tail_keys = 1_000_000_000  # the tail's chunk keys only tell its rows apart here
-        sized = await in_worker(functools.partial(
-            size, camera, ends, middle, [Row(s, shape) for _, s, _, shape in lasts], tail_keys,
-            lambda key: self._loader(camera, lasts, cancel, learned)(key - tail_keys)), cancel)
-        if sized is None:
-            return None
-        a = ends.first
-        chosen = [lasts[c.key - tail_keys] for c in sized.tail]
-        head_size = next(n for _, s, n, _ in firsts if s == ends.head_row)
-        if sized.tail:
-            z = sized.tail[-1]
-            last = (lasts[z.key - tail_keys][1], z.first, z.end)
-        else:
-            assert middle.last.shape is not None
-            last = (middle.last.start_us, 0, middle.last.shape.samples)
-        etag = etag_of(camera, sized.counts, 1 + middle.rows + len(chosen),
-                       middle.start_sum + sum(s - ends.head_row for _, s, _, _ in chosen),
-                       head_size + middle.size_bytes + sum(n for _, _, n, _ in chosen),
-                       (ends.head_row, a.first, a.end), last)
-        return sized.counts, etag
+        return await size_range(self.index.conn, camera, from_us, to_us,
+                                lambda wanted: self._loader(camera, wanted, cancel, learned), cancel)
 
     async def body(self, clip: Clip, first: int, end: int) -> AsyncIterator[bytes]:
         """Bytes ``[first, end)`` of the clip's file: its first bytes from its counts at once, the rest of the head
@@ -408,15 +364,3 @@ async def clear_shape(conn: Any, camera: str, start_us: int) -> None:
     async with transaction(conn) as c:
         await c.execute(f"UPDATE segments SET {', '.join(f'{col} = NULL' for col in SHAPE_COLUMNS)} "
                         "WHERE camera = ? AND start_us = ?", (camera, start_us))
-
-
-_WHERE = "camera = ? AND start_us >= ? AND start_us < ? AND end_us > ?"
-
-
-async def _rows(conn: Any, camera: str, from_us: int, to_us: int, order: str = "ORDER BY start_us") -> Rows:
-    """(path, start_us, size_bytes, shape) of the camera's segments overlapping the range, in ``order``."""
-    async with conn.execute(
-        f"SELECT path, start_us, size_bytes, {', '.join(SHAPE_COLUMNS)} FROM segments WHERE {_WHERE} {order}",
-        (camera, from_us - MAX_SEGMENT_US, to_us, from_us),
-    ) as cur:
-        return [(path, int(s), int(size), shape_from_row(shape)) for path, s, size, *shape in await cur.fetchall()]

@@ -1,15 +1,18 @@
-"""A ``/recordings`` file's size before its plan: the first and last segments' tables, and one pass of SQL over
-the rows between, so the status line of a day's file waits for neither a Python loop over 8,640 rows nor a file.
+"""A ``/recordings`` file's size before its plan, so the status line of a day's file waits for neither a Python
+loop over 8,640 rows nor a file: the first and last segments' tables, the hour summaries between
+(``coverage_hours.playback``, store/playback/parts.py) and the rows of the partial hours at the ends.
 
 The plan (stream_layout.plan) takes every segment between the first and the last chunk whole, from its row's
-shape, whenever the row allows it. When every row between does (``Summary.unusable == 0``) and no two of them are
-close enough for the plan to move a chunk off its capture time (``Summary.min_step``), the file's ``Counts`` are
-sums over those rows plus what the first and last chunks add, and its media duration follows from the gaps
-alone: a piece's length is its last chunk's place after its first, plus that chunk's own length. Two queries
-give all of it (aggregates and the gaps, window functions: SQLite and PostgreSQL alike); the store then answers
-with ``Content-Length`` and the head's first bytes, and makes the plan while they are on their way. The plan's
-``counts_of`` must equal these counts (tests/store/playback/test_sizing.py checks it on random footage; the store
-checks it on every answer and ends one that differs rather than send a wrong file).
+shape, whenever the row allows it. When every row between does (``Part.whole``, one timescale and codec, the
+last frame before ``to``) and no two of them are close enough for the plan to move a chunk off its capture time
+(``Summary.min_step``), the file's ``Counts`` are sums over those rows plus what the first and last chunks add,
+and its media duration follows from the gaps alone: a piece's length is its last chunk's place after its first,
+plus that chunk's own length. Whole clean hours give their parts from their summaries; the rest is read from the
+rows in SQL (aggregates and one window function: SQLite and PostgreSQL alike). The store then answers with
+``Content-Length`` and the head's first bytes, and makes the plan while they are on their way. The plan's
+``counts_of`` must equal these counts (tests/store/playback/test_sizing.py checks it on random footage, with and
+without hour summaries; the store checks it on every answer and ends one that differs rather than send a wrong
+file).
 
 Anything else (a short range, a row without a shape, overlapping or very close segments, a change of codec, many
 gaps) gives None: the store makes the plan first, as for any range.
@@ -17,18 +20,25 @@ gaps) gives None: the store makes the plan first, as for any range.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from store.index.timeline import HOUR_US
 from store.playback.parts import PACK, Gap, Part, Summary, combine, from_json
-from store.playback.segment_shape import SHAPE_COLUMNS, shape_from_row
+from store.playback.rows import WHERE, rows_of, where_args
+from store.playback.segment_shape import SHAPE_COLUMNS, SegmentShape, shape_from_row
 from store.playback.segment_tables import SegmentTable
 from store.playback.stream_head import Counts, counts_of
 from store.playback.stream_layout import GAP_US, Chunk, Plan, Planner, Row
+from store.segments import name_of
+from store.serve.media_requests import in_worker
 
+Wanted = list[tuple[str, int, int, SegmentShape | None]]  # (segment name, start_us, size_bytes, shape)
+Loader = Callable[[Wanted], Callable[[int], SegmentTable | None]]
 MIN_MIDDLE_ROWS = 32  # fewer rows between the ends: the plan itself is as quick
 END_ROWS = 8  # rows read at each end of the range for the first and last chunks
 MAX_GAPS = 1000  # more pieces than this: the plan (a range that broken is no day of steady footage)
@@ -243,3 +253,53 @@ def _ends_at(start_us: int, last_dts: int, last_us: int, end_us: int) -> Chunk:
 
 def _ticks(us: int, ts: int) -> int:
     return (us * ts + 500_000) // 1_000_000
+
+
+async def size_range(conn: Any, camera: str, from_us: int, to_us: int, loader: Loader, cancel: threading.Event
+                     ) -> tuple[Counts, str] | None:
+    """The counts and ETag of the file of ``[from_us, to_us)``, from the rows at both ends and a summary of those
+    between, or None: plan first. ``loader(wanted)`` gives a blocking ``load(i)`` of ``wanted[i]``'s table."""
+    where, args = WHERE, where_args(camera, from_us, to_us)
+    first_rows = await rows_of(conn, camera, from_us, to_us, f"ORDER BY start_us LIMIT {END_ROWS}")
+    last_rows = (await rows_of(conn, camera, from_us, to_us, f"ORDER BY start_us DESC LIMIT {END_ROWS}"))[::-1]
+    if len(first_rows) < END_ROWS or any(name_of(r[0]) is None for r in (*first_rows, *last_rows)):
+        return None
+    firsts = [(name_of(p) or "", s, n, shape) for p, s, n, shape in first_rows]
+    ends = await in_worker(functools.partial(first_chunk, [Row(s, shape) for _, s, _, shape in firsts], from_us,
+                                             to_us, loader(firsts)), cancel)
+    if ends is None or ends.planner.track is None:
+        return None
+    n_tail = tail_rows([Row(s, shape) for _, s, _, shape in last_rows], to_us)
+    if n_tail >= END_ROWS:
+        return None
+    tail = last_rows[len(last_rows) - n_tail:]
+    before_us = tail[0][1] if tail else to_us
+    if before_us <= ends.head_row:
+        return None
+    track = ends.planner.track
+    middle = await summary(conn, camera, where, args, ends.head_row, before_us, from_us, to_us, track.timescale,
+                           track.codec)
+    if middle is None:
+        return None
+    lasts = [(name_of(p) or "", s, n, shape) for p, s, n, shape in tail]
+    tail_keys = 1_000_000_000  # the tail's chunk keys only tell its rows apart here
+    load_last = loader(lasts)
+    sized = await in_worker(functools.partial(
+        size, camera, ends, middle, [Row(s, shape) for _, s, _, shape in lasts], tail_keys,
+        lambda key: load_last(key - tail_keys)), cancel)
+    if sized is None:
+        return None
+    a = ends.first
+    chosen = [lasts[c.key - tail_keys] for c in sized.tail]
+    head_size = next(n for _, s, n, _ in firsts if s == ends.head_row)
+    if sized.tail:
+        z = sized.tail[-1]
+        last = (lasts[z.key - tail_keys][1], z.first, z.end)
+    else:
+        assert middle.last.shape is not None
+        last = (middle.last.start_us, 0, middle.last.shape.samples)
+    etag = etag_of(camera, sized.counts, 1 + middle.rows + len(chosen),
+                   middle.start_sum + sum(s - ends.head_row for _, s, _, _ in chosen),
+                   head_size + middle.size_bytes + sum(n for _, _, n, _ in chosen),
+                   (ends.head_row, a.first, a.end), last)
+    return sized.counts, etag

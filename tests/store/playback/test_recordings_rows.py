@@ -136,14 +136,14 @@ async def test_a_long_range_is_answered_from_its_sizing_with_the_planned_bytes(l
 
 async def test_a_plan_that_differs_from_its_sizing_ends_the_answer_and_turns_the_sizing_off(
         long_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from store.playback import clips as clips_module
-    real_size = clips_module.size
+    from store.playback import sizing
+    real_size = sizing.size
 
     def off_by_one(*args, **kwargs):  # a bug in the sizing, as a test makes one
         sized = real_size(*args, **kwargs)
         return None if sized is None else replace(sized, counts=replace(sized.counts, frames=sized.counts.frames + 1))
 
-    monkeypatch.setattr(clips_module, "size", off_by_one)
+    monkeypatch.setattr(sizing, "size", off_by_one)
     target = f"/recordings/{CAMERA}.mp4?{q(T0, T0 + LONG * SEGMENT_US)}"
     async for store in open_store(long_root):
         status, headers, cut = await store.get(target)
