@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 import aiosqlite
 
+from store.index import coverage_marks
 from store.index.db import transaction
 from store.playback.segment_shape import SHAPE_COLUMNS, SegmentShape, shape_of
 from store.playback.segment_tables import read_table
@@ -59,10 +60,13 @@ def shape_of_path(path: Path, name: str) -> SegmentShape | None:
 async def fill_shapes(conn: aiosqlite.Connection, items: Sequence[tuple[str, int, SegmentShape]]) -> int:
     """Write the shapes of segments (camera, start_us, shape) whose rows have none yet, in one transaction, on
     SQLite or PostgreSQL; a row that has one keeps it, a row that is gone (retention) is no error. Returns how many
-    rows took a shape."""
+    rows took a shape. The hours they start in are marked dirty."""
     if not items:
         return 0
     async with transaction(conn) as c:
         cur = await c.executemany(_FILL_SQL, [(*shape.values(), camera, start_us)
                                               for camera, start_us, shape in items])
+        # Their hours' playback summaries (coverage_hours.playback) were made without these shapes: summarised
+        # again, so /recordings sizes those hours from summaries next time (store/playback/parts.py).
+        await coverage_marks.mark(c, [(camera, start_us, start_us + 1) for camera, start_us, _ in items])
         return max(0, cur.rowcount)

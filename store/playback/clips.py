@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from store.index import coverage_marks
 from store.index.db import transaction
 from store.index.shapes import fill_shapes
 from store.playback.rows import Rows, rows_of
@@ -364,3 +365,4 @@ async def clear_shape(conn: Any, camera: str, start_us: int) -> None:
     async with transaction(conn) as c:
         await c.execute(f"UPDATE segments SET {', '.join(f'{col} = NULL' for col in SHAPE_COLUMNS)} "
                         "WHERE camera = ? AND start_us = ?", (camera, start_us))
+        await coverage_marks.mark(c, [(camera, start_us, start_us + 1)])  # its hour's summary no longer holds

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from store.index.timeline import HOUR_US
+from store.maintenance import coverage
 from store.playback.segment_shape import SHAPE_COLUMNS, shape_from_row, shape_of
 from store.playback.segment_tables import read_table
 from tests.store.footage import CAMERA, SEGMENT_US, T0, make_footage
@@ -56,11 +58,17 @@ def file_shapes(root: Path) -> dict[int, object]:
 async def test_rows_without_shapes_are_read_once_then_laid_out_from_their_rows(store: Store, root: Path) -> None:
     await set_sql(store, f"UPDATE segments SET {', '.join(f'{c} = NULL' for c in SHAPE_COLUMNS)}")
     assert set((await shapes(store)).values()) == {None}
+    conn = store.server.playback.index.conn
+    await coverage.refresh_all(conn, T0 + 10 * HOUR_US)  # hours summarised without shapes
+    async with conn.execute("SELECT MAX(dirty) FROM coverage_hours") as cur:
+        assert (await cur.fetchone())[0] == 0
     tables = store.server.playback.clips.tables
     doc = await store.json(f"/recordings/{CAMERA}.json?{q(T0 + 500_000, T0 + SEGMENTS * SEGMENT_US - 700_000)}")
     assert doc["frames"] > 0 and tables.misses == SEGMENTS  # every table read (the older index) ...
     filled = await shapes(store)
-    assert None not in filled.values()  # ... and each row's shape kept
+    assert None not in filled.values()  # ... and each row's shape kept, its hour to be summarised again
+    async with conn.execute("SELECT MIN(dirty) FROM coverage_hours") as cur:
+        assert (await cur.fetchone())[0] == 1
     assert set(filled.values()) == set(file_shapes(root).values())
     # A fresh store (nothing cached) lays a new range out reading the first and last segment only.
     async for fresh in open_store(root):
