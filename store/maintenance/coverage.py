@@ -34,7 +34,8 @@ from store.playback.segment_shape import SHAPE_COLUMNS, shape_from_row
 
 log = logging.getLogger(__name__)
 
-REFRESH_BATCH = 20  # hours per write transaction: the ingest waits at most for one batch (a few ms)
+REFRESH_BATCH = 20  # hours per write transaction: the ingest waits at most for one batch (a few ms) ...
+REFRESH_ROWS = 2000  # ... or fewer once this many segments were read (a playback part is ~5 µs a segment)
 REFRESH_PAUSE_S = 0.05
 SETTLE_US = 60_000_000  # an hour is summarised once it ended this long ago (later ones are still being written)
 
@@ -47,9 +48,14 @@ async def refresh(conn: aiosqlite.Connection, before_us: int, limit: int = REFRE
             (HOUR_US, before_us, limit),
         ) as cur:
             hours = [(str(c), int(h)) for c, h in await cur.fetchall()]
+        done, rows_read = 0, 0
         for camera, hour in hours:
+            if rows_read >= REFRESH_ROWS:  # the rest in the next transaction: ingest waits for one batch at most
+                break
+            done += 1
             segments, recorded, intervals = summarise_hour(await spans_between(conn, camera, hour, hour + HOUR_US),
                                                            hour)
+            rows_read += segments
             if segments == 0 and not intervals:
                 await conn.execute("DELETE FROM coverage_hours WHERE camera = ? AND hour_us = ?", (camera, hour))
             else:
@@ -62,7 +68,7 @@ async def refresh(conn: aiosqlite.Connection, before_us: int, limit: int = REFRE
     except BaseException:
         await conn.rollback()
         raise
-    return len(hours)
+    return done
 
 
 async def _shaped_rows(conn: aiosqlite.Connection, camera: str, hour: int) -> list[tuple[int, int, Any]]:

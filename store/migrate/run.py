@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from store.index.db import Index
+from store.index import coverage_marks
+from store.index.db import Index, transaction
 from store.index.location import redacted
 from store.maintenance.lease import PostgresLease
 from store.migrate import MigrateError
@@ -140,6 +141,9 @@ async def _copy(options: MigrateOptions, source: Source, segments: SegmentStore,
         # garbage: files retention has yet to delete, in ROOT/segments; not copied to a bucket, neither are they.
         for table in ("nodes", "settings", "settings_history", *(() if bucket else ("garbage",)), "coverage_hours"):
             report.tables[table] = await replace_table(source.conn, target, table)
+        if report.segments.skipped_count:  # the copied summaries count segments the target does not have
+            async with transaction(target) as conn:
+                await coverage_marks.mark_all(conn)
         await reset_identities(target)
     verification = report.verification = Verification()
     if target is not None:

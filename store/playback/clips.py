@@ -163,6 +163,9 @@ class Clips:
 
     def _keep(self, key: tuple[str, int, int], clip: Clip) -> None:
         self._clips[key] = clip
+        self._evict()
+
+    def _evict(self) -> None:
         while len(self._clips) > 1 and (len(self._clips) > LAYOUTS or sum(
                 c.chunks for c in self._clips.values()) > LAYOUT_CHUNKS):
             self._clips.popitem(last=False)
@@ -176,6 +179,8 @@ class Clips:
             task = asyncio.create_task(self._make(clip), name="recordings-plan")
             self._plans.add(task)
             task.add_done_callback(self._plans.discard)
+            # Cancelled before its first step (the store closing), _make never ran: its answers must not wait.
+            task.add_done_callback(lambda _: _fail(clip, OSError("the store is closing")))
             self.sized += 1
             return clip
         head, segments = await self._plan(camera, from_us, to_us)
@@ -184,24 +189,31 @@ class Clips:
         return clip
 
     async def _make(self, clip: Clip) -> None:
-        """The plan of a clip answered from its sizing; a plan that differs fails the clip (its answers end short)
-        and switches the sizing off."""
+        """The plan of a clip answered from its sizing; a plan that differs fails the clip (its answers end short).
+        When sizing the range again agrees with the plan, the index changed in between (a segment arrived or went):
+        that answer only. When it does not, the sizing is wrong: switched off, and logged as a bug."""
         try:
             head, segments = await self._plan(clip.camera, clip.from_us, clip.to_us)
-            if head.counts != clip.counts or _plan_etag(clip.camera, head, segments) != clip.etag:
-                self.sizing = False
-                log.error("recordings of %s from %s to %s: the plan's counts %s differ from the sizing's %s; every "
-                          "answer waits for its plan from now on (a bug: please report it)", clip.camera,
-                          iso(clip.from_us), iso(clip.to_us), head.counts, clip.counts)
-                raise LayoutMismatch("the file's layout differs from the size announced; ask again")
+            planned = (head.counts, _plan_etag(clip.camera, head, segments))
+            if planned != (clip.counts, clip.etag):
+                again = await self._size(clip.camera, clip.from_us, clip.to_us)
+                if again is not None and again != planned:
+                    self.sizing = False
+                    log.error("recordings of %s from %s to %s: the plan's counts %s differ from the sizing's %s; "
+                              "every answer waits for its plan from now on (a bug: please report it)", clip.camera,
+                              iso(clip.from_us), iso(clip.to_us), _numbers(planned[0]), _numbers(again[0]))
+                else:
+                    log.info("recordings of %s from %s to %s: footage changed while the file was laid out; that "
+                             "answer ends short", clip.camera, iso(clip.from_us), iso(clip.to_us))
+                raise LayoutMismatch("the footage changed while the file was laid out; ask again")
         except BaseException as exc:
             self.forget(clip)
-            clip.made.set_exception(exc if isinstance(exc, Exception) else OSError("the store is closing"))
-            clip.made.exception()  # retrieved here: the answers waiting on it get it too
+            _fail(clip, exc if isinstance(exc, Exception) else OSError("the store is closing"))
             if not isinstance(exc, Exception):
                 raise
             return
         clip.settle(head, segments)
+        self._evict()  # its chunks count now
 
     async def _plan(self, camera: str, from_us: int, to_us: int) -> tuple[Head, list[tuple[str, int, int]]]:
         rows = await rows_of(self.index.conn, camera, from_us, to_us)
@@ -326,6 +338,18 @@ class Clips:
             with ThreadPoolExecutor(REMOTE_READS, thread_name_prefix="recordings-tables") as pool:
                 list(pool.map(table_of, keys))
         return head.read(a, n, table_of)
+
+
+def _fail(clip: Clip, exc: Exception) -> None:
+    """Fail the clip's plan (once), the exception retrieved here: the answers waiting on it get it too."""
+    if not clip.made.done():
+        clip.made.set_exception(exc)
+        clip.made.exception()
+
+
+def _numbers(counts: Counts) -> str:
+    return (f"duration {counts.duration} frames {counts.frames} keyframes {counts.keyframes} stts "
+            f"{counts.time_runs} chunks {counts.chunks} bytes {counts.data_bytes}")
 
 
 def _plan_etag(camera: str, head: Head, segments: Sequence[tuple[str, int, int]]) -> str:

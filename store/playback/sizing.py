@@ -117,8 +117,11 @@ async def _sql_part(conn: Any, where: str, args: tuple[Any, ...], lo: int, hi: i
     """``parts.part_of`` the rows matching ``where`` that start in ``[lo, hi)``, in SQL (None for none)."""
     if lo >= hi:
         return None
-    between = f"{where} AND start_us >= ? AND start_us < ?"
-    bound = (*args, lo, hi)
+    # One pair of bounds on start_us (the tighter of the range's and the span's): SQLite searches its index with
+    # the first pair it sees and only filters by a second, which here would walk the whole range's entries.
+    camera, low, high, from_us = args
+    between = where
+    bound = (camera, max(low, lo), min(high, hi), from_us)
     async with conn.execute(  # sums, and whether each row can be taken whole: no window, ~0.3 µs a row
         "SELECT COUNT(*), SUM(play_samples), SUM(play_keyframes), SUM(play_payload_bytes), SUM(play_time_runs), "
         "SUM(size_bytes), SUM(start_us - ?), SUM(CASE WHEN play_samples IS NULL OR play_keyframes IS NULL "

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from store.index.shapes import shape_of_bytes
 from store.index.timeline import HOUR_US
+from store.ingest.writer import segment_relpath
 from store.maintenance import coverage
 from store.playback.segment_shape import SHAPE_COLUMNS, shape_from_row, shape_of
 from store.playback.segment_tables import read_table
@@ -174,3 +176,38 @@ async def test_a_segment_lost_since_its_row_was_written_cuts_one_answer_only(sto
         status, headers, whole = await store.get(target)
         assert status == 200 and len(whole) == int(headers["content-length"])
         assert len(decode(whole)) == (SEGMENTS - 1) * 20  # every frame but the lost segment's 20
+
+
+async def test_footage_that_changes_between_the_sizing_and_the_plan_cuts_that_answer_only(
+        long_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A segment arriving in the range while its file is laid out (a range ending now): the answer sized before
+    it ends short, but that is no bug in the sizing, which stays on; the next answer is whole and sized."""
+    from store.playback.clips import Clips
+    from tests.store.footage import one_segment
+    real_plan = Clips._plan
+    late = T0 + LONG * SEGMENT_US  # the next segment, inside the range below
+
+    async def plan_after_a_segment_arrived(self: Clips, camera: str, from_us: int, to_us: int):  # type: ignore[no-untyped-def]
+        if not (await shapes_of(self)).get(late):
+            header, data = one_segment()
+            rel = segment_relpath(CAMERA, late)
+            (long_root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (long_root / rel).write_bytes(data)
+            h = replace(header, start_us=late, end_us=late + (header.end_us - header.start_us))
+            await self.index.insert_segment(h, rel.as_posix(), late, shape=shape_of_bytes(data, "late"))
+        return await real_plan(self, camera, from_us, to_us)
+
+    async def shapes_of(clips: Clips) -> dict[int, object]:
+        async with clips.index.conn.execute("SELECT start_us, play_samples FROM segments") as cur:
+            return {int(s): n for s, n in await cur.fetchall()}
+
+    monkeypatch.setattr(Clips, "_plan", plan_after_a_segment_arrived)
+    target = f"/recordings/{CAMERA}.mp4?{q(T0, late + SEGMENT_US)}"
+    async for store in open_store(long_root):
+        status, headers, cut = await store.get(target)
+        clips = store.server.playback.clips
+        assert status == 200 and len(cut) < int(headers["content-length"]) and clips.sized == 1
+        assert clips.sizing is True
+        status, headers, whole = await store.get(target)
+        assert status == 200 and len(whole) == int(headers["content-length"]) and clips.sized == 2
+        assert len(decode(whole)) == (LONG + 1) * 20

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -168,3 +169,21 @@ def test_what_the_sizing_leaves_to_the_plan(new_index_url: Callable[[], str]) ->
     overlap[70] = (overlap[70][0] - 500_000, overlap[70][1], True, 1)
     assert asyncio.run(sized_and_planned(url(), overlap, T0, overlap[-1][0] + 1_000_000))[0] is None
     assert np.all(np.diff([r[0] for r in overlap]) > 0)
+
+
+def test_a_summary_batch_stops_after_its_rows(new_index_url: Callable[[], str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hours summarised with their playback parts cost ~5 µs a segment: a write transaction stops taking hours
+    once it has read REFRESH_ROWS segments, so ingest never waits long for the lock."""
+    hour = T0 // HOUR_US * HOUR_US + HOUR_US
+    rows = [(hour + i * 600_000_000, real_table(), True, 1) for i in range(24)]  # 4 hours, 6 segments each
+    monkeypatch.setattr(coverage, "REFRESH_ROWS", 10)
+
+    async def batches() -> list[int]:
+        index = await footage_index(new_index_url(), rows)
+        try:
+            return [await coverage.refresh(index.conn, hour + 10 * HOUR_US) for _ in range(4)]
+        finally:
+            await index.close()
+
+    assert asyncio.run(batches()) == [2, 2, 0, 0]  # 6 + 6 segments read: over 10 after two hours
