@@ -70,3 +70,12 @@ async def fill_shapes(conn: aiosqlite.Connection, items: Sequence[tuple[str, int
         # again, so /recordings sizes those hours from summaries next time (store/playback/parts.py).
         await coverage_marks.mark(c, [(camera, start_us, start_us + 1) for camera, start_us, _ in items])
         return max(0, cur.rowcount)
+
+
+async def clear_shape(conn: aiosqlite.Connection, camera: str, start_us: int) -> None:
+    """Forget a segment's shape (NULL: the next layout reads its table and keeps the shape it finds), and mark
+    its hour's playback summary stale, in one transaction."""
+    async with transaction(conn) as c:
+        await c.execute(f"UPDATE segments SET {', '.join(f'{col} = NULL' for col in SHAPE_COLUMNS)} "
+                        "WHERE camera = ? AND start_us = ?", (camera, start_us))
+        await coverage_marks.mark(c, [(camera, start_us, start_us + 1)])

@@ -29,11 +29,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from store.index import coverage_marks
-from store.index.db import transaction
-from store.index.shapes import fill_shapes
+from store.index.shapes import clear_shape, fill_shapes
 from store.playback.rows import Rows, rows_of
-from store.playback.segment_shape import SHAPE_COLUMNS, SegmentShape, shape_of
+from store.playback.segment_shape import SegmentShape, shape_of
 from store.playback.segment_tables import SegmentTable, TableCache, open_segment
 from store.playback.sizing import plan_etag, size_range
 from store.playback.stream_head import ChunkMismatch, Counts, Head, Sizes
@@ -382,11 +380,3 @@ class _Reader:
         if self.held is not None:
             held, self.held, self.file, self.key = self.held, None, None, None
             held.__exit__(None, None, None)
-
-
-async def clear_shape(conn: Any, camera: str, start_us: int) -> None:
-    """Forget a segment's shape (NULL: the next layout reads its table and keeps the shape it finds)."""
-    async with transaction(conn) as c:
-        await c.execute(f"UPDATE segments SET {', '.join(f'{col} = NULL' for col in SHAPE_COLUMNS)} "
-                        "WHERE camera = ? AND start_us = ?", (camera, start_us))
-        await coverage_marks.mark(c, [(camera, start_us, start_us + 1)])  # its hour's summary no longer holds

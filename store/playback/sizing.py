@@ -211,7 +211,8 @@ def size(camera: str, ends: Ends, middle: Summary, tail: Sequence[Row], tail_key
     track = planner.track
     assert track is not None
     ts = track.timescale
-    if middle.min_step is not None and middle.min_step <= _margin_us(ts):
+    margin = _margin_us(ts)
+    if middle.min_step is not None and middle.min_step <= margin:
         return None
     m_first, m_last = middle.first, middle.last
     assert m_first.shape is not None and m_last.shape is not None
@@ -219,7 +220,6 @@ def size(camera: str, ends: Ends, middle: Summary, tail: Sequence[Row], tail_key
     tail_chunks = [c for i, row in enumerate(tail) if (c := planner.take(tail_keys + i, row, load)) is not None]
     if planner.truncated is not None:
         return None
-    margin = _margin_us(ts)
     # The chunks in order, the rows between standing for themselves by their first and last.
     last_mid = _ends_at(m_last.start_us, m_last.shape.last_dts, m_last.start_us + m_last.shape.last_us,
                         m_last.start_us + m_last.shape.end_us)

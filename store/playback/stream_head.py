@@ -122,11 +122,9 @@ class Head:
         sizes = self.sizes = Sizes.of(self.counts)
         samples = np.fromiter((c.samples for c in chunks), dtype=np.int64, count=len(chunks))
         self.sample_base = np.concatenate(([0], np.cumsum(samples)[:-1]))
-        self.frames = self.counts.frames
         keyframes = np.fromiter((c.keyframes for c in chunks), dtype=np.int64, count=len(chunks))
         runs = np.fromiter((c.time_runs for c in chunks), dtype=np.int64, count=len(chunks))
         nbytes = np.fromiter((c.nbytes for c in chunks), dtype=np.int64, count=len(chunks))
-        self.data_bytes = self.counts.data_bytes
         stts = _Table(b"stts", np.concatenate(([0], np.cumsum(runs * 8))))
         stss = _Table(b"stss", np.concatenate(([0], np.cumsum(keyframes * 4)))) if sizes.with_stss else None
         stsz = _Table(b"stsz", np.concatenate(([0], np.cumsum(samples * 4))))
@@ -140,8 +138,8 @@ class Head:
         parts: list[bytes | _Table] = [sizes.prefix, stts]
         if stss is not None:
             parts += [_header(b"stss", 8 + stss.size) + struct.pack(">II", 0, self.counts.keyframes), stss]
-        parts += [stsc + _header(b"stsz", 12 + stsz.size) + struct.pack(">III", 0, 0, self.frames), stsz,
-                  stco + mdat_header(self.data_bytes)]
+        parts += [stsc + _header(b"stsz", 12 + stsz.size) + struct.pack(">III", 0, 0, self.counts.frames), stsz,
+                  stco + mdat_header(self.counts.data_bytes)]
         self.parts = parts
         self.part_starts = np.concatenate(([0], np.cumsum([len(p) if isinstance(p, bytes) else p.size
                                                            for p in parts])))
